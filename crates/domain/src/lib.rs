@@ -1,0 +1,30 @@
+//! The words of switchboard, as types.
+//!
+//! This crate is the vocabulary every other crate speaks: the service
+//! [`catalog`], the [`nic`]s the kernel reports, the service × NIC
+//! [`matrix`], the [`candidate`] configuration the administrator edits, and
+//! the [`diagnostic`]s that [`validate`] finds in it.
+//!
+//! **Boundary.** Pure data and pure functions: no I/O, no clock, no
+//! randomness, no async. Values that have a syntax (service ids, interface
+//! names, port ranges) are newtypes that cannot hold an invalid value
+//! ("parse, don't validate"): whoever holds a [`nic::NicName`] holds a name
+//! that is safe to put in an nftables ruleset.
+//!
+//! **Limitations.** Certificate bindings and provisioning settings are not in
+//! the candidate yet; they arrive with their issues and default to empty, so
+//! stored candidates stay readable.
+
+pub mod candidate;
+pub mod catalog;
+pub mod diagnostic;
+pub mod matrix;
+pub mod nic;
+pub mod validate;
+
+pub use candidate::Candidate;
+pub use catalog::{PortRange, ServiceId, Transport};
+pub use diagnostic::{Diagnostic, DiagnosticCode, Severity};
+pub use matrix::{Matrix, ResolvedMatrix};
+pub use nic::{Facts, Nic, NicAddr, NicName};
+pub use validate::validate;

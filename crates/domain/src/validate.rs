@@ -1,0 +1,283 @@
+//! Validation: the candidate against the facts, as a list of diagnostics.
+
+use std::collections::BTreeSet;
+
+use crate::candidate::Candidate;
+use crate::catalog::{ServiceId, Transport};
+use crate::diagnostic::{Diagnostic, DiagnosticCode as Code};
+use crate::matrix::Matrix;
+use crate::nic::{Facts, NicName};
+
+/// Every problem of `candidate` on a system described by `facts`, errors
+/// first, in a stable order.
+pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let resolved = candidate.matrix.resolve(facts);
+    let known: BTreeSet<&NicName> = match &candidate.matrix {
+        Matrix::Factory => BTreeSet::new(),
+        Matrix::Explicit { known_nics, .. } => known_nics.iter().collect(),
+    };
+
+    for nic in resolved.nics() {
+        let services: Vec<&str> = ServiceId::all()
+            .filter(|s| resolved.allows(*s, nic))
+            .map(ServiceId::as_str)
+            .collect();
+        match facts.nic(nic) {
+            None if !known.contains(nic) => out.push(Diagnostic::new(
+                Code::UnknownNic,
+                None,
+                Some(nic),
+                format!("the matrix enables {} on {nic}, which is not a NIC of this system", services.join(", ")),
+                format!("check the NIC name with `switchboard nics`, or deny these services on {nic}"),
+            )),
+            None => out.push(Diagnostic::new(
+                Code::NicGone,
+                None,
+                Some(nic),
+                format!("{nic} is no longer on the system; {} stay enabled on it", services.join(", ")),
+                format!("if {nic} was renamed or removed for good, move its services to another NIC; if it comes back, its services come back"),
+            )),
+            Some(n) if !n.configured() => {
+                for service in ServiceId::all().filter(|s| resolved.allows(*s, nic)) {
+                    out.push(Diagnostic::new(
+                        Code::NicWithoutAddress,
+                        Some(service),
+                        Some(nic),
+                        format!("{service} is enabled on {nic}, which has no address: nobody can reach it there"),
+                        format!("check the network configuration of {nic} before relying on it, or deny {service} on {nic}"),
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    let console_reachable = resolved
+        .nics_of(ServiceId::Console)
+        .iter()
+        .any(|n| facts.nic(n).is_some_and(|n| n.configured()));
+    if !console_reachable {
+        out.push(Diagnostic::new(
+            Code::ConsoleUnreachable,
+            Some(ServiceId::Console),
+            None,
+            "the management console would be reachable on no NIC that has an address: this Update would lock every administrator out",
+            "allow the console on at least one configured NIC, e.g. `switchboard matrix allow console lan0`",
+        ));
+    }
+
+    port_conflicts(candidate, &resolved, &mut out);
+
+    for nic in candidate.matrix.new_nics(facts) {
+        out.push(Diagnostic::new(
+            Code::NicNew,
+            None,
+            Some(nic),
+            format!("{nic} appeared after the last Update and gets no service"),
+            format!("assign services to it with `switchboard matrix allow SERVICE {nic}`; the next Update marks it as seen"),
+        ));
+    }
+
+    for raw in &facts.unsupported_nics {
+        let mut d = Diagnostic::new(
+            Code::NicNameUnsupported,
+            None,
+            None,
+            format!(
+                "interface {raw:?} has a name switchboard cannot manage; the firewall gives it no service"
+            ),
+            "rename the interface using only letters, digits, '_', '.' and '-' (e.g. with a udev rule)",
+        );
+        d.nic = Some(raw.escape_debug().to_string());
+        out.push(d);
+    }
+
+    out.sort_by_key(|d| d.severity);
+    out
+}
+
+fn port_conflicts(
+    candidate: &Candidate,
+    resolved: &crate::matrix::ResolvedMatrix,
+    out: &mut Vec<Diagnostic>,
+) {
+    let services: Vec<ServiceId> = ServiceId::all().collect();
+    for (i, &a) in services.iter().enumerate() {
+        for &b in &services[i + 1..] {
+            let (ia, ib) = (a.info(), b.info());
+            if ia.transport != ib.transport || !candidate.port(a).overlaps(candidate.port(b)) {
+                continue;
+            }
+            for nic in resolved.nics_of(a).intersection(resolved.nics_of(b)) {
+                let proto = match ia.transport {
+                    Transport::Tcp => "tcp",
+                    Transport::Udp => "udp",
+                };
+                out.push(Diagnostic::new(
+                    Code::PortConflict,
+                    Some(b),
+                    Some(nic),
+                    format!(
+                        "{a} ({proto}/{}) and {b} ({proto}/{}) both listen on {nic}",
+                        candidate.port(a),
+                        candidate.port(b)
+                    ),
+                    format!("give {b} another port with `switchboard port {b} PORT`, or keep the two services on different NICs"),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::tests::{facts, nic};
+
+    fn codes(diags: &[Diagnostic]) -> Vec<(String, Option<String>, Option<String>)> {
+        diags
+            .iter()
+            .map(|d| {
+                (
+                    d.code.to_string(),
+                    d.service.map(|s| s.to_string()),
+                    d.nic.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn name(s: &str) -> NicName {
+        s.parse().expect("name")
+    }
+
+    #[test]
+    fn a_clean_factory_candidate_has_nothing_to_say() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        assert_eq!(validate(&Candidate::default(), &f), vec![]);
+    }
+
+    #[test]
+    fn services_on_a_nic_without_address_are_warned_about_one_by_one() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("dmz0", None)]);
+        let mut c = Candidate::default();
+        c.matrix = c
+            .matrix
+            .production(&name("lan0"), &name("dmz0"), &f)
+            .expect("preset");
+        let d = validate(&c, &f);
+        assert_eq!(
+            codes(&d),
+            [
+                (
+                    "nic-without-address".into(),
+                    Some("sip-tls".into()),
+                    Some("dmz0".into())
+                ),
+                (
+                    "nic-without-address".into(),
+                    Some("web".into()),
+                    Some("dmz0".into())
+                ),
+                (
+                    "nic-without-address".into(),
+                    Some("rtp".into()),
+                    Some("dmz0".into())
+                ),
+            ]
+        );
+        assert!(d.iter().all(|d| !d.is_error()));
+        assert!(d[0].hint.contains("deny sip-tls on dmz0"), "{}", d[0]);
+    }
+
+    #[test]
+    fn console_on_no_configured_nic_is_an_error() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("dmz0", None)]);
+        let mut c = Candidate::default();
+        c.matrix
+            .set(ServiceId::Console, &name("lan0"), false, &f)
+            .expect("edit");
+        let d = validate(&c, &f);
+        assert!(d[0].is_error());
+        assert_eq!(d[0].code, Code::ConsoleUnreachable);
+        assert!(
+            d[0].to_string().starts_with("error[console-unreachable]: "),
+            "{}",
+            d[0]
+        );
+    }
+
+    #[test]
+    fn gone_new_and_unknown_nics_are_reported() {
+        let mut f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        let mut c = Candidate::default();
+        c.matrix.settle(&f);
+        f.nics.retain(|n| n.name.as_str() != "wan0");
+        f.nics.push(nic("eth5", Some("192.0.2.9")));
+        f.unsupported_nics.push("bad\"name".into());
+        if let Matrix::Explicit { cells, .. } = &mut c.matrix {
+            cells
+                .entry(ServiceId::Ssh)
+                .or_default()
+                .insert(name("ghost0"));
+        }
+        let got = codes(&validate(&c, &f));
+        assert_eq!(
+            got,
+            [
+                ("unknown-nic".into(), None, Some("ghost0".into())),
+                ("nic-gone".into(), None, Some("wan0".into())),
+                ("nic-new".into(), None, Some("eth5".into())),
+                (
+                    "nic-name-unsupported".into(),
+                    None,
+                    Some("bad\\\"name".into())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_ports_on_a_shared_nic_conflict() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        let mut c = Candidate::default();
+        c.set_port(ServiceId::Console, "443".parse().expect("port"));
+        let d = validate(&c, &f);
+        assert_eq!(
+            codes(&d),
+            [
+                (
+                    "port-conflict".into(),
+                    Some("web".into()),
+                    Some("lan0".into())
+                ),
+                (
+                    "port-conflict".into(),
+                    Some("web".into()),
+                    Some("wan0".into())
+                ),
+            ]
+        );
+        // Same port on different NICs is fine (console on LAN, web on WAN).
+        c.matrix = c
+            .matrix
+            .production(&name("lan0"), &name("wan0"), &f)
+            .expect("preset");
+        assert_eq!(validate(&c, &f), vec![]);
+        // RTP's range overlapping SIP/UDP's port conflicts; TCP vs UDP does not.
+        c.set_port(ServiceId::SipUdp, "10000".parse().expect("port"));
+        c.set_port(ServiceId::SipTls, "10000".parse().expect("port"));
+        c.matrix
+            .set(ServiceId::SipUdp, &name("wan0"), true, &f)
+            .expect("edit");
+        assert_eq!(
+            codes(&validate(&c, &f)),
+            [(
+                "port-conflict".into(),
+                Some("rtp".into()),
+                Some("wan0".into())
+            )]
+        );
+    }
+}
