@@ -146,6 +146,10 @@ impl Matrix {
         if !self.known(nic, facts) {
             return Err(MatrixError::UnknownNic(nic.clone()));
         }
+        let is_new = self.new_nics(facts).contains(&nic);
+        if !is_new && self.resolve(facts).allows(service, nic) == allowed {
+            return Ok(false);
+        }
         let before = self.clone();
         self.settle_nic_set(facts);
         let Matrix::Explicit { known_nics, cells } = self else {
@@ -284,6 +288,15 @@ pub(crate) mod tests {
         let f = lan_wan();
         assert_eq!(m.set(ServiceId::Ssh, &name("wan0"), false, &f), Ok(true));
         assert_eq!(m.set(ServiceId::Ssh, &name("wan0"), false, &f), Ok(false));
+        let mut untouched = Matrix::Factory;
+        assert_eq!(
+            untouched.set(ServiceId::Ssh, &name("wan0"), true, &f),
+            Ok(false)
+        );
+        assert!(
+            untouched.is_factory(),
+            "a no-op edit leaves factory mode alone"
+        );
         let r = m.resolve(&f);
         assert_eq!(r.cells().count(), 15);
         assert!(!r.allows(ServiceId::Ssh, &name("wan0")));

@@ -1,0 +1,73 @@
+//! Engine errors. Each has a stable code and a hint; the web crate maps
+//! every variant to an HTTP status in one exhaustive `match`.
+
+use switchboard_domain::Diagnostic;
+use switchboard_domain::catalog::{InvalidPortRange, UnknownService};
+use switchboard_domain::matrix::MatrixError;
+use switchboard_domain::nic::InvalidNicName;
+use switchboard_store::StoreError;
+
+/// Input that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Service(#[from] UnknownService),
+    #[error(transparent)]
+    Nic(#[from] InvalidNicName),
+    #[error(transparent)]
+    Ports(#[from] InvalidPortRange),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error("the candidate has {} error(s); nothing was applied", .diagnostics.iter().filter(|d| d.is_error()).count())]
+    Rejected { diagnostics: Vec<Diagnostic> },
+    #[error("there is no revision {0}")]
+    NoSuchRevision(u64),
+    #[error("cannot list the NICs: {0}")]
+    Discovery(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// A stable, kebab-case code for scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Input(InputError::Service(_)) => "unknown-service",
+            EngineError::Input(InputError::Nic(_)) => "invalid-nic-name",
+            EngineError::Input(InputError::Ports(_)) => "invalid-ports",
+            EngineError::Matrix(MatrixError::UnknownNic(_)) => "unknown-nic",
+            EngineError::Matrix(MatrixError::SameNic(_)) => "same-nic",
+            EngineError::Rejected { .. } => "candidate-rejected",
+            EngineError::NoSuchRevision(_) => "no-such-revision",
+            EngineError::Discovery(_) => "discovery-failed",
+            EngineError::Store(_) => "store-failed",
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            EngineError::Input(InputError::Service(_)) => "list the services with `switchboard services`".into(),
+            EngineError::Input(InputError::Nic(_)) | EngineError::Matrix(MatrixError::UnknownNic(_)) => {
+                "list the NICs with `switchboard nics`".into()
+            }
+            EngineError::Input(InputError::Ports(_)) => "ports are 1-65535; a range is written FIRST-LAST".into(),
+            EngineError::Matrix(MatrixError::SameNic(_)) => {
+                "name the NIC facing your internal network and the one facing the outside".into()
+            }
+            EngineError::Rejected { .. } => {
+                "fix the errors listed in the diagnostics (each has its own hint), then Update again".into()
+            }
+            EngineError::NoSuchRevision(_) => "list the revisions with `switchboard revisions`".into(),
+            EngineError::Discovery(_) | EngineError::Store(_) => {
+                "this is a problem of the appliance, not of the request: see the daemon's log".into()
+            }
+        }
+    }
+}

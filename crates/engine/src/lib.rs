@@ -1,0 +1,504 @@
+//! The daemon's core: the one writer.
+//!
+//! [`Engine`] owns the [store](switchboard_store) and the system adapters,
+//! and executes every action the API offers. Every change flows one way:
+//! edits change the candidate only; [`Engine::update`] validates it, plans
+//! it (pure), applies the plan (system adapters), verifies it and records a
+//! numbered revision. The web crate turns HTTP requests into calls of this
+//! crate's methods and its errors into statuses; the CLI is a client of
+//! that API. Nothing else changes the store or the system.
+//!
+//! **Invariants.**
+//! - Actions are serialized by one lock: two Updates never interleave.
+//! - A change is acknowledged (the method returns `Ok`) only after the
+//!   store has it on disk.
+//! - A rejected action changes nothing: not the candidate, not the system.
+//! - Request origins ([`Origin`]) are recorded with every revision.
+//!
+//! **Limitations.** In this version the firewall is planned, not enforced:
+//! the ruleset is rendered, checked by the domain's invariants and stored
+//! with each revision, and `firewall show` prints it.
+
+mod diff;
+mod error;
+mod facts;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use jiff::Timestamp;
+use switchboard_domain::{Candidate, Facts, NicName, PortRange, ServiceId, validate};
+use switchboard_plan::Rejected;
+use switchboard_store::{NewRevision, Outcome, Revision, RevisionKind, RevisionSummary, Store};
+use tokio::sync::Mutex;
+use tracing::{info, info_span, warn};
+
+pub use error::{EngineError, InputError};
+pub use facts::facts_from_kernel;
+use views::*;
+
+/// What the firewall does with a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    /// Render and record the ruleset; never touch the host firewall.
+    Plan,
+}
+
+/// Where a request came from: recorded with every revision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// Who: a user name, or `uid N`.
+    pub actor: String,
+    /// From where: `unix socket (pid N)`, or a network address.
+    pub address: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub firewall: FirewallMode,
+    /// Ask the kernel for the NICs before every Update (the daemon does;
+    /// unit tests feed facts with [`Engine::set_facts`] instead).
+    pub discover: bool,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    store: Mutex<Store>,
+    facts: RwLock<Facts>,
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+impl Engine {
+    /// Open the engine on an open store. The store's candidate is created
+    /// (factory default) on first start.
+    pub fn new(config: EngineConfig, mut store: Store) -> Result<Engine> {
+        if store.candidate()?.is_none() {
+            store.save_candidate(&Candidate::default(), Timestamp::now())?;
+            info!("new appliance: factory-default candidate (every service on every NIC)");
+        }
+        Ok(Engine {
+            config,
+            store: Mutex::new(store),
+            facts: RwLock::new(Facts::default()),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The facts as last observed.
+    pub fn facts(&self) -> Facts {
+        self.facts.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the observed facts; returns whether they changed.
+    pub fn set_facts(&self, facts: Facts) -> bool {
+        let mut current = self.facts.write().unwrap_or_else(|p| p.into_inner());
+        let changed = *current != facts;
+        *current = facts;
+        changed
+    }
+
+    /// Ask the kernel for the NICs and remember them.
+    pub async fn refresh_facts(&self) -> Result<Facts> {
+        let kernel = switchboard_system::nics::discover()
+            .await
+            .map_err(|e| EngineError::Discovery(e.to_string()))?;
+        let facts = facts_from_kernel(kernel);
+        if self.set_facts(facts.clone()) {
+            info!(nics = facts.nics.len(), "NICs or addresses changed");
+        }
+        Ok(facts)
+    }
+
+    async fn current_facts(&self) -> Result<Facts> {
+        if self.config.discover {
+            self.refresh_facts().await
+        } else {
+            Ok(self.facts())
+        }
+    }
+
+    fn candidate_of(store: &Store) -> Result<Candidate> {
+        Ok(store.candidate()?.unwrap_or_default())
+    }
+
+    // ---- reads ------------------------------------------------------------
+
+    pub async fn status(&self) -> Result<StatusView> {
+        let facts = self.facts();
+        let store = self.store.lock().await;
+        let candidate = Self::candidate_of(&store)?;
+        let applied = store.applied()?;
+        let diagnostics = validate(&candidate, &facts);
+        let mut settled = candidate.clone();
+        settled.matrix.settle(&facts);
+        Ok(StatusView {
+            version: env!("CARGO_PKG_VERSION").into(),
+            data_dir: self.config.data_dir.display().to_string(),
+            firewall_mode: self.config.firewall,
+            applied_revision: applied.as_ref().map(|r| r.summary.number),
+            applied_at: applied.as_ref().map(|r| r.summary.created_at),
+            candidate_changed: applied.as_ref().is_none_or(|r| r.candidate != settled),
+            errors: diagnostics.iter().filter(|d| d.is_error()).count(),
+            warnings: diagnostics.iter().filter(|d| !d.is_error()).count(),
+            diagnostics,
+            nics: facts.nics.len(),
+            unconfigured_nics: facts
+                .nics
+                .iter()
+                .filter(|n| !n.configured())
+                .map(|n| n.name.to_string())
+                .collect(),
+            new_nics: candidate
+                .matrix
+                .new_nics(&facts)
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        })
+    }
+
+    pub async fn nics(&self) -> Result<Vec<NicView>> {
+        let facts = self.facts();
+        let store = self.store.lock().await;
+        let candidate = Self::candidate_of(&store)?;
+        let resolved = candidate.matrix.resolve(&facts);
+        let new = candidate.matrix.new_nics(&facts);
+        let services_on = |nic: &NicName| -> Vec<ServiceId> {
+            ServiceId::all()
+                .filter(|s| resolved.allows(*s, nic))
+                .collect()
+        };
+        let mut out: Vec<NicView> = facts
+            .nics
+            .iter()
+            .map(|n| NicView {
+                name: n.name.to_string(),
+                index: Some(n.index),
+                mac: n.mac.clone(),
+                up: n.up,
+                running: n.running,
+                configured: n.configured(),
+                addresses: n.addrs.iter().map(|a| a.to_string()).collect(),
+                state: if new.contains(&&n.name) {
+                    NicState::New
+                } else {
+                    NicState::Present
+                },
+                services: services_on(&n.name),
+            })
+            .collect();
+        for gone in resolved
+            .nics()
+            .into_iter()
+            .filter(|n| facts.nic(n).is_none())
+        {
+            out.push(NicView {
+                name: gone.to_string(),
+                index: None,
+                mac: None,
+                up: false,
+                running: false,
+                configured: false,
+                addresses: vec![],
+                state: NicState::Gone,
+                services: services_on(gone),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceView>> {
+        let facts = self.facts();
+        let store = self.store.lock().await;
+        let candidate = Self::candidate_of(&store)?;
+        let resolved = candidate.matrix.resolve(&facts);
+        let applied = store.applied()?;
+        Ok(ServiceId::all()
+            .map(|id| {
+                let info = id.info();
+                ServiceView {
+                    id,
+                    label: info.label.into(),
+                    transport: info.transport,
+                    ports: candidate.port(id),
+                    default_ports: info.default_ports,
+                    tls: info.tls,
+                    served_by: info.served_by.into(),
+                    nics: resolved.nics_of(id).iter().map(|n| n.to_string()).collect(),
+                    applied_nics: applied.as_ref().map(|r| {
+                        r.plan
+                            .matrix
+                            .nics_of(id)
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect()
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn matrix(&self) -> Result<MatrixView> {
+        let facts = self.facts();
+        let store = self.store.lock().await;
+        let candidate = Self::candidate_of(&store)?;
+        let applied = store.applied()?;
+        let resolved = candidate.matrix.resolve(&facts);
+        let mut nics: Vec<String> = facts.names().map(|n| n.to_string()).collect();
+        for n in resolved.nics() {
+            if facts.nic(n).is_none() {
+                nics.push(n.to_string());
+            }
+        }
+        Ok(MatrixView {
+            mode: if candidate.matrix.is_factory() {
+                "factory"
+            } else {
+                "explicit"
+            }
+            .into(),
+            nics,
+            new_nics: candidate
+                .matrix
+                .new_nics(&facts)
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            candidate: resolved,
+            applied_revision: applied.as_ref().map(|r| r.summary.number),
+            applied: applied.map(|r| r.plan.matrix),
+        })
+    }
+
+    pub async fn revisions(&self) -> Result<Vec<RevisionSummary>> {
+        Ok(self.store.lock().await.revisions()?)
+    }
+
+    pub async fn revision(&self, number: u64) -> Result<Revision> {
+        self.store
+            .lock()
+            .await
+            .revision(number)?
+            .ok_or(EngineError::NoSuchRevision(number))
+    }
+
+    pub async fn firewall(&self) -> Result<FirewallView> {
+        let store = self.store.lock().await;
+        let applied = store.applied()?;
+        Ok(FirewallView {
+            mode: self.config.firewall,
+            revision: applied.as_ref().map(|r| r.summary.number),
+            ruleset: applied.map(|r| r.plan.ruleset),
+            loaded: None,
+        })
+    }
+
+    /// What changes from `from` to `to`. `None` means: `from` the applied
+    /// revision, `to` the candidate.
+    pub async fn diff(&self, from: Option<u64>, to: Option<u64>) -> Result<DiffView> {
+        let facts = self.facts();
+        let store = self.store.lock().await;
+        let side = |number: Option<u64>, default_is_candidate: bool| -> Result<diff::Side> {
+            match number {
+                Some(n) => {
+                    let r = store.revision(n)?.ok_or(EngineError::NoSuchRevision(n))?;
+                    Ok(diff::Side::revision(&r))
+                }
+                None if default_is_candidate => {
+                    Ok(diff::Side::candidate(&Self::candidate_of(&store)?, &facts))
+                }
+                None => match store.applied()? {
+                    Some(r) => Ok(diff::Side::revision(&r)),
+                    None => Ok(diff::Side::nothing_applied(&facts)),
+                },
+            }
+        };
+        let from = side(from, false)?;
+        let to = side(to, true)?;
+        Ok(diff::diff(&from, &to))
+    }
+
+    // ---- edits of the candidate -------------------------------------------
+
+    async fn edit<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Candidate, &Facts) -> Result<T>,
+    ) -> Result<EditView<T>> {
+        let facts = self.facts();
+        let mut store = self.store.lock().await;
+        let mut candidate = Self::candidate_of(&store)?;
+        let before = candidate.clone();
+        let result = f(&mut candidate, &facts)?;
+        let changed = candidate != before;
+        if changed {
+            store.save_candidate(&candidate, Timestamp::now())?;
+            info!(edit = what, "candidate changed");
+        }
+        Ok(EditView {
+            changed,
+            result,
+            diagnostics: validate(&candidate, &facts),
+        })
+    }
+
+    pub async fn set_cell(
+        &self,
+        service: ServiceId,
+        nic: &NicName,
+        allowed: bool,
+    ) -> Result<EditView<()>> {
+        let what = format!(
+            "{} {service} on {nic}",
+            if allowed { "allow" } else { "deny" }
+        );
+        self.edit(&what, |c, facts| {
+            c.matrix.set(service, nic, allowed, facts)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn preset_production(
+        &self,
+        internal: &NicName,
+        external: &NicName,
+    ) -> Result<EditView<()>> {
+        self.edit("preset production", |c, facts| {
+            c.matrix = c.matrix.production(internal, external, facts)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_port(&self, service: ServiceId, ports: PortRange) -> Result<EditView<()>> {
+        self.edit(&format!("port {service} {ports}"), |c, _| {
+            c.set_port(service, ports);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Throw the candidate's edits away: back to the applied revision's
+    /// candidate (or the factory default when nothing was applied).
+    pub async fn discard(&self) -> Result<EditView<()>> {
+        let applied = self.store.lock().await.applied()?;
+        self.edit("discard", |c, _| {
+            *c = applied.map(|r| r.candidate).unwrap_or_default();
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- Update and rollback ------------------------------------------------
+
+    /// Validate, plan, apply, verify and record the candidate.
+    pub async fn update(&self, origin: &Origin, comment: &str) -> Result<UpdateView> {
+        let facts = self.current_facts().await?;
+        let mut store = self.store.lock().await;
+        let candidate = Self::candidate_of(&store)?;
+        self.apply(
+            &mut store,
+            &facts,
+            origin,
+            comment,
+            candidate,
+            RevisionKind::Update,
+            None,
+        )
+    }
+
+    /// Apply the candidate of revision `number` again, as a new revision.
+    pub async fn rollback(&self, origin: &Origin, number: u64) -> Result<UpdateView> {
+        let facts = self.current_facts().await?;
+        let mut store = self.store.lock().await;
+        let target = store
+            .revision(number)?
+            .ok_or(EngineError::NoSuchRevision(number))?;
+        let comment = format!("rollback to revision {number}");
+        self.apply(
+            &mut store,
+            &facts,
+            origin,
+            &comment,
+            target.candidate,
+            RevisionKind::Rollback,
+            Some(number),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        store: &mut Store,
+        facts: &Facts,
+        origin: &Origin,
+        comment: &str,
+        mut candidate: Candidate,
+        kind: RevisionKind,
+        rollback_of: Option<u64>,
+    ) -> Result<UpdateView> {
+        let span = info_span!("update", actor = %origin.actor, from = %origin.address, revision = tracing::field::Empty);
+        let _guard = span.enter();
+        candidate.matrix.settle(facts);
+        let (plan, warnings) = switchboard_plan::plan(&candidate, facts)
+            .map_err(|Rejected { diagnostics }| EngineError::Rejected { diagnostics })?;
+        let applied = store.applied()?;
+        if kind == RevisionKind::Update
+            && applied
+                .as_ref()
+                .is_some_and(|r| r.candidate == candidate && r.plan == plan)
+        {
+            info!("nothing to update: the candidate is the applied revision");
+            return Ok(UpdateView {
+                revision: applied.map(|r| r.summary.number),
+                no_change: true,
+                outcome: Outcome::Applied,
+                detail: "nothing changed: the candidate is the applied revision".into(),
+                warnings,
+            });
+        }
+        let (outcome, detail) = match self.config.firewall {
+            FirewallMode::Plan => (
+                Outcome::Applied,
+                "firewall planned, not enforced (--firewall plan): the ruleset is recorded, the host firewall is untouched".to_owned(),
+            ),
+        };
+        let number = store.record_revision(&NewRevision {
+            created_at: Timestamp::now(),
+            actor: &origin.actor,
+            origin: &origin.address,
+            kind,
+            rollback_of,
+            comment,
+            candidate: &candidate,
+            plan: &plan,
+            warnings: &warnings,
+            outcome,
+            detail: &detail,
+        })?;
+        span.record("revision", number);
+        match outcome {
+            Outcome::Applied => info!(revision = number, "revision applied"),
+            Outcome::Failed => warn!(revision = number, %detail, "revision failed"),
+        }
+        Ok(UpdateView {
+            revision: Some(number),
+            no_change: false,
+            outcome,
+            detail,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! Unit tests of the engine on an in-memory store, with facts fed by hand.
+
+use switchboard_domain::DiagnosticCode;
+use switchboard_domain::nic::{Nic, NicAddr};
+
+use super::*;
+use crate::views::Change;
+
+fn nic(name: &str, addr: Option<&str>) -> Nic {
+    Nic {
+        name: name.parse().expect("name"),
+        index: 2,
+        mac: None,
+        up: true,
+        running: true,
+        addrs: addr
+            .map(|a| NicAddr {
+                addr: a.parse().expect("ip"),
+                prefix_len: 24,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn engine() -> Engine {
+    let e = Engine::new(
+        EngineConfig {
+            data_dir: "/nonexistent".into(),
+            firewall: FirewallMode::Plan,
+            discover: false,
+        },
+        Store::open_in_memory().expect("store"),
+    )
+    .expect("engine");
+    e.set_facts(Facts {
+        nics: vec![
+            nic("lan0", Some("192.0.2.1")),
+            nic("wan0", Some("198.51.100.1")),
+            nic("dmz0", None),
+        ],
+        unsupported_nics: vec![],
+    });
+    e
+}
+
+fn origin() -> Origin {
+    Origin {
+        actor: "root".into(),
+        address: "unix socket (pid 1)".into(),
+    }
+}
+
+fn n(s: &str) -> NicName {
+    s.parse().expect("name")
+}
+
+#[tokio::test]
+async fn update_records_numbered_revisions_and_skips_no_change() {
+    let e = engine();
+    let first = e.update(&origin(), "first").await.expect("update");
+    assert_eq!((first.revision, first.no_change), (Some(1), false));
+    let w: Vec<_> = first
+        .warnings
+        .iter()
+        .filter(|d| d.code == DiagnosticCode::NicWithoutAddress)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].nic.as_deref(), Some("dmz0"));
+    let again = e.update(&origin(), "again").await.expect("update");
+    assert_eq!((again.revision, again.no_change), (Some(1), true));
+    e.set_cell(ServiceId::Ssh, &n("wan0"), false)
+        .await
+        .expect("edit");
+    let second = e.update(&origin(), "no ssh on wan").await.expect("update");
+    assert_eq!(second.revision, Some(2));
+    let revs = e.revisions().await.expect("list");
+    assert_eq!(revs.len(), 2);
+    assert_eq!(revs[0].comment, "no ssh on wan");
+    assert_eq!(revs[0].actor, "root");
+    let fw = e.firewall().await.expect("fw");
+    assert_eq!(fw.revision, Some(2));
+    assert!(
+        !fw.ruleset
+            .expect("ruleset")
+            .contains("\"wan0\" . tcp . 22,")
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_update_changes_nothing() {
+    let e = engine();
+    e.update(&origin(), "").await.expect("update");
+    for nic in ["lan0", "wan0"] {
+        e.set_cell(ServiceId::Console, &n(nic), false)
+            .await
+            .expect("edit");
+    }
+    let before = e.revisions().await.expect("list");
+    let err = e
+        .update(&origin(), "")
+        .await
+        .expect_err("console unreachable");
+    let EngineError::Rejected { diagnostics } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(diagnostics[0].code, DiagnosticCode::ConsoleUnreachable);
+    assert_eq!(err.code(), "candidate-rejected");
+    assert_eq!(e.revisions().await.expect("list"), before);
+    assert_eq!(e.firewall().await.expect("fw").revision, Some(1));
+    assert!(e.status().await.expect("status").candidate_changed);
+}
+
+#[tokio::test]
+async fn rollback_applies_an_old_candidate_as_a_new_revision() {
+    let e = engine();
+    e.update(&origin(), "").await.expect("1");
+    e.preset_production(&n("lan0"), &n("wan0"))
+        .await
+        .expect("preset");
+    e.update(&origin(), "").await.expect("2");
+    let r = e.rollback(&origin(), 1).await.expect("rollback");
+    assert_eq!(r.revision, Some(3));
+    let rev3 = e.revision(3).await.expect("3");
+    assert_eq!(rev3.summary.kind, RevisionKind::Rollback);
+    assert_eq!(rev3.summary.rollback_of, Some(1));
+    assert_eq!(rev3.plan, e.revision(1).await.expect("1").plan);
+    let m = e.matrix().await.expect("matrix");
+    assert_eq!(
+        m.candidate, rev3.plan.matrix,
+        "the candidate follows the rollback"
+    );
+    assert!(matches!(
+        e.rollback(&origin(), 9).await,
+        Err(EngineError::NoSuchRevision(9))
+    ));
+}
+
+#[tokio::test]
+async fn edits_report_unknown_nics_and_change_nothing() {
+    let e = engine();
+    let err = e
+        .set_cell(ServiceId::Ssh, &n("eth9"), true)
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), "unknown-nic");
+    assert!(e.matrix().await.expect("m").mode == "factory");
+    let ok = e
+        .set_cell(ServiceId::Ssh, &n("lan0"), true)
+        .await
+        .expect("edit");
+    assert!(!ok.changed, "already allowed in the factory matrix");
+}
+
+#[tokio::test]
+async fn diff_shows_cells_ports_and_ruleset() {
+    let e = engine();
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(
+        (d.from.as_str(), d.to.as_str()),
+        ("nothing applied", "candidate")
+    );
+    assert!(
+        d.matrix.is_empty(),
+        "the factory candidate is what an unfirewalled box does"
+    );
+    e.update(&origin(), "").await.expect("1");
+    e.set_cell(ServiceId::Sql, &n("wan0"), false)
+        .await
+        .expect("edit");
+    e.set_port(ServiceId::Ssh, "2222".parse().expect("port"))
+        .await
+        .expect("port");
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(d.from, "revision 1");
+    assert_eq!(d.matrix.len(), 1);
+    assert_eq!(
+        (
+            d.matrix[0].service,
+            d.matrix[0].nic.as_str(),
+            d.matrix[0].change
+        ),
+        (ServiceId::Sql, "wan0", Change::Removed)
+    );
+    assert_eq!(d.ports.len(), 1);
+    assert!(
+        d.ruleset.contains("-\t\t\t\"wan0\" . tcp . 3306,"),
+        "{}",
+        d.ruleset
+    );
+    assert!(
+        d.ruleset.contains("+\t\t\t\"lan0\" . tcp . 2222,"),
+        "{}",
+        d.ruleset
+    );
+    e.discard().await.expect("discard");
+    assert!(!e.diff(None, None).await.expect("diff").changed);
+}
+
+#[tokio::test]
+async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
+    let e = engine();
+    e.update(&origin(), "").await.expect("1");
+    let mut facts = e.facts();
+    facts.nics.push(nic("eth7", Some("192.0.2.77")));
+    e.set_facts(facts);
+    let status = e.status().await.expect("status");
+    assert_eq!(status.new_nics, ["eth7"]);
+    assert!(status.candidate_changed);
+    let nics = e.nics().await.expect("nics");
+    let eth7 = nics.iter().find(|v| v.name == "eth7").expect("listed");
+    assert_eq!((eth7.state, eth7.services.len()), (NicState::New, 0));
+    e.update(&origin(), "").await.expect("2");
+    assert!(e.status().await.expect("status").new_nics.is_empty());
+    assert!(
+        e.matrix()
+            .await
+            .expect("m")
+            .applied
+            .expect("applied")
+            .nics()
+            .iter()
+            .all(|n| n.as_str() != "eth7")
+    );
+}

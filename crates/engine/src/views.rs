@@ -1,0 +1,153 @@
+//! What the engine answers: plain data with stable field names. These are
+//! the JSON documents of the API and of the CLI's `--json` output (the
+//! README lists their fields); a field may be added, never renamed.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use switchboard_domain::{Diagnostic, PortRange, ResolvedMatrix, ServiceId, Transport};
+use switchboard_store::Outcome;
+
+use crate::FirewallMode;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub data_dir: String,
+    pub firewall_mode: FirewallMode,
+    /// The revision the system runs; `None` on a new appliance.
+    pub applied_revision: Option<u64>,
+    pub applied_at: Option<Timestamp>,
+    /// Whether an Update would change something.
+    pub candidate_changed: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub diagnostics: Vec<Diagnostic>,
+    /// NICs on the system (loopback excluded).
+    pub nics: usize,
+    pub unconfigured_nics: Vec<String>,
+    pub new_nics: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NicState {
+    /// On the system and known to the matrix.
+    Present,
+    /// On the system, appeared after the last Update: no service yet.
+    New,
+    /// In the matrix, no longer on the system.
+    Gone,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NicView {
+    pub name: String,
+    pub index: Option<u32>,
+    pub mac: Option<String>,
+    pub up: bool,
+    pub running: bool,
+    /// Has an address that is not link-local.
+    pub configured: bool,
+    /// `ADDRESS/PREFIX`, IPv4 and IPv6.
+    pub addresses: Vec<String>,
+    pub state: NicState,
+    /// Services the candidate enables on this NIC.
+    pub services: Vec<ServiceId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub id: ServiceId,
+    pub label: String,
+    pub transport: Transport,
+    /// The candidate's ports.
+    pub ports: PortRange,
+    pub default_ports: PortRange,
+    pub tls: bool,
+    pub served_by: String,
+    /// NICs the candidate enables it on.
+    pub nics: Vec<String>,
+    /// NICs the applied revision enables it on (`None`: nothing applied).
+    pub applied_nics: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatrixView {
+    /// `factory` (every service on every NIC, including later ones) or `explicit`.
+    pub mode: String,
+    /// The columns: NICs on the system, then NICs of the matrix that are gone.
+    pub nics: Vec<String>,
+    pub new_nics: Vec<String>,
+    /// Service id -> NIC names, for the candidate.
+    pub candidate: ResolvedMatrix,
+    pub applied_revision: Option<u64>,
+    /// Service id -> NIC names, for the applied revision.
+    pub applied: Option<ResolvedMatrix>,
+}
+
+/// The answer to an edit of the candidate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EditView<T> {
+    pub changed: bool,
+    #[serde(skip_serializing_if = "is_unit", default)]
+    pub result: T,
+    /// The candidate's diagnostics after the edit.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn is_unit<T: Serialize>(v: &T) -> bool {
+    serde_json::to_value(v).is_ok_and(|v| v.is_null())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateView {
+    /// The new revision (or the applied one when nothing changed).
+    pub revision: Option<u64>,
+    pub no_change: bool,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FirewallView {
+    pub mode: FirewallMode,
+    pub revision: Option<u64>,
+    /// The ruleset of the applied revision.
+    pub ruleset: Option<String>,
+    /// What the kernel has loaded (only when enforcing).
+    pub loaded: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellChange {
+    pub service: ServiceId,
+    pub nic: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortChange {
+    pub service: ServiceId,
+    pub from: PortRange,
+    pub to: PortRange,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffView {
+    /// `revision N`, `candidate`, or `nothing applied`.
+    pub from: String,
+    pub to: String,
+    pub changed: bool,
+    pub matrix: Vec<CellChange>,
+    pub ports: Vec<PortChange>,
+    /// Unified diff of the two nftables rulesets.
+    pub ruleset: String,
+}

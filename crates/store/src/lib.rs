@@ -1,0 +1,571 @@
+//! The embedded store: one SQLite file holding the candidate and the
+//! numbered revisions.
+//!
+//! **Durability.** WAL journal, `synchronous=FULL`: when a write function
+//! returns `Ok`, the change is on disk and survives power loss or
+//! `kill -9`. Each write is one SQLite transaction, so a crash leaves the
+//! old state or the new one, never a mix. The daemon acknowledges a change
+//! only after the store returned.
+//!
+//! **Migrations.** `PRAGMA user_version` counts the migrations applied; each
+//! runs in its own transaction. A store written by a newer switchboard is
+//! refused rather than guessed at.
+//!
+//! **Boundary.** The store knows rows, not the system: it never runs a
+//! command. [`Store::open_in_memory`] is its twin for unit tests. It keeps
+//! no clock either: callers pass timestamps.
+//!
+//! **Limitations.** One connection, owned by the daemon's single writer.
+
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use switchboard_domain::{Candidate, Diagnostic};
+use switchboard_plan::Plan;
+
+/// Each entry is one migration; `user_version` is the number applied.
+/// Never edit an entry once released: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: candidate, revisions, the applied pointer.
+    "CREATE TABLE candidate (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        body       TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE revisions (
+        number      INTEGER PRIMARY KEY,
+        created_at  TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        rollback_of INTEGER REFERENCES revisions(number),
+        comment     TEXT NOT NULL,
+        candidate   TEXT NOT NULL,
+        plan        TEXT NOT NULL,
+        warnings    TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        detail      TEXT NOT NULL
+    );
+    CREATE TABLE state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the store was written by a newer switchboard (schema {found}, this one knows up to {known}); run that version or restore a backup"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error(
+        "another switchboard daemon (pid {holder}) holds the data directory {dir}; stop it first, or give this one another --data-dir"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error("cannot use {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt record in the store ({what}): {source}")]
+    Corrupt {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Why a revision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevisionKind {
+    /// An Update of the candidate.
+    Update,
+    /// A rollback: the candidate of an earlier revision, applied again.
+    Rollback,
+}
+
+/// What became of a revision's apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Applied and verified; the system runs it (unless a later one was applied).
+    Applied,
+    /// Validation passed but applying or verifying failed; the system was
+    /// left on the previous revision.
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Applied, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// A revision to record.
+#[derive(Debug, Clone)]
+pub struct NewRevision<'a> {
+    pub created_at: Timestamp,
+    pub actor: &'a str,
+    pub origin: &'a str,
+    pub kind: RevisionKind,
+    pub rollback_of: Option<u64>,
+    pub comment: &'a str,
+    pub candidate: &'a Candidate,
+    pub plan: &'a Plan,
+    pub warnings: &'a [Diagnostic],
+    pub outcome: Outcome,
+    pub detail: &'a str,
+}
+
+/// One line of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionSummary {
+    pub number: u64,
+    pub created_at: Timestamp,
+    pub actor: String,
+    pub origin: String,
+    pub kind: RevisionKind,
+    pub rollback_of: Option<u64>,
+    pub comment: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// A revision in full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    #[serde(flatten)]
+    pub summary: RevisionSummary,
+    pub candidate: Candidate,
+    pub plan: Plan,
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    /// The data directory's lock, held for the store's lifetime (absent for
+    /// a store opened by path or in memory).
+    _lock: Option<File>,
+}
+
+/// File names inside a data directory.
+pub const DB_FILE: &str = "switchboard.db";
+pub const LOCK_FILE: &str = "lock";
+
+const APPLIED_KEY: &str = "applied";
+
+impl Store {
+    /// Open (creating if needed) the store at `path` and bring its schema up
+    /// to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn, None)
+    }
+
+    /// Open the store of a data directory (creating the directory, mode
+    /// 0700, if needed) and hold the directory's lock until the store is
+    /// dropped: a second daemon on the same directory is refused with
+    /// [`StoreError::Locked`] before it reads or writes anything.
+    pub fn open_dir(dir: &Path) -> Result<Store> {
+        let io = |source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                return Err(StoreError::Locked {
+                    dir: dir.to_owned(),
+                    holder: holder.trim().to_owned(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        lock.set_len(0).map_err(io)?;
+        writeln!(lock, "{}", std::process::id()).map_err(io)?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn, Some(lock))
+    }
+
+    /// A private in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?, None)
+    }
+
+    fn init(conn: Connection, lock: Option<File>) -> Result<Store> {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Store { conn, _lock: lock };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version (number of migrations applied).
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// The stored candidate, or `None` on a new appliance.
+    pub fn candidate(&self) -> Result<Option<Candidate>> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM candidate WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        body.map(|b| from_json("candidate", &b)).transpose()
+    }
+
+    pub fn save_candidate(&mut self, candidate: &Candidate, at: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO candidate (id, body, updated_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            params![to_json(candidate), at.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Record a revision and, when it was applied, make it the applied one
+    /// and store its candidate as the candidate — all in one transaction.
+    /// Returns its number (1, 2, 3, ... never reused).
+    pub fn record_revision(&mut self, rev: &NewRevision<'_>) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO revisions (created_at, actor, origin, kind, rollback_of, comment,
+                                    candidate, plan, warnings, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                rev.created_at.to_string(),
+                rev.actor,
+                rev.origin,
+                to_json(&rev.kind).trim_matches('"'),
+                rev.rollback_of.map(|n| n as i64),
+                rev.comment,
+                to_json(rev.candidate),
+                to_json(rev.plan),
+                to_json(&rev.warnings),
+                rev.outcome.as_str(),
+                rev.detail,
+            ],
+        )?;
+        let number = tx.last_insert_rowid() as u64;
+        if rev.outcome == Outcome::Applied {
+            tx.execute(
+                "INSERT INTO state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![APPLIED_KEY, number.to_string()],
+            )?;
+            tx.execute(
+                "INSERT INTO candidate (id, body, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                params![to_json(rev.candidate), rev.created_at.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(number)
+    }
+
+    /// The number of the revision the system runs, if any was ever applied.
+    pub fn applied_number(&self) -> Result<Option<u64>> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                [APPLIED_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn applied(&self) -> Result<Option<Revision>> {
+        match self.applied_number()? {
+            Some(n) => self.revision(n),
+            None => Ok(None),
+        }
+    }
+
+    /// Every revision, newest first.
+    pub fn revisions(&self) -> Result<Vec<RevisionSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT number, created_at, actor, origin, kind, rollback_of, comment, outcome, detail
+             FROM revisions ORDER BY number DESC",
+        )?;
+        let rows = stmt.query_map([], Self::summary_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    pub fn revision(&self, number: u64) -> Result<Option<Revision>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT number, created_at, actor, origin, kind, rollback_of, comment, outcome, detail,
+                        candidate, plan, warnings
+                 FROM revisions WHERE number = ?1",
+                [number as i64],
+                |r| {
+                    let summary = Self::summary_row(r)?;
+                    let candidate: String = r.get(9)?;
+                    let plan: String = r.get(10)?;
+                    let warnings: String = r.get(11)?;
+                    Ok((summary, candidate, plan, warnings))
+                },
+            )
+            .optional()?;
+        let Some((summary, candidate, plan, warnings)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Revision {
+            summary: summary?,
+            candidate: from_json("revision candidate", &candidate)?,
+            plan: from_json("revision plan", &plan)?,
+            warnings: from_json("revision warnings", &warnings)?,
+        }))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RevisionSummary>> {
+        let created_at: String = r.get(1)?;
+        let kind: String = r.get(4)?;
+        let outcome: String = r.get(7)?;
+        let rollback_of: Option<i64> = r.get(5)?;
+        let parse = || -> Result<RevisionSummary> {
+            Ok(RevisionSummary {
+                number: r.get::<_, i64>(0)? as u64,
+                created_at: created_at.parse().map_err(|_| corrupt("revision time"))?,
+                actor: r.get(2)?,
+                origin: r.get(3)?,
+                kind: from_json("revision kind", &format!("\"{kind}\""))?,
+                rollback_of: rollback_of.map(|n| n as u64),
+                comment: r.get(6)?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("revision outcome"))?,
+                detail: r.get(8)?,
+            })
+        };
+        Ok(parse())
+    }
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        source: <serde_json::Error as serde::de::Error>::custom("unreadable value"),
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| unreachable!("plain data serializes: {e}"))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_domain::{Facts, ServiceId};
+
+    use super::*;
+
+    fn plan_for(c: &Candidate) -> Plan {
+        switchboard_plan::plan(c, &Facts::default())
+            .map(|(p, _)| p)
+            .unwrap_or_else(|r| Plan {
+                matrix: c.matrix.resolve(&Facts::default()),
+                ruleset: format!("# rejected: {} diagnostics", r.diagnostics.len()),
+            })
+    }
+
+    fn new_rev<'a>(c: &'a Candidate, plan: &'a Plan, outcome: Outcome) -> NewRevision<'a> {
+        NewRevision {
+            created_at: "2026-11-26T08:00:00Z".parse().expect("time"),
+            actor: "root",
+            origin: "local (uid 0)",
+            kind: RevisionKind::Update,
+            rollback_of: None,
+            comment: "",
+            candidate: c,
+            plan,
+            warnings: &[],
+            outcome,
+            detail: "planned only",
+        }
+    }
+
+    #[test]
+    fn candidate_and_revisions_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        let mut c = Candidate::default();
+        c.set_port(ServiceId::Web, "8444".parse().expect("port"));
+        let plan = plan_for(&c);
+        {
+            let mut s = Store::open(&path).expect("open");
+            assert_eq!(s.candidate().expect("read"), None);
+            assert_eq!(s.applied_number().expect("read"), None);
+            s.save_candidate(&c, Timestamp::UNIX_EPOCH).expect("save");
+            assert_eq!(
+                s.record_revision(&new_rev(&c, &plan, Outcome::Applied))
+                    .expect("rec"),
+                1
+            );
+            assert_eq!(
+                s.record_revision(&new_rev(&c, &plan, Outcome::Failed))
+                    .expect("rec"),
+                2
+            );
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        assert_eq!(s.candidate().expect("read"), Some(c.clone()));
+        assert_eq!(
+            s.applied_number().expect("read"),
+            Some(1),
+            "a failed revision is not applied"
+        );
+        let list = s.revisions().expect("list");
+        assert_eq!(list.iter().map(|r| r.number).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(list[0].outcome, Outcome::Failed);
+        let r1 = s.revision(1).expect("read").expect("exists");
+        assert_eq!(r1.candidate, c);
+        assert_eq!(r1.plan, plan);
+        assert_eq!(s.revision(3).expect("read"), None);
+    }
+
+    #[test]
+    fn the_store_runs_in_wal_mode_with_full_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db")).expect("open");
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("pragma");
+        let sync: i64 = s
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!((mode.as_str(), sync), ("wal", 2));
+    }
+
+    #[test]
+    fn a_data_directory_has_one_owner_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let first = Store::open_dir(&data).expect("first");
+        let err = Store::open_dir(&data).expect_err("second is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("another switchboard daemon"), "{msg}");
+        assert!(
+            msg.contains(&std::process::id().to_string()),
+            "names the holder: {msg}"
+        );
+        drop(first);
+        Store::open_dir(&data).expect("free again once the first is gone");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("raw");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let err = Store::open(&path).expect_err("too new");
+        assert!(err.to_string().contains("newer switchboard"), "{err}");
+    }
+
+    #[test]
+    fn an_applied_revision_becomes_the_candidate() {
+        let mut s = Store::open_in_memory().expect("open");
+        let mut edited = Candidate::default();
+        edited.set_port(ServiceId::Ssh, "2222".parse().expect("port"));
+        s.save_candidate(&edited, Timestamp::UNIX_EPOCH)
+            .expect("save");
+        let old = Candidate::default();
+        let plan = plan_for(&old);
+        let mut rev = new_rev(&old, &plan, Outcome::Applied);
+        rev.kind = RevisionKind::Rollback;
+        s.record_revision(&rev).expect("rec");
+        assert_eq!(s.candidate().expect("read"), Some(old));
+    }
+
+    #[test]
+    fn a_corrupt_row_is_reported_not_guessed() {
+        let mut s = Store::open_in_memory().expect("open");
+        s.conn
+            .execute(
+                "INSERT INTO candidate (id, body, updated_at) VALUES (1, '{\"x\":1}', '')",
+                [],
+            )
+            .expect("insert");
+        let err = s.candidate().expect_err("corrupt");
+        assert!(
+            err.to_string()
+                .contains("corrupt record in the store (candidate)"),
+            "{err}"
+        );
+        let _ = &mut s;
+    }
+}

@@ -1,0 +1,500 @@
+//! The client commands: one API call each, rendered as text or JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use switchboard_domain::{Diagnostic, ServiceId};
+use switchboard_engine::views::*;
+use switchboard_store::{Revision, RevisionSummary};
+use switchboard_web::client::{Client, ClientError};
+
+use crate::{Command, FirewallCommand, MatrixEdit, Preset, RevisionsShow};
+
+/// Run one client command. API errors are printed compiler-style with
+/// their code, hint and diagnostics, and give exit status 1.
+pub async fn run(command: &Command, socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(socket);
+    match call(&client, command, json).await {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Api { body, .. }) if json => {
+            println!("{}", pretty(&json!({ "error": body })));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ClientError::Api { body, .. }) => {
+            eprintln!(
+                "error[{}]: {}\n  = hint: {}",
+                body.code, body.message, body.hint
+            );
+            for d in &body.diagnostics {
+                eprintln!("{d}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pretty<T: Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("\"{e}\""));
+    s.push('\n');
+    s
+}
+
+/// GET `path`, and render the answer as JSON or with `text`.
+async fn show<T: DeserializeOwned + Serialize>(
+    client: &Client,
+    path: &str,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String, ClientError> {
+    let v: T = client.get(path).await?;
+    Ok(if json { pretty(&v) } else { text(&v) })
+}
+
+async fn edit(
+    client: &Client,
+    path: &str,
+    body: serde_json::Value,
+    json: bool,
+    what: &str,
+) -> Result<String, ClientError> {
+    let v: EditView<serde_json::Value> = client.post(path, &body).await?;
+    if json {
+        return Ok(pretty(&v));
+    }
+    let mut out = if v.changed {
+        format!("candidate changed: {what}\n")
+    } else {
+        format!("no change: {what} already\n")
+    };
+    let errors: Vec<Diagnostic> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    push_diagnostics(&mut out, &errors);
+    let warnings = v.diagnostics.len() - errors.len();
+    if warnings > 0 {
+        let _ = writeln!(out, "{warnings} warning(s): see `switchboard status`");
+    }
+    out.push_str("(nothing is applied until `switchboard update`)\n");
+    Ok(out)
+}
+
+async fn call(client: &Client, command: &Command, json: bool) -> Result<String, ClientError> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Status => show(client, "/v1/status", json, status_text).await,
+        Command::Nics => show(client, "/v1/nics", json, |v: &Vec<NicView>| nics_text(v)).await,
+        Command::Services => {
+            show(client, "/v1/services", json, |v: &Vec<ServiceView>| {
+                services_text(v)
+            })
+            .await
+        }
+        Command::Matrix { edit: None } => show(client, "/v1/matrix", json, matrix_text).await,
+        Command::Matrix {
+            edit: Some(MatrixEdit::Allow { service, nic }),
+        } => {
+            let body = json!({ "service": service, "nic": nic });
+            edit(
+                client,
+                "/v1/matrix/allow",
+                body,
+                json,
+                &format!("{service} allowed on {nic}"),
+            )
+            .await
+        }
+        Command::Matrix {
+            edit: Some(MatrixEdit::Deny { service, nic }),
+        } => {
+            let body = json!({ "service": service, "nic": nic });
+            edit(
+                client,
+                "/v1/matrix/deny",
+                body,
+                json,
+                &format!("{service} denied on {nic}"),
+            )
+            .await
+        }
+        Command::Preset {
+            preset: Preset::Production { internal, external },
+        } => {
+            let body = json!({ "internal": internal, "external": external });
+            let what = format!("production layout, internal {internal}, external {external}");
+            edit(client, "/v1/preset/production", body, json, &what).await
+        }
+        Command::Port { service, ports } => {
+            let body = json!({ "service": service, "ports": ports });
+            edit(
+                client,
+                "/v1/ports",
+                body,
+                json,
+                &format!("{service} on port {ports}"),
+            )
+            .await
+        }
+        Command::Discard => {
+            edit(
+                client,
+                "/v1/discard",
+                json!({}),
+                json,
+                "candidate is the applied revision",
+            )
+            .await
+        }
+        Command::Diff { from, to } => {
+            let mut query = Vec::new();
+            if let Some(f) = from {
+                query.push(format!("from={f}"));
+            }
+            if let Some(t) = to {
+                query.push(format!("to={t}"));
+            }
+            let path = format!("/v1/diff?{}", query.join("&"));
+            show(client, &path, json, diff_text).await
+        }
+        Command::Update { comment } => {
+            let v: UpdateView = client
+                .post("/v1/update", &json!({ "comment": comment }))
+                .await?;
+            Ok(if json { pretty(&v) } else { update_text(&v) })
+        }
+        Command::Rollback { revision } => {
+            let v: UpdateView = client
+                .post("/v1/rollback", &json!({ "revision": revision }))
+                .await?;
+            Ok(if json { pretty(&v) } else { update_text(&v) })
+        }
+        Command::Revisions { show: None } => {
+            show(client, "/v1/revisions", json, |v: &Vec<RevisionSummary>| {
+                revisions_text(v)
+            })
+            .await
+        }
+        Command::Revisions {
+            show: Some(RevisionsShow::Show { revision }),
+        } => {
+            show(
+                client,
+                &format!("/v1/revisions/{revision}"),
+                json,
+                revision_text,
+            )
+            .await
+        }
+        Command::Firewall {
+            command: FirewallCommand::Show,
+        } => show(client, "/v1/firewall", json, firewall_text).await,
+    }
+}
+
+fn push_diagnostics(out: &mut String, diagnostics: &[Diagnostic]) {
+    for d in diagnostics {
+        let _ = writeln!(out, "{d}");
+    }
+}
+
+fn status_text(s: &StatusView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "switchboard {}  (data in {})", s.version, s.data_dir);
+    let _ = writeln!(out, "firewall:  {:?} mode", s.firewall_mode);
+    match (s.applied_revision, s.applied_at) {
+        (Some(n), Some(at)) => {
+            let _ = writeln!(out, "applied:   revision {n} ({at})");
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "applied:   nothing yet (factory state: every service on every NIC)"
+            );
+        }
+    }
+    let pending = if s.candidate_changed {
+        "the candidate has changes; see `switchboard diff`, apply with `switchboard update`"
+    } else {
+        "the candidate is the applied revision"
+    };
+    let _ = writeln!(out, "candidate: {pending}");
+    let _ = writeln!(
+        out,
+        "NICs:      {} ({} without address{})",
+        s.nics,
+        s.unconfigured_nics.len(),
+        if s.new_nics.is_empty() {
+            String::new()
+        } else {
+            format!(", new: {}", s.new_nics.join(", "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "checks:    {} error(s), {} warning(s)",
+        s.errors, s.warnings
+    );
+    push_diagnostics(&mut out, &s.diagnostics);
+    out
+}
+
+/// Left-aligned columns.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn list(items: &[impl ToString]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn nics_text(nics: &[NicView]) -> String {
+    let rows: Vec<Vec<String>> = nics
+        .iter()
+        .map(|n| {
+            let state = match n.state {
+                NicState::Present => "",
+                NicState::New => " (new)",
+                NicState::Gone => " (gone)",
+            };
+            let link = match (n.state, n.up, n.running) {
+                (NicState::Gone, _, _) => "-",
+                (_, false, _) => "down",
+                (_, true, false) => "no-carrier",
+                (_, true, true) => "up",
+            };
+            let addrs = if n.configured || !n.addresses.is_empty() {
+                list(&n.addresses)
+            } else {
+                "-".into()
+            };
+            vec![
+                format!("{}{state}", n.name),
+                link.into(),
+                n.mac.clone().unwrap_or_else(|| "-".into()),
+                if n.configured {
+                    addrs
+                } else {
+                    format!("{addrs} (not configured)")
+                },
+                list(&n.services),
+            ]
+        })
+        .collect();
+    table(&["NIC", "LINK", "MAC", "ADDRESSES", "SERVICES"], &rows)
+}
+
+fn services_text(services: &[ServiceView]) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                format!("{}/{}", s.transport, s.ports),
+                if s.tls { "yes" } else { "-" }.into(),
+                list(&s.nics),
+                s.label.clone(),
+            ]
+        })
+        .collect();
+    table(&["SERVICE", "PORTS", "TLS", "NICS", "LABEL"], &rows)
+}
+
+fn matrix_text(m: &MatrixView) -> String {
+    let mut header = vec!["SERVICE".to_owned()];
+    header.extend(m.nics.iter().map(|n| {
+        if m.new_nics.contains(n) {
+            format!("{n}*")
+        } else {
+            n.clone()
+        }
+    }));
+    let rows: Vec<Vec<String>> = ServiceId::all()
+        .map(|s| {
+            let mut row = vec![s.to_string()];
+            for nic in &m.nics {
+                let on = m.candidate.nics_of(s).iter().any(|n| n.as_str() == nic);
+                let was = m
+                    .applied
+                    .as_ref()
+                    .map(|a| a.nics_of(s).iter().any(|n| n.as_str() == nic));
+                row.push(
+                    match (on, was) {
+                        (true, Some(false)) => "+",
+                        (false, Some(true)) => "-",
+                        (true, _) => "x",
+                        (false, _) => ".",
+                    }
+                    .into(),
+                );
+            }
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut out = table(&header, &rows);
+    let applied = match m.applied_revision {
+        Some(n) => format!("revision {n}"),
+        None => "nothing".into(),
+    };
+    let _ = writeln!(
+        out,
+        "\nx allowed  . denied  + to be allowed / - to be denied by the next Update (applied: {applied}; mode: {})",
+        m.mode
+    );
+    if !m.new_nics.is_empty() {
+        let _ = writeln!(out, "* new NIC: no service until you assign one");
+    }
+    out
+}
+
+fn diff_text(d: &DiffView) -> String {
+    let mut out = format!("from {} to {}\n", d.from, d.to);
+    if !d.changed {
+        out.push_str("no difference\n");
+        return out;
+    }
+    for c in &d.matrix {
+        let sign = match c.change {
+            Change::Added => "+",
+            Change::Removed => "-",
+        };
+        let _ = writeln!(out, "{sign} {} on {}", c.service, c.nic);
+    }
+    for p in &d.ports {
+        let _ = writeln!(out, "~ {} port {} -> {}", p.service, p.from, p.to);
+    }
+    if !d.ruleset.is_empty() {
+        let _ = write!(out, "\nfirewall ruleset:\n{}", d.ruleset);
+    }
+    out
+}
+
+fn update_text(u: &UpdateView) -> String {
+    let mut out = String::new();
+    match (u.no_change, u.revision) {
+        (true, Some(n)) => {
+            let _ = writeln!(
+                out,
+                "nothing to update: revision {n} is applied and the candidate is the same"
+            );
+        }
+        (_, Some(n)) => {
+            let _ = writeln!(out, "revision {n}: {:?}: {}", u.outcome, u.detail);
+        }
+        (_, None) => {
+            let _ = writeln!(out, "{}", u.detail);
+        }
+    }
+    push_diagnostics(&mut out, &u.warnings);
+    out
+}
+
+fn revisions_text(revs: &[RevisionSummary]) -> String {
+    if revs.is_empty() {
+        return "no revision yet: `switchboard update` makes the first\n".into();
+    }
+    let rows: Vec<Vec<String>> = revs
+        .iter()
+        .map(|r| {
+            let kind = match r.rollback_of {
+                Some(n) => format!("rollback to {n}"),
+                None => "update".into(),
+            };
+            vec![
+                r.number.to_string(),
+                r.created_at.to_string(),
+                r.actor.clone(),
+                r.origin.clone(),
+                kind,
+                serde_json::to_value(r.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                r.comment.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["REV", "TIME", "WHO", "FROM", "KIND", "OUTCOME", "COMMENT"],
+        &rows,
+    )
+}
+
+fn revision_text(r: &Revision) -> String {
+    let s = &r.summary;
+    let mut out = format!(
+        "revision {} ({:?}) by {} from {} at {}\noutcome: {:?}: {}\n",
+        s.number, s.kind, s.actor, s.origin, s.created_at, s.outcome, s.detail
+    );
+    if !s.comment.is_empty() {
+        let _ = writeln!(out, "comment: {}", s.comment);
+    }
+    out.push_str("matrix:\n");
+    for service in ServiceId::all() {
+        let nics: Vec<String> = r
+            .plan
+            .matrix
+            .nics_of(service)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let _ = writeln!(out, "  {service:<8} {}", list(&nics));
+    }
+    push_diagnostics(&mut out, &r.warnings);
+    let _ = write!(out, "\nfirewall ruleset:\n{}", r.plan.ruleset);
+    out
+}
+
+fn firewall_text(f: &FirewallView) -> String {
+    match (&f.revision, &f.ruleset) {
+        (Some(n), Some(ruleset)) => {
+            let mut out = format!("# ruleset of revision {n} ({:?} mode)\n{ruleset}", f.mode);
+            if let Some(loaded) = &f.loaded {
+                let _ = write!(out, "\n# loaded in the kernel:\n{loaded}");
+            }
+            out
+        }
+        _ => "no revision applied yet: no firewall (every service answers on every NIC)\n".into(),
+    }
+}

@@ -1,0 +1,182 @@
+//! `switchboard`: the daemon (`switchboard serve`) and the command line.
+//!
+//! `serve` owns the data directory and the system; every other command is a
+//! client of its API on the local Unix socket, so the CLI has no power the
+//! console lacks. Read commands take `--json` and print the API's document
+//! as is (the README lists the fields).
+//!
+//! This crate is the edge: it wires the crates together, parses arguments,
+//! renders text for people and turns errors into exit codes (`anyhow` is
+//! allowed here and nowhere else).
+
+mod cli;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Control plane of a secure-VoIP appliance: which service is reachable on which NIC.",
+    long_about = None
+)]
+pub struct Args {
+    /// Data directory (store and lock). Default: /var/lib/switchboard as
+    /// root, ~/.local/state/switchboard otherwise.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The daemon's API socket. Default: /run/switchboard/api.sock as root,
+    /// DATA_DIR/api.sock otherwise.
+    #[arg(long, global = true, env = "SWITCHBOARD_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the API's JSON document instead of text (read commands and edits).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: own the store and the system, serve the API.
+    Serve(serve::ServeArgs),
+    /// The appliance at a glance: applied revision, pending changes, diagnostics.
+    Status,
+    /// The NICs the kernel reports, with their addresses and services.
+    Nics,
+    /// The service catalog, with ports and NICs.
+    Services,
+    /// Show the services x NICs matrix, or edit a cell of it.
+    Matrix {
+        #[command(subcommand)]
+        edit: Option<MatrixEdit>,
+    },
+    /// Replace the matrix with a suggested layout.
+    Preset {
+        #[command(subcommand)]
+        preset: Preset,
+    },
+    /// Set the port (or range, FIRST-LAST) a service listens on.
+    Port { service: String, ports: String },
+    /// Throw away the candidate's edits (back to the applied revision).
+    Discard,
+    /// What an Update would change (or what changed between two revisions).
+    Diff {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Validate, plan, apply and record the candidate as a new revision.
+    Update {
+        /// A note recorded with the revision.
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+    },
+    /// Apply the configuration of an earlier revision again, as a new revision.
+    Rollback { revision: u64 },
+    /// The history of revisions, or one revision in full.
+    Revisions {
+        #[command(subcommand)]
+        show: Option<RevisionsShow>,
+    },
+    /// The firewall.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatrixEdit {
+    /// Make SERVICE reachable on NIC.
+    Allow { service: String, nic: String },
+    /// Make SERVICE unreachable on NIC.
+    Deny { service: String, nic: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Preset {
+    /// Console, SSH, SQL, NRPE and SIP/UDP on the internal NIC; SIP/TLS, web
+    /// services and RTP on the external one.
+    Production {
+        #[arg(long)]
+        internal: String,
+        #[arg(long)]
+        external: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RevisionsShow {
+    /// One revision in full: candidate, plan, warnings.
+    Show { revision: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirewallCommand {
+    /// The ruleset of the applied revision.
+    Show,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl Args {
+    fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if is_root() {
+            return PathBuf::from("/var/lib/switchboard");
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        state.join("switchboard")
+    }
+
+    fn socket(&self) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        if is_root() {
+            PathBuf::from("/run/switchboard/api.sock")
+        } else {
+            self.data_dir().join("api.sock")
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match &args.command {
+        Command::Serve(serve_args) => {
+            runtime.block_on(serve::run(serve_args, args.data_dir(), args.socket()))
+        }
+        command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `switchboard serve`: the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use switchboard_engine::{Engine, EngineConfig, FirewallMode};
+use switchboard_store::Store;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// `plan` renders and records the ruleset of every revision without
+    /// touching the host firewall (the safe default for a daemon started by
+    /// hand).
+    #[arg(long, value_enum, default_value_t = FirewallArg::Plan)]
+    firewall: FirewallArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FirewallArg {
+    Plan,
+}
+
+pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    // The lock comes first: a second daemon is refused before it touches
+    // anything, including the socket of the first.
+    let store = Store::open_dir(&data_dir)?;
+    let firewall = match args.firewall {
+        FirewallArg::Plan => FirewallMode::Plan,
+    };
+    let engine = Arc::new(Engine::new(
+        EngineConfig {
+            data_dir: data_dir.clone(),
+            firewall,
+            discover: true,
+        },
+        store,
+    )?);
+
+    // Subscribe before the first read, so no change is missed in between.
+    let changes = switchboard_system::nics::watch()
+        .await
+        .context("watching the NICs")?;
+    let facts = engine.refresh_facts().await?;
+    let applied = engine.status().await?.applied_revision;
+    info!(
+        data_dir = %data_dir.display(),
+        nics = facts.nics.len(),
+        applied_revision = ?applied,
+        firewall = ?firewall,
+        "switchboard starting"
+    );
+    match firewall {
+        FirewallMode::Plan => info!(
+            "firewall mode plan: rulesets are rendered and recorded, the host firewall is not touched"
+        ),
+    }
+    tokio::spawn(follow_nics(engine.clone(), changes));
+
+    let listener = switchboard_web::bind_unix(&socket).await?;
+    info!(socket = %socket.display(), "API listening");
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+            _ = int.recv() => info!("SIGINT: shutting down"),
+        }
+    };
+    let served = switchboard_web::serve_unix(listener, engine, shutdown).await;
+    if let Err(e) = std::fs::remove_file(&socket) {
+        warn!(socket = %socket.display(), error = %e, "could not remove the socket");
+    }
+    served.context("serving the API")?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keep the engine's facts in step with the kernel.
+async fn follow_nics(engine: Arc<Engine>, mut changes: tokio::sync::mpsc::Receiver<()>) {
+    while changes.recv().await.is_some() {
+        if let Err(e) = engine.refresh_facts().await {
+            error!(error = %e, "re-reading the NICs failed");
+        }
+    }
+    warn!("the NIC change feed ended; NIC changes are seen only at the next Update");
+}

@@ -1,0 +1,132 @@
+//! Helpers for system tests that need root: the skip-or-fail gate and a
+//! throw-away network namespace.
+//!
+//! Enabled by the `testlab` feature; meant for `[dev-dependencies]` only.
+//!
+//! A system test starts with [`require_root_or_skip`]: without root it prints
+//! a loud `SKIPPED` line and the test returns early, unless
+//! `SWITCHBOARD_REQUIRE_SYSTEM_TESTS=1` is set (CI), in which case it panics.
+//! Then it builds its world in a [`Netns`], which is deleted on drop, even
+//! when the test panics.
+//!
+//! Everything here is synchronous (`std::process`) and shells out to
+//! iproute2's `ip`.
+
+use std::ffi::OsStr;
+use std::io::{self, Write as _};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Set to `1` to turn every skipped system test into a failure.
+pub const REQUIRE_ENV: &str = "SWITCHBOARD_REQUIRE_SYSTEM_TESTS";
+
+/// Whether the effective user is root (read from `/proc/self/status`, so no
+/// `unsafe` is needed).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            // Uid: real effective saved fs
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// `true` when the test can go on; when `ok` is false, announces the skip and
+/// returns `false`, or panics if [`REQUIRE_ENV`] is `1`.
+///
+/// The skip line is written straight to the process's stderr, past the test
+/// harness's output capture, so it shows in a normal `cargo test` run.
+pub fn require_or_skip(test_name: &str, ok: bool, reason: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{test_name}: could not run ({reason}) and {REQUIRE_ENV}=1 requires it to");
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "\n*** SKIPPED ({reason}): {test_name} — set {REQUIRE_ENV}=1 to make this a failure ***\n"
+    );
+    false
+}
+
+/// [`require_or_skip`] with "is the effective user root".
+pub fn require_root_or_skip(test_name: &str) -> bool {
+    require_or_skip(test_name, is_root(), "needs root")
+}
+
+/// Runs `command`, returning its output, or an error carrying the command
+/// line, exit status and stderr when it cannot start or exits non-zero.
+pub fn run(command: &mut Command) -> io::Result<Output> {
+    let output = command
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {command:?}: {e}")))?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(io::Error::other(format!(
+            "{command:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+/// A network namespace that exists as long as this value: created with a
+/// unique name by [`Netns::new`], deleted (`ip netns del`) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace `<prefix>-<pid>-<counter>`, unique among
+    /// concurrent tests and test processes. Keep the prefix short and
+    /// recognisable (e.g. `sbt-nic`), so leftovers of a killed run can be
+    /// spotted in `ip netns list`.
+    pub fn new(prefix: &str) -> io::Result<Netns> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        Ok(Netns { name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip -n <ns> <args>`, e.g. `ns.ip(["link", "set", "lo", "up"])`.
+    pub fn ip<I, S>(&self, args: I) -> io::Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that runs `program` inside the namespace
+    /// (`ip netns exec <ns> <program>`); add arguments, environment and run
+    /// it like any [`Command`].
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run(Command::new("ip").args(["netns", "del", &self.name])) {
+            let _ = writeln!(
+                io::stderr(),
+                "warning: cannot delete network namespace: {e}"
+            );
+        }
+    }
+}

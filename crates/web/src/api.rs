@@ -1,0 +1,264 @@
+//! The JSON API: one route per engine operation.
+//!
+//! Reads are `GET`, every change is `POST` (no state changes over `GET`).
+//! Bodies are JSON, at most [`MAX_BODY`] bytes. Every error is a JSON
+//! document `{"error": {"code", "message", "hint", "diagnostics"?}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use switchboard_engine::{Engine, EngineError, InputError, Origin};
+
+use crate::error::ApiError;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The longest revision comment accepted.
+pub const MAX_COMMENT: usize = 500;
+
+type AppState = Arc<Engine>;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/nics", get(nics))
+        .route("/v1/services", get(services))
+        .route("/v1/matrix", get(matrix))
+        .route("/v1/matrix/allow", post(allow))
+        .route("/v1/matrix/deny", post(deny))
+        .route("/v1/preset/production", post(preset_production))
+        .route("/v1/ports", post(set_port))
+        .route("/v1/discard", post(discard))
+        .route("/v1/diff", get(diff))
+        .route("/v1/update", post(update))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/revisions", get(revisions))
+        .route("/v1/revisions/{number}", get(revision))
+        .route("/v1/firewall", get(firewall))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(engine)
+}
+
+/// `Json`, with our error document on rejection.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+struct Body<T>(T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let (status, code, hint) = match &r {
+            JsonRejection::MissingJsonContentType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-json",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "requests are at most 64 KiB",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "check the request body against the API reference in the README",
+            ),
+        };
+        ApiError::new(status, code, r.body_text(), hint)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-query",
+            r.body_text(),
+            "revision numbers are whole numbers",
+        )
+    }
+}
+
+/// Who is asking, from where: filled in by the transport's middleware.
+#[derive(Debug, Clone)]
+pub struct Requester(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Requester>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("request without origin"))
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, ApiError>
+where
+    T::Err: Into<InputError>,
+{
+    s.parse::<T>()
+        .map_err(|e| ApiError::from(EngineError::Input(e.into())))
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok<T: serde::Serialize>(value: T) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+async fn status(State(e): State<AppState>) -> ApiResult {
+    ok(e.status().await?)
+}
+
+async fn nics(State(e): State<AppState>) -> ApiResult {
+    ok(e.nics().await?)
+}
+
+async fn services(State(e): State<AppState>) -> ApiResult {
+    ok(e.services().await?)
+}
+
+async fn matrix(State(e): State<AppState>) -> ApiResult {
+    ok(e.matrix().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CellRequest {
+    service: String,
+    nic: String,
+}
+
+async fn allow(State(e): State<AppState>, Body(r): Body<CellRequest>) -> ApiResult {
+    ok(e.set_cell(parse(&r.service)?, &parse(&r.nic)?, true)
+        .await?)
+}
+
+async fn deny(State(e): State<AppState>, Body(r): Body<CellRequest>) -> ApiResult {
+    ok(e.set_cell(parse(&r.service)?, &parse(&r.nic)?, false)
+        .await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetRequest {
+    internal: String,
+    external: String,
+}
+
+async fn preset_production(State(e): State<AppState>, Body(r): Body<PresetRequest>) -> ApiResult {
+    ok(
+        e.preset_production(&parse(&r.internal)?, &parse(&r.external)?)
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortRequest {
+    service: String,
+    ports: String,
+}
+
+async fn set_port(State(e): State<AppState>, Body(r): Body<PortRequest>) -> ApiResult {
+    ok(e.set_port(parse(&r.service)?, parse(&r.ports)?).await?)
+}
+
+async fn discard(State(e): State<AppState>) -> ApiResult {
+    ok(e.discard().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+async fn diff(State(e): State<AppState>, q: Result<Query<DiffQuery>, QueryRejection>) -> ApiResult {
+    let Query(q) = q?;
+    ok(e.diff(q.from, q.to).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    #[serde(default)]
+    comment: String,
+}
+
+fn check_comment(comment: &str) -> Result<(), ApiError> {
+    if comment.chars().count() > MAX_COMMENT || comment.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-comment",
+            format!("a revision comment is one line of at most {MAX_COMMENT} characters"),
+            "shorten the comment and remove line breaks",
+        ));
+    }
+    Ok(())
+}
+
+async fn update(
+    State(e): State<AppState>,
+    Requester(origin): Requester,
+    Body(r): Body<UpdateRequest>,
+) -> ApiResult {
+    check_comment(&r.comment)?;
+    ok(e.update(&origin, &r.comment).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    revision: u64,
+}
+
+async fn rollback(
+    State(e): State<AppState>,
+    Requester(origin): Requester,
+    Body(r): Body<RollbackRequest>,
+) -> ApiResult {
+    ok(e.rollback(&origin, r.revision).await?)
+}
+
+async fn revisions(State(e): State<AppState>) -> ApiResult {
+    ok(e.revisions().await?)
+}
+
+async fn revision(
+    State(e): State<AppState>,
+    number: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> ApiResult {
+    let Path(number) = number.map_err(|r| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-path",
+            r.body_text(),
+            "a revision number is a whole number",
+        )
+    })?;
+    ok(e.revision(number).await?)
+}
+
+async fn firewall(State(e): State<AppState>) -> ApiResult {
+    ok(e.firewall().await?)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-such-endpoint",
+        "there is no such API endpoint",
+        "the endpoints are listed in the README",
+    )
+}

@@ -1,0 +1,94 @@
+//! The error document of the API, and the one mapping from engine errors
+//! to HTTP statuses.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use switchboard_domain::Diagnostic;
+use switchboard_engine::EngineError;
+use tracing::error;
+
+/// What a client gets when a request fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDocument {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.into(),
+                message: message.into(),
+                hint: hint.into(),
+                diagnostics: vec![],
+            },
+        }
+    }
+
+    /// A failure of the appliance itself: the details go to the log, the
+    /// client gets a generic message.
+    pub fn internal(detail: &str) -> Self {
+        error!(detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the appliance failed to complete the request",
+            "see the daemon's log for details",
+        )
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        // One exhaustive match, no wildcard: a new variant must be decided here.
+        let status = match &e {
+            EngineError::Input(_) => StatusCode::BAD_REQUEST,
+            EngineError::Matrix(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Rejected { .. } => StatusCode::CONFLICT,
+            EngineError::NoSuchRevision(_) => StatusCode::NOT_FOUND,
+            EngineError::Discovery(_) | EngineError::Store(_) => {
+                error!(error = %e, "internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            "the appliance failed to complete the request".to_owned()
+        } else {
+            e.to_string()
+        };
+        let mut err = ApiError::new(status, e.code(), message, e.hint());
+        if let EngineError::Rejected { diagnostics } = e {
+            err.body.diagnostics = diagnostics;
+        }
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorDocument { error: self.body })).into_response()
+    }
+}

@@ -1,0 +1,154 @@
+//! Everything that speaks HTTP.
+//!
+//! - [`api`]: the JSON API, an axum router over the [engine](switchboard_engine).
+//!   Every operation of the console and the CLI is one of its routes.
+//! - [`serve_unix`]: the API on the daemon's local Unix socket (mode 0600;
+//!   peers other than root and the daemon's own user are refused, checked
+//!   with `SO_PEERCRED`). The peer's uid and pid become the request's
+//!   [`Origin`](switchboard_engine::Origin).
+//! - [`client`]: the typed client the CLI uses over that socket.
+//!
+//! **Boundary.** The only crate that knows HTTP: status codes, headers and
+//! routes stay here; engine errors become statuses in one exhaustive match
+//! (`error.rs`). Internal error details are logged, never sent.
+//!
+//! **Limitations.** No TCP/TLS listener yet (the console arrives with its
+//! issue); only the local socket serves the API.
+
+pub mod api;
+pub mod client;
+pub mod error;
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::extract::connect_info::{self, ConnectInfo};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use switchboard_engine::{Engine, Origin};
+use tokio::net::UnixListener;
+use tokio::net::unix::UCred;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::Requester;
+use crate::error::ApiError;
+
+/// The peer of a Unix-socket connection.
+#[derive(Debug, Clone, Copy)]
+pub struct UnixPeer {
+    pub cred: Option<UCred>,
+}
+
+impl connect_info::Connected<IncomingStream<'_, UnixListener>> for UnixPeer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        UnixPeer {
+            cred: stream.io().peer_cred().ok(),
+        }
+    }
+}
+
+/// Why the socket could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "another switchboard daemon is answering on {0}; stop it first, or give this one another --socket"
+    )]
+    InUse(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Bind the API socket at `path`: refuses a socket a live daemon answers
+/// on, replaces a stale one, and leaves the socket readable and writable by
+/// its owner only.
+pub async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
+    let io = |source| ServeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(ServeError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // The socket is created with the umask applied; tighten it before any
+    // client can be accepted (the peer check below covers the short window).
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serve the API on `listener` until `shutdown` resolves.
+pub async fn serve_unix(
+    listener: UnixListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = api::router(engine).layer(middleware::from_fn(unix_origin));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<UnixPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Admit root and the daemon's own user; record who and from where; one
+/// tracing span per request.
+async fn unix_origin(
+    ConnectInfo(peer): ConnectInfo<UnixPeer>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let me = rustix::process::geteuid().as_raw();
+    let Some(cred) = peer.cred else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the peer of this connection cannot be identified",
+            "connect through the local Unix socket as root",
+        )
+        .into_response();
+    };
+    if cred.uid() != 0 && cred.uid() != me {
+        warn!(
+            uid = cred.uid(),
+            "refused a client that is neither root nor the daemon's user"
+        );
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only root may use the switchboard API",
+            "run the command as root (e.g. with sudo)",
+        )
+        .into_response();
+    }
+    let actor = if cred.uid() == 0 {
+        "root".to_owned()
+    } else {
+        format!("uid {}", cred.uid())
+    };
+    let address = match cred.pid() {
+        Some(pid) => format!("unix socket (pid {pid})"),
+        None => "unix socket".to_owned(),
+    };
+    let span = info_span!("request", method = %req.method(), path = %req.uri().path(), %actor);
+    req.extensions_mut()
+        .insert(Requester(Origin { actor, address }));
+    async move {
+        let response = next.run(req).await;
+        info!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
