@@ -130,3 +130,62 @@ impl Drop for Netns {
         }
     }
 }
+
+/// The appliance and its neighbours, as in the product brief's story:
+///
+/// ```text
+///  admin host (ns lan)          appliance (ns appliance)            phone (ns wan)
+///  eth0 192.0.2.2/24  ─veth─  lan0 192.0.2.1/24
+///                             wan0 198.51.100.1/24  ─veth─  eth0 198.51.100.2/24
+///                             dmz0 (ifb, no address)
+/// ```
+///
+/// Every namespace is deleted on drop (which removes the links with it).
+#[derive(Debug)]
+pub struct Lab {
+    pub appliance: Netns,
+    pub lan: Netns,
+    pub wan: Netns,
+}
+
+impl Lab {
+    pub const LAN_APPLIANCE: &'static str = "192.0.2.1";
+    pub const LAN_ADMIN: &'static str = "192.0.2.2";
+    pub const WAN_APPLIANCE: &'static str = "198.51.100.1";
+    pub const WAN_PHONE: &'static str = "198.51.100.2";
+
+    pub fn new() -> io::Result<Lab> {
+        let lab = Lab {
+            appliance: Netns::new("sbt-app")?,
+            lan: Netns::new("sbt-lan")?,
+            wan: Netns::new("sbt-wan")?,
+        };
+        let app = &lab.appliance;
+        for ns in [&lab.appliance, &lab.lan, &lab.wan] {
+            ns.ip(["link", "set", "lo", "up"])?;
+        }
+        for (nic, peer, mine, theirs) in [
+            ("lan0", &lab.lan, Self::LAN_APPLIANCE, Self::LAN_ADMIN),
+            ("wan0", &lab.wan, Self::WAN_APPLIANCE, Self::WAN_PHONE),
+        ] {
+            app.ip([
+                "link",
+                "add",
+                nic,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                peer.name(),
+            ])?;
+            app.ip(["addr", "add", &format!("{mine}/24"), "dev", nic])?;
+            peer.ip(["addr", "add", &format!("{theirs}/24"), "dev", "eth0"])?;
+            app.ip(["link", "set", nic, "up"])?;
+            peer.ip(["link", "set", "eth0", "up"])?;
+        }
+        app.ip(["link", "add", "dmz0", "type", "ifb"])?;
+        Ok(lab)
+    }
+}

@@ -43,6 +43,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/revisions/{number}", get(revision))
         .route("/v1/firewall", get(firewall))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(engine)
 }
@@ -260,5 +261,14 @@ async fn not_found() -> ApiError {
         "no-such-endpoint",
         "there is no such API endpoint",
         "the endpoints are listed in the README",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this endpoint does not take that method",
+        "reads are GET, changes are POST",
     )
 }

@@ -1,0 +1,158 @@
+//! Driving the real `switchboard` binary: a daemon on a temporary data
+//! directory, and CLI calls against its socket.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchboard_system::testlab::Netns;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A running `switchboard serve`, killed (SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    /// The daemon's stderr (appended to across restarts).
+    pub log: PathBuf,
+}
+
+/// How to start the daemon: in the current namespace or inside one.
+pub fn serve_command(
+    netns: Option<&Netns>,
+    data_dir: &Path,
+    socket: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = match netns {
+        Some(ns) => ns.command(BIN),
+        None => Command::new(BIN),
+    };
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .arg("--socket")
+        .arg(socket)
+        .arg("serve")
+        .args(extra)
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+impl Daemon {
+    /// Start the daemon and wait until its API answers.
+    pub fn start(netns: Option<&Netns>, dir: &Path, extra: &[&str]) -> Daemon {
+        let data_dir = dir.join("data");
+        let socket = dir.join("api.sock");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))
+            .expect("log file");
+        let child = serve_command(netns, &data_dir, &socket, extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start switchboard serve");
+        let mut d = Daemon {
+            child,
+            data_dir,
+            socket,
+            log: dir.join("daemon.log"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = d.child.try_wait().expect("wait") {
+                panic!("the daemon exited early ({status}); log:\n{}", d.log_text());
+            }
+            if d.cli(&["status"]).status.success() {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not answer in time; log:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    }
+
+    /// Run a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`switchboard {}` failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// A read command with `--json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// A CLI command that must fail with the given error code; returns stderr.
+    pub fn fails(&self, args: &[&str], code: &str) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "`switchboard {}` should fail: {stderr}",
+            args.join(" ")
+        );
+        assert!(
+            stderr.contains(&format!("error[{code}]")),
+            "expected {code}, got: {stderr}"
+        );
+        assert!(
+            stderr.contains("= hint: "),
+            "every error has a hint: {stderr}"
+        );
+        stderr
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
