@@ -1,10 +1,11 @@
 //! Engine errors. Each has a stable code and a hint; the web crate maps
 //! every variant to an HTTP status in one exhaustive `match`.
 
-use switchboard_domain::Diagnostic;
+use jiff::Timestamp;
 use switchboard_domain::catalog::{InvalidPortRange, UnknownService};
 use switchboard_domain::matrix::MatrixError;
 use switchboard_domain::nic::InvalidNicName;
+use switchboard_domain::{Diagnostic, NicName, ServiceId};
 use switchboard_store::StoreError;
 
 /// Input that does not parse.
@@ -16,6 +17,8 @@ pub enum InputError {
     Nic(#[from] InvalidNicName),
     #[error(transparent)]
     Ports(#[from] InvalidPortRange),
+    #[error("a confirmation window of {0} s is not accepted: give 1 to 3600 seconds")]
+    ConfirmWindow(u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,18 @@ pub enum EngineError {
     Rejected { diagnostics: Vec<Diagnostic> },
     #[error("there is no revision {0}")]
     NoSuchRevision(u64),
+    #[error(
+        "this Update would stop {service} answering on {nic}, the NIC your session came in through"
+    )]
+    WouldLockOut { service: ServiceId, nic: NicName },
+    #[error("revision {revision} is waiting for confirmation until {deadline}")]
+    PendingConfirmation { revision: u64, deadline: Timestamp },
+    #[error("no revision is waiting for confirmation")]
+    NothingPending,
+    #[error("revision {revision} failed to apply: {detail}")]
+    ApplyFailed { revision: u64, detail: String },
+    #[error("the system refused: {0}")]
+    System(String),
     #[error("cannot list the NICs: {0}")]
     Discovery(String),
     #[error(transparent)]
@@ -41,10 +56,16 @@ impl EngineError {
             EngineError::Input(InputError::Service(_)) => "unknown-service",
             EngineError::Input(InputError::Nic(_)) => "invalid-nic-name",
             EngineError::Input(InputError::Ports(_)) => "invalid-ports",
+            EngineError::Input(InputError::ConfirmWindow(_)) => "invalid-confirm-window",
             EngineError::Matrix(MatrixError::UnknownNic(_)) => "unknown-nic",
             EngineError::Matrix(MatrixError::SameNic(_)) => "same-nic",
             EngineError::Rejected { .. } => "candidate-rejected",
             EngineError::NoSuchRevision(_) => "no-such-revision",
+            EngineError::WouldLockOut { .. } => "would-lock-you-out",
+            EngineError::PendingConfirmation { .. } => "pending-confirmation",
+            EngineError::NothingPending => "nothing-pending",
+            EngineError::ApplyFailed { .. } => "apply-failed",
+            EngineError::System(_) => "system-failed",
             EngineError::Discovery(_) => "discovery-failed",
             EngineError::Store(_) => "store-failed",
         }
@@ -58,6 +79,9 @@ impl EngineError {
                 "list the NICs with `switchboard nics`".into()
             }
             EngineError::Input(InputError::Ports(_)) => "ports are 1-65535; a range is written FIRST-LAST".into(),
+            EngineError::Input(InputError::ConfirmWindow(_)) => {
+                "e.g. `switchboard update --confirm-within 120`".into()
+            }
             EngineError::Matrix(MatrixError::SameNic(_)) => {
                 "name the NIC facing your internal network and the one facing the outside".into()
             }
@@ -65,6 +89,17 @@ impl EngineError {
                 "fix the errors listed in the diagnostics (each has its own hint), then Update again".into()
             }
             EngineError::NoSuchRevision(_) => "list the revisions with `switchboard revisions`".into(),
+            EngineError::WouldLockOut { .. } => {
+                "if that is what you want, Update with `--confirm-within SECONDS` and confirm from a session that still works (`switchboard confirm`); otherwise the appliance rolls back by itself".into()
+            }
+            EngineError::PendingConfirmation { .. } => {
+                "confirm it with `switchboard confirm`, or wait for it to roll back".into()
+            }
+            EngineError::NothingPending => "only an Update made with --confirm-within needs confirming".into(),
+            EngineError::ApplyFailed { .. } => {
+                "the system was left on the previous revision; see the revision's detail and the daemon's log".into()
+            }
+            EngineError::System(_) => "see the daemon's log".into(),
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 "this is a problem of the appliance, not of the request: see the daemon's log".into()
             }

@@ -22,6 +22,9 @@
 mod diff;
 mod error;
 mod facts;
+mod failpoint;
+mod firewall;
+mod origin;
 pub mod views;
 
 use std::path::PathBuf;
@@ -30,12 +33,16 @@ use std::sync::RwLock;
 use jiff::Timestamp;
 use switchboard_domain::{Candidate, Facts, NicName, PortRange, ServiceId, validate};
 use switchboard_plan::Rejected;
-use switchboard_store::{NewRevision, Outcome, Revision, RevisionKind, RevisionSummary, Store};
+use switchboard_store::{
+    NewRevision, Outcome, Pending, Revision, RevisionKind, RevisionSummary, Store,
+};
 use tokio::sync::Mutex;
 use tracing::{info, info_span, warn};
 
 pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
+use failpoint::failpoint;
+pub use origin::{Arrival, Origin};
 use views::*;
 
 /// What the firewall does with a plan.
@@ -44,16 +51,13 @@ use views::*;
 pub enum FirewallMode {
     /// Render and record the ruleset; never touch the host firewall.
     Plan,
+    /// Load each revision's ruleset into the kernel (one transaction),
+    /// verify it, and reconcile at boot.
+    Enforce,
 }
 
-/// Where a request came from: recorded with every revision.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Origin {
-    /// Who: a user name, or `uid N`.
-    pub actor: String,
-    /// From where: `unix socket (pid N)`, or a network address.
-    pub address: String,
-}
+/// The longest commit-confirm window accepted, in seconds.
+pub const MAX_CONFIRM_WINDOW: u64 = 3600;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -97,6 +101,11 @@ impl Engine {
         self.facts.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The commit-confirmed revision waiting for confirmation, if any.
+    pub async fn pending(&self) -> Result<Option<Pending>> {
+        Ok(self.store.lock().await.pending()?)
+    }
+
     /// Replace the observed facts; returns whether they changed.
     pub fn set_facts(&self, facts: Facts) -> bool {
         let mut current = self.facts.write().unwrap_or_else(|p| p.into_inner());
@@ -136,6 +145,7 @@ impl Engine {
         let store = self.store.lock().await;
         let candidate = Self::candidate_of(&store)?;
         let applied = store.applied()?;
+        let pending = store.pending()?;
         let diagnostics = validate(&candidate, &facts);
         let mut settled = candidate.clone();
         settled.matrix.settle(&facts);
@@ -145,6 +155,12 @@ impl Engine {
             firewall_mode: self.config.firewall,
             applied_revision: applied.as_ref().map(|r| r.summary.number),
             applied_at: applied.as_ref().map(|r| r.summary.created_at),
+            pending: pending.map(|p| PendingView {
+                revision: p.revision,
+                previous: p.previous,
+                deadline: p.deadline,
+                seconds_left: p.deadline.duration_since(Timestamp::now()).as_secs().max(0),
+            }),
             candidate_changed: applied.as_ref().is_none_or(|r| r.candidate != settled),
             errors: diagnostics.iter().filter(|d| d.is_error()).count(),
             warnings: diagnostics.iter().filter(|d| !d.is_error()).count(),
@@ -291,13 +307,15 @@ impl Engine {
     }
 
     pub async fn firewall(&self) -> Result<FirewallView> {
-        let store = self.store.lock().await;
-        let applied = store.applied()?;
+        let applied = self.store.lock().await.applied()?;
+        let loaded = firewall::loaded(self.config.firewall)
+            .await
+            .map_err(EngineError::System)?;
         Ok(FirewallView {
             mode: self.config.firewall,
             revision: applied.as_ref().map(|r| r.summary.number),
             ruleset: applied.map(|r| r.plan.ruleset),
-            loaded: None,
+            loaded,
         })
     }
 
@@ -398,61 +416,85 @@ impl Engine {
         .await
     }
 
-    // ---- Update and rollback ------------------------------------------------
+    // ---- Update, rollback, commit-confirm, boot -----------------------------
 
-    /// Validate, plan, apply, verify and record the candidate.
-    pub async fn update(&self, origin: &Origin, comment: &str) -> Result<UpdateView> {
+    /// Validate, plan, apply, verify and record the candidate. With
+    /// `confirm_within`, the revision is applied as pending: [`Engine::confirm`]
+    /// keeps it, otherwise [`Engine::expire_pending`] rolls it back.
+    pub async fn update(
+        &self,
+        origin: &Origin,
+        comment: &str,
+        confirm_within: Option<u64>,
+    ) -> Result<UpdateView> {
+        let window = confirm_window(confirm_within)?;
         let facts = self.current_facts().await?;
         let mut store = self.store.lock().await;
         let candidate = Self::candidate_of(&store)?;
-        self.apply(
-            &mut store,
-            &facts,
+        let change = Change {
             origin,
             comment,
             candidate,
-            RevisionKind::Update,
-            None,
-        )
+            kind: RevisionKind::Update,
+            rollback_of: None,
+            window,
+        };
+        self.apply(&mut store, &facts, change).await
     }
 
     /// Apply the candidate of revision `number` again, as a new revision.
-    pub async fn rollback(&self, origin: &Origin, number: u64) -> Result<UpdateView> {
+    pub async fn rollback(
+        &self,
+        origin: &Origin,
+        number: u64,
+        confirm_within: Option<u64>,
+    ) -> Result<UpdateView> {
+        let window = confirm_window(confirm_within)?;
         let facts = self.current_facts().await?;
         let mut store = self.store.lock().await;
         let target = store
             .revision(number)?
             .ok_or(EngineError::NoSuchRevision(number))?;
         let comment = format!("rollback to revision {number}");
-        self.apply(
-            &mut store,
-            &facts,
+        let change = Change {
             origin,
-            &comment,
-            target.candidate,
-            RevisionKind::Rollback,
-            Some(number),
-        )
+            comment: &comment,
+            candidate: target.candidate,
+            kind: RevisionKind::Rollback,
+            rollback_of: Some(number),
+            window,
+        };
+        self.apply(&mut store, &facts, change).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn apply(
+    async fn apply(
         &self,
         store: &mut Store,
         facts: &Facts,
-        origin: &Origin,
-        comment: &str,
-        mut candidate: Candidate,
-        kind: RevisionKind,
-        rollback_of: Option<u64>,
+        change: Change<'_>,
     ) -> Result<UpdateView> {
+        let Change {
+            origin,
+            comment,
+            mut candidate,
+            kind,
+            rollback_of,
+            window,
+        } = change;
         let span = info_span!("update", actor = %origin.actor, from = %origin.address, revision = tracing::field::Empty);
         let _guard = span.enter();
+        if let Some(p) = store.pending()? {
+            return Err(EngineError::PendingConfirmation {
+                revision: p.revision,
+                deadline: p.deadline,
+            });
+        }
         candidate.matrix.settle(facts);
         let (plan, warnings) = switchboard_plan::plan(&candidate, facts)
             .map_err(|Rejected { diagnostics }| EngineError::Rejected { diagnostics })?;
         let applied = store.applied()?;
         if kind == RevisionKind::Update
+            && window.is_none()
             && applied
                 .as_ref()
                 .is_some_and(|r| r.candidate == candidate && r.plan == plan)
@@ -463,17 +505,41 @@ impl Engine {
                 no_change: true,
                 outcome: Outcome::Applied,
                 detail: "nothing changed: the candidate is the applied revision".into(),
+                pending_until: None,
                 warnings,
             });
         }
-        let (outcome, detail) = match self.config.firewall {
-            FirewallMode::Plan => (
-                Outcome::Applied,
-                "firewall planned, not enforced (--firewall plan): the ruleset is recorded, the host firewall is untouched".to_owned(),
-            ),
+        let current = applied.as_ref().map(|r| (&r.plan.matrix, &r.candidate));
+        if let Some(nic) = origin::cut_off(origin, facts, current, (&plan.matrix, &candidate))
+            && window.is_none()
+        {
+            let service = origin.arrival.map_or(ServiceId::Console, |a| a.service);
+            return Err(EngineError::WouldLockOut {
+                service,
+                nic: nic.clone(),
+            });
+        }
+
+        let applied_at = Timestamp::now();
+        let result = firewall::put(self.config.firewall, Some(&plan)).await;
+        let (outcome, detail) = match &result {
+            Ok(done) if window.is_some() => (Outcome::Pending, done.clone()),
+            Ok(done) => (Outcome::Applied, done.clone()),
+            Err(e) => {
+                // The load is one transaction; a verification failure is
+                // undone by putting the running revision back.
+                let restore =
+                    firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan)).await;
+                let restored = match restore {
+                    Ok(_) => "the previous revision is running".to_owned(),
+                    Err(e2) => format!("restoring the previous revision failed too: {e2}"),
+                };
+                (Outcome::Failed, format!("{e}; {restored}"))
+            }
         };
-        let number = store.record_revision(&NewRevision {
-            created_at: Timestamp::now(),
+        let deadline = window.map(|w| applied_at + w);
+        let rev = NewRevision {
+            created_at: applied_at,
             actor: &origin.actor,
             origin: &origin.address,
             kind,
@@ -484,19 +550,122 @@ impl Engine {
             warnings: &warnings,
             outcome,
             detail: &detail,
-        })?;
+        };
+        let number = match deadline {
+            Some(d) if outcome == Outcome::Pending => store.record_pending_revision(&rev, d)?,
+            _ => store.record_revision(&rev)?,
+        };
+        failpoint("after-record");
         span.record("revision", number);
         match outcome {
-            Outcome::Applied => info!(revision = number, "revision applied"),
-            Outcome::Failed => warn!(revision = number, %detail, "revision failed"),
+            Outcome::Failed => {
+                warn!(revision = number, %detail, "revision failed");
+                return Err(EngineError::ApplyFailed {
+                    revision: number,
+                    detail,
+                });
+            }
+            Outcome::Pending => {
+                info!(revision = number, deadline = ?deadline, "revision applied, pending confirmation")
+            }
+            _ => info!(revision = number, "revision applied"),
         }
         Ok(UpdateView {
             revision: Some(number),
             no_change: false,
             outcome,
             detail,
+            pending_until: deadline.filter(|_| outcome == Outcome::Pending),
             warnings,
         })
+    }
+
+    /// Keep the pending revision.
+    pub async fn confirm(&self, origin: &Origin) -> Result<ConfirmView> {
+        let mut store = self.store.lock().await;
+        let detail = format!("confirmed by {} from {}", origin.actor, origin.address);
+        let revision = store
+            .confirm_pending(&detail)?
+            .ok_or(EngineError::NothingPending)?;
+        info!(revision, %detail, "pending revision confirmed");
+        Ok(ConfirmView { revision, detail })
+    }
+
+    /// Roll the pending revision back if its deadline has passed (`now` is
+    /// passed in so that boot and the timer say the same thing). Returns
+    /// the revision rolled back.
+    pub async fn expire_pending(&self, now: Timestamp) -> Result<Option<u64>> {
+        let mut store = self.store.lock().await;
+        let Some(pending) = store.pending()? else {
+            return Ok(None);
+        };
+        if now < pending.deadline {
+            return Ok(None);
+        }
+        let previous = match pending.previous {
+            Some(n) => Some(store.revision(n)?.ok_or(EngineError::NoSuchRevision(n))?),
+            None => None,
+        };
+        firewall::put(self.config.firewall, previous.as_ref().map(|r| &r.plan))
+            .await
+            .map_err(EngineError::System)?;
+        failpoint("expiry-after-firewall");
+        let back_to = match pending.previous {
+            Some(n) => format!("revision {n}"),
+            None => "no revision (factory state)".into(),
+        };
+        let detail = format!(
+            "not confirmed before {}: rolled back to {back_to}",
+            pending.deadline
+        );
+        store.roll_back_pending(&detail)?;
+        warn!(revision = pending.revision, %detail, "pending revision rolled back");
+        Ok(Some(pending.revision))
+    }
+
+    /// Put the system in the state the store says, before serving anything:
+    /// an expired pending revision is rolled back; otherwise the applied
+    /// revision (pending or not) is loaded again. Loading the same revision
+    /// twice changes nothing. Returns a line for the log.
+    pub async fn boot(&self) -> Result<String> {
+        if let Some(n) = self.expire_pending(Timestamp::now()).await? {
+            return Ok(format!(
+                "revision {n} was pending past its deadline: rolled back"
+            ));
+        }
+        let store = self.store.lock().await;
+        let applied = store.applied()?;
+        let done = firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
+            .await
+            .map_err(EngineError::System)?;
+        Ok(match (applied, store.pending()?) {
+            (Some(r), Some(p)) => format!(
+                "revision {} reloaded, pending confirmation until {}: {done}",
+                r.summary.number, p.deadline
+            ),
+            (Some(r), None) => format!("revision {} reloaded: {done}", r.summary.number),
+            (None, _) => format!("no revision applied yet: {done}"),
+        })
+    }
+}
+
+/// One Update or rollback, as `apply` receives it.
+struct Change<'a> {
+    origin: &'a Origin,
+    comment: &'a str,
+    candidate: Candidate,
+    kind: RevisionKind,
+    rollback_of: Option<u64>,
+    window: Option<jiff::SignedDuration>,
+}
+
+fn confirm_window(seconds: Option<u64>) -> Result<Option<jiff::SignedDuration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if (1..=MAX_CONFIRM_WINDOW).contains(&s) => {
+            Ok(Some(jiff::SignedDuration::from_secs(s as i64)))
+        }
+        Some(s) => Err(EngineError::Input(InputError::ConfirmWindow(s))),
     }
 }
 

@@ -48,6 +48,20 @@ fn origin() -> Origin {
     Origin {
         actor: "root".into(),
         address: "unix socket (pid 1)".into(),
+        arrival: None,
+    }
+}
+
+/// An administrator logged in over SSH to lan0's address.
+fn ssh_via_lan() -> Origin {
+    Origin {
+        actor: "root".into(),
+        address: "ssh from 192.0.2.2 to 192.0.2.1:22".into(),
+        arrival: Some(Arrival {
+            service: ServiceId::Ssh,
+            local: "192.0.2.1".parse().expect("ip"),
+            port: 22,
+        }),
     }
 }
 
@@ -58,7 +72,7 @@ fn n(s: &str) -> NicName {
 #[tokio::test]
 async fn update_records_numbered_revisions_and_skips_no_change() {
     let e = engine();
-    let first = e.update(&origin(), "first").await.expect("update");
+    let first = e.update(&origin(), "first", None).await.expect("update");
     assert_eq!((first.revision, first.no_change), (Some(1), false));
     let w: Vec<_> = first
         .warnings
@@ -67,12 +81,15 @@ async fn update_records_numbered_revisions_and_skips_no_change() {
         .collect();
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].nic.as_deref(), Some("dmz0"));
-    let again = e.update(&origin(), "again").await.expect("update");
+    let again = e.update(&origin(), "again", None).await.expect("update");
     assert_eq!((again.revision, again.no_change), (Some(1), true));
     e.set_cell(ServiceId::Ssh, &n("wan0"), false)
         .await
         .expect("edit");
-    let second = e.update(&origin(), "no ssh on wan").await.expect("update");
+    let second = e
+        .update(&origin(), "no ssh on wan", None)
+        .await
+        .expect("update");
     assert_eq!(second.revision, Some(2));
     let revs = e.revisions().await.expect("list");
     assert_eq!(revs.len(), 2);
@@ -90,7 +107,7 @@ async fn update_records_numbered_revisions_and_skips_no_change() {
 #[tokio::test]
 async fn a_rejected_update_changes_nothing() {
     let e = engine();
-    e.update(&origin(), "").await.expect("update");
+    e.update(&origin(), "", None).await.expect("update");
     for nic in ["lan0", "wan0"] {
         e.set_cell(ServiceId::Console, &n(nic), false)
             .await
@@ -98,7 +115,7 @@ async fn a_rejected_update_changes_nothing() {
     }
     let before = e.revisions().await.expect("list");
     let err = e
-        .update(&origin(), "")
+        .update(&origin(), "", None)
         .await
         .expect_err("console unreachable");
     let EngineError::Rejected { diagnostics } = &err else {
@@ -114,12 +131,12 @@ async fn a_rejected_update_changes_nothing() {
 #[tokio::test]
 async fn rollback_applies_an_old_candidate_as_a_new_revision() {
     let e = engine();
-    e.update(&origin(), "").await.expect("1");
+    e.update(&origin(), "", None).await.expect("1");
     e.preset_production(&n("lan0"), &n("wan0"))
         .await
         .expect("preset");
-    e.update(&origin(), "").await.expect("2");
-    let r = e.rollback(&origin(), 1).await.expect("rollback");
+    e.update(&origin(), "", None).await.expect("2");
+    let r = e.rollback(&origin(), 1, None).await.expect("rollback");
     assert_eq!(r.revision, Some(3));
     let rev3 = e.revision(3).await.expect("3");
     assert_eq!(rev3.summary.kind, RevisionKind::Rollback);
@@ -131,7 +148,7 @@ async fn rollback_applies_an_old_candidate_as_a_new_revision() {
         "the candidate follows the rollback"
     );
     assert!(matches!(
-        e.rollback(&origin(), 9).await,
+        e.rollback(&origin(), 9, None).await,
         Err(EngineError::NoSuchRevision(9))
     ));
 }
@@ -164,7 +181,7 @@ async fn diff_shows_cells_ports_and_ruleset() {
         d.matrix.is_empty(),
         "the factory candidate is what an unfirewalled box does"
     );
-    e.update(&origin(), "").await.expect("1");
+    e.update(&origin(), "", None).await.expect("1");
     e.set_cell(ServiceId::Sql, &n("wan0"), false)
         .await
         .expect("edit");
@@ -200,7 +217,7 @@ async fn diff_shows_cells_ports_and_ruleset() {
 #[tokio::test]
 async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
     let e = engine();
-    e.update(&origin(), "").await.expect("1");
+    e.update(&origin(), "", None).await.expect("1");
     let mut facts = e.facts();
     facts.nics.push(nic("eth7", Some("192.0.2.77")));
     e.set_facts(facts);
@@ -210,7 +227,7 @@ async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
     let nics = e.nics().await.expect("nics");
     let eth7 = nics.iter().find(|v| v.name == "eth7").expect("listed");
     assert_eq!((eth7.state, eth7.services.len()), (NicState::New, 0));
-    e.update(&origin(), "").await.expect("2");
+    e.update(&origin(), "", None).await.expect("2");
     assert!(e.status().await.expect("status").new_nics.is_empty());
     assert!(
         e.matrix()
@@ -222,4 +239,112 @@ async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
             .iter()
             .all(|n| n.as_str() != "eth7")
     );
+}
+
+#[tokio::test]
+async fn an_update_that_cuts_the_admins_own_session_needs_commit_confirm() {
+    let e = engine();
+    e.update(&origin(), "", None).await.expect("1");
+    e.set_cell(ServiceId::Ssh, &n("lan0"), false)
+        .await
+        .expect("edit");
+    let err = e
+        .update(&ssh_via_lan(), "", None)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, EngineError::WouldLockOut { service: ServiceId::Ssh, nic } if nic.as_str() == "lan0"),
+        "{err}"
+    );
+    assert_eq!(
+        e.revisions().await.expect("list").len(),
+        1,
+        "nothing recorded"
+    );
+    // The same Update from the local console (no network session) is fine,
+    // and so is moving SSH to another port... which also cuts the session.
+    e.discard().await.expect("discard");
+    e.set_port(ServiceId::Ssh, "2222".parse().expect("port"))
+        .await
+        .expect("port");
+    assert!(matches!(
+        e.update(&ssh_via_lan(), "", None).await,
+        Err(EngineError::WouldLockOut { .. })
+    ));
+    let ok = e
+        .update(&ssh_via_lan(), "", Some(60))
+        .await
+        .expect("commit-confirm is allowed");
+    assert_eq!(ok.outcome, Outcome::Pending);
+    assert!(ok.pending_until.is_some());
+}
+
+#[tokio::test]
+async fn a_pending_revision_is_kept_by_confirm_or_rolled_back_at_its_deadline() {
+    let e = engine();
+    e.update(&origin(), "", None).await.expect("1");
+    e.set_cell(ServiceId::Sql, &n("wan0"), false)
+        .await
+        .expect("edit");
+    let p = e.update(&origin(), "", Some(30)).await.expect("2 pending");
+    let deadline = p.pending_until.expect("deadline");
+    assert_eq!(
+        e.status()
+            .await
+            .expect("s")
+            .pending
+            .expect("pending")
+            .revision,
+        2
+    );
+    let err = e
+        .update(&origin(), "", None)
+        .await
+        .expect_err("one pending at a time");
+    assert_eq!(err.code(), "pending-confirmation");
+    assert_eq!(
+        e.expire_pending(deadline - jiff::SignedDuration::from_secs(1))
+            .await
+            .expect("early"),
+        None
+    );
+    assert_eq!(e.expire_pending(deadline).await.expect("due"), Some(2));
+    assert_eq!(e.firewall().await.expect("fw").revision, Some(1));
+    let r2 = e.revision(2).await.expect("2");
+    assert_eq!(r2.summary.outcome, Outcome::RolledBack);
+    assert!(
+        r2.summary.detail.contains("rolled back to revision 1"),
+        "{}",
+        r2.summary.detail
+    );
+    assert!(
+        e.status().await.expect("s").candidate_changed,
+        "the edit is still in the candidate"
+    );
+
+    e.update(&origin(), "", Some(30)).await.expect("3 pending");
+    let c = e.confirm(&origin()).await.expect("confirm");
+    assert_eq!(c.revision, 3);
+    assert_eq!(
+        e.expire_pending(jiff::Timestamp::MAX)
+            .await
+            .expect("nothing"),
+        None
+    );
+    assert_eq!(
+        e.revision(3).await.expect("3").summary.outcome,
+        Outcome::Applied
+    );
+    assert!(matches!(
+        e.confirm(&origin()).await,
+        Err(EngineError::NothingPending)
+    ));
+    assert!(matches!(
+        e.update(&origin(), "", Some(0)).await,
+        Err(EngineError::Input(_))
+    ));
+    assert!(matches!(
+        e.update(&origin(), "", Some(3601)).await,
+        Err(EngineError::Input(_))
+    ));
 }

@@ -17,6 +17,8 @@ pub struct StatusView {
     /// The revision the system runs; `None` on a new appliance.
     pub applied_revision: Option<u64>,
     pub applied_at: Option<Timestamp>,
+    /// A commit-confirmed revision waiting for `switchboard confirm`.
+    pub pending: Option<PendingView>,
     /// Whether an Update would change something.
     pub candidate_changed: bool,
     pub errors: usize,
@@ -106,7 +108,24 @@ pub struct UpdateView {
     pub no_change: bool,
     pub outcome: Outcome,
     pub detail: String,
+    /// When applied with a confirmation window: the deadline to confirm by.
+    pub pending_until: Option<Timestamp>,
     pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingView {
+    pub revision: u64,
+    /// What the appliance goes back to without a confirmation.
+    pub previous: Option<u64>,
+    pub deadline: Timestamp,
+    pub seconds_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfirmView {
+    pub revision: u64,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -102,6 +102,20 @@ pub enum Outcome {
     /// Validation passed but applying or verifying failed; the system was
     /// left on the previous revision.
     Failed,
+    /// Applied, waiting for a confirmation before its deadline.
+    Pending,
+    /// Applied as pending, not confirmed in time: the system went back to
+    /// the previous revision.
+    RolledBack,
+}
+
+/// A commit-confirmed revision waiting for its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub revision: u64,
+    /// The revision to go back to (`None`: nothing was applied before).
+    pub previous: Option<u64>,
+    pub deadline: Timestamp,
 }
 
 impl Outcome {
@@ -109,13 +123,20 @@ impl Outcome {
         match self {
             Outcome::Applied => "applied",
             Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+            Outcome::RolledBack => "rolled-back",
         }
     }
 
     fn parse(s: &str) -> Option<Outcome> {
-        [Outcome::Applied, Outcome::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Outcome::Applied,
+            Outcome::Failed,
+            Outcome::Pending,
+            Outcome::RolledBack,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 
@@ -172,6 +193,7 @@ pub const DB_FILE: &str = "switchboard.db";
 pub const LOCK_FILE: &str = "lock";
 
 const APPLIED_KEY: &str = "applied";
+const PENDING_KEY: &str = "pending";
 
 impl Store {
     /// Open (creating if needed) the store at `path` and bring its schema up
@@ -279,10 +301,26 @@ impl Store {
         Ok(())
     }
 
-    /// Record a revision and, when it was applied, make it the applied one
-    /// and store its candidate as the candidate — all in one transaction.
+    /// Record a revision and, when it was applied (or applied as pending),
+    /// make it the applied one and store its candidate as the candidate —
+    /// all in one transaction. A pending revision needs `deadline`.
     /// Returns its number (1, 2, 3, ... never reused).
     pub fn record_revision(&mut self, rev: &NewRevision<'_>) -> Result<u64> {
+        self.record(rev, None)
+    }
+
+    /// Record a revision applied as pending, with the deadline by which it
+    /// must be confirmed, in one transaction with its pending state.
+    pub fn record_pending_revision(
+        &mut self,
+        rev: &NewRevision<'_>,
+        deadline: Timestamp,
+    ) -> Result<u64> {
+        self.record(rev, Some(deadline))
+    }
+
+    fn record(&mut self, rev: &NewRevision<'_>, deadline: Option<Timestamp>) -> Result<u64> {
+        let previous = self.applied_number()?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO revisions (created_at, actor, origin, kind, rollback_of, comment,
@@ -303,12 +341,16 @@ impl Store {
             ],
         )?;
         let number = tx.last_insert_rowid() as u64;
-        if rev.outcome == Outcome::Applied {
-            tx.execute(
-                "INSERT INTO state (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![APPLIED_KEY, number.to_string()],
-            )?;
+        if let Some(deadline) = deadline {
+            let pending = Pending {
+                revision: number,
+                previous,
+                deadline,
+            };
+            set_state(&tx, PENDING_KEY, &to_json(&pending))?;
+        }
+        if matches!(rev.outcome, Outcome::Applied | Outcome::Pending) {
+            set_state(&tx, APPLIED_KEY, &number.to_string())?;
             tx.execute(
                 "INSERT INTO candidate (id, body, updated_at) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -317,6 +359,61 @@ impl Store {
         }
         tx.commit()?;
         Ok(number)
+    }
+
+    /// The commit-confirmed revision waiting for confirmation, if any.
+    pub fn pending(&self) -> Result<Option<Pending>> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                [PENDING_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
+        v.map(|v| from_json("pending state", &v)).transpose()
+    }
+
+    /// Keep the pending revision: it becomes an ordinary applied one.
+    pub fn confirm_pending(&mut self, detail: &str) -> Result<Option<u64>> {
+        let Some(pending) = self.pending()? else {
+            return Ok(None);
+        };
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE revisions SET outcome = ?1, detail = ?2 WHERE number = ?3",
+            params![Outcome::Applied.as_str(), detail, pending.revision as i64],
+        )?;
+        tx.execute("DELETE FROM state WHERE key = ?1", [PENDING_KEY])?;
+        tx.commit()?;
+        Ok(Some(pending.revision))
+    }
+
+    /// Give the pending revision up: the previous one is applied again
+    /// (the caller has already put it back on the system); the candidate
+    /// keeps the pending revision's configuration, so nothing typed is lost.
+    pub fn roll_back_pending(&mut self, detail: &str) -> Result<Option<Pending>> {
+        let Some(pending) = self.pending()? else {
+            return Ok(None);
+        };
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE revisions SET outcome = ?1, detail = ?2 WHERE number = ?3",
+            params![
+                Outcome::RolledBack.as_str(),
+                detail,
+                pending.revision as i64
+            ],
+        )?;
+        match pending.previous {
+            Some(n) => set_state(&tx, APPLIED_KEY, &n.to_string())?,
+            None => {
+                tx.execute("DELETE FROM state WHERE key = ?1", [APPLIED_KEY])?;
+            }
+        }
+        tx.execute("DELETE FROM state WHERE key = ?1", [PENDING_KEY])?;
+        tx.commit()?;
+        Ok(Some(pending))
     }
 
     /// The number of the revision the system runs, if any was ever applied.
@@ -402,6 +499,15 @@ impl Store {
         };
         Ok(parse())
     }
+}
+
+fn set_state(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
 }
 
 fn corrupt(what: &'static str) -> StoreError {
@@ -549,6 +655,67 @@ mod tests {
         rev.kind = RevisionKind::Rollback;
         s.record_revision(&rev).expect("rec");
         assert_eq!(s.candidate().expect("read"), Some(old));
+    }
+
+    #[test]
+    fn a_pending_revision_is_confirmed_or_rolled_back_atomically() {
+        let mut s = Store::open_in_memory().expect("open");
+        let c = Candidate::default();
+        let plan = plan_for(&c);
+        s.record_revision(&new_rev(&c, &plan, Outcome::Applied))
+            .expect("1");
+        let deadline: Timestamp = "2026-11-26T08:01:00Z".parse().expect("time");
+        let n = s
+            .record_pending_revision(&new_rev(&c, &plan, Outcome::Pending), deadline)
+            .expect("2");
+        assert_eq!(
+            s.applied_number().expect("applied"),
+            Some(2),
+            "a pending revision runs"
+        );
+        assert_eq!(
+            s.pending().expect("pending"),
+            Some(Pending {
+                revision: n,
+                previous: Some(1),
+                deadline
+            })
+        );
+        let back = s.roll_back_pending("not confirmed").expect("roll back");
+        assert_eq!(back.map(|p| p.revision), Some(2));
+        assert_eq!(s.applied_number().expect("applied"), Some(1));
+        assert_eq!(s.pending().expect("pending"), None);
+        assert_eq!(
+            s.revision(2).expect("r").expect("2").summary.outcome,
+            Outcome::RolledBack
+        );
+        assert_eq!(s.roll_back_pending("again").expect("noop"), None);
+
+        s.record_pending_revision(&new_rev(&c, &plan, Outcome::Pending), deadline)
+            .expect("3");
+        assert_eq!(s.confirm_pending("confirmed").expect("confirm"), Some(3));
+        assert_eq!(
+            s.revision(3).expect("r").expect("3").summary.outcome,
+            Outcome::Applied
+        );
+        assert_eq!(s.applied_number().expect("applied"), Some(3));
+        assert_eq!(s.confirm_pending("again").expect("noop"), None);
+    }
+
+    #[test]
+    fn rolling_back_the_first_revision_leaves_nothing_applied() {
+        let mut s = Store::open_in_memory().expect("open");
+        let c = Candidate::default();
+        let plan = plan_for(&c);
+        let deadline = Timestamp::UNIX_EPOCH;
+        s.record_pending_revision(&new_rev(&c, &plan, Outcome::Pending), deadline)
+            .expect("1");
+        let p = s
+            .roll_back_pending("expired")
+            .expect("roll back")
+            .expect("was pending");
+        assert_eq!(p.previous, None);
+        assert_eq!(s.applied_number().expect("applied"), None);
     }
 
     #[test]

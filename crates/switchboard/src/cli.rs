@@ -166,17 +166,29 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
             let path = format!("/v1/diff?{}", query.join("&"));
             show(client, &path, json, diff_text).await
         }
-        Command::Update { comment } => {
-            let v: UpdateView = client
-                .post("/v1/update", &json!({ "comment": comment }))
-                .await?;
+        Command::Update {
+            comment,
+            confirm_within,
+        } => {
+            let body = json!({ "comment": comment, "confirm_within": confirm_within });
+            let v: UpdateView = client.post("/v1/update", &body).await?;
             Ok(if json { pretty(&v) } else { update_text(&v) })
         }
-        Command::Rollback { revision } => {
-            let v: UpdateView = client
-                .post("/v1/rollback", &json!({ "revision": revision }))
-                .await?;
+        Command::Rollback {
+            revision,
+            confirm_within,
+        } => {
+            let body = json!({ "revision": revision, "confirm_within": confirm_within });
+            let v: UpdateView = client.post("/v1/rollback", &body).await?;
             Ok(if json { pretty(&v) } else { update_text(&v) })
+        }
+        Command::Confirm => {
+            let v: ConfirmView = client.post("/v1/confirm", &json!({})).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("revision {} confirmed\n", v.revision)
+            })
         }
         Command::Revisions { show: None } => {
             show(client, "/v1/revisions", json, |v: &Vec<RevisionSummary>| {
@@ -221,6 +233,16 @@ fn status_text(s: &StatusView) -> String {
                 "applied:   nothing yet (factory state: every service on every NIC)"
             );
         }
+    }
+    if let Some(p) = &s.pending {
+        let back = p
+            .previous
+            .map_or("the factory state".to_owned(), |n| format!("revision {n}"));
+        let _ = writeln!(
+            out,
+            "PENDING:   revision {} must be confirmed (`switchboard confirm`) within {} s, or it rolls back to {back}",
+            p.revision, p.seconds_left
+        );
     }
     let pending = if s.candidate_changed {
         "the candidate has changes; see `switchboard diff`, apply with `switchboard update`"
@@ -421,6 +443,12 @@ fn update_text(u: &UpdateView) -> String {
         }
         (_, Some(n)) => {
             let _ = writeln!(out, "revision {n}: {:?}: {}", u.outcome, u.detail);
+            if let Some(deadline) = u.pending_until {
+                let _ = writeln!(
+                    out,
+                    "PENDING: confirm with `switchboard confirm` before {deadline}, or the appliance rolls back by itself"
+                );
+            }
         }
         (_, None) => {
             let _ = writeln!(out, "{}", u.detail);

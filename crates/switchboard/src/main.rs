@@ -75,9 +75,20 @@ pub enum Command {
         /// A note recorded with the revision.
         #[arg(long, short = 'm', default_value = "")]
         comment: String,
+        /// Apply as pending: unless `switchboard confirm` comes within
+        /// SECONDS, the appliance rolls back by itself. Required for an
+        /// Update that would cut off the session it comes from.
+        #[arg(long, value_name = "SECONDS")]
+        confirm_within: Option<u64>,
     },
     /// Apply the configuration of an earlier revision again, as a new revision.
-    Rollback { revision: u64 },
+    Rollback {
+        revision: u64,
+        #[arg(long, value_name = "SECONDS")]
+        confirm_within: Option<u64>,
+    },
+    /// Keep the revision applied with --confirm-within.
+    Confirm,
     /// The history of revisions, or one revision in full.
     Revisions {
         #[command(subcommand)]

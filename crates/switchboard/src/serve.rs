@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 pub struct ServeArgs {
     /// `plan` renders and records the ruleset of every revision without
     /// touching the host firewall (the safe default for a daemon started by
-    /// hand).
+    /// hand); `enforce` loads it into the kernel (table inet switchboard).
     #[arg(long, value_enum, default_value_t = FirewallArg::Plan)]
     firewall: FirewallArg,
 }
@@ -22,6 +22,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum FirewallArg {
     Plan,
+    Enforce,
 }
 
 pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
@@ -38,6 +39,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     let store = Store::open_dir(&data_dir)?;
     let firewall = match args.firewall {
         FirewallArg::Plan => FirewallMode::Plan,
+        FirewallArg::Enforce => FirewallMode::Enforce,
     };
     let engine = Arc::new(Engine::new(
         EngineConfig {
@@ -65,8 +67,19 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         FirewallMode::Plan => info!(
             "firewall mode plan: rulesets are rendered and recorded, the host firewall is not touched"
         ),
+        FirewallMode::Enforce => {
+            info!("firewall mode enforce: table inet switchboard follows the applied revision")
+        }
     }
+    // Boot reconciles before anything is served: an expired pending
+    // revision is rolled back, the applied one is loaded again.
+    let reconciled = engine
+        .boot()
+        .await
+        .context("reconciling the system at boot")?;
+    info!("{reconciled}");
     tokio::spawn(follow_nics(engine.clone(), changes));
+    tokio::spawn(expire_pending(engine.clone()));
 
     let listener = switchboard_web::bind_unix(&socket).await?;
     info!(socket = %socket.display(), "API listening");
@@ -85,6 +98,17 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Roll back a commit-confirmed revision whose deadline has passed.
+async fn expire_pending(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if let Err(e) = engine.expire_pending(jiff::Timestamp::now()).await {
+            error!(error = %e, "rolling back the unconfirmed revision failed; retrying");
+        }
+    }
 }
 
 /// Keep the engine's facts in step with the kernel.

@@ -4,14 +4,23 @@
 //! Everything here returns plain data (no domain types); the domain and
 //! engine crates decide what it means.
 //!
+//! - [`nics`]: links and addresses of the daemon's network namespace, read
+//!   over rtnetlink, and a change feed.
+//! - [`nft`]: check, load, read back and remove switchboard's own nftables
+//!   table.
+//! - [`run`]: the one way a program is run (time limit, debug log, stderr
+//!   in the error).
+//! - [`proc`]: what the kernel says about a local client process.
+//!
 //! Current limitations:
-//! - Only NIC discovery ([`nics`]) exists so far: links and addresses of the
-//!   daemon's own network namespace, read over rtnetlink. Firewall (nft),
-//!   Kamailio and certificate adapters are still to come.
+//! - Kamailio and certificate file adapters are still to come.
 //! - Linux only, and every async function needs a tokio runtime (the daemon
 //!   runs the multi-thread one).
 
+pub mod nft;
 pub mod nics;
+pub mod proc;
+pub mod run;
 
 #[cfg(feature = "testlab")]
 pub mod testlab;

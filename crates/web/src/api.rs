@@ -39,6 +39,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/diff", get(diff))
         .route("/v1/update", post(update))
         .route("/v1/rollback", post(rollback))
+        .route("/v1/confirm", post(confirm))
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{number}", get(revision))
         .route("/v1/firewall", get(firewall))
@@ -195,6 +196,8 @@ async fn diff(State(e): State<AppState>, q: Result<Query<DiffQuery>, QueryReject
 struct UpdateRequest {
     #[serde(default)]
     comment: String,
+    /// Seconds within which `/v1/confirm` must be called.
+    confirm_within: Option<u64>,
 }
 
 fn check_comment(comment: &str) -> Result<(), ApiError> {
@@ -215,13 +218,14 @@ async fn update(
     Body(r): Body<UpdateRequest>,
 ) -> ApiResult {
     check_comment(&r.comment)?;
-    ok(e.update(&origin, &r.comment).await?)
+    ok(e.update(&origin, &r.comment, r.confirm_within).await?)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RollbackRequest {
     revision: u64,
+    confirm_within: Option<u64>,
 }
 
 async fn rollback(
@@ -229,7 +233,11 @@ async fn rollback(
     Requester(origin): Requester,
     Body(r): Body<RollbackRequest>,
 ) -> ApiResult {
-    ok(e.rollback(&origin, r.revision).await?)
+    ok(e.rollback(&origin, r.revision, r.confirm_within).await?)
+}
+
+async fn confirm(State(e): State<AppState>, Requester(origin): Requester) -> ApiResult {
+    ok(e.confirm(&origin).await?)
 }
 
 async fn revisions(State(e): State<AppState>) -> ApiResult {

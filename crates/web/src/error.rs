@@ -67,8 +67,14 @@ impl From<EngineError> for ApiError {
         let status = match &e {
             EngineError::Input(_) => StatusCode::BAD_REQUEST,
             EngineError::Matrix(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            EngineError::Rejected { .. } => StatusCode::CONFLICT,
+            EngineError::Rejected { .. }
+            | EngineError::WouldLockOut { .. }
+            | EngineError::PendingConfirmation { .. }
+            | EngineError::NothingPending => StatusCode::CONFLICT,
             EngineError::NoSuchRevision(_) => StatusCode::NOT_FOUND,
+            // The message says what the system answered: the administrator
+            // needs it, and it holds no secret.
+            EngineError::ApplyFailed { .. } | EngineError::System(_) => StatusCode::BAD_GATEWAY,
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 error!(error = %e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -5,7 +5,8 @@
 //! - [`serve_unix`]: the API on the daemon's local Unix socket (mode 0600;
 //!   peers other than root and the daemon's own user are refused, checked
 //!   with `SO_PEERCRED`). The peer's uid and pid become the request's
-//!   [`Origin`](switchboard_engine::Origin).
+//!   [`Origin`](switchboard_engine::Origin) (including the SSH session the
+//!   client runs in, for the anti-lockout rule).
 //! - [`client`]: the typed client the CLI uses over that socket.
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
@@ -132,18 +133,9 @@ async fn unix_origin(
         )
         .into_response();
     }
-    let actor = if cred.uid() == 0 {
-        "root".to_owned()
-    } else {
-        format!("uid {}", cred.uid())
-    };
-    let address = match cred.pid() {
-        Some(pid) => format!("unix socket (pid {pid})"),
-        None => "unix socket".to_owned(),
-    };
-    let span = info_span!("request", method = %req.method(), path = %req.uri().path(), %actor);
-    req.extensions_mut()
-        .insert(Requester(Origin { actor, address }));
+    let origin = Origin::local(cred.uid(), cred.pid().and_then(|p| u32::try_from(p).ok()));
+    let span = info_span!("request", method = %req.method(), path = %req.uri().path(), actor = %origin.actor, from = %origin.address);
+    req.extensions_mut().insert(Requester(origin));
     async move {
         let response = next.run(req).await;
         info!(status = response.status().as_u16(), "answered");

@@ -1,0 +1,21 @@
+//! Fault injection for the crash-consistency tests.
+//!
+//! When the daemon runs with `SWITCHBOARD_CRASH_AT=NAME`, reaching the
+//! point `NAME` kills the process with SIGKILL on the spot — exactly what a
+//! power cut or `kill -9` does there. Without the variable a failpoint is
+//! one atomic load. The named points are listed in ARCHITECTURE.md.
+
+use std::sync::OnceLock;
+
+const ENV: &str = "SWITCHBOARD_CRASH_AT";
+
+pub(crate) fn failpoint(name: &str) {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(ENV).ok().filter(|v| !v.is_empty()));
+    if at.as_deref() == Some(name) {
+        tracing::warn!(failpoint = name, "{ENV}: killing the daemon here");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::process::abort();
+    }
+}
