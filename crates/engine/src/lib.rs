@@ -510,10 +510,10 @@ impl Engine {
             });
         }
         let current = applied.as_ref().map(|r| (&r.plan.matrix, &r.candidate));
-        if let Some(nic) = origin::cut_off(origin, facts, current, (&plan.matrix, &candidate))
+        if let Some((service, nic)) =
+            origin::cut_off(origin, facts, current, (&plan.matrix, &candidate))
             && window.is_none()
         {
-            let service = origin.arrival.map_or(ServiceId::Console, |a| a.service);
             return Err(EngineError::WouldLockOut {
                 service,
                 nic: nic.clone(),

@@ -70,23 +70,35 @@ fn nic_of(facts: &Facts, addr: IpAddr) -> Option<&NicName> {
         .map(|n| &n.name)
 }
 
-/// Would a configuration reach the arrival?
-fn reaches(arrival: &Arrival, nic: &NicName, matrix: &ResolvedMatrix, c: &Candidate) -> bool {
-    matrix.allows(arrival.service, nic) && c.port(arrival.service).contains(arrival.port)
-}
+/// The administrator's ways in on a NIC: the console and SSH.
+const ACCESS: [ServiceId; 2] = [ServiceId::Console, ServiceId::Ssh];
 
-/// If going from `current` to `next` stops the administrator's own session
-/// answering, the NIC it arrived on. `current` is `None` on a new appliance
-/// (no firewall: everything answers).
+/// If going from `current` to `next` stops the console or SSH answering on
+/// the NIC the administrator's session arrived through, that service and
+/// NIC. `current` is `None` on a new appliance (no firewall: everything
+/// answers). The session's own service is checked on the port it uses; the
+/// other on its configured port.
 pub(crate) fn cut_off<'f>(
     origin: &Origin,
     facts: &'f Facts,
     current: Option<(&ResolvedMatrix, &Candidate)>,
     next: (&ResolvedMatrix, &Candidate),
-) -> Option<&'f NicName> {
+) -> Option<(ServiceId, &'f NicName)> {
     let arrival = origin.arrival.as_ref()?;
     // An address on no NIC (loopback) is always allowed.
     let nic = nic_of(facts, arrival.local)?;
-    let reached_now = current.is_none_or(|(m, c)| reaches(arrival, nic, m, c));
-    (reached_now && !reaches(arrival, nic, next.0, next.1)).then_some(nic)
+    let default = Candidate::default();
+    let now_candidate = current.map_or(&default, |(_, c)| c);
+    ACCESS.into_iter().find_map(|service| {
+        let port = if service == arrival.service {
+            arrival.port
+        } else {
+            now_candidate.port(service).first()
+        };
+        let reaches = |m: &ResolvedMatrix, c: &Candidate| {
+            m.allows(service, nic) && c.port(service).contains(port)
+        };
+        let now = current.is_none_or(|(m, c)| reaches(m, c));
+        (now && !reaches(next.0, next.1)).then_some((service, nic))
+    })
 }

@@ -261,8 +261,35 @@ async fn an_update_that_cuts_the_admins_own_session_needs_commit_confirm() {
         1,
         "nothing recorded"
     );
-    // The same Update from the local console (no network session) is fine,
-    // and so is moving SSH to another port... which also cuts the session.
+    // Taking the console off the NIC of an SSH session is refused too: the
+    // administrator's other way in on that NIC.
+    e.discard().await.expect("discard");
+    e.set_cell(ServiceId::Console, &n("lan0"), false)
+        .await
+        .expect("edit");
+    let err = e
+        .update(&ssh_via_lan(), "", None)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            &err,
+            EngineError::WouldLockOut {
+                service: ServiceId::Console,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // From the local socket, the same Update is fine.
+    e.update(&origin(), "", None)
+        .await
+        .expect("local session is not cut");
+    e.set_cell(ServiceId::Console, &n("lan0"), true)
+        .await
+        .expect("edit");
+    e.update(&origin(), "", None).await.expect("back");
+    // Moving SSH to another port cuts the session too.
     e.discard().await.expect("discard");
     e.set_port(ServiceId::Ssh, "2222".parse().expect("port"))
         .await

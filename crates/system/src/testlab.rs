@@ -110,6 +110,29 @@ impl Netns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// Run `f` on a thread that has entered this namespace, and return its
+    /// result. Sockets created by `f` stay in this namespace whatever thread
+    /// uses them afterwards — the way to listen or connect "from" a host of
+    /// the lab without spawning programs.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns =
+                        std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                    rustix::thread::move_into_link_name_space(
+                        std::os::fd::AsFd::as_fd(&ns),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )
+                    .unwrap_or_else(|e| panic!("enter {path}: {e}"));
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
     /// A command that runs `program` inside the namespace
     /// (`ip netns exec <ns> <program>`); add arguments, environment and run
     /// it like any [`Command`].
@@ -188,4 +211,117 @@ impl Lab {
         app.ip(["link", "add", "dmz0", "type", "ifb"])?;
         Ok(lab)
     }
+}
+
+/// The services of the lab's appliance, faked: a TCP listener or a UDP echo
+/// socket on each given port, on every address of the namespace, answered
+/// by one background thread until dropped.
+#[derive(Debug)]
+pub struct Listeners {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A transport and port to listen on or probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Tcp(u16),
+    Udp(u16),
+}
+
+impl Listeners {
+    pub fn start(ns: &Netns, ports: &[Port]) -> io::Result<Listeners> {
+        use std::net::{TcpListener, UdpSocket};
+        let (tcp, udp) = ns.enter(|| -> io::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
+            let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+            for port in ports {
+                match *port {
+                    Port::Tcp(p) => {
+                        let l = TcpListener::bind(("0.0.0.0", p))?;
+                        l.set_nonblocking(true)?;
+                        tcp.push(l);
+                    }
+                    Port::Udp(p) => {
+                        let s = UdpSocket::bind(("0.0.0.0", p))?;
+                        s.set_nonblocking(true)?;
+                        udp.push(s);
+                    }
+                }
+            }
+            Ok((tcp, udp))
+        })?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(Ordering::Relaxed) {
+                for l in &tcp {
+                    while let Ok((mut conn, _)) = l.accept() {
+                        let _ = std::io::Write::write_all(&mut conn, b"ok");
+                    }
+                }
+                for s in &udp {
+                    while let Ok((n, from)) = s.recv_from(&mut buf) {
+                        let _ = s.send_to(&buf[..n], from);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        Ok(Listeners {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Does `addr:port` answer, seen from namespace `from`? TCP: the handshake
+/// completes. UDP: a datagram comes back. Waits at most `wait`.
+pub fn answers(
+    from: &Netns,
+    addr: std::net::IpAddr,
+    port: Port,
+    wait: std::time::Duration,
+) -> bool {
+    from.enter(|| match port {
+        Port::Tcp(p) => std::net::TcpStream::connect_timeout(&(addr, p).into(), wait).is_ok(),
+        Port::Udp(p) => {
+            let Ok(s) = std::net::UdpSocket::bind(("0.0.0.0", 0)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(wait));
+            if s.send_to(b"probe", (addr, p)).is_err() {
+                return false;
+            }
+            let mut buf = [0u8; 16];
+            matches!(s.recv_from(&mut buf), Ok((5, _)))
+        }
+    })
+}
+
+/// Probe many (from, address, port) at once, one thread each; the answers
+/// come back in order.
+pub fn answers_all(
+    probes: &[(&Netns, std::net::IpAddr, Port)],
+    wait: std::time::Duration,
+) -> Vec<bool> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = probes
+            .iter()
+            .map(|(from, addr, port)| scope.spawn(move || answers(from, *addr, *port, wait)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .collect()
+    })
 }
