@@ -5,7 +5,6 @@ use switchboard_plan::{Plan, nft::TABLE};
 use switchboard_system::nft;
 
 use crate::FirewallMode;
-use crate::failpoint::failpoint;
 
 /// What was done, for the revision's record.
 pub(crate) type Done = String;
@@ -32,9 +31,7 @@ pub(crate) async fn put(mode: FirewallMode, plan: Option<&Plan>) -> Result<Done,
 
 async fn enforce(plan: &Plan) -> Result<Done, String> {
     nft::check(&plan.ruleset).await.map_err(|e| e.to_string())?;
-    failpoint("before-firewall");
     nft::load(&plan.ruleset).await.map_err(|e| e.to_string())?;
-    failpoint("after-firewall");
     let want = plan.matrix.cells().count();
     let got = nft::set_len(TABLE, "allowed")
         .await

@@ -521,7 +521,9 @@ impl Engine {
         }
 
         let applied_at = Timestamp::now();
+        failpoint("before-firewall");
         let result = firewall::put(self.config.firewall, Some(&plan)).await;
+        failpoint("after-firewall");
         let (outcome, detail) = match &result {
             Ok(done) if window.is_some() => (Outcome::Pending, done.clone()),
             Ok(done) => (Outcome::Applied, done.clone()),

@@ -156,7 +156,11 @@ fn every_cell_of_the_matrix_is_true_on_the_wire() {
     for round in 0..3 {
         for s in SERVICES {
             for nic in ["lan0", "wan0", "dmz0"] {
-                let verb = if rng.next().is_multiple_of(2) { "allow" } else { "deny" };
+                let verb = if rng.next().is_multiple_of(2) {
+                    "allow"
+                } else {
+                    "deny"
+                };
                 d.ok(&["matrix", verb, s, nic]);
             }
         }
