@@ -6,6 +6,8 @@
 //!   test that cannot run fails instead of skipping. Not as root, system
 //!   tests print a loud SKIPPED line and the rest runs.
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`.
+//! - `bench`: the benchmarks (root): Update latency next to raw `nft -f`,
+//!   run inside a network namespace made for it and removed afterwards.
 //! - `packages`: print the Debian packages the tests need, one per line.
 
 use std::process::Command;
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("bench") => bench(),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -31,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | lint | packages");
+            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | packages");
             std::process::exit(2);
         }
     }
@@ -104,4 +107,40 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+fn bench() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the benchmarks load nftables rulesets: run `cargo xtask bench` as root");
+    }
+    install_packages()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Build first, outside the namespace, so the timing run only runs.
+    run(Command::new(&cargo).args([
+        "bench",
+        "--locked",
+        "-p",
+        "switchboard",
+        "--bench",
+        "update",
+        "--no-run",
+    ]))?;
+    let ns = format!("sbb-{}", std::process::id());
+    run(Command::new("ip").args(["netns", "add", &ns]))?;
+    let result = run(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            &cargo,
+            "bench",
+            "--locked",
+            "-p",
+            "switchboard",
+            "--bench",
+            "update",
+        ])
+        .env("SWITCHBOARD_BENCH_NETNS", &ns));
+    let cleanup = run(Command::new("ip").args(["netns", "del", &ns]));
+    result.and(cleanup)
 }

@@ -1,7 +1,8 @@
 //! Putting a plan on the system: the firewall, checked, loaded in one
 //! transaction and verified.
 
-use switchboard_plan::{Plan, nft::TABLE};
+use switchboard_plan::Plan;
+use switchboard_plan::nft::{self as render, TABLE};
 use switchboard_system::nft;
 
 use crate::FirewallMode;
@@ -32,18 +33,30 @@ pub(crate) async fn put(mode: FirewallMode, plan: Option<&Plan>) -> Result<Done,
 async fn enforce(plan: &Plan) -> Result<Done, String> {
     nft::check(&plan.ruleset).await.map_err(|e| e.to_string())?;
     nft::load(&plan.ruleset).await.map_err(|e| e.to_string())?;
-    let want = plan.matrix.cells().count();
-    let got = nft::set_len(TABLE, "allowed")
+    verify(plan).await?;
+    Ok(format!(
+        "firewall enforced: table inet {TABLE} loaded in one transaction and verified ({} allowed cells)",
+        plan.matrix.cells().count()
+    ))
+}
+
+/// The kernel runs this plan's table: its marker (a digest of the whole
+/// script) is on the loaded set, and the input chain drops by default.
+pub async fn verify(plan: &Plan) -> Result<(), String> {
+    let want = render::marker(&plan.ruleset).ok_or("the plan has no marker")?;
+    let loaded = nft::list_table_terse(TABLE)
         .await
-        .map_err(|e| e.to_string())?;
-    if got != want {
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("verification failed: table inet {TABLE} is not loaded"))?;
+    if !loaded.lines().any(|l| l.trim() == want) {
         return Err(format!(
-            "verification failed: the kernel holds {got} allowed cells, the plan has {want}"
+            "verification failed: the loaded table is not this plan's ({want} missing)"
         ));
     }
-    Ok(format!(
-        "firewall enforced: table inet {TABLE} loaded in one transaction, {want} allowed cells verified"
-    ))
+    if !loaded.contains("policy drop;") {
+        return Err("verification failed: the input chain does not drop by default".into());
+    }
+    Ok(())
 }
 
 /// What the kernel has loaded, when enforcing.

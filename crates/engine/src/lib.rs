@@ -23,7 +23,7 @@ mod diff;
 mod error;
 mod facts;
 mod failpoint;
-mod firewall;
+pub mod firewall;
 mod origin;
 pub mod views;
 

@@ -22,8 +22,37 @@ use switchboard_domain::{Candidate, ResolvedMatrix, ServiceId, Transport};
 /// The name of switchboard's table (family `inet`).
 pub const TABLE: &str = "switchboard";
 
+/// The set comment that names a rendering: `switchboard plan <digest>`,
+/// where the digest is FNV-1a (64 bits) of the script without this line.
+/// Reading it back from the kernel proves that the table loaded is this
+/// plan's, without listing thousands of elements.
+pub fn marker(script: &str) -> Option<&str> {
+    script
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(MARKER_PREFIX))
+}
+
+const MARKER_PREFIX: &str = "comment \"switchboard plan ";
+
+fn fnv1a64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Render the complete script for this matrix and these ports.
 pub fn render(candidate: &Candidate, matrix: &ResolvedMatrix) -> String {
+    let body = render_body(candidate, matrix);
+    let digest = fnv1a64(&body);
+    body.replacen(
+        "\t\tflags interval\n",
+        &format!("\t\tflags interval\n\t\t{MARKER_PREFIX}{digest:016x}\"\n"),
+        1,
+    )
+}
+
+fn render_body(candidate: &Candidate, matrix: &ResolvedMatrix) -> String {
     let mut elements = String::new();
     for service in ServiceId::all() {
         let nics = matrix.nics_of(service);
@@ -130,6 +159,16 @@ mod tests {
             3,
             "declare, delete, redeclare — and no other table"
         );
+        let mark = marker(&text).expect("every rendering carries its marker");
+        let without: String = text
+            .lines()
+            .filter(|l| l.trim() != mark)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            mark,
+            format!("comment \"switchboard plan {:016x}\"", fnv1a64(&without))
+        );
         let element_lines = text.lines().filter(|l| l.trim_end().ends_with(',')).count();
         assert_eq!(
             element_lines,
@@ -187,6 +226,25 @@ mod tests {
             ..Candidate::default()
         };
         check(&c, &f, expect_file!["../test_data/empty.nft"]);
+    }
+
+    #[test]
+    fn the_marker_changes_with_any_cell() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        let mut c = Candidate::default();
+        let a = render(&c, &c.matrix.resolve(&f));
+        c.matrix
+            .set(ServiceId::Rtp, &name("wan0"), false, &f)
+            .expect("edit");
+        let b = render(&c, &c.matrix.resolve(&f));
+        assert_ne!(marker(&a), marker(&b));
+        assert_eq!(
+            marker(&a),
+            marker(&render(
+                &Candidate::default(),
+                &Candidate::default().matrix.resolve(&f)
+            ))
+        );
     }
 
     #[test]

@@ -7,9 +7,8 @@
 //! - [`nics`]: links and addresses of the daemon's network namespace, read
 //!   over rtnetlink, and a change feed.
 //! - [`nft`]: check, load, read back and remove switchboard's own nftables
-//!   table.
-//! - [`run`]: the one way a program is run (time limit, debug log, stderr
-//!   in the error).
+//!   table, through libnftables (the only `unsafe` code of the project,
+//!   confined to `nft::ffi`).
 //! - [`proc`]: what the kernel says about a local client process.
 //!
 //! Current limitations:
@@ -20,7 +19,6 @@
 pub mod nft;
 pub mod nics;
 pub mod proc;
-pub mod run;
 
 #[cfg(feature = "testlab")]
 pub mod testlab;

@@ -1,83 +1,254 @@
 //! The nftables adapter: check, load, read back and remove switchboard's
-//! own table, through the `nft` program (one atomic transaction per load).
+//! own table, one atomic transaction per load.
+//!
+//! It talks to the kernel through **libnftables** (the library the `nft`
+//! program is made of, shipped with the `nftables` package), loaded at run
+//! time and kept open: the same parser and the same transactions as
+//! `nft -c -f` and `nft -f`, without starting a program three times per
+//! Update. Measured on this project's machine (`cargo xtask bench`): a
+//! live load of a 64-NIC ruleset takes about 1 ms in-process against
+//! ~15 ms for `nft -f`; the check (`nft -c`, a transaction the kernel
+//! aborts) costs a fixed ~8-16 ms in the kernel's abort path either way.
 //!
 //! Every function takes the table name; nothing here ever names, lists or
-//! flushes another table.
+//! flushes another table. Calls are serialized on one libnftables context
+//! and run on tokio's blocking pool.
 
-use std::time::Duration;
-
-use crate::run::{RunError, run};
-
-const NFT: &str = "nft";
-const LIMIT: Duration = Duration::from_secs(30);
+use std::sync::{Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("the ruleset does not pass `nft -c`: {0}")]
-    Check(RunError),
+    #[error("cannot use libnftables ({0}); install the `nftables` package")]
+    Library(String),
+    #[error("the ruleset does not pass the check (nft -c): {0}")]
+    Check(String),
     #[error("loading the ruleset failed (nothing was changed, the transaction is atomic): {0}")]
-    Load(RunError),
+    Load(String),
     #[error("reading the loaded ruleset failed: {0}")]
-    Read(RunError),
-    #[error("removing table inet {table} failed: {source}")]
-    Remove { table: String, source: RunError },
-    #[error("the loaded table does not match the plan: {0}")]
-    Mismatch(String),
+    Read(String),
+    #[error("removing table inet {table} failed: {reason}")]
+    Remove { table: String, reason: String },
 }
 
 /// `nft -c -f -`: would this script load? Changes nothing.
 pub async fn check(script: &str) -> Result<(), NftError> {
-    run(NFT, &["-c", "-f", "-"], Some(script), LIMIT)
-        .await
-        .map(|_| ())
+    run(script.to_owned(), Mode::DryRun)
+        .await?
+        .map(drop)
         .map_err(NftError::Check)
 }
 
 /// `nft -f -`: load the script as one transaction.
 pub async fn load(script: &str) -> Result<(), NftError> {
-    run(NFT, &["-f", "-"], Some(script), LIMIT)
-        .await
-        .map(|_| ())
+    run(script.to_owned(), Mode::Apply)
+        .await?
+        .map(drop)
         .map_err(NftError::Load)
 }
 
 /// `nft list table inet TABLE`, or `None` when the table does not exist.
 pub async fn list_table(table: &str) -> Result<Option<String>, NftError> {
-    match run(NFT, &["list", "table", "inet", table], None, LIMIT).await {
-        Ok(ran) => Ok(Some(ran.stdout)),
-        Err(RunError::Failed { stderr, .. }) if stderr.contains("No such file or directory") => {
-            Ok(None)
-        }
+    match run(format!("list table inet {table}"), Mode::Apply).await? {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.contains("No such file or directory") => Ok(None),
         Err(e) => Err(NftError::Read(e)),
     }
 }
 
-/// Delete table inet TABLE if it exists (declare it first so that the
-/// delete cannot fail on a missing table; one transaction).
+/// Delete table inet TABLE if it exists (declared first so that the delete
+/// cannot fail on a missing table; one transaction).
 pub async fn remove_table(table: &str) -> Result<(), NftError> {
     let script = format!("table inet {table}\ndelete table inet {table}\n");
-    run(NFT, &["-f", "-"], Some(&script), LIMIT)
-        .await
-        .map(|_| ())
-        .map_err(|source| NftError::Remove {
+    run(script, Mode::Apply)
+        .await?
+        .map(drop)
+        .map_err(|reason| NftError::Remove {
             table: table.to_owned(),
-            source,
+            reason,
         })
 }
 
-/// How many elements the kernel holds in set `set` of table inet `table`.
-pub async fn set_len(table: &str, set: &str) -> Result<usize, NftError> {
-    let ran = run(NFT, &["-j", "list", "set", "inet", table, set], None, LIMIT)
-        .await
-        .map_err(NftError::Read)?;
-    let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
-        .map_err(|e| NftError::Mismatch(format!("unreadable `nft -j` output: {e}")))?;
-    let len = doc["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|o| o.get("set"))
-        .map(|s| s["elem"].as_array().map_or(0, Vec::len))
-        .ok_or_else(|| NftError::Mismatch(format!("set {set} is not in table inet {table}")))?;
-    Ok(len)
+/// `nft -t list table inet TABLE`: the table without the elements of its
+/// sets (cheap whatever their size), or `None` when it does not exist.
+pub async fn list_table_terse(table: &str) -> Result<Option<String>, NftError> {
+    match run(format!("list table inet {table}"), Mode::Terse).await? {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.contains("No such file or directory") => Ok(None),
+        Err(e) => Err(NftError::Read(e)),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Apply,
+    DryRun,
+    Terse,
+}
+
+/// The process's libnftables context, opened on first use.
+fn context() -> Result<&'static Mutex<ffi::Context>, NftError> {
+    static CONTEXT: OnceLock<Result<Mutex<ffi::Context>, String>> = OnceLock::new();
+    CONTEXT
+        .get_or_init(|| ffi::Context::open().map(Mutex::new))
+        .as_ref()
+        .map_err(|e| NftError::Library(e.clone()))
+}
+
+/// Run one command buffer: `Ok(Ok(output))`, or `Ok(Err(nft's message))`.
+async fn run(buffer: String, mode: Mode) -> Result<Result<String, String>, NftError> {
+    let ctx = context()?;
+    tokio::task::spawn_blocking(move || {
+        let mut ctx = ctx.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
+        let result = ctx.run(
+            &buffer,
+            matches!(mode, Mode::DryRun),
+            matches!(mode, Mode::Terse),
+        );
+        tracing::debug!(?mode, elapsed = ?started.elapsed(), ok = result.is_ok(), "libnftables");
+        result
+    })
+    .await
+    .map_err(|e| NftError::Library(format!("the nftables worker failed: {e}")))
+}
+
+/// The few libnftables functions switchboard uses, loaded with `dlopen`.
+///
+/// This is the only `unsafe` code of the project: calls into a C library
+/// through the ABI its header (`nftables/libnftables.h`) declares.
+#[allow(unsafe_code)]
+mod ffi {
+    use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
+
+    use libloading::Library;
+
+    const LIBRARY: &str = "libnftables.so.1";
+    /// `NFT_CTX_OUTPUT_TERSE` in libnftables.h: omit the elements of sets.
+    const OUTPUT_TERSE: c_uint = 1 << 11;
+
+    type CtxNew = unsafe extern "C" fn(u32) -> *mut c_void;
+    type CtxFree = unsafe extern "C" fn(*mut c_void);
+    type SetDryRun = unsafe extern "C" fn(*mut c_void, bool);
+    type SetOutputFlags = unsafe extern "C" fn(*mut c_void, c_uint);
+    type Buffer = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type GetBuffer = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+    type RunCmd = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+
+    pub(super) struct Context {
+        ctx: *mut c_void,
+        free: CtxFree,
+        set_dry_run: SetDryRun,
+        set_output_flags: SetOutputFlags,
+        output: GetBuffer,
+        error: GetBuffer,
+        run_cmd: RunCmd,
+        // Keeps the functions above valid; dropped last.
+        _lib: Library,
+    }
+
+    // SAFETY: a libnftables context is plain heap state plus a netlink
+    // socket; it may move between threads. It is never used concurrently:
+    // every use goes through the Mutex in `context()`.
+    unsafe impl Send for Context {}
+
+    impl std::fmt::Debug for Context {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("libnftables context")
+        }
+    }
+
+    impl Context {
+        pub(super) fn open() -> Result<Context, String> {
+            // SAFETY: loading libnftables runs no initialisation code with
+            // preconditions; the symbol types below are those of
+            // libnftables.h (nftables 0.9 to 1.1).
+            unsafe {
+                let lib = Library::new(LIBRARY).map_err(|e| format!("{LIBRARY}: {e}"))?;
+                let new: CtxNew = *lib.get(b"nft_ctx_new\0").map_err(|e| e.to_string())?;
+                let buffer_output: Buffer = *lib
+                    .get(b"nft_ctx_buffer_output\0")
+                    .map_err(|e| e.to_string())?;
+                let buffer_error: Buffer = *lib
+                    .get(b"nft_ctx_buffer_error\0")
+                    .map_err(|e| e.to_string())?;
+                let free: CtxFree = *lib.get(b"nft_ctx_free\0").map_err(|e| e.to_string())?;
+                let set_dry_run: SetDryRun = *lib
+                    .get(b"nft_ctx_set_dry_run\0")
+                    .map_err(|e| e.to_string())?;
+                let set_output_flags: SetOutputFlags = *lib
+                    .get(b"nft_ctx_output_set_flags\0")
+                    .map_err(|e| e.to_string())?;
+                let output: GetBuffer = *lib
+                    .get(b"nft_ctx_get_output_buffer\0")
+                    .map_err(|e| e.to_string())?;
+                let error: GetBuffer = *lib
+                    .get(b"nft_ctx_get_error_buffer\0")
+                    .map_err(|e| e.to_string())?;
+                let run_cmd: RunCmd = *lib
+                    .get(b"nft_run_cmd_from_buffer\0")
+                    .map_err(|e| e.to_string())?;
+                let ctx = new(0); // NFT_CTX_DEFAULT
+                if ctx.is_null() {
+                    return Err("nft_ctx_new failed".into());
+                }
+                // From here on, Drop frees the context.
+                let context = Context {
+                    ctx,
+                    free,
+                    set_dry_run,
+                    set_output_flags,
+                    output,
+                    error,
+                    run_cmd,
+                    _lib: lib,
+                };
+                if buffer_output(ctx) != 0 || buffer_error(ctx) != 0 {
+                    return Err("cannot buffer libnftables output".into());
+                }
+                Ok(context)
+            }
+        }
+
+        /// Run a command buffer; the output on success, nft's error
+        /// message otherwise.
+        pub(super) fn run(
+            &mut self,
+            buffer: &str,
+            dry_run: bool,
+            terse: bool,
+        ) -> Result<String, String> {
+            let buffer =
+                CString::new(buffer).map_err(|_| "the script contains a NUL byte".to_owned())?;
+            // SAFETY: `self.ctx` is a live context (freed only in Drop);
+            // `buffer` is NUL-terminated and outlives the call; the returned
+            // buffers stay valid until the next run on this context, and
+            // are copied before that.
+            unsafe {
+                (self.set_dry_run)(self.ctx, dry_run);
+                (self.set_output_flags)(self.ctx, if terse { OUTPUT_TERSE } else { 0 });
+                let rc = (self.run_cmd)(self.ctx, buffer.as_ptr());
+                let read = |p: *const c_char| {
+                    if p.is_null() {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(p).to_string_lossy().into_owned()
+                    }
+                };
+                let output = read((self.output)(self.ctx));
+                let error = read((self.error)(self.ctx));
+                if rc == 0 {
+                    Ok(output)
+                } else {
+                    Err(error.trim().to_owned())
+                }
+            }
+        }
+    }
+
+    impl Drop for Context {
+        fn drop(&mut self) {
+            // SAFETY: the context was created by nft_ctx_new and is freed once.
+            unsafe { (self.free)(self.ctx) }
+        }
+    }
 }

@@ -133,6 +133,35 @@ impl Netns {
         })
     }
 
+    /// Run the test `test` of the current test binary inside this
+    /// namespace (`ip netns exec NS <this exe> --exact TEST`), with `env`
+    /// set to `1` so that the test knows it is the child; panics with the
+    /// child's output unless it ran and passed. The way to run code that
+    /// needs a whole process in the namespace (it opens sockets from many
+    /// threads, or keeps a process-wide netlink handle).
+    pub fn run_test_inside(&self, test: &str, env: &str) {
+        let exe = std::env::current_exe().expect("current test binary");
+        let output = self
+            .command(exe)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, "1")
+            .output()
+            .expect("run the child test inside the namespace");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report = format!(
+            "child test {test} in {} ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+            self.name,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{report}");
+        // A filter that matches nothing also exits 0: make sure the child ran.
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run\n{report}"
+        );
+    }
+
     /// A command that runs `program` inside the namespace
     /// (`ip netns exec <ns> <program>`); add arguments, environment and run
     /// it like any [`Command`].

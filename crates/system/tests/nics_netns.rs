@@ -54,27 +54,7 @@ fn discovery_and_watch_in_a_netns() {
         ns.ip(*args).expect("set up the namespace");
     }
 
-    let exe = std::env::current_exe().expect("current test binary");
-    let output = ns
-        .command(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .expect("run the child test inside the namespace");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report = format!(
-        "child test {CHILD_TEST} in {} ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        ns.name(),
-        output.status
-    );
-    eprintln!("{report}"); // shown by the harness if this test fails
-    assert!(output.status.success(), "{report}");
-    // A filter that matches nothing also exits 0: make sure the child ran.
-    assert!(
-        stdout.contains("1 passed"),
-        "the child test did not run\n{report}"
-    );
+    ns.run_test_inside(CHILD_TEST, CHILD_ENV);
 }
 
 /// The half of [`discovery_and_watch_in_a_netns`] that runs inside its
