@@ -20,6 +20,8 @@ pub mod catalog;
 pub mod diagnostic;
 pub mod matrix;
 pub mod nic;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod validate;
 
 pub use candidate::Candidate;

@@ -219,37 +219,9 @@ impl Matrix {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::nic::{Nic, NicAddr};
-
-    pub(crate) fn nic(name: &str, addr: Option<&str>) -> Nic {
-        Nic {
-            name: name.parse().expect("name"),
-            index: 0,
-            mac: Some("02:00:00:00:00:01".into()),
-            up: true,
-            running: true,
-            addrs: addr
-                .map(|a| NicAddr {
-                    addr: a.parse().expect("ip"),
-                    prefix_len: 24,
-                })
-                .into_iter()
-                .collect(),
-        }
-    }
-
-    pub(crate) fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
-        Facts {
-            nics: nics.iter().map(|(n, a)| nic(n, *a)).collect(),
-            unsupported_nics: vec![],
-        }
-    }
-
-    fn name(s: &str) -> NicName {
-        s.parse().expect("name")
-    }
+    use crate::testing::{facts, name, nic};
 
     fn lan_wan() -> Facts {
         facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))])

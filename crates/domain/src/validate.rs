@@ -129,7 +129,7 @@ fn port_conflicts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::tests::{facts, nic};
+    use crate::testing::{facts, name, nic};
 
     fn codes(diags: &[Diagnostic]) -> Vec<(String, Option<String>, Option<String>)> {
         diags
@@ -142,10 +142,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    fn name(s: &str) -> NicName {
-        s.parse().expect("name")
     }
 
     #[test]

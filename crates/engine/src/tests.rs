@@ -1,27 +1,10 @@
 //! Unit tests of the engine on an in-memory store, with facts fed by hand.
 
 use switchboard_domain::DiagnosticCode;
-use switchboard_domain::nic::{Nic, NicAddr};
+use switchboard_domain::testing::{name as n, nic};
 
 use super::*;
 use crate::views::Change;
-
-fn nic(name: &str, addr: Option<&str>) -> Nic {
-    Nic {
-        name: name.parse().expect("name"),
-        index: 2,
-        mac: None,
-        up: true,
-        running: true,
-        addrs: addr
-            .map(|a| NicAddr {
-                addr: a.parse().expect("ip"),
-                prefix_len: 24,
-            })
-            .into_iter()
-            .collect(),
-    }
-}
 
 fn engine() -> Engine {
     let e = Engine::new(
@@ -63,10 +46,6 @@ fn ssh_via_lan() -> Origin {
             port: 22,
         }),
     }
-}
-
-fn n(s: &str) -> NicName {
-    s.parse().expect("name")
 }
 
 #[tokio::test]

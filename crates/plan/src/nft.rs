@@ -112,38 +112,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     use expect_test::{ExpectFile, expect_file};
-    use switchboard_domain::nic::{Nic, NicAddr};
-    use switchboard_domain::{Facts, Matrix, NicName};
+    use switchboard_domain::testing::{facts, name};
+    use switchboard_domain::{Facts, Matrix};
 
     use super::*;
-
-    fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
-        Facts {
-            nics: nics
-                .iter()
-                .enumerate()
-                .map(|(i, (name, addr))| Nic {
-                    name: name.parse().expect("name"),
-                    index: i as u32 + 2,
-                    mac: None,
-                    up: true,
-                    running: true,
-                    addrs: addr
-                        .map(|a| NicAddr {
-                            addr: a.parse().expect("ip"),
-                            prefix_len: 24,
-                        })
-                        .into_iter()
-                        .collect(),
-                })
-                .collect(),
-            unsupported_nics: vec![],
-        }
-    }
-
-    fn name(s: &str) -> NicName {
-        s.parse().expect("name")
-    }
 
     /// Render, compare with the golden file, and check the invariants every
     /// rendering must keep whatever the golden file says.

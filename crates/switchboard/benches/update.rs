@@ -19,7 +19,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use switchboard_domain::nic::{Nic, NicAddr};
+use switchboard_domain::testing;
 use switchboard_domain::{Candidate, Facts, NicName, ServiceId};
 use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
 use switchboard_store::Store;
@@ -29,22 +29,14 @@ use switchboard_system::testlab::Netns;
 const ROUNDS: usize = 25;
 
 fn facts(n: usize) -> Facts {
-    Facts {
-        nics: (0..n)
-            .map(|i| Nic {
-                name: format!("eth{i}").parse().expect("name"),
-                index: i as u32 + 2,
-                mac: None,
-                up: true,
-                running: true,
-                addrs: vec![NicAddr {
-                    addr: format!("192.0.2.{}", i % 250 + 1).parse().expect("ip"),
-                    prefix_len: 24,
-                }],
-            })
-            .collect(),
-        unsupported_nics: vec![],
-    }
+    let names: Vec<String> = (0..n).map(|i| format!("eth{i}")).collect();
+    let addrs: Vec<String> = (0..n).map(|i| format!("192.0.2.{}", i % 250 + 1)).collect();
+    let nics: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .zip(&addrs)
+        .map(|(n, a)| (n.as_str(), Some(a.as_str())))
+        .collect();
+    testing::facts(&nics)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -185,17 +177,7 @@ async fn established_connection_survives(updates: usize) {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut f = facts(8);
-    f.nics.push(Nic {
-        name: "sbb0".parse().expect("name"),
-        index: 100,
-        mac: None,
-        up: true,
-        running: true,
-        addrs: vec![NicAddr {
-            addr: "198.51.100.1".parse().expect("ip"),
-            prefix_len: 24,
-        }],
-    });
+    f.nics.push(testing::nic("sbb0", Some("198.51.100.1")));
     let e = engine(dir.path(), &f);
     e.update(&origin(), "base", None).await.expect("base");
 

@@ -352,17 +352,18 @@ fn an_update_that_cuts_the_admins_lan_session_needs_commit_confirm() {
     let d = start_enforcing(&lab, dir.path());
     d.ok(&["update"]);
     // The administrator is logged in over SSH through lan0 (sshd sets this).
-    let over_ssh = |args: &[&str]| {
+    let over_ssh = |conn: &str, args: &[&str]| {
         std::process::Command::new(common::BIN)
             .arg("--socket")
             .arg(&d.socket)
             .args(args)
-            .env("SSH_CONNECTION", "192.0.2.2 50022 192.0.2.1 22")
+            .env("SSH_CONNECTION", conn)
             .output()
             .expect("cli")
     };
+    let via_lan = "192.0.2.2 50022 192.0.2.1 22";
     d.ok(&["matrix", "deny", "console", "lan0"]);
-    let out = over_ssh(&["update"]);
+    let out = over_ssh(via_lan, &["update"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -381,7 +382,7 @@ fn an_update_that_cuts_the_admins_lan_session_needs_commit_confirm() {
         "nothing applied"
     );
 
-    let out = over_ssh(&["update", "--confirm-within", "30"]);
+    let out = over_ssh(via_lan, &["update", "--confirm-within", "30"]);
     assert!(
         out.status.success(),
         "{}",
@@ -398,20 +399,8 @@ fn an_update_that_cuts_the_admins_lan_session_needs_commit_confirm() {
     d.ok(&["confirm"]);
 
     // From a session on wan0, taking SSH off lan0 does not cut it.
-    let out = std::process::Command::new(common::BIN)
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["matrix", "deny", "ssh", "lan0"])
-        .output()
-        .expect("cli");
-    assert!(out.status.success());
-    let out = std::process::Command::new(common::BIN)
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("update")
-        .env("SSH_CONNECTION", "198.51.100.2 50022 198.51.100.1 22")
-        .output()
-        .expect("cli");
+    d.ok(&["matrix", "deny", "ssh", "lan0"]);
+    let out = over_ssh("198.51.100.2 50022 198.51.100.1 22", &["update"]);
     assert!(
         out.status.success(),
         "{}",
