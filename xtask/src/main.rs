@@ -16,9 +16,10 @@ use anyhow::{Context, bail};
 
 /// Debian packages the system tests use.
 const PACKAGES: &[&str] = &[
-    "iproute2", // ip netns, veth, ifb: the test lab
-    "nftables", // nft: checking and enforcing rulesets
-    "openssl",  // openssl s_client, pkcs12: real TLS clients and fixtures
+    "iproute2",        // ip netns, veth, ifb: the test lab
+    "nftables",        // nft: checking and enforcing rulesets
+    "openssl",         // openssl s_client, pkcs12: real TLS clients and fixtures
+    "ca-certificates", // the system trust store the padlock check reads
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -1,0 +1,1071 @@
+//! Reading uploads (PEM, DER, PKCS#12; keys plain or encrypted) and
+//! assembling what they hold into a [`CertBundle`].
+
+use std::fmt;
+
+use p12_keystore::Pkcs12Archive;
+use pkcs8::pkcs5;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivateSec1KeyDer};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::encoding::{self, Frame, child_tags, split_tlv};
+use crate::key::{classify_public_key, same_public_key};
+use crate::{CertInfo, ImportError, PrivateKey};
+
+/// The largest upload accepted, checked before anything is parsed. A
+/// certificate with its chain and key is a few kilobytes.
+pub const MAX_UPLOAD: usize = 256 * 1024;
+
+/// What one upload holds.
+#[derive(Default)]
+pub(crate) struct Objects {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub keys: Vec<PrivateKey>,
+    /// The first thing found that is neither, described for a message.
+    pub other: Option<String>,
+}
+
+/// Reads every certificate and private key in one upload, whatever its
+/// format; `password` opens a PKCS#12 file or an encrypted PKCS#8 key.
+pub(crate) fn read(input: &[u8], password: Option<&str>) -> Result<Objects, ImportError> {
+    if input.len() > MAX_UPLOAD {
+        return Err(ImportError::Oversize { size: input.len() });
+    }
+    let mut objects = Objects::default();
+    if encoding::is_pem(input) {
+        for block in encoding::parse_pem(input)? {
+            let der = block.der.as_slice();
+            match block.label.as_str() {
+                "CERTIFICATE" | "X509 CERTIFICATE" => objects.certs.push(certificate(der)?),
+                "RSA PRIVATE KEY" | "EC PRIVATE KEY" if block.legacy_encrypted => {
+                    return Err(ImportError::UnsupportedEncryption {
+                        what: "private key",
+                    });
+                }
+                "PRIVATE KEY" => objects
+                    .keys
+                    .push(plain_key(PrivateKeyDer::Pkcs8(der.into()))?),
+                "RSA PRIVATE KEY" => objects
+                    .keys
+                    .push(plain_key(PrivatePkcs1KeyDer::from(der).into())?),
+                "EC PRIVATE KEY" => objects
+                    .keys
+                    .push(plain_key(PrivateSec1KeyDer::from(der).into())?),
+                "ENCRYPTED PRIVATE KEY" => {
+                    check_frame(der, "an encrypted private key")?;
+                    objects.keys.push(PrivateKey::decrypt(der, password)?);
+                }
+                // `openssl ecparam -genkey` writes the curve before the key.
+                "EC PARAMETERS" => {}
+                label => {
+                    objects
+                        .other
+                        .get_or_insert_with(|| describe_pem_label(label));
+                }
+            }
+        }
+        return Ok(objects);
+    }
+    match encoding::frame(input) {
+        Frame::Whole => {}
+        Frame::Truncated => {
+            return Err(ImportError::Truncated {
+                inside: "a DER structure",
+            });
+        }
+        Frame::Trailing => {
+            return Err(ImportError::Malformed {
+                detail: "bytes follow the end of the DER structure".to_owned(),
+            });
+        }
+        Frame::NotDer => return Err(ImportError::Unrecognized),
+    }
+    if X509Certificate::from_der(input).is_ok() {
+        objects.certs.push(CertificateDer::from(input.to_vec()));
+    } else if is_pkcs12(input) {
+        read_pkcs12(input, password, &mut objects)?;
+    } else if let Ok(key) = PrivateKeyDer::try_from(input) {
+        objects.keys.push(PrivateKey::from_der(&key)?);
+    } else if child_tags(input) == [0x30, 0x04] {
+        // EncryptedPrivateKeyInfo { SEQUENCE algorithm, OCTET STRING }
+        objects.keys.push(PrivateKey::decrypt(input, password)?);
+    } else if child_tags(input) == [0x30, 0x30, 0x03] {
+        // Certificate { SEQUENCE tbs, SEQUENCE algorithm, BIT STRING }, damaged.
+        certificate(input)?;
+    } else {
+        objects.other =
+            Some("a DER structure that is not a certificate, PKCS#12 file or key".to_owned());
+    }
+    Ok(objects)
+}
+
+fn check_frame(der: &[u8], what: &'static str) -> Result<(), ImportError> {
+    match encoding::frame(der) {
+        Frame::Whole => Ok(()),
+        Frame::Truncated => Err(ImportError::Truncated { inside: what }),
+        Frame::Trailing | Frame::NotDer => Err(ImportError::Malformed {
+            detail: format!("{what} is not a single DER structure"),
+        }),
+    }
+}
+
+fn certificate(der: &[u8]) -> Result<CertificateDer<'static>, ImportError> {
+    check_frame(der, "a certificate")?;
+    X509Certificate::from_der(der).map_err(|e| ImportError::Malformed {
+        detail: format!("a certificate does not parse ({e})"),
+    })?;
+    Ok(CertificateDer::from(der.to_vec()))
+}
+
+fn plain_key(key: PrivateKeyDer<'_>) -> Result<PrivateKey, ImportError> {
+    let der = match &key {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der(),
+        PrivateKeyDer::Pkcs1(k) => k.secret_pkcs1_der(),
+        PrivateKeyDer::Sec1(k) => k.secret_sec1_der(),
+        _ => &[],
+    };
+    check_frame(der, "a private key")?;
+    PrivateKey::from_der(&key)
+}
+
+fn describe_pem_label(label: &str) -> String {
+    match label {
+        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
+            "a certificate signing request".to_owned()
+        }
+        "PUBLIC KEY" | "RSA PUBLIC KEY" => "a public key".to_owned(),
+        "X509 CRL" => "a certificate revocation list".to_owned(),
+        "PKCS7" => "a PKCS#7 structure".to_owned(),
+        other => format!("a PEM block labelled {other:?}"),
+    }
+}
+
+/// A PFX is `SEQUENCE { INTEGER 3, ... }`.
+fn is_pkcs12(der: &[u8]) -> bool {
+    split_tlv(der)
+        .and_then(|(_, fields, _)| split_tlv(fields))
+        .is_some_and(|(tag, version, _)| tag == 0x02 && version == [3])
+}
+
+fn read_pkcs12(
+    der: &[u8],
+    password: Option<&str>,
+    objects: &mut Objects,
+) -> Result<(), ImportError> {
+    use p12_keystore::error::Error;
+    const WHAT: &str = "PKCS#12 file";
+    let wrong = || match password {
+        Some(_) => ImportError::WrongPkcs12Password,
+        None => ImportError::PasswordRequired { what: WHAT },
+    };
+    // Without a password, try the empty one (`openssl pkcs12 -passout pass:`).
+    let archive = Pkcs12Archive::from_pkcs12(der, password.unwrap_or("")).map_err(|e| match e {
+        // The MAC fails on a wrong password; without a MAC, decryption does.
+        Error::MacError(_) | Error::UnpadError => wrong(),
+        Error::Pkcs5Error(msg) if msg == pkcs5::Error::DecryptFailed.to_string() => wrong(),
+        Error::Pkcs5Error(_)
+        | Error::UnsupportedEncryptionScheme
+        | Error::UnsupportedMacAlgorithm
+        | Error::InvalidParameters => ImportError::UnsupportedEncryption { what: WHAT },
+        other => ImportError::Malformed {
+            detail: format!("the PKCS#12 file does not parse ({other})"),
+        },
+    })?;
+    for bag in archive.keys {
+        objects
+            .keys
+            .push(plain_key(PrivateKeyDer::Pkcs8(bag.key.as_der().into()))?);
+    }
+    for bag in archive.certs {
+        objects.certs.push(certificate(bag.cert.as_der())?);
+    }
+    Ok(())
+}
+
+/// Imports an upload: `bundle` (PEM with certificates and keys in any
+/// order, a DER certificate, or a PKCS#12 file) and optionally a separate
+/// `key_file`; `password` opens a PKCS#12 file or an encrypted key. Both
+/// inputs are size-checked before anything is parsed.
+pub fn import(
+    bundle: &[u8],
+    key_file: Option<&[u8]>,
+    password: Option<&str>,
+) -> Result<CertBundle, ImportError> {
+    if let Some(size) = [Some(bundle), key_file]
+        .into_iter()
+        .flatten()
+        .map(<[u8]>::len)
+        .find(|&size| size > MAX_UPLOAD)
+    {
+        return Err(ImportError::Oversize { size });
+    }
+    let mut objects = read(bundle, password)?;
+    if let Some(key_file) = key_file {
+        let extra = read(key_file, password)?;
+        if extra.keys.is_empty() {
+            return Err(ImportError::NoKey);
+        }
+        objects.certs.extend(extra.certs);
+        objects.keys.extend(extra.keys);
+    }
+    if objects.certs.is_empty() {
+        return Err(match objects.other {
+            _ if !objects.keys.is_empty() => ImportError::NoCertificate,
+            Some(found) => ImportError::NotACertificate { found },
+            None => ImportError::Unrecognized,
+        });
+    }
+    let mut keys = objects.keys;
+    let key = keys.pop();
+    if let Some(key) = &key
+        && keys
+            .iter()
+            .any(|other| other.public_key() != key.public_key())
+    {
+        return Err(ImportError::SeveralKeys);
+    }
+    CertBundle::from_parts(objects.certs, key)
+}
+
+/// Reads an upload of CA certificates (PEM or DER), for
+/// [`TrustAnchors::from_ca_certs`](crate::TrustAnchors::from_ca_certs).
+/// Private keys have no business there and are refused.
+pub fn read_certificates(upload: &[u8]) -> Result<Vec<CertificateDer<'static>>, ImportError> {
+    let objects = read(upload, None)?;
+    if !objects.keys.is_empty() {
+        return Err(ImportError::NotACertificate {
+            found: "a private key".to_owned(),
+        });
+    }
+    if objects.certs.is_empty() {
+        return Err(match objects.other {
+            Some(found) => ImportError::NotACertificate { found },
+            None => ImportError::Unrecognized,
+        });
+    }
+    Ok(objects.certs)
+}
+
+/// A server certificate with its chain and, usually, its private key.
+///
+/// Whoever holds one holds: a chain ordered leaf first, each certificate
+/// followed by its issuer; a leaf that is not a CA and has a key switchboard
+/// can serve with; a key, if any, that matches the leaf. `Debug` never shows
+/// the key.
+#[derive(Clone)]
+pub struct CertBundle {
+    chain: Vec<CertificateDer<'static>>,
+    key: Option<PrivateKey>,
+    info: CertInfo,
+}
+
+impl CertBundle {
+    /// Assembles certificates in any order (duplicates dropped) and an
+    /// optional key into a bundle, refusing what cannot be served.
+    pub fn from_parts(
+        certs: Vec<CertificateDer<'static>>,
+        key: Option<PrivateKey>,
+    ) -> Result<Self, ImportError> {
+        let mut unique: Vec<CertificateDer<'static>> = Vec::with_capacity(certs.len());
+        for cert in certs {
+            if !unique.contains(&cert) {
+                unique.push(cert);
+            }
+        }
+        let certs = unique;
+        if certs.is_empty() {
+            return Err(ImportError::NoCertificate);
+        }
+        let parsed = certs
+            .iter()
+            .map(|der| {
+                X509Certificate::from_der(der)
+                    .map(|(_, c)| c)
+                    .map_err(|e| ImportError::Malformed {
+                        detail: format!("a certificate does not parse ({e})"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let issued = |child: usize, parent: usize| {
+            child != parent && parsed[child].issuer().as_raw() == parsed[parent].subject().as_raw()
+        };
+        let subject = |i: usize| parsed[i].subject().to_string();
+
+        let leaves: Vec<usize> = (0..parsed.len()).filter(|&i| !parsed[i].is_ca()).collect();
+        let leaf = match leaves[..] {
+            [leaf] => leaf,
+            [] => {
+                // Name the CA that issued none of the others: the intended leaf.
+                let bottom = (0..parsed.len())
+                    .find(|&i| !(0..parsed.len()).any(|j| issued(j, i)))
+                    .unwrap_or(0);
+                return Err(ImportError::CaAsLeaf {
+                    subject: subject(bottom),
+                });
+            }
+            _ => {
+                return Err(ImportError::SeveralLeaves {
+                    subjects: leaves.into_iter().map(subject).collect(),
+                });
+            }
+        };
+
+        let mut order = vec![leaf];
+        let mut rest: Vec<usize> = (0..parsed.len()).filter(|&i| i != leaf).collect();
+        while let Some(&current) = order.last() {
+            let by_name: Vec<usize> = rest
+                .iter()
+                .copied()
+                .filter(|&j| issued(current, j))
+                .collect();
+            let signs = |&&j: &&usize| {
+                parsed[current]
+                    .verify_signature(Some(parsed[j].public_key()))
+                    .is_ok()
+            };
+            let Some(&next) = by_name.iter().find(signs).or(by_name.first()) else {
+                break;
+            };
+            rest.retain(|&j| j != next);
+            order.push(next);
+        }
+        if let Some(&stray) = rest.first() {
+            return Err(ImportError::UnrelatedCertificate {
+                subject: subject(stray),
+                leaf: subject(leaf),
+            });
+        }
+
+        let leaf_key = parsed[leaf].public_key().raw;
+        classify_public_key(leaf_key)?;
+        if let Some(key) = &key
+            && !same_public_key(key.public_key(), leaf_key)
+        {
+            return Err(ImportError::KeyMismatch {
+                leaf: subject(leaf),
+            });
+        }
+        let info = CertInfo::from_parsed(&parsed[leaf], &certs[leaf])?;
+        let chain = order.into_iter().map(|i| certs[i].clone()).collect();
+        Ok(CertBundle { chain, key, info })
+    }
+
+    /// The chain, leaf first, each certificate followed by its issuer.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.chain[0]
+    }
+
+    pub fn key(&self) -> Option<&PrivateKey> {
+        self.key.as_ref()
+    }
+
+    /// The summary of the leaf.
+    pub fn info(&self) -> &CertInfo {
+        &self.info
+    }
+
+    /// The chain as PEM, leaf first: public, safe to show and store.
+    pub fn chain_pem(&self) -> String {
+        let mut pem = String::new();
+        for cert in &self.chain {
+            encoding::write_pem(&mut pem, "CERTIFICATE", cert);
+        }
+        pem
+    }
+}
+
+impl fmt::Debug for CertBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertBundle")
+            .field("leaf", &self.info.subject)
+            .field("fingerprint", &self.info.fingerprint)
+            .field("chain_len", &self.chain.len())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::KeyPair;
+
+    use super::*;
+    use crate::testpki::{Ca, openssl, pem, pki, read as read_file, tempdir, write};
+
+    fn codes<T: fmt::Debug>(result: Result<T, ImportError>) -> &'static str {
+        result.expect_err("the upload is refused").code()
+    }
+
+    fn permutations(items: &[String]) -> Vec<Vec<String>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        (0..items.len())
+            .flat_map(|i| {
+                let mut rest = items.to_vec();
+                let first = rest.remove(i);
+                permutations(&rest).into_iter().map(move |mut p| {
+                    p.insert(0, first.clone());
+                    p
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pem_bundle_in_any_order_is_put_in_chain_order_leaf_first() {
+        let pki = pki();
+        let parts = [
+            pki.root.pem(),
+            pki.leaf.key_pem(),
+            pki.leaf.pem(),
+            pki.intermediate.pem(),
+        ];
+        for order in permutations(&parts) {
+            let bundle =
+                import(order.concat().as_bytes(), None, None).expect("a complete bundle imports");
+            assert_eq!(
+                bundle.chain(),
+                [
+                    pki.leaf.der.clone(),
+                    pki.intermediate.der.clone(),
+                    pki.root.der.clone()
+                ]
+            );
+            assert!(bundle.key().is_some());
+        }
+    }
+
+    #[test]
+    fn duplicate_certificates_and_a_repeated_key_are_tolerated() {
+        let pki = pki();
+        let text = [
+            pki.leaf.pem(),
+            pki.intermediate.pem(),
+            pki.leaf.pem(),
+            pki.leaf.key_pem(),
+        ]
+        .concat();
+        let bundle = import(text.as_bytes(), Some(pki.leaf.key_pem().as_bytes()), None)
+            .expect("duplicates are dropped");
+        assert_eq!(bundle.chain().len(), 2);
+    }
+
+    #[test]
+    fn a_separate_key_file_is_matched_to_the_leaf() {
+        let pki = pki();
+        let bundle = [pki.leaf.pem(), pki.intermediate.pem()].concat();
+        let imported = import(bundle.as_bytes(), Some(pki.leaf.key_pem().as_bytes()), None)
+            .expect("bundle and key file import");
+        assert_eq!(imported.leaf(), &pki.leaf.der);
+        assert!(imported.key().is_some());
+        let der_key = import(bundle.as_bytes(), Some(pki.leaf.key.serialized_der()), None)
+            .expect("a DER key file imports");
+        assert!(der_key.key().is_some());
+    }
+
+    #[test]
+    fn a_der_certificate_imports_without_a_key() {
+        let pki = pki();
+        let bundle = import(&pki.leaf.der, None, None).expect("a DER certificate imports");
+        assert_eq!(bundle.chain(), std::slice::from_ref(&pki.leaf.der));
+        assert!(bundle.key().is_none());
+        assert_eq!(bundle.info().dns_names, ["voip.example.test"]);
+    }
+
+    #[test]
+    fn ecdsa_p384_and_ed25519_keys_are_accepted() {
+        let ca = Ca::root("Test Root CA");
+        for (alg, expected) in [
+            (&rcgen::PKCS_ECDSA_P384_SHA384, "ECDSA P-384"),
+            (&rcgen::PKCS_ED25519, "Ed25519"),
+        ] {
+            let key = KeyPair::generate_for(alg).expect("key");
+            let leaf = ca.leaf_with(crate::testpki::leaf_params(&["voip.example.test"]), key);
+            let bundle = import([leaf.pem(), leaf.key_pem()].concat().as_bytes(), None, None)
+                .expect("the key type is supported");
+            let key_type = bundle.key().expect("key").key_type();
+            assert_eq!(key_type.to_string(), expected);
+            assert_eq!(bundle.info().key, Some(key_type));
+        }
+    }
+
+    #[test]
+    fn rsa_2048_keys_from_openssl_are_accepted_in_pkcs8_and_pkcs1_form() {
+        let dir = tempdir();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "k.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER", "-out", "k.der",
+            ],
+        );
+        openssl(
+            d,
+            &["pkey", "-in", "k.pem", "-outform", "DER", "-out", "k1.der"],
+        );
+        openssl(
+            d,
+            &["pkey", "-in", "k.pem", "-traditional", "-out", "k1.pem"],
+        );
+        let der = read_file(d, "k.der");
+        let key =
+            KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &rcgen::PKCS_RSA_SHA256)
+                .expect("rcgen loads the RSA key");
+        let leaf = Ca::root("Test Root CA")
+            .leaf_with(crate::testpki::leaf_params(&["voip.example.test"]), key);
+        let pkcs1 = String::from_utf8(read_file(d, "k1.pem")).expect("PEM is text");
+        assert!(
+            pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            "{pkcs1}"
+        );
+        assert_eq!(
+            read_file(d, "k1.der")[4..8],
+            [0x02, 0x01, 0x00, 0x02],
+            "PKCS#1: version, then the modulus"
+        );
+        for key_file in [
+            read_file(d, "k.pem"),
+            pkcs1.into_bytes(),
+            read_file(d, "k1.der"),
+        ] {
+            let bundle =
+                import(leaf.pem().as_bytes(), Some(&key_file), None).expect("RSA 2048 imports");
+            assert_eq!(
+                bundle.key().expect("key").key_type().to_string(),
+                "RSA 2048 bits"
+            );
+        }
+    }
+
+    #[test]
+    fn rsa_1024_is_refused_as_an_unsupported_key() {
+        let dir = tempdir();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:1024",
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+                "-subj",
+                "/CN=old.example.test",
+                "-days",
+                "30",
+            ],
+        );
+        let err = import(&read_file(d, "c.pem"), Some(&read_file(d, "k.pem")), None)
+            .expect_err("RSA 1024 is refused");
+        assert_eq!(err.code(), "unsupported-key");
+        assert!(err.to_string().contains("1024 bits"), "{err}");
+        let key_alone =
+            PrivateKey::parse(&read_file(d, "k.pem"), None).expect_err("RSA 1024 is refused");
+        assert_eq!(key_alone.code(), "unsupported-key");
+        assert!(key_alone.to_string().contains("1024 bits"), "{key_alone}");
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_leaf_is_refused() {
+        let pki = pki();
+        let other = KeyPair::generate().expect("key");
+        let err = import(
+            pki.leaf.pem().as_bytes(),
+            Some(pem("PRIVATE KEY", other.serialized_der()).as_bytes()),
+            None,
+        )
+        .expect_err("a foreign key is refused");
+        assert_eq!(
+            err,
+            ImportError::KeyMismatch {
+                leaf: "CN=voip.example.test".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_offered_as_the_leaf_is_refused() {
+        let pki = pki();
+        assert_eq!(
+            import(pki.root.pem().as_bytes(), None, None).expect_err("a CA is not a leaf"),
+            ImportError::CaAsLeaf {
+                subject: "CN=Test Root CA".to_owned()
+            }
+        );
+        let chain_only = [pki.root.pem(), pki.intermediate.pem()].concat();
+        assert_eq!(
+            import(chain_only.as_bytes(), None, None).expect_err("a CA is not a leaf"),
+            ImportError::CaAsLeaf {
+                subject: "CN=Test Intermediate CA".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn several_unrelated_leaves_are_refused() {
+        let pki = pki();
+        let other = pki.intermediate.leaf(&["other.example.test"]);
+        let text = [pki.leaf.pem(), other.pem(), pki.intermediate.pem()].concat();
+        assert_eq!(codes(import(text.as_bytes(), None, None)), "several-leaves");
+    }
+
+    #[test]
+    fn a_certificate_outside_the_leaf_chain_is_refused() {
+        let pki = pki();
+        let stranger = Ca::root("Unrelated Root CA");
+        let text = [pki.leaf.pem(), pki.intermediate.pem(), stranger.pem()].concat();
+        assert_eq!(
+            import(text.as_bytes(), None, None).expect_err("a stray CA is refused"),
+            ImportError::UnrelatedCertificate {
+                subject: "CN=Unrelated Root CA".to_owned(),
+                leaf: "CN=voip.example.test".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn two_different_keys_are_refused() {
+        let pki = pki();
+        let other = KeyPair::generate().expect("key");
+        let text = [
+            pki.leaf.pem(),
+            pki.leaf.key_pem(),
+            pem("PRIVATE KEY", other.serialized_der()),
+        ]
+        .concat();
+        assert_eq!(codes(import(text.as_bytes(), None, None)), "several-keys");
+    }
+
+    #[test]
+    fn uploads_without_a_certificate_say_what_they_hold_instead() {
+        let pki = pki();
+        assert_eq!(
+            codes(import(pki.leaf.key_pem().as_bytes(), None, None)),
+            "no-certificate"
+        );
+        let csr = crate::testpki::leaf_params(&["voip.example.test"])
+            .serialize_request(&pki.leaf.key)
+            .expect("a CSR");
+        let err = import(pem("CERTIFICATE REQUEST", csr.der()).as_bytes(), None, None)
+            .expect_err("a CSR is refused");
+        assert_eq!(
+            err,
+            ImportError::NotACertificate {
+                found: "a certificate signing request".to_owned()
+            }
+        );
+        assert_eq!(
+            codes(import(pki.leaf.key.serialized_der(), None, None)),
+            "no-certificate"
+        );
+        assert_eq!(
+            codes(import(
+                pki.leaf.pem().as_bytes(),
+                Some(pki.leaf.pem().as_bytes()),
+                None
+            )),
+            "no-key"
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_recognized() {
+        for garbage in [&b""[..], b"hello world", b"\x00\x01\x02", b"{\"cert\": 1}"] {
+            let err = import(garbage, None, None).expect_err("garbage is refused");
+            assert!(
+                ["unrecognized-format", "malformed"].contains(&err.code()),
+                "{garbage:?}: {err:?}"
+            );
+        }
+        // A DER SEQUENCE that is none of the things an upload can be.
+        let err = import(&crate::encoding::tlv(0x30, &[b"\x01\x01\xff"]), None, None)
+            .expect_err("refused");
+        assert_eq!(err.code(), "not-a-certificate");
+    }
+
+    #[test]
+    fn truncated_pem_and_der_are_reported_as_truncated() {
+        let pki = pki();
+        let text = [pki.leaf.pem(), pki.intermediate.pem()].concat();
+        let leaf_len = pki.leaf.pem().len();
+        for cut in [leaf_len / 2, leaf_len + 15, text.len() - 30] {
+            assert_eq!(
+                codes(import(&text.as_bytes()[..cut], None, None)),
+                "truncated",
+                "cut at {cut}"
+            );
+        }
+        for cut in [pki.leaf.der.len() - 1, pki.leaf.der.len() / 2, 3, 1] {
+            assert_eq!(
+                codes(import(&pki.leaf.der[..cut], None, None)),
+                "truncated",
+                "cut at {cut}"
+            );
+        }
+        let short_der_in_pem = pem("CERTIFICATE", &pki.leaf.der[..pki.leaf.der.len() - 10]);
+        assert_eq!(
+            codes(import(short_der_in_pem.as_bytes(), None, None)),
+            "truncated"
+        );
+    }
+
+    #[test]
+    fn oversize_uploads_are_refused_before_anything_is_parsed() {
+        let pki = pki();
+        let huge = vec![b'x'; MAX_UPLOAD + 1];
+        assert_eq!(
+            import(&huge, None, None).expect_err("too big"),
+            ImportError::Oversize {
+                size: MAX_UPLOAD + 1
+            }
+        );
+        let err = import(b"garbage", Some(&huge), None).expect_err("too big");
+        assert_eq!(err.code(), "oversize");
+        let mut padded = pki.leaf.pem().into_bytes();
+        padded.resize(MAX_UPLOAD, b'\n');
+        import(&padded, None, None).expect("exactly MAX_UPLOAD bytes is accepted");
+    }
+
+    /// leaf.pem, key.pem and chain.pem (intermediate + root) in a new directory.
+    fn pki_files() -> (crate::testpki::Pki, tempfile::TempDir) {
+        let pki = pki();
+        let dir = tempdir();
+        write(dir.path(), "leaf.pem", pki.leaf.pem());
+        write(dir.path(), "key.pem", pki.leaf.key_pem());
+        write(
+            dir.path(),
+            "chain.pem",
+            [pki.intermediate.pem(), pki.root.pem()].concat(),
+        );
+        (pki, dir)
+    }
+
+    #[test]
+    fn a_pkcs12_file_from_openssl_3_opens_with_its_password_only() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "pkcs12",
+                "-export",
+                "-in",
+                "leaf.pem",
+                "-inkey",
+                "key.pem",
+                "-certfile",
+                "chain.pem",
+                "-passout",
+                "pass:s3cret",
+                "-out",
+                "b.p12",
+            ],
+        );
+        let p12 = read_file(d, "b.p12");
+        let bundle = import(&p12, None, Some("s3cret")).expect("the right password opens it");
+        assert_eq!(
+            bundle.chain(),
+            [
+                pki.leaf.der.clone(),
+                pki.intermediate.der.clone(),
+                pki.root.der.clone()
+            ]
+        );
+        assert!(bundle.key().is_some());
+        assert_eq!(
+            import(&p12, None, Some("wrong")).expect_err("refused"),
+            ImportError::WrongPkcs12Password
+        );
+        assert_eq!(
+            import(&p12, None, None).expect_err("refused"),
+            ImportError::PasswordRequired {
+                what: "PKCS#12 file"
+            }
+        );
+    }
+
+    #[test]
+    fn a_legacy_3des_pkcs12_file_still_opens() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "pkcs12",
+                "-export",
+                "-in",
+                "leaf.pem",
+                "-inkey",
+                "key.pem",
+                "-passout",
+                "pass:old",
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+                "-out",
+                "old.p12",
+            ],
+        );
+        let bundle =
+            import(&read_file(d, "old.p12"), None, Some("old")).expect("3DES PKCS#12 opens");
+        assert_eq!(bundle.leaf(), &pki.leaf.der);
+    }
+
+    #[test]
+    fn an_encrypted_pkcs8_key_from_openssl_opens_with_its_passphrase_only() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-in",
+                "key.pem",
+                "-passout",
+                "pass:pw",
+                "-out",
+                "enc.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-in",
+                "key.pem",
+                "-passout",
+                "pass:pw",
+                "-outform",
+                "DER",
+                "-out",
+                "enc.der",
+            ],
+        );
+        let leaf = pki.leaf.pem();
+        for key_file in [read_file(d, "enc.pem"), read_file(d, "enc.der")] {
+            let bundle = import(leaf.as_bytes(), Some(&key_file), Some("pw"))
+                .expect("the passphrase opens it");
+            assert!(bundle.key().is_some());
+            assert_eq!(
+                import(leaf.as_bytes(), Some(&key_file), Some("nope")).expect_err("refused"),
+                ImportError::WrongKeyPassphrase
+            );
+            assert_eq!(
+                import(leaf.as_bytes(), Some(&key_file), None).expect_err("refused"),
+                ImportError::PasswordRequired {
+                    what: "private key"
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_key_encryption_is_refused_as_unsupported() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v1",
+                "PBE-SHA1-3DES",
+                "-in",
+                "key.pem",
+                "-passout",
+                "pass:pw",
+                "-out",
+                "pbes1.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "ec", "-in", "key.pem", "-aes256", "-passout", "pass:pw", "-out", "trad.pem",
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&read_file(d, "trad.pem")).contains("Proc-Type: 4,ENCRYPTED")
+        );
+        for file in ["pbes1.pem", "trad.pem"] {
+            let err = import(
+                pki.leaf.pem().as_bytes(),
+                Some(&read_file(d, file)),
+                Some("pw"),
+            )
+            .expect_err(file);
+            assert_eq!(err.code(), "unsupported-encryption", "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_code_and_a_hint() {
+        let s = || "x".to_owned();
+        let all = [
+            ImportError::Oversize { size: 1 },
+            ImportError::Unrecognized,
+            ImportError::Truncated { inside: "x" },
+            ImportError::Malformed { detail: s() },
+            ImportError::NotACertificate { found: s() },
+            ImportError::NoCertificate,
+            ImportError::NoKey,
+            ImportError::KeyMismatch { leaf: s() },
+            ImportError::CaAsLeaf { subject: s() },
+            ImportError::SeveralLeaves {
+                subjects: vec![s()],
+            },
+            ImportError::UnrelatedCertificate {
+                subject: s(),
+                leaf: s(),
+            },
+            ImportError::SeveralKeys,
+            ImportError::PasswordRequired { what: "x" },
+            ImportError::WrongPkcs12Password,
+            ImportError::WrongKeyPassphrase,
+            ImportError::UnsupportedEncryption { what: "x" },
+            ImportError::UnsupportedKey { what: s() },
+            ImportError::NotACa { subject: s() },
+        ];
+        let mut codes: Vec<_> = all.iter().map(ImportError::code).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        for e in &all {
+            let kebab = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+            assert!(e.code().bytes().all(kebab), "{}", e.code());
+            assert!(e.hint().len() > 20, "{}", e.code());
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_key_material() {
+        let pki = pki();
+        let bundle = import(
+            [pki.leaf.pem(), pki.leaf.key_pem()].concat().as_bytes(),
+            None,
+            None,
+        )
+        .expect("imports");
+        let key_pem = bundle.key().expect("key").to_key_pem();
+        for shown in [
+            format!("{bundle:?}"),
+            format!("{bundle:#?}"),
+            format!("{key_pem:?}"),
+        ] {
+            assert!(shown.contains("[redacted]"), "{shown}");
+            for line in pki.leaf.key_pem().lines().skip(1).filter(|l| l.len() > 20) {
+                assert!(!shown.contains(line), "{shown}");
+            }
+            let der = pki.leaf.key.serialized_der();
+            let hex: String = der[der.len() - 8..]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert!(!shown.contains(&hex), "{shown}");
+            assert!(
+                !shown.contains(&format!("{:?}", &der[der.len() - 8..])),
+                "{shown}"
+            );
+        }
+    }
+
+    /// A deterministic xorshift generator: the same inputs on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_and_mutated_uploads_never_panic() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "pkcs12", "-export", "-in", "leaf.pem", "-inkey", "key.pem", "-passout", "pass:pw",
+                "-out", "b.p12",
+            ],
+        );
+        let seeds = [
+            [pki.leaf.pem(), pki.leaf.key_pem(), pki.intermediate.pem()]
+                .concat()
+                .into_bytes(),
+            pki.leaf.der.to_vec(),
+            pki.leaf.key.serialized_der().to_vec(),
+            read_file(d, "b.p12"),
+        ];
+        let anchors =
+            crate::TrustAnchors::from_ca_certs(std::slice::from_ref(&pki.root.der)).expect("a CA");
+        let host: crate::Host = "voip.example.test".parse().expect("host");
+        let now = crate::testpki::ts("2030-01-01T00:00:00Z");
+        let mut rng = Rng(0x5eed_1234_abcd_ef01);
+        for round in 0..1500 {
+            let mut input = seeds[round % seeds.len()].clone();
+            match rng.below(4) {
+                0 => input.truncate(rng.below(input.len())),
+                1 => {
+                    for _ in 0..1 + rng.below(8) {
+                        let i = rng.below(input.len());
+                        input[i] = rng.next() as u8;
+                    }
+                }
+                2 => {
+                    let i = rng.below(input.len());
+                    input.insert(i, rng.next() as u8);
+                }
+                _ => input = (0..rng.below(600)).map(|_| rng.next() as u8).collect(),
+            }
+            // Any outcome but a panic is fine for a mutation that kept the
+            // upload valid (a flipped signature byte, say); the check must
+            // then not panic either.
+            if let Ok(bundle) = import(&input, None, Some("pw")) {
+                crate::check(&bundle, bundle.key(), &anchors, &host, now);
+            }
+            let _ = PrivateKey::parse(&input, Some("pw"));
+            let _ = read_certificates(&input);
+        }
+        for len in [1, 2, 16, 100, 1000, 5000] {
+            let noise: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            assert!(import(&noise, None, None).is_err(), "{len} random bytes");
+        }
+    }
+}

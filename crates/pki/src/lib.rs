@@ -1,0 +1,58 @@
+//! Certificates for switchboard: the PKI core.
+//!
+//! - [`import`] turns an upload (PEM bundle in any order, separate key file,
+//!   DER, PKCS#12, encrypted PKCS#8) into a [`CertBundle`]: the chain in
+//!   order, leaf first, and the [`PrivateKey`] that matches the leaf, or a
+//!   precise [`ImportError`] with a stable code and a hint.
+//! - [`CertInfo`] summarizes a certificate for people and scripts.
+//! - [`check`] is the offline padlock check: trust (webpki path validation
+//!   against [`TrustAnchors`]), missing intermediates, the host name or
+//!   address (RFC 6125), the key, validity: a [`PadlockReport`].
+//! - [`self_signed`] makes the certificate of the first start.
+//! - [`CertTable`] holds what the built-in HTTPS listeners present, per
+//!   local address and SNI, swapped atomically.
+//!
+//! **Boundary.** Pure functions over bytes, with the clock passed in. The
+//! only I/O is [`system_roots`], which reads the system's CA bundle. No
+//! async, no sockets: listeners call [`CertTable::server_config`] for each
+//! accepted connection. Private keys never appear in `Debug` output or
+//! error messages, and leave this crate only through
+//! [`PrivateKey::to_key_pem`], for storage in a root-only file.
+//!
+//! **Limitations.** No revocation (CRL, OCSP) and no OCSP stapling; no
+//! AIA fetching (a missing intermediate is reported, as phones would fail);
+//! the resolver does not pick between an RSA and an ECDSA certificate for
+//! the same name by the client's signature schemes; chains are linked by
+//! issuer name and signature, cross-signed alternatives are not explored;
+//! PKCS#12 key bytes pass through `p12-keystore` buffers that are not
+//! wiped; legacy PEM encryption (`Proc-Type: 4,ENCRYPTED`) and PBES1 are
+//! refused rather than decrypted.
+//!
+//! **Tests** build their PKI with rcgen and run the real `openssl` binary
+//! for what rcgen does not write (PKCS#12, encrypted PKCS#8, RSA keys);
+//! the resolver test handshakes over 127.0.0.1 and 127.0.0.2.
+
+mod check;
+mod encoding;
+mod error;
+mod import;
+mod info;
+mod key;
+mod name;
+mod resolver;
+mod selfsigned;
+
+pub use check::{
+    DEBIAN_CA_BUNDLE, EXPIRY_WARNING, Finding, FindingCode, PadlockReport, Severity, TrustAnchors,
+    check, system_roots,
+};
+pub use error::ImportError;
+pub use import::{CertBundle, MAX_UPLOAD, import, read_certificates};
+pub use info::{CertInfo, Fingerprint, InvalidFingerprint};
+pub use key::{KeyAlgorithm, KeyPem, KeyType, PrivateKey};
+pub use name::{Host, Hostname, InvalidHostname};
+pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
+pub use selfsigned::self_signed;
+
+#[cfg(test)]
+mod testpki;

@@ -1,0 +1,355 @@
+//! TLS for the built-in HTTPS listeners: rustls server configurations that
+//! present a certificate chosen by the local address a connection arrived
+//! on and, where several certificates share an address, by SNI.
+//!
+//! rustls shows a resolver the ClientHello but not the socket, so the
+//! choice by address is made when the connection is accepted: the listener
+//! asks [`CertTable::server_config`] for the configuration of the
+//! connection's local address (an `ArcSwap` load, a map lookup and an `Arc`
+//! clone, all built in advance), and the configuration's resolver picks by
+//! SNI among that address's certificates. [`CertTable::swap`] replaces
+//! every configuration at once: connections accepted afterwards get the
+//! new certificates; established ones keep the configuration they started
+//! with and are not disturbed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
+use rustls::sign::CertifiedKey;
+
+use crate::{CertBundle, CertInfo, Host, Hostname};
+
+/// A certificate chain with its key, ready to present.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    certified: Arc<CertifiedKey>,
+    info: CertInfo,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TlsIdentity({})", self.info.subject)
+    }
+}
+
+/// A bundle without a private key cannot be presented.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{subject} has no private key, so it cannot be presented: import it again with its key")]
+pub struct MissingKey {
+    pub subject: String,
+}
+
+impl TlsIdentity {
+    pub fn new(bundle: &CertBundle) -> Result<Self, MissingKey> {
+        let key = bundle.key().ok_or_else(|| MissingKey {
+            subject: bundle.info().subject.clone(),
+        })?;
+        Ok(TlsIdentity {
+            certified: Arc::new(CertifiedKey::new(bundle.chain().to_vec(), key.signer())),
+            info: bundle.info().clone(),
+        })
+    }
+}
+
+/// What to present where: the input of [`CertTable::new`] and [`CertTable::swap`].
+#[derive(Debug, Clone, Default)]
+pub struct CertBindings {
+    default: Option<TlsIdentity>,
+    by_addr: HashMap<IpAddr, Vec<TlsIdentity>>,
+}
+
+impl CertBindings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What addresses without a binding present.
+    pub fn set_default(&mut self, identity: TlsIdentity) {
+        self.default = Some(identity);
+    }
+
+    /// Presents `identity` on the local address `local`. On each address the
+    /// first identity whose names cover the client's SNI is presented, or
+    /// else the first one bound there.
+    pub fn bind(&mut self, local: IpAddr, identity: TlsIdentity) {
+        self.by_addr
+            .entry(local.to_canonical())
+            .or_default()
+            .push(identity);
+    }
+}
+
+/// The current certificates of a listener, swappable atomically.
+#[derive(Debug)]
+pub struct CertTable {
+    provider: Arc<CryptoProvider>,
+    alpn_protocols: Vec<Vec<u8>>,
+    /// Shared by every configuration, across swaps, so resumption keeps working.
+    sessions: Arc<dyn StoresServerSessions>,
+    current: ArcSwap<Configs>,
+}
+
+#[derive(Debug, Default)]
+struct Configs {
+    fallback: Option<Arc<ServerConfig>>,
+    by_addr: HashMap<IpAddr, Arc<ServerConfig>>,
+}
+
+impl CertTable {
+    /// A table for a listener that speaks `alpn_protocols` (e.g. `http/1.1`),
+    /// TLS 1.2 and 1.3 only, with the ring provider's default suites.
+    pub fn new(alpn_protocols: Vec<Vec<u8>>, bindings: CertBindings) -> Self {
+        let table = CertTable {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            alpn_protocols,
+            sessions: ServerSessionMemoryCache::new(4096),
+            current: ArcSwap::default(),
+        };
+        table.swap(bindings);
+        table
+    }
+
+    /// Replaces every certificate at once. Connections accepted before keep
+    /// the configuration they got.
+    pub fn swap(&self, bindings: CertBindings) {
+        self.current.store(Arc::new(self.configs(bindings)));
+    }
+
+    /// The configuration for a connection that arrived on `local`; `None`
+    /// when there is nothing to present there (close the connection).
+    pub fn server_config(&self, local: IpAddr) -> Option<Arc<ServerConfig>> {
+        let configs = self.current.load();
+        configs
+            .by_addr
+            .get(&local.to_canonical())
+            .or(configs.fallback.as_ref())
+            .cloned()
+    }
+
+    fn configs(&self, bindings: CertBindings) -> Configs {
+        Configs {
+            fallback: bindings.default.map(|id| self.config(vec![id])),
+            by_addr: bindings
+                .by_addr
+                .into_iter()
+                .map(|(addr, ids)| (addr, self.config(ids)))
+                .collect(),
+        }
+    }
+
+    fn config(&self, identities: Vec<TlsIdentity>) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver { identities }));
+        config.alpn_protocols = self.alpn_protocols.clone();
+        config.session_storage = self.sessions.clone();
+        Arc::new(config)
+    }
+}
+
+/// The certificates of one address.
+#[derive(Debug)]
+struct SniResolver {
+    identities: Vec<TlsIdentity>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name().and_then(|s| s.parse::<Hostname>().ok());
+        sni.and_then(|name| {
+            let host = Host::Name(name);
+            self.identities.iter().find(|id| id.info.covers(&host))
+        })
+        .or(self.identities.first())
+        .map(|id| id.certified.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, RootCertStore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+    use crate::import;
+    use crate::testpki::{Ca, pki};
+
+    fn identity(
+        ca: &Ca,
+        names: &[&str],
+    ) -> (TlsIdentity, rustls_pki_types::CertificateDer<'static>) {
+        let leaf = ca.leaf(names);
+        let bundle = import(
+            [leaf.pem(), leaf.key_pem(), ca.pem()].concat().as_bytes(),
+            None,
+            None,
+        )
+        .expect("imports");
+        (TlsIdentity::new(&bundle).expect("has a key"), leaf.der)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an IP address")
+    }
+
+    /// Accepts TLS connections forever, echoing what each client sends.
+    async fn serve(table: Arc<CertTable>, local: &str) -> SocketAddr {
+        let listener = TcpListener::bind((ip(local), 0))
+            .await
+            .expect("loopback addresses can be bound");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let local = stream.local_addr().expect("connected").ip();
+                let config = table.server_config(local).expect("something to present");
+                tokio::spawn(async move {
+                    let tls = TlsAcceptor::from(config)
+                        .accept(stream)
+                        .await
+                        .expect("handshake");
+                    let (mut reader, mut writer) = tokio::io::split(tls);
+                    tokio::io::copy(&mut reader, &mut writer).await.ok();
+                });
+            }
+        });
+        addr
+    }
+
+    async fn connect(addr: SocketAddr, name: &str, root: &Ca) -> TlsStream<TcpStream> {
+        connect_with(addr, name, root, rustls::DEFAULT_VERSIONS).await
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        name: &str,
+        root: &Ca,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> TlsStream<TcpStream> {
+        let mut roots = RootCertStore::empty();
+        roots.add(root.der.clone()).expect("a CA");
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("supported versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from(name.to_owned()).expect("a server name");
+        TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await
+            .expect("the certificate verifies")
+    }
+
+    fn presented(tls: &TlsStream<TcpStream>) -> rustls_pki_types::CertificateDer<'static> {
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .expect("a server certificate")[0]
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn the_certificate_depends_on_the_local_address_and_sni_and_swaps_without_dropping_connections()
+     {
+        let pki = pki();
+        let ca = &pki.intermediate;
+        let (a, a_der) = identity(ca, &["a.example.test", "127.0.0.1"]);
+        let (c, c_der) = identity(ca, &["c.example.test"]);
+        let (b, b_der) = identity(ca, &["b.example.test", "127.0.0.2"]);
+        let mut bindings = CertBindings::new();
+        bindings.bind(ip("127.0.0.1"), a);
+        bindings.bind(ip("127.0.0.1"), c);
+        bindings.bind(ip("127.0.0.2"), b);
+        let table = Arc::new(CertTable::new(vec![b"http/1.1".to_vec()], bindings));
+        let one = serve(table.clone(), "127.0.0.1").await;
+        let two = serve(table.clone(), "127.0.0.2").await;
+
+        // Connecting by IP address sends no SNI: only the local address decides.
+        let mut before = connect(one, "127.0.0.1", &pki.root).await;
+        assert_eq!(presented(&before), a_der);
+        assert_eq!(
+            presented(&connect(two, "127.0.0.2", &pki.root).await),
+            b_der
+        );
+        assert_eq!(
+            presented(&connect(one, "c.example.test", &pki.root).await),
+            c_der
+        );
+        assert_eq!(
+            presented(&connect(one, "a.example.test", &pki.root).await),
+            a_der
+        );
+        let tls12 =
+            connect_with(one, "a.example.test", &pki.root, &[&rustls::version::TLS12]).await;
+        assert_eq!(
+            tls12.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert_eq!(
+            before.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+
+        let (renewed, renewed_der) = identity(ca, &["a.example.test", "127.0.0.1"]);
+        let mut next = CertBindings::new();
+        next.bind(ip("127.0.0.1"), renewed);
+        table.swap(next);
+
+        assert_eq!(
+            presented(&connect(one, "127.0.0.1", &pki.root).await),
+            renewed_der
+        );
+        before
+            .write_all(b"still here")
+            .await
+            .expect("the old connection writes");
+        let mut echo = [0u8; 10];
+        before
+            .read_exact(&mut echo)
+            .await
+            .expect("the old connection reads");
+        assert_eq!(&echo, b"still here");
+        assert_eq!(presented(&before), a_der);
+    }
+
+    #[test]
+    fn addresses_without_a_binding_get_the_default_or_nothing() {
+        let pki = pki();
+        let (a, _) = identity(&pki.intermediate, &["a.example.test"]);
+        let mut bindings = CertBindings::new();
+        bindings.bind(ip("192.0.2.1"), a.clone());
+        let table = CertTable::new(vec![], bindings.clone());
+        assert!(table.server_config(ip("192.0.2.1")).is_some());
+        assert!(table.server_config(ip("::ffff:192.0.2.1")).is_some());
+        assert!(table.server_config(ip("192.0.2.2")).is_none());
+        bindings.set_default(a);
+        table.swap(bindings);
+        assert!(table.server_config(ip("192.0.2.2")).is_some());
+    }
+
+    #[test]
+    fn a_bundle_without_a_key_cannot_be_presented() {
+        let pki = pki();
+        let bundle = import(&pki.leaf.der, None, None).expect("imports");
+        let err = TlsIdentity::new(&bundle).expect_err("no key");
+        assert_eq!(err.subject, "CN=voip.example.test");
+    }
+}
