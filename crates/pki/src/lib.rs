@@ -54,5 +54,5 @@ pub use name::{Host, Hostname, InvalidHostname};
 pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
 pub use selfsigned::self_signed;
 
-#[cfg(test)]
-mod testpki;
+#[cfg(any(test, feature = "testpki"))]
+pub mod testpki;

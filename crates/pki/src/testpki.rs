@@ -1,6 +1,9 @@
 //! A test PKI made with rcgen in the tests (root CA → intermediate CA →
 //! leaf), and the real `openssl` binary for the formats rcgen does not
-//! write (PKCS#12, encrypted PKCS#8, RSA keys).
+//! write (PKCS#12, encrypted PKCS#8, RSA keys). Public behind the
+//! `testpki` feature, for the tests of the crates above.
+
+#![allow(missing_debug_implementations)] // test fixtures holding keys
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +17,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::encoding::write_pem;
 
-pub(crate) fn ts(rfc3339: &str) -> Timestamp {
+pub fn ts(rfc3339: &str) -> Timestamp {
     rfc3339.parse().expect("a valid RFC 3339 timestamp")
 }
 
@@ -22,13 +25,13 @@ fn time(t: Timestamp) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(t.as_second()).expect("in range")
 }
 
-pub(crate) fn pem(label: &str, der: &[u8]) -> String {
+pub fn pem(label: &str, der: &[u8]) -> String {
     let mut out = String::new();
     write_pem(&mut out, label, der);
     out
 }
 
-pub(crate) struct Ca {
+pub struct Ca {
     params: CertificateParams,
     key: KeyPair,
     pub der: CertificateDer<'static>,
@@ -88,7 +91,7 @@ fn ca_params(name: &str) -> CertificateParams {
     params
 }
 
-pub(crate) fn leaf_params(sans: &[&str]) -> CertificateParams {
+pub fn leaf_params(sans: &[&str]) -> CertificateParams {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .expect("valid SANs");
     params.distinguished_name.remove(DnType::CommonName);
@@ -102,7 +105,7 @@ pub(crate) fn leaf_params(sans: &[&str]) -> CertificateParams {
     params
 }
 
-pub(crate) fn with_validity(
+pub fn with_validity(
     mut params: CertificateParams,
     from: Timestamp,
     until: Timestamp,
@@ -112,18 +115,18 @@ pub(crate) fn with_validity(
     params
 }
 
-pub(crate) fn without_sans(mut params: CertificateParams) -> CertificateParams {
+pub fn without_sans(mut params: CertificateParams) -> CertificateParams {
     params.subject_alt_names.retain(|_| false);
     params
 }
 
-pub(crate) fn ip_san(params: &mut CertificateParams, ip: &str) {
+pub fn ip_san(params: &mut CertificateParams, ip: &str) {
     params
         .subject_alt_names
         .push(SanType::IpAddress(ip.parse().expect("an IP address")));
 }
 
-pub(crate) struct Leaf {
+pub struct Leaf {
     pub der: CertificateDer<'static>,
     pub key: KeyPair,
 }
@@ -139,13 +142,13 @@ impl Leaf {
 }
 
 /// Root CA → intermediate CA → leaf for `voip.example.test` and 10.0.0.1.
-pub(crate) struct Pki {
+pub struct Pki {
     pub root: Ca,
     pub intermediate: Ca,
     pub leaf: Leaf,
 }
 
-pub(crate) fn pki() -> Pki {
+pub fn pki() -> Pki {
     let root = Ca::root("Test Root CA");
     let intermediate = root.intermediate("Test Intermediate CA");
     let leaf = intermediate.leaf(&["voip.example.test", "10.0.0.1"]);
@@ -157,7 +160,7 @@ pub(crate) fn pki() -> Pki {
 }
 
 /// Runs the real `openssl` in `dir`, panicking with its stderr on failure.
-pub(crate) fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -170,14 +173,14 @@ pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-pub(crate) fn tempdir() -> tempfile::TempDir {
+pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")
 }
 
-pub(crate) fn read(dir: &Path, name: &str) -> Vec<u8> {
+pub fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).expect("openssl wrote the file")
 }
 
-pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
+pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), contents).expect("the temporary directory is writable");
 }

@@ -12,7 +12,7 @@ use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
 
-use crate::{Command, FirewallCommand, MatrixEdit, Preset, RevisionsShow};
+use crate::{CertCommand, Command, FirewallCommand, MatrixEdit, Preset, RevisionsShow};
 
 /// Run one client command. API errors are printed compiler-style with
 /// their code, hint and diagnostics, and give exit status 1.
@@ -91,7 +91,10 @@ async fn edit(
 
 async fn call(client: &Client, command: &Command, json: bool) -> Result<String, ClientError> {
     match command {
-        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Serve(_)
+        | Command::Cert {
+            command: CertCommand::Check(_),
+        } => unreachable!("not a client command"),
         Command::Status => show(client, "/v1/status", json, status_text).await,
         Command::Nics => show(client, "/v1/nics", json, |v: &Vec<NicView>| nics_text(v)).await,
         Command::Services => {

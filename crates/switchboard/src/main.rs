@@ -9,6 +9,7 @@
 //! renders text for people and turns errors into exit codes (`anyhow` is
 //! allowed here and nowhere else).
 
+mod certcheck;
 mod cli;
 mod serve;
 
@@ -94,6 +95,11 @@ pub enum Command {
         #[command(subcommand)]
         show: Option<RevisionsShow>,
     },
+    /// Certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// The firewall.
     Firewall {
         #[command(subcommand)]
@@ -125,6 +131,13 @@ pub enum Preset {
 pub enum RevisionsShow {
     /// One revision in full: candidate, plan, warnings.
     Show { revision: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Would this certificate give a closed padlock for NAME? Offline: no
+    /// daemon needed, nothing stored. Exit status 0 only if it would.
+    Check(certcheck::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +194,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(serve_args) => {
             runtime.block_on(serve::run(serve_args, args.data_dir(), args.socket()))
         }
+        Command::Cert {
+            command: CertCommand::Check(check),
+        } => certcheck::run(check, args.json),
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {

@@ -1,0 +1,133 @@
+//! `switchboard cert check`: the padlock check of a certificate file,
+//! offline and without the daemon, so an administrator can test a
+//! certificate before importing it. Exit status 0 only for a closed padlock.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::json;
+use switchboard_pki::{Host, ImportError, PrivateKey, TrustAnchors};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The certificate: PEM (chain and key in any order), DER or PKCS#12.
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// The private key, when it is in a file of its own.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// CA certificates to trust besides the system's roots (a private PKI).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// A file holding the PKCS#12 password or key passphrase (first line).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// The name (or address) clients connect to.
+    #[arg(long, value_name = "NAME")]
+    hostname: String,
+    /// Check as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME")]
+    at: Option<jiff::Timestamp>,
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    // The upload limit is enforced by the parser; refuse absurd files early.
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > 16 * switchboard_pki::MAX_UPLOAD as u64 {
+        anyhow::bail!("{} is {len} bytes: not a certificate file", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The first line of a password file, without its line ending.
+pub fn read_password(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+fn import_error(what: &str, e: &ImportError, json: bool) -> ExitCode {
+    if json {
+        let doc = json!({ "error": { "code": e.code(), "message": format!("{what}: {e}"), "hint": e.hint() } });
+        println!("{doc:#}");
+    } else {
+        eprintln!("error[{}]: {what}: {e}\n  = hint: {}", e.code(), e.hint());
+    }
+    ExitCode::FAILURE
+}
+
+pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let host: Host = args
+        .hostname
+        .parse()
+        .with_context(|| format!("--hostname {:?}", args.hostname))?;
+    let password = args
+        .password_file
+        .as_deref()
+        .map(read_password)
+        .transpose()?;
+    let bundle = match switchboard_pki::import(&read(&args.bundle)?, None, password.as_deref()) {
+        Ok(b) => b,
+        Err(e) => return Ok(import_error(&args.bundle.display().to_string(), &e, json)),
+    };
+    let key = match &args.key {
+        Some(path) => match PrivateKey::parse(&read(path)?, password.as_deref()) {
+            Ok(k) => Some(k),
+            Err(e) => return Ok(import_error(&path.display().to_string(), &e, json)),
+        },
+        None => None,
+    };
+    let mut anchors = match switchboard_pki::system_roots() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "warning: the system's trusted CAs cannot be read ({e}); only --ca-file is trusted"
+            );
+            TrustAnchors::default()
+        }
+    };
+    if let Some(path) = &args.ca_file {
+        let cas = switchboard_pki::read_certificates(&read(path)?)
+            .and_then(|certs| TrustAnchors::from_ca_certs(&certs));
+        match cas {
+            Ok(cas) => anchors.extend(cas),
+            Err(e) => return Ok(import_error(&path.display().to_string(), &e, json)),
+        }
+    }
+    let now = args.at.unwrap_or_else(jiff::Timestamp::now);
+    let report = switchboard_pki::check(&bundle, key.as_ref(), &anchors, &host, now);
+    if json {
+        let doc = json!({ "ok": report.ok, "host": host, "at": now, "certificate": bundle.info(), "chain_length": bundle.chain().len(), "findings": report.findings });
+        println!("{doc:#}");
+    } else {
+        let info = bundle.info();
+        let names: Vec<String> = info
+            .dns_names
+            .iter()
+            .cloned()
+            .chain(info.ip_addresses.iter().map(|ip| ip.to_string()))
+            .collect();
+        println!("certificate: {}", info.subject);
+        println!("issuer:      {}", info.issuer);
+        println!("names:       {}", names.join(", "));
+        println!("valid:       {} to {}", info.not_before, info.not_after);
+        println!("sha256:      {}", info.fingerprint);
+        println!("chain:       {} certificate(s)", bundle.chain().len());
+        for f in &report.findings {
+            println!("{f}");
+        }
+        if report.ok {
+            println!("closed padlock for {host}");
+        } else {
+            println!("NO closed padlock for {host}");
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

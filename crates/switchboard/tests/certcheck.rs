@@ -1,0 +1,222 @@
+//! `switchboard cert check`: offline, the same path validation and name
+//! check as the daemon; exit status 0 only for a closed padlock.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use switchboard_pki::testpki::{self, leaf_params, pki, ts, with_validity};
+
+fn check(dir: &Path, args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .args(["cert", "check"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run switchboard cert check")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_good_chain_gives_a_closed_padlock_and_every_fault_is_named() {
+    let p = pki();
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    testpki::write(
+        d,
+        "full.pem",
+        format!(
+            "{}{}{}",
+            p.leaf.key_pem(),
+            p.intermediate.pem(),
+            p.leaf.pem()
+        ),
+    );
+    testpki::write(d, "leaf-only.pem", p.leaf.pem());
+    testpki::write(d, "ca.pem", p.root.pem());
+    let other = p.intermediate.leaf(&["voip.example.test"]);
+    testpki::write(d, "other.key", other.key_pem());
+    testpki::write(
+        d,
+        "garbage.pem",
+        b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n",
+    );
+
+    let ok = check(
+        d,
+        &[
+            "--bundle",
+            "full.pem",
+            "--ca-file",
+            "ca.pem",
+            "--hostname",
+            "voip.example.test",
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        stdout(&ok),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout(&ok).contains("closed padlock for voip.example.test"));
+
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "--bundle",
+                "full.pem",
+                "--ca-file",
+                "ca.pem",
+                "--hostname",
+                "console.lan.test",
+            ],
+            "name-mismatch",
+        ),
+        (
+            // A private root nobody was told to trust: the chain stops short.
+            &["--bundle", "full.pem", "--hostname", "voip.example.test"],
+            "missing-intermediate",
+        ),
+        (
+            &[
+                "--bundle",
+                "leaf-only.pem",
+                "--ca-file",
+                "ca.pem",
+                "--hostname",
+                "voip.example.test",
+            ],
+            "missing-intermediate",
+        ),
+        (
+            &[
+                "--bundle",
+                "full.pem",
+                "--ca-file",
+                "ca.pem",
+                "--hostname",
+                "voip.example.test",
+                "--at",
+                "2041-01-01T00:00:00Z",
+            ],
+            "expired",
+        ),
+        (
+            &[
+                "--bundle",
+                "full.pem",
+                "--ca-file",
+                "ca.pem",
+                "--hostname",
+                "voip.example.test",
+                "--at",
+                "2019-06-01T00:00:00Z",
+            ],
+            "not-yet-valid",
+        ),
+        (
+            &[
+                "--bundle",
+                "leaf-only.pem",
+                "--key",
+                "other.key",
+                "--ca-file",
+                "ca.pem",
+                "--hostname",
+                "voip.example.test",
+            ],
+            "key-mismatch",
+        ),
+    ];
+    for (args, code) in cases {
+        let out = check(d, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("error[{code}]")),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+        assert!(stdout(&out).contains("NO closed padlock"));
+    }
+
+    let bad = check(
+        d,
+        &["--bundle", "garbage.pem", "--hostname", "voip.example.test"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with("error[") && err.contains("= hint:"),
+        "{err}"
+    );
+
+    let bad_host = check(d, &["--bundle", "full.pem", "--hostname", "not a host"]);
+    assert!(!bad_host.status.success());
+
+    let json = check(
+        d,
+        &[
+            "--bundle",
+            "full.pem",
+            "--ca-file",
+            "ca.pem",
+            "--hostname",
+            "10.0.0.1",
+            "--json",
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(doc["certificate"]["dns_names"][0], "voip.example.test");
+    assert_eq!(doc["chain_length"], 2);
+    assert!(
+        !json.stdout.windows(11).any(|w| w == b"PRIVATE KEY"),
+        "the key never appears"
+    );
+}
+
+#[test]
+fn a_certificate_expiring_soon_is_a_warning_not_a_failure() {
+    let p = pki();
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    let params = with_validity(
+        leaf_params(&["voip.example.test"]),
+        ts("2026-01-01T00:00:00Z"),
+        ts("2026-12-01T00:00:00Z"),
+    );
+    let leaf = p
+        .intermediate
+        .leaf_with(params, rcgen::KeyPair::generate().expect("key"));
+    testpki::write(
+        d,
+        "b.pem",
+        format!("{}{}", leaf.pem(), p.intermediate.pem()),
+    );
+    testpki::write(d, "ca.pem", p.root.pem());
+    let out = check(
+        d,
+        &[
+            "--bundle",
+            "b.pem",
+            "--ca-file",
+            "ca.pem",
+            "--hostname",
+            "voip.example.test",
+            "--at",
+            "2026-11-20T00:00:00Z",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("warning[expires-soon]"),
+        "{}",
+        stdout(&out)
+    );
+}
