@@ -18,6 +18,7 @@
 pub mod candidate;
 pub mod catalog;
 pub mod diagnostic;
+pub mod host;
 pub mod matrix;
 pub mod nic;
 #[cfg(any(test, feature = "testing"))]
@@ -27,6 +28,7 @@ pub mod validate;
 pub use candidate::Candidate;
 pub use catalog::{PortRange, ServiceId, Transport};
 pub use diagnostic::{Diagnostic, DiagnosticCode, Severity};
+pub use host::{Host, Hostname, InvalidHostname};
 pub use matrix::{Matrix, ResolvedMatrix};
 pub use nic::{Facts, Nic, NicAddr, NicName};
 pub use validate::validate;

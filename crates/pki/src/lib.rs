@@ -50,9 +50,9 @@ pub use error::ImportError;
 pub use import::{CertBundle, MAX_UPLOAD, import, read_certificates};
 pub use info::{CertInfo, Fingerprint, InvalidFingerprint};
 pub use key::{KeyAlgorithm, KeyPem, KeyType, PrivateKey};
-pub use name::{Host, Hostname, InvalidHostname};
 pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
 pub use selfsigned::self_signed;
+pub use switchboard_domain::host::{Host, Hostname, InvalidHostname};
 
 #[cfg(any(test, feature = "testpki"))]
 pub mod testpki;
