@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{PortRange, ServiceId};
 use crate::matrix::Matrix;
+use crate::nic::NicName;
+use crate::tls::{Bindings, NicSettings};
 
 /// Everything the administrator decides. Every field has a default so that
 /// a candidate stored by an older version still loads.
@@ -18,6 +20,16 @@ pub struct Candidate {
     /// Ports that differ from the catalog's defaults.
     #[serde(default)]
     pub ports: BTreeMap<ServiceId, PortRange>,
+    /// Which certificate each TLS service presents, per NIC.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub bindings: Bindings,
+    /// Host names and public addresses of the NICs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nics: BTreeMap<NicName, NicSettings>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Candidate {

@@ -36,6 +36,16 @@ pub enum DiagnosticCode {
     NicNameUnsupported,
     /// Two services with overlapping ports of the same transport share a NIC.
     PortConflict,
+    /// A TLS service is enabled on a NIC and no certificate is bound for it.
+    TlsUnbound,
+    /// A binding names a certificate that is not in the store.
+    CertUnknown,
+    /// A bound certificate cannot be presented: no key, expired, not yet valid.
+    CertUnusable,
+    /// A bound certificate is expired or not yet valid, bound with --force.
+    CertInvalidAccepted,
+    /// A bound certificate is self-signed: clients warn unless given it.
+    CertSelfSigned,
 }
 
 impl DiagnosticCode {
@@ -43,11 +53,16 @@ impl DiagnosticCode {
         match self {
             DiagnosticCode::UnknownNic
             | DiagnosticCode::ConsoleUnreachable
-            | DiagnosticCode::PortConflict => Severity::Error,
+            | DiagnosticCode::PortConflict
+            | DiagnosticCode::TlsUnbound
+            | DiagnosticCode::CertUnknown
+            | DiagnosticCode::CertUnusable => Severity::Error,
             DiagnosticCode::NicWithoutAddress
             | DiagnosticCode::NicGone
             | DiagnosticCode::NicNew
-            | DiagnosticCode::NicNameUnsupported => Severity::Warning,
+            | DiagnosticCode::NicNameUnsupported
+            | DiagnosticCode::CertInvalidAccepted
+            | DiagnosticCode::CertSelfSigned => Severity::Warning,
         }
     }
 
@@ -60,6 +75,11 @@ impl DiagnosticCode {
             DiagnosticCode::NicNew => "nic-new",
             DiagnosticCode::NicNameUnsupported => "nic-name-unsupported",
             DiagnosticCode::PortConflict => "port-conflict",
+            DiagnosticCode::TlsUnbound => "tls-unbound",
+            DiagnosticCode::CertUnknown => "cert-unknown",
+            DiagnosticCode::CertUnusable => "cert-unusable",
+            DiagnosticCode::CertInvalidAccepted => "cert-invalid-accepted",
+            DiagnosticCode::CertSelfSigned => "cert-self-signed",
         }
     }
 }

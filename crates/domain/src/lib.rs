@@ -11,9 +11,9 @@
 //! ("parse, don't validate"): whoever holds a [`nic::NicName`] holds a name
 //! that is safe to put in an nftables ruleset.
 //!
-//! **Limitations.** Certificate bindings and provisioning settings are not in
-//! the candidate yet; they arrive with their issues and default to empty, so
-//! stored candidates stay readable.
+//! **Limitations.** Provisioning settings are not in the candidate yet;
+//! every field added to it defaults to empty, so stored candidates stay
+//! readable.
 
 pub mod candidate;
 pub mod catalog;
@@ -23,6 +23,7 @@ pub mod matrix;
 pub mod nic;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;
 pub mod validate;
 
 pub use candidate::Candidate;
@@ -31,4 +32,5 @@ pub use diagnostic::{Diagnostic, DiagnosticCode, Severity};
 pub use host::{Host, Hostname, InvalidHostname};
 pub use matrix::{Matrix, ResolvedMatrix};
 pub use nic::{Facts, Nic, NicAddr, NicName};
+pub use tls::{Bindings, CertFacts, CertName, NicSettings, Validity};
 pub use validate::validate;

@@ -137,6 +137,9 @@ pub struct Facts {
     pub nics: Vec<Nic>,
     /// Kernel interfaces whose names switchboard cannot manage (see [`NicName`]).
     pub unsupported_nics: Vec<String>,
+    /// The certificates in the store, as validation needs them.
+    #[serde(default)]
+    pub certificates: std::collections::BTreeMap<crate::tls::CertName, crate::tls::CertFacts>,
 }
 
 impl Facts {

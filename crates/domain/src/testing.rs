@@ -1,7 +1,13 @@
 //! Builders for tests, here and in the crates above (cargo feature
 //! `testing`, for dev-dependencies only).
 
+use crate::candidate::Candidate;
+use crate::catalog::ServiceId;
 use crate::nic::{Facts, Nic, NicAddr, NicName};
+use crate::tls::{CertFacts, CertName, Validity};
+
+/// The certificate every [`facts`] holds and every [`candidate`] binds.
+pub const CERT: &str = "test-cert";
 
 /// A NIC that is up, with `addr`/24 when given (a NIC without address
 /// otherwise).
@@ -22,8 +28,15 @@ pub fn nic(name: &str, addr: Option<&str>) -> Nic {
     }
 }
 
-/// Facts with these NICs, indexed from 2 in order (1 is loopback's).
+/// Facts with these NICs, indexed from 2 in order (1 is loopback's), and
+/// one valid certificate with its key, [`CERT`].
 pub fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
+    let test_cert = CertFacts {
+        has_key: true,
+        validity: Validity::Valid,
+        self_signed: false,
+        fingerprint: "00".repeat(32),
+    };
     Facts {
         nics: nics
             .iter()
@@ -34,7 +47,22 @@ pub fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
             })
             .collect(),
         unsupported_nics: vec![],
+        certificates: [(cert(CERT), test_cert)].into(),
     }
+}
+
+/// The factory candidate with [`CERT`] bound as the default of every TLS
+/// service.
+pub fn candidate() -> Candidate {
+    let mut c = Candidate::default();
+    for s in ServiceId::all().filter(|s| s.info().tls) {
+        c.bindings.bind(s, None, cert(CERT)).expect("a TLS service");
+    }
+    c
+}
+
+pub fn cert(s: &str) -> CertName {
+    s.parse().expect("a valid certificate name")
 }
 
 pub fn name(s: &str) -> NicName {

@@ -6,7 +6,9 @@ use crate::candidate::Candidate;
 use crate::catalog::{ServiceId, Transport};
 use crate::diagnostic::{Diagnostic, DiagnosticCode as Code};
 use crate::matrix::Matrix;
+use crate::matrix::ResolvedMatrix;
 use crate::nic::{Facts, NicName};
+use crate::tls::Validity;
 
 /// Every problem of `candidate` on a system described by `facts`, errors
 /// first, in a stable order.
@@ -64,6 +66,7 @@ pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
     }
 
     port_conflicts(candidate, &resolved, &mut out);
+    tls(candidate, facts, &resolved, &mut out);
 
     for nic in candidate.matrix.new_nics(facts) {
         out.push(Diagnostic::new(
@@ -93,11 +96,88 @@ pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
     out
 }
 
-fn port_conflicts(
-    candidate: &Candidate,
-    resolved: &crate::matrix::ResolvedMatrix,
-    out: &mut Vec<Diagnostic>,
-) {
+/// Every TLS service enabled on a NIC of the system presents a usable
+/// certificate there.
+fn tls(candidate: &Candidate, facts: &Facts, resolved: &ResolvedMatrix, out: &mut Vec<Diagnostic>) {
+    let mut self_signed = BTreeSet::new();
+    for service in ServiceId::all().filter(|s| s.info().tls) {
+        for nic in resolved
+            .nics_of(service)
+            .iter()
+            .filter(|n| facts.nic(n).is_some())
+        {
+            let Some(cert) = candidate.bindings.resolve(service, nic) else {
+                out.push(Diagnostic::new(
+                    Code::TlsUnbound,
+                    Some(service),
+                    Some(nic),
+                    format!("{service} is enabled on {nic}, but no certificate is bound to present there"),
+                    format!("bind one with `switchboard cert bind {service} CERT` (or `--nic {nic}` for this NIC only), or deny {service} on {nic}"),
+                ));
+                continue;
+            };
+            let unusable = |why: &str, hint: &str| {
+                Diagnostic::new(
+                    Code::CertUnusable,
+                    Some(service),
+                    Some(nic),
+                    format!("{service} on {nic} is bound to certificate {cert}, which {why}"),
+                    hint.to_owned(),
+                )
+            };
+            match facts.certificates.get(cert) {
+                None => out.push(Diagnostic::new(
+                    Code::CertUnknown,
+                    Some(service),
+                    Some(nic),
+                    format!("{service} on {nic} is bound to certificate {cert}, which is not in the store"),
+                    "list the certificates with `switchboard cert list` and bind one of them",
+                )),
+                Some(c) if !c.has_key => out.push(unusable(
+                    "has no private key",
+                    "import the certificate again together with its key",
+                )),
+                Some(c) if c.validity != Validity::Valid => {
+                    let why = match c.validity {
+                        Validity::Expired => "has expired",
+                        _ => "is not valid yet",
+                    };
+                    if candidate.bindings.accept_invalid.contains(cert) {
+                        out.push(Diagnostic::new(
+                            Code::CertInvalidAccepted,
+                            Some(service),
+                            Some(nic),
+                            format!("{service} on {nic} presents certificate {cert}, which {why}: clients will refuse it"),
+                            "import a valid certificate and bind it",
+                        ));
+                    } else {
+                        out.push(unusable(why, "import a valid certificate and bind it, or bind this one with --force if you really mean to"));
+                    }
+                }
+                Some(c) => {
+                    if c.self_signed {
+                        self_signed.insert(cert);
+                    }
+                }
+            }
+        }
+    }
+    for cert in self_signed {
+        let mut d = Diagnostic::new(
+            Code::CertSelfSigned,
+            None,
+            None,
+            format!(
+                "certificate {cert} is self-signed: browsers and phones show a warning unless they were given it"
+            ),
+            "import a certificate from a CA the clients trust and bind it",
+        );
+        d.nic = None;
+        out.push(d);
+    }
+}
+
+fn port_conflicts(candidate: &Candidate, resolved: &ResolvedMatrix, out: &mut Vec<Diagnostic>) {
     let services: Vec<ServiceId> = ServiceId::all().collect();
     for (i, &a) in services.iter().enumerate() {
         for &b in &services[i + 1..] {
@@ -129,7 +209,7 @@ fn port_conflicts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{facts, name, nic};
+    use crate::testing::{candidate, facts, name, nic};
 
     fn codes(diags: &[Diagnostic]) -> Vec<(String, Option<String>, Option<String>)> {
         diags
@@ -147,13 +227,13 @@ mod tests {
     #[test]
     fn a_clean_factory_candidate_has_nothing_to_say() {
         let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
-        assert_eq!(validate(&Candidate::default(), &f), vec![]);
+        assert_eq!(validate(&candidate(), &f), vec![]);
     }
 
     #[test]
     fn services_on_a_nic_without_address_are_warned_about() {
         let f = facts(&[("lan0", Some("192.0.2.1")), ("dmz0", None)]);
-        let mut c = Candidate::default();
+        let mut c = candidate();
         c.matrix = c
             .matrix
             .production(&name("lan0"), &name("dmz0"), &f)
@@ -175,7 +255,7 @@ mod tests {
     #[test]
     fn console_on_no_configured_nic_is_an_error() {
         let f = facts(&[("lan0", Some("192.0.2.1")), ("dmz0", None)]);
-        let mut c = Candidate::default();
+        let mut c = candidate();
         c.matrix
             .set(ServiceId::Console, &name("lan0"), false, &f)
             .expect("edit");
@@ -192,7 +272,7 @@ mod tests {
     #[test]
     fn gone_new_and_unknown_nics_are_reported() {
         let mut f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
-        let mut c = Candidate::default();
+        let mut c = candidate();
         c.matrix.settle(&f);
         f.nics.retain(|n| n.name.as_str() != "wan0");
         f.nics.push(nic("eth5", Some("192.0.2.9")));
@@ -222,7 +302,7 @@ mod tests {
     #[test]
     fn overlapping_ports_on_a_shared_nic_conflict() {
         let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
-        let mut c = Candidate::default();
+        let mut c = candidate();
         c.set_port(ServiceId::Console, "443".parse().expect("port"));
         let d = validate(&c, &f);
         assert_eq!(
@@ -259,6 +339,106 @@ mod tests {
                 Some("rtp".into()),
                 Some("wan0".into())
             )]
+        );
+    }
+
+    #[test]
+    fn every_tls_service_needs_a_usable_certificate_on_every_nic() {
+        use crate::testing::cert;
+        use crate::tls::Validity;
+        let mut f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        let mut c = Candidate::default();
+        c.matrix = c
+            .matrix
+            .production(&name("lan0"), &name("wan0"), &f)
+            .expect("preset");
+        let got = codes(&validate(&c, &f));
+        assert_eq!(
+            got,
+            [
+                (
+                    "tls-unbound".into(),
+                    Some("console".into()),
+                    Some("lan0".into())
+                ),
+                (
+                    "tls-unbound".into(),
+                    Some("sip-tls".into()),
+                    Some("wan0".into())
+                ),
+                (
+                    "tls-unbound".into(),
+                    Some("web".into()),
+                    Some("wan0".into())
+                ),
+            ]
+        );
+        c.bindings
+            .bind(ServiceId::Console, None, cert("nokey"))
+            .expect("bind");
+        c.bindings
+            .bind(ServiceId::SipTls, None, cert("gone"))
+            .expect("bind");
+        c.bindings
+            .bind(ServiceId::Web, Some(&name("wan0")), cert("old"))
+            .expect("bind");
+        let mut nokey = f.certificates[&cert(crate::testing::CERT)].clone();
+        nokey.has_key = false;
+        let mut old = nokey.clone();
+        old.has_key = true;
+        old.validity = Validity::Expired;
+        f.certificates.insert(cert("nokey"), nokey);
+        f.certificates.insert(cert("old"), old.clone());
+        let d = validate(&c, &f);
+        assert_eq!(
+            codes(&d),
+            [
+                (
+                    "cert-unusable".into(),
+                    Some("console".into()),
+                    Some("lan0".into())
+                ),
+                (
+                    "cert-unknown".into(),
+                    Some("sip-tls".into()),
+                    Some("wan0".into())
+                ),
+                (
+                    "cert-unusable".into(),
+                    Some("web".into()),
+                    Some("wan0".into())
+                ),
+            ]
+        );
+        assert!(
+            d[0].message.contains("no private key") && d[2].message.contains("expired"),
+            "{d:?}"
+        );
+        c.bindings.accept_invalid.insert(cert("old"));
+        c.bindings
+            .bind(ServiceId::SipTls, None, cert(crate::testing::CERT))
+            .expect("bind");
+        old.self_signed = true;
+        f.certificates
+            .get_mut(&cert(crate::testing::CERT))
+            .expect("cert")
+            .self_signed = true;
+        let d = validate(&c, &f);
+        assert_eq!(
+            codes(&d),
+            [
+                (
+                    "cert-unusable".into(),
+                    Some("console".into()),
+                    Some("lan0".into())
+                ),
+                (
+                    "cert-invalid-accepted".into(),
+                    Some("web".into()),
+                    Some("wan0".into())
+                ),
+                ("cert-self-signed".into(), None, None),
+            ]
         );
     }
 }

@@ -5,7 +5,8 @@ use jiff::Timestamp;
 use switchboard_domain::catalog::{InvalidPortRange, UnknownService};
 use switchboard_domain::matrix::MatrixError;
 use switchboard_domain::nic::InvalidNicName;
-use switchboard_domain::{Diagnostic, NicName, ServiceId};
+use switchboard_domain::tls::{InvalidCertName, NotTls};
+use switchboard_domain::{CertName, Diagnostic, InvalidHostname, NicName, ServiceId};
 use switchboard_store::StoreError;
 
 /// Input that does not parse.
@@ -19,6 +20,14 @@ pub enum InputError {
     Ports(#[from] InvalidPortRange),
     #[error("a confirmation window of {0} s is not accepted: give 1 to 3600 seconds")]
     ConfirmWindow(u64),
+    #[error(transparent)]
+    CertName(#[from] InvalidCertName),
+    #[error(transparent)]
+    Hostname(#[from] InvalidHostname),
+    #[error(transparent)]
+    NotTls(#[from] NotTls),
+    #[error("invalid address {0:?}: give an IPv4 or IPv6 address")]
+    Address(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +52,23 @@ pub enum EngineError {
     ApplyFailed { revision: u64, detail: String },
     #[error("the system refused: {0}")]
     System(String),
+    #[error("{message}")]
+    Import {
+        code: &'static str,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("there is no certificate named {0}")]
+    NoSuchCert(CertName),
+    #[error("a certificate named {0} already exists")]
+    CertExists(CertName),
+    #[error("certificate {name} is in use ({}); unbind it first", used_by.join(", "))]
+    CertInUse {
+        name: CertName,
+        used_by: Vec<String>,
+    },
+    #[error("certificate {name} cannot be bound: {why}")]
+    CertUnbindable { name: CertName, why: String },
     #[error("cannot list the NICs: {0}")]
     Discovery(String),
     #[error(transparent)]
@@ -57,6 +83,15 @@ impl EngineError {
             EngineError::Input(InputError::Nic(_)) => "invalid-nic-name",
             EngineError::Input(InputError::Ports(_)) => "invalid-ports",
             EngineError::Input(InputError::ConfirmWindow(_)) => "invalid-confirm-window",
+            EngineError::Input(InputError::CertName(_)) => "invalid-cert-name",
+            EngineError::Input(InputError::Hostname(_)) => "invalid-hostname",
+            EngineError::Input(InputError::NotTls(_)) => "not-a-tls-service",
+            EngineError::Input(InputError::Address(_)) => "invalid-address",
+            EngineError::Import { code, .. } => code,
+            EngineError::NoSuchCert(_) => "no-such-cert",
+            EngineError::CertExists(_) => "cert-exists",
+            EngineError::CertInUse { .. } => "cert-in-use",
+            EngineError::CertUnbindable { .. } => "cert-unbindable",
             EngineError::Matrix(MatrixError::UnknownNic(_)) => "unknown-nic",
             EngineError::Matrix(MatrixError::SameNic(_)) => "same-nic",
             EngineError::Rejected { .. } => "candidate-rejected",
@@ -81,6 +116,23 @@ impl EngineError {
             EngineError::Input(InputError::Ports(_)) => "ports are 1-65535; a range is written FIRST-LAST".into(),
             EngineError::Input(InputError::ConfirmWindow(_)) => {
                 "e.g. `switchboard update --confirm-within 120`".into()
+            }
+            EngineError::Input(InputError::CertName(_)) => "e.g. voip-example-2026".into(),
+            EngineError::Input(InputError::Hostname(_)) => {
+                "a DNS name such as voip.example.test, or an IP address".into()
+            }
+            EngineError::Input(InputError::NotTls(_)) => {
+                "bind certificates to console, web or sip-tls".into()
+            }
+            EngineError::Input(InputError::Address(_)) => "e.g. 198.51.100.7".into(),
+            EngineError::Import { hint, .. } => (*hint).into(),
+            EngineError::NoSuchCert(_) => "list the certificates with `switchboard cert list`".into(),
+            EngineError::CertExists(_) => "choose another name, or delete the old certificate first".into(),
+            EngineError::CertInUse { .. } => {
+                "bind another certificate where this one is used (`switchboard cert bind`), Update, then delete it".into()
+            }
+            EngineError::CertUnbindable { .. } => {
+                "import a valid certificate with its key (`switchboard cert import`)".into()
             }
             EngineError::Matrix(MatrixError::SameNic(_)) => {
                 "name the NIC facing your internal network and the one facing the outside".into()

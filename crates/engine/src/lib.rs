@@ -19,6 +19,7 @@
 //! the ruleset is rendered, checked by the domain's invariants and stored
 //! with each revision, and `firewall show` prints it.
 
+mod certs;
 mod diff;
 mod error;
 mod facts;
@@ -73,6 +74,8 @@ pub struct Engine {
     config: EngineConfig,
     store: Mutex<Store>,
     facts: RwLock<Facts>,
+    /// The system's trusted CAs, read once.
+    system_roots: std::sync::OnceLock<switchboard_pki::TrustAnchors>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -89,6 +92,7 @@ impl Engine {
             config,
             store: Mutex::new(store),
             facts: RwLock::new(Facts::default()),
+            system_roots: std::sync::OnceLock::new(),
         })
     }
 
@@ -134,6 +138,11 @@ impl Engine {
         }
     }
 
+    /// The kernel's facts and the store's certificates, as of now.
+    fn facts_with(&self, store: &Store) -> Result<Facts> {
+        certs::with_certificates(self.facts(), store)
+    }
+
     fn candidate_of(store: &Store) -> Result<Candidate> {
         Ok(store.candidate()?.unwrap_or_default())
     }
@@ -141,8 +150,8 @@ impl Engine {
     // ---- reads ------------------------------------------------------------
 
     pub async fn status(&self) -> Result<StatusView> {
-        let facts = self.facts();
         let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let candidate = Self::candidate_of(&store)?;
         let applied = store.applied()?;
         let pending = store.pending()?;
@@ -182,8 +191,8 @@ impl Engine {
     }
 
     pub async fn nics(&self) -> Result<Vec<NicView>> {
-        let facts = self.facts();
         let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let candidate = Self::candidate_of(&store)?;
         let resolved = candidate.matrix.resolve(&facts);
         let new = candidate.matrix.new_nics(&facts);
@@ -232,8 +241,8 @@ impl Engine {
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceView>> {
-        let facts = self.facts();
         let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let candidate = Self::candidate_of(&store)?;
         let resolved = candidate.matrix.resolve(&facts);
         let applied = store.applied()?;
@@ -263,8 +272,8 @@ impl Engine {
     }
 
     pub async fn matrix(&self) -> Result<MatrixView> {
-        let facts = self.facts();
         let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let candidate = Self::candidate_of(&store)?;
         let applied = store.applied()?;
         let resolved = candidate.matrix.resolve(&facts);
@@ -322,8 +331,8 @@ impl Engine {
     /// What changes from `from` to `to`. `None` means: `from` the applied
     /// revision, `to` the candidate.
     pub async fn diff(&self, from: Option<u64>, to: Option<u64>) -> Result<DiffView> {
-        let facts = self.facts();
         let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let side = |number: Option<u64>, default_is_candidate: bool| -> Result<diff::Side> {
             match number {
                 Some(n) => {
@@ -351,8 +360,8 @@ impl Engine {
         what: &str,
         f: impl FnOnce(&mut Candidate, &Facts) -> Result<T>,
     ) -> Result<EditView<T>> {
-        let facts = self.facts();
         let mut store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
         let mut candidate = Self::candidate_of(&store)?;
         let before = candidate.clone();
         let result = f(&mut candidate, &facts)?;
@@ -428,8 +437,9 @@ impl Engine {
         confirm_within: Option<u64>,
     ) -> Result<UpdateView> {
         let window = confirm_window(confirm_within)?;
-        let facts = self.current_facts().await?;
+        let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        let facts = certs::with_certificates(kernel, &store)?;
         let candidate = Self::candidate_of(&store)?;
         let change = Change {
             origin,
@@ -450,8 +460,9 @@ impl Engine {
         confirm_within: Option<u64>,
     ) -> Result<UpdateView> {
         let window = confirm_window(confirm_within)?;
-        let facts = self.current_facts().await?;
+        let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        let facts = certs::with_certificates(kernel, &store)?;
         let target = store
             .revision(number)?
             .ok_or(EngineError::NoSuchRevision(number))?;
@@ -630,6 +641,7 @@ impl Engine {
     /// revision (pending or not) is loaded again. Loading the same revision
     /// twice changes nothing. Returns a line for the log.
     pub async fn boot(&self) -> Result<String> {
+        self.ensure_bootstrap_cert().await?;
         if let Some(n) = self.expire_pending(Timestamp::now()).await? {
             return Ok(format!(
                 "revision {n} was pending past its deadline: rolled back"

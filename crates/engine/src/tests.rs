@@ -6,7 +6,9 @@ use switchboard_domain::testing::{name as n, nic};
 use super::*;
 use crate::views::Change;
 
-fn engine() -> Engine {
+/// An engine on a new in-memory store, booted (so it has its first-start
+/// self-signed certificate), with lan0, wan0 and an address-less dmz0.
+async fn engine() -> Engine {
     let e = Engine::new(
         EngineConfig {
             data_dir: "/nonexistent".into(),
@@ -22,8 +24,9 @@ fn engine() -> Engine {
             nic("wan0", Some("198.51.100.1")),
             nic("dmz0", None),
         ],
-        unsupported_nics: vec![],
+        ..Facts::default()
     });
+    e.boot().await.expect("boot");
     e
 }
 
@@ -50,7 +53,7 @@ fn ssh_via_lan() -> Origin {
 
 #[tokio::test]
 async fn update_records_numbered_revisions_and_skips_no_change() {
-    let e = engine();
+    let e = engine().await;
     let first = e.update(&origin(), "first", None).await.expect("update");
     assert_eq!((first.revision, first.no_change), (Some(1), false));
     let w: Vec<_> = first
@@ -85,7 +88,7 @@ async fn update_records_numbered_revisions_and_skips_no_change() {
 
 #[tokio::test]
 async fn a_rejected_update_changes_nothing() {
-    let e = engine();
+    let e = engine().await;
     e.update(&origin(), "", None).await.expect("update");
     for nic in ["lan0", "wan0"] {
         e.set_cell(ServiceId::Console, &n(nic), false)
@@ -109,7 +112,7 @@ async fn a_rejected_update_changes_nothing() {
 
 #[tokio::test]
 async fn rollback_applies_an_old_candidate_as_a_new_revision() {
-    let e = engine();
+    let e = engine().await;
     e.update(&origin(), "", None).await.expect("1");
     e.preset_production(&n("lan0"), &n("wan0"))
         .await
@@ -134,7 +137,7 @@ async fn rollback_applies_an_old_candidate_as_a_new_revision() {
 
 #[tokio::test]
 async fn edits_report_unknown_nics_and_change_nothing() {
-    let e = engine();
+    let e = engine().await;
     let err = e
         .set_cell(ServiceId::Ssh, &n("eth9"), true)
         .await
@@ -150,7 +153,7 @@ async fn edits_report_unknown_nics_and_change_nothing() {
 
 #[tokio::test]
 async fn diff_shows_cells_ports_and_ruleset() {
-    let e = engine();
+    let e = engine().await;
     let d = e.diff(None, None).await.expect("diff");
     assert_eq!(
         (d.from.as_str(), d.to.as_str()),
@@ -195,7 +198,7 @@ async fn diff_shows_cells_ports_and_ruleset() {
 
 #[tokio::test]
 async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
-    let e = engine();
+    let e = engine().await;
     e.update(&origin(), "", None).await.expect("1");
     let mut facts = e.facts();
     facts.nics.push(nic("eth7", Some("192.0.2.77")));
@@ -222,7 +225,7 @@ async fn a_nic_that_appears_after_the_update_is_new_until_the_next_one() {
 
 #[tokio::test]
 async fn an_update_that_cuts_the_admins_own_session_needs_commit_confirm() {
-    let e = engine();
+    let e = engine().await;
     e.update(&origin(), "", None).await.expect("1");
     e.set_cell(ServiceId::Ssh, &n("lan0"), false)
         .await
@@ -287,7 +290,7 @@ async fn an_update_that_cuts_the_admins_own_session_needs_commit_confirm() {
 
 #[tokio::test]
 async fn a_pending_revision_is_kept_by_confirm_or_rolled_back_at_its_deadline() {
-    let e = engine();
+    let e = engine().await;
     e.update(&origin(), "", None).await.expect("1");
     e.set_cell(ServiceId::Sql, &n("wan0"), false)
         .await

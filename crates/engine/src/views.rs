@@ -4,7 +4,10 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Diagnostic, PortRange, ResolvedMatrix, ServiceId, Transport};
+use switchboard_domain::{
+    Diagnostic, PortRange, ResolvedMatrix, ServiceId, Severity, Transport, Validity,
+};
+use switchboard_pki::CertInfo;
 use switchboard_store::Outcome;
 
 use crate::FirewallMode;
@@ -169,4 +172,68 @@ pub struct DiffView {
     pub ports: Vec<PortChange>,
     /// Unified diff of the two nftables rulesets.
     pub ruleset: String,
+}
+
+/// A stored certificate (never its key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertView {
+    pub name: String,
+    #[serde(flatten)]
+    pub info: CertInfo,
+    pub has_key: bool,
+    /// Made by switchboard at first start.
+    pub bootstrap: bool,
+    pub validity: Validity,
+    pub expires_in_days: i64,
+    /// Bindings that name it, in the candidate or the applied revision.
+    pub used_by: Vec<String>,
+}
+
+/// A CA certificate the administrator trusts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaView {
+    pub fingerprint: String,
+    pub subject: String,
+    pub added_at: Timestamp,
+}
+
+/// The padlock check of one TLS service on one NIC.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PadlockView {
+    pub service: ServiceId,
+    pub nic: String,
+    pub cert: Option<String>,
+    /// The name (or address) checked: the NIC's declared host name, else its address.
+    pub host: Option<String>,
+    /// The NIC's addresses and its declared public address.
+    pub addresses: Vec<String>,
+    /// A closed padlock: no finding is an error.
+    pub ok: bool,
+    pub findings: Vec<PadlockFinding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PadlockFinding {
+    pub code: String,
+    pub severity: Severity,
+    pub message: String,
+    pub hint: String,
+}
+
+impl PadlockFinding {
+    pub fn error(code: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        PadlockFinding {
+            code: code.into(),
+            severity: Severity::Error,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn warning(code: &str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        PadlockFinding {
+            severity: Severity::Warning,
+            ..PadlockFinding::error(code, message, hint)
+        }
+    }
 }

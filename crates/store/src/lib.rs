@@ -19,13 +19,14 @@
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Candidate, Diagnostic};
+use switchboard_domain::{Candidate, CertName, Diagnostic};
+use switchboard_pki::{CertInfo, KeyPem};
 use switchboard_plan::Plan;
 
 /// Each entry is one migration; `user_version` is the number applied.
@@ -55,6 +56,23 @@ const MIGRATIONS: &[&str] = &[
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // 2: certificates (the key, when there is one, is only readable by root:
+    // the database file is mode 0600 in a 0700 directory) and the CAs the
+    // administrator trusts.
+    "CREATE TABLE certificates (
+        name       TEXT PRIMARY KEY,
+        chain_pem  TEXT NOT NULL,
+        key_pem    TEXT,
+        info       TEXT NOT NULL,
+        bootstrap  INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE trust_anchors (
+        fingerprint TEXT PRIMARY KEY,
+        der         BLOB NOT NULL,
+        subject     TEXT NOT NULL,
+        added_at    TEXT NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +92,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("a certificate named {0} already exists; delete it first or choose another name")]
+    CertExists(CertName),
     #[error("corrupt record in the store ({what}): {source}")]
     Corrupt {
         what: &'static str,
@@ -138,6 +158,28 @@ impl Outcome {
         .into_iter()
         .find(|o| o.as_str() == s)
     }
+}
+
+/// A certificate as stored. The key's `Debug` is redacted.
+#[derive(Debug)]
+pub struct StoredCert {
+    pub name: CertName,
+    /// The chain, leaf first, as PEM.
+    pub chain_pem: String,
+    pub key: Option<KeyPem>,
+    pub info: CertInfo,
+    /// Made by switchboard at first start (self-signed).
+    pub bootstrap: bool,
+    pub created_at: Timestamp,
+}
+
+/// A CA certificate the administrator trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnchor {
+    pub fingerprint: String,
+    pub der: Vec<u8>,
+    pub subject: String,
+    pub added_at: Timestamp,
 }
 
 /// A revision to record.
@@ -240,7 +282,11 @@ impl Store {
         }
         lock.set_len(0).map_err(io)?;
         writeln!(lock, "{}", std::process::id()).map_err(io)?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let db = dir.join(DB_FILE);
+        let conn = Connection::open(&db)?;
+        // Private keys live here: owner-only, like the directory. SQLite
+        // gives its -wal and -shm files the database file's mode.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         Self::init(conn, Some(lock))
     }
@@ -416,6 +462,110 @@ impl Store {
         Ok(Some(pending))
     }
 
+    /// Store a certificate under a name that is not taken yet.
+    pub fn insert_cert(&mut self, cert: &StoredCert) -> Result<()> {
+        let done = self.conn.execute(
+            "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+            params![
+                cert.name.as_str(),
+                cert.chain_pem,
+                cert.key.as_ref().map(KeyPem::expose_secret),
+                to_json(&cert.info),
+                cert.bootstrap,
+                cert.created_at.to_string(),
+            ],
+        )?;
+        if done == 0 {
+            return Err(StoreError::CertExists(cert.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Every certificate, by name.
+    pub fn certs(&self) -> Result<Vec<StoredCert>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, chain_pem, key_pem, info, bootstrap, created_at FROM certificates ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], Self::cert_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    pub fn cert(&self, name: &CertName) -> Result<Option<StoredCert>> {
+        self.conn
+            .query_row(
+                "SELECT name, chain_pem, key_pem, info, bootstrap, created_at FROM certificates WHERE name = ?1",
+                [name.as_str()],
+                Self::cert_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Delete a certificate; returns whether it existed.
+    pub fn delete_cert(&mut self, name: &CertName) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM certificates WHERE name = ?1", [name.as_str()])?
+            > 0)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn cert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredCert>> {
+        let name: String = r.get(0)?;
+        let key: Option<String> = r.get(2)?;
+        let info: String = r.get(3)?;
+        let created_at: String = r.get(5)?;
+        let chain_pem: String = r.get(1)?;
+        let bootstrap: bool = r.get(4)?;
+        Ok((|| {
+            Ok(StoredCert {
+                name: name.parse().map_err(|_| corrupt("certificate name"))?,
+                chain_pem,
+                key: key.map(KeyPem::from_stored),
+                info: from_json("certificate info", &info)?,
+                bootstrap,
+                created_at: created_at
+                    .parse()
+                    .map_err(|_| corrupt("certificate time"))?,
+            })
+        })())
+    }
+
+    /// Trust a CA certificate (again: adding one twice changes nothing).
+    pub fn add_anchor(&mut self, anchor: &StoredAnchor) -> Result<bool> {
+        Ok(self.conn.execute(
+            "INSERT INTO trust_anchors (fingerprint, der, subject, added_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (fingerprint) DO NOTHING",
+            params![anchor.fingerprint, anchor.der, anchor.subject, anchor.added_at.to_string()],
+        )? > 0)
+    }
+
+    pub fn anchors(&self) -> Result<Vec<StoredAnchor>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT fingerprint, der, subject, added_at FROM trust_anchors ORDER BY subject",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let added_at: String = r.get(3)?;
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, added_at))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (fingerprint, der, subject, added_at) = row?;
+            out.push(StoredAnchor {
+                fingerprint,
+                der,
+                subject,
+                added_at: added_at.parse().map_err(|_| corrupt("anchor time"))?,
+            });
+        }
+        Ok(out)
+    }
+
     /// The number of the revision the system runs, if any was ever applied.
     pub fn applied_number(&self) -> Result<Option<u64>> {
         let v: Option<String> = self
@@ -531,13 +681,15 @@ mod tests {
 
     use super::*;
 
+    /// The store keeps whatever plan it is given; a rendered one will do.
     fn plan_for(c: &Candidate) -> Plan {
-        switchboard_plan::plan(c, &Facts::default())
-            .map(|(p, _)| p)
-            .unwrap_or_else(|r| Plan {
-                matrix: c.matrix.resolve(&Facts::default()),
-                ruleset: format!("# rejected: {} diagnostics", r.diagnostics.len()),
-            })
+        let matrix = c.matrix.resolve(&Facts::default());
+        let ruleset = switchboard_plan::nft::render(c, &matrix);
+        Plan {
+            matrix,
+            ruleset,
+            tls: vec![],
+        }
     }
 
     fn new_rev<'a>(c: &'a Candidate, plan: &'a Plan, outcome: Outcome) -> NewRevision<'a> {
@@ -716,6 +868,63 @@ mod tests {
             .expect("was pending");
         assert_eq!(p.previous, None);
         assert_eq!(s.applied_number().expect("applied"), None);
+    }
+
+    #[test]
+    fn certificates_keep_their_key_in_a_private_file_and_names_are_unique() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let p = switchboard_pki::testpki::pki();
+        let bundle = switchboard_pki::import(
+            format!("{}{}", p.leaf.pem(), p.leaf.key_pem()).as_bytes(),
+            None,
+            None,
+        )
+        .expect("import");
+        let key = bundle.key().expect("key").to_key_pem();
+        let secret = key.expose_secret().to_owned();
+        let cert = StoredCert {
+            name: "voip".parse().expect("name"),
+            chain_pem: bundle.chain_pem(),
+            key: Some(key),
+            info: bundle.info().clone(),
+            bootstrap: false,
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert!(
+            !format!("{cert:?}").contains(&secret[40..80]),
+            "Debug never shows the key"
+        );
+        {
+            let mut s = Store::open_dir(&data).expect("open");
+            s.insert_cert(&cert).expect("insert");
+            assert!(matches!(
+                s.insert_cert(&cert),
+                Err(StoreError::CertExists(_))
+            ));
+            let anchor = StoredAnchor {
+                fingerprint: "AB".into(),
+                der: p.root.der.to_vec(),
+                subject: "CN=Test Root CA".into(),
+                added_at: Timestamp::UNIX_EPOCH,
+            };
+            assert!(s.add_anchor(&anchor).expect("add"));
+            assert!(!s.add_anchor(&anchor).expect("again"), "idempotent");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join(DB_FILE))
+            .expect("db")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut s = Store::open_dir(&data).expect("reopen");
+        let back = s.cert(&cert.name).expect("read").expect("present");
+        assert_eq!(back.key.expect("key").expose_secret(), secret);
+        assert_eq!(back.info, cert.info);
+        assert_eq!(s.certs().expect("list").len(), 1);
+        assert_eq!(s.anchors().expect("anchors").len(), 1);
+        assert!(s.delete_cert(&cert.name).expect("delete"));
+        assert!(!s.delete_cert(&cert.name).expect("delete again"));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
 
-use crate::{CertCommand, Command, FirewallCommand, MatrixEdit, Preset, RevisionsShow};
+use crate::{
+    CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit, NicCommand, Preset, RevisionsShow,
+};
 
 /// Run one client command. API errors are printed compiler-style with
 /// their code, hint and diagnostics, and give exit status 1.
@@ -213,6 +215,35 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Firewall {
             command: FirewallCommand::Show,
         } => show(client, "/v1/firewall", json, firewall_text).await,
+        Command::Padlock => {
+            show(client, "/v1/padlock", json, |v: &Vec<PadlockView>| {
+                padlock_text(v)
+            })
+            .await
+        }
+        Command::Nic {
+            command:
+                NicCommand::Set {
+                    nic,
+                    hostname,
+                    public_address,
+                },
+        } => {
+            let body = json!({
+                "nic": nic,
+                "hostname": hostname.as_deref().filter(|h| !h.is_empty()),
+                "public_address": public_address.as_deref().filter(|a| !a.is_empty()),
+            });
+            edit(
+                client,
+                "/v1/nics/settings",
+                body,
+                json,
+                &format!("settings of {nic}"),
+            )
+            .await
+        }
+        Command::Cert { command } => cert(client, command, json).await,
     }
 }
 
@@ -528,4 +559,222 @@ fn firewall_text(f: &FirewallView) -> String {
         }
         _ => "no revision applied yet: no firewall (every service answers on every NIC)\n".into(),
     }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path)
+        .map_err(|e| ClientError::Protocol(format!("cannot read {}: {e}", path.display())))
+}
+
+async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<String, ClientError> {
+    match command {
+        CertCommand::Check(_) => unreachable!("offline"),
+        CertCommand::Import {
+            name,
+            bundle,
+            key,
+            password_file,
+        } => {
+            let password = password_file
+                .as_deref()
+                .map(crate::certcheck::read_password)
+                .transpose()
+                .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
+            let body = json!({
+                "name": name,
+                "bundle": b64(&read_file(bundle)?),
+                "key": key.as_deref().map(read_file).transpose()?.map(|k| b64(&k)),
+                "password": password,
+            });
+            let v: CertView = client.post("/v1/certs", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("imported {}\n{}", v.name, cert_text(&v))
+            })
+        }
+        CertCommand::List => {
+            show(client, "/v1/certs", json, |v: &Vec<CertView>| certs_text(v)).await
+        }
+        CertCommand::Show { name } => {
+            let v: serde_json::Value = client.get(&format!("/v1/certs/{name}")).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let c: CertView = serde_json::from_value(v["cert"].clone())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            Ok(format!(
+                "{}\n{}",
+                cert_text(&c),
+                v["chain_pem"].as_str().unwrap_or_default()
+            ))
+        }
+        CertCommand::Delete { name } => {
+            let v: serde_json::Value = client.delete(&format!("/v1/certs/{name}")).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("deleted {name}\n")
+            })
+        }
+        CertCommand::Bind {
+            service,
+            cert,
+            nic,
+            force,
+        } => {
+            let body = json!({ "service": service, "cert": cert, "nic": nic, "force": force });
+            let on = nic.as_ref().map(|n| format!(" on {n}")).unwrap_or_default();
+            edit(
+                client,
+                "/v1/certs/bind",
+                body,
+                json,
+                &format!("{service}{on} presents {cert}"),
+            )
+            .await
+        }
+        CertCommand::Unbind { service, nic } => {
+            let body = json!({ "service": service, "nic": nic });
+            edit(
+                client,
+                "/v1/certs/unbind",
+                body,
+                json,
+                &format!("{service} unbound"),
+            )
+            .await
+        }
+        CertCommand::Ca {
+            command: CaCommand::Add { file },
+        } => {
+            let body = json!({ "certificates": b64(&read_file(file)?) });
+            let v: Vec<CaView> = client.post("/v1/cas", &body).await?;
+            Ok(if json { pretty(&v) } else { cas_text(&v) })
+        }
+        CertCommand::Ca {
+            command: CaCommand::List,
+        } => show(client, "/v1/cas", json, |v: &Vec<CaView>| cas_text(v)).await,
+    }
+}
+
+fn cert_text(c: &CertView) -> String {
+    let mut names: Vec<String> = c.info.dns_names.clone();
+    names.extend(c.info.ip_addresses.iter().map(|a| a.to_string()));
+    let mut flags = Vec::new();
+    if c.info.is_self_signed {
+        flags.push("SELF-SIGNED");
+    }
+    if c.bootstrap {
+        flags.push("made at first start");
+    }
+    if !c.has_key {
+        flags.push("NO KEY");
+    }
+    match c.validity {
+        switchboard_domain::Validity::Expired => flags.push("EXPIRED"),
+        switchboard_domain::Validity::NotYetValid => flags.push("NOT YET VALID"),
+        switchboard_domain::Validity::Valid => {}
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "name:     {}{}",
+        c.name,
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", flags.join(", "))
+        }
+    );
+    let _ = writeln!(out, "subject:  {}", c.info.subject);
+    let _ = writeln!(out, "issuer:   {}", c.info.issuer);
+    let _ = writeln!(out, "names:    {}", list(&names));
+    let _ = writeln!(
+        out,
+        "valid:    {} to {} ({} days left)",
+        c.info.not_before, c.info.not_after, c.expires_in_days
+    );
+    let _ = writeln!(out, "sha256:   {}", c.info.fingerprint);
+    let _ = writeln!(out, "used by:  {}", list(&c.used_by));
+    out
+}
+
+fn certs_text(certs: &[CertView]) -> String {
+    let rows: Vec<Vec<String>> = certs
+        .iter()
+        .map(|c| {
+            let mut names: Vec<String> = c.info.dns_names.clone();
+            names.extend(c.info.ip_addresses.iter().map(|a| a.to_string()));
+            let state = match (c.validity, c.info.is_self_signed, c.has_key) {
+                (_, _, false) => "no key".to_owned(),
+                (switchboard_domain::Validity::Expired, _, _) => "EXPIRED".to_owned(),
+                (switchboard_domain::Validity::NotYetValid, _, _) => "not yet valid".to_owned(),
+                (_, true, _) => format!("self-signed, {} days", c.expires_in_days),
+                _ => format!("{} days", c.expires_in_days),
+            };
+            vec![
+                c.name.clone(),
+                list(&names),
+                c.info.issuer.clone(),
+                state,
+                list(&c.used_by),
+            ]
+        })
+        .collect();
+    table(&["NAME", "NAMES", "ISSUER", "VALIDITY", "USED BY"], &rows)
+}
+
+fn cas_text(cas: &[CaView]) -> String {
+    let rows: Vec<Vec<String>> = cas
+        .iter()
+        .map(|c| {
+            vec![
+                c.subject.clone(),
+                c.fingerprint.clone(),
+                c.added_at.to_string(),
+            ]
+        })
+        .collect();
+    table(&["CA", "SHA256", "ADDED"], &rows)
+}
+
+fn padlock_text(checks: &[PadlockView]) -> String {
+    let mut out = String::new();
+    for p in checks {
+        let lock = if p.ok {
+            "closed padlock"
+        } else {
+            "OPEN PADLOCK"
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} on {:<6} {:<15} cert {} for {}",
+            p.service,
+            p.nic,
+            lock,
+            p.cert.as_deref().unwrap_or("-"),
+            p.host.as_deref().unwrap_or("-"),
+        );
+        for f in &p.findings {
+            let level = match f.severity {
+                switchboard_domain::Severity::Error => "error",
+                switchboard_domain::Severity::Warning => "warning",
+            };
+            let _ = writeln!(
+                out,
+                "  {level}[{}]: {}\n    = hint: {}",
+                f.code, f.message, f.hint
+            );
+        }
+    }
+    if checks.is_empty() {
+        out.push_str("no TLS service is enabled on any NIC\n");
+    }
+    out
 }

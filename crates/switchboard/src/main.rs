@@ -95,6 +95,13 @@ pub enum Command {
         #[command(subcommand)]
         show: Option<RevisionsShow>,
     },
+    /// Settings of one NIC.
+    Nic {
+        #[command(subcommand)]
+        command: NicCommand,
+    },
+    /// The padlock check of every TLS service on every NIC it is enabled on.
+    Padlock,
     /// Certificates.
     Cert {
         #[command(subcommand)]
@@ -138,6 +145,66 @@ pub enum CertCommand {
     /// Would this certificate give a closed padlock for NAME? Offline: no
     /// daemon needed, nothing stored. Exit status 0 only if it would.
     Check(certcheck::CheckArgs),
+    /// Store a certificate (PEM chain and key in any order, DER, PKCS#12).
+    Import {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// The private key, when it is in a file of its own.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// A file holding the PKCS#12 password or the key's passphrase.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// The stored certificates.
+    List,
+    /// One certificate, with its chain (never its key).
+    Show { name: String },
+    /// Delete a certificate no binding uses.
+    Delete { name: String },
+    /// Make SERVICE present CERT (its default, or on --nic only).
+    Bind {
+        service: String,
+        cert: String,
+        #[arg(long)]
+        nic: Option<String>,
+        /// Bind even an expired or not yet valid certificate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove SERVICE's default binding, or its binding on --nic.
+    Unbind {
+        service: String,
+        #[arg(long)]
+        nic: Option<String>,
+    },
+    /// The CAs trusted besides the system's roots (private PKIs).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Trust the CA certificate(s) of FILE (PEM or DER).
+    Add { file: PathBuf },
+    /// The CAs added.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NicCommand {
+    /// Declare the DNS name clients use for this NIC's address, and the
+    /// public address in front of it (NAT). An empty value clears it.
+    Set {
+        nic: String,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(long)]
+        public_address: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

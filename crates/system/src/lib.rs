@@ -10,12 +10,14 @@
 //!   table, through libnftables (the only `unsafe` code of the project,
 //!   confined to `nft::ffi`).
 //! - [`proc`]: what the kernel says about a local client process.
+//! - [`dns`]: the host name, and what the system resolver says a name is.
 //!
 //! Current limitations:
 //! - Kamailio and certificate file adapters are still to come.
 //! - Linux only, and every async function needs a tokio runtime (the daemon
 //!   runs the multi-thread one).
 
+pub mod dns;
 pub mod nft;
 pub mod nics;
 pub mod proc;

@@ -133,6 +133,20 @@ impl Netns {
         })
     }
 
+    /// Give the namespace its own hosts file: `ip netns exec` bind-mounts
+    /// `/etc/netns/NAME/hosts` over `/etc/hosts` for what it runs, so
+    /// programs started with [`Netns::command`] resolve these names. The
+    /// file goes with the namespace.
+    pub fn set_hosts(&self, entries: &[(&str, &str)]) -> io::Result<()> {
+        let dir = format!("/etc/netns/{}", self.name);
+        std::fs::create_dir_all(&dir)?;
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (addr, name) in entries {
+            text.push_str(&format!("{addr} {name}\n"));
+        }
+        std::fs::write(format!("{dir}/hosts"), text)
+    }
+
     /// Run the test `test` of the current test binary inside this
     /// namespace (`ip netns exec NS <this exe> --exact TEST`), with `env`
     /// set to `1` so that the test knows it is the child; panics with the
@@ -174,6 +188,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
         if let Err(e) = run(Command::new("ip").args(["netns", "del", &self.name])) {
             let _ = writeln!(
                 io::stderr(),

@@ -20,6 +20,9 @@ use crate::error::ApiError;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// The largest certificate upload request: the certificate and the key,
+/// each at most `switchboard_pki::MAX_UPLOAD`, base64-encoded, and JSON.
+pub const MAX_UPLOAD_BODY: usize = 1024 * 1024;
 /// The longest revision comment accepted.
 pub const MAX_COMMENT: usize = 500;
 
@@ -43,6 +46,23 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/revisions", get(revisions))
         .route("/v1/revisions/{number}", get(revision))
         .route("/v1/firewall", get(firewall))
+        .route(
+            "/v1/certs",
+            get(certs)
+                .post(import_cert)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
+        )
+        .route("/v1/certs/{name}", get(cert).delete(delete_cert))
+        .route("/v1/certs/bind", post(bind))
+        .route("/v1/certs/unbind", post(unbind))
+        .route(
+            "/v1/cas",
+            get(cas)
+                .post(add_cas)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
+        )
+        .route("/v1/nics/settings", post(set_nic))
+        .route("/v1/padlock", get(padlock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -65,7 +85,7 @@ impl From<JsonRejection> for ApiError {
             _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
-                "requests are at most 64 KiB",
+                "requests are at most 64 KiB (certificate uploads 1 MiB)",
             ),
             _ => (
                 StatusCode::BAD_REQUEST,
@@ -279,4 +299,130 @@ async fn method_not_allowed() -> ApiError {
         "this endpoint does not take that method",
         "reads are GET, changes are POST",
     )
+}
+
+fn base64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-base64",
+                format!("{field} is not base64: {e}"),
+                "send file contents base64-encoded (standard alphabet, with padding)",
+            )
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    name: String,
+    /// The certificate file, base64.
+    bundle: String,
+    /// The key file, base64, when separate.
+    key: Option<String>,
+    /// The PKCS#12 password or key passphrase. Never logged.
+    password: Option<String>,
+}
+
+async fn import_cert(State(e): State<AppState>, Body(r): Body<ImportRequest>) -> ApiResult {
+    let name = parse(&r.name)?;
+    let bundle = base64("bundle", &r.bundle)?;
+    let key = r.key.as_deref().map(|k| base64("key", k)).transpose()?;
+    ok(
+        e.import_cert(&name, &bundle, key.as_deref(), r.password.as_deref())
+            .await?,
+    )
+}
+
+async fn certs(State(e): State<AppState>) -> ApiResult {
+    ok(e.certs().await?)
+}
+
+async fn cert(State(e): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let (cert, chain_pem) = e.cert(&parse(&name)?).await?;
+    ok(serde_json::json!({ "cert": cert, "chain_pem": chain_pem }))
+}
+
+async fn delete_cert(State(e): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let name = parse(&name)?;
+    e.delete_cert(&name).await?;
+    ok(serde_json::json!({ "deleted": name }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindRequest {
+    service: String,
+    cert: String,
+    nic: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn bind(State(e): State<AppState>, Body(r): Body<BindRequest>) -> ApiResult {
+    let nic = r.nic.as_deref().map(parse).transpose()?;
+    ok(
+        e.bind(parse(&r.service)?, nic.as_ref(), &parse(&r.cert)?, r.force)
+            .await?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnbindRequest {
+    service: String,
+    nic: Option<String>,
+}
+
+async fn unbind(State(e): State<AppState>, Body(r): Body<UnbindRequest>) -> ApiResult {
+    let nic = r.nic.as_deref().map(parse).transpose()?;
+    ok(e.unbind(parse(&r.service)?, nic.as_ref()).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasRequest {
+    /// PEM or DER, base64.
+    certificates: String,
+}
+
+async fn add_cas(State(e): State<AppState>, Body(r): Body<CasRequest>) -> ApiResult {
+    ok(e.add_cas(&base64("certificates", &r.certificates)?).await?)
+}
+
+async fn cas(State(e): State<AppState>) -> ApiResult {
+    ok(e.cas().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NicSettingsRequest {
+    nic: String,
+    hostname: Option<String>,
+    public_address: Option<String>,
+}
+
+async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -> ApiResult {
+    let settings = switchboard_domain::NicSettings {
+        hostname: r.hostname.as_deref().map(parse).transpose()?,
+        public_address: r
+            .public_address
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    ApiError::from(EngineError::Input(InputError::Address(
+                        a.chars().take(64).collect(),
+                    )))
+                })
+            })
+            .transpose()?,
+    };
+    ok(e.set_nic(&parse(&r.nic)?, settings).await?)
+}
+
+async fn padlock(State(e): State<AppState>) -> ApiResult {
+    ok(e.padlock().await?)
 }

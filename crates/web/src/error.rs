@@ -71,7 +71,14 @@ impl From<EngineError> for ApiError {
             | EngineError::WouldLockOut { .. }
             | EngineError::PendingConfirmation { .. }
             | EngineError::NothingPending => StatusCode::CONFLICT,
-            EngineError::NoSuchRevision(_) => StatusCode::NOT_FOUND,
+            EngineError::NoSuchRevision(_) | EngineError::NoSuchCert(_) => StatusCode::NOT_FOUND,
+            EngineError::CertInUse { .. }
+            | EngineError::CertUnbindable { .. }
+            | EngineError::CertExists(_) => StatusCode::CONFLICT,
+            EngineError::Import {
+                code: "oversize", ..
+            } => StatusCode::PAYLOAD_TOO_LARGE,
+            EngineError::Import { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             // The message says what the system answered: the administrator
             // needs it, and it holds no secret.
             EngineError::ApplyFailed { .. } | EngineError::System(_) => StatusCode::BAD_GATEWAY,

@@ -1,0 +1,216 @@
+//! TLS identity in the candidate: which certificate each TLS service
+//! presents on each NIC ("bindings"), and what a NIC is called.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{ServiceId, truncate_for_message};
+use crate::host::Hostname;
+use crate::nic::NicName;
+
+/// The name a certificate is stored under: 1 to 64 of `A-Z a-z 0-9 _ . -`,
+/// starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CertName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid certificate name {0:?}: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)]
+pub struct InvalidCertName(String);
+
+impl CertName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CertName {
+    type Err = InvalidCertName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if ok {
+            Ok(CertName(s.to_owned()))
+        } else {
+            Err(InvalidCertName(truncate_for_message(s)))
+        }
+    }
+}
+
+impl TryFrom<String> for CertName {
+    type Error = InvalidCertName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<CertName> for String {
+    fn from(n: CertName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for CertName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// "Service S on NIC N presents certificate C": a default per TLS service
+/// and overrides per (service, NIC), because each NIC has its own address
+/// and so possibly its own DNS name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bindings {
+    #[serde(default)]
+    pub defaults: BTreeMap<ServiceId, CertName>,
+    #[serde(default)]
+    pub overrides: BTreeMap<ServiceId, BTreeMap<NicName, CertName>>,
+    /// Certificates the administrator bound although they are expired or
+    /// not yet valid (`cert bind --force`).
+    #[serde(default)]
+    pub accept_invalid: BTreeSet<CertName>,
+}
+
+/// Why a binding cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} presents no certificate: only console, web and sip-tls are TLS services")]
+pub struct NotTls(pub ServiceId);
+
+impl Bindings {
+    /// The certificate `service` presents on `nic`.
+    pub fn resolve(&self, service: ServiceId, nic: &NicName) -> Option<&CertName> {
+        self.overrides
+            .get(&service)
+            .and_then(|o| o.get(nic))
+            .or_else(|| self.defaults.get(&service))
+    }
+
+    /// Bind `cert` as the default of `service`, or for `nic` only.
+    pub fn bind(
+        &mut self,
+        service: ServiceId,
+        nic: Option<&NicName>,
+        cert: CertName,
+    ) -> Result<(), NotTls> {
+        if !service.info().tls {
+            return Err(NotTls(service));
+        }
+        match nic {
+            Some(nic) => {
+                self.overrides
+                    .entry(service)
+                    .or_default()
+                    .insert(nic.clone(), cert);
+            }
+            None => {
+                self.defaults.insert(service, cert);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the default of `service`, or its override for `nic`.
+    pub fn unbind(&mut self, service: ServiceId, nic: Option<&NicName>) {
+        match nic {
+            Some(nic) => {
+                if let Some(o) = self.overrides.get_mut(&service) {
+                    o.remove(nic);
+                    if o.is_empty() {
+                        self.overrides.remove(&service);
+                    }
+                }
+            }
+            None => {
+                self.defaults.remove(&service);
+            }
+        }
+    }
+
+    /// Every certificate some binding names.
+    pub fn certificates(&self) -> BTreeSet<&CertName> {
+        self.defaults
+            .values()
+            .chain(self.overrides.values().flat_map(|o| o.values()))
+            .collect()
+    }
+}
+
+/// What the administrator declares about a NIC: the DNS name clients use
+/// to reach its address, and the public address in front of it when the
+/// appliance is behind NAT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<Hostname>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<IpAddr>,
+}
+
+/// What validation needs to know about a stored certificate, computed by
+/// the engine at the time of validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertFacts {
+    pub has_key: bool,
+    pub validity: Validity,
+    pub self_signed: bool,
+    /// SHA-256 of the leaf, `AB:CD:...`: what a plan records.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validity {
+    Valid,
+    Expired,
+    NotYetValid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> CertName {
+        s.parse().expect("name")
+    }
+
+    #[test]
+    fn cert_names_are_plain() {
+        for ok in ["voip", "voip.example.test-2026", "A_1"] {
+            assert!(ok.parse::<CertName>().is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "a/b", "a\"b", &"x".repeat(65)] {
+            assert!(bad.parse::<CertName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_override_wins_over_the_default_and_only_tls_services_bind() {
+        let lan: NicName = "lan0".parse().expect("nic");
+        let wan: NicName = "wan0".parse().expect("nic");
+        let mut b = Bindings::default();
+        b.bind(ServiceId::SipTls, None, c("default")).expect("bind");
+        b.bind(ServiceId::SipTls, Some(&wan), c("public"))
+            .expect("bind");
+        assert_eq!(b.resolve(ServiceId::SipTls, &lan), Some(&c("default")));
+        assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("public")));
+        assert_eq!(b.resolve(ServiceId::Web, &wan), None);
+        assert_eq!(
+            b.bind(ServiceId::Ssh, None, c("x")),
+            Err(NotTls(ServiceId::Ssh))
+        );
+        assert_eq!(b.certificates().len(), 2);
+        b.unbind(ServiceId::SipTls, Some(&wan));
+        assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("default")));
+        assert!(b.overrides.is_empty());
+    }
+}

@@ -1,0 +1,482 @@
+//! Certificates: the store of many, the bindings in the candidate, the
+//! first-start self-signed certificate, and the padlock check.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use switchboard_domain::{
+    CertFacts, CertName, Facts, Host, Hostname, NicName, NicSettings, ServiceId, Validity,
+};
+use switchboard_pki::{CertBundle, ImportError, TrustAnchors};
+use switchboard_store::{Store, StoredAnchor, StoredCert};
+use tracing::{info, warn};
+
+use crate::views::{CaView, CertView, EditView, PadlockFinding, PadlockView};
+use crate::{Engine, EngineError, Result};
+
+/// The name of the first start's self-signed certificate.
+pub const BOOTSTRAP: &str = "self-signed";
+
+fn validity(info: &switchboard_pki::CertInfo, now: Timestamp) -> Validity {
+    if now < info.not_before {
+        Validity::NotYetValid
+    } else if now > info.not_after {
+        Validity::Expired
+    } else {
+        Validity::Valid
+    }
+}
+
+/// The kernel's facts plus the store's certificates, as of now.
+pub(crate) fn with_certificates(mut facts: Facts, store: &Store) -> Result<Facts> {
+    let now = Timestamp::now();
+    facts.certificates = store
+        .certs()?
+        .into_iter()
+        .map(|c| {
+            let f = CertFacts {
+                has_key: c.key.is_some(),
+                validity: validity(&c.info, now),
+                self_signed: c.info.is_self_signed,
+                fingerprint: c.info.fingerprint.to_string(),
+            };
+            (c.name, f)
+        })
+        .collect();
+    Ok(facts)
+}
+
+impl From<ImportError> for EngineError {
+    fn from(e: ImportError) -> Self {
+        EngineError::Import {
+            code: e.code(),
+            message: e.to_string(),
+            hint: e.hint(),
+        }
+    }
+}
+
+fn load(stored: &StoredCert) -> Result<CertBundle> {
+    let key = stored.key.as_ref().map(|k| k.expose_secret().as_bytes());
+    Ok(switchboard_pki::import(
+        stored.chain_pem.as_bytes(),
+        key,
+        None,
+    )?)
+}
+
+fn stored(name: CertName, bundle: &CertBundle, bootstrap: bool) -> StoredCert {
+    StoredCert {
+        name,
+        chain_pem: bundle.chain_pem(),
+        key: bundle.key().map(|k| k.to_key_pem()),
+        info: bundle.info().clone(),
+        bootstrap,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// Where each certificate is used, in the candidate and the applied
+/// revision: `console (default)`, `sip-tls on wan0`.
+fn uses(engine_store: &Store) -> Result<BTreeMap<CertName, Vec<String>>> {
+    let mut out: BTreeMap<CertName, Vec<String>> = BTreeMap::new();
+    let mut bindings = vec![Engine::candidate_of(engine_store)?.bindings];
+    if let Some(r) = engine_store.applied()? {
+        bindings.push(r.candidate.bindings);
+    }
+    for b in bindings {
+        for (service, cert) in &b.defaults {
+            out.entry(cert.clone())
+                .or_default()
+                .push(format!("{service} (default)"));
+        }
+        for (service, per_nic) in &b.overrides {
+            for (nic, cert) in per_nic {
+                out.entry(cert.clone())
+                    .or_default()
+                    .push(format!("{service} on {nic}"));
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    Ok(out)
+}
+
+fn view(c: &StoredCert, now: Timestamp, used: &BTreeMap<CertName, Vec<String>>) -> CertView {
+    CertView {
+        name: c.name.to_string(),
+        info: c.info.clone(),
+        has_key: c.key.is_some(),
+        bootstrap: c.bootstrap,
+        validity: validity(&c.info, now),
+        expires_in_days: c.info.not_after.duration_since(now).as_hours() / 24,
+        used_by: used.get(&c.name).cloned().unwrap_or_default(),
+    }
+}
+
+impl Engine {
+    /// First start: a self-signed certificate for the host name and every
+    /// NIC address, bound as the default of every TLS service, so the
+    /// console works out of the box (flagged self-signed everywhere).
+    pub(crate) async fn ensure_bootstrap_cert(&self) -> Result<()> {
+        let mut store = self.store.lock().await;
+        if !store.certs()?.is_empty() {
+            return Ok(());
+        }
+        let host = switchboard_system::dns::hostname()
+            .parse::<Hostname>()
+            .unwrap_or_else(|_| "switchboard.invalid".parse().expect("a valid host name"));
+        let ips: Vec<IpAddr> = self
+            .facts()
+            .nics
+            .iter()
+            .flat_map(|n| n.addrs.iter())
+            .filter(|a| !a.is_link_local())
+            .map(|a| a.addr)
+            .collect();
+        let bundle = switchboard_pki::self_signed(&host, &ips, Timestamp::now());
+        let name: CertName = BOOTSTRAP.parse().expect("a valid certificate name");
+        store.insert_cert(&stored(name.clone(), &bundle, true))?;
+        let mut candidate = Self::candidate_of(&store)?;
+        if candidate.bindings.defaults.is_empty() {
+            for s in ServiceId::all().filter(|s| s.info().tls) {
+                candidate
+                    .bindings
+                    .bind(s, None, name.clone())
+                    .expect("a TLS service");
+            }
+            store.save_candidate(&candidate, Timestamp::now())?;
+        }
+        warn!(
+            host = %host,
+            addresses = ips.len(),
+            "first start: made a self-signed certificate and bound it to console, web and sip-tls; import a trusted one (switchboard cert import)"
+        );
+        Ok(())
+    }
+
+    pub async fn import_cert(
+        &self,
+        name: &CertName,
+        bundle: &[u8],
+        key: Option<&[u8]>,
+        password: Option<&str>,
+    ) -> Result<CertView> {
+        let parsed = switchboard_pki::import(bundle, key, password)?;
+        let mut store = self.store.lock().await;
+        let row = stored(name.clone(), &parsed, false);
+        store.insert_cert(&row).map_err(|e| match e {
+            switchboard_store::StoreError::CertExists(n) => EngineError::CertExists(n),
+            other => other.into(),
+        })?;
+        info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, "certificate imported");
+        Ok(view(&row, Timestamp::now(), &uses(&store)?))
+    }
+
+    pub async fn certs(&self) -> Result<Vec<CertView>> {
+        let store = self.store.lock().await;
+        let used = uses(&store)?;
+        let now = Timestamp::now();
+        Ok(store.certs()?.iter().map(|c| view(c, now, &used)).collect())
+    }
+
+    pub async fn cert(&self, name: &CertName) -> Result<(CertView, String)> {
+        let store = self.store.lock().await;
+        let c = store
+            .cert(name)?
+            .ok_or_else(|| EngineError::NoSuchCert(name.clone()))?;
+        Ok((view(&c, Timestamp::now(), &uses(&store)?), c.chain_pem))
+    }
+
+    /// Delete a certificate that no binding uses (in the candidate or the
+    /// applied revision).
+    pub async fn delete_cert(&self, name: &CertName) -> Result<()> {
+        let mut store = self.store.lock().await;
+        if let Some(used_by) = uses(&store)?.remove(name) {
+            return Err(EngineError::CertInUse {
+                name: name.clone(),
+                used_by,
+            });
+        }
+        if !store.delete_cert(name)? {
+            return Err(EngineError::NoSuchCert(name.clone()));
+        }
+        info!(cert = %name, "certificate deleted");
+        Ok(())
+    }
+
+    /// Trust the CA certificates of `upload` (PEM or DER).
+    pub async fn add_cas(&self, upload: &[u8]) -> Result<Vec<CaView>> {
+        let certs = switchboard_pki::read_certificates(upload)?;
+        TrustAnchors::from_ca_certs(&certs)?;
+        let mut store = self.store.lock().await;
+        let mut added = Vec::new();
+        for der in &certs {
+            let info = switchboard_pki::CertInfo::from_der(der)?;
+            let anchor = StoredAnchor {
+                fingerprint: info.fingerprint.to_string(),
+                der: der.to_vec(),
+                subject: info.subject.clone(),
+                added_at: Timestamp::now(),
+            };
+            let new = store.add_anchor(&anchor)?;
+            info!(ca = %info.subject, new, "trusted CA added");
+            added.push(CaView {
+                fingerprint: anchor.fingerprint,
+                subject: anchor.subject,
+                added_at: anchor.added_at,
+            });
+        }
+        Ok(added)
+    }
+
+    pub async fn cas(&self) -> Result<Vec<CaView>> {
+        Ok(self
+            .store
+            .lock()
+            .await
+            .anchors()?
+            .into_iter()
+            .map(|a| CaView {
+                fingerprint: a.fingerprint,
+                subject: a.subject,
+                added_at: a.added_at,
+            })
+            .collect())
+    }
+
+    /// Bind `cert` to `service` (its default, or on `nic` only). An expired
+    /// or not yet valid certificate needs `force`.
+    pub async fn bind(
+        &self,
+        service: ServiceId,
+        nic: Option<&NicName>,
+        cert: &CertName,
+        force: bool,
+    ) -> Result<EditView<()>> {
+        let what = format!("bind {service} to {cert}");
+        self.edit(&what, |c, facts| {
+            let f = facts
+                .certificates
+                .get(cert)
+                .ok_or_else(|| EngineError::NoSuchCert(cert.clone()))?;
+            if !f.has_key {
+                return Err(EngineError::CertUnbindable {
+                    name: cert.clone(),
+                    why: "it has no private key".into(),
+                });
+            }
+            if let Some(nic) = nic
+                && facts.nic(nic).is_none()
+                && !matches!(&c.matrix, switchboard_domain::Matrix::Explicit { known_nics, .. } if known_nics.contains(nic))
+            {
+                return Err(EngineError::Matrix(
+                    switchboard_domain::matrix::MatrixError::UnknownNic(nic.clone()),
+                ));
+            }
+            match (f.validity, force) {
+                (Validity::Valid, _) => {
+                    c.bindings.accept_invalid.remove(cert);
+                }
+                (_, true) => {
+                    c.bindings.accept_invalid.insert(cert.clone());
+                }
+                (v, false) => {
+                    let why = match v {
+                        Validity::Expired => "it has expired",
+                        _ => "it is not valid yet",
+                    };
+                    return Err(EngineError::CertUnbindable {
+                        name: cert.clone(),
+                        why: format!("{why} (bind it with --force if you really mean to)"),
+                    });
+                }
+            }
+            c.bindings
+                .bind(service, nic, cert.clone())
+                .map_err(|e| EngineError::Input(e.into()))
+        })
+        .await
+    }
+
+    pub async fn unbind(&self, service: ServiceId, nic: Option<&NicName>) -> Result<EditView<()>> {
+        self.edit(&format!("unbind {service}"), |c, _| {
+            c.bindings.unbind(service, nic);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Declare a NIC's host name and public address (NAT).
+    pub async fn set_nic(&self, nic: &NicName, settings: NicSettings) -> Result<EditView<()>> {
+        self.edit(&format!("settings of {nic}"), |c, facts| {
+            if facts.nic(nic).is_none() {
+                return Err(EngineError::Matrix(
+                    switchboard_domain::matrix::MatrixError::UnknownNic(nic.clone()),
+                ));
+            }
+            if settings == NicSettings::default() {
+                c.nics.remove(nic);
+            } else {
+                c.nics.insert(nic.clone(), settings);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn anchors(&self, store: &Store) -> Result<TrustAnchors> {
+        let mut anchors = self
+            .system_roots
+            .get_or_init(|| {
+                switchboard_pki::system_roots().unwrap_or_else(|e| {
+                    warn!(error = %e, "the system's trusted CAs cannot be read; only added CAs are trusted");
+                    TrustAnchors::default()
+                })
+            })
+            .clone();
+        let ders: Vec<_> = store
+            .anchors()?
+            .into_iter()
+            .map(|a| rustls_pki_types::CertificateDer::from(a.der))
+            .collect();
+        anchors.extend(TrustAnchors::from_ca_certs(&ders)?);
+        Ok(anchors)
+    }
+
+    /// The padlock check of every TLS service on every NIC it is enabled
+    /// on, as the candidate has it: trust, name, key, validity, and that
+    /// the name resolves to the NIC's address (or its public address).
+    pub async fn padlock(&self) -> Result<Vec<PadlockView>> {
+        let now = Timestamp::now();
+        let (candidate, facts, anchors, bundles) = {
+            let store = self.store.lock().await;
+            let facts = self.facts_with(&store)?;
+            let anchors = self.anchors(&store)?;
+            let mut bundles = BTreeMap::new();
+            for c in store.certs()? {
+                bundles.insert(c.name.clone(), load(&c)?);
+            }
+            (Self::candidate_of(&store)?, facts, anchors, bundles)
+        };
+        let matrix = candidate.matrix.resolve(&facts);
+        let mut out = Vec::new();
+        for service in ServiceId::all().filter(|s| s.info().tls) {
+            for nic in matrix.nics_of(service) {
+                let Some(n) = facts.nic(nic) else { continue };
+                let settings = candidate.nics.get(nic).cloned().unwrap_or_default();
+                let addresses: Vec<IpAddr> = n
+                    .addrs
+                    .iter()
+                    .filter(|a| !a.is_link_local())
+                    .map(|a| a.addr)
+                    .chain(settings.public_address)
+                    .collect();
+                let mut findings = Vec::new();
+                let host = match (&settings.hostname, addresses.first()) {
+                    (Some(h), _) => Some(Host::Name(h.clone())),
+                    (None, Some(ip)) => {
+                        findings.push(PadlockFinding::warning(
+                            "no-hostname",
+                            format!("no host name is declared for {nic}: checked against its address {ip}"),
+                            format!("declare the name clients use with `switchboard nic set {nic} --hostname NAME`"),
+                        ));
+                        Some(Host::Ip(*ip))
+                    }
+                    (None, None) => None,
+                };
+                let cert = candidate.bindings.resolve(service, nic).cloned();
+                match (&cert, &host) {
+                    (None, _) => findings.push(PadlockFinding::error(
+                        "tls-unbound",
+                        format!("no certificate is bound to {service} on {nic}"),
+                        format!("bind one with `switchboard cert bind {service} CERT --nic {nic}`"),
+                    )),
+                    (Some(_), None) => findings.push(PadlockFinding::error(
+                        "nic-without-address",
+                        format!("{nic} has no address: no client can reach {service} there"),
+                        format!("configure an address on {nic}, or deny {service} on it"),
+                    )),
+                    (Some(c), Some(host)) => match bundles.get(c) {
+                        None => findings.push(PadlockFinding::error(
+                            "cert-unknown",
+                            format!("certificate {c} is not in the store"),
+                            "bind a certificate from `switchboard cert list`",
+                        )),
+                        Some(bundle) => {
+                            let report = switchboard_pki::check(bundle, None, &anchors, host, now);
+                            findings.extend(report.findings.into_iter().map(|f| PadlockFinding {
+                                code: f.code.as_str().to_owned(),
+                                severity: match f.code.severity() {
+                                    switchboard_pki::Severity::Error => {
+                                        switchboard_domain::Severity::Error
+                                    }
+                                    switchboard_pki::Severity::Warning => {
+                                        switchboard_domain::Severity::Warning
+                                    }
+                                },
+                                message: f.message,
+                                hint: f.hint,
+                            }));
+                        }
+                    },
+                }
+                if let Some(h) = &settings.hostname {
+                    findings.extend(dns_finding(h, nic, &addresses).await);
+                }
+                out.push(PadlockView {
+                    service,
+                    nic: nic.to_string(),
+                    cert: cert.map(|c| c.to_string()),
+                    host: host.map(|h| h.to_string()),
+                    addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                    ok: findings
+                        .iter()
+                        .all(|f| f.severity != switchboard_domain::Severity::Error),
+                    findings,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// "The certificates are strictly bound to the name they are released
+/// for, so make sure you assigned via DNS the proper name to the IP where
+/// the service is published."
+async fn dns_finding(
+    host: &Hostname,
+    nic: &NicName,
+    addresses: &[IpAddr],
+) -> Option<PadlockFinding> {
+    let shown: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    match switchboard_system::dns::resolve(host.as_str()).await {
+        Err(e) => Some(PadlockFinding::error(
+            "dns-unresolved",
+            format!("{host} does not resolve ({e})"),
+            format!(
+                "publish {host} in DNS with the address of {nic} ({})",
+                shown.join(", ")
+            ),
+        )),
+        Ok(found) if !found.iter().any(|a| addresses.contains(a)) => {
+            let found: Vec<String> = found.iter().map(|a| a.to_string()).collect();
+            Some(PadlockFinding::error(
+                "dns-mismatch",
+                format!(
+                    "{host} resolves to {}, not to an address of {nic} ({})",
+                    found.join(", "),
+                    shown.join(", ")
+                ),
+                format!(
+                    "point {host} at {nic}'s address in DNS, or declare the public address in front of it with `switchboard nic set {nic} --public-address IP`"
+                ),
+            ))
+        }
+        Ok(_) => None,
+    }
+}

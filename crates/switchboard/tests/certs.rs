@@ -1,0 +1,264 @@
+//! Certificates through the CLI (needs root: the appliance's NICs are the
+//! lab's): the first start's self-signed certificate, import and its
+//! errors, bindings, the padlock check, deletion rules, trusted CAs, and
+//! that no private key ever comes out.
+
+mod common;
+
+use common::Daemon;
+use serde_json::Value;
+use switchboard_pki::testpki::{self, pki};
+use switchboard_system::testlab::{Lab, require_root_or_skip};
+
+#[test]
+fn certificates_from_import_to_padlock() {
+    if !require_root_or_skip("certs::certificates_from_import_to_padlock") {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    lab.appliance
+        .set_hosts(&[
+            (Lab::LAN_APPLIANCE, "console.lan.test"),
+            (Lab::LAN_ADMIN, "voip.example.test"),
+        ])
+        .expect("hosts file");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    let files = testpki::tempdir();
+    let f = |name: &str| files.path().join(name).display().to_string();
+
+    // First start: a self-signed certificate, bound everywhere, flagged.
+    let certs = d.json(&["cert", "list"]);
+    assert_eq!(certs[0]["name"], "self-signed");
+    assert_eq!(certs[0]["is_self_signed"], true);
+    assert_eq!(certs[0]["bootstrap"], true);
+    let sans = certs[0]["ip_addresses"].to_string();
+    assert!(
+        sans.contains("192.0.2.1") && sans.contains("198.51.100.1"),
+        "every NIC address: {sans}"
+    );
+    let status = d.json(&["status"]);
+    assert!(
+        status["diagnostics"]
+            .to_string()
+            .contains("cert-self-signed"),
+        "{status}"
+    );
+    d.ok(&["update", "-m", "works out of the box"]);
+
+    // Import: a good bundle in any order, and every kind of bad one.
+    let p = pki();
+    testpki::write(
+        files.path(),
+        "voip.pem",
+        format!(
+            "{}{}{}",
+            p.intermediate.pem(),
+            p.leaf.key_pem(),
+            p.leaf.pem()
+        ),
+    );
+    testpki::write(files.path(), "ca.pem", p.root.pem());
+    testpki::write(
+        files.path(),
+        "garbage.pem",
+        "hello, I am not a certificate\n",
+    );
+    testpki::write(files.path(), "leaf.pem", p.leaf.pem());
+    let other = p.intermediate.leaf(&["voip.example.test"]);
+    testpki::write(files.path(), "other.key", other.key_pem());
+    testpki::write(files.path(), "huge.pem", vec![b'A'; 300 * 1024]);
+    let v = d.json(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    assert_eq!(v["subject"], "CN=voip.example.test");
+    assert_eq!(v["has_key"], true);
+    d.fails(
+        &["cert", "import", "voip", "--bundle", &f("voip.pem")],
+        "cert-exists",
+    );
+    d.fails(
+        &["cert", "import", "bad", "--bundle", &f("garbage.pem")],
+        "unrecognized-format",
+    );
+    d.fails(
+        &[
+            "cert",
+            "import",
+            "bad",
+            "--bundle",
+            &f("leaf.pem"),
+            "--key",
+            &f("other.key"),
+        ],
+        "key-mismatch",
+    );
+    d.fails(
+        &["cert", "import", "bad", "--bundle", &f("huge.pem")],
+        "oversize",
+    );
+    d.fails(
+        &["cert", "import", "../etc", "--bundle", &f("voip.pem")],
+        "invalid-cert-name",
+    );
+    assert_eq!(
+        d.json(&["cert", "list"]).as_array().expect("list").len(),
+        2,
+        "nothing stored by the failures"
+    );
+
+    // PKCS#12 made by the real openssl, with its password in a file.
+    testpki::write(files.path(), "leaf.key", p.leaf.key_pem());
+    testpki::write(files.path(), "inter.pem", p.intermediate.pem());
+    testpki::write(files.path(), "right.txt", "s3cret-p12\n");
+    testpki::write(files.path(), "wrong.txt", "guess\n");
+    testpki::openssl(
+        files.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "leaf.key",
+            "-in",
+            "leaf.pem",
+            "-certfile",
+            "inter.pem",
+            "-passout",
+            "pass:s3cret-p12",
+            "-out",
+            "v.p12",
+        ],
+    );
+    d.fails(
+        &[
+            "cert",
+            "import",
+            "p12",
+            "--bundle",
+            &f("v.p12"),
+            "--password-file",
+            &f("wrong.txt"),
+        ],
+        "wrong-pkcs12-password",
+    );
+    let v = d.json(&[
+        "cert",
+        "import",
+        "p12",
+        "--bundle",
+        &f("v.p12"),
+        "--password-file",
+        &f("right.txt"),
+    ]);
+    assert_eq!(v["has_key"], true);
+    d.ok(&["cert", "delete", "p12"]);
+    assert!(
+        !d.log_text().contains("s3cret-p12"),
+        "passwords are never logged"
+    );
+
+    // Bind per NIC; the padlock says what is wrong until the CA is trusted
+    // and the name resolves to the NIC's address.
+    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
+    d.fails(&["cert", "bind", "ssh", "voip"], "not-a-tls-service");
+    d.fails(&["cert", "bind", "web", "nosuch"], "no-such-cert");
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    let sip_wan = |d: &Daemon| -> Value {
+        d.json(&["padlock"])
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|p| p["service"] == "sip-tls" && p["nic"] == "wan0")
+            .cloned()
+            .expect("sip-tls on wan0 is checked")
+    };
+    let check = sip_wan(&d);
+    assert_eq!(check["cert"], "voip");
+    assert_eq!(check["ok"], false);
+    let codes = check["findings"].to_string();
+    assert!(
+        codes.contains("missing-intermediate"),
+        "the private root is not trusted yet: {codes}"
+    );
+    assert!(
+        codes.contains("dns-mismatch"),
+        "voip.example.test points at the admin host: {codes}"
+    );
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    assert_eq!(
+        d.json(&["cert", "ca", "list"])[0]["subject"],
+        "CN=Test Root CA"
+    );
+    let codes = sip_wan(&d)["findings"].to_string();
+    assert!(
+        !codes.contains("missing-intermediate") && !codes.contains("chain-untrusted"),
+        "{codes}"
+    );
+    // Behind NAT: the name resolves to the public address in front of wan0.
+    d.ok(&[
+        "nic",
+        "set",
+        "wan0",
+        "--hostname",
+        "voip.example.test",
+        "--public-address",
+        Lab::LAN_ADMIN,
+    ]);
+    let check = sip_wan(&d);
+    assert_eq!(check["ok"], true, "a closed padlock: {check}");
+    d.fails(
+        &["nic", "set", "wan0", "--hostname", "not a name"],
+        "invalid-hostname",
+    );
+    d.fails(
+        &["nic", "set", "wan0", "--public-address", "300.1.2.3"],
+        "invalid-address",
+    );
+    d.fails(
+        &["nic", "set", "eth9", "--hostname", "x.test"],
+        "unknown-nic",
+    );
+    // The console on lan0 still has the self-signed certificate.
+    let console = d.json(&["padlock"]);
+    let console = console
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["service"] == "console" && p["nic"] == "lan0")
+        .expect("checked");
+    assert_eq!(console["cert"], "self-signed");
+    assert!(console["findings"].to_string().contains("no-hostname"));
+
+    // A bound certificate cannot be deleted; once unbound it can.
+    d.fails(&["cert", "delete", "voip"], "cert-in-use");
+    d.ok(&["update"]);
+    let rev = d.json(&["revisions", "show", "2"]);
+    assert!(
+        rev["plan"]["tls"].to_string().contains("\"cert\":\"voip\""),
+        "the plan records the binding: {}",
+        rev["plan"]["tls"]
+    );
+    d.ok(&["cert", "unbind", "sip-tls", "--nic", "wan0"]);
+    d.fails(&["cert", "delete", "voip"], "cert-in-use"); // still in the applied revision
+    d.ok(&["update"]);
+    d.ok(&["cert", "delete", "voip"]);
+    d.fails(&["cert", "show", "voip"], "no-such-cert");
+
+    // No private key in any answer, nor in the log.
+    for args in [
+        &["cert", "list"][..],
+        &["cert", "show", "self-signed"],
+        &["revisions", "show", "2"],
+        &["status"],
+    ] {
+        let out = d.ok(&[&["--json"][..], args].concat());
+        assert!(!out.contains("PRIVATE KEY"), "{args:?} shows a key");
+    }
+    assert!(!d.log_text().contains("PRIVATE KEY"));
+    let key_line = p
+        .leaf
+        .key_pem()
+        .lines()
+        .nth(1)
+        .expect("a base64 line")
+        .to_owned();
+    assert!(!d.log_text().contains(&key_line));
+}
