@@ -8,8 +8,12 @@
 //! - `lint`: `cargo fmt --check` and `cargo clippy --all-targets -D warnings`.
 //! - `bench`: the benchmarks (root): Update latency next to raw `nft -f`,
 //!   run inside a network namespace made for it and removed afterwards.
+//! - `bench-tls`: TLS handshakes per second of the HTTPS listener next to
+//!   nginx (installed first when missing, which needs root). The benchmark
+//!   stops its nginx itself; should it be killed, this stops it afterwards.
 //! - `packages`: print the Debian packages the tests need, one per line.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -20,7 +24,16 @@ const PACKAGES: &[&str] = &[
     "nftables",        // nft: checking and enforcing rulesets
     "openssl",         // openssl s_client, pkcs12: real TLS clients and fixtures
     "ca-certificates", // the system trust store the padlock check reads
+    "curl",            // curl --cacert: a real HTTPS client
 ];
+
+/// Debian packages the TLS benchmark uses.
+const BENCH_TLS_PACKAGES: &[&str] = &[
+    "nginx", // the reference server
+];
+
+/// Where the TLS benchmark puts nginx's files (read by the benchmark).
+const NGINX_PREFIX_VAR: &str = "SWITCHBOARD_BENCH_NGINX_PREFIX";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
         Some("bench") => bench(),
+        Some("bench-tls") => bench_tls(),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -35,7 +49,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | packages");
+            eprintln!(
+                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | packages"
+            );
             std::process::exit(2);
         }
     }
@@ -69,8 +85,12 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn install_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+fn missing(packages: &[&'static str]) -> Vec<&'static str> {
+    packages.iter().copied().filter(|p| !installed(p)).collect()
+}
+
+fn install_packages(packages: &[&'static str]) -> anyhow::Result<()> {
+    let missing = missing(packages);
     if missing.is_empty() {
         return Ok(());
     }
@@ -86,7 +106,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut cmd = Command::new(cargo);
     cmd.args(["test", "--workspace", "--locked"]).args(extra);
     if is_root() {
-        install_packages()?;
+        install_packages(PACKAGES)?;
         cmd.env("SWITCHBOARD_REQUIRE_SYSTEM_TESTS", "1");
     } else {
         eprintln!(
@@ -114,7 +134,7 @@ fn bench() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmarks load nftables rulesets: run `cargo xtask bench` as root");
     }
-    install_packages()?;
+    install_packages(PACKAGES)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Build first, outside the namespace, so the timing run only runs.
     run(Command::new(&cargo).args([
@@ -144,4 +164,48 @@ fn bench() -> anyhow::Result<()> {
         .env("SWITCHBOARD_BENCH_NETNS", &ns));
     let cleanup = run(Command::new("ip").args(["netns", "del", &ns]));
     result.and(cleanup)
+}
+
+fn bench_tls() -> anyhow::Result<()> {
+    let missing = missing(BENCH_TLS_PACKAGES);
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "the TLS benchmark compares with nginx: install {} or run `cargo xtask bench-tls` as root",
+                missing.join(" ")
+            );
+        }
+        install_packages(BENCH_TLS_PACKAGES)?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let prefix = std::env::temp_dir().join(format!("switchboard-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&prefix)
+        .with_context(|| format!("cannot create {}", prefix.display()))?;
+    let result = run(Command::new(&cargo)
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "switchboard-web",
+            "--bench",
+            "handshakes",
+        ])
+        .env(NGINX_PREFIX_VAR, &prefix));
+    let cleanup = stop_nginx(&prefix);
+    result.and(cleanup)
+}
+
+/// Stops the nginx of the TLS benchmark if it is still running (the
+/// benchmark stops it, unless it was killed), and removes its files.
+fn stop_nginx(prefix: &Path) -> anyhow::Result<()> {
+    // nginx removes its pid file when it exits.
+    if let Ok(pid) = std::fs::read_to_string(prefix.join("nginx.pid")) {
+        let pid = pid.trim();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "nginx" {
+            eprintln!("xtask: stopping the benchmark's nginx (pid {pid})");
+            run(Command::new("kill").args(["-TERM", pid]))?;
+        }
+    }
+    std::fs::remove_dir_all(prefix).with_context(|| format!("cannot remove {}", prefix.display()))
 }

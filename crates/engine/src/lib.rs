@@ -26,6 +26,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 mod origin;
+mod tls;
 pub mod views;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
 pub use origin::{Arrival, Origin};
+pub use tls::TlsTables;
 use views::*;
 
 /// What the firewall does with a plan.
@@ -76,6 +78,8 @@ pub struct Engine {
     facts: RwLock<Facts>,
     /// The system's trusted CAs, read once.
     system_roots: std::sync::OnceLock<switchboard_pki::TrustAnchors>,
+    /// What the built-in HTTPS listeners present.
+    tls: TlsTables,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -93,6 +97,7 @@ impl Engine {
             store: Mutex::new(store),
             facts: RwLock::new(Facts::default()),
             system_roots: std::sync::OnceLock::new(),
+            tls: TlsTables::new(),
         })
     }
 
@@ -126,8 +131,41 @@ impl Engine {
         let facts = facts_from_kernel(kernel);
         if self.set_facts(facts.clone()) {
             info!(nics = facts.nics.len(), "NICs or addresses changed");
+            // Certificates are presented per address: follow the addresses.
+            let store = self.store.lock().await;
+            let applied = store.applied()?;
+            self.install_tls(&store, &self.facts_with(&store)?, applied.as_ref())?;
         }
         Ok(facts)
+    }
+
+    /// The port each built-in HTTPS service listens on: the running
+    /// revision's (the candidate's before the first Update).
+    pub async fn https_ports(&self) -> Result<[(ServiceId, u16); 2]> {
+        let store = self.store.lock().await;
+        let c = match store.applied()? {
+            Some(r) => r.candidate,
+            None => Self::candidate_of(&store)?,
+        };
+        Ok([ServiceId::Console, ServiceId::Web].map(|s| (s, c.port(s).first())))
+    }
+
+    /// What the built-in HTTPS listeners present.
+    pub fn tls_tables(&self) -> &TlsTables {
+        &self.tls
+    }
+
+    /// Present the certificates of revision `rev` (or, before the first
+    /// Update, the candidate's defaults: the first start's certificate).
+    fn install_tls(&self, store: &Store, facts: &Facts, rev: Option<&Revision>) -> Result<()> {
+        match rev {
+            Some(r) => self
+                .tls
+                .install(&r.candidate.bindings, &r.plan.tls, facts, store),
+            None => self
+                .tls
+                .install(&Self::candidate_of(store)?.bindings, &[], facts, store),
+        }
     }
 
     async fn current_facts(&self) -> Result<Facts> {
@@ -533,7 +571,14 @@ impl Engine {
 
         let applied_at = Timestamp::now();
         failpoint("before-firewall");
-        let result = firewall::put(self.config.firewall, Some(&plan)).await;
+        let result = match firewall::put(self.config.firewall, Some(&plan)).await {
+            Ok(done) => self
+                .tls
+                .install(&candidate.bindings, &plan.tls, facts, store)
+                .map(|()| done)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         failpoint("after-firewall");
         let (outcome, detail) = match &result {
             Ok(done) if window.is_some() => (Outcome::Pending, done.clone()),
@@ -542,7 +587,12 @@ impl Engine {
                 // The load is one transaction; a verification failure is
                 // undone by putting the running revision back.
                 let restore =
-                    firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan)).await;
+                    firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
+                        .await
+                        .and_then(|_| {
+                            self.install_tls(store, facts, applied.as_ref())
+                                .map_err(|e| e.to_string())
+                        });
                 let restored = match restore {
                     Ok(_) => "the previous revision is running".to_owned(),
                     Err(e2) => format!("restoring the previous revision failed too: {e2}"),
@@ -622,6 +672,7 @@ impl Engine {
         firewall::put(self.config.firewall, previous.as_ref().map(|r| &r.plan))
             .await
             .map_err(EngineError::System)?;
+        self.install_tls(&store, &self.facts_with(&store)?, previous.as_ref())?;
         failpoint("expiry-after-firewall");
         let back_to = match pending.previous {
             Some(n) => format!("revision {n}"),
@@ -652,6 +703,7 @@ impl Engine {
         let done = firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
             .await
             .map_err(EngineError::System)?;
+        self.install_tls(&store, &self.facts_with(&store)?, applied.as_ref())?;
         Ok(match (applied, store.pending()?) {
             (Some(r), Some(p)) => format!(
                 "revision {} reloaded, pending confirmation until {}: {done}",

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use switchboard_domain::ServiceId;
 use switchboard_engine::{Engine, EngineConfig, FirewallMode};
 use switchboard_store::Store;
 use tokio::signal::unix::{SignalKind, signal};
@@ -83,6 +84,8 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
 
     let listener = switchboard_web::bind_unix(&socket).await?;
     info!(socket = %socket.display(), "API listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let https = start_https(&engine, &stopped).await?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let shutdown = async move {
@@ -90,14 +93,62 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             _ = term.recv() => info!("SIGTERM: shutting down"),
             _ = int.recv() => info!("SIGINT: shutting down"),
         }
+        let _ = stop.send(true);
     };
     let served = switchboard_web::serve_unix(listener, engine, shutdown).await;
+    for task in https {
+        let _ = task.await;
+    }
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(socket = %socket.display(), error = %e, "could not remove the socket");
     }
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The console and web services' HTTPS listeners, on every address (the
+/// firewall decides who reaches them; the certificate follows the address
+/// a connection arrived on). A port that cannot be bound (not root, or in
+/// use) is reported and skipped: the rest of the appliance still runs.
+async fn start_https(
+    engine: &Arc<Engine>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for (service, port) in engine.https_ports().await? {
+        let (table, app) = match service {
+            ServiceId::Console => (
+                engine.tls_tables().console.clone(),
+                switchboard_web::pages::console(),
+            ),
+            _ => (
+                engine.tls_tables().web.clone(),
+                switchboard_web::pages::web(),
+            ),
+        };
+        let any = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        match switchboard_web::https::bind(&[any]) {
+            Ok(listeners) => {
+                info!(%service, port, "HTTPS listening on every address");
+                let mut stopped = stopped.clone();
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) =
+                        switchboard_web::https::serve_https(listeners, table, app, shutdown).await
+                    {
+                        error!(%service, error = %e, "HTTPS listener failed");
+                    }
+                }));
+            }
+            Err(e) => {
+                warn!(%service, port, error = %e, "cannot listen: this service is unavailable")
+            }
+        }
+    }
+    Ok(tasks)
 }
 
 /// Roll back a commit-confirmed revision whose deadline has passed.

@@ -8,17 +8,25 @@
 //!   [`Origin`](switchboard_engine::Origin) (including the SSH session the
 //!   client runs in, for the anti-lockout rule).
 //! - [`client`]: the typed client the CLI uses over that socket.
+//! - [`https`]: the built-in HTTPS listeners (console, web services): TLS
+//!   with the certificate the [engine's tables](switchboard_engine::TlsTables)
+//!   hold for the local address each connection arrived on, swapped by
+//!   Updates without restarting anything.
+//! - [`pages`]: what those listeners answer for now (a health check, and a
+//!   console page saying that administration is on the command line).
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
 //! routes stay here; engine errors become statuses in one exhaustive match
 //! (`error.rs`). Internal error details are logged, never sent.
 //!
-//! **Limitations.** No TCP/TLS listener yet (the console arrives with its
-//! issue); only the local socket serves the API.
+//! **Limitations.** The JSON API is served on the local socket only; the
+//! console's pages, sign-in and the network API arrive with the console.
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod https;
+pub mod pages;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,82 @@
+//! The certificate tables of the built-in HTTPS listeners (`console`,
+//! `web`), kept in step with the running revision: the certificate bound
+//! for each NIC is presented on every address of that NIC, the service's
+//! default everywhere else. Swapped atomically: no listener restarts,
+//! established connections keep their certificate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use switchboard_domain::{Bindings, CertName, Facts, ServiceId};
+use switchboard_pki::{CertBindings, CertTable, TlsIdentity};
+use switchboard_plan::TlsAssignment;
+use switchboard_store::Store;
+
+use crate::{EngineError, Result};
+
+/// The tables the listeners read, one per built-in HTTPS service.
+#[derive(Debug)]
+pub struct TlsTables {
+    pub console: Arc<CertTable>,
+    pub web: Arc<CertTable>,
+}
+
+impl TlsTables {
+    pub(crate) fn new() -> TlsTables {
+        let empty = || {
+            Arc::new(CertTable::new(
+                vec![b"http/1.1".to_vec()],
+                CertBindings::new(),
+            ))
+        };
+        TlsTables {
+            console: empty(),
+            web: empty(),
+        }
+    }
+
+    /// Present what `bindings` and `assignments` say, on the addresses the
+    /// NICs have now.
+    pub(crate) fn install(
+        &self,
+        bindings: &Bindings,
+        assignments: &[TlsAssignment],
+        facts: &Facts,
+        store: &Store,
+    ) -> Result<()> {
+        let mut identities: BTreeMap<CertName, TlsIdentity> = BTreeMap::new();
+        let mut identity = |name: &CertName| -> Result<TlsIdentity> {
+            if let Some(id) = identities.get(name) {
+                return Ok(id.clone());
+            }
+            let stored = store
+                .cert(name)?
+                .ok_or_else(|| EngineError::NoSuchCert(name.clone()))?;
+            let key = stored.key.as_ref().map(|k| k.expose_secret().as_bytes());
+            let bundle = switchboard_pki::import(stored.chain_pem.as_bytes(), key, None)?;
+            let id = TlsIdentity::new(&bundle).map_err(|e| EngineError::CertUnbindable {
+                name: name.clone(),
+                why: e.to_string(),
+            })?;
+            identities.insert(name.clone(), id.clone());
+            Ok(id)
+        };
+        for (service, table) in [
+            (ServiceId::Console, &self.console),
+            (ServiceId::Web, &self.web),
+        ] {
+            let mut b = CertBindings::new();
+            if let Some(default) = bindings.defaults.get(&service) {
+                b.set_default(identity(default)?);
+            }
+            for a in assignments.iter().filter(|a| a.service == service) {
+                let id = identity(&a.cert)?;
+                for addr in facts.nic(&a.nic).into_iter().flat_map(|n| &n.addrs) {
+                    b.bind(addr.addr, id.clone());
+                }
+            }
+            table.swap(b);
+        }
+        Ok(())
+    }
+}

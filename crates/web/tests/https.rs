@@ -1,0 +1,578 @@
+//! `serve_https` over loopback: 127.0.0.1 and 127.0.0.2 present different
+//! certificates to real clients (`openssl s_client`, `curl`) and to rustls
+//! clients; rotation under load; silent and plain-HTTP clients; shutdown;
+//! binding again over TIME_WAIT. Needs no root, but runs the `openssl` and
+//! `curl` binaries.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use switchboard_pki::testpki::Ca;
+use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
+use switchboard_web::https::{HttpsPeer, bind, serve_https};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::Resumption;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+const ONE: &str = "127.0.0.1";
+const TWO: &str = "127.0.0.2";
+
+/// A test CA, its PEM in a directory for the command-line clients.
+struct Pki {
+    ca: Ca,
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca = Ca::root("Switchboard Test CA");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("the directory is writable");
+        Pki { ca, dir }
+    }
+
+    fn ca_file(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new certificate (and key) for `name`, and its DER to compare with
+    /// what a server presents.
+    fn identity(&self, name: &str) -> (TlsIdentity, CertificateDer<'static>) {
+        let leaf = self.ca.leaf(&[name]);
+        let bundle = import(
+            [leaf.pem(), leaf.key_pem(), self.ca.pem()]
+                .concat()
+                .as_bytes(),
+            None,
+            None,
+        )
+        .expect("the test certificate imports");
+        (
+            TlsIdentity::new(&bundle).expect("the bundle has its key"),
+            leaf.der,
+        )
+    }
+
+    /// A rustls client that trusts the CA and always makes full handshakes.
+    fn client(&self) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der.clone()).expect("the CA is usable");
+        let mut config = ClientConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.resumption = Resumption::disabled();
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+fn bindings(one: &TlsIdentity, two: &TlsIdentity) -> CertBindings {
+    let mut bindings = CertBindings::new();
+    bindings.bind(ONE.parse().expect("an address"), one.clone());
+    bindings.bind(TWO.parse().expect("an address"), two.clone());
+    bindings
+}
+
+fn table(bindings: CertBindings) -> Arc<CertTable> {
+    Arc::new(CertTable::new(vec![b"http/1.1".to_vec()], bindings))
+}
+
+/// `GET /` answers the local address the request arrived on; `GET /slow`
+/// answers after half a second.
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<HttpsPeer>| async move { peer.local.to_string() }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "slow"
+            }),
+        )
+}
+
+struct Server {
+    /// One listener per address asked for, in that order.
+    addrs: Vec<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    done: JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    async fn start(table: Arc<CertTable>, locals: &[&str]) -> Server {
+        let wanted: Vec<SocketAddr> = locals
+            .iter()
+            .map(|ip| SocketAddr::new(ip.parse().expect("an address"), 0))
+            .collect();
+        let listeners = bind(&wanted).expect("loopback addresses can be bound");
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound"))
+            .collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(serve_https(listeners, table, app(), async {
+            stopped.await.ok();
+        }));
+        Server {
+            addrs,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    /// Asks for shutdown and waits until `serve_https` returned.
+    async fn shut_down(mut self) -> io::Result<()> {
+        self.stop
+            .take()
+            .expect("not stopped yet")
+            .send(())
+            .expect("the server is running");
+        self.done.await.expect("serve_https does not panic")
+    }
+}
+
+/// An HTTP/1.1 connection over TLS, and the certificate it was shown.
+struct Client {
+    sender: SendRequest<Empty<Bytes>>,
+    presented: CertificateDer<'static>,
+}
+
+impl Client {
+    async fn connect(tls: &TlsConnector, addr: SocketAddr, name: &str) -> io::Result<Client> {
+        let stream = handshake(tls, addr, name).await?;
+        let presented = presented(&stream);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Client { sender, presented })
+    }
+
+    async fn get(&mut self, path: &str) -> io::Result<(StatusCode, String)> {
+        let request = Request::get(path)
+            .header("host", "switchboard")
+            .body(Empty::new())
+            .expect("a valid request");
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+async fn handshake(
+    tls: &TlsConnector,
+    addr: SocketAddr,
+    name: &str,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let stream = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(name.to_owned()).expect("a valid server name");
+    tls.connect(name, stream).await
+}
+
+fn presented(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .expect("the server presented a certificate")[0]
+        .clone()
+}
+
+async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {limit:?}"))
+}
+
+async fn run(program: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("these tests run {program}: install its package ({e})"))
+}
+
+async fn s_client(pki: &Pki, addr: SocketAddr, name: &str) -> std::process::Output {
+    let connect = addr.to_string();
+    let ca = pki.ca_file().join("ca.pem");
+    run(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-verify_return_error",
+            "-verify_hostname",
+            name,
+            "-CAfile",
+            ca.to_str().expect("a UTF-8 path"),
+            "-brief",
+        ],
+    )
+    .await
+}
+
+async fn curl(pki: &Pki, addr: SocketAddr, name: &str) -> std::process::Output {
+    let port = addr.port();
+    let resolve = format!("{name}:{port}:{}", addr.ip());
+    let url = format!("https://{name}:{port}/");
+    let ca = pki.ca_file().join("ca.pem");
+    run(
+        "curl",
+        &[
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca.to_str().expect("a UTF-8 path"),
+            "--resolve",
+            &resolve,
+            &url,
+        ],
+    )
+    .await
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_and_curl_see_the_certificate_bound_to_the_address_they_reach_and_fail_for_the_other_name()
+ {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE, TWO]).await;
+    let [one, two] = server.addrs[..] else {
+        panic!("two listeners")
+    };
+
+    for (addr, right, wrong) in [(one, "a.test", "b.test"), (two, "b.test", "a.test")] {
+        let ok = s_client(&pki, addr, right).await;
+        assert!(
+            ok.status.success(),
+            "openssl s_client to {addr} as {right}: {}",
+            stderr(&ok)
+        );
+        assert!(stderr(&ok).contains("Verification: OK"), "{}", stderr(&ok));
+        let refused = s_client(&pki, addr, wrong).await;
+        assert!(
+            !refused.status.success(),
+            "openssl s_client to {addr} accepted {wrong}"
+        );
+        assert!(
+            stderr(&refused).contains("hostname mismatch"),
+            "{}",
+            stderr(&refused)
+        );
+
+        let ok = curl(&pki, addr, right).await;
+        assert!(
+            ok.status.success(),
+            "curl to {addr} as {right}: {}",
+            stderr(&ok)
+        );
+        assert_eq!(String::from_utf8_lossy(&ok.stdout), addr.to_string());
+        let refused = curl(&pki, addr, wrong).await;
+        // 60: the peer's certificate cannot be authenticated.
+        assert_eq!(
+            refused.status.code(),
+            Some(60),
+            "curl to {addr} as {wrong}: {}",
+            stderr(&refused)
+        );
+    }
+    server.shut_down().await.expect("shuts down cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_the_certificate_under_load_fails_no_handshake_and_keeps_established_connections()
+{
+    const CLIENTS: usize = 8;
+    const SWAPS: usize = 5;
+    let pki = Pki::new();
+    let (a, a_der) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let table = table(bindings(&a, &b));
+    let server = Server::start(table.clone(), &[ONE, TWO]).await;
+    let one = server.addrs[0];
+    let tls = pki.client();
+
+    let mut established = Client::connect(&tls, one, "a.test")
+        .await
+        .expect("connects before the swaps");
+    assert_eq!(established.presented, a_der);
+    assert_eq!(
+        established.get("/").await.expect("answers"),
+        (StatusCode::OK, one.to_string())
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let load: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (tls, handshakes, failures, seen) = (
+                tls.clone(),
+                handshakes.clone(),
+                failures.clone(),
+                seen.clone(),
+            );
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    match handshake(&tls, one, "a.test").await {
+                        Ok(stream) => {
+                            handshakes.fetch_add(1, Ordering::Relaxed);
+                            seen.lock().await.insert(presented(&stream));
+                        }
+                        Err(e) => failures.lock().await.push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut served = vec![a_der];
+    for _ in 0..SWAPS {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (renewed, renewed_der) = pki.identity("a.test");
+        table.swap(bindings(&renewed, &b));
+        served.push(renewed_der);
+    }
+    for client in load {
+        client.await.expect("a load client does not panic");
+    }
+
+    let failures = failures.lock().await;
+    assert!(failures.is_empty(), "failed handshakes: {failures:?}");
+    let handshakes = handshakes.load(Ordering::Relaxed);
+    assert!(handshakes >= 100, "only {handshakes} handshakes in 2 s");
+    let seen = seen.lock().await;
+    assert!(
+        seen.iter().all(|der| served.contains(der)),
+        "a certificate that was never bound was presented"
+    );
+    assert!(
+        seen.len() >= 2,
+        "the load saw {} certificate(s) across {SWAPS} swaps",
+        seen.len()
+    );
+    let last = served.last().expect("swapped");
+    let after = handshake(&tls, one, "a.test")
+        .await
+        .expect("handshakes after the swaps");
+    assert_eq!(&presented(&after), last);
+    assert_eq!(
+        established
+            .get("/")
+            .await
+            .expect("the connection from before the swaps still answers"),
+        (StatusCode::OK, one.to_string())
+    );
+    server.shut_down().await.expect("shuts down cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_holds_up_nobody_and_is_disconnected_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE]).await;
+    let one = server.addrs[0];
+
+    let since = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(one).await.expect("connects"));
+    }
+    let mut client = within(
+        Duration::from_secs(2),
+        "a handshake next to silent clients",
+        Client::connect(&pki.client(), one, "a.test"),
+    )
+    .await
+    .expect("connects");
+    assert_eq!(
+        client.get("/").await.expect("answers"),
+        (StatusCode::OK, one.to_string())
+    );
+
+    let mut byte = [0u8; 1];
+    let read = within(
+        Duration::from_secs(15),
+        "the server closing a silent connection",
+        silent[0].read(&mut byte),
+    )
+    .await
+    .expect("closed, not reset");
+    assert_eq!(read, 0, "the server sent something to a silent client");
+    assert!(
+        since.elapsed() >= Duration::from_secs(9),
+        "closed after {:?}, before the handshake timeout",
+        since.elapsed()
+    );
+    server.shut_down().await.expect("shuts down cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_tls_port_gets_the_connection_closed_and_breaks_nothing() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE]).await;
+    let one = server.addrs[0];
+
+    let mut plain = TcpStream::connect(one).await.expect("connects");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .expect("sends");
+    let mut answer = Vec::new();
+    match within(
+        Duration::from_secs(5),
+        "the server closing a plain-HTTP connection",
+        plain.read_to_end(&mut answer),
+    )
+    .await
+    {
+        Ok(_) => assert!(
+            !answer.starts_with(b"HTTP/"),
+            "plain HTTP was answered: {}",
+            String::from_utf8_lossy(&answer)
+        ),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+
+    let mut client = Client::connect(&pki.client(), one, "a.test")
+        .await
+        .expect("TLS still works");
+    assert_eq!(
+        client.get("/").await.expect("answers"),
+        (StatusCode::OK, one.to_string())
+    );
+    server.shut_down().await.expect("shuts down cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_to_an_address_without_a_certificate_is_closed() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let mut only_one = CertBindings::new();
+    only_one.bind(ONE.parse().expect("an address"), a);
+    let server = Server::start(table(only_one), &[ONE, TWO]).await;
+
+    let err = handshake(&pki.client(), server.addrs[1], "b.test")
+        .await
+        .expect_err("nothing to present on 127.0.0.2");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    Client::connect(&pki.client(), server.addrs[0], "a.test")
+        .await
+        .expect("127.0.0.1 still serves");
+    server.shut_down().await.expect("shuts down cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_request_in_flight_finish_closes_idle_connections_and_stops_listening() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE]).await;
+    let one = server.addrs[0];
+    let tls = pki.client();
+
+    let mut idle = Client::connect(&tls, one, "a.test")
+        .await
+        .expect("connects");
+    idle.get("/").await.expect("answers");
+    let mut busy = Client::connect(&tls, one, "a.test")
+        .await
+        .expect("connects");
+    let in_flight = tokio::spawn(async move { busy.get("/slow").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let since = Instant::now();
+    within(Duration::from_secs(5), "shutdown", server.shut_down())
+        .await
+        .expect("shuts down cleanly");
+    assert!(
+        since.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?}: for the idle connection?",
+        since.elapsed()
+    );
+    assert_eq!(
+        in_flight
+            .await
+            .expect("the request task does not panic")
+            .expect("the request in flight is answered"),
+        (StatusCode::OK, "slow".to_owned())
+    );
+    assert!(
+        idle.get("/").await.is_err(),
+        "the idle connection is closed"
+    );
+    let refused = TcpStream::connect(one).await.expect_err("no more listener");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[tokio::test]
+async fn a_listener_binds_again_while_its_old_connections_are_in_time_wait() {
+    let listener = bind(&[SocketAddr::new(ONE.parse().expect("an address"), 0)])
+        .expect("binds")
+        .remove(0);
+    let addr = listener.local_addr().expect("bound");
+    let mut client = TcpStream::connect(addr).await.expect("connects");
+    let (accepted, _) = listener.accept().await.expect("accepts");
+    // The server closes first, so its end of the connection waits in TIME_WAIT.
+    drop(accepted);
+    assert_eq!(client.read(&mut [0u8; 1]).await.expect("reads EOF"), 0);
+    drop(client);
+    drop(listener);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let without = TcpSocket::new_v4().expect("a socket");
+    let err = without
+        .bind(addr)
+        .expect_err("TIME_WAIT blocks a bind without SO_REUSEADDR");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    bind(&[addr]).expect("binds again with SO_REUSEADDR");
+}
