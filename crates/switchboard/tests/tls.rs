@@ -1,0 +1,232 @@
+//! TLS identity on the wire (needs root): two NICs, two certificates; real
+//! clients (`openssl s_client`, `curl`) on each neighbour see the
+//! certificate bound to the NIC they reach, verified against the test CA
+//! for the right name and refused for the other; a rotation by Update under
+//! a stream of handshakes fails none of them.
+
+mod common;
+
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::Daemon;
+use switchboard_pki::testpki::{self, pki};
+use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
+
+fn run(ns: &Netns, program: &str, args: &[&str]) -> Output {
+    ns.command(program)
+        .args(args)
+        .output()
+        .expect("run a client")
+}
+
+/// The SHA-256 fingerprint of the certificate `host:port` presents to a
+/// client in `ns` that verifies it for `name` against `ca`; `None` when
+/// verification fails.
+fn presented(ns: &Netns, ca: &str, addr: &str, port: u16, name: &str) -> Option<String> {
+    let connect = format!("{addr}:{port}");
+    let out = ns
+        .command("sh")
+        .args([
+            "-c",
+            "openssl s_client -connect \"$1\" -servername \"$2\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            "sh",
+            &connect,
+            name,
+            ca,
+        ])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("sha256 Fingerprint=")
+        .or_else(|| text.trim().strip_prefix("SHA256 Fingerprint="))
+        .map(str::to_owned)
+}
+
+#[test]
+fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
+    if !require_root_or_skip(
+        "tls::each_nic_presents_its_certificate_and_rotation_drops_no_handshake",
+    ) {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    lab.lan
+        .set_hosts(&[(Lab::LAN_APPLIANCE, "console.lan.test")])
+        .expect("admin's hosts");
+    lab.wan
+        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
+        .expect("phone's hosts");
+    lab.appliance
+        .set_hosts(&[
+            (Lab::LAN_APPLIANCE, "console.lan.test"),
+            (Lab::WAN_APPLIANCE, "voip.example.test"),
+        ])
+        .expect("appliance's hosts");
+
+    let p = pki();
+    let console = p.intermediate.leaf(&["console.lan.test"]);
+    let voip2 = p.intermediate.leaf(&["voip.example.test"]);
+    let files = testpki::tempdir();
+    let d0 = files.path();
+    testpki::write(d0, "ca.pem", p.root.pem());
+    testpki::write(
+        d0,
+        "console.pem",
+        format!(
+            "{}{}{}",
+            console.pem(),
+            console.key_pem(),
+            p.intermediate.pem()
+        ),
+    );
+    testpki::write(
+        d0,
+        "voip.pem",
+        format!(
+            "{}{}{}",
+            p.leaf.pem(),
+            p.leaf.key_pem(),
+            p.intermediate.pem()
+        ),
+    );
+    testpki::write(
+        d0,
+        "voip2.pem",
+        format!("{}{}{}", voip2.pem(), voip2.key_pem(), p.intermediate.pem()),
+    );
+    let f = |n: &str| d0.join(n).display().to_string();
+    let ca = f("ca.pem");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
+
+    // Out of the box: the self-signed certificate, which no client trusts.
+    assert_eq!(
+        presented(&lab.lan, &ca, Lab::LAN_APPLIANCE, 8443, "console.lan.test"),
+        None
+    );
+
+    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &ca]);
+    d.ok(&["cert", "bind", "console", "console"]);
+    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
+    d.ok(&["nic", "set", "lan0", "--hostname", "console.lan.test"]);
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+    d.ok(&["update", "-m", "production, with real certificates"]);
+    let padlock = d.json(&["padlock"]);
+    assert!(
+        padlock
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|p| p["ok"] == true),
+        "every binding has a closed padlock: {padlock:#}"
+    );
+
+    // The admin's side: the console verifies for console.lan.test, not for the phone's name.
+    let console_fp = presented(&lab.lan, &ca, Lab::LAN_APPLIANCE, 8443, "console.lan.test")
+        .expect("closed padlock on lan0");
+    assert_eq!(
+        presented(&lab.lan, &ca, Lab::LAN_APPLIANCE, 8443, "voip.example.test"),
+        None
+    );
+    // The phone's side: the web services verify for voip.example.test.
+    let web_fp = presented(&lab.wan, &ca, Lab::WAN_APPLIANCE, 443, "voip.example.test")
+        .expect("closed padlock on wan0");
+    assert_ne!(console_fp, web_fp);
+    assert_eq!(
+        presented(&lab.wan, &ca, Lab::WAN_APPLIANCE, 443, "console.lan.test"),
+        None
+    );
+    let ok = run(
+        &lab.wan,
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            &ca,
+            "https://voip.example.test/healthz",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "ok\n",
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The console does not answer on the phone's side at all (firewall).
+    let no = run(
+        &lab.wan,
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "2",
+            "--cacert",
+            &ca,
+            "https://voip.example.test:8443/",
+        ],
+    );
+    assert!(!no.status.success());
+
+    // Rotation by Update while the phone handshakes without pause.
+    d.ok(&["cert", "import", "voip2", "--bundle", &f("voip2.pem")]);
+    let stop = AtomicBool::new(false);
+    let (done, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let out = run(
+                    &lab.wan,
+                    "curl",
+                    &[
+                        "-sS",
+                        "--max-time",
+                        "5",
+                        "--cacert",
+                        &ca,
+                        "https://voip.example.test/healthz",
+                    ],
+                );
+                let counter = if out.status.success() { &done } else { &failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        d.ok(&["cert", "bind", "web", "voip2", "--nic", "wan0"]);
+        d.ok(&["update", "-m", "rotate the phone-side certificate"]);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "handshakes failed during the rotation"
+    );
+    assert!(
+        done.load(Ordering::Relaxed) >= 5,
+        "the client kept handshaking"
+    );
+    let rotated = presented(&lab.wan, &ca, Lab::WAN_APPLIANCE, 443, "voip.example.test")
+        .expect("closed padlock");
+    assert_ne!(rotated, web_fp, "new handshakes get the new certificate");
+    assert_eq!(
+        presented(&lab.lan, &ca, Lab::LAN_APPLIANCE, 8443, "console.lan.test").as_deref(),
+        Some(console_fp.as_str())
+    );
+}
