@@ -188,6 +188,12 @@ impl Engine {
     // ---- reads ------------------------------------------------------------
 
     pub async fn status(&self) -> Result<StatusView> {
+        let checks = self.padlock().await?;
+        let open_padlocks = checks
+            .iter()
+            .filter(|p| !p.ok)
+            .map(|p| format!("{} on {}", p.service, p.nic))
+            .collect();
         let store = self.store.lock().await;
         let facts = self.facts_with(&store)?;
         let candidate = Self::candidate_of(&store)?;
@@ -225,6 +231,8 @@ impl Engine {
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
+            padlocks: checks.len(),
+            open_padlocks,
         })
     }
 

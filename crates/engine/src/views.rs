@@ -31,6 +31,10 @@ pub struct StatusView {
     pub nics: usize,
     pub unconfigured_nics: Vec<String>,
     pub new_nics: Vec<String>,
+    /// TLS bindings checked by the padlock check (`switchboard padlock`).
+    pub padlocks: usize,
+    /// Those without a closed padlock: `SERVICE on NIC`.
+    pub open_padlocks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

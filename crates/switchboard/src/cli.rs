@@ -295,6 +295,19 @@ fn status_text(s: &StatusView) -> String {
             format!(", new: {}", s.new_nics.join(", "))
         }
     );
+    if s.open_padlocks.is_empty() {
+        let _ = writeln!(
+            out,
+            "padlock:   closed for all {} TLS binding(s)",
+            s.padlocks
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "padlock:   OPEN for {} (see `switchboard padlock`)",
+            s.open_padlocks.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "checks:    {} error(s), {} warning(s)",

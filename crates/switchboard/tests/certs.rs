@@ -7,7 +7,7 @@ mod common;
 
 use common::Daemon;
 use serde_json::Value;
-use switchboard_pki::testpki::{self, pki};
+use switchboard_pki::testpki::{self, leaf_params, pki, ts, with_validity};
 use switchboard_system::testlab::{Lab, require_root_or_skip};
 
 #[test]
@@ -43,6 +43,12 @@ fn certificates_from_import_to_padlock() {
             .to_string()
             .contains("cert-self-signed"),
         "{status}"
+    );
+    assert!(
+        status["open_padlocks"]
+            .to_string()
+            .contains("console on lan0"),
+        "self-signed: no closed padlock: {status}"
     );
     d.ok(&["update", "-m", "works out of the box"]);
 
@@ -226,6 +232,36 @@ fn certificates_from_import_to_padlock() {
         .expect("checked");
     assert_eq!(console["cert"], "self-signed");
     assert!(console["findings"].to_string().contains("no-hostname"));
+
+    // An expired certificate is stored, flagged, and bound only with --force.
+    let params = with_validity(
+        leaf_params(&["old.example.test"]),
+        ts("2020-01-01T00:00:00Z"),
+        ts("2021-01-01T00:00:00Z"),
+    );
+    let old = p
+        .intermediate
+        .leaf_with(params, rcgen::KeyPair::generate().expect("key"));
+    testpki::write(
+        files.path(),
+        "old.pem",
+        format!("{}{}", old.pem(), old.key_pem()),
+    );
+    let v = d.json(&["cert", "import", "old", "--bundle", &f("old.pem")]);
+    assert_eq!(v["validity"], "expired");
+    assert!(d.ok(&["cert", "list"]).contains("EXPIRED"));
+    d.fails(
+        &["cert", "bind", "web", "old", "--nic", "lan0"],
+        "cert-unbindable",
+    );
+    d.ok(&["cert", "bind", "web", "old", "--nic", "lan0", "--force"]);
+    assert!(
+        d.json(&["status"])["diagnostics"]
+            .to_string()
+            .contains("cert-invalid-accepted")
+    );
+    d.ok(&["cert", "unbind", "web", "--nic", "lan0"]);
+    d.ok(&["cert", "delete", "old"]);
 
     // A bound certificate cannot be deleted; once unbound it can.
     d.fails(&["cert", "delete", "voip"], "cert-in-use");

@@ -252,12 +252,28 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "unknown fields are refused"
     );
     let mut huge = br#"{"service":"ssh","nic":""#.to_vec();
-    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend(std::iter::repeat_n(b'a', 100 * 1024)); // over 64 KiB, under the socket buffer
     huge.extend(br#""}"#);
     let (status, code, _) = raw("POST", "/v1/matrix/allow", json_ct, huge);
     assert_eq!((status, code.as_str()), (413, "too-large"));
     let (status, code, _) = raw("POST", "/v1/update", None, b"{}".to_vec());
     assert_eq!((status, code.as_str()), (415, "not-json"));
+    let (status, code, _) = raw(
+        "POST",
+        "/v1/certs",
+        json_ct,
+        br#"{"name":"x","bundle":"!!not base64!!"}"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (400, "malformed-base64"));
+    let (status, code, _) = raw(
+        "POST",
+        "/v1/certs",
+        json_ct,
+        br#"{"name":"x","bundle":"aGVsbG8="}"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (422, "unrecognized-format"));
+    let (status, code, _) = raw("GET", "/v1/certs/..%2Fetc", None, vec![]);
+    assert_eq!((status, code.as_str()), (400, "invalid-cert-name"));
     let (status, code, _) = raw("GET", "/v1/nope", None, vec![]);
     assert_eq!((status, code.as_str()), (404, "no-such-endpoint"));
     let (status, code, _) = raw("GET", "/v1/revisions/abc", None, vec![]);

@@ -135,6 +135,12 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
             .all(|p| p["ok"] == true),
         "every binding has a closed padlock: {padlock:#}"
     );
+    let status = d.json(&["status"]);
+    assert_eq!(status["open_padlocks"], serde_json::json!([]), "{status}");
+    assert_eq!(
+        status["padlocks"], 3,
+        "console on lan0, sip-tls and web on wan0"
+    );
 
     // The admin's side: the console verifies for console.lan.test, not for the phone's name.
     let console_fp = presented(&lab.lan, &ca, Lab::LAN_APPLIANCE, 8443, "console.lan.test")
