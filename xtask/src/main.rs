@@ -25,6 +25,9 @@ const PACKAGES: &[&str] = &[
     "openssl",         // openssl s_client, pkcs12: real TLS clients and fixtures
     "ca-certificates", // the system trust store the padlock check reads
     "curl",            // curl --cacert: a real HTTPS client
+    "kamailio",        // the SIP server switchboard configures (kamailio -c checks)
+    "kamailio-tls-modules",
+    "kamailio-sqlite-modules",
 ];
 
 /// Debian packages the TLS benchmark uses.

@@ -2,8 +2,9 @@
 //!
 //! The plan is everything an Update will put on the system, rendered
 //! before anything is touched: the nftables ruleset and the certificate
-//! each TLS service presents on each NIC; the Kamailio configuration
-//! arrives with its issue.
+//! each TLS service presents on each NIC. [`kamailio`] renders the SIP
+//! server's configuration from the same inputs (not yet part of [`Plan`]:
+//! the adapter that applies it arrives with its issue).
 //!
 //! **Boundary.** No I/O, no clock: the same candidate and facts always give
 //! the same plan, byte for byte. That is what lets the renderers be
@@ -13,6 +14,7 @@
 //! **Invariant.** Only names that went through the domain's newtypes reach a
 //! renderer, so no interface name or port can inject ruleset syntax.
 
+pub mod kamailio;
 pub mod nft;
 
 use serde::{Deserialize, Serialize};
