@@ -1,0 +1,460 @@
+//! Provisioning settings: the SIP/TLS host name that goes into every
+//! configuration document and the web services base URI that every
+//! activation link starts with; and what is wrong with them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU16;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use switchboard_domain::{Host, Hostname, Severity};
+
+use crate::text::echo;
+
+/// The base URI of the smartphone web services: `https://HOST` or
+/// `https://HOST:PORT`, HOST a DNS name, an IPv4 address or a bracketed
+/// IPv6 address. Nothing else: no other scheme (phones fetch credentials
+/// over it), no user info, path, query or fragment (the activation link
+/// appends `/p/TOKEN`). Canonical form: lowercase, no trailing `/`, no
+/// `:443`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WebUri {
+    host: Host,
+    port: Option<NonZeroU16>,
+}
+
+/// Why a string is not a web services base URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid web services URI {input:?}: {reason}")]
+pub struct InvalidWebUri {
+    input: String,
+    reason: String,
+}
+
+impl InvalidWebUri {
+    pub fn code(&self) -> &'static str {
+        "invalid-web-uri"
+    }
+
+    pub fn hint(&self) -> &'static str {
+        "write it as https://HOST or https://HOST:PORT, with the name phones reach the web service by, \
+         e.g. https://voip.example.com"
+    }
+}
+
+impl WebUri {
+    pub const MAX_LEN: usize = 300;
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The port, 443 when none is written.
+    pub fn port(&self) -> u16 {
+        self.port.map_or(443, NonZeroU16::get)
+    }
+}
+
+impl FromStr for WebUri {
+    type Err = InvalidWebUri;
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| InvalidWebUri {
+            input: echo(input),
+            reason: reason.to_owned(),
+        };
+        if input.len() > Self::MAX_LEN {
+            return Err(err("it is longer than 300 characters"));
+        }
+        let s = input.trim();
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(err("it does not start with https://"));
+        };
+        if scheme.eq_ignore_ascii_case("http") {
+            return Err(err(
+                "it must be https: phones fetch their credentials from it",
+            ));
+        }
+        if !scheme.eq_ignore_ascii_case("https") {
+            return Err(err("only https:// URIs are supported"));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#']) {
+            return Err(err(
+                "it has a path, query or fragment; give only https://HOST[:PORT] (the link adds /p/TOKEN)",
+            ));
+        }
+        if authority.contains('@') {
+            return Err(err("it has a user name (user@host); give only the host"));
+        }
+        if authority.is_empty() {
+            return Err(err("it has no host"));
+        }
+        let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+            let Some((v6, after)) = inner.split_once(']') else {
+                return Err(err("its IPv6 address has no closing ']'"));
+            };
+            let ip: Ipv6Addr = v6
+                .parse()
+                .map_err(|_| err("the address in brackets is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| err("only :PORT may follow the bracketed address"))?,
+                ),
+            };
+            (Host::Ip(IpAddr::V6(ip).to_canonical()), port)
+        } else {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) if !port.contains(':') => (host, Some(port)),
+                Some(_) => {
+                    return Err(err(
+                        "write an IPv6 address in brackets: https://[2001:db8::1]",
+                    ));
+                }
+                None => (authority, None),
+            };
+            let host: Host = host
+                .parse()
+                .map_err(|e: switchboard_domain::InvalidHostname| {
+                    err(&format!("its host is not valid ({e})"))
+                })?;
+            (host, port)
+        };
+        let port = match port {
+            None => None,
+            Some(p) => {
+                let n = (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| p.parse::<u16>().ok())
+                    .flatten()
+                    .and_then(NonZeroU16::new)
+                    .ok_or_else(|| err("its port is not a number from 1 to 65535"))?;
+                (n.get() != 443).then_some(n)
+            }
+        };
+        Ok(WebUri { host, port })
+    }
+}
+
+impl TryFrom<String> for WebUri {
+    type Error = InvalidWebUri;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<WebUri> for String {
+    fn from(u: WebUri) -> String {
+        u.to_string()
+    }
+}
+
+impl fmt::Display for WebUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "https://[{ip}]")?,
+            host => write!(f, "https://{host}")?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The provisioning part of the candidate. Both are optional: an appliance
+/// without them works, it just cannot activate phones yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningSettings {
+    /// The name phones connect to for SIP/TLS; it goes into every document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_tls_hostname: Option<Hostname>,
+    /// Where activation links point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_uri: Option<WebUri>,
+}
+
+/// The stable codes of [`Finding`]s. Never rename one, only add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingCode {
+    /// No SIP/TLS host name: no document can be made.
+    SipTlsHostnameUnset,
+    /// No web services URI: no activation link can be made.
+    WebUriUnset,
+    /// The certificate `sip-tls` presents does not cover the SIP/TLS host name.
+    SipTlsHostnameNotCovered,
+    /// The certificate `web` presents does not cover the host of the web URI.
+    WebUriNotCovered,
+}
+
+impl FindingCode {
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingCode::SipTlsHostnameUnset | FindingCode::WebUriUnset => Severity::Warning,
+            FindingCode::SipTlsHostnameNotCovered | FindingCode::WebUriNotCovered => {
+                Severity::Error
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::SipTlsHostnameUnset => "sip-tls-hostname-unset",
+            FindingCode::WebUriUnset => "web-uri-unset",
+            FindingCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
+            FindingCode::WebUriNotCovered => "web-uri-not-covered",
+        }
+    }
+}
+
+impl fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something wrong with the provisioning settings, shaped like a domain
+/// [`Diagnostic`](switchboard_domain::Diagnostic) so the engine can list
+/// both together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub code: FindingCode,
+    pub severity: Severity,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Finding {
+    fn new(code: FindingCode, message: String, hint: String) -> Self {
+        Finding {
+            code,
+            severity: code.severity(),
+            message,
+            hint,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    /// Compiler-style, as diagnostics are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{level}[{}]: {}\n  = hint: {}",
+            self.code, self.message, self.hint
+        )
+    }
+}
+
+/// What is wrong with `settings`, errors first. `sip_tls_covers` and
+/// `web_covers` say whether the certificate each service presents (where
+/// phones reach it) covers a host: the engine builds them from the bound
+/// certificates with the RFC 6125 matching of `switchboard-pki`, so the
+/// rule lives in one place. A phone checks exactly that before it sends
+/// its credentials, so an uncovered name is an error: every phone
+/// activated with it would fail.
+pub fn check_settings(
+    settings: &ProvisioningSettings,
+    sip_tls_covers: impl Fn(&Host) -> bool,
+    web_covers: impl Fn(&Host) -> bool,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match &settings.sip_tls_hostname {
+        None => out.push(Finding::new(
+            FindingCode::SipTlsHostnameUnset,
+            "no SIP/TLS host name is set: accounts cannot be activated".into(),
+            "set the name phones reach SIP/TLS by: `switchboard provisioning set --sip-tls-hostname HOST`".into(),
+        )),
+        Some(name) if !sip_tls_covers(&Host::Name(name.clone())) => out.push(Finding::new(
+            FindingCode::SipTlsHostnameNotCovered,
+            format!("the certificate sip-tls presents does not cover {name}: phones would refuse to connect"),
+            format!("bind a certificate that covers {name} to sip-tls (`switchboard cert bind sip-tls CERT`), or set the SIP/TLS host name to a name the certificate covers"),
+        )),
+        Some(_) => {}
+    }
+    match &settings.web_uri {
+        None => out.push(Finding::new(
+            FindingCode::WebUriUnset,
+            "no web services URI is set: activation links cannot be made".into(),
+            "set the address phones reach the web service by: `switchboard provisioning set --web-uri https://HOST`".into(),
+        )),
+        Some(uri) if !web_covers(uri.host()) => out.push(Finding::new(
+            FindingCode::WebUriNotCovered,
+            format!("the certificate web presents does not cover {}: phones would refuse activation links to {uri}", uri.host()),
+            format!("bind a certificate that covers {} to web (`switchboard cert bind web CERT`), or change the web services URI", uri.host()),
+        )),
+        Some(_) => {}
+    }
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::tests::Noise;
+
+    fn uri(s: &str) -> WebUri {
+        s.parse().expect("a valid web URI")
+    }
+
+    #[test]
+    fn web_uris_are_https_host_and_port_in_canonical_form() {
+        for (input, canonical, port) in [
+            (
+                "https://voip.example.test",
+                "https://voip.example.test",
+                443,
+            ),
+            (
+                "HTTPS://VoIP.Example.Test/",
+                "https://voip.example.test",
+                443,
+            ),
+            (
+                "https://voip.example.test:443",
+                "https://voip.example.test",
+                443,
+            ),
+            (
+                "https://voip.example.test:8443",
+                "https://voip.example.test:8443",
+                8443,
+            ),
+            (" https://10.0.0.1:8443 ", "https://10.0.0.1:8443", 8443),
+            ("https://[2001:DB8::1]", "https://[2001:db8::1]", 443),
+            ("https://[::ffff:10.0.0.1]:9", "https://10.0.0.1:9", 9),
+        ] {
+            let u = uri(input);
+            assert_eq!(u.to_string(), canonical, "{input}");
+            assert_eq!(u.port(), port);
+            assert_eq!(uri(canonical), u, "canonical form parses back");
+        }
+        let json = serde_json::to_string(&uri("https://voip.test:8443/")).expect("json");
+        assert_eq!(json, r#""https://voip.test:8443""#);
+    }
+
+    #[test]
+    fn anything_but_https_host_and_port_is_refused_with_a_reason() {
+        for (bad, reason) in [
+            ("", "does not start with https"),
+            ("voip.example.test", "does not start with https"),
+            ("http://voip.example.test", "must be https"),
+            ("ftp://voip.example.test", "only https"),
+            ("javascript://alert(1)", "only https"),
+            ("https://", "no host"),
+            ("https:///", "no host"),
+            ("https://voip.example.test/p", "path"),
+            ("https://voip.example.test//", "path"),
+            ("https://voip.example.test?x=1", "query"),
+            ("https://voip.example.test#top", "fragment"),
+            ("https://admin:pw@voip.example.test", "user name"),
+            ("https://voip.example.test:0", "port"),
+            ("https://voip.example.test:65536", "port"),
+            ("https://voip.example.test:", "port"),
+            ("https://voip.example.test:+443", "port"),
+            ("https://voip.example.test:00443x", "port"),
+            ("https://2001:db8::1", "brackets"),
+            ("https://[2001:db8::1", "closing"),
+            ("https://[10.0.0.1]", "not an IPv6"),
+            ("https://[::1]x", "only :PORT"),
+            ("https://[fe80::1%eth0]", "not an IPv6"),
+            ("https://voip_example.test", "host is not valid"),
+            ("https://vo ip.test", "host is not valid"),
+            ("https://bücher.test", "host is not valid"),
+            ("https://%76oip.test", "host is not valid"),
+            ("https://voip.test\n.evil", "host is not valid"),
+            ("https://*.example.test", "host is not valid"),
+        ] {
+            let err = bad.parse::<WebUri>().expect_err(bad);
+            assert_eq!(err.code(), "invalid-web-uri");
+            assert!(err.to_string().contains(reason), "{bad:?}: {err}");
+        }
+        let long = format!("https://{}.test", "a".repeat(400));
+        let err = long.parse::<WebUri>().expect_err("oversize");
+        assert!(err.to_string().contains("longer than 300"));
+        assert!(err.to_string().len() < 200, "not echoed whole");
+    }
+
+    #[test]
+    fn settings_load_with_missing_fields_and_refuse_unknown_ones() {
+        let s: ProvisioningSettings = serde_json::from_str("{}").expect("empty");
+        assert_eq!(s, ProvisioningSettings::default());
+        let s: ProvisioningSettings = serde_json::from_str(
+            r#"{"sip_tls_hostname":"VoIP.Example.Test","web_uri":"https://voip.example.test/"}"#,
+        )
+        .expect("both");
+        assert_eq!(
+            serde_json::to_string(&s).expect("json"),
+            r#"{"sip_tls_hostname":"voip.example.test","web_uri":"https://voip.example.test"}"#
+        );
+        assert!(
+            serde_json::from_str::<ProvisioningSettings>(r#"{"web_uri":"http://x.test"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<ProvisioningSettings>(r#"{"sip_hostname":"x.test"}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn unset_settings_are_warnings_and_uncovered_names_are_errors() {
+        let codes = |s: &ProvisioningSettings, covers: &dyn Fn(&Host) -> bool| {
+            check_settings(s, covers, covers)
+                .iter()
+                .map(|f| (f.code.as_str(), f.severity))
+                .collect::<Vec<_>>()
+        };
+        let unset = ProvisioningSettings::default();
+        assert_eq!(
+            codes(&unset, &|_| true),
+            [
+                ("sip-tls-hostname-unset", Severity::Warning),
+                ("web-uri-unset", Severity::Warning)
+            ]
+        );
+        let set = ProvisioningSettings {
+            sip_tls_hostname: Some("voip.example.test".parse().expect("host")),
+            web_uri: Some(uri("https://10.0.0.1:8443")),
+        };
+        assert_eq!(codes(&set, &|_| true), []);
+        let only_names =
+            |h: &Host| matches!(h, Host::Name(n) if n.as_str().ends_with(".example.test"));
+        assert_eq!(
+            codes(&set, &only_names),
+            [("web-uri-not-covered", Severity::Error)]
+        );
+        let half = ProvisioningSettings {
+            web_uri: None,
+            ..set.clone()
+        };
+        let findings = check_settings(&half, |_| false, |_| false);
+        assert_eq!(findings[0].code, FindingCode::SipTlsHostnameNotCovered);
+        assert_eq!(findings[1].code, FindingCode::WebUriUnset);
+        assert_eq!(
+            findings[0].to_string(),
+            "error[sip-tls-hostname-not-covered]: the certificate sip-tls presents does not cover voip.example.test: phones would refuse to connect\n  = hint: bind a certificate that covers voip.example.test to sip-tls (`switchboard cert bind sip-tls CERT`), or set the SIP/TLS host name to a name the certificate covers"
+        );
+    }
+
+    #[test]
+    fn random_input_never_panics_the_uri_parser() {
+        let mut noise = Noise::new(61);
+        for _ in 0..20_000 {
+            let tail = noise.string(40);
+            for s in [format!("https://{tail}"), tail] {
+                if let Ok(u) = s.parse::<WebUri>() {
+                    assert_eq!(u.to_string().parse::<WebUri>().as_ref(), Ok(&u), "{s:?}");
+                }
+            }
+        }
+    }
+}
