@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{PortRange, ServiceId};
 use crate::matrix::Matrix;
 use crate::nic::NicName;
+use crate::provisioning::ProvisioningSettings;
 use crate::tls::{Bindings, NicSettings};
 
 /// Everything the administrator decides. Every field has a default so that
@@ -26,6 +27,9 @@ pub struct Candidate {
     /// Host names and public addresses of the NICs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nics: BTreeMap<NicName, NicSettings>,
+    /// The SIP/TLS host name and web services URI phones are given.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub provisioning: ProvisioningSettings,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

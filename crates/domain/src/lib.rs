@@ -11,9 +11,8 @@
 //! ("parse, don't validate"): whoever holds a [`nic::NicName`] holds a name
 //! that is safe to put in an nftables ruleset.
 //!
-//! **Limitations.** Provisioning settings are not in the candidate yet;
-//! every field added to it defaults to empty, so stored candidates stay
-//! readable.
+//! **Limitations.** Every field added to the candidate defaults to empty,
+//! so candidates stored by older versions stay readable.
 
 pub mod candidate;
 pub mod catalog;
@@ -21,6 +20,7 @@ pub mod diagnostic;
 pub mod host;
 pub mod matrix;
 pub mod nic;
+pub mod provisioning;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
