@@ -28,6 +28,8 @@ const PACKAGES: &[&str] = &[
     "kamailio",        // the SIP server switchboard configures (kamailio -c checks)
     "kamailio-tls-modules",
     "kamailio-sqlite-modules",
+    "kannel",        // bearerbox and smsbox: the real SMS gateway of the SMS tests
+    "kannel-extras", // fakesmsc, the fake SMS centre those tests read
 ];
 
 /// Debian packages the TLS benchmark uses.

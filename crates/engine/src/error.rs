@@ -69,6 +69,24 @@ pub enum EngineError {
     },
     #[error("certificate {name} cannot be bound: {why}")]
     CertUnbindable { name: CertName, why: String },
+    /// An account or provisioning input the provisioning rules refuse.
+    #[error("{message}")]
+    Provision {
+        code: &'static str,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("the CSV file has {} problem(s); no account was created", .0.len())]
+    CsvRejected(Vec<serde_json::Value>),
+    #[error("there is no account {0}")]
+    NoSuchAccount(String),
+    #[error("phones cannot be activated yet: the applied revision has no web services URI")]
+    ActivationUnavailable,
+    /// Unknown, used, expired or malformed: one and the same answer.
+    #[error("this link is not valid (any more)")]
+    LinkGone,
+    #[error("too many requests from this address")]
+    RateLimited,
     #[error("cannot list the NICs: {0}")]
     Discovery(String),
     #[error(transparent)]
@@ -92,6 +110,12 @@ impl EngineError {
             EngineError::CertExists(_) => "cert-exists",
             EngineError::CertInUse { .. } => "cert-in-use",
             EngineError::CertUnbindable { .. } => "cert-unbindable",
+            EngineError::Provision { code, .. } => code,
+            EngineError::CsvRejected(_) => "csv-rejected",
+            EngineError::NoSuchAccount(_) => "no-such-account",
+            EngineError::ActivationUnavailable => "activation-unavailable",
+            EngineError::LinkGone => "link-gone",
+            EngineError::RateLimited => "rate-limited",
             EngineError::Matrix(MatrixError::UnknownNic(_)) => "unknown-nic",
             EngineError::Matrix(MatrixError::SameNic(_)) => "same-nic",
             EngineError::Rejected { .. } => "candidate-rejected",
@@ -134,6 +158,14 @@ impl EngineError {
             EngineError::CertUnbindable { .. } => {
                 "import a valid certificate with its key (`switchboard cert import`)".into()
             }
+            EngineError::Provision { hint, .. } => (*hint).into(),
+            EngineError::CsvRejected(_) => "fix the rows listed (line, column, reason) and import the file again".into(),
+            EngineError::NoSuchAccount(_) => "list the accounts with `switchboard account list`".into(),
+            EngineError::ActivationUnavailable => {
+                "set the web services URI (`switchboard provisioning set --web-uri https://HOST`) and Update".into()
+            }
+            EngineError::LinkGone => "ask the administrator for a new activation link".into(),
+            EngineError::RateLimited => "wait a minute and try again".into(),
             EngineError::Matrix(MatrixError::SameNic(_)) => {
                 "name the NIC facing your internal network and the one facing the outside".into()
             }

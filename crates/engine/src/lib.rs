@@ -19,6 +19,7 @@
 //! the ruleset is rendered, checked by the domain's invariants and stored
 //! with each revision, and `firewall show` prints it.
 
+mod accounts;
 mod certs;
 mod diff;
 mod error;
@@ -69,6 +70,8 @@ pub struct EngineConfig {
     /// Ask the kernel for the NICs before every Update (the daemon does;
     /// unit tests feed facts with [`Engine::set_facts`] instead).
     pub discover: bool,
+    /// Where activation SMS go.
+    pub sms_gateway: switchboard_system::sms::Gateway,
 }
 
 #[derive(Debug)]
@@ -80,6 +83,8 @@ pub struct Engine {
     system_roots: std::sync::OnceLock<switchboard_pki::TrustAnchors>,
     /// What the built-in HTTPS listeners present.
     tls: TlsTables,
+    /// Activation link fetches per source address.
+    fetch_limit: accounts::RateLimit,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -98,6 +103,7 @@ impl Engine {
             facts: RwLock::new(Facts::default()),
             system_roots: std::sync::OnceLock::new(),
             tls: TlsTables::new(),
+            fetch_limit: accounts::RateLimit::default(),
         })
     }
 

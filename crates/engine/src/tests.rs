@@ -14,6 +14,7 @@ async fn engine() -> Engine {
             data_dir: "/nonexistent".into(),
             firewall: FirewallMode::Plan,
             discover: false,
+            sms_gateway: switchboard_system::sms::Gateway::Outbox,
         },
         Store::open_in_memory().expect("store"),
     )
@@ -356,4 +357,82 @@ async fn a_pending_revision_is_kept_by_confirm_or_rolled_back_at_its_deadline() 
         e.update(&origin(), "", Some(3601)).await,
         Err(EngineError::Input(_))
     ));
+}
+
+#[tokio::test]
+async fn an_activation_link_works_exactly_once_even_under_100_concurrent_fetches() {
+    use std::sync::Arc;
+    let e = Arc::new(engine().await);
+    let host = switchboard_system::dns::hostname();
+    e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
+        sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
+        web_uri: Some("https://198.51.100.1".parse().expect("uri")),
+    })
+    .await
+    .expect("the self-signed certificate covers the host name and the addresses");
+    e.update(&origin(), "", None).await.expect("update");
+    let a = e
+        .add_account(switchboard_provision::NewAccount {
+            username: None,
+            display_name: Some("Ann".parse().expect("name")),
+            phone: "+15550100199".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        })
+        .await
+        .expect("account");
+    e.activate(&a.username).await.expect("activate");
+    let outbox = e.sms().await.expect("sms");
+    let text = outbox[0].text.clone().expect("the outbox shows its text");
+    let token = text
+        .split("/p/")
+        .nth(1)
+        .expect("a link")
+        .split_whitespace()
+        .next()
+        .expect("a token")
+        .to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..100u8 {
+        let (e, token) = (e.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let from = std::net::IpAddr::from([192, 0, 2, i]);
+            e.fetch_document(&token, from).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(doc) => {
+                ok += 1;
+                assert_eq!(
+                    doc.media_type,
+                    "application/vnd.switchboard.sip-account+json"
+                );
+                assert!(
+                    doc.body.contains(&host) && doc.body.contains("\"ha1\""),
+                    "{}",
+                    doc.body
+                );
+            }
+            Err(EngineError::LinkGone) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one fetch gets the document");
+    assert!(matches!(
+        e.fetch_document("garbage!", "192.0.2.200".parse().expect("ip"))
+            .await,
+        Err(EngineError::LinkGone)
+    ));
+    // One address fetching too often is slowed down.
+    let from: std::net::IpAddr = "192.0.2.201".parse().expect("ip");
+    let mut limited = false;
+    for _ in 0..30 {
+        limited |= matches!(
+            e.fetch_document(&token, from).await,
+            Err(EngineError::RateLimited)
+        );
+    }
+    assert!(limited);
 }

@@ -241,3 +241,32 @@ impl PadlockFinding {
         }
     }
 }
+
+/// An activation that was created and queued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivationView {
+    pub username: String,
+    pub sms_id: u64,
+    /// The phone number, all but its last digits masked.
+    pub to: String,
+    pub gateway: String,
+    pub expires_at: Timestamp,
+}
+
+/// One SMS of the queue or the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmsView {
+    pub id: u64,
+    pub username: Option<String>,
+    pub to: String,
+    /// Shown for the outbox only (the link is how the administrator
+    /// delivers it by hand); erased once a gateway took it.
+    pub text: Option<String>,
+    pub gateway: String,
+    /// `queued`, `sent`, `failed` or `outbox`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_try_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+}

@@ -120,6 +120,15 @@ pub struct CertInfo {
     pub is_ca: bool,
 }
 
+/// The DER SubjectPublicKeyInfo of a certificate: what a key pin hashes
+/// (it survives a renewal with the same key).
+pub fn subject_public_key_info(der: &CertificateDer<'_>) -> Result<Vec<u8>, ImportError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| ImportError::Malformed {
+        detail: format!("a certificate does not parse ({e})"),
+    })?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
 impl CertInfo {
     pub fn from_der(der: &CertificateDer<'_>) -> Result<Self, ImportError> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| ImportError::Malformed {

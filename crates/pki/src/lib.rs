@@ -48,7 +48,7 @@ pub use check::{
 };
 pub use error::ImportError;
 pub use import::{CertBundle, MAX_UPLOAD, import, read_certificates};
-pub use info::{CertInfo, Fingerprint, InvalidFingerprint};
+pub use info::{CertInfo, Fingerprint, InvalidFingerprint, subject_public_key_info};
 pub use key::{KeyAlgorithm, KeyPem, KeyType, PrivateKey};
 pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
 pub use selfsigned::self_signed;

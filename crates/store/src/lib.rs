@@ -73,6 +73,37 @@ const MIGRATIONS: &[&str] = &[
         subject     TEXT NOT NULL,
         added_at    TEXT NOT NULL
     );",
+    // 3: accounts (HA1 only), activation tokens (hashed), the SMS queue.
+    "CREATE TABLE accounts (
+        username     TEXT PRIMARY KEY,
+        display_name TEXT,
+        phone        TEXT NOT NULL UNIQUE,
+        grp          TEXT,
+        profile      TEXT NOT NULL,
+        realm        TEXT NOT NULL,
+        ha1          TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE activations (
+        token_hash TEXT PRIMARY KEY,
+        username   TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at    TEXT
+    );
+    CREATE TABLE sms (
+        id          INTEGER PRIMARY KEY,
+        username    TEXT,
+        to_number   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        gateway     TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        attempts    INTEGER NOT NULL,
+        next_try_at TEXT NOT NULL,
+        last_error  TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +211,49 @@ pub struct StoredAnchor {
     pub der: Vec<u8>,
     pub subject: String,
     pub added_at: Timestamp,
+}
+
+/// An account as stored: the HA1 digest, never a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub phone: String,
+    pub group: Option<String>,
+    pub profile: String,
+    pub realm: String,
+    pub ha1: String,
+}
+
+/// An activation to record: the token's hash and its SMS.
+#[derive(Debug, Clone, Copy)]
+pub struct NewActivation<'a> {
+    pub username: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at: Timestamp,
+    pub sms_to: &'a str,
+    /// Holds the link: a secret.
+    pub sms_text: &'a str,
+    pub gateway: &'a str,
+    pub at: Timestamp,
+}
+
+/// One SMS of the queue (or the outbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsRow {
+    pub id: u64,
+    pub username: Option<String>,
+    pub to: String,
+    /// Holds a single-use link: shown only for the outbox, erased once sent.
+    pub text: String,
+    pub gateway: String,
+    /// `queued`, `sent`, `failed` or `outbox`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_try_at: Timestamp,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A revision to record.
@@ -564,6 +638,169 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Insert accounts, all or none (one transaction).
+    pub fn insert_accounts(&mut self, rows: &[AccountRow], at: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for a in rows {
+            tx.execute(
+                "INSERT INTO accounts (username, display_name, phone, grp, profile, realm, ha1, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![a.username, a.display_name, a.phone, a.group, a.profile, a.realm, a.ha1, at.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn accounts(&self) -> Result<Vec<AccountRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT username, display_name, phone, grp, profile, realm, ha1 FROM accounts ORDER BY username",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AccountRow {
+                username: r.get(0)?,
+                display_name: r.get(1)?,
+                phone: r.get(2)?,
+                group: r.get(3)?,
+                profile: r.get(4)?,
+                realm: r.get(5)?,
+                ha1: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Delete an account (its activations go with it); whether it existed.
+    pub fn delete_account(&mut self, username: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM accounts WHERE username = ?1", [username])?
+            > 0)
+    }
+
+    /// Record an activation token (its hash) and queue its SMS, in one
+    /// transaction. Returns the SMS id.
+    pub fn activate(&mut self, a: &NewActivation<'_>) -> Result<u64> {
+        let NewActivation {
+            username,
+            token_hash,
+            expires_at,
+            sms_to,
+            sms_text,
+            gateway,
+            at,
+        } = *a;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO activations (token_hash, username, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash, username, at.to_string(), expires_at.to_string()],
+        )?;
+        let state = if gateway == "outbox" {
+            "outbox"
+        } else {
+            "queued"
+        };
+        tx.execute(
+            "INSERT INTO sms (username, to_number, text, gateway, state, attempts, next_try_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6)",
+            params![username, sms_to, sms_text, gateway, state, at.to_string()],
+        )?;
+        let id = tx.last_insert_rowid() as u64;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Use a token: atomically marks it used if it is known, unused and
+    /// not expired at `now`, and returns its account. A second call, or
+    /// any other token, gets `None`.
+    pub fn consume_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "UPDATE activations SET used_at = ?2
+                 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2
+                 RETURNING username",
+                params![token_hash, now.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The SMS queue and outbox, newest first.
+    pub fn sms(&self) -> Result<Vec<SmsRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, username, to_number, text, gateway, state, attempts, next_try_at, last_error, created_at, updated_at
+             FROM sms ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], Self::sms_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// Queued messages due at `now`, oldest first.
+    pub fn sms_due(&self, now: Timestamp) -> Result<Vec<SmsRow>> {
+        Ok(self
+            .sms()?
+            .into_iter()
+            .rev()
+            .filter(|m| m.state == "queued" && m.next_try_at <= now)
+            .collect())
+    }
+
+    /// Record an attempt: `sent` (the text is erased), `failed`, or
+    /// `queued` again for `next_try_at`.
+    pub fn sms_attempted(
+        &mut self,
+        id: u64,
+        state: &str,
+        next_try_at: Timestamp,
+        error: Option<&str>,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sms SET state = ?2, attempts = attempts + 1, next_try_at = ?3, last_error = ?4, updated_at = ?5,
+                            text = CASE WHEN ?2 = 'sent' THEN '' ELSE text END
+             WHERE id = ?1",
+            params![id as i64, state, next_try_at.to_string(), error, at.to_string()],
+        )?;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn sms_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SmsRow>> {
+        let time = |i: usize| -> rusqlite::Result<Result<Timestamp>> {
+            let s: String = r.get(i)?;
+            Ok(s.parse().map_err(|_| corrupt("sms time")))
+        };
+        let (next, created, updated) = (time(7)?, time(9)?, time(10)?);
+        let id: i64 = r.get(0)?;
+        let attempts: i64 = r.get(6)?;
+        let row = SmsRow {
+            id: id as u64,
+            username: r.get(1)?,
+            to: r.get(2)?,
+            text: r.get(3)?,
+            gateway: r.get(4)?,
+            state: r.get(5)?,
+            attempts: attempts as u32,
+            next_try_at: Timestamp::UNIX_EPOCH,
+            last_error: r.get(8)?,
+            created_at: Timestamp::UNIX_EPOCH,
+            updated_at: Timestamp::UNIX_EPOCH,
+        };
+        Ok((|| {
+            Ok(SmsRow {
+                next_try_at: next?,
+                created_at: created?,
+                updated_at: updated?,
+                ..row
+            })
+        })())
     }
 
     /// The number of the revision the system runs, if any was ever applied.

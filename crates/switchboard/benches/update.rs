@@ -62,6 +62,7 @@ fn engine(dir: &std::path::Path, f: &Facts) -> Engine {
             data_dir: dir.to_owned(),
             firewall: FirewallMode::Enforce,
             discover: false,
+            sms_gateway: switchboard_system::sms::Gateway::Outbox,
         },
         Store::open_dir(dir).expect("store"),
     )

@@ -13,7 +13,8 @@ use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
 
 use crate::{
-    CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit, NicCommand, Preset, RevisionsShow,
+    AccountCommand, CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit, NicCommand,
+    Preset, ProvisioningCommand, RevisionsShow, SmsCommand,
 };
 
 /// Run one client command. API errors are printed compiler-style with
@@ -244,6 +245,40 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
             .await
         }
         Command::Cert { command } => cert(client, command, json).await,
+        Command::Account { command } => account(client, command, json).await,
+        Command::Provisioning {
+            command:
+                ProvisioningCommand::Set {
+                    sip_tls_hostname,
+                    web_uri,
+                },
+        } => {
+            let body = json!({ "sip_tls_hostname": sip_tls_hostname, "web_uri": web_uri });
+            edit(
+                client,
+                "/v1/provisioning",
+                body,
+                json,
+                "provisioning settings",
+            )
+            .await
+        }
+        Command::Activate { username } => {
+            let v: ActivationView = client
+                .post("/v1/activate", &json!({ "username": username }))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!(
+                    "activation link for {} queued as SMS {} to {} ({}); valid until {}\n",
+                    v.username, v.sms_id, v.to, v.gateway, v.expires_at
+                )
+            })
+        }
+        Command::Sms {
+            command: SmsCommand::List,
+        } => show(client, "/v1/sms", json, |v: &Vec<SmsView>| sms_text(v)).await,
     }
 }
 
@@ -788,6 +823,108 @@ fn padlock_text(checks: &[PadlockView]) -> String {
     }
     if checks.is_empty() {
         out.push_str("no TLS service is enabled on any NIC\n");
+    }
+    out
+}
+
+async fn account(
+    client: &Client,
+    command: &AccountCommand,
+    json: bool,
+) -> Result<String, ClientError> {
+    type Accounts = Vec<switchboard_provision::AccountView>;
+    match command {
+        AccountCommand::Add {
+            phone,
+            name,
+            username,
+            group,
+            profile,
+        } => {
+            let body = json!({ "phone": phone, "name": name, "username": username, "group": group, "profile": profile });
+            let v: switchboard_provision::AccountView = client.post("/v1/accounts", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("created account {} for {}\n", v.username, v.phone)
+            })
+        }
+        AccountCommand::List => {
+            show(client, "/v1/accounts", json, |v: &Accounts| {
+                accounts_text(v)
+            })
+            .await
+        }
+        AccountCommand::Show { username } => {
+            show(
+                client,
+                &format!("/v1/accounts/{username}"),
+                json,
+                |v: &switchboard_provision::AccountView| accounts_text(std::slice::from_ref(v)),
+            )
+            .await
+        }
+        AccountCommand::Delete { username } => {
+            let v: serde_json::Value = client.delete(&format!("/v1/accounts/{username}")).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("deleted account {username}\n")
+            })
+        }
+        AccountCommand::Import { file } => {
+            let body = json!({ "csv": b64(&read_file(file)?) });
+            let v: Accounts = client.post("/v1/accounts/import", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("imported {} account(s)\n{}", v.len(), accounts_text(&v))
+            })
+        }
+    }
+}
+
+fn accounts_text(accounts: &[switchboard_provision::AccountView]) -> String {
+    let rows: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.username.to_string(),
+                a.phone.to_string(),
+                a.display_name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                a.group.as_ref().map(|g| g.to_string()).unwrap_or_default(),
+                a.profile.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    table(&["USERNAME", "PHONE", "NAME", "GROUP", "PROFILE"], &rows)
+}
+
+fn sms_text(messages: &[SmsView]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        let _ = writeln!(
+            out,
+            "#{} to {} via {}: {} (attempts {}){}",
+            m.id,
+            m.to,
+            m.gateway,
+            m.state,
+            m.attempts,
+            m.last_error
+                .as_ref()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        );
+        if let Some(text) = &m.text {
+            let _ = writeln!(out, "    {text}");
+        }
+    }
+    if messages.is_empty() {
+        out.push_str("no SMS yet\n");
     }
     out
 }

@@ -102,6 +102,23 @@ pub enum Command {
     },
     /// The padlock check of every TLS service on every NIC it is enabled on.
     Padlock,
+    /// Phone accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// The SIP/TLS host name and web services URI phones are given.
+    Provisioning {
+        #[command(subcommand)]
+        command: ProvisioningCommand,
+    },
+    /// Send ACCOUNT a single-use activation link by SMS.
+    Activate { username: String },
+    /// The SMS queue and outbox.
+    Sms {
+        #[command(subcommand)]
+        command: SmsCommand,
+    },
     /// Certificates.
     Cert {
         #[command(subcommand)]
@@ -184,6 +201,52 @@ pub enum CertCommand {
         #[command(subcommand)]
         command: CaCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account (a strong SIP password is generated; only its
+    /// digest is kept).
+    Add {
+        #[arg(long)]
+        phone: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        /// `native` or `linphone`.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    List,
+    Show {
+        username: String,
+    },
+    Delete {
+        username: String,
+    },
+    /// Create every account of a CSV file (phone,name,group,profile,username),
+    /// or none if any row is bad.
+    Import {
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvisioningCommand {
+    Set {
+        #[arg(long)]
+        sip_tls_hostname: Option<String>,
+        #[arg(long)]
+        web_uri: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SmsCommand {
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,59 @@ pub struct ServeArgs {
     /// hand); `enforce` loads it into the kernel (table inet switchboard).
     #[arg(long, value_enum, default_value_t = FirewallArg::Plan)]
     firewall: FirewallArg,
+    /// Where activation SMS go: `outbox` keeps them for `switchboard sms
+    /// list` (no gateway needed); `kannel` posts to Kannel's sendsms
+    /// interface; `webhook` posts JSON {to, text}.
+    #[arg(long, value_enum, default_value_t = SmsArg::Outbox)]
+    sms_gateway: SmsArg,
+    /// The gateway's URL (kannel: e.g. http://127.0.0.1:13013/cgi-bin/sendsms).
+    #[arg(long, value_name = "URL")]
+    sms_url: Option<String>,
+    /// Kannel's sendsms user.
+    #[arg(long, value_name = "USER")]
+    sms_user: Option<String>,
+    /// A file holding Kannel's sendsms password or the webhook's bearer token.
+    #[arg(long, value_name = "FILE")]
+    sms_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SmsArg {
+    Outbox,
+    Kannel,
+    Webhook,
+}
+
+fn sms_gateway(args: &ServeArgs) -> anyhow::Result<switchboard_system::sms::Gateway> {
+    use switchboard_system::sms::{Gateway, Secret};
+    let secret = args
+        .sms_secret_file
+        .as_deref()
+        .map(crate::certcheck::read_password)
+        .transpose()?
+        .map(Secret::new);
+    let url = || {
+        args.sms_url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--sms-gateway needs --sms-url"))
+    };
+    Ok(match args.sms_gateway {
+        SmsArg::Outbox => Gateway::Outbox,
+        SmsArg::Kannel => Gateway::Kannel {
+            url: url()?,
+            username: args
+                .sms_user
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--sms-gateway kannel needs --sms-user"))?,
+            password: secret.unwrap_or_else(|| Secret::new("")),
+            from: None,
+            smsc: None,
+        },
+        SmsArg::Webhook => Gateway::Webhook {
+            url: url()?,
+            bearer: secret,
+        },
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -47,6 +100,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             data_dir: data_dir.clone(),
             firewall,
             discover: true,
+            sms_gateway: sms_gateway(args)?,
         },
         store,
     )?);
@@ -81,6 +135,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     info!("{reconciled}");
     tokio::spawn(follow_nics(engine.clone(), changes));
     tokio::spawn(expire_pending(engine.clone()));
+    tokio::spawn(deliver_sms(engine.clone()));
 
     let listener = switchboard_web::bind_unix(&socket).await?;
     info!(socket = %socket.display(), "API listening");
@@ -124,7 +179,7 @@ async fn start_https(
             ),
             _ => (
                 engine.tls_tables().web.clone(),
-                switchboard_web::pages::web(),
+                switchboard_web::pages::web(engine.clone()),
             ),
         };
         let any = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
@@ -149,6 +204,18 @@ async fn start_https(
         }
     }
     Ok(tasks)
+}
+
+/// Send what the SMS queue holds, now and then; the queue is in the store,
+/// so a gateway outage (or a restart) loses nothing.
+async fn deliver_sms(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = engine.deliver_sms().await {
+            error!(error = %e, "delivering the SMS queue failed; retrying");
+        }
+    }
 }
 
 /// Roll back a commit-confirmed revision whose deadline has passed.

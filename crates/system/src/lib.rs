@@ -11,6 +11,8 @@
 //!   confined to `nft::ffi`).
 //! - [`proc`]: what the kernel says about a local client process.
 //! - [`dns`]: the host name, and what the system resolver says a name is.
+//! - [`kamailio`]: check, supervise and reload Kamailio; its subscriber table.
+//! - [`sms`]: send an SMS through Kannel's `sendsms`, an HTTP webhook, or the outbox.
 //!
 //! Current limitations:
 //! - Kamailio and certificate file adapters are still to come.
@@ -18,9 +20,11 @@
 //!   runs the multi-thread one).
 
 pub mod dns;
+pub mod kamailio;
 pub mod nft;
 pub mod nics;
 pub mod proc;
+pub mod sms;
 
 #[cfg(feature = "testlab")]
 pub mod testlab;

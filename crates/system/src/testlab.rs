@@ -369,3 +369,626 @@ pub fn answers_all(
             .collect()
     })
 }
+
+/// Where Debian's `kannel` package puts the bearerbox (the SMS core).
+pub const BEARERBOX: &str = "/usr/sbin/bearerbox";
+/// Where Debian's `kannel` package puts the smsbox (the `sendsms` HTTP side).
+pub const SMSBOX: &str = "/usr/sbin/smsbox";
+/// Where Debian's `kannel-extras` package puts the fake SMS centre.
+pub const FAKESMSC: &str = "/usr/lib/kannel/test/fakesmsc";
+
+/// Whether Kannel's bearerbox, smsbox and fakesmsc are installed here.
+pub fn kannel_installed() -> bool {
+    [BEARERBOX, SMSBOX, FAKESMSC]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists())
+}
+
+/// The loopback ports of a [`Kannel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KannelPorts {
+    /// bearerbox's HTTP administration (`/status.txt`).
+    pub admin: u16,
+    /// bearerbox's port for boxes (the smsbox connects here).
+    pub smsbox: u16,
+    /// The `fake` SMSC group's port (fakesmsc connects here).
+    pub smsc: u16,
+    /// smsbox's `sendsms-port`: what switchboard talks to.
+    pub sendsms: u16,
+}
+
+/// A real Kannel on 127.0.0.1, for system tests: bearerbox, smsbox and
+/// Kannel's fake SMS centre (`fakesmsc`), each a child process in its own
+/// process group, killed (the whole group: smsbox forks a new process of
+/// itself when its bearerbox goes away) by [`Kannel::stop`] and on drop,
+/// even when the test panics. Needs no root; in a namespace when given one.
+///
+/// Its configuration (`kannel.conf` in [`Kannel::dir`]): a `core` group
+/// (admin, box and fake-SMSC ports on loopback, a file store so that queued
+/// messages survive a bearerbox restart), one `fake` SMSC (`smsc-id`
+/// `fake`), an `smsbox` with `sendsms-port` and `global-sender`
+/// [`Kannel::GLOBAL_SENDER`], and one `sendsms-user` ([`Kannel::USERNAME`],
+/// [`Kannel::PASSWORD`], up to 3 concatenated parts).
+///
+/// What the SMS centre got is read from fakesmsc's output with
+/// [`Kannel::received`]; its line protocol cannot carry a newline, so texts
+/// of tests should not hold one. The logs of all three stay in
+/// [`Kannel::dir`], which is removed on drop unless the test panicked.
+#[derive(Debug)]
+pub struct Kannel<'ns> {
+    netns: Option<&'ns Netns>,
+    dir: std::path::PathBuf,
+    ports: KannelPorts,
+    bearerbox: Option<std::process::Child>,
+    smsbox: Option<std::process::Child>,
+    fakesmsc: Option<std::process::Child>,
+}
+
+/// One message as Kannel's fake SMS centre received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSms {
+    pub from: String,
+    pub to: String,
+    /// fakesmsc's word for it: `text`, `data`, `ucs-2`, `udh` (one part of
+    /// a concatenated message), or `concatenated` (parts put together by
+    /// [`reassemble`]).
+    pub kind: String,
+    /// The user data header of a part.
+    pub udh: Option<Vec<u8>>,
+    /// The message: UTF-8 for GSM-7 text, UTF-16BE for UCS-2.
+    pub data: Vec<u8>,
+}
+
+impl FakeSms {
+    /// The text: UTF-16BE decoded for `ucs-2`, UTF-8 otherwise.
+    pub fn text(&self) -> String {
+        if self.kind == "ucs-2" {
+            self.ucs2_text()
+        } else {
+            String::from_utf8_lossy(&self.data).into_owned()
+        }
+    }
+
+    /// The data decoded as UTF-16BE (for UCS-2 parts, whose kind does not
+    /// say so).
+    pub fn ucs2_text(&self) -> String {
+        let units: Vec<u16> = self
+            .data
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    }
+
+    /// (reference, parts, this part's number from 1) of a concatenated
+    /// message's part.
+    pub fn concat(&self) -> Option<(u16, u8, u8)> {
+        let udh = self.udh.as_deref()?;
+        let mut ies = udh.get(1..1 + usize::from(*udh.first()?))?;
+        while let [iei, len, rest @ ..] = ies {
+            let (ie, next) = rest.split_at_checked(usize::from(*len))?;
+            match (iei, ie) {
+                (0x00, [r, total, seq]) => return Some((u16::from(*r), *total, *seq)),
+                (0x08, [r1, r2, total, seq]) => {
+                    return Some((u16::from_be_bytes([*r1, *r2]), *total, *seq));
+                }
+                _ => ies = next,
+            }
+        }
+        None
+    }
+}
+
+/// Concatenated parts put together (kind `concatenated`, data joined in
+/// order), complete messages only, in the order of their first part; other
+/// messages as they are.
+pub fn reassemble(received: &[FakeSms]) -> Vec<FakeSms> {
+    let mut out: Vec<FakeSms> = Vec::new();
+    let mut done = std::collections::BTreeSet::new();
+    for (i, m) in received.iter().enumerate() {
+        let Some((reference, total, _)) = m.concat() else {
+            out.push(m.clone());
+            continue;
+        };
+        let key = (m.from.clone(), m.to.clone(), reference, total);
+        if done.contains(&key) {
+            continue;
+        }
+        let mut parts: Vec<&FakeSms> = received[i..]
+            .iter()
+            .filter(|p| {
+                p.from == m.from
+                    && p.to == m.to
+                    && p.concat()
+                        .is_some_and(|(r, t, _)| r == reference && t == total)
+            })
+            .collect();
+        parts.sort_by_key(|p| p.concat().map(|(_, _, seq)| seq));
+        parts.dedup_by_key(|p| p.concat().map(|(_, _, seq)| seq));
+        if parts.len() == usize::from(total) {
+            done.insert(key);
+            out.push(FakeSms {
+                from: m.from.clone(),
+                to: m.to.clone(),
+                kind: "concatenated".to_owned(),
+                udh: None,
+                data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Kannel's URL decoding: `+` is a space, `%XX` a byte.
+fn kannel_url_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// One `Got message N: <FROM TO KIND ...>` line of fakesmsc's output.
+fn parse_fakesmsc_line(line: &str) -> Option<FakeSms> {
+    let start = line.find("Got message ")?;
+    let rest = &line[start..];
+    let rest = &rest[rest.find(": <")? + 3..];
+    let rest = rest.strip_suffix('>')?;
+    let mut words = rest.splitn(4, ' ');
+    let from = words.next()?.to_owned();
+    let to = words.next()?.to_owned();
+    let kind = words.next()?.to_owned();
+    let payload = words.next().unwrap_or("");
+    let (udh, data) = match kind.as_str() {
+        "text" => (None, payload.as_bytes().to_vec()),
+        "udh" => {
+            let mut parts = payload.splitn(3, ' ');
+            let udh = kannel_url_decode(parts.next()?);
+            let inner = parts.next()?;
+            let msg = parts.next().unwrap_or("");
+            let data = if inner == "text" {
+                msg.as_bytes().to_vec()
+            } else {
+                kannel_url_decode(msg)
+            };
+            (Some(udh), data)
+        }
+        _ => (None, kannel_url_decode(payload)),
+    };
+    Some(FakeSms {
+        from,
+        to,
+        kind,
+        udh,
+        data,
+    })
+}
+
+impl<'ns> Kannel<'ns> {
+    /// The `sendsms-user` of the configuration.
+    pub const USERNAME: &'static str = "switchboard";
+    /// Its password, with characters that need URL-encoding.
+    pub const PASSWORD: &'static str = "sbt-pa55&+x";
+    /// The sender Kannel puts on messages that name none.
+    pub const GLOBAL_SENDER: &'static str = "12345";
+    /// The `smsc-id` of the fake SMS centre.
+    pub const SMSC_ID: &'static str = "fake";
+    const ADMIN_PASSWORD: &'static str = "sbt-admin";
+    /// How long starting may take before it is an error.
+    const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Write the configuration on free loopback ports (of `netns`, when
+    /// given) and start bearerbox, fakesmsc and smsbox; returns once the
+    /// SMS centre is online and `sendsms` answers.
+    pub fn start(netns: Option<&'ns Netns>) -> io::Result<Kannel<'ns>> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sbt-kannel-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let pick = || -> io::Result<Vec<u16>> {
+            let listeners = (0..4)
+                .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+                .collect::<io::Result<Vec<_>>>()?;
+            listeners
+                .iter()
+                .map(|l| l.local_addr().map(|a| a.port()))
+                .collect()
+        };
+        let ports = match netns {
+            Some(ns) => ns.enter(pick)?,
+            None => pick()?,
+        };
+        let ports = KannelPorts {
+            admin: ports[0],
+            smsbox: ports[1],
+            smsc: ports[2],
+            sendsms: ports[3],
+        };
+        let mut kannel = Kannel {
+            netns,
+            dir,
+            ports,
+            bearerbox: None,
+            smsbox: None,
+            fakesmsc: None,
+        };
+        std::fs::write(kannel.config_path(), kannel.config())?;
+        kannel.start_again()?;
+        Ok(kannel)
+    }
+
+    /// The configuration, logs and message store live here.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn ports(&self) -> KannelPorts {
+        self.ports
+    }
+
+    /// smsbox's `sendsms` URL, for `Gateway::Kannel`.
+    pub fn sendsms_url(&self) -> String {
+        format!("http://127.0.0.1:{}/cgi-bin/sendsms", self.ports.sendsms)
+    }
+
+    fn config_path(&self) -> std::path::PathBuf {
+        self.dir.join("kannel.conf")
+    }
+
+    fn config(&self) -> String {
+        let KannelPorts {
+            admin,
+            smsbox,
+            smsc,
+            sendsms,
+        } = self.ports;
+        let store = self.dir.join("kannel.store");
+        format!(
+            "group = core\n\
+             admin-port = {admin}\n\
+             admin-interface = 127.0.0.1\n\
+             admin-password = \"{admin_password}\"\n\
+             admin-allow-ip = 127.0.0.1\n\
+             smsbox-port = {smsbox}\n\
+             smsbox-interface = 127.0.0.1\n\
+             box-allow-ip = 127.0.0.1\n\
+             store-type = file\n\
+             store-location = \"{store}\"\n\
+             \n\
+             group = smsc\n\
+             smsc = fake\n\
+             smsc-id = {smsc_id}\n\
+             port = {smsc}\n\
+             our-host = 127.0.0.1\n\
+             connect-allow-ip = 127.0.0.1\n\
+             \n\
+             group = smsbox\n\
+             bearerbox-host = 127.0.0.1\n\
+             bearerbox-port = {smsbox}\n\
+             sendsms-port = {sendsms}\n\
+             sendsms-interface = 127.0.0.1\n\
+             global-sender = {sender}\n\
+             \n\
+             group = sendsms-user\n\
+             username = {user}\n\
+             password = \"{password}\"\n\
+             max-messages = 3\n\
+             concatenation = true\n",
+            admin_password = Self::ADMIN_PASSWORD,
+            store = store.display(),
+            smsc_id = Self::SMSC_ID,
+            sender = Self::GLOBAL_SENDER,
+            user = Self::USERNAME,
+            password = Self::PASSWORD,
+        )
+    }
+
+    /// A command for `program`, in the namespace when there is one, in a
+    /// process group of its own, its output appended to `log` in the
+    /// directory.
+    fn command(&self, program: &str, log: &str) -> io::Result<Command> {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = match self.netns {
+            Some(ns) => ns.command(program),
+            None => Command::new(program),
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))?;
+        command
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        Ok(command)
+    }
+
+    fn spawn(&self, program: &str, args: &[&str], log: &str) -> io::Result<std::process::Child> {
+        self.command(program, log)?
+            .args(args)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program}: {e}")))
+    }
+
+    /// Start what is not running (all three after [`Kannel::stop`]), and
+    /// wait until the SMS centre is online and `sendsms` answers.
+    pub fn start_again(&mut self) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + Self::START_WAIT;
+        let config = self.config_path();
+        let config = config.to_str().unwrap_or_default().to_owned();
+        if self.bearerbox.is_none() {
+            self.bearerbox = Some(self.spawn(BEARERBOX, &["-v", "1", &config], "bearerbox.log")?);
+            let ports = [self.ports.admin, self.ports.smsbox, self.ports.smsc];
+            self.wait_until(deadline, "bearerbox listens", |k| {
+                ports.iter().all(|p| k.port_open(*p))
+            })?;
+        }
+        if self.fakesmsc.is_none() {
+            self.start_smsc_process()?;
+        }
+        if self.smsbox.is_none() {
+            self.smsbox = Some(self.spawn(SMSBOX, &["-v", "1", &config], "smsbox.log")?);
+        }
+        let sendsms = self.ports.sendsms;
+        self.wait_until(deadline, "the SMSC is online and sendsms answers", |k| {
+            k.port_open(sendsms)
+                && k.status().is_ok_and(|s| {
+                    Self::smsc_online_in(&s) && s.contains("smsbox:") && s.contains("on-line")
+                })
+        })
+    }
+
+    fn start_smsc_process(&mut self) -> io::Result<()> {
+        let port = self.ports.smsc.to_string();
+        // `-m 0`: send no message of its own, print what it gets.
+        self.fakesmsc = Some(self.spawn(
+            FAKESMSC,
+            &["-H", "127.0.0.1", "-r", &port, "-m", "0", "0 0 text nop"],
+            "fakesmsc.log",
+        )?);
+        Ok(())
+    }
+
+    /// Kill everything (an outage); [`Kannel::start_again`] brings it back
+    /// on the same ports, with the messages bearerbox had stored.
+    pub fn stop(&mut self) {
+        // smsbox first: it restarts itself when its bearerbox goes away.
+        for child in [&mut self.smsbox, &mut self.fakesmsc, &mut self.bearerbox] {
+            if let Some(mut c) = child.take() {
+                kill_group(&mut c);
+            }
+        }
+    }
+
+    /// Disconnect the SMS centre only: Kannel then queues what it is sent.
+    pub fn stop_smsc(&mut self) {
+        if let Some(mut c) = self.fakesmsc.take() {
+            kill_group(&mut c);
+        }
+        let deadline = std::time::Instant::now() + Self::START_WAIT;
+        let _ = self.wait_until(deadline, "the SMSC is offline", |k| {
+            k.status().is_ok_and(|s| !Self::smsc_online_in(&s))
+        });
+    }
+
+    /// Connect the SMS centre again and wait until it is online.
+    pub fn start_smsc(&mut self) -> io::Result<()> {
+        if self.fakesmsc.is_none() {
+            self.start_smsc_process()?;
+        }
+        let deadline = std::time::Instant::now() + Self::START_WAIT;
+        self.wait_until(deadline, "the SMSC is online", |k| {
+            k.status().is_ok_and(|s| Self::smsc_online_in(&s))
+        })
+    }
+
+    fn smsc_online_in(status: &str) -> bool {
+        status
+            .lines()
+            .any(|l| l.contains(&format!("[{}]", Self::SMSC_ID)) && l.contains("(online"))
+    }
+
+    /// bearerbox's `/status.txt`.
+    pub fn status(&self) -> io::Result<String> {
+        let port = self.ports.admin;
+        let get = move || -> io::Result<String> {
+            use std::io::Read as _;
+            let wait = std::time::Duration::from_secs(2);
+            let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), wait)?;
+            s.set_read_timeout(Some(wait))?;
+            write!(
+                s,
+                "GET /status.txt?password={} HTTP/1.0\r\nConnection: close\r\n\r\n",
+                Self::ADMIN_PASSWORD
+            )?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        };
+        match self.netns {
+            Some(ns) => ns.enter(get),
+            None => get(),
+        }
+    }
+
+    fn port_open(&self, port: u16) -> bool {
+        let probe = move || {
+            std::net::TcpStream::connect_timeout(
+                &([127, 0, 0, 1], port).into(),
+                std::time::Duration::from_millis(200),
+            )
+            .is_ok()
+        };
+        match self.netns {
+            Some(ns) => ns.enter(probe),
+            None => probe(),
+        }
+    }
+
+    /// Polls `ready` until `deadline`; fails early, with the logs, when a
+    /// started process died.
+    fn wait_until(
+        &mut self,
+        deadline: std::time::Instant,
+        what: &str,
+        ready: impl Fn(&Self) -> bool,
+    ) -> io::Result<()> {
+        loop {
+            if ready(self) {
+                return Ok(());
+            }
+            let mut died = None;
+            for (name, child) in [
+                ("bearerbox", &mut self.bearerbox),
+                ("smsbox", &mut self.smsbox),
+                ("fakesmsc", &mut self.fakesmsc),
+            ] {
+                if let Some(c) = child
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    // Its group may live on (smsbox's restarted self).
+                    if let Some(mut c) = child.take() {
+                        kill_group(&mut c);
+                    }
+                    died = Some((name, status));
+                    break;
+                }
+            }
+            if let Some((name, status)) = died {
+                return Err(io::Error::other(format!(
+                    "waiting until {what}: {name} exited ({status})\n{}",
+                    self.logs()
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "Kannel: gave up waiting until {what}\n{}",
+                    self.logs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of each log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for log in ["bearerbox.log", "smsbox.log", "fakesmsc.log"] {
+            let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {log} (last lines)\n"));
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Every message the fake SMS centre got so far, across restarts, in
+    /// order (concatenated messages as their parts: see [`reassemble`]).
+    pub fn received(&self) -> Vec<FakeSms> {
+        std::fs::read_to_string(self.dir.join("fakesmsc.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(parse_fakesmsc_line)
+            .collect()
+    }
+
+    /// Waits until the SMS centre got at least `count` messages (parts),
+    /// and returns all it got; an error, with the logs, after `wait`.
+    pub fn wait_received(
+        &self,
+        count: usize,
+        wait: std::time::Duration,
+    ) -> io::Result<Vec<FakeSms>> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let got = self.received();
+            if got.len() >= count {
+                return Ok(got);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the fake SMSC got {} message(s), not {count}, within {wait:?}: {got:?}\n{}",
+                    got.len(),
+                    self.logs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+}
+
+/// SIGKILL to the child's process group (it leads it), then reap it.
+fn kill_group(child: &mut std::process::Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Kannel<'_> {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let _ = writeln!(
+                io::stderr(),
+                "Kannel's configuration and logs are kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod kannel_tests {
+    use super::*;
+
+    #[test]
+    fn fakesmsc_lines() {
+        let l = "2026-11-26 08:30:12 [29265] [0] DEBUG: Got message 1: <12345 +4915112345678 text Hello & you +1>";
+        let m = parse_fakesmsc_line(l).unwrap();
+        assert_eq!(
+            (m.from.as_str(), m.to.as_str(), m.kind.as_str()),
+            ("12345", "+4915112345678", "text")
+        );
+        assert_eq!(m.text(), "Hello & you +1");
+        let l = "x DEBUG: Got message 2: <12345 +49151 ucs-2 %00G%00r%00%FC%00%DF%00e%00++%AC%D8%3D%DE%00>";
+        assert_eq!(parse_fakesmsc_line(l).unwrap().text(), "Grüße €😀");
+        let p1 =
+            parse_fakesmsc_line("Got message 3: <1 2 udh %05%00%03%07%02%01 data AB+C>").unwrap();
+        let p2 =
+            parse_fakesmsc_line("Got message 4: <1 2 udh %05%00%03%07%02%02 data D%2BE>").unwrap();
+        assert_eq!(p1.concat(), Some((7, 2, 1)));
+        let whole = reassemble(&[p2.clone(), p1.clone()]);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].text(), "AB CD+E");
+        assert!(reassemble(&[p1]).is_empty());
+        assert!(parse_fakesmsc_line("INFO: fakesmsc starting").is_none());
+    }
+}

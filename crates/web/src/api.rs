@@ -63,6 +63,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/nics/settings", post(set_nic))
         .route("/v1/padlock", get(padlock))
+        .route("/v1/accounts", get(accounts).post(add_account))
+        .route(
+            "/v1/accounts/{username}",
+            get(account).delete(delete_account),
+        )
+        .route(
+            "/v1/accounts/import",
+            post(import_accounts).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY * 2)),
+        )
+        .route("/v1/provisioning", post(set_provisioning))
+        .route("/v1/activate", post(activate))
+        .route("/v1/sms", get(sms))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -425,4 +437,128 @@ async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -
 
 async fn padlock(State(e): State<AppState>) -> ApiResult {
     ok(e.padlock().await?)
+}
+
+fn provision_error(code: &'static str, message: String, hint: &'static str) -> ApiError {
+    ApiError::from(EngineError::Provision {
+        code,
+        message,
+        hint,
+    })
+}
+
+macro_rules! parse_provision {
+    ($ty:ty, $text:expr) => {
+        $text
+            .parse::<$ty>()
+            .map_err(|e| provision_error(e.code(), e.to_string(), e.hint()))
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountRequest {
+    phone: String,
+    username: Option<String>,
+    name: Option<String>,
+    group: Option<String>,
+    profile: Option<String>,
+}
+
+async fn add_account(State(e): State<AppState>, Body(r): Body<AccountRequest>) -> ApiResult {
+    use switchboard_provision as p;
+    let new = p::NewAccount {
+        username: r
+            .username
+            .as_deref()
+            .map(|u| parse_provision!(p::Username, u))
+            .transpose()?,
+        display_name: r
+            .name
+            .as_deref()
+            .map(|n| parse_provision!(p::DisplayName, n))
+            .transpose()?,
+        phone: parse_provision!(p::PhoneNumber, r.phone)?,
+        group: r
+            .group
+            .as_deref()
+            .map(|g| parse_provision!(p::Group, g))
+            .transpose()?,
+        profile: r
+            .profile
+            .as_deref()
+            .map(|x| parse_provision!(p::ClientProfile, x))
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    ok(e.add_account(new).await?)
+}
+
+async fn accounts(State(e): State<AppState>) -> ApiResult {
+    ok(e.accounts().await?)
+}
+
+async fn account(State(e): State<AppState>, Path(username): Path<String>) -> ApiResult {
+    ok(e.account(&parse_provision!(
+        switchboard_provision::Username,
+        username
+    )?)
+    .await?)
+}
+
+async fn delete_account(State(e): State<AppState>, Path(username): Path<String>) -> ApiResult {
+    let username = parse_provision!(switchboard_provision::Username, username)?;
+    e.delete_account(&username).await?;
+    ok(serde_json::json!({ "deleted": username }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest2 {
+    /// The CSV file, base64.
+    csv: String,
+}
+
+async fn import_accounts(State(e): State<AppState>, Body(r): Body<ImportRequest2>) -> ApiResult {
+    ok(e.import_accounts(&base64("csv", &r.csv)?).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisioningRequest {
+    sip_tls_hostname: Option<String>,
+    web_uri: Option<String>,
+}
+
+async fn set_provisioning(
+    State(e): State<AppState>,
+    Body(r): Body<ProvisioningRequest>,
+) -> ApiResult {
+    let settings = switchboard_domain::provisioning::ProvisioningSettings {
+        sip_tls_hostname: r.sip_tls_hostname.as_deref().map(parse).transpose()?,
+        web_uri: r
+            .web_uri
+            .as_deref()
+            .map(|u| parse_provision!(switchboard_domain::provisioning::WebUri, u))
+            .transpose()?,
+    };
+    ok(e.set_provisioning(settings).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateRequest {
+    username: String,
+}
+
+async fn activate(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> ApiResult {
+    ok(e.activate(&parse_provision!(
+        switchboard_provision::Username,
+        r.username
+    )?)
+    .await?)
+}
+
+async fn sms(State(e): State<AppState>) -> ApiResult {
+    ok(e.sms().await?)
 }

@@ -22,7 +22,7 @@ pub enum ClientError {
         source: std::io::Error,
     },
     #[error("{}", .body.message)]
-    Api { status: u16, body: ErrorBody },
+    Api { status: u16, body: Box<ErrorBody> },
     #[error("unexpected answer from the daemon: {0}")]
     Protocol(String),
 }
@@ -119,7 +119,7 @@ impl Client {
             })?;
             Err(ClientError::Api {
                 status: status.as_u16(),
-                body: doc.error,
+                body: Box::new(doc.error),
             })
         }
     }

@@ -17,6 +17,10 @@ pub struct ErrorBody {
     pub hint: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
+    /// For a refused CSV file: every bad row (`line`, `column`, `code`,
+    /// `message`, `hint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,7 +31,7 @@ pub struct ErrorDocument {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    body: Box<ErrorBody>,
 }
 
 impl ApiError {
@@ -39,12 +43,13 @@ impl ApiError {
     ) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 code: code.into(),
                 message: message.into(),
                 hint: hint.into(),
                 diagnostics: vec![],
-            },
+                problems: vec![],
+            }),
         }
     }
 
@@ -78,7 +83,12 @@ impl From<EngineError> for ApiError {
             EngineError::Import {
                 code: "oversize", ..
             } => StatusCode::PAYLOAD_TOO_LARGE,
-            EngineError::Import { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Import { .. }
+            | EngineError::Provision { .. }
+            | EngineError::CsvRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::NoSuchAccount(_) | EngineError::LinkGone => StatusCode::NOT_FOUND,
+            EngineError::ActivationUnavailable => StatusCode::CONFLICT,
+            EngineError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             // The message says what the system answered: the administrator
             // needs it, and it holds no secret.
             EngineError::ApplyFailed { .. } | EngineError::System(_) => StatusCode::BAD_GATEWAY,
@@ -93,8 +103,10 @@ impl From<EngineError> for ApiError {
             e.to_string()
         };
         let mut err = ApiError::new(status, e.code(), message, e.hint());
-        if let EngineError::Rejected { diagnostics } = e {
-            err.body.diagnostics = diagnostics;
+        match e {
+            EngineError::Rejected { diagnostics } => err.body.diagnostics = diagnostics,
+            EngineError::CsvRejected(problems) => err.body.problems = problems,
+            _ => {}
         }
         err
     }
@@ -102,6 +114,6 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorDocument { error: self.body })).into_response()
+        (self.status, Json(ErrorDocument { error: *self.body })).into_response()
     }
 }

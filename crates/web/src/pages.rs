@@ -1,11 +1,19 @@
-//! What the built-in HTTPS services answer until their own issues give
-//! them more: a health check, and for the console a page that says where
-//! administration happens today. Nothing here reveals configuration.
+//! What the built-in HTTPS services answer: for the smartphone web
+//! services, the configuration document behind an activation link
+//! (`/p/TOKEN`); for the console, until its pages exist, a page that says
+//! where administration happens today; a health check on both.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use switchboard_engine::{Engine, EngineError};
+use tracing::error;
+
+use crate::https::HttpsPeer;
 
 const CONSOLE_PAGE: &str = "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>switchboard</title></head>
@@ -42,6 +50,65 @@ pub fn console() -> Router {
 }
 
 /// The smartphone web services listener's routes.
-pub fn web() -> Router {
-    Router::new().route("/healthz", get(healthz))
+pub fn web(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/p/{token}", get(document))
+        .with_state(engine)
+}
+
+const GONE_PAGE: &str = "<!doctype html>
+<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not valid</title></head>
+<body><p>This activation link is not valid (any more). Ask your administrator for a new one.</p></body></html>
+";
+
+/// `GET /p/TOKEN`: the account's configuration document, once. Unknown,
+/// used, expired and malformed tokens all get the same answer; the token
+/// is never logged.
+async fn document(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
+    Path(token): Path<String>,
+) -> Response {
+    let private = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    match engine.fetch_document(&token, peer.remote.ip()).await {
+        Ok(doc) => {
+            let disposition = format!("inline; filename=\"{}\"", doc.filename);
+            (
+                private,
+                [
+                    (header::CONTENT_TYPE, doc.media_type.to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                doc.body,
+            )
+                .into_response()
+        }
+        Err(EngineError::RateLimited) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            private,
+            "too many requests\n",
+        )
+            .into_response(),
+        Err(EngineError::LinkGone) => (
+            StatusCode::NOT_FOUND,
+            private,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            GONE_PAGE,
+        )
+            .into_response(),
+        Err(e) => {
+            error!(error = %e, "serving a configuration document failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                private,
+                "the service cannot answer now; try again later\n",
+            )
+                .into_response()
+        }
+    }
 }

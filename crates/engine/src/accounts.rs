@@ -1,0 +1,364 @@
+//! Accounts, activation by SMS, the SMS queue, and the configuration
+//! documents phones fetch with their single-use link.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU16;
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use ring::rand::{SecureRandom, SystemRandom};
+use switchboard_domain::ServiceId;
+use switchboard_domain::provisioning::ProvisioningSettings;
+use switchboard_provision::{
+    Account, AccountView, ActivationToken, CertPin, Document, Ha1, NewAccount, Realm, SipPassword,
+    SrtpPolicy, Taken, Username,
+};
+use switchboard_store::{AccountRow, NewActivation, SmsRow, Store};
+use switchboard_system::sms::{SendOutcome, Sms};
+use tracing::{info, warn};
+
+use crate::views::{ActivationView, EditView, SmsView};
+use crate::{Engine, EngineError, Result};
+
+/// Fetches of activation links per source address and minute.
+const FETCHES_PER_MINUTE: u32 = 20;
+/// Attempts before a queued SMS is given up.
+const MAX_SMS_ATTEMPTS: u32 = 12;
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| EngineError::System("the system's random number generator failed".into()))?;
+    Ok(bytes)
+}
+
+fn corrupt(what: &str) -> EngineError {
+    EngineError::System(format!("a stored account has an unreadable {what}"))
+}
+
+fn account_of(row: &AccountRow) -> Result<Account> {
+    let realm: Realm = row.realm.parse().map_err(|_| corrupt("realm"))?;
+    Ok(Account::from_stored(
+        row.username.parse().map_err(|_| corrupt("user name"))?,
+        row.display_name
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("display name"))?,
+        row.phone.parse().map_err(|_| corrupt("phone number"))?,
+        row.group
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| corrupt("group"))?,
+        row.profile.parse().map_err(|_| corrupt("profile"))?,
+        Ha1::from_stored(realm, &row.ha1).map_err(|_| corrupt("digest"))?,
+    ))
+}
+
+fn row_of(a: &Account) -> AccountRow {
+    AccountRow {
+        username: a.username().to_string(),
+        display_name: a.display_name().map(|n| n.to_string()),
+        phone: a.phone().to_string(),
+        group: a.group().map(|g| g.to_string()),
+        profile: a.profile().as_str().to_owned(),
+        realm: a.ha1().realm().to_string(),
+        ha1: a.ha1().expose_hex(),
+    }
+}
+
+fn accounts_of(store: &Store) -> Result<Vec<Account>> {
+    store.accounts()?.iter().map(account_of).collect()
+}
+
+/// Per-address fetch counting for the activation links.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimit(StdMutex<HashMap<IpAddr, (Instant, u32)>>);
+
+impl RateLimit {
+    fn allow(&self, from: IpAddr) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        let entry = map.entry(from.to_canonical()).or_insert((now, 0));
+        entry.1 += 1;
+        entry.1 <= FETCHES_PER_MINUTE
+    }
+}
+
+fn sms_view(m: SmsRow) -> SmsView {
+    SmsView {
+        id: m.id,
+        username: m.username,
+        to: switchboard_system::sms::mask_number(&m.to),
+        // Only the outbox shows its text: that is how an administrator
+        // without a gateway hands links over.
+        text: (m.state == "outbox").then_some(m.text),
+        gateway: m.gateway,
+        state: m.state,
+        attempts: m.attempts,
+        next_try_at: m.next_try_at,
+        last_error: m.last_error,
+        created_at: m.created_at,
+    }
+}
+
+impl Engine {
+    pub async fn add_account(&self, new: NewAccount) -> Result<AccountView> {
+        let mut store = self.store.lock().await;
+        let mut taken = Taken::from_accounts(&accounts_of(&store)?);
+        let draft = taken.admit(new).map_err(|conflicts| {
+            let c = &conflicts[0];
+            EngineError::Provision {
+                code: c.code(),
+                message: c.to_string(),
+                hint: c.hint(),
+            }
+        })?;
+        let account = draft.into_account(SipPassword::from_entropy(random()?), &Realm::default());
+        store.insert_accounts(&[row_of(&account)], Timestamp::now())?;
+        info!(account = %account.username(), "account created");
+        Ok(account.view())
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+        Ok(accounts_of(&*self.store.lock().await)?
+            .iter()
+            .map(Account::view)
+            .collect())
+    }
+
+    fn find(store: &Store, username: &Username) -> Result<Account> {
+        accounts_of(store)?
+            .into_iter()
+            .find(|a| a.username() == username)
+            .ok_or_else(|| EngineError::NoSuchAccount(username.to_string()))
+    }
+
+    pub async fn account(&self, username: &Username) -> Result<AccountView> {
+        Ok(Self::find(&*self.store.lock().await, username)?.view())
+    }
+
+    pub async fn delete_account(&self, username: &Username) -> Result<()> {
+        if !self.store.lock().await.delete_account(username.as_str())? {
+            return Err(EngineError::NoSuchAccount(username.to_string()));
+        }
+        info!(account = %username, "account deleted");
+        Ok(())
+    }
+
+    /// Create every account of a CSV file, or none when any row is bad.
+    pub async fn import_accounts(&self, csv: &[u8]) -> Result<Vec<AccountView>> {
+        let mut store = self.store.lock().await;
+        let taken = Taken::from_accounts(&accounts_of(&store)?);
+        let drafts = switchboard_provision::import_csv(csv, &taken).map_err(|r| {
+            EngineError::CsvRejected(
+                r.problems
+                    .iter()
+                    .map(|p| serde_json::to_value(p).unwrap_or_default())
+                    .collect(),
+            )
+        })?;
+        let mut accounts = Vec::with_capacity(drafts.len());
+        for d in drafts {
+            accounts.push(d.into_account(SipPassword::from_entropy(random()?), &Realm::default()));
+        }
+        let rows: Vec<AccountRow> = accounts.iter().map(row_of).collect();
+        store.insert_accounts(&rows, Timestamp::now())?;
+        info!(accounts = rows.len(), "accounts imported");
+        Ok(accounts.iter().map(Account::view).collect())
+    }
+
+    /// Set the SIP/TLS host name and the web services URI: each must be
+    /// covered by the certificate bound to its service.
+    pub async fn set_provisioning(&self, settings: ProvisioningSettings) -> Result<EditView<()>> {
+        let covers = {
+            let store = self.store.lock().await;
+            let candidate = Self::candidate_of(&store)?;
+            let mut infos = Vec::new();
+            for service in [ServiceId::SipTls, ServiceId::Web] {
+                let mut names: Vec<_> = candidate
+                    .bindings
+                    .defaults
+                    .get(&service)
+                    .into_iter()
+                    .collect();
+                names.extend(
+                    candidate
+                        .bindings
+                        .overrides
+                        .get(&service)
+                        .into_iter()
+                        .flat_map(|o| o.values()),
+                );
+                let mut certs = Vec::new();
+                for n in names {
+                    if let Some(c) = store.cert(n)? {
+                        certs.push(c.info);
+                    }
+                }
+                infos.push(certs);
+            }
+            infos
+        };
+        let findings = switchboard_provision::check_settings(
+            &settings,
+            |h| covers[0].iter().any(|i| i.covers(h)),
+            |h| covers[1].iter().any(|i| i.covers(h)),
+        );
+        if let Some(f) = findings
+            .iter()
+            .find(|f| f.severity == switchboard_domain::Severity::Error)
+        {
+            return Err(EngineError::Provision {
+                code: f.code.as_str(),
+                message: f.message.clone(),
+                hint: "bind a certificate that covers it first (`switchboard cert bind`), or use a name the bound certificate covers",
+            });
+        }
+        self.edit("provisioning settings", |c, _| {
+            c.provisioning = settings;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A single-use, expiring link for `username`, sent by SMS (queued for
+    /// the gateway, or kept in the outbox). Uses the running revision's
+    /// provisioning settings: phones get what is applied.
+    pub async fn activate(&self, username: &Username) -> Result<ActivationView> {
+        let mut store = self.store.lock().await;
+        let account = Self::find(&store, username)?;
+        let web_uri = store
+            .applied()?
+            .and_then(|r| r.candidate.provisioning.web_uri)
+            .ok_or(EngineError::ActivationUnavailable)?;
+        let token = ActivationToken::from_entropy(random()?);
+        let link = switchboard_provision::activation_link(&web_uri, &token);
+        let text = switchboard_provision::activation_sms(account.display_name(), &link);
+        let now = Timestamp::now();
+        let expires_at = now + switchboard_provision::DEFAULT_TOKEN_TTL;
+        let gateway = self.config.sms_gateway.kind();
+        let sms_id = store.activate(&NewActivation {
+            username: username.as_str(),
+            token_hash: &token.hash().to_string(),
+            expires_at,
+            sms_to: account.phone().as_str(),
+            sms_text: text.expose(),
+            gateway,
+            at: now,
+        })?;
+        info!(account = %username, sms = sms_id, gateway, "activation link created and queued");
+        Ok(ActivationView {
+            username: username.to_string(),
+            sms_id,
+            to: switchboard_system::sms::mask_number(account.phone().as_str()),
+            gateway: gateway.into(),
+            expires_at,
+        })
+    }
+
+    pub async fn sms(&self) -> Result<Vec<SmsView>> {
+        Ok(self
+            .store
+            .lock()
+            .await
+            .sms()?
+            .into_iter()
+            .map(sms_view)
+            .collect())
+    }
+
+    /// One pass over the due messages of the queue: sent, or tried again
+    /// later with backoff (2 s doubling, at most an hour), or given up.
+    /// A gateway outage loses nothing: the queue is in the store.
+    pub async fn deliver_sms(&self) -> Result<usize> {
+        let due = self.store.lock().await.sms_due(Timestamp::now())?;
+        let mut sent = 0;
+        for m in due {
+            let sms = Sms {
+                to: m.to.clone(),
+                text: m.text.clone(),
+            };
+            let result = switchboard_system::sms::send(
+                &self.config.sms_gateway,
+                &sms,
+                Duration::from_secs(10),
+            )
+            .await;
+            let now = Timestamp::now();
+            let mut store = self.store.lock().await;
+            match result {
+                Ok(SendOutcome::Sent { .. }) | Ok(SendOutcome::Recorded) => {
+                    store.sms_attempted(m.id, "sent", now, None, now)?;
+                    sent += 1;
+                }
+                Err(e) if e.is_transient() && m.attempts + 1 < MAX_SMS_ATTEMPTS => {
+                    let wait = SignedDuration::from_secs((2i64 << m.attempts.min(11)).min(3600));
+                    warn!(sms = m.id, attempt = m.attempts + 1, error = %e, "SMS not sent; trying again later");
+                    store.sms_attempted(m.id, "queued", now + wait, Some(&e.to_string()), now)?;
+                }
+                Err(e) => {
+                    warn!(sms = m.id, error = %e, "SMS given up");
+                    store.sms_attempted(m.id, "failed", now, Some(&e.to_string()), now)?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The configuration document behind an activation link: the token is
+    /// used up by this call (atomically; a second fetch, like an unknown
+    /// or expired token, gets [`EngineError::LinkGone`]).
+    pub async fn fetch_document(&self, token: &str, from: IpAddr) -> Result<Document> {
+        if !self.fetch_limit.allow(from) {
+            return Err(EngineError::RateLimited);
+        }
+        let token =
+            ActivationToken::parse_path_segment(token).map_err(|_| EngineError::LinkGone)?;
+        let mut store = self.store.lock().await;
+        let username = store
+            .consume_token(&token.hash().to_string(), Timestamp::now())?
+            .ok_or(EngineError::LinkGone)?;
+        let account = Self::find(&store, &username.parse().map_err(|_| corrupt("user name"))?)?;
+        let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
+        let settings = &applied.candidate.provisioning;
+        let port = NonZeroU16::new(applied.candidate.port(ServiceId::SipTls).first())
+            .ok_or_else(|| EngineError::System("port 0".into()))?;
+        let mut pins = Vec::new();
+        for a in applied
+            .plan
+            .tls
+            .iter()
+            .filter(|a| a.service == ServiceId::SipTls)
+        {
+            if let Some(c) = store.cert(&a.cert)? {
+                let bundle = switchboard_pki::import(c.chain_pem.as_bytes(), None, None)?;
+                let pin =
+                    CertPin::of_spki_der(&switchboard_pki::subject_public_key_info(bundle.leaf())?);
+                if !pins.contains(&pin) {
+                    pins.push(pin);
+                }
+            }
+        }
+        let doc = switchboard_provision::document(
+            &account,
+            settings,
+            port,
+            &pins,
+            SrtpPolicy::Mandatory,
+            Timestamp::now(),
+        )
+        .map_err(|e| EngineError::Provision {
+            code: e.code(),
+            message: e.to_string(),
+            hint: e.hint(),
+        })?;
+        info!(account = %username, "configuration document fetched; its link is now dead");
+        Ok(doc)
+    }
+}

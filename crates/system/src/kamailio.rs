@@ -1,0 +1,328 @@
+//! The Kamailio adapter: check a configuration, run Kamailio as a
+//! supervised child, reload its TLS certificates, and keep its subscriber
+//! table in step.
+//!
+//! - [`check`]: `kamailio -c -f CFG`, before anything is replaced.
+//! - [`Supervisor`]: Kamailio in the foreground (`-DD -E`) as a child of
+//!   the daemon, restarted with backoff when it dies, stopped cleanly.
+//! - [`tls_reload`]: `kamcmd tls.reload` — which exits 0 even when the
+//!   reload fails, so its answer is read.
+//! - [`sync_subscribers`]: the `subscriber` table of Kamailio's SQLite
+//!   database (HA1 only, no clear password), replaced in one transaction;
+//!   `auth_db` reads it per request, so no restart is needed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KamailioError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        source: std::io::Error,
+    },
+    #[error("kamailio refuses the configuration: {0}")]
+    Check(String),
+    #[error("kamailio did not reload its TLS configuration: {0}")]
+    Reload(String),
+    #[error("the subscriber database {path}: {source}")]
+    Subscribers {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+const KAMAILIO: &str = "kamailio";
+const KAMCMD: &str = "kamcmd";
+
+/// Whether Kamailio is installed here.
+pub fn installed() -> bool {
+    ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+/// `kamailio -c -f CFG`: does Kamailio accept this configuration?
+pub async fn check(cfg: &Path) -> Result<(), KamailioError> {
+    let out = Command::new(KAMAILIO)
+        .arg("-c")
+        .arg("-f")
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| KamailioError::Spawn {
+            program: KAMAILIO,
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("error"))
+            .take(5)
+            .collect();
+        Err(KamailioError::Check(if errors.is_empty() {
+            text.trim().chars().take(500).collect()
+        } else {
+            errors.join("; ")
+        }))
+    }
+}
+
+/// `kamcmd -s unix:CTL tls.reload`, reading the answer: kamcmd exits 0
+/// whatever Kamailio replied.
+pub async fn tls_reload(ctl: &Path) -> Result<(), KamailioError> {
+    let out = Command::new(KAMCMD)
+        .arg("-s")
+        .arg(format!("unix:{}", ctl.display()))
+        .arg("tls.reload")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| KamailioError::Spawn {
+            program: KAMCMD,
+            source,
+        })?;
+    let answer = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && answer.contains("Ok.") && !answer.contains("error") {
+        Ok(())
+    } else {
+        Err(KamailioError::Reload(answer.trim().to_owned()))
+    }
+}
+
+/// One SIP account as Kamailio authenticates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    pub username: String,
+    pub domain: String,
+    /// MD5(username:realm:password), hex.
+    pub ha1: String,
+}
+
+/// Make the `subscriber` table hold exactly `subscribers` (creating the
+/// database with Kamailio's schema if needed), in one transaction.
+pub fn sync_subscribers(db: &Path, subscribers: &[Subscriber]) -> Result<(), KamailioError> {
+    let err = |source| KamailioError::Subscribers {
+        path: db.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(db).map_err(err)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS version (
+            id INTEGER PRIMARY KEY NOT NULL,
+            table_name VARCHAR(32) NOT NULL,
+            table_version INTEGER DEFAULT 0 NOT NULL,
+            CONSTRAINT version_table_name_idx UNIQUE (table_name));
+         INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('version', 1);
+         CREATE TABLE IF NOT EXISTS subscriber (
+            id INTEGER PRIMARY KEY NOT NULL,
+            username VARCHAR(64) DEFAULT '' NOT NULL,
+            domain VARCHAR(64) DEFAULT '' NOT NULL,
+            password VARCHAR(64) DEFAULT '' NOT NULL,
+            ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+            ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+            CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
+         INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('subscriber', 7);",
+    )
+    .map_err(err)?;
+    let tx = conn.transaction().map_err(err)?;
+    tx.execute("DELETE FROM subscriber", []).map_err(err)?;
+    for s in subscribers {
+        tx.execute(
+            "INSERT INTO subscriber (username, domain, ha1) VALUES (?1, ?2, ?3)",
+            params![s.username, s.domain, s.ha1],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)?;
+    Ok(())
+}
+
+/// What the supervisor knows about Kamailio.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KamailioState {
+    pub running: bool,
+    pub pid: Option<u32>,
+    /// How many times it was started again after it died.
+    pub restarts: u32,
+    /// How it last ended, if it did.
+    pub last_exit: Option<String>,
+}
+
+/// Kamailio as a supervised child: restarted with backoff (1 s doubling
+/// to 30 s, back to 1 s after a minute of running) when it dies.
+#[derive(Debug)]
+pub struct Supervisor {
+    state: Arc<Mutex<KamailioState>>,
+    restart: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Start Kamailio on `cfg` and keep it running.
+    pub fn start(cfg: PathBuf) -> Supervisor {
+        let state = Arc::new(Mutex::new(KamailioState::default()));
+        let (restart, restart_rx) = watch::channel(0u64);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(cfg, state.clone(), restart_rx, stop_rx));
+        Supervisor {
+            state,
+            restart,
+            stop,
+            task,
+        }
+    }
+
+    pub fn state(&self) -> KamailioState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stop Kamailio and start it again (its listen sockets changed).
+    pub fn restart(&self) {
+        self.restart.send_modify(|n| *n += 1);
+    }
+
+    /// Stop Kamailio and the supervision.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn supervise(
+    cfg: PathBuf,
+    state: Arc<Mutex<KamailioState>>,
+    mut restart: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let set =
+        |f: &dyn Fn(&mut KamailioState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+    loop {
+        let started = Instant::now();
+        // Its own process group: Kamailio forks workers, and a stop or a
+        // restart must take them all (they hold the listen sockets).
+        let mut child = match Command::new(KAMAILIO)
+            .args(["-DD", "-E", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot start kamailio");
+                set(&|s| s.last_exit = Some(format!("cannot start: {e}")));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let pid = child.id();
+        info!(?pid, cfg = %cfg.display(), "kamailio started");
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_log(stderr));
+        }
+        set(&|s| {
+            s.running = true;
+            s.pid = pid;
+        });
+        let asked_restart = tokio::select! {
+            status = child.wait() => {
+                kill_group(pid);
+                let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                warn!(%how, "kamailio ended; starting it again");
+                set(&|s| { s.running = false; s.pid = None; s.last_exit = Some(how.clone()); s.restarts += 1; });
+                false
+            }
+            _ = restart.changed() => true,
+            _ = stopped(&mut stop) => {
+                terminate(&mut child).await;
+                set(&|s| { s.running = false; s.pid = None; s.last_exit = Some("stopped".into()); });
+                info!("kamailio stopped");
+                return;
+            }
+        };
+        if asked_restart {
+            terminate(&mut child).await;
+            set(&|s| {
+                s.running = false;
+                s.pid = None;
+            });
+            backoff = Duration::from_secs(1);
+            continue;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Resolves when the supervisor is told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// SIGTERM to Kamailio's process group, then SIGKILL to what is left
+/// once the main process has ended (or after 5 s).
+async fn terminate(child: &mut tokio::process::Child) {
+    let pid = child.id();
+    if let Some(group) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    kill_group(pid);
+}
+
+/// Kill whatever is left of a Kamailio process group (workers whose main
+/// process died).
+fn kill_group(pid: Option<u32>) {
+    if let Some(group) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+}
+
+/// Kamailio's log lines (it logs to stderr with -E) into ours.
+async fn forward_log(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("ERROR") || line.contains("CRITICAL") {
+            warn!(target: "kamailio", "{}", line.trim());
+        } else {
+            tracing::debug!(target: "kamailio", "{}", line.trim());
+        }
+    }
+}
