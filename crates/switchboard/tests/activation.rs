@@ -8,14 +8,17 @@ mod common;
 use common::Daemon;
 use serde_json::Value;
 use switchboard_pki::testpki::{self, pki};
-use switchboard_system::testlab::{Lab, require_root_or_skip};
+use switchboard_system::testlab::{Kannel, Lab, require_root_or_skip};
 
-#[test]
-fn an_activated_phone_gets_its_document_once() {
-    if !require_root_or_skip("activation::an_activated_phone_gets_its_document_once") {
-        return;
-    }
-    let lab = Lab::new().expect("lab");
+/// The appliance of the story, ready to activate phones: the lab, its
+/// hosts files, the test CA's certificate for voip.example.test bound to
+/// `web` and `sip-tls`, the production layout, the provisioning settings,
+/// applied. Returns the daemon and the directory of the test's files.
+fn ready_appliance(
+    lab: &Lab,
+    dir: &std::path::Path,
+    serve: &[&str],
+) -> (Daemon, tempfile::TempDir) {
     lab.wan
         .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
         .expect("phone's hosts");
@@ -36,19 +39,12 @@ fn an_activated_phone_gets_its_document_once() {
             p.intermediate.pem()
         ),
     );
-    testpki::write(d0, "bad.csv", "phone,name\n+15550100111,Bob\n12345,Eve\n");
-    testpki::write(
-        d0,
-        "good.csv",
-        "phone,name,profile\n+15550100111,Bob,linphone\n+15550100112,Carol,\n",
-    );
     let f = |n: &str| d0.join(n).display().to_string();
-    let ca = f("ca.pem");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
+    let mut args = vec!["--firewall", "enforce"];
+    args.extend_from_slice(serve);
+    let d = Daemon::start(Some(&lab.appliance), dir, &args);
     d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
-    d.ok(&["cert", "ca", "add", &ca]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
     d.ok(&["cert", "bind", "web", "voip"]);
     d.ok(&["cert", "bind", "sip-tls", "voip"]);
     d.ok(&[
@@ -89,6 +85,61 @@ fn an_activated_phone_gets_its_document_once() {
         "https://voip.example.test",
     ]);
     d.ok(&["update", "-m", "production with provisioning"]);
+    (d, files)
+}
+
+/// GET `url` from the phone's namespace with curl, verifying the web
+/// services certificate against the test CA: (body, "STATUS MEDIA-TYPE").
+fn fetch(lab: &Lab, ca: &str, url: &str) -> (String, String) {
+    let out = lab
+        .wan
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            ca,
+            "-w",
+            "\n%{http_code} %{content_type}",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, meta) = text.rsplit_once('\n').expect("status line");
+    (body.to_owned(), meta.to_owned())
+}
+
+fn link_in(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with("https://voip.example.test/p/"))
+        .expect("the link")
+        .to_owned()
+}
+
+#[test]
+fn an_activated_phone_gets_its_document_once() {
+    if !require_root_or_skip("activation::an_activated_phone_gets_its_document_once") {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d, files) = ready_appliance(&lab, dir.path(), &[]);
+    let d0 = files.path();
+    testpki::write(d0, "bad.csv", "phone,name\n+15550100111,Bob\n12345,Eve\n");
+    testpki::write(
+        d0,
+        "good.csv",
+        "phone,name,profile\n+15550100111,Bob,linphone\n+15550100112,Carol,\n",
+    );
+    let f = |n: &str| d0.join(n).display().to_string();
+    let ca = f("ca.pem");
 
     // Accounts: bad input refused whole, good CSV in one go.
     d.fails(
@@ -144,39 +195,10 @@ fn an_activated_phone_gets_its_document_once() {
     );
     let sms = d.json(&["sms", "list"]);
     let text = sms[0]["text"].as_str().expect("outbox text").to_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.starts_with("https://voip.example.test/p/"))
-        .expect("the link")
-        .to_owned();
+    let link = link_in(&text);
 
     // The phone fetches it, verifying the certificate for voip.example.test.
-    let fetch = |url: &str| {
-        let out = lab
-            .wan
-            .command("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "5",
-                "--cacert",
-                &ca,
-                "-w",
-                "\n%{http_code} %{content_type}",
-                url,
-            ])
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, meta) = text.rsplit_once('\n').expect("status line");
-        (body.to_owned(), meta.to_owned())
-    };
-    let (body, meta) = fetch(&link);
+    let (body, meta) = fetch(&lab, &ca, &link);
     assert_eq!(
         meta, "200 application/vnd.switchboard.sip-account+json",
         "{body}"
@@ -194,14 +216,22 @@ fn an_activated_phone_gets_its_document_once() {
     );
 
     // Dead afterwards, like any unknown token: one and the same answer.
-    let (gone, meta_gone) = fetch(&link);
+    let (gone, meta_gone) = fetch(&lab, &ca, &link);
     assert!(meta_gone.starts_with("404"), "{meta_gone}");
-    let (unknown, meta_unknown) = fetch("https://voip.example.test/p/AAAAAAAAAAAAAAAAAAAAAA");
+    let (unknown, meta_unknown) = fetch(
+        &lab,
+        &ca,
+        "https://voip.example.test/p/AAAAAAAAAAAAAAAAAAAAAA",
+    );
     assert_eq!(
         (gone.as_str(), meta_gone.as_str()),
         (unknown.as_str(), meta_unknown.as_str())
     );
-    let (_, hostile) = fetch("https://voip.example.test/p/..%2F..%2Fetc%2Fpasswd");
+    let (_, hostile) = fetch(
+        &lab,
+        &ca,
+        "https://voip.example.test/p/..%2F..%2Fetc%2Fpasswd",
+    );
     assert!(hostile.starts_with("404"), "{hostile}");
 
     // The link is never logged.
@@ -209,5 +239,83 @@ fn an_activated_phone_gets_its_document_once() {
     assert!(
         !d.log_text().contains(token),
         "the daemon's log shows the token"
+    );
+}
+
+#[test]
+fn the_activation_sms_goes_through_kannel_and_survives_its_outage() {
+    if !require_root_or_skip(
+        "activation::the_activation_sms_goes_through_kannel_and_survives_its_outage",
+    ) {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    let mut kannel =
+        Kannel::start(Some(&lab.appliance)).expect("kannel in the appliance's namespace");
+    let secrets = testpki::tempdir();
+    testpki::write(secrets.path(), "sms.pw", format!("{}\n", Kannel::PASSWORD));
+    let pw = secrets.path().join("sms.pw").display().to_string();
+    let url = kannel.sendsms_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = [
+        "--sms-gateway",
+        "kannel",
+        "--sms-url",
+        &url,
+        "--sms-user",
+        Kannel::USERNAME,
+        "--sms-secret-file",
+        &pw,
+    ];
+    let (d, files) = ready_appliance(&lab, dir.path(), &serve);
+    let ca = files.path().join("ca.pem").display().to_string();
+    let ann = d.json(&["account", "add", "--phone", "+15550100199", "--name", "Ann"]);
+    let user = ann["username"].as_str().expect("user").to_owned();
+
+    // Kannel is down when the admin activates: the SMS waits in the queue.
+    kannel.stop();
+    d.ok(&["activate", &user]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let sms = d.json(&["sms", "list"]);
+        if sms[0]["attempts"].as_u64() >= Some(1) {
+            assert_eq!(
+                sms[0]["state"], "queued",
+                "a gateway outage is not a failure: {sms}"
+            );
+            assert_eq!(
+                sms[0]["text"],
+                Value::Null,
+                "the queue does not show the link"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery attempt: {sms}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Kannel is back: the message goes out by itself.
+    kannel.start_again().expect("kannel again");
+    let got = kannel
+        .wait_received(1, std::time::Duration::from_secs(30))
+        .expect("the SMS reaches the SMS centre");
+    let text = got[0].text();
+    assert!(text.contains("Ann"), "{text}");
+    assert!(got[0].to.ends_with("15550100199"), "{:?}", got[0]);
+    let sms = d.json(&["sms", "list"]);
+    assert_eq!(sms[0]["state"], "sent", "{sms}");
+
+    // The phone opens the link it received.
+    let (body, meta) = fetch(&lab, &ca, &link_in(&text));
+    assert_eq!(
+        meta, "200 application/vnd.switchboard.sip-account+json",
+        "{body}"
+    );
+    assert!(
+        !d.log_text().contains(&link_in(&text)),
+        "the link is never logged"
     );
 }
