@@ -12,11 +12,23 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
+/// How long a lookup may take before it counts as failed: a status page
+/// must not hang on an unreachable DNS server.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The addresses `name` resolves to, through the system resolver
-/// (`getaddrinfo`: `/etc/hosts`, then DNS), without duplicates.
+/// (`getaddrinfo`: `/etc/hosts`, then DNS), without duplicates; an error
+/// after [`TIMEOUT`].
 pub async fn resolve(name: &str) -> io::Result<Vec<IpAddr>> {
-    let mut out: Vec<IpAddr> = tokio::net::lookup_host((name, 0))
-        .await?
+    let lookup = tokio::net::lookup_host((name, 0));
+    let mut out: Vec<IpAddr> = tokio::time::timeout(TIMEOUT, lookup)
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {TIMEOUT:?}"),
+            )
+        })??
         .map(|sa| sa.ip().to_canonical())
         .collect();
     out.sort();
