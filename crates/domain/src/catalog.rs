@@ -183,8 +183,9 @@ impl FromStr for ServiceId {
     }
 }
 
-/// Cut user input that is echoed in an error message to a sane length.
-pub(crate) fn truncate_for_message(s: &str) -> String {
+/// Cut user input that is echoed in an error message to a sane length
+/// (64 characters and an ellipsis).
+pub fn truncate_for_message(s: &str) -> String {
     const MAX: usize = 64;
     if s.chars().count() <= MAX {
         s.to_owned()

@@ -3,16 +3,7 @@
 /// Cut user input that is echoed in an error message to a sane length, so
 /// that a megabyte-long field gives a short message. Messages print it with
 /// `{:?}`, which escapes control characters.
-pub(crate) fn echo(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.chars().count() <= MAX {
-        s.to_owned()
-    } else {
-        let mut cut: String = s.chars().take(MAX).collect();
-        cut.push('…');
-        cut
-    }
-}
+pub(crate) use switchboard_domain::catalog::truncate_for_message as echo;
 
 /// Characters that are not control characters (`Cc`) but still change how
 /// text is displayed without being seen: bidirectional embeddings,
