@@ -46,6 +46,9 @@ pub enum DiagnosticCode {
     CertInvalidAccepted,
     /// A bound certificate is self-signed: clients warn unless given it.
     CertSelfSigned,
+    /// The SIP/TLS host name or web services URI points at a NIC where its
+    /// service is not enabled: phones already activated stop working.
+    ProvisioningOrphaned,
 }
 
 impl DiagnosticCode {
@@ -62,7 +65,8 @@ impl DiagnosticCode {
             | DiagnosticCode::NicNew
             | DiagnosticCode::NicNameUnsupported
             | DiagnosticCode::CertInvalidAccepted
-            | DiagnosticCode::CertSelfSigned => Severity::Warning,
+            | DiagnosticCode::CertSelfSigned
+            | DiagnosticCode::ProvisioningOrphaned => Severity::Warning,
         }
     }
 
@@ -80,6 +84,7 @@ impl DiagnosticCode {
             DiagnosticCode::CertUnusable => "cert-unusable",
             DiagnosticCode::CertInvalidAccepted => "cert-invalid-accepted",
             DiagnosticCode::CertSelfSigned => "cert-self-signed",
+            DiagnosticCode::ProvisioningOrphaned => "provisioning-orphaned",
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
 
     port_conflicts(candidate, &resolved, &mut out);
     tls(candidate, facts, &resolved, &mut out);
+    orphans(candidate, facts, &resolved, &mut out);
 
     for nic in candidate.matrix.new_nics(facts) {
         out.push(Diagnostic::new(
@@ -174,6 +175,59 @@ fn tls(candidate: &Candidate, facts: &Facts, resolved: &ResolvedMatrix, out: &mu
         );
         d.nic = None;
         out.push(d);
+    }
+}
+
+/// The names phones were given must keep pointing at a NIC where their
+/// service answers: the SIP/TLS host name at one with `sip-tls`, the web
+/// services URI's host at one with `web`. A NIC is known by the host name
+/// declared for it (`nic set --hostname`).
+fn orphans(
+    candidate: &Candidate,
+    facts: &Facts,
+    resolved: &ResolvedMatrix,
+    out: &mut Vec<Diagnostic>,
+) {
+    let p = &candidate.provisioning;
+    let web_host = p.web_uri.as_ref().map(|u| u.host().to_string());
+    let names = [
+        (
+            ServiceId::SipTls,
+            p.sip_tls_hostname.as_ref().map(|h| h.to_string()),
+            "SIP/TLS host name",
+        ),
+        (ServiceId::Web, web_host, "web services URI"),
+    ];
+    for (service, name, what) in names {
+        let Some(name) = name else { continue };
+        let enabled_somewhere = resolved
+            .nics_of(service)
+            .iter()
+            .any(|n| facts.nic(n).is_some());
+        let named: Vec<&NicName> = candidate
+            .nics
+            .iter()
+            .filter(|(_, s)| s.hostname.as_ref().is_some_and(|h| h.as_str() == name))
+            .map(|(n, _)| n)
+            .collect();
+        for nic in named.iter().filter(|n| !resolved.allows(service, n)) {
+            out.push(Diagnostic::new(
+                Code::ProvisioningOrphaned,
+                Some(service),
+                Some(nic),
+                format!("the {what} {name} is {nic}'s name, but {service} is not enabled on {nic}: phones already activated will not reach it"),
+                format!("allow {service} on {nic} again, or change the provisioning settings and activate the phones again"),
+            ));
+        }
+        if named.is_empty() && !enabled_somewhere {
+            out.push(Diagnostic::new(
+                Code::ProvisioningOrphaned,
+                Some(service),
+                None,
+                format!("the {what} is {name}, but {service} is enabled on no NIC: phones already activated will not reach it"),
+                format!("allow {service} on the NIC that {name} points at"),
+            ));
+        }
     }
 }
 
@@ -439,6 +493,47 @@ mod tests {
                 ),
                 ("cert-self-signed".into(), None, None),
             ]
+        );
+    }
+
+    #[test]
+    fn moving_a_provisioned_service_off_its_nic_warns_about_orphaned_phones() {
+        let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+        let mut c = candidate();
+        c.matrix = c
+            .matrix
+            .production(&name("lan0"), &name("wan0"), &f)
+            .expect("preset");
+        c.provisioning.sip_tls_hostname = Some("voip.example.test".parse().expect("host"));
+        c.provisioning.web_uri = Some("https://voip.example.test".parse().expect("uri"));
+        c.nics.insert(
+            name("wan0"),
+            crate::tls::NicSettings {
+                hostname: Some("voip.example.test".parse().expect("host")),
+                public_address: None,
+            },
+        );
+        assert_eq!(validate(&c, &f), vec![]);
+        c.matrix
+            .set(ServiceId::SipTls, &name("wan0"), false, &f)
+            .expect("deny");
+        assert_eq!(
+            codes(&validate(&c, &f)),
+            [(
+                "provisioning-orphaned".into(),
+                Some("sip-tls".into()),
+                Some("wan0".into())
+            )]
+        );
+        c.nics.clear();
+        c.matrix
+            .set(ServiceId::Web, &name("wan0"), false, &f)
+            .expect("deny");
+        let got = codes(&validate(&c, &f));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got.iter()
+                .all(|(code, _, nic)| code == "provisioning-orphaned" && nic.is_none())
         );
     }
 }
