@@ -121,6 +121,7 @@ impl Engine {
         })?;
         let account = draft.into_account(SipPassword::from_entropy(random()?), &Realm::default());
         store.insert_accounts(&[row_of(&account)], Timestamp::now())?;
+        self.sync_subscribers(&mut store).await?;
         info!(account = %account.username(), "account created");
         Ok(account.view())
     }
@@ -144,9 +145,11 @@ impl Engine {
     }
 
     pub async fn delete_account(&self, username: &Username) -> Result<()> {
-        if !self.store.lock().await.delete_account(username.as_str())? {
+        let mut store = self.store.lock().await;
+        if !store.delete_account(username.as_str())? {
             return Err(EngineError::NoSuchAccount(username.to_string()));
         }
+        self.sync_subscribers(&mut store).await?;
         info!(account = %username, "account deleted");
         Ok(())
     }
@@ -169,6 +172,7 @@ impl Engine {
         }
         let rows: Vec<AccountRow> = accounts.iter().map(row_of).collect();
         store.insert_accounts(&rows, Timestamp::now())?;
+        self.sync_subscribers(&mut store).await?;
         info!(accounts = rows.len(), "accounts imported");
         Ok(accounts.iter().map(Account::view).collect())
     }

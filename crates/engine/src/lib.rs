@@ -27,6 +27,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 mod origin;
+mod sip;
 mod tls;
 pub mod views;
 
@@ -35,7 +36,7 @@ use std::sync::RwLock;
 
 use jiff::Timestamp;
 use switchboard_domain::{Candidate, Facts, NicName, PortRange, ServiceId, validate};
-use switchboard_plan::Rejected;
+use switchboard_plan::{Plan, Rejected};
 use switchboard_store::{
     NewRevision, Outcome, Pending, Revision, RevisionKind, RevisionSummary, Store,
 };
@@ -72,6 +73,8 @@ pub struct EngineConfig {
     pub discover: bool,
     /// Where activation SMS go.
     pub sms_gateway: switchboard_system::sms::Gateway,
+    /// Drive Kamailio for the SIP services (`serve --sip kamailio`).
+    pub sip: bool,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,8 @@ pub struct Engine {
     tls: TlsTables,
     /// Activation link fetches per source address.
     fetch_limit: accounts::RateLimit,
+    /// Kamailio, when the daemon drives it.
+    sip: Option<Mutex<sip::Sip>>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -97,7 +102,11 @@ impl Engine {
             store.save_candidate(&Candidate::default(), Timestamp::now())?;
             info!("new appliance: factory-default candidate (every service on every NIC)");
         }
+        let sip = config
+            .sip
+            .then(|| Mutex::new(sip::Sip::new(&config.data_dir)));
         Ok(Engine {
+            sip,
             config,
             store: Mutex::new(store),
             facts: RwLock::new(Facts::default()),
@@ -138,9 +147,11 @@ impl Engine {
         if self.set_facts(facts.clone()) {
             info!(nics = facts.nics.len(), "NICs or addresses changed");
             // Certificates are presented per address: follow the addresses.
-            let store = self.store.lock().await;
+            let mut store = self.store.lock().await;
             let applied = store.applied()?;
-            self.install_tls(&store, &self.facts_with(&store)?, applied.as_ref())?;
+            let facts_now = self.facts_with(&store)?;
+            self.install(&mut store, &facts_now, applied.as_ref())
+                .await?;
         }
         Ok(facts)
     }
@@ -161,16 +172,63 @@ impl Engine {
         &self.tls
     }
 
-    /// Present the certificates of revision `rev` (or, before the first
-    /// Update, the candidate's defaults: the first start's certificate).
-    fn install_tls(&self, store: &Store, facts: &Facts, rev: Option<&Revision>) -> Result<()> {
+    /// Put revision `rev` in the listeners and Kamailio: its certificates
+    /// presented (or, before the first Update, the candidate's defaults:
+    /// the first start's certificate) and its SIP configuration.
+    async fn install(
+        &self,
+        store: &mut Store,
+        facts: &Facts,
+        rev: Option<&Revision>,
+    ) -> Result<String> {
         match rev {
-            Some(r) => self
-                .tls
-                .install(&r.candidate.bindings, &r.plan.tls, facts, store),
-            None => self
-                .tls
-                .install(&Self::candidate_of(store)?.bindings, &[], facts, store),
+            Some(r) => {
+                self.tls
+                    .install(&r.candidate.bindings, &r.plan.tls, facts, store)?;
+                self.install_sip(store, facts, &r.candidate, &r.plan).await
+            }
+            None => {
+                self.tls
+                    .install(&Self::candidate_of(store)?.bindings, &[], facts, store)?;
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Kamailio runs `candidate` and `plan` (when the daemon drives it).
+    async fn install_sip(
+        &self,
+        store: &mut Store,
+        facts: &Facts,
+        candidate: &Candidate,
+        plan: &Plan,
+    ) -> Result<String> {
+        match &self.sip {
+            Some(sip) => sip.lock().await.apply(store, facts, candidate, plan).await,
+            None => Ok(String::new()),
+        }
+    }
+
+    /// Keep Kamailio's subscriber table in step with the accounts.
+    pub(crate) async fn sync_subscribers(&self, store: &mut Store) -> Result<()> {
+        match &self.sip {
+            Some(sip) => sip.lock().await.sync_subscribers(store),
+            None => Ok(()),
+        }
+    }
+
+    /// Kamailio's state, when the daemon drives it.
+    pub async fn sip_state(&self) -> Option<switchboard_system::kamailio::KamailioState> {
+        match &self.sip {
+            Some(sip) => Some(sip.lock().await.state().unwrap_or_default()),
+            None => None,
+        }
+    }
+
+    /// Stop what the daemon runs (Kamailio).
+    pub async fn shutdown(&self) {
+        if let Some(sip) = &self.sip {
+            sip.lock().await.stop().await;
         }
     }
 
@@ -194,6 +252,18 @@ impl Engine {
     // ---- reads ------------------------------------------------------------
 
     pub async fn status(&self) -> Result<StatusView> {
+        let sip = self.sip_state().await.map(|k| match (k.running, k.pid) {
+            (true, Some(pid)) => format!(
+                "kamailio running (pid {pid}, restarted {} time(s))",
+                k.restarts
+            ),
+            _ => format!(
+                "kamailio not running{}",
+                k.last_exit
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ),
+        });
         let checks = self.padlock().await?;
         let open_padlocks = checks
             .iter()
@@ -239,6 +309,7 @@ impl Engine {
                 .collect(),
             padlocks: checks.len(),
             open_padlocks,
+            sip,
         })
     }
 
@@ -586,11 +657,23 @@ impl Engine {
         let applied_at = Timestamp::now();
         failpoint("before-firewall");
         let result = match firewall::put(self.config.firewall, Some(&plan)).await {
-            Ok(done) => self
+            Ok(done) => match self
                 .tls
                 .install(&candidate.bindings, &plan.tls, facts, store)
-                .map(|()| done)
-                .map_err(|e| e.to_string()),
+            {
+                Ok(()) => self
+                    .install_sip(store, facts, &candidate, &plan)
+                    .await
+                    .map(|sip| {
+                        if sip.is_empty() {
+                            done
+                        } else {
+                            format!("{done}; {sip}")
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
             Err(e) => Err(e),
         };
         failpoint("after-firewall");
@@ -601,12 +684,15 @@ impl Engine {
                 // The load is one transaction; a verification failure is
                 // undone by putting the running revision back.
                 let restore =
-                    firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
+                    match firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
                         .await
-                        .and_then(|_| {
-                            self.install_tls(store, facts, applied.as_ref())
-                                .map_err(|e| e.to_string())
-                        });
+                    {
+                        Ok(_) => self
+                            .install(store, facts, applied.as_ref())
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
                 let restored = match restore {
                     Ok(_) => "the previous revision is running".to_owned(),
                     Err(e2) => format!("restoring the previous revision failed too: {e2}"),
@@ -686,7 +772,9 @@ impl Engine {
         firewall::put(self.config.firewall, previous.as_ref().map(|r| &r.plan))
             .await
             .map_err(EngineError::System)?;
-        self.install_tls(&store, &self.facts_with(&store)?, previous.as_ref())?;
+        let facts_now = self.facts_with(&store)?;
+        self.install(&mut store, &facts_now, previous.as_ref())
+            .await?;
         failpoint("expiry-after-firewall");
         let back_to = match pending.previous {
             Some(n) => format!("revision {n}"),
@@ -712,12 +800,14 @@ impl Engine {
                 "revision {n} was pending past its deadline: rolled back"
             ));
         }
-        let store = self.store.lock().await;
+        let mut store = self.store.lock().await;
         let applied = store.applied()?;
         let done = firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
             .await
             .map_err(EngineError::System)?;
-        self.install_tls(&store, &self.facts_with(&store)?, applied.as_ref())?;
+        let facts_now = self.facts_with(&store)?;
+        self.install(&mut store, &facts_now, applied.as_ref())
+            .await?;
         Ok(match (applied, store.pending()?) {
             (Some(r), Some(p)) => format!(
                 "revision {} reloaded, pending confirmation until {}: {done}",

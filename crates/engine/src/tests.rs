@@ -15,6 +15,7 @@ async fn engine() -> Engine {
             firewall: FirewallMode::Plan,
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
+            sip: false,
         },
         Store::open_in_memory().expect("store"),
     )

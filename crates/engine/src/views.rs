@@ -35,6 +35,8 @@ pub struct StatusView {
     pub padlocks: usize,
     /// Those without a closed padlock: `SERVICE on NIC`.
     pub open_padlocks: Vec<String>,
+    /// The SIP server's state; `None` when the daemon does not drive one.
+    pub sip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

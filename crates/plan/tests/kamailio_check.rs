@@ -84,6 +84,7 @@ fn the_rendered_configuration_passes_kamailio_c() {
         &f,
         &tls,
         &["voip.example.test".parse().expect("host")],
+        "switchboard",
         &paths,
     );
     testpki::write(d, "kamailio.cfg", &k.cfg);

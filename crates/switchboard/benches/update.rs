@@ -63,6 +63,7 @@ fn engine(dir: &std::path::Path, f: &Facts) -> Engine {
             firewall: FirewallMode::Enforce,
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
+            sip: false,
         },
         Store::open_dir(dir).expect("store"),
     )

@@ -330,6 +330,11 @@ fn status_text(s: &StatusView) -> String {
             format!(", new: {}", s.new_nics.join(", "))
         }
     );
+    let _ = writeln!(
+        out,
+        "SIP:       {}",
+        s.sip.as_deref().unwrap_or("no SIP server is running (start the daemon with --sip kamailio); the firewall still enforces the SIP rows")
+    );
     if s.open_padlocks.is_empty() {
         let _ = writeln!(
             out,

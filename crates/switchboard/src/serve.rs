@@ -32,6 +32,17 @@ pub struct ServeArgs {
     /// A file holding Kannel's sendsms password or the webhook's bearer token.
     #[arg(long, value_name = "FILE")]
     sms_secret_file: Option<PathBuf>,
+    /// `kamailio` runs Kamailio (supervised) for the SIP services with the
+    /// running revision's configuration; `off` leaves SIP to no one (the
+    /// firewall still enforces the SIP rows).
+    #[arg(long, value_enum, default_value_t = SipArg::Off)]
+    sip: SipArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SipArg {
+    Off,
+    Kamailio,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -101,6 +112,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             firewall,
             discover: true,
             sms_gateway: sms_gateway(args)?,
+            sip: args.sip == SipArg::Kamailio,
         },
         store,
     )?);
@@ -150,10 +162,12 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         }
         let _ = stop.send(true);
     };
+    let engine_for_shutdown = engine.clone();
     let served = switchboard_web::serve_unix(listener, engine, shutdown).await;
     for task in https {
         let _ = task.await;
     }
+    engine_for_shutdown.shutdown().await;
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(socket = %socket.display(), error = %e, "could not remove the socket");
     }

@@ -164,6 +164,29 @@ pub struct KamailioState {
     pub last_exit: Option<String>,
 }
 
+/// Kill a Kamailio left running by an earlier daemon that died without
+/// stopping it (SIGKILL, power cut of the daemon alone): its pid is in
+/// `pidfile`, and its command line names `cfg`. Returns whether one was.
+pub fn kill_stale(pidfile: &Path, cfg: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains(&cfg.display().to_string());
+    if ours && let Some(group) = rustix::process::Pid::from_raw(pid) {
+        warn!(
+            pid,
+            "a kamailio of an earlier daemon is still running: stopping it"
+        );
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = std::fs::remove_file(pidfile);
+    ours
+}
+
 /// Kamailio as a supervised child: restarted with backoff (1 s doubling
 /// to 30 s, back to 1 s after a minute of running) when it dies.
 #[derive(Debug)]
@@ -175,12 +198,13 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Start Kamailio on `cfg` and keep it running.
-    pub fn start(cfg: PathBuf) -> Supervisor {
+    /// Start Kamailio on `cfg` and keep it running; its pid is kept in
+    /// `pidfile` (see [`kill_stale`]).
+    pub fn start(cfg: PathBuf, pidfile: PathBuf) -> Supervisor {
         let state = Arc::new(Mutex::new(KamailioState::default()));
         let (restart, restart_rx) = watch::channel(0u64);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(cfg, state.clone(), restart_rx, stop_rx));
+        let task = tokio::spawn(supervise(cfg, pidfile, state.clone(), restart_rx, stop_rx));
         Supervisor {
             state,
             restart,
@@ -207,6 +231,7 @@ impl Supervisor {
 
 async fn supervise(
     cfg: PathBuf,
+    pidfile: PathBuf,
     state: Arc<Mutex<KamailioState>>,
     mut restart: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
@@ -242,6 +267,9 @@ async fn supervise(
         };
         let pid = child.id();
         info!(?pid, cfg = %cfg.display(), "kamailio started");
+        if let Some(pid) = pid {
+            let _ = std::fs::write(&pidfile, format!("{pid}\n"));
+        }
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_log(stderr));
         }
@@ -261,6 +289,7 @@ async fn supervise(
             _ = stopped(&mut stop) => {
                 terminate(&mut child).await;
                 set(&|s| { s.running = false; s.pid = None; s.last_exit = Some("stopped".into()); });
+                let _ = std::fs::remove_file(&pidfile);
                 info!("kamailio stopped");
                 return;
             }

@@ -11,6 +11,7 @@
 //!   confined to `nft::ffi`).
 //! - [`proc`]: what the kernel says about a local client process.
 //! - [`dns`]: the host name, and what the system resolver says a name is.
+//! - [`files`]: atomic writes of the files other programs read.
 //! - [`kamailio`]: check, supervise and reload Kamailio; its subscriber table.
 //! - [`sms`]: send an SMS through Kannel's `sendsms`, an HTTP webhook, or the outbox.
 //!
@@ -20,6 +21,7 @@
 //!   runs the multi-thread one).
 
 pub mod dns;
+pub mod files;
 pub mod kamailio;
 pub mod nft;
 pub mod nics;

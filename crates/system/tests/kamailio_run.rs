@@ -106,7 +106,7 @@ async fn child_in_netns() {
     );
     assert!(kamailio::check(&d.join("broken.cfg")).await.is_err());
 
-    let sup = Supervisor::start(cfg);
+    let sup = Supervisor::start(cfg.clone(), d.join("kamailio.pid"));
     let first = presented_fp_of(&p.leaf);
     wait_for("kamailio to present the first certificate", || {
         presented().as_deref() == Some(first.as_str())

@@ -152,7 +152,18 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// A clean stop (what it runs, Kamailio, stops with it), then SIGKILL
+    /// if it has not ended within 5 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         self.kill9();
     }
 }

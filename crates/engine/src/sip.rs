@@ -1,0 +1,176 @@
+//! SIP through Kamailio: the running revision's configuration written
+//! where Kamailio reads it, checked first, and Kamailio restarted only when
+//! its listen sockets change (`tls.reload` when only certificates do); the
+//! subscriber table kept in step with the accounts.
+
+use std::path::PathBuf;
+
+use switchboard_domain::{Candidate, Facts, Hostname, ServiceId};
+use switchboard_plan::Plan;
+use switchboard_plan::kamailio::{KamailioConfig, Paths};
+use switchboard_provision::Realm;
+use switchboard_store::Store;
+use switchboard_system::files::write_atomic;
+use switchboard_system::kamailio::{self, KamailioState, Subscriber, Supervisor};
+use tracing::{info, warn};
+
+use crate::{EngineError, Result};
+
+/// Kamailio's module directory on Debian.
+const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
+
+/// The Kamailio switchboard drives (when the daemon runs with `--sip kamailio`).
+#[derive(Debug)]
+pub(crate) struct Sip {
+    dir: PathBuf,
+    supervisor: Option<Supervisor>,
+    listens: Vec<String>,
+}
+
+fn system(e: impl std::fmt::Display) -> EngineError {
+    EngineError::System(e.to_string())
+}
+
+impl Sip {
+    pub(crate) fn new(data_dir: &std::path::Path) -> Sip {
+        Sip {
+            dir: data_dir.join("kamailio"),
+            supervisor: None,
+            listens: Vec::new(),
+        }
+    }
+
+    fn paths(&self) -> Paths {
+        Paths {
+            tls_dir: self.dir.clone(),
+            tls_cfg: self.dir.join("tls.cfg"),
+            subscriber_db: self.dir.join("subscriber.db"),
+            ctl_socket: self.dir.join("kamailio.ctl"),
+            modules: MODULES.into(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> Option<KamailioState> {
+        self.supervisor.as_ref().map(Supervisor::state)
+    }
+
+    /// Kamailio's subscriber table: every account, HA1 only.
+    pub(crate) fn sync_subscribers(&self, store: &mut Store) -> Result<()> {
+        let subscribers: Vec<Subscriber> = store
+            .accounts()?
+            .into_iter()
+            .map(|a| Subscriber {
+                username: a.username,
+                domain: a.realm,
+                ha1: a.ha1,
+            })
+            .collect();
+        std::fs::create_dir_all(&self.dir).map_err(system)?;
+        kamailio::sync_subscribers(&self.dir.join("subscriber.db"), &subscribers).map_err(system)
+    }
+
+    /// Make Kamailio run what `candidate` and `plan` say.
+    pub(crate) async fn apply(
+        &mut self,
+        store: &mut Store,
+        facts: &Facts,
+        candidate: &Candidate,
+        plan: &Plan,
+    ) -> Result<String> {
+        let mut aliases: Vec<Hostname> = candidate
+            .provisioning
+            .sip_tls_hostname
+            .iter()
+            .cloned()
+            .collect();
+        for nic in plan.matrix.nics_of(ServiceId::SipTls) {
+            if let Some(h) = candidate.nics.get(nic).and_then(|s| s.hostname.clone())
+                && !aliases.contains(&h)
+            {
+                aliases.push(h);
+            }
+        }
+        let paths = self.paths();
+        let k: KamailioConfig = switchboard_plan::kamailio::render(
+            candidate,
+            &plan.matrix,
+            facts,
+            &plan.tls,
+            &aliases,
+            Realm::default().as_str(),
+            &paths,
+        );
+        if k.is_idle() {
+            if let Some(s) = self.supervisor.take() {
+                s.stop().await;
+                info!("no SIP service enabled anywhere: kamailio stopped");
+            }
+            self.listens.clear();
+            return Ok("no SIP service enabled: kamailio not running".into());
+        }
+        for name in &k.certificates {
+            let c = store
+                .cert(name)?
+                .ok_or_else(|| EngineError::NoSuchCert(name.clone()))?;
+            let key = c.key.as_ref().ok_or_else(|| EngineError::CertUnbindable {
+                name: name.clone(),
+                why: "it has no private key".into(),
+            })?;
+            write_atomic(
+                &self.dir.join("certs").join(format!("{name}.pem")),
+                c.chain_pem.as_bytes(),
+                0o644,
+            )
+            .map_err(system)?;
+            write_atomic(
+                &self.dir.join("keys").join(format!("{name}.key")),
+                key.expose_secret().as_bytes(),
+                0o600,
+            )
+            .map_err(system)?;
+        }
+        // Check the new files before they replace the running ones.
+        let staged = self.dir.join("kamailio.cfg.new");
+        let staged_tls = self.dir.join("tls.cfg.new");
+        write_atomic(&staged_tls, k.tls_cfg.as_bytes(), 0o644).map_err(system)?;
+        let staged_cfg = k.cfg.replace(
+            &paths.tls_cfg.display().to_string(),
+            &staged_tls.display().to_string(),
+        );
+        write_atomic(&staged, staged_cfg.as_bytes(), 0o644).map_err(system)?;
+        kamailio::check(&staged).await.map_err(system)?;
+        write_atomic(&paths.tls_cfg, k.tls_cfg.as_bytes(), 0o644).map_err(system)?;
+        let cfg = self.dir.join("kamailio.cfg");
+        write_atomic(&cfg, k.cfg.as_bytes(), 0o644).map_err(system)?;
+        self.sync_subscribers(store)?;
+        let done = match &self.supervisor {
+            None => {
+                let pidfile = self.dir.join("kamailio.pid");
+                kamailio::kill_stale(&pidfile, &cfg);
+                self.supervisor = Some(Supervisor::start(cfg, pidfile));
+                "kamailio started"
+            }
+            Some(s) if self.listens != k.listens => {
+                s.restart();
+                "kamailio restarted: its listen sockets changed"
+            }
+            Some(s) => match kamailio::tls_reload(&paths.ctl_socket).await {
+                Ok(()) => "kamailio reloaded its certificates (no restart)",
+                Err(e) => {
+                    warn!(error = %e, "tls.reload failed; restarting kamailio");
+                    s.restart();
+                    "kamailio restarted: tls.reload failed"
+                }
+            },
+        };
+        self.listens = k.listens;
+        info!(listens = ?self.listens, "{done}");
+        Ok(format!("{done}; listening on {}", self.listens.join(", ")))
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some(s) = self.supervisor.take() {
+            s.stop().await;
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! SIP/TLS through Kamailio (needs root and the kamailio packages): the
+//! phone activates, takes the HA1 from its configuration document, and
+//! REGISTERs over TLS (verifying the certificate bound to sip-tls for
+//! voip.example.test) with digest authentication: 200 OK; a wrong digest
+//! is refused; a certificate rotation reloads Kamailio without a restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Daemon;
+use md5::{Digest, Md5};
+use serde_json::Value;
+use switchboard_pki::testpki::{self, pki};
+use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
+
+const HOST: &str = "voip.example.test";
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One SIP/TLS connection from the phone, verifying the server for HOST.
+struct Phone {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    presented: Vec<u8>,
+}
+
+impl Phone {
+    fn connect(ns: &Netns, ca_pem: &[u8], addr: &str) -> Phone {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in switchboard_pki::read_certificates(ca_pem).expect("CA") {
+            roots.add(c).expect("root");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let sock = ns.enter(|| {
+            TcpStream::connect_timeout(
+                &format!("{addr}:5061").parse().expect("addr"),
+                Duration::from_secs(3),
+            )
+            .expect("connect to SIP/TLS")
+        });
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .expect("a verified TLS handshake");
+        }
+        let presented = tls.conn.peer_certificates().expect("certs")[0].to_vec();
+        Phone { tls, presented }
+    }
+
+    /// Send a request, return (status code, headers).
+    fn request(&mut self, msg: &str) -> (u16, String) {
+        self.tls.write_all(msg.as_bytes()).expect("send");
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            self.tls.read_exact(&mut byte).expect("a SIP answer");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status code");
+        (code, head)
+    }
+
+    /// REGISTER with digest authentication using `ha1`; the final status.
+    fn register(&mut self, user: &str, ha1: &str, cseq: u32) -> u16 {
+        let base = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:{HOST} SIP/2.0\r\nVia: SIP/2.0/TLS 198.51.100.2:5061;branch=z9hG4bK{user}{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:{user}@{HOST}>;tag=t{user}\r\nTo: <sip:{user}@{HOST}>\r\nCall-ID: c{user}@phone\r\nCSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:{user}@198.51.100.2:5061;transport=tls>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let (code, head) = self.request(&base(cseq, ""));
+        assert_eq!(code, 401, "a challenge first: {head}");
+        let nonce = head
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a nonce");
+        assert!(head.contains("realm=\"switchboard\""), "{head}");
+        let uri = format!("sip:{HOST}");
+        let response = md5_hex(&format!(
+            "{ha1}:{nonce}:{}",
+            md5_hex(&format!("REGISTER:{uri}"))
+        ));
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5\r\n"
+        );
+        self.request(&base(cseq + 1, &auth)).0
+    }
+}
+
+#[test]
+fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() {
+    if !require_or_skip(
+        "sip::a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running",
+        is_root() && switchboard_system::kamailio::installed(),
+        "needs root and the kamailio packages",
+    ) {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    for ns in [&lab.wan, &lab.appliance] {
+        ns.set_hosts(&[(Lab::WAN_APPLIANCE, HOST)]).expect("hosts");
+    }
+    let p = pki();
+    let rotated = p.intermediate.leaf(&[HOST]);
+    let files = testpki::tempdir();
+    let d0 = files.path();
+    testpki::write(d0, "ca.pem", p.root.pem());
+    testpki::write(
+        d0,
+        "voip.pem",
+        format!(
+            "{}{}{}",
+            p.leaf.pem(),
+            p.leaf.key_pem(),
+            p.intermediate.pem()
+        ),
+    );
+    testpki::write(
+        d0,
+        "voip2.pem",
+        format!(
+            "{}{}{}",
+            rotated.pem(),
+            rotated.key_pem(),
+            p.intermediate.pem()
+        ),
+    );
+    let f = |n: &str| d0.join(n).display().to_string();
+    let ca = std::fs::read(d0.join("ca.pem")).expect("ca");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(
+        Some(&lab.appliance),
+        dir.path(),
+        &["--firewall", "enforce", "--sip", "kamailio"],
+    );
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "web", "voip"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+    d.ok(&[
+        "provisioning",
+        "set",
+        "--sip-tls-hostname",
+        HOST,
+        "--web-uri",
+        &format!("https://{HOST}"),
+    ]);
+    d.ok(&["update"]);
+    let status = d.json(&["status"]);
+    assert!(
+        status["sip"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kamailio running"),
+        "{status}"
+    );
+
+    // Provision a phone and fetch its document like the phone would.
+    let user = d.json(&["account", "add", "--phone", "+15550100199", "--name", "Ann"])["username"]
+        .as_str()
+        .expect("user")
+        .to_owned();
+    d.ok(&["activate", &user]);
+    let text = d.json(&["sms", "list"])[0]["text"]
+        .as_str()
+        .expect("outbox")
+        .to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/p/"))
+        .expect("link")
+        .to_owned();
+    let out = lab
+        .wan
+        .command("curl")
+        .args(["-sS", "--max-time", "5", "--cacert", &f("ca.pem"), &link])
+        .output()
+        .expect("curl");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("the document");
+    let ha1 = doc["ha1"].as_str().expect("ha1").to_owned();
+    assert_eq!(doc["hostname"], HOST);
+
+    // Register over verified TLS with digest authentication.
+    let mut phone = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+    assert_eq!(
+        phone.register(&user, &ha1, 1),
+        200,
+        "the provisioned account registers"
+    );
+    let mut intruder = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+    let wrong = md5_hex("not the password");
+    let code = intruder.register(&user, &wrong, 1);
+    assert!(
+        code == 401 || code == 403,
+        "a wrong digest is refused: {code}"
+    );
+
+    // Rotation by Update: new handshakes see the new certificate, same process.
+    let pid = d.json(&["status"])["sip"].as_str().expect("sip").to_owned();
+    let before = phone.presented.clone();
+    d.ok(&["cert", "import", "voip2", "--bundle", &f("voip2.pem")]);
+    d.ok(&["cert", "bind", "sip-tls", "voip2"]);
+    d.ok(&["update", "-m", "rotate the SIP/TLS certificate"]);
+    let after = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+    assert_ne!(
+        after.presented, before,
+        "new handshakes get the new certificate"
+    );
+    assert_eq!(
+        d.json(&["status"])["sip"].as_str().expect("sip"),
+        pid,
+        "no restart for a certificate change"
+    );
+    // The registration made before the rotation still works on its connection.
+    assert_eq!(phone.register(&user, &ha1, 3), 200);
+
+    // SIP/UDP is not open on the phone's side (production layout: LAN only).
+    let sent = lab.wan.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        s.send_to(b"OPTIONS sip:x SIP/2.0\r\n\r\n", (Lab::WAN_APPLIANCE, 5060))
+            .expect("send");
+        let mut buf = [0u8; 512];
+        s.recv_from(&mut buf).is_ok()
+    });
+    assert!(!sent, "SIP/UDP answers on the WAN side");
+
+    // The daemon dies hard: a new one takes over Kamailio (the old one is
+    // stopped, not doubled) and phones register again.
+    d.kill9();
+    let d = Daemon::start(
+        Some(&lab.appliance),
+        dir.path(),
+        &["--firewall", "enforce", "--sip", "kamailio"],
+    );
+    let status = d.json(&["status"]);
+    assert!(
+        status["sip"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kamailio running"),
+        "{status}"
+    );
+    assert!(
+        d.log_text()
+            .contains("a kamailio of an earlier daemon is still running")
+    );
+    let mut again = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+    assert_eq!(again.register(&user, &ha1, 1), 200);
+}
