@@ -90,6 +90,9 @@ impl Sip {
                 aliases.push(h);
             }
         }
+        if !kamailio::installed() {
+            return Ok("kamailio is not installed: the SIP services are enforced by the firewall, no SIP server runs".into());
+        }
         let paths = self.paths();
         let k: KamailioConfig = switchboard_plan::kamailio::render(
             candidate,
@@ -164,8 +167,12 @@ impl Sip {
             },
         };
         self.listens = k.listens;
-        info!(listens = ?self.listens, "{done}");
-        Ok(format!("{done}; listening on {}", self.listens.join(", ")))
+        let checked = verify(&self.listens, facts, candidate, plan).await?;
+        info!(listens = ?self.listens, checked, "{done}");
+        Ok(format!(
+            "{done}; listening on {}; {checked} TLS socket(s) verified",
+            self.listens.join(", ")
+        ))
     }
 
     pub(crate) async fn stop(&mut self) {
@@ -173,4 +180,69 @@ impl Sip {
             s.stop().await;
         }
     }
+}
+
+/// Handshake with every TLS socket Kamailio listens on and compare the
+/// certificate it presents with the one bound there (waiting up to 10 s for
+/// a Kamailio that is starting). Returns how many were checked.
+async fn verify(
+    listens: &[String],
+    facts: &Facts,
+    candidate: &Candidate,
+    plan: &Plan,
+) -> Result<usize> {
+    let default = candidate
+        .bindings
+        .defaults
+        .get(&ServiceId::SipTls)
+        .and_then(|c| facts.certificates.get(c))
+        .map(|c| c.fingerprint.clone());
+    let mut checked = 0;
+    for listen in listens.iter().filter_map(|l| l.strip_prefix("tls:")) {
+        let (addr, port) = listen
+            .rsplit_once(':')
+            .ok_or_else(|| system(format!("odd listen {listen}")))?;
+        let addr: std::net::IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(system)?;
+        let port: u16 = port.parse().map_err(system)?;
+        let nic = facts
+            .nics
+            .iter()
+            .find(|n| n.addrs.iter().any(|a| a.addr == addr));
+        let want = nic
+            .and_then(|n| {
+                plan.tls
+                    .iter()
+                    .find(|a| a.service == ServiceId::SipTls && a.nic == n.name)
+                    .map(|a| a.fingerprint.clone())
+            })
+            .or_else(|| default.clone())
+            .ok_or_else(|| system(format!("no certificate is bound for {listen}")))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let got =
+                kamailio::presented_certificate(addr, port, std::time::Duration::from_secs(2))
+                    .await
+                    .map(|der| switchboard_pki::Fingerprint::of(&der).to_string());
+            match got {
+                Ok(fp) if fp == want => break,
+                Ok(fp) if std::time::Instant::now() > deadline => {
+                    return Err(system(format!(
+                        "kamailio presents {fp} on {listen}, not the bound {want}"
+                    )));
+                }
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(system(format!(
+                        "kamailio does not answer TLS on {listen}: {e}"
+                    )));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        checked += 1;
+    }
+    Ok(checked)
 }

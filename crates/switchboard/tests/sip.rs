@@ -113,6 +113,36 @@ impl Phone {
     }
 }
 
+/// REGISTER over UDP from `ns` (a legacy PBX on the LAN) with digest
+/// authentication; the final status, or `None` when nothing answers.
+fn register_udp(ns: &Netns, to: &str, user: &str, ha1: &str) -> Option<u16> {
+    ns.enter(|| {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+        s.set_read_timeout(Some(Duration::from_millis(800))).expect("timeout");
+        let local = s.local_addr().expect("addr").port();
+        let msg = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:{HOST} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2:{local};branch=z9hG4bKu{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:{user}@{HOST}>;tag=u{user}\r\nTo: <sip:{user}@{HOST}>\r\nCall-ID: u{user}@pbx\r\nCSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:{user}@192.0.2.2:{local}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+        };
+        let mut buf = [0u8; 4096];
+        s.send_to(msg(1, "").as_bytes(), (to, 5060)).expect("send");
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let nonce = head.split("nonce=\"").nth(1)?.split('"').next()?.to_owned();
+        let uri = format!("sip:{HOST}");
+        let response = md5_hex(&format!("{ha1}:{nonce}:{}", md5_hex(&format!("REGISTER:{uri}"))));
+        let auth = format!(
+            "Authorization: Digest username=\"{user}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5\r\n"
+        );
+        s.send_to(msg(2, &auth).as_bytes(), (to, 5060)).expect("send");
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1)?.parse().ok()
+    })
+}
+
 #[test]
 fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() {
     if !require_or_skip(
@@ -249,6 +279,32 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     // The registration made before the rotation still works on its connection.
     assert_eq!(phone.register(&user, &ha1, 3), 200);
 
+    // The registration is in Kamailio's location table.
+    let ctl = dir.path().join("data/kamailio/kamailio.ctl");
+    let dump = lab
+        .appliance
+        .command("kamcmd")
+        .arg("-s")
+        .arg(format!("unix:{}", ctl.display()))
+        .arg("ul.dump")
+        .output()
+        .expect("kamcmd");
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains(&user),
+        "{}",
+        String::from_utf8_lossy(&dump.stdout)
+    );
+
+    // SIP/UDP: the legacy PBX on the LAN registers; the phone's side gets nothing.
+    assert_eq!(
+        register_udp(&lab.lan, Lab::LAN_APPLIANCE, &user, &ha1),
+        Some(200)
+    );
+    assert_eq!(
+        register_udp(&lab.wan, Lab::WAN_APPLIANCE, &user, &ha1),
+        None,
+        "SIP/UDP closed on the WAN"
+    );
     // SIP/UDP is not open on the phone's side (production layout: LAN only).
     let sent = lab.wan.enter(|| {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
