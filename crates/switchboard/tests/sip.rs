@@ -245,6 +245,27 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     let ha1 = doc["ha1"].as_str().expect("ha1").to_owned();
     assert_eq!(doc["hostname"], HOST);
 
+    // openssl s_client on the phone's side: the bound certificate verifies for
+    // HOST on the SIP/TLS socket (Kamailio keeps the connection open: cut it).
+    let s_client = lab
+        .wan
+        .command("sh")
+        .args([
+            "-c",
+            "timeout 2 openssl s_client -connect \"$1:5061\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>&1",
+            "sh",
+            Lab::WAN_APPLIANCE,
+            HOST,
+            &f("ca.pem"),
+        ])
+        .output()
+        .expect("openssl");
+    let s_client = String::from_utf8_lossy(&s_client.stdout);
+    assert!(
+        s_client.contains("Verify return code: 0 (ok)"),
+        "{s_client}"
+    );
+
     // Register over verified TLS with digest authentication.
     let mut phone = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
     assert_eq!(
