@@ -75,6 +75,17 @@ fn accounts_of(store: &Store) -> Result<Vec<Account>> {
     store.accounts()?.iter().map(account_of).collect()
 }
 
+/// What `update_account` changes (`None`: keep).
+#[derive(Debug, Default)]
+pub struct AccountChange {
+    pub phone: Option<switchboard_provision::PhoneNumber>,
+    /// `Some(None)` removes the display name.
+    pub display_name: Option<Option<switchboard_provision::DisplayName>>,
+    pub group: Option<Option<switchboard_provision::Group>>,
+    pub profile: Option<switchboard_provision::ClientProfile>,
+    pub new_password: bool,
+}
+
 /// Per-address fetch counting for the activation links.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimit(StdMutex<HashMap<IpAddr, (Instant, u32)>>);
@@ -142,6 +153,48 @@ impl Engine {
 
     pub async fn account(&self, username: &Username) -> Result<AccountView> {
         Ok(Self::find(&*self.store.lock().await, username)?.view())
+    }
+
+    /// Change an account; `new_password` gives it a new SIP password (the
+    /// phone then needs a new activation: its document carries the old
+    /// digest).
+    pub async fn update_account(
+        &self,
+        username: &Username,
+        change: AccountChange,
+    ) -> Result<AccountView> {
+        let mut store = self.store.lock().await;
+        let mut account = Self::find(&store, username)?;
+        if let Some(phone) = change.phone {
+            let taken = Taken::from_accounts(&accounts_of(&store)?);
+            if taken
+                .phone_owner(&phone)
+                .is_some_and(|owner| owner != username)
+            {
+                return Err(EngineError::Provision {
+                    code: "phone-taken",
+                    message: format!("{phone} already belongs to another account"),
+                    hint: "one phone number per account",
+                });
+            }
+            account.set_phone(phone);
+        }
+        if let Some(name) = change.display_name {
+            account.set_display_name(name);
+        }
+        if let Some(group) = change.group {
+            account.set_group(group);
+        }
+        if let Some(profile) = change.profile {
+            account.set_profile(profile);
+        }
+        if change.new_password {
+            account.set_password(SipPassword::from_entropy(random()?), &Realm::default());
+        }
+        store.update_account(&row_of(&account))?;
+        self.sync_subscribers(&mut store).await?;
+        info!(account = %username, new_password = change.new_password, "account changed");
+        Ok(account.view())
     }
 
     pub async fn delete_account(&self, username: &Username) -> Result<()> {

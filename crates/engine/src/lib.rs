@@ -19,7 +19,7 @@
 //! the ruleset is rendered, checked by the domain's invariants and stored
 //! with each revision, and `firewall show` prints it.
 
-mod accounts;
+pub mod accounts;
 mod certs;
 mod diff;
 mod error;

@@ -672,6 +672,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Replace an account's fields (found by user name); whether it existed.
+    pub fn update_account(&mut self, a: &AccountRow) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE accounts SET display_name = ?2, phone = ?3, grp = ?4, profile = ?5, realm = ?6, ha1 = ?7
+             WHERE username = ?1",
+            params![a.username, a.display_name, a.phone, a.group, a.profile, a.realm, a.ha1],
+        )? > 0)
+    }
+
     /// Delete an account (its activations go with it); whether it existed.
     pub fn delete_account(&mut self, username: &str) -> Result<bool> {
         Ok(self

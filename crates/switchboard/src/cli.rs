@@ -869,6 +869,29 @@ async fn account(
             )
             .await
         }
+        AccountCommand::Set {
+            username,
+            phone,
+            name,
+            group,
+            profile,
+            new_password,
+        } => {
+            let body = json!({ "phone": phone, "name": name, "group": group, "profile": profile, "new_password": new_password });
+            let v: switchboard_provision::AccountView = client
+                .patch(&format!("/v1/accounts/{username}"), &body)
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                let again = if *new_password {
+                    " (new SIP password: activate the phone again)"
+                } else {
+                    ""
+                };
+                format!("changed account {}{again}\n", v.username)
+            })
+        }
         AccountCommand::Delete { username } => {
             let v: serde_json::Value = client.delete(&format!("/v1/accounts/{username}")).await?;
             Ok(if json {

@@ -224,6 +224,21 @@ pub enum AccountCommand {
     Show {
         username: String,
     },
+    /// Change an account (an empty --name or --group removes it).
+    Set {
+        username: String,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Give it a new SIP password (the phone needs a new activation).
+        #[arg(long)]
+        new_password: bool,
+    },
     Delete {
         username: String,
     },

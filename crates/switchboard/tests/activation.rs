@@ -185,6 +185,22 @@ fn an_activated_phone_gets_its_document_once() {
         &["account", "add", "--phone", "+15550100199"],
         "phone-taken",
     );
+    d.ok(&[
+        "account", "set", &user, "--name", "Ann B", "--group", "sales",
+    ]);
+    let shown = d.json(&["account", "show", &user]);
+    assert_eq!(
+        (shown["display_name"].as_str(), shown["group"].as_str()),
+        (Some("Ann B"), Some("sales"))
+    );
+    d.fails(
+        &["account", "set", &user, "--phone", "+15550100111"],
+        "phone-taken",
+    );
+    d.fails(
+        &["account", "set", "nosuch", "--name", "X"],
+        "no-such-account",
+    );
 
     // Activation: the outbox holds the link (no gateway configured).
     let act = d.json(&["activate", &user]);

@@ -338,6 +338,33 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     });
     assert!(!sent, "SIP/UDP answers on the WAN side");
 
+    // A new SIP password: the old digest no longer registers, at once.
+    d.ok(&["account", "set", &user, "--new-password"]);
+    let mut old = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+    let code = old.register(&user, &ha1, 1);
+    assert!(
+        code == 401 || code == 403,
+        "the old password still works: {code}"
+    );
+    d.ok(&["activate", &user]);
+    let text = d.json(&["sms", "list"])[0]["text"]
+        .as_str()
+        .expect("outbox")
+        .to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/p/"))
+        .expect("link")
+        .to_owned();
+    let out = lab
+        .wan
+        .command("curl")
+        .args(["-sS", "--max-time", "5", "--cacert", &f("ca.pem"), &link])
+        .output()
+        .expect("curl");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("the new document");
+    let ha1 = doc["ha1"].as_str().expect("ha1").to_owned();
+
     // The daemon dies hard: a new one takes over Kamailio (the old one is
     // stopped, not doubled) and phones register again.
     d.kill9();

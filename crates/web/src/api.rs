@@ -66,7 +66,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/accounts", get(accounts).post(add_account))
         .route(
             "/v1/accounts/{username}",
-            get(account).delete(delete_account),
+            get(account).patch(update_account).delete(delete_account),
         )
         .route(
             "/v1/accounts/import",
@@ -561,4 +561,47 @@ async fn activate(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> 
 
 async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountUpdate {
+    phone: Option<String>,
+    /// An empty string removes the name.
+    name: Option<String>,
+    /// An empty string removes the group.
+    group: Option<String>,
+    profile: Option<String>,
+    #[serde(default)]
+    new_password: bool,
+}
+
+async fn update_account(
+    State(e): State<AppState>,
+    Path(username): Path<String>,
+    Body(r): Body<AccountUpdate>,
+) -> ApiResult {
+    use switchboard_provision as p;
+    let optional = |v: Option<String>| v.map(|s| if s.is_empty() { None } else { Some(s) });
+    let change = switchboard_engine::accounts::AccountChange {
+        phone: r
+            .phone
+            .as_deref()
+            .map(|x| parse_provision!(p::PhoneNumber, x))
+            .transpose()?,
+        display_name: optional(r.name)
+            .map(|n| n.map(|n| parse_provision!(p::DisplayName, n)).transpose())
+            .transpose()?,
+        group: optional(r.group)
+            .map(|g| g.map(|g| parse_provision!(p::Group, g)).transpose())
+            .transpose()?,
+        profile: r
+            .profile
+            .as_deref()
+            .map(|x| parse_provision!(p::ClientProfile, x))
+            .transpose()?,
+        new_password: r.new_password,
+    };
+    let username = parse_provision!(p::Username, username)?;
+    ok(e.update_account(&username, change).await?)
 }
