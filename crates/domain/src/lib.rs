@@ -18,6 +18,7 @@ pub mod candidate;
 pub mod catalog;
 pub mod diagnostic;
 pub mod host;
+pub mod install;
 pub mod matrix;
 pub mod nic;
 pub mod provisioning;

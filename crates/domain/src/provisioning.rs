@@ -174,4 +174,7 @@ pub struct ProvisioningSettings {
     /// Where activation links point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_uri: Option<WebUri>,
+    /// The app store page of each platform: where `/install` sends a phone.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub app_stores: std::collections::BTreeMap<crate::install::Platform, crate::install::StoreUrl>,
 }

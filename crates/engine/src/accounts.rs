@@ -230,6 +230,24 @@ impl Engine {
         Ok(accounts.iter().map(Account::view).collect())
     }
 
+    /// The candidate's provisioning settings.
+    pub async fn provisioning(&self) -> Result<ProvisioningSettings> {
+        Ok(Self::candidate_of(&*self.store.lock().await)?.provisioning)
+    }
+
+    /// The app store page for a phone whose browser sent `user_agent`, from
+    /// the running revision's settings.
+    pub async fn install_link(&self, user_agent: &str) -> Result<Option<String>> {
+        let applied = self.store.lock().await.applied()?;
+        Ok(applied.and_then(|r| {
+            switchboard_domain::install::install_link(
+                user_agent,
+                &r.candidate.provisioning.app_stores,
+            )
+            .map(|u| u.to_string())
+        }))
+    }
+
     /// Set the SIP/TLS host name and the web services URI: each must be
     /// covered by the certificate bound to its service.
     pub async fn set_provisioning(&self, settings: ProvisioningSettings) -> Result<EditView<()>> {

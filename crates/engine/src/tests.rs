@@ -368,6 +368,7 @@ async fn an_activation_link_works_exactly_once_even_under_100_concurrent_fetches
     e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
         sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
         web_uri: Some("https://198.51.100.1".parse().expect("uri")),
+        ..Default::default()
     })
     .await
     .expect("the self-signed certificate covers the host name and the addresses");

@@ -409,6 +409,7 @@ mod tests {
         ProvisioningSettings {
             sip_tls_hostname: Some("voip.example.test".parse().expect("host")),
             web_uri: Some("https://voip.example.test".parse().expect("uri")),
+            ..Default::default()
         }
     }
 

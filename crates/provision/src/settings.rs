@@ -254,6 +254,7 @@ mod tests {
         let set = ProvisioningSettings {
             sip_tls_hostname: Some("voip.example.test".parse().expect("host")),
             web_uri: Some(uri("https://10.0.0.1:8443")),
+            ..Default::default()
         };
         assert_eq!(codes(&set, &|_| true), []);
         let only_names =

@@ -251,9 +251,14 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 ProvisioningCommand::Set {
                     sip_tls_hostname,
                     web_uri,
+                    app_store,
                 },
         } => {
-            let body = json!({ "sip_tls_hostname": sip_tls_hostname, "web_uri": web_uri });
+            let stores: std::collections::BTreeMap<&str, &str> = app_store
+                .iter()
+                .map(|s| s.split_once('=').unwrap_or((s.as_str(), "")))
+                .collect();
+            let body = json!({ "sip_tls_hostname": sip_tls_hostname, "web_uri": web_uri, "app_stores": stores });
             edit(
                 client,
                 "/v1/provisioning",

@@ -251,11 +251,16 @@ pub enum AccountCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProvisioningCommand {
+    /// Change the provisioning settings (what is not given is kept; an
+    /// empty value clears it).
     Set {
         #[arg(long)]
         sip_tls_hostname: Option<String>,
         #[arg(long)]
         web_uri: Option<String>,
+        /// PLATFORM=URL (android, ios, other): where /install sends phones.
+        #[arg(long, value_name = "PLATFORM=URL")]
+        app_store: Vec<String>,
     },
 }
 

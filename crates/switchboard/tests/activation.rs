@@ -202,6 +202,67 @@ fn an_activated_phone_gets_its_document_once() {
         "no-such-account",
     );
 
+    // App stores: a change keeps the other settings; /install sends each
+    // platform to its store.
+    d.ok(&[
+        "provisioning",
+        "set",
+        "--app-store",
+        "android=https://play.example.test/app",
+        "--app-store",
+        "ios=https://apps.example.test/app",
+    ]);
+    d.fails(
+        &[
+            "provisioning",
+            "set",
+            "--app-store",
+            "android=http://play.example.test/app",
+        ],
+        "invalid-store-url",
+    );
+    d.fails(
+        &[
+            "provisioning",
+            "set",
+            "--app-store",
+            "blackberry=https://x.example.test/",
+        ],
+        "unknown-platform",
+    );
+    d.ok(&["update", "-m", "app stores"]);
+    let location = |ua: &str| {
+        let out = lab
+            .wan
+            .command("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "--cacert",
+                &ca,
+                "-A",
+                ua,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .arg("https://voip.example.test/install")
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        location("Mozilla/5.0 (Linux; Android 14; Pixel 8)"),
+        "302 https://play.example.test/app"
+    );
+    assert_eq!(
+        location("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"),
+        "302 https://apps.example.test/app"
+    );
+    assert!(location("Mozilla/5.0 (X11; Linux x86_64)").starts_with("404"));
+
     // Activation: the outbox holds the link (no gateway configured).
     let act = d.json(&["activate", &user]);
     assert_eq!(act["gateway"], "outbox");

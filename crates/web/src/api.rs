@@ -523,25 +523,55 @@ async fn import_accounts(State(e): State<AppState>, Body(r): Body<ImportRequest2
     ok(e.import_accounts(&base64("csv", &r.csv)?).await?)
 }
 
+/// A change of the provisioning settings: an absent field keeps its
+/// value, an empty one clears it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProvisioningRequest {
     sip_tls_hostname: Option<String>,
     web_uri: Option<String>,
+    /// Platform (`android`, `ios`, `other`) -> app store URL.
+    #[serde(default)]
+    app_stores: std::collections::BTreeMap<String, String>,
 }
 
 async fn set_provisioning(
     State(e): State<AppState>,
     Body(r): Body<ProvisioningRequest>,
 ) -> ApiResult {
-    let settings = switchboard_domain::provisioning::ProvisioningSettings {
-        sip_tls_hostname: r.sip_tls_hostname.as_deref().map(parse).transpose()?,
-        web_uri: r
-            .web_uri
-            .as_deref()
-            .map(|u| parse_provision!(switchboard_domain::provisioning::WebUri, u))
-            .transpose()?,
-    };
+    use switchboard_domain::install::{Platform, StoreUrl};
+    use switchboard_domain::provisioning::WebUri;
+    let mut settings = e.provisioning().await?;
+    match r.sip_tls_hostname.as_deref() {
+        None => {}
+        Some("") => settings.sip_tls_hostname = None,
+        Some(h) => settings.sip_tls_hostname = Some(parse(h)?),
+    }
+    match r.web_uri.as_deref() {
+        None => {}
+        Some("") => settings.web_uri = None,
+        Some(u) => settings.web_uri = Some(parse_provision!(WebUri, u)?),
+    }
+    for (platform, url) in r.app_stores {
+        let platform: Platform =
+            serde_json::from_value(serde_json::Value::String(platform.clone())).map_err(|_| {
+                provision_error(
+                    "unknown-platform",
+                    format!(
+                        "unknown platform {:?}",
+                        platform.chars().take(32).collect::<String>()
+                    ),
+                    "the platforms are android, ios and other",
+                )
+            })?;
+        if url.is_empty() {
+            settings.app_stores.remove(&platform);
+        } else {
+            settings
+                .app_stores
+                .insert(platform, parse_provision!(StoreUrl, url)?);
+        }
+    }
     ok(e.set_provisioning(settings).await?)
 }
 

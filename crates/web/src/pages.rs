@@ -54,7 +54,29 @@ pub fn web(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/p/{token}", get(document))
+        .route("/install", get(install))
         .with_state(engine)
+}
+
+/// `GET /install`: to the app store of the phone's platform.
+async fn install(State(engine): State<Arc<Engine>>, headers: axum::http::HeaderMap) -> Response {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match engine.install_link(ua).await {
+        Ok(Some(url)) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no app is configured for this platform; ask your administrator\n",
+        )
+            .into_response(),
+        Err(e) => {
+            error!(error = %e, "the installation link failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response()
+        }
+    }
 }
 
 const GONE_PAGE: &str = "<!doctype html>
