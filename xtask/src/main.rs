@@ -11,6 +11,10 @@
 //! - `bench-tls`: TLS handshakes per second of the HTTPS listener next to
 //!   nginx (installed first when missing, which needs root). The benchmark
 //!   stops its nginx itself; should it be killed, this stops it afterwards.
+//! - `bench-docs`: configuration documents fetched per second over a new
+//!   TLS connection each, next to nginx serving a file of the same size
+//!   (nginx installed first when missing, which needs root); stopped
+//!   afterwards like `bench-tls`'s.
 //! - `packages`: print the Debian packages the tests need, one per line.
 
 use std::path::Path;
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Some("lint") => lint(),
         Some("bench") => bench(),
         Some("bench-tls") => bench_tls(),
+        Some("bench-docs") => bench_docs(),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -55,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | packages"
+                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | bench-docs | packages"
             );
             std::process::exit(2);
         }
@@ -194,6 +199,36 @@ fn bench_tls() -> anyhow::Result<()> {
             "switchboard-web",
             "--bench",
             "handshakes",
+        ])
+        .env(NGINX_PREFIX_VAR, &prefix));
+    let cleanup = stop_nginx(&prefix);
+    result.and(cleanup)
+}
+
+fn bench_docs() -> anyhow::Result<()> {
+    let missing = missing(BENCH_TLS_PACKAGES);
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "the document benchmark compares with nginx: install {} or run `cargo xtask bench-docs` as root",
+                missing.join(" ")
+            );
+        }
+        install_packages(BENCH_TLS_PACKAGES)?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let prefix =
+        std::env::temp_dir().join(format!("switchboard-bench-docs-{}", std::process::id()));
+    std::fs::create_dir_all(&prefix)
+        .with_context(|| format!("cannot create {}", prefix.display()))?;
+    let result = run(Command::new(&cargo)
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "switchboard-web",
+            "--bench",
+            "documents",
         ])
         .env(NGINX_PREFIX_VAR, &prefix));
     let cleanup = stop_nginx(&prefix);

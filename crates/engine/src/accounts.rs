@@ -86,6 +86,16 @@ pub struct AccountChange {
     pub new_password: bool,
 }
 
+/// What every document of the running revision shares: computed once per
+/// revision (fetches are the hot path: one commit each, nothing else).
+#[derive(Debug)]
+pub(crate) struct DocumentContext {
+    revision: u64,
+    settings: ProvisioningSettings,
+    port: NonZeroU16,
+    pins: Vec<CertPin>,
+}
+
 /// Per-address fetch counting for the activation links.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimit(StdMutex<HashMap<IpAddr, (Instant, u32)>>);
@@ -228,6 +238,45 @@ impl Engine {
         self.sync_subscribers(&mut store).await?;
         info!(accounts = rows.len(), "accounts imported");
         Ok(accounts.iter().map(Account::view).collect())
+    }
+
+    /// The document context of the running revision, cached until the
+    /// applied revision changes.
+    fn document_context(&self, store: &Store) -> Result<std::sync::Arc<DocumentContext>> {
+        let current = store
+            .applied_number()?
+            .ok_or(EngineError::ActivationUnavailable)?;
+        let mut cache = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref().filter(|c| c.revision == current) {
+            return Ok(c.clone());
+        }
+        let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
+        let port = NonZeroU16::new(applied.candidate.port(ServiceId::SipTls).first())
+            .ok_or_else(|| EngineError::System("port 0".into()))?;
+        let mut pins = Vec::new();
+        for a in applied
+            .plan
+            .tls
+            .iter()
+            .filter(|a| a.service == ServiceId::SipTls)
+        {
+            if let Some(c) = store.cert(&a.cert)? {
+                let bundle = switchboard_pki::import(c.chain_pem.as_bytes(), None, None)?;
+                let pin =
+                    CertPin::of_spki_der(&switchboard_pki::subject_public_key_info(bundle.leaf())?);
+                if !pins.contains(&pin) {
+                    pins.push(pin);
+                }
+            }
+        }
+        let context = std::sync::Arc::new(DocumentContext {
+            revision: current,
+            settings: applied.candidate.provisioning,
+            port,
+            pins,
+        });
+        *cache = Some(context.clone());
+        Ok(context)
     }
 
     /// The candidate's provisioning settings.
@@ -395,36 +444,23 @@ impl Engine {
         }
         let token =
             ActivationToken::parse_path_segment(token).map_err(|_| EngineError::LinkGone)?;
-        let mut store = self.store.lock().await;
-        let username = store
-            .consume_token(&token.hash().to_string(), Timestamp::now())?
-            .ok_or(EngineError::LinkGone)?;
-        let account = Self::find(&store, &username.parse().map_err(|_| corrupt("user name"))?)?;
-        let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
-        let settings = &applied.candidate.provisioning;
-        let port = NonZeroU16::new(applied.candidate.port(ServiceId::SipTls).first())
-            .ok_or_else(|| EngineError::System("port 0".into()))?;
-        let mut pins = Vec::new();
-        for a in applied
-            .plan
-            .tls
-            .iter()
-            .filter(|a| a.service == ServiceId::SipTls)
-        {
-            if let Some(c) = store.cert(&a.cert)? {
-                let bundle = switchboard_pki::import(c.chain_pem.as_bytes(), None, None)?;
-                let pin =
-                    CertPin::of_spki_der(&switchboard_pki::subject_public_key_info(bundle.leaf())?);
-                if !pins.contains(&pin) {
-                    pins.push(pin);
-                }
-            }
-        }
+        let (account, context) = {
+            let mut store = self.store.lock().await;
+            let username = store
+                .consume_token(&token.hash().to_string(), Timestamp::now())?
+                .ok_or(EngineError::LinkGone)?;
+            let row = store
+                .account(&username)?
+                .ok_or_else(|| EngineError::NoSuchAccount(username.clone()))?;
+            (account_of(&row)?, self.document_context(&store)?)
+        };
+        let (settings, port, pins) = (&context.settings, context.port, &context.pins);
+        let username = account.username().clone();
         let doc = switchboard_provision::document(
             &account,
             settings,
             port,
-            &pins,
+            pins,
             SrtpPolicy::Mandatory,
             Timestamp::now(),
         )

@@ -90,6 +90,8 @@ pub struct Engine {
     fetch_limit: accounts::RateLimit,
     /// Kamailio, when the daemon drives it.
     sip: Option<Mutex<sip::Sip>>,
+    /// What the documents of the running revision share.
+    documents: std::sync::Mutex<Option<std::sync::Arc<accounts::DocumentContext>>>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -113,6 +115,7 @@ impl Engine {
             system_roots: std::sync::OnceLock::new(),
             tls: TlsTables::new(),
             fetch_limit: accounts::RateLimit::default(),
+            documents: std::sync::Mutex::new(None),
         })
     }
 

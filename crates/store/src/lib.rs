@@ -654,21 +654,23 @@ impl Store {
         Ok(())
     }
 
+    /// One account, by user name.
+    pub fn account(&self, username: &str) -> Result<Option<AccountRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT username, display_name, phone, grp, profile, realm, ha1 FROM accounts WHERE username = ?1",
+                [username],
+                account_row,
+            )
+            .optional()?)
+    }
+
     pub fn accounts(&self) -> Result<Vec<AccountRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT username, display_name, phone, grp, profile, realm, ha1 FROM accounts ORDER BY username",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AccountRow {
-                username: r.get(0)?,
-                display_name: r.get(1)?,
-                phone: r.get(2)?,
-                group: r.get(3)?,
-                profile: r.get(4)?,
-                realm: r.get(5)?,
-                ha1: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map([], account_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -895,6 +897,18 @@ impl Store {
         };
         Ok(parse())
     }
+}
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        username: r.get(0)?,
+        display_name: r.get(1)?,
+        phone: r.get(2)?,
+        group: r.get(3)?,
+        profile: r.get(4)?,
+        realm: r.get(5)?,
+        ha1: r.get(6)?,
+    })
 }
 
 fn set_state(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> Result<()> {
