@@ -86,6 +86,47 @@ pub struct AccountChange {
     pub new_password: bool,
 }
 
+/// One token to consume, and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Consume {
+    hash: String,
+    reply: tokio::sync::oneshot::Sender<Result<Option<String>>>,
+}
+
+/// Consume tokens in batches: whatever arrived while the previous commit
+/// was being written goes into the next one (one fsync each, nothing
+/// acknowledged before its commit).
+async fn group_commit(
+    store: std::sync::Arc<tokio::sync::Mutex<Store>>,
+    mut rx: tokio::sync::mpsc::Receiver<Consume>,
+) {
+    const MAX_BATCH: usize = 256;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let hashes: Vec<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
+        let result = store.lock().await.consume_tokens(&hashes, Timestamp::now());
+        match result {
+            Ok(users) => {
+                for (c, user) in batch.into_iter().zip(users) {
+                    let _ = c.reply.send(Ok(user));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for c in batch {
+                    let _ = c.reply.send(Err(EngineError::System(message.clone())));
+                }
+            }
+        }
+    }
+}
+
 /// What every document of the running revision shares: computed once per
 /// revision (fetches are the hot path: one commit each, nothing else).
 #[derive(Debug)]
@@ -238,6 +279,22 @@ impl Engine {
         self.sync_subscribers(&mut store).await?;
         info!(accounts = rows.len(), "accounts imported");
         Ok(accounts.iter().map(Account::view).collect())
+    }
+
+    /// Consume one token through the group commit; its account's user name.
+    async fn consume(&self, hash: String) -> Result<Option<String>> {
+        let tx = self.consumer.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(group_commit(self.store.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send(Consume { hash, reply })
+            .await
+            .map_err(|_| EngineError::System("the token consumer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| EngineError::System("the token consumer stopped".into()))?
     }
 
     /// The document context of the running revision, cached until the
@@ -444,11 +501,12 @@ impl Engine {
         }
         let token =
             ActivationToken::parse_path_segment(token).map_err(|_| EngineError::LinkGone)?;
+        let username = self
+            .consume(token.hash().to_string())
+            .await?
+            .ok_or(EngineError::LinkGone)?;
         let (account, context) = {
-            let mut store = self.store.lock().await;
-            let username = store
-                .consume_token(&token.hash().to_string(), Timestamp::now())?
-                .ok_or(EngineError::LinkGone)?;
+            let store = self.store.lock().await;
             let row = store
                 .account(&username)?
                 .ok_or_else(|| EngineError::NoSuchAccount(username.clone()))?;

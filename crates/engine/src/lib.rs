@@ -80,7 +80,7 @@ pub struct EngineConfig {
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    store: Mutex<Store>,
+    store: std::sync::Arc<Mutex<Store>>,
     facts: RwLock<Facts>,
     /// The system's trusted CAs, read once.
     system_roots: std::sync::OnceLock<switchboard_pki::TrustAnchors>,
@@ -90,6 +90,8 @@ pub struct Engine {
     fetch_limit: accounts::RateLimit,
     /// Kamailio, when the daemon drives it.
     sip: Option<Mutex<sip::Sip>>,
+    /// Token consumptions waiting for the next group commit.
+    consumer: std::sync::OnceLock<tokio::sync::mpsc::Sender<accounts::Consume>>,
     /// What the documents of the running revision share.
     documents: std::sync::Mutex<Option<std::sync::Arc<accounts::DocumentContext>>>,
 }
@@ -110,12 +112,13 @@ impl Engine {
         Ok(Engine {
             sip,
             config,
-            store: Mutex::new(store),
+            store: std::sync::Arc::new(Mutex::new(store)),
             facts: RwLock::new(Facts::default()),
             system_roots: std::sync::OnceLock::new(),
             tls: TlsTables::new(),
             fetch_limit: accounts::RateLimit::default(),
             documents: std::sync::Mutex::new(None),
+            consumer: std::sync::OnceLock::new(),
         })
     }
 
