@@ -143,6 +143,28 @@ fn register_udp(ns: &Netns, to: &str, user: &str, ha1: &str) -> Option<u16> {
     })
 }
 
+/// Activate `user` (outbox) and fetch the document behind the link from
+/// the phone's side, verifying the web certificate against `ca`.
+fn activate_and_fetch(d: &Daemon, lab: &Lab, ca: &str, user: &str) -> Value {
+    d.ok(&["activate", user]);
+    let text = d.json(&["sms", "list"])[0]["text"]
+        .as_str()
+        .expect("outbox")
+        .to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/p/"))
+        .expect("link")
+        .to_owned();
+    let out = lab
+        .wan
+        .command("curl")
+        .args(["-sS", "--max-time", "5", "--cacert", ca, &link])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).expect("the document")
+}
+
 #[test]
 fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() {
     if !require_or_skip(
@@ -225,23 +247,7 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
         .as_str()
         .expect("user")
         .to_owned();
-    d.ok(&["activate", &user]);
-    let text = d.json(&["sms", "list"])[0]["text"]
-        .as_str()
-        .expect("outbox")
-        .to_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/p/"))
-        .expect("link")
-        .to_owned();
-    let out = lab
-        .wan
-        .command("curl")
-        .args(["-sS", "--max-time", "5", "--cacert", &f("ca.pem"), &link])
-        .output()
-        .expect("curl");
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("the document");
+    let doc = activate_and_fetch(&d, &lab, &f("ca.pem"), &user);
     let ha1 = doc["ha1"].as_str().expect("ha1").to_owned();
     assert_eq!(doc["hostname"], HOST);
 
@@ -346,23 +352,7 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
         code == 401 || code == 403,
         "the old password still works: {code}"
     );
-    d.ok(&["activate", &user]);
-    let text = d.json(&["sms", "list"])[0]["text"]
-        .as_str()
-        .expect("outbox")
-        .to_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/p/"))
-        .expect("link")
-        .to_owned();
-    let out = lab
-        .wan
-        .command("curl")
-        .args(["-sS", "--max-time", "5", "--cacert", &f("ca.pem"), &link])
-        .output()
-        .expect("curl");
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("the new document");
+    let doc = activate_and_fetch(&d, &lab, &f("ca.pem"), &user);
     let ha1 = doc["ha1"].as_str().expect("ha1").to_owned();
 
     // The daemon dies hard: a new one takes over Kamailio (the old one is
