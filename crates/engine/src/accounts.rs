@@ -90,7 +90,7 @@ pub struct AccountChange {
 #[derive(Debug)]
 pub(crate) struct Consume {
     hash: String,
-    reply: tokio::sync::oneshot::Sender<Result<Option<String>>>,
+    reply: tokio::sync::oneshot::Sender<Result<(Option<u64>, Option<AccountRow>)>>,
 }
 
 /// Consume tokens in batches: whatever arrived while the previous commit
@@ -112,9 +112,9 @@ async fn group_commit(
         let hashes: Vec<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
         let result = store.lock().await.consume_tokens(&hashes, Timestamp::now());
         match result {
-            Ok(users) => {
-                for (c, user) in batch.into_iter().zip(users) {
-                    let _ = c.reply.send(Ok(user));
+            Ok((applied, rows)) => {
+                for (c, row) in batch.into_iter().zip(rows) {
+                    let _ = c.reply.send(Ok((applied, row)));
                 }
             }
             Err(e) => {
@@ -282,7 +282,7 @@ impl Engine {
     }
 
     /// Consume one token through the group commit; its account's user name.
-    async fn consume(&self, hash: String) -> Result<Option<String>> {
+    async fn consume(&self, hash: String) -> Result<(Option<u64>, Option<AccountRow>)> {
         let tx = self.consumer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
             tokio::spawn(group_commit(self.store.clone(), rx));
@@ -299,14 +299,20 @@ impl Engine {
 
     /// The document context of the running revision, cached until the
     /// applied revision changes.
-    fn document_context(&self, store: &Store) -> Result<std::sync::Arc<DocumentContext>> {
+    async fn document_context(&self, current: u64) -> Result<std::sync::Arc<DocumentContext>> {
+        if let Some(c) = self
+            .documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|c| c.revision == current)
+        {
+            return Ok(c.clone());
+        }
+        let store = self.store.lock().await;
         let current = store
             .applied_number()?
             .ok_or(EngineError::ActivationUnavailable)?;
-        let mut cache = self.documents.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref().filter(|c| c.revision == current) {
-            return Ok(c.clone());
-        }
         let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
         let port = NonZeroU16::new(applied.candidate.port(ServiceId::SipTls).first())
             .ok_or_else(|| EngineError::System("port 0".into()))?;
@@ -332,7 +338,7 @@ impl Engine {
             port,
             pins,
         });
-        *cache = Some(context.clone());
+        *self.documents.lock().unwrap_or_else(|p| p.into_inner()) = Some(context.clone());
         Ok(context)
     }
 
@@ -501,17 +507,11 @@ impl Engine {
         }
         let token =
             ActivationToken::parse_path_segment(token).map_err(|_| EngineError::LinkGone)?;
-        let username = self
-            .consume(token.hash().to_string())
-            .await?
-            .ok_or(EngineError::LinkGone)?;
-        let (account, context) = {
-            let store = self.store.lock().await;
-            let row = store
-                .account(&username)?
-                .ok_or_else(|| EngineError::NoSuchAccount(username.clone()))?;
-            (account_of(&row)?, self.document_context(&store)?)
-        };
+        let (applied, row) = self.consume(token.hash().to_string()).await?;
+        let row = row.ok_or(EngineError::LinkGone)?;
+        let applied = applied.ok_or(EngineError::ActivationUnavailable)?;
+        let account = account_of(&row)?;
+        let context = self.document_context(applied).await?;
         let (settings, port, pins) = (&context.settings, context.port, &context.pins);
         let username = account.username().clone();
         let doc = switchboard_provision::document(

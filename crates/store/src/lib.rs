@@ -727,34 +727,49 @@ impl Store {
     /// not expired at `now`, and returns its account. A second call, or
     /// any other token, gets `None`.
     pub fn consume_token(&mut self, token_hash: &str, now: Timestamp) -> Result<Option<String>> {
-        Ok(self.consume_tokens(&[token_hash], now)?.pop().flatten())
+        let (_, mut rows) = self.consume_tokens(&[token_hash], now)?;
+        Ok(rows.pop().flatten().map(|a| a.username))
     }
 
     /// [`Store::consume_token`] for many tokens in one transaction (one
-    /// fsync for all: a group commit); the answers in order.
+    /// fsync for all: a group commit): the applied revision's number at
+    /// that moment, and for each token the account it opens, in order.
     pub fn consume_tokens(
         &mut self,
         token_hashes: &[&str],
         now: Timestamp,
-    ) -> Result<Vec<Option<String>>> {
+    ) -> Result<(Option<u64>, Vec<Option<AccountRow>>)> {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(token_hashes.len());
+        let applied: Option<String> = tx
+            .query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                [APPLIED_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
         {
-            let mut stmt = tx.prepare_cached(
+            let mut consume = tx.prepare_cached(
                 "UPDATE activations SET used_at = ?2
                  WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2
                  RETURNING username",
             )?;
+            let mut account = tx.prepare_cached(
+                "SELECT username, display_name, phone, grp, profile, realm, ha1 FROM accounts WHERE username = ?1",
+            )?;
             let now = now.to_string();
             for hash in token_hashes {
-                out.push(
-                    stmt.query_row(params![hash, now], |r| r.get(0))
-                        .optional()?,
-                );
+                let user: Option<String> = consume
+                    .query_row(params![hash, now], |r| r.get(0))
+                    .optional()?;
+                out.push(match user {
+                    Some(u) => account.query_row([u], account_row).optional()?,
+                    None => None,
+                });
             }
         }
         tx.commit()?;
-        Ok(out)
+        Ok((applied.and_then(|v| v.parse().ok()), out))
     }
 
     /// The SMS queue and outbox, newest first.
