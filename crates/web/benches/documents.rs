@@ -35,14 +35,16 @@
 //! Afterwards the engine is dropped, the store opened again from disk, and
 //! every token of ours checked used there.
 
+mod common;
+
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Nginx, Prefix, THREADS, Unverified, median, runtime, thread_cpu};
 use switchboard_domain::provisioning::ProvisioningSettings;
 use switchboard_domain::{CertName, ServiceId};
 use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
@@ -52,16 +54,12 @@ use switchboard_store::Store;
 use switchboard_web::https::{bind, serve_https};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::Resumption;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 const NAME: &str = "bench.test";
 const CONCURRENCY: usize = 32;
@@ -72,14 +70,8 @@ const WARM_UP: usize = 500;
 /// minute, so none is refused and its table stays small.
 const PER_SOURCE: usize = 20;
 const ROUNDS: usize = 3;
-/// Worker threads of our server, nginx workers, and client threads.
-const THREADS: usize = 2;
 const SERVER_THREADS: &str = "bench-https";
 const CLIENT_THREADS: &str = "bench-client";
-/// Where `cargo xtask bench-docs` wants nginx's files (so it can stop an
-/// nginx this process could not); a temporary directory otherwise.
-const PREFIX_VAR: &str = "SWITCHBOARD_BENCH_NGINX_PREFIX";
-const USER_HZ: f64 = 100.0;
 const MEDIA_TYPE: &str = "application/vnd.switchboard.sip-account+json";
 
 fn main() {
@@ -143,7 +135,11 @@ fn main() {
     std::fs::write(p.join("key.pem"), &key_pem).expect("the prefix is writable");
     std::fs::create_dir_all(p.join("www")).expect("the prefix is writable");
     std::fs::write(p.join("www/doc"), &sample.body).expect("the prefix is writable");
-    let nginx = Nginx::start(p);
+    let site = format!(
+        "root {}/www;\n        default_type {MEDIA_TYPE};\n        location / {{ }}",
+        p.display()
+    );
+    let nginx = Nginx::start(p, &site, "bench-docs");
     let nginx_sample = client_rt
         .block_on(checker.fetch(nginx.addr, "/doc", Ipv4Addr::LOCALHOST))
         .expect("nginx serves the document and verifies");
@@ -238,7 +234,17 @@ fn main() {
     }
     server_rt.block_on(engine.shutdown());
     drop(engine);
-    let mut store = Store::open_dir(data.path()).expect("the store opens again");
+    // The token consumer lets go of the store once it sees the engine gone.
+    let since = Instant::now();
+    let mut store = loop {
+        match Store::open_dir(data.path()) {
+            Ok(store) => break store,
+            Err(e) if since.elapsed() > Duration::from_secs(10) => {
+                panic!("the store opens again: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     let now = jiff::Timestamp::now();
     let mut unused = 0;
     for t in &all_tokens {
@@ -336,20 +342,6 @@ async fn engine(dir: &Path, bundle: &[u8], n: usize) -> (Arc<Engine>, Vec<String
         .collect();
     assert_eq!(tokens.len(), n, "one link per activation in the outbox");
     (Arc::new(engine), tokens)
-}
-
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(THREADS)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The `i`th source address: 127.c.b.a, every one distinct (for `i` below
@@ -570,222 +562,4 @@ fn verifying_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Arc::new(config)
-}
-
-/// Accepts any certificate and signature: the load generator's, so that
-/// its CPU goes to the requests, not to checks done once before.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Where nginx keeps its configuration, certificate, file, logs and pid.
-struct Prefix {
-    path: PathBuf,
-    _temporary: Option<tempfile::TempDir>,
-}
-
-impl Prefix {
-    fn new() -> Prefix {
-        match std::env::var_os(PREFIX_VAR) {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                std::fs::create_dir_all(&path).expect("the nginx prefix can be created");
-                Prefix {
-                    path,
-                    _temporary: None,
-                }
-            }
-            None => {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                Prefix {
-                    path: dir.path().to_owned(),
-                    _temporary: Some(dir),
-                }
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// nginx in the foreground, as this process's child; stopped on drop,
-/// also when the bench panics.
-struct Nginx {
-    master: Child,
-    addr: SocketAddr,
-    version: String,
-}
-
-impl Nginx {
-    fn start(prefix: &Path) -> Nginx {
-        let version = Command::new("nginx").arg("-v").output().expect(
-            "the benchmark compares with nginx: run `cargo xtask bench-docs`, which installs it",
-        );
-        let version = String::from_utf8_lossy(&version.stderr)
-            .trim()
-            .trim_start_matches("nginx version: ")
-            .to_owned();
-        let addr = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port on 127.0.0.1");
-        let p = prefix.display();
-        let config = format!(
-            "worker_processes {THREADS};
-daemon off;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/client_body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    server {{
-        listen {addr} ssl;
-        ssl_certificate {p}/chain.pem;
-        ssl_certificate_key {p}/key.pem;
-        ssl_protocols TLSv1.3;
-        ssl_ecdh_curve X25519;
-        ssl_session_tickets off;
-        ssl_session_cache off;
-        root {p}/www;
-        default_type {MEDIA_TYPE};
-        location / {{ }}
-    }}
-}}
-"
-        );
-        std::fs::write(prefix.join("nginx.conf"), config).expect("the prefix is writable");
-        let master = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Nginx {
-            master,
-            addr,
-            version,
-        };
-        let since = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            let exited = nginx.master.try_wait().expect("nginx can be waited for");
-            if exited.is_some() || since.elapsed() > Duration::from_secs(10) {
-                let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
-                panic!("nginx does not listen on {addr} ({exited:?}):\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        nginx
-    }
-
-    /// CPU seconds of the master and its workers so far.
-    fn cpu(&self) -> f64 {
-        let master = self.master.id();
-        let mut total = 0.0;
-        for entry in std::fs::read_dir("/proc")
-            .expect("/proc is mounted")
-            .flatten()
-        {
-            let Some(stat) = entry
-                .file_name()
-                .to_str()
-                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|_| std::fs::read_to_string(entry.path().join("stat")).ok())
-            else {
-                continue;
-            };
-            if let Some((pid, ppid, cpu)) = parse_stat(&stat)
-                && (pid == master || ppid == master)
-            {
-                total += cpu;
-            }
-        }
-        total
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers, then itself.
-        let master = rustix::process::Pid::from_child(&self.master);
-        if rustix::process::kill_process(master, rustix::process::Signal::TERM).is_ok() {
-            let since = Instant::now();
-            while since.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = self.master.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.master.kill().ok();
-        self.master.wait().ok();
-    }
-}
-
-/// CPU seconds so far of this process's threads named `name`.
-fn thread_cpu(name: &str) -> f64 {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc is mounted")
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .filter(|stat| stat.contains(&format!("({name})")))
-        .filter_map(|stat| parse_stat(&stat).map(|(_, _, cpu)| cpu))
-        .sum()
-}
-
-/// pid, parent pid and CPU seconds (user and system) from a `stat` file
-/// of `/proc`.
-fn parse_stat(stat: &str) -> Option<(u32, u32, f64)> {
-    let (pid, rest) = stat.split_once(" (")?;
-    let (_, fields) = rest.rsplit_once(") ")?;
-    let fields: Vec<&str> = fields.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    Some((
-        pid.parse().ok()?,
-        fields.get(1)?.parse().ok()?,
-        (ticks(11)? + ticks(12)?) as f64 / USER_HZ,
-    ))
 }

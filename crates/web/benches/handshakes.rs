@@ -31,50 +31,37 @@
 //! on both; the servers' CPU time per handshake (from `/proc`: our
 //! runtime's threads, nginx's master and workers) is printed next to it.
 
+mod common;
+
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use common::{Nginx, Prefix, THREADS, Unverified, median, runtime, thread_cpu};
 use switchboard_pki::testpki::Ca;
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
 use switchboard_web::https::{bind, serve_https};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::Resumption;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{
-    ClientConfig, DigitallySignedStruct, HandshakeKind, ProtocolVersion, RootCertStore,
-    SignatureScheme,
-};
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
 
 const NAME: &str = "bench.test";
 const CONCURRENCY: usize = 32;
 const RUN: Duration = Duration::from_secs(5);
 const WARM_UP: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 3;
-/// Worker threads of our server, nginx workers, and client threads.
-const THREADS: usize = 2;
 /// Thread names, to find each side's CPU time in `/proc/self/task`.
 const SERVER_THREADS: &str = "bench-https";
 const CLIENT_THREADS: &str = "bench-client";
-/// Where `cargo xtask bench-tls` wants nginx's files (so it can stop an
-/// nginx this process could not); a temporary directory otherwise.
-const PREFIX_VAR: &str = "SWITCHBOARD_BENCH_NGINX_PREFIX";
-/// The unit of CPU times in `/proc` (`USER_HZ`, 100 on every Linux ABI).
-const USER_HZ: f64 = 100.0;
 
 fn main() {
     let ca = Ca::root("Bench CA");
@@ -111,7 +98,7 @@ fn main() {
     let prefix = Prefix::new();
     std::fs::write(prefix.path().join("chain.pem"), &chain_pem).expect("the prefix is writable");
     std::fs::write(prefix.path().join("key.pem"), &key_pem).expect("the prefix is writable");
-    let nginx = Nginx::start(prefix.path());
+    let nginx = Nginx::start(prefix.path(), "location / { return 200 ok; }", "bench-tls");
 
     let load = Load::new();
     let checker = verifying_client(&ca.der);
@@ -181,20 +168,6 @@ fn main() {
         .expect("serve_https does not panic")
         .expect("our server shuts down cleanly");
     drop(nginx);
-}
-
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(THREADS)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a Tokio runtime")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Full handshakes against one server for a fixed time.
@@ -362,221 +335,4 @@ fn verifying_client(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Arc::new(config)
-}
-
-/// Accepts any certificate and signature: the load generator's, so that
-/// its CPU goes to handshakes, not to checks done once by [`check`].
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Where nginx keeps its configuration, certificate, logs and pid file.
-struct Prefix {
-    path: PathBuf,
-    _temporary: Option<tempfile::TempDir>,
-}
-
-impl Prefix {
-    fn new() -> Prefix {
-        match std::env::var_os(PREFIX_VAR) {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                std::fs::create_dir_all(&path).expect("the nginx prefix can be created");
-                Prefix {
-                    path,
-                    _temporary: None,
-                }
-            }
-            None => {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                Prefix {
-                    path: dir.path().to_owned(),
-                    _temporary: Some(dir),
-                }
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// nginx in the foreground, as this process's child; stopped on drop,
-/// also when the bench panics.
-struct Nginx {
-    master: Child,
-    addr: SocketAddr,
-    version: String,
-}
-
-impl Nginx {
-    fn start(prefix: &Path) -> Nginx {
-        let version = Command::new("nginx").arg("-v").output().expect(
-            "the benchmark compares with nginx: run `cargo xtask bench-tls`, which installs it",
-        );
-        let version = String::from_utf8_lossy(&version.stderr)
-            .trim()
-            .trim_start_matches("nginx version: ")
-            .to_owned();
-        let addr = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port on 127.0.0.1");
-        let p = prefix.display();
-        let config = format!(
-            "worker_processes {THREADS};
-daemon off;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/client_body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    server {{
-        listen {addr} ssl;
-        ssl_certificate {p}/chain.pem;
-        ssl_certificate_key {p}/key.pem;
-        ssl_protocols TLSv1.3;
-        ssl_ecdh_curve X25519;
-        ssl_session_tickets off;
-        ssl_session_cache off;
-        location / {{ return 200 ok; }}
-    }}
-}}
-"
-        );
-        std::fs::write(prefix.join("nginx.conf"), config).expect("the prefix is writable");
-        let master = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Nginx {
-            master,
-            addr,
-            version,
-        };
-        let since = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            let exited = nginx.master.try_wait().expect("nginx can be waited for");
-            if exited.is_some() || since.elapsed() > Duration::from_secs(10) {
-                let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
-                panic!("nginx does not listen on {addr} ({exited:?}):\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        nginx
-    }
-
-    /// CPU seconds of the master and its workers so far.
-    fn cpu(&self) -> f64 {
-        let master = self.master.id();
-        let mut total = 0.0;
-        for entry in std::fs::read_dir("/proc")
-            .expect("/proc is mounted")
-            .flatten()
-        {
-            let Some(stat) = entry
-                .file_name()
-                .to_str()
-                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|_| std::fs::read_to_string(entry.path().join("stat")).ok())
-            else {
-                continue;
-            };
-            if let Some((pid, ppid, cpu)) = parse_stat(&stat)
-                && (pid == master || ppid == master)
-            {
-                total += cpu;
-            }
-        }
-        total
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers, then itself.
-        let master = rustix::process::Pid::from_child(&self.master);
-        if rustix::process::kill_process(master, rustix::process::Signal::TERM).is_ok() {
-            let since = Instant::now();
-            while since.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = self.master.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.master.kill().ok();
-        self.master.wait().ok();
-    }
-}
-
-/// CPU seconds so far of this process's threads named `name`.
-fn thread_cpu(name: &str) -> f64 {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc is mounted")
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .filter(|stat| stat.contains(&format!("({name})")))
-        .filter_map(|stat| parse_stat(&stat).map(|(_, _, cpu)| cpu))
-        .sum()
-}
-
-/// pid, parent pid and CPU seconds (user and system) from a `stat` file
-/// of `/proc`.
-fn parse_stat(stat: &str) -> Option<(u32, u32, f64)> {
-    let (pid, rest) = stat.split_once(" (")?;
-    // The command name may contain anything, so fields count from its end.
-    let (_, fields) = rest.rsplit_once(") ")?;
-    let fields: Vec<&str> = fields.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    Some((
-        pid.parse().ok()?,
-        fields.get(1)?.parse().ok()?,
-        (ticks(11)? + ticks(12)?) as f64 / USER_HZ,
-    ))
 }
