@@ -50,8 +50,8 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
         Some("bench") => bench(),
-        Some("bench-tls") => bench_tls(),
-        Some("bench-docs") => bench_docs(),
+        Some("bench-tls") => bench_with_nginx("handshakes", "bench-tls"),
+        Some("bench-docs") => bench_with_nginx("documents", "bench-docs"),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -176,19 +176,22 @@ fn bench() -> anyhow::Result<()> {
     result.and(cleanup)
 }
 
-fn bench_tls() -> anyhow::Result<()> {
+/// Run `cargo bench -p switchboard-web --bench BENCH` next to nginx
+/// (installed if missing, as root), with a prefix for nginx's files that is
+/// cleaned up even if the benchmark was killed. `task` names the xtask.
+fn bench_with_nginx(bench: &str, task: &str) -> anyhow::Result<()> {
     let missing = missing(BENCH_TLS_PACKAGES);
     if !missing.is_empty() {
         if !is_root() {
             bail!(
-                "the TLS benchmark compares with nginx: install {} or run `cargo xtask bench-tls` as root",
+                "the benchmark compares with nginx: install {} or run `cargo xtask {task}` as root",
                 missing.join(" ")
             );
         }
         install_packages(BENCH_TLS_PACKAGES)?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let prefix = std::env::temp_dir().join(format!("switchboard-bench-tls-{}", std::process::id()));
+    let prefix = std::env::temp_dir().join(format!("switchboard-{task}-{}", std::process::id()));
     std::fs::create_dir_all(&prefix)
         .with_context(|| format!("cannot create {}", prefix.display()))?;
     let result = run(Command::new(&cargo)
@@ -198,37 +201,7 @@ fn bench_tls() -> anyhow::Result<()> {
             "-p",
             "switchboard-web",
             "--bench",
-            "handshakes",
-        ])
-        .env(NGINX_PREFIX_VAR, &prefix));
-    let cleanup = stop_nginx(&prefix);
-    result.and(cleanup)
-}
-
-fn bench_docs() -> anyhow::Result<()> {
-    let missing = missing(BENCH_TLS_PACKAGES);
-    if !missing.is_empty() {
-        if !is_root() {
-            bail!(
-                "the document benchmark compares with nginx: install {} or run `cargo xtask bench-docs` as root",
-                missing.join(" ")
-            );
-        }
-        install_packages(BENCH_TLS_PACKAGES)?;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let prefix =
-        std::env::temp_dir().join(format!("switchboard-bench-docs-{}", std::process::id()));
-    std::fs::create_dir_all(&prefix)
-        .with_context(|| format!("cannot create {}", prefix.display()))?;
-    let result = run(Command::new(&cargo)
-        .args([
-            "bench",
-            "--locked",
-            "-p",
-            "switchboard-web",
-            "--bench",
-            "documents",
+            bench,
         ])
         .env(NGINX_PREFIX_VAR, &prefix));
     let cleanup = stop_nginx(&prefix);
