@@ -5,88 +5,9 @@
 
 mod common;
 
-use common::Daemon;
 use serde_json::Value;
-use switchboard_pki::testpki::{self, pki};
+use switchboard_pki::testpki;
 use switchboard_system::testlab::{Kannel, Lab, require_root_or_skip};
-
-/// The appliance of the story, ready to activate phones: the lab, its
-/// hosts files, the test CA's certificate for voip.example.test bound to
-/// `web` and `sip-tls`, the production layout, the provisioning settings,
-/// applied. Returns the daemon and the directory of the test's files.
-fn ready_appliance(
-    lab: &Lab,
-    dir: &std::path::Path,
-    serve: &[&str],
-) -> (Daemon, tempfile::TempDir) {
-    lab.wan
-        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
-        .expect("phone's hosts");
-    lab.appliance
-        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
-        .expect("appliance's hosts");
-    let p = pki();
-    let files = testpki::tempdir();
-    let d0 = files.path();
-    testpki::write(d0, "ca.pem", p.root.pem());
-    testpki::write(
-        d0,
-        "voip.pem",
-        format!(
-            "{}{}{}",
-            p.leaf.pem(),
-            p.leaf.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
-    let f = |n: &str| d0.join(n).display().to_string();
-    let mut args = vec!["--firewall", "enforce"];
-    args.extend_from_slice(serve);
-    let d = Daemon::start(Some(&lab.appliance), dir, &args);
-    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
-    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
-    d.ok(&["cert", "bind", "web", "voip"]);
-    d.ok(&["cert", "bind", "sip-tls", "voip"]);
-    d.ok(&[
-        "preset",
-        "production",
-        "--internal",
-        "lan0",
-        "--external",
-        "wan0",
-    ]);
-
-    // Provisioning settings are checked against the bound certificates.
-    d.fails(
-        &[
-            "provisioning",
-            "set",
-            "--sip-tls-hostname",
-            "other.example.test",
-        ],
-        "sip-tls-hostname-not-covered",
-    );
-    d.fails(
-        &[
-            "provisioning",
-            "set",
-            "--web-uri",
-            "http://voip.example.test",
-        ],
-        "invalid-web-uri",
-    );
-    d.fails(&["activate", "1000"], "no-such-account");
-    d.ok(&[
-        "provisioning",
-        "set",
-        "--sip-tls-hostname",
-        "voip.example.test",
-        "--web-uri",
-        "https://voip.example.test",
-    ]);
-    d.ok(&["update", "-m", "production with provisioning"]);
-    (d, files)
-}
 
 /// GET `url` from the phone's namespace with curl, verifying the web
 /// services certificate against the test CA: (body, "STATUS MEDIA-TYPE").
@@ -130,7 +51,7 @@ fn an_activated_phone_gets_its_document_once() {
     }
     let lab = Lab::new().expect("lab");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (d, files) = ready_appliance(&lab, dir.path(), &[]);
+    let (d, files, _) = common::ready_appliance(&lab, dir.path(), &[]);
     let d0 = files.path();
     testpki::write(d0, "bad.csv", "phone,name\n+15550100111,Bob\n12345,Eve\n");
     testpki::write(
@@ -344,7 +265,7 @@ fn the_activation_sms_goes_through_kannel_and_survives_its_outage() {
         "--sms-secret-file",
         &pw,
     ];
-    let (d, files) = ready_appliance(&lab, dir.path(), &serve);
+    let (d, files, _) = common::ready_appliance(&lab, dir.path(), &serve);
     let ca = files.path().join("ca.pem").display().to_string();
     let ann = d.json(&["account", "add", "--phone", "+15550100199", "--name", "Ann"]);
     let user = ann["username"].as_str().expect("user").to_owned();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::Daemon;
 use md5::{Digest, Md5};
 use serde_json::Value;
-use switchboard_pki::testpki::{self, pki};
+use switchboard_pki::testpki;
 use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
 
 const HOST: &str = "voip.example.test";
@@ -175,24 +175,10 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
         return;
     }
     let lab = Lab::new().expect("lab");
-    for ns in [&lab.wan, &lab.appliance] {
-        ns.set_hosts(&[(Lab::WAN_APPLIANCE, HOST)]).expect("hosts");
-    }
-    let p = pki();
-    let rotated = p.intermediate.leaf(&[HOST]);
-    let files = testpki::tempdir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut d, files, p) = common::ready_appliance(&lab, dir.path(), &["--sip", "kamailio"]);
     let d0 = files.path();
-    testpki::write(d0, "ca.pem", p.root.pem());
-    testpki::write(
-        d0,
-        "voip.pem",
-        format!(
-            "{}{}{}",
-            p.leaf.pem(),
-            p.leaf.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
+    let rotated = p.intermediate.leaf(&[HOST]);
     testpki::write(
         d0,
         "voip2.pem",
@@ -205,34 +191,6 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     );
     let f = |n: &str| d0.join(n).display().to_string();
     let ca = std::fs::read(d0.join("ca.pem")).expect("ca");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut d = Daemon::start(
-        Some(&lab.appliance),
-        dir.path(),
-        &["--firewall", "enforce", "--sip", "kamailio"],
-    );
-    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
-    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
-    d.ok(&["cert", "bind", "web", "voip"]);
-    d.ok(&["cert", "bind", "sip-tls", "voip"]);
-    d.ok(&[
-        "preset",
-        "production",
-        "--internal",
-        "lan0",
-        "--external",
-        "wan0",
-    ]);
-    d.ok(&[
-        "provisioning",
-        "set",
-        "--sip-tls-hostname",
-        HOST,
-        "--web-uri",
-        &format!("https://{HOST}"),
-    ]);
-    d.ok(&["update"]);
     let status = d.json(&["status"]);
     assert!(
         status["sip"]

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard_system::testlab::Netns;
+use switchboard_pki::testpki::{self, Pki, pki};
+use switchboard_system::testlab::{Lab, Netns};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -166,4 +167,83 @@ impl Drop for Daemon {
         }
         self.kill9();
     }
+}
+
+/// The appliance of the story, ready to activate phones: the lab, its
+/// hosts files, the test CA's certificate for voip.example.test bound to
+/// `web` and `sip-tls`, the production layout, the provisioning settings,
+/// applied. Returns the daemon, the directory of the test's files
+/// (`ca.pem`, `voip.pem`) and the test PKI.
+pub fn ready_appliance(
+    lab: &Lab,
+    dir: &std::path::Path,
+    serve: &[&str],
+) -> (Daemon, tempfile::TempDir, Pki) {
+    lab.wan
+        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
+        .expect("phone's hosts");
+    lab.appliance
+        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
+        .expect("appliance's hosts");
+    let p = pki();
+    let files = testpki::tempdir();
+    let d0 = files.path();
+    testpki::write(d0, "ca.pem", p.root.pem());
+    testpki::write(
+        d0,
+        "voip.pem",
+        format!(
+            "{}{}{}",
+            p.leaf.pem(),
+            p.leaf.key_pem(),
+            p.intermediate.pem()
+        ),
+    );
+    let f = |n: &str| d0.join(n).display().to_string();
+    let mut args = vec!["--firewall", "enforce"];
+    args.extend_from_slice(serve);
+    let d = Daemon::start(Some(&lab.appliance), dir, &args);
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "web", "voip"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+
+    // Provisioning settings are checked against the bound certificates.
+    d.fails(
+        &[
+            "provisioning",
+            "set",
+            "--sip-tls-hostname",
+            "other.example.test",
+        ],
+        "sip-tls-hostname-not-covered",
+    );
+    d.fails(
+        &[
+            "provisioning",
+            "set",
+            "--web-uri",
+            "http://voip.example.test",
+        ],
+        "invalid-web-uri",
+    );
+    d.fails(&["activate", "1000"], "no-such-account");
+    d.ok(&[
+        "provisioning",
+        "set",
+        "--sip-tls-hostname",
+        "voip.example.test",
+        "--web-uri",
+        "https://voip.example.test",
+    ]);
+    d.ok(&["update", "-m", "production with provisioning"]);
+    (d, files, p)
 }
