@@ -196,10 +196,10 @@ impl Engine {
     }
 
     fn find(store: &Store, username: &Username) -> Result<Account> {
-        accounts_of(store)?
-            .into_iter()
-            .find(|a| a.username() == username)
-            .ok_or_else(|| EngineError::NoSuchAccount(username.to_string()))
+        let row = store
+            .account(username.as_str())?
+            .ok_or_else(|| EngineError::NoSuchAccount(username.to_string()))?;
+        account_of(&row)
     }
 
     pub async fn account(&self, username: &Username) -> Result<AccountView> {
