@@ -32,8 +32,11 @@ const PACKAGES: &[&str] = &[
     "kamailio",        // the SIP server switchboard configures (kamailio -c checks)
     "kamailio-tls-modules",
     "kamailio-sqlite-modules",
-    "kannel",        // bearerbox and smsbox: the real SMS gateway of the SMS tests
-    "kannel-extras", // fakesmsc, the fake SMS centre those tests read
+    "kannel",          // bearerbox and smsbox: the real SMS gateway of the SMS tests
+    "kannel-extras",   // fakesmsc, the fake SMS centre those tests read
+    "chromium",        // headless Chromium: the browser of the console tests
+    "chromium-driver", // chromedriver: WebDriver, how the tests drive Chromium
+    "libnss3-tools",   // certutil: the NSS database where Chromium finds the test CA
 ];
 
 /// Debian packages the TLS benchmark uses.

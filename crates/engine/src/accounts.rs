@@ -27,7 +27,7 @@ const FETCHES_PER_MINUTE: u32 = 20;
 /// Attempts before a queued SMS is given up.
 const MAX_SMS_ATTEMPTS: u32 = 12;
 
-fn random<const N: usize>() -> Result<[u8; N]> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -447,6 +447,40 @@ impl Engine {
             gateway: gateway.into(),
             expires_at,
         })
+    }
+
+    /// A single-use, expiring link for `username`, handed over in person
+    /// (the console shows it as a QR code, once): no SMS. The link holds
+    /// the token: it is for the administrator's screen only, never logged.
+    pub async fn activate_in_person(
+        &self,
+        username: &Username,
+    ) -> Result<(ActivationView, switchboard_provision::ActivationLink)> {
+        let mut store = self.store.lock().await;
+        let account = Self::find(&store, username)?;
+        let web_uri = store
+            .applied()?
+            .and_then(|r| r.candidate.provisioning.web_uri)
+            .ok_or(EngineError::ActivationUnavailable)?;
+        let token = ActivationToken::from_entropy(random()?);
+        let link = switchboard_provision::activation_link(&web_uri, &token);
+        let now = Timestamp::now();
+        let expires_at = now + switchboard_provision::DEFAULT_TOKEN_TTL;
+        store.add_activation(
+            username.as_str(),
+            &token.hash().to_string(),
+            expires_at,
+            now,
+        )?;
+        info!(account = %username, "activation link created for hand-over in person");
+        let view = ActivationView {
+            username: username.to_string(),
+            sms_id: 0,
+            to: switchboard_system::sms::mask_number(account.phone().as_str()),
+            gateway: "in person".into(),
+            expires_at,
+        };
+        Ok((view, link))
     }
 
     pub async fn sms(&self) -> Result<Vec<SmsView>> {

@@ -28,6 +28,20 @@ pub enum InputError {
     NotTls(#[from] NotTls),
     #[error("invalid address {0:?}: give an IPv4 or IPv6 address")]
     Address(String),
+    #[error("invalid administrator name {0:?}: 1 to 32 characters of a-z, 0-9, '.', '_' and '-'")]
+    AdminName(String),
+    #[error(
+        "the password has {0} character(s); at least {min} are needed",
+        min = crate::auth::MIN_PASSWORD_CHARS
+    )]
+    PasswordTooShort(usize),
+    #[error(
+        "the password has {0} characters; at most {max} are accepted",
+        max = crate::auth::MAX_PASSWORD_CHARS
+    )]
+    PasswordTooLong(usize),
+    #[error("the password is only white space")]
+    PasswordBlank,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +101,10 @@ pub enum EngineError {
     LinkGone,
     #[error("too many requests from this address")]
     RateLimited,
+    /// The current password given with a change of password is not the
+    /// administrator's (or the administrator does not exist).
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("cannot list the NICs: {0}")]
     Discovery(String),
     #[error(transparent)]
@@ -105,6 +123,11 @@ impl EngineError {
             EngineError::Input(InputError::Hostname(_)) => "invalid-hostname",
             EngineError::Input(InputError::NotTls(_)) => "not-a-tls-service",
             EngineError::Input(InputError::Address(_)) => "invalid-address",
+            EngineError::Input(InputError::AdminName(_)) => "invalid-admin-name",
+            EngineError::Input(InputError::PasswordTooShort(_)) => "password-too-short",
+            EngineError::Input(InputError::PasswordTooLong(_)) => "password-too-long",
+            EngineError::Input(InputError::PasswordBlank) => "password-blank",
+            EngineError::WrongPassword => "wrong-password",
             EngineError::Import { code, .. } => code,
             EngineError::NoSuchCert(_) => "no-such-cert",
             EngineError::CertExists(_) => "cert-exists",
@@ -149,6 +172,19 @@ impl EngineError {
                 "bind certificates to console, web or sip-tls".into()
             }
             EngineError::Input(InputError::Address(_)) => "e.g. 198.51.100.7".into(),
+            EngineError::Input(InputError::AdminName(_)) => "e.g. admin".into(),
+            EngineError::Input(
+                InputError::PasswordTooShort(_)
+                | InputError::PasswordTooLong(_)
+                | InputError::PasswordBlank,
+            ) => format!(
+                "choose {} to {} characters, e.g. five random words; `switchboard admin set-password` reads it from standard input or --password-file",
+                crate::auth::MIN_PASSWORD_CHARS,
+                crate::auth::MAX_PASSWORD_CHARS
+            ),
+            EngineError::WrongPassword => {
+                "give the administrator's current password; if it is lost, set a new one as root on the appliance with `switchboard admin set-password`".into()
+            }
             EngineError::Import { hint, .. } => (*hint).into(),
             EngineError::NoSuchCert(_) => "list the certificates with `switchboard cert list`".into(),
             EngineError::CertExists(_) => "choose another name, or delete the old certificate first".into(),

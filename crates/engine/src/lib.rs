@@ -20,6 +20,7 @@
 //! with each revision, and `firewall show` prints it.
 
 pub mod accounts;
+pub mod auth;
 mod certs;
 mod diff;
 mod error;
@@ -43,6 +44,7 @@ use switchboard_store::{
 use tokio::sync::Mutex;
 use tracing::{info, info_span, warn};
 
+pub use auth::{DEFAULT_ADMIN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
@@ -256,6 +258,11 @@ impl Engine {
     }
 
     // ---- reads ------------------------------------------------------------
+
+    /// The candidate as it is now (edits not yet applied included).
+    pub async fn candidate(&self) -> Result<Candidate> {
+        Self::candidate_of(&*self.store.lock().await)
+    }
 
     pub async fn status(&self) -> Result<StatusView> {
         let sip = self.sip_state().await.map(|k| match (k.running, k.pid) {
@@ -579,6 +586,26 @@ impl Engine {
             window,
         };
         self.apply(&mut store, &facts, change).await
+    }
+
+    /// Whether an Update of the candidate now would stop the console or
+    /// SSH answering on the NIC `origin`'s session arrived through: that
+    /// service and NIC. `None` also when the candidate cannot be planned
+    /// (the Update would be rejected anyway, with its diagnostics).
+    pub async fn lockout_preview(&self, origin: &Origin) -> Result<Option<(ServiceId, NicName)>> {
+        let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
+        let mut candidate = Self::candidate_of(&store)?;
+        candidate.matrix.settle(&facts);
+        let Ok((plan, _)) = switchboard_plan::plan(&candidate, &facts) else {
+            return Ok(None);
+        };
+        let applied = store.applied()?;
+        let current = applied.as_ref().map(|r| (&r.plan.matrix, &r.candidate));
+        Ok(
+            origin::cut_off(origin, &facts, current, (&plan.matrix, &candidate))
+                .map(|(s, n)| (s, n.clone())),
+        )
     }
 
     /// Apply the candidate of revision `number` again, as a new revision.

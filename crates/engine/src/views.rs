@@ -272,3 +272,17 @@ pub struct SmsView {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
 }
+
+/// An entry of the audit log: who asked for which change, from where, and
+/// how it ended (`200`, `409 pending-confirmation`). Never a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub address: String,
+    /// `METHOD /path`, without the query string.
+    pub action: String,
+    /// The HTTP status, followed by the error code for a failure.
+    pub outcome: String,
+}

@@ -104,6 +104,21 @@ const MIGRATIONS: &[&str] = &[
         created_at  TEXT NOT NULL,
         updated_at  TEXT NOT NULL
     );",
+    // 4: the console's administrators (argon2id PHC strings, never a
+    // password) and the audit log of every change requested through the API.
+    "CREATE TABLE admins (
+        username      TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        changed_at    TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        address TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +269,30 @@ pub struct SmsRow {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An entry of the audit log to record: who asked for what, from where,
+/// and how it ended. Never a request body.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAudit<'a> {
+    pub at: Timestamp,
+    pub actor: &'a str,
+    pub address: &'a str,
+    /// `METHOD /path`.
+    pub action: &'a str,
+    /// The HTTP status, and the error code for a failure.
+    pub outcome: &'a str,
+}
+
+/// An entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub id: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub address: String,
+    pub action: String,
+    pub outcome: String,
 }
 
 /// A revision to record.
@@ -723,6 +762,22 @@ impl Store {
         Ok(id)
     }
 
+    /// An activation without an SMS: the link is handed over in person
+    /// (the console's QR code).
+    pub fn add_activation(
+        &mut self,
+        username: &str,
+        token_hash: &str,
+        expires_at: Timestamp,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO activations (token_hash, username, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash, username, at.to_string(), expires_at.to_string()],
+        )?;
+        Ok(())
+    }
+
     /// Use a token: atomically marks it used if it is known, unused and
     /// not expired at `now`, and returns its account. A second call, or
     /// any other token, gets `None`.
@@ -845,6 +900,78 @@ impl Store {
                 ..row
             })
         })())
+    }
+
+    /// The stored password hash (a PHC string) of an administrator.
+    pub fn admin_hash(&self, username: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT password_hash FROM admins WHERE username = ?1",
+                [username],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Whether any administrator exists.
+    pub fn any_admin(&self) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM admins)", [], |r| r.get(0))?)
+    }
+
+    /// Set an administrator's password hash (a PHC string), creating the
+    /// administrator if needed.
+    pub fn set_admin_hash(&mut self, username: &str, phc: &str, at: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO admins (username, password_hash, changed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash,
+                                                  changed_at = excluded.changed_at",
+            params![username, phc, at.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Append an entry to the audit log; returns its id.
+    pub fn record_audit(&mut self, entry: &NewAudit<'_>) -> Result<u64> {
+        self.conn.execute(
+            "INSERT INTO audit (at, actor, address, action, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                entry.at.to_string(),
+                entry.actor,
+                entry.address,
+                entry.action,
+                entry.outcome
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid() as u64)
+    }
+
+    /// The last `limit` entries of the audit log, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, at, actor, address, action, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map([limit], |r| {
+            let id: i64 = r.get(0)?;
+            let at: String = r.get(1)?;
+            Ok((id, at, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, at, actor, address, action, outcome) = row?;
+            out.push(AuditRow {
+                id: id as u64,
+                at: at.parse().map_err(|_| corrupt("audit time"))?,
+                actor,
+                address,
+                action,
+                outcome,
+            });
+        }
+        Ok(out)
     }
 
     /// The number of the revision the system runs, if any was ever applied.
@@ -1236,5 +1363,90 @@ mod tests {
             "{err}"
         );
         let _ = &mut s;
+    }
+
+    #[test]
+    fn a_v3_store_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut c = Candidate::default();
+        c.set_port(ServiceId::Web, "8444".parse().expect("port"));
+        {
+            // A store as the previous release left it: three migrations.
+            let conn = Connection::open(&path).expect("raw");
+            for (i, sql) in MIGRATIONS[..3].iter().enumerate() {
+                conn.execute_batch(sql).expect("migration");
+                conn.pragma_update(None, "user_version", (i + 1) as i64)
+                    .expect("version");
+            }
+            conn.execute(
+                "INSERT INTO candidate (id, body, updated_at) VALUES (1, ?1, ?2)",
+                params![to_json(&c), Timestamp::UNIX_EPOCH.to_string()],
+            )
+            .expect("candidate");
+        }
+        let mut s = Store::open(&path).expect("open migrates");
+        assert_eq!(s.schema_version().expect("v"), 4);
+        assert_eq!(s.candidate().expect("read"), Some(c));
+        assert!(!s.any_admin().expect("admins"), "no administrator yet");
+        assert_eq!(s.admin_hash("admin").expect("read"), None);
+        assert!(s.audit(10).expect("audit").is_empty());
+        s.set_admin_hash("admin", "$argon2id$v=19$x", Timestamp::UNIX_EPOCH)
+            .expect("set");
+        drop(s);
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(
+            s.admin_hash("admin").expect("read").as_deref(),
+            Some("$argon2id$v=19$x")
+        );
+    }
+
+    #[test]
+    fn administrators_are_created_then_updated() {
+        let mut s = Store::open_in_memory().expect("open");
+        let t0 = Timestamp::UNIX_EPOCH;
+        s.set_admin_hash("admin", "first", t0).expect("create");
+        assert!(s.any_admin().expect("any"));
+        s.set_admin_hash("admin", "second", t0).expect("update");
+        s.set_admin_hash("ops", "third", t0).expect("another");
+        assert_eq!(
+            s.admin_hash("admin").expect("read").as_deref(),
+            Some("second")
+        );
+        assert_eq!(s.admin_hash("ops").expect("read").as_deref(), Some("third"));
+        assert_eq!(s.admin_hash("nobody").expect("read"), None);
+    }
+
+    #[test]
+    fn the_audit_log_is_read_newest_first_and_limited() {
+        let mut s = Store::open_in_memory().expect("open");
+        for i in 0..5 {
+            let action = format!("POST /v1/step/{i}");
+            let id = s
+                .record_audit(&NewAudit {
+                    at: Timestamp::UNIX_EPOCH,
+                    actor: "root",
+                    address: "unix socket (pid 1)",
+                    action: &action,
+                    outcome: if i == 3 {
+                        "409 pending-confirmation"
+                    } else {
+                        "200"
+                    },
+                })
+                .expect("record");
+            assert_eq!(id, i + 1);
+        }
+        let last = s.audit(3).expect("audit");
+        assert_eq!(
+            last.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [5, 4, 3],
+            "newest first"
+        );
+        assert_eq!(last[1].action, "POST /v1/step/3");
+        assert_eq!(last[1].outcome, "409 pending-confirmation");
+        assert_eq!(last[2].actor, "root");
+        assert_eq!(s.audit(100).expect("all").len(), 5);
+        assert!(s.audit(0).expect("none").is_empty());
     }
 }

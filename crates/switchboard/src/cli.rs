@@ -13,8 +13,8 @@ use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
 
 use crate::{
-    AccountCommand, CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit, NicCommand,
-    Preset, ProvisioningCommand, RevisionsShow, SmsCommand,
+    AccountCommand, AdminCommand, CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit,
+    NicCommand, Preset, ProvisioningCommand, RevisionsShow, SmsCommand,
 };
 
 /// Run one client command. API errors are printed compiler-style with
@@ -284,7 +284,72 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Sms {
             command: SmsCommand::List,
         } => show(client, "/v1/sms", json, |v: &Vec<SmsView>| sms_text(v)).await,
+        Command::Admin {
+            command:
+                AdminCommand::SetPassword {
+                    username,
+                    password_file,
+                },
+        } => {
+            let password = match password_file {
+                Some(file) => crate::certcheck::read_password(file),
+                None => password_from_stdin(username),
+            }
+            .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
+            let body = json!({ "username": username, "password": password });
+            let v: serde_json::Value = client.post("/v1/admin/password", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("password of {username} changed\n")
+            })
+        }
+        Command::Audit { limit } => {
+            show(
+                client,
+                &format!("/v1/audit?limit={limit}"),
+                json,
+                |v: &Vec<AuditView>| audit_text(v),
+            )
+            .await
+        }
     }
+}
+
+/// The first line of standard input, without its line break.
+fn password_from_stdin(username: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("new password for {username} (one line; it is shown as you type): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from standard input: {e}"))?;
+    let end = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(end);
+    Ok(line)
+}
+
+fn audit_text(entries: &[AuditView]) -> String {
+    if entries.is_empty() {
+        return "no change asked of the API yet\n".into();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|a| {
+            vec![
+                a.at.to_string(),
+                a.actor.clone(),
+                a.address.clone(),
+                a.action.clone(),
+                a.outcome.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "ACTOR", "FROM", "ACTION", "OUTCOME"], &rows)
 }
 
 fn push_diagnostics(out: &mut String, diagnostics: &[Diagnostic]) {

@@ -129,6 +129,31 @@ pub enum Command {
         #[command(subcommand)]
         command: FirewallCommand,
     },
+    /// The console's administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The audit log: every change asked of the API, who asked, from where,
+    /// and how it ended (newest first).
+    Audit {
+        /// How many entries to show (1 to 1000).
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set an administrator's console password (the administrator is
+    /// created if needed). The password is the first line of --password-file,
+    /// or of standard input.
+    SetPassword {
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -145,6 +145,12 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         .await
         .context("reconciling the system at boot")?;
     info!("{reconciled}");
+    // The one secret the log ever shows, once: the first administrator's.
+    if let Some(pw) = engine.ensure_admin().await? {
+        warn!(
+            "first start: the console's administrator is `admin`, password {pw}; change it with `switchboard admin set-password`"
+        );
+    }
     tokio::spawn(follow_nics(engine.clone(), changes));
     tokio::spawn(expire_pending(engine.clone()));
     tokio::spawn(deliver_sms(engine.clone()));
@@ -189,7 +195,7 @@ async fn start_https(
         let (table, app) = match service {
             ServiceId::Console => (
                 engine.tls_tables().console.clone(),
-                switchboard_web::pages::console(),
+                switchboard_web::console::router(engine.clone()),
             ),
             _ => (
                 engine.tls_tables().web.clone(),

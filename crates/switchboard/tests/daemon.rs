@@ -344,3 +344,311 @@ fn the_cli_says_when_no_daemon_answers() {
         "{err}"
     );
 }
+
+/// Run the CLI with `input` on its standard input.
+fn cli_with_stdin(d: &Daemon, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the CLI");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for the CLI")
+}
+
+const FIRST_START: &str = "first start: the console's administrator is";
+
+/// An engine on a stopped daemon's data directory, to check passwords.
+fn verify_offline(data_dir: &std::path::Path, username: &str, password: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let engine = switchboard_engine::Engine::new(
+        switchboard_engine::EngineConfig {
+            data_dir: data_dir.to_owned(),
+            firewall: switchboard_engine::FirewallMode::Plan,
+            discover: false,
+            sms_gateway: switchboard_system::sms::Gateway::Outbox,
+            sip: false,
+        },
+        switchboard_store::Store::open_dir(data_dir).expect("store"),
+    )
+    .expect("engine");
+    rt.block_on(engine.verify_password(username, password))
+        .expect("verify")
+}
+
+#[test]
+fn the_first_password_is_logged_once_and_the_administrator_changes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(None, dir.path(), &[]);
+    let log = d.log_text();
+    assert_eq!(log.matches(FIRST_START).count(), 1, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(FIRST_START))
+        .expect("first start line");
+    let first = line
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("the password in the line")
+        .to_owned();
+    assert_eq!(first.chars().count(), 29, "{first}");
+    assert!(
+        first
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "only the password was taken from the line: {first}"
+    );
+
+    // From standard input (the first line, without its line break).
+    let new = "stdin pass phrase 7ZqK";
+    let out = cli_with_stdin(&d, &["admin", "set-password"], &format!("{new}\nignored\n"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "password of admin changed\n"
+    );
+    let audit = d.json(&["audit"]);
+    assert_eq!(audit[0]["action"], "POST /v1/admin/password", "{audit}");
+    assert_eq!(audit[0]["actor"], "root");
+    assert_eq!(audit[0]["outcome"], "200");
+
+    // Too short: a clear error, nothing changed, and audited as such.
+    let out = cli_with_stdin(&d, &["admin", "set-password"], "short-9\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error[password-too-short]"), "{err}");
+    assert!(err.contains("= hint: choose 12 to 128 characters"), "{err}");
+    assert!(
+        !err.contains("short-9"),
+        "the password is not repeated: {err}"
+    );
+    d.fails(&["admin", "set-password"], "password-too-short"); // empty stdin
+    d.fails(
+        &["admin", "set-password", "--username", "Root!"],
+        "invalid-admin-name",
+    );
+    let audit = d.json(&["audit"]);
+    assert_eq!(audit[0]["outcome"], "400 invalid-admin-name", "{audit}");
+    assert_eq!(audit[1]["outcome"], "400 password-too-short", "{audit}");
+
+    // From a file, for another administrator (created).
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "file pass phrase 3xYw\n").expect("write");
+    let text = d.ok(&[
+        "admin",
+        "set-password",
+        "--username",
+        "ops",
+        "--password-file",
+        &file.display().to_string(),
+    ]);
+    assert_eq!(text, "password of ops changed\n");
+
+    // No password in the audit log, nor in the log (but the first one, once).
+    let audit_text = d.ok(&["--json", "audit"]);
+    for secret in [new, "short-9", "file pass phrase 3xYw", first.as_str()] {
+        assert!(!audit_text.contains(secret), "{secret} in {audit_text}");
+        assert!(
+            !d.log_text().contains(secret) || secret == first,
+            "{secret} in the log"
+        );
+    }
+
+    // A restart does not create or show a password again.
+    assert!(d.sigterm().success());
+    assert!(verify_offline(&d.data_dir, "admin", new), "stdin password");
+    assert!(!verify_offline(&d.data_dir, "admin", &first), "replaced");
+    assert!(!verify_offline(&d.data_dir, "admin", "short-9"), "refused");
+    assert!(verify_offline(&d.data_dir, "ops", "file pass phrase 3xYw"));
+    let d2 = Daemon::start(None, dir.path(), &[]);
+    let log = d2.log_text();
+    assert_eq!(log.matches(FIRST_START).count(), 1, "shown once: {log}");
+    assert_eq!(log.matches(first.as_str()).count(), 1);
+}
+
+#[test]
+fn changes_and_failures_are_audited_without_bodies_or_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(None, dir.path(), &[]);
+    d.ok(&["port", "web", "8444"]);
+    d.fails(&["matrix", "deny", "ssh", "nosuchnic0"], "unknown-nic");
+    d.json(&["matrix"]);
+    d.ok(&["status"]);
+    let audit = d.json(&["audit"]);
+    let entries = audit.as_array().expect("list");
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e["action"].as_str().expect("action").starts_with("GET")),
+        "reads are not audited: {audit}"
+    );
+    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(
+        (&entries[0]["action"], &entries[0]["outcome"]),
+        (&json!("POST /v1/matrix/deny"), &json!("422 unknown-nic"))
+    );
+    assert_eq!(
+        (&entries[1]["action"], &entries[1]["outcome"]),
+        (&json!("POST /v1/ports"), &json!("200"))
+    );
+    assert_eq!(entries[1]["actor"], "root");
+    assert!(
+        entries[1]["address"]
+            .as_str()
+            .expect("address")
+            .starts_with("unix socket"),
+        "{audit}"
+    );
+    assert!(entries[0]["id"].as_u64() > entries[1]["id"].as_u64());
+    let text = d.ok(&["audit"]);
+    assert!(
+        text.starts_with("TIME")
+            && text.contains("POST /v1/matrix/deny")
+            && text.contains("422 unknown-nic"),
+        "{text}"
+    );
+
+    // The raw API: bad input on the new routes.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let client = Client::new(&d.socket);
+    let raw = |method: &str, path: &str, ct: Option<&str>, body: Vec<u8>| {
+        let (status, bytes) = rt
+            .block_on(client.raw(method.parse().expect("method"), path, ct, body))
+            .expect("request");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (
+            status.as_u16(),
+            doc["error"]["code"].as_str().unwrap_or("").to_owned(),
+            text,
+        )
+    };
+    let json_ct = Some("application/json");
+    let pw = "|".repeat(129);
+    let (status, code, text) = raw(
+        "POST",
+        "/v1/admin/password",
+        json_ct,
+        json!({"username": "admin", "password": pw})
+            .to_string()
+            .into_bytes(),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "password-too-long"),
+        "{text}"
+    );
+    assert!(
+        text.contains("129 characters") && !text.contains(&pw),
+        "{text}"
+    );
+    let (status, code, text) = raw(
+        "POST",
+        "/v1/admin/password",
+        json_ct,
+        br#"{"password": "Secret-value-123456", "x": 1}"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (400, "malformed-json"), "{text}");
+    assert!(!text.contains("Secret-value"), "{text}");
+    let (status, code, text) = raw(
+        "POST",
+        "/v1/admin/password",
+        json_ct,
+        br#"{"password": 123456789012345}"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (400, "malformed-json"), "{text}");
+    assert!(!text.contains("123456789012345"), "not echoed: {text}");
+    let (status, code, _) = raw(
+        "POST",
+        "/v1/admin/password",
+        json_ct,
+        br#"{"password": "Secret-value-"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (400, "malformed-json"));
+    let (status, code, _) = raw("POST", "/v1/admin/password", None, b"{}".to_vec());
+    assert_eq!((status, code.as_str()), (415, "not-json"));
+    let (status, code, text) = raw(
+        "POST",
+        "/v1/admin/password",
+        json_ct,
+        br#"{"password": "query and body are not audited"}"#.to_vec(),
+    );
+    assert_eq!((status, code.as_str()), (200, ""), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("json"),
+        json!({"username": "admin", "changed": true})
+    );
+    for bad in ["abc", "-1", "0", "1001", "1.5"] {
+        let (status, code, text) = raw("GET", &format!("/v1/audit?limit={bad}"), None, vec![]);
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "malformed-query"),
+            "{bad}: {text}"
+        );
+    }
+    let (status, code, _) = raw("GET", "/v1/audit?since=1", None, vec![]);
+    assert_eq!((status, code.as_str()), (400, "malformed-query"));
+    let (status, _, _) = raw(
+        "POST",
+        "/v1/discard?token=do-not-log-me",
+        json_ct,
+        b"{}".to_vec(),
+    );
+    assert_eq!(status, 200);
+    let (status, code, _) = raw("DELETE", "/v1/audit", None, vec![]);
+    assert_eq!((status, code.as_str()), (405, "method-not-allowed"));
+
+    let last = d.json(&["audit", "--limit", "6"]);
+    let actions: Vec<(&str, &str)> = last
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().expect("action"),
+                e["outcome"].as_str().expect("outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("DELETE /v1/audit", "405 method-not-allowed"),
+            ("POST /v1/discard", "200"),
+            ("POST /v1/admin/password", "200"),
+            ("POST /v1/admin/password", "415 not-json"),
+            ("POST /v1/admin/password", "400 malformed-json"),
+            ("POST /v1/admin/password", "400 malformed-json"),
+        ]
+    );
+    let all = d.ok(&["--json", "audit", "--limit", "1000"]);
+    for secret in [
+        "Secret-value",
+        "123456789012345",
+        "query and body",
+        "do-not-log-me",
+        &pw,
+    ] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+        assert!(!d.log_text().contains(secret), "{secret} in the log");
+    }
+    d.fails(&["audit", "--limit", "0"], "malformed-query");
+}

@@ -3,20 +3,28 @@
 //! Reads are `GET`, every change is `POST` (no state changes over `GET`).
 //! Bodies are JSON, at most [`MAX_BODY`] bytes. Every error is a JSON
 //! document `{"error": {"code", "message", "hint", "diagnostics"?}}`.
+//!
+//! Every request that may change something (any method but GET, HEAD and
+//! OPTIONS) is written to the audit log once answered ([`audit_changes`]):
+//! who, from where, `METHOD /path` and the status with the error code.
+//! Never the body or the query string.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use switchboard_domain::ServiceId;
 use switchboard_engine::{Engine, EngineError, InputError, Origin};
+use tracing::error;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -25,6 +33,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_UPLOAD_BODY: usize = 1024 * 1024;
 /// The longest revision comment accepted.
 pub const MAX_COMMENT: usize = 500;
+/// Entries of the audit log answered when no `limit` is given.
+pub const DEFAULT_AUDIT_LIMIT: usize = 200;
+/// The largest `limit` of the audit log accepted.
+pub const MAX_AUDIT_LIMIT: usize = 1000;
 
 type AppState = Arc<Engine>;
 
@@ -75,10 +87,53 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/provisioning", post(set_provisioning))
         .route("/v1/activate", post(activate))
         .route("/v1/sms", get(sms))
+        .route("/v1/audit", get(audit))
+        .route("/v1/admin/password", post(admin_password))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(
+            engine.clone(),
+            audit_changes,
+        ))
         .with_state(engine)
+}
+
+/// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
+/// once a request that may change something (any method but GET, HEAD and
+/// OPTIONS) has been answered, write it to the audit log: the origin from
+/// the [`Requester`] extension (actor `unknown` without one), `METHOD
+/// /path` (never the body or the query string) and the outcome, the status
+/// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
+/// `409 pending-confirmation`. A failed audit write is logged; the answer
+/// is sent all the same.
+pub async fn audit_changes(
+    State(engine): State<Arc<Engine>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let origin = req
+        .extensions()
+        .get::<Requester>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| Origin {
+            actor: "unknown".into(),
+            address: "unknown".into(),
+            arrival: None,
+        });
+    let action = format!("{} {}", req.method(), req.uri().path());
+    let response = next.run(req).await;
+    let outcome = match response.extensions().get::<ErrorCode>() {
+        Some(ErrorCode(code)) => format!("{} {code}", response.status().as_u16()),
+        None => response.status().as_u16().to_string(),
+    };
+    if let Err(e) = engine.audit(&origin, &action, &outcome).await {
+        error!(error = %e, %action, %outcome, "could not write the audit log");
+    }
+    response
 }
 
 /// `Json`, with our error document on rejection.
@@ -634,4 +689,221 @@ async fn update_account(
     };
     let username = parse_provision!(p::Username, username)?;
     ok(e.update_account(&username, change).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+fn bad_limit(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-query",
+        message,
+        format!("limit is a whole number from 1 to {MAX_AUDIT_LIMIT}, e.g. /v1/audit?limit=50"),
+    )
+}
+
+async fn audit(
+    State(e): State<AppState>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|r| bad_limit(r.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
+        return Err(bad_limit(format!(
+            "a limit of {limit} is not accepted: give 1 to {MAX_AUDIT_LIMIT}"
+        )));
+    }
+    ok(e.audit_log(limit).await?)
+}
+
+/// A change of an administrator's password. Not `Debug`: it holds secrets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    #[serde(default = "default_admin")]
+    username: String,
+    password: String,
+    /// Required when the request comes from the console.
+    current_password: Option<String>,
+}
+
+fn default_admin() -> String {
+    switchboard_engine::DEFAULT_ADMIN.to_owned()
+}
+
+/// The body of a password change, refused without repeating any of it:
+/// a parser's message may quote a value.
+fn password_body(
+    body: Result<axum::Json<PasswordRequest>, JsonRejection>,
+) -> Result<PasswordRequest, ApiError> {
+    match body {
+        Ok(axum::Json(r)) => Ok(r),
+        Err(r @ JsonRejection::MissingJsonContentType(_)) => Err(r.into()),
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(r.into()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "the body is not a password change: expected a JSON object with username, password and, from the console, current_password (strings), and nothing else",
+            "check the request body against the API reference in the README",
+        )),
+    }
+}
+
+async fn admin_password(
+    State(e): State<AppState>,
+    Requester(origin): Requester,
+    body: Result<axum::Json<PasswordRequest>, JsonRejection>,
+) -> ApiResult {
+    let r = password_body(body)?;
+    let from_console = origin
+        .arrival
+        .is_some_and(|a| a.service == ServiceId::Console);
+    if from_console {
+        let current = r.current_password.as_deref().unwrap_or_default();
+        if !e.verify_password(&r.username, current).await? {
+            return Err(EngineError::WrongPassword.into());
+        }
+    }
+    e.set_admin_password(&origin, &r.username, &r.password)
+        .await?;
+    ok(serde_json::json!({ "username": r.username, "changed": true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body as HttpBody;
+    use axum::http::Request as HttpRequest;
+    use http_body_util::BodyExt as _;
+    use serde_json::json;
+    use switchboard_engine::{Arrival, EngineConfig, FirewallMode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn engine() -> Arc<Engine> {
+        Arc::new(
+            Engine::new(
+                EngineConfig {
+                    data_dir: "/nonexistent".into(),
+                    firewall: FirewallMode::Plan,
+                    discover: false,
+                    sms_gateway: switchboard_system::sms::Gateway::Outbox,
+                    sip: false,
+                },
+                switchboard_store::Store::open_in_memory().expect("store"),
+            )
+            .expect("engine"),
+        )
+    }
+
+    fn console() -> Origin {
+        Origin {
+            actor: "admin".into(),
+            address: "console from 192.0.2.2".into(),
+            arrival: Some(Arrival {
+                service: ServiceId::Console,
+                local: "192.0.2.1".parse().expect("ip"),
+                port: 8443,
+            }),
+        }
+    }
+
+    /// POST `body` to `path` as `origin` (none: no `Requester`); the
+    /// status and the error code.
+    async fn post(
+        e: &Arc<Engine>,
+        origin: Option<Origin>,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, String) {
+        let mut req = HttpRequest::post(path)
+            .header("content-type", "application/json")
+            .body(HttpBody::from(body.to_string()))
+            .expect("request");
+        if let Some(o) = origin {
+            req.extensions_mut().insert(Requester(o));
+        }
+        let resp = router(e.clone()).oneshot(req).await.expect("answer");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        (
+            status,
+            doc["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_console_must_give_the_current_password() {
+        let e = engine();
+        let first = e.ensure_admin().await.expect("ensure").expect("created");
+        let path = "/v1/admin/password";
+        let new = "a new console password";
+        let missing = json!({"username": "admin", "password": new});
+        assert_eq!(
+            post(&e, Some(console()), path, missing).await,
+            (403, "wrong-password".into())
+        );
+        let wrong = json!({"password": new, "current_password": "not it at all"});
+        assert_eq!(
+            post(&e, Some(console()), path, wrong).await,
+            (403, "wrong-password".into())
+        );
+        let unknown = json!({"username": "ghost", "password": new, "current_password": first});
+        assert_eq!(
+            post(&e, Some(console()), path, unknown).await,
+            (403, "wrong-password".into()),
+            "the console creates no administrator"
+        );
+        assert!(e.verify_password("admin", &first).await.expect("verify"));
+        let right = json!({"password": new, "current_password": first});
+        assert_eq!(
+            post(&e, Some(console()), path, right).await,
+            (200, "".into())
+        );
+        assert!(e.verify_password("admin", new).await.expect("verify"));
+        // Over SSH (the local socket), no current password is needed.
+        let ssh = Origin {
+            arrival: Some(Arrival {
+                service: ServiceId::Ssh,
+                ..console().arrival.expect("arrival")
+            }),
+            ..console()
+        };
+        let again = json!({"password": "set over ssh, no current"});
+        assert_eq!(post(&e, Some(ssh), path, again).await, (200, "".into()));
+
+        let log = e.audit_log(10).await.expect("audit");
+        let outcomes: Vec<&str> = log.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "200",
+                "200",
+                "403 wrong-password",
+                "403 wrong-password",
+                "403 wrong-password"
+            ]
+        );
+        assert!(log.iter().all(|a| a.action == "POST /v1/admin/password"));
+        assert_eq!(log[1].address, "console from 192.0.2.2");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_origin_is_audited_as_unknown() {
+        let e = engine();
+        let (status, code) = post(&e, None, "/v1/confirm", json!({})).await;
+        assert_eq!((status, code.as_str()), (500, "internal"));
+        let log = e.audit_log(10).await.expect("audit");
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].actor.as_str(), log[0].action.as_str()),
+            ("unknown", "POST /v1/confirm")
+        );
+        assert_eq!(log[0].outcome, "500 internal");
+    }
 }

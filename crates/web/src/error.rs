@@ -28,6 +28,12 @@ pub struct ErrorDocument {
     pub error: ErrorBody,
 }
 
+/// The error code of a failed request, as a response extension: what the
+/// audit middleware ([`crate::api::audit_changes`]) records next to the
+/// status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorCode(pub String);
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -51,6 +57,11 @@ impl ApiError {
                 problems: vec![],
             }),
         }
+    }
+
+    /// What the client gets (the console shows it on its pages).
+    pub fn into_body(self) -> ErrorBody {
+        *self.body
     }
 
     /// A failure of the appliance itself: the details go to the log, the
@@ -89,6 +100,7 @@ impl From<EngineError> for ApiError {
             EngineError::NoSuchAccount(_) | EngineError::LinkGone => StatusCode::NOT_FOUND,
             EngineError::ActivationUnavailable => StatusCode::CONFLICT,
             EngineError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            EngineError::WrongPassword => StatusCode::FORBIDDEN,
             // The message says what the system answered: the administrator
             // needs it, and it holds no secret.
             EngineError::ApplyFailed { .. } | EngineError::System(_) => StatusCode::BAD_GATEWAY,
@@ -114,6 +126,9 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorDocument { error: *self.body })).into_response()
+        let code = ErrorCode(self.body.code.clone());
+        let mut response = (self.status, Json(ErrorDocument { error: *self.body })).into_response();
+        response.extensions_mut().insert(code);
+        response
     }
 }

@@ -24,9 +24,13 @@
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod error;
 pub mod https;
+pub mod map;
+pub mod openapi;
 pub mod pages;
+pub mod qr;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;

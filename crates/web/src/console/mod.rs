@@ -1,0 +1,289 @@
+//! The HTTPS management console: server-rendered pages (compile-checked
+//! [askama] templates, usable without JavaScript) and the JSON API, on the
+//! `console` service's port with the certificates bound to `console`.
+//!
+//! **Request path.** Every response gets the security headers
+//! ([`security_headers`]). Then [`authenticate`]: only the sign-in page,
+//! the static assets and the health check are served without a session;
+//! any other page redirects to `/login`, any other API call gets `401`.
+//! Every request that is not `GET`/`HEAD` must carry the session's CSRF
+//! token (header `X-CSRF-Token`, or the form field `csrf`, which in a
+//! multipart form must be the first part). The session's user, the
+//! browser's address and the appliance address it reached become the
+//! request's [`Origin`]: recorded with revisions and in the audit log, and
+//! checked by the anti-lockout rule (arrival `console`).
+//!
+//! **Confirmation.** While a commit-confirmed revision is pending, every
+//! console response closes its connection, so the banner's automatic
+//! confirmation (a `fetch` from the page) can only succeed over a new TCP
+//! connection, through the new firewall rules: if the browser cannot reach
+//! the console any more, nothing confirms and the appliance rolls back.
+//!
+//! **Limitations.** Sessions are in memory ([`session`]); one
+//! administrator role (every signed-in user may do everything).
+
+mod pages;
+pub mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use switchboard_domain::ServiceId;
+use switchboard_engine::{Arrival, Engine, Origin};
+
+use crate::api::{self, Requester};
+use crate::error::ApiError;
+use crate::https::HttpsPeer;
+use session::{CSRF_HEADER, SESSION_COOKIE, Session, Sessions, Throttle, same_token};
+
+/// What the console's handlers share.
+#[derive(Debug)]
+pub struct Console {
+    pub engine: Arc<Engine>,
+    pub sessions: Sessions,
+    pub throttle: Throttle,
+}
+
+type St = Arc<Console>;
+
+/// The largest request body the console reads (an account CSV import).
+const MAX_CONSOLE_BODY: usize = 2 * api::MAX_UPLOAD_BODY + 64 * 1024;
+
+/// The console listener's routes: pages, static assets, the OpenAPI
+/// document and the JSON API.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let console = Arc::new(Console {
+        engine: engine.clone(),
+        sessions: Sessions::default(),
+        throttle: Throttle::default(),
+    });
+    let api = api::router(engine.clone());
+    // The API audits its own changes; the pages' form posts are audited
+    // here (a route layer: not the fallback, so not twice).
+    pages::routes()
+        .route_layer(middleware::from_fn_with_state(engine, api::audit_changes))
+        .fallback_service(api)
+        .layer(middleware::from_fn_with_state(
+            console.clone(),
+            authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            console.clone(),
+            security_headers,
+        ))
+        .with_state(console)
+}
+
+/// The signed-in request's session: its id (cookie) and contents.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub id: String,
+    pub session: Session,
+}
+
+/// Paths served without a session.
+fn is_public(method: &Method, path: &str) -> bool {
+    matches!(path, "/login" | "/healthz" | "/favicon.ico")
+        || (method == Method::GET && path.starts_with("/static/"))
+}
+
+/// The value of cookie `name` in the request.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn origin(user: &str, peer: &HttpsPeer) -> Origin {
+    let remote = SocketAddr::new(canonical(peer.remote.ip()), peer.remote.port());
+    let local = SocketAddr::new(canonical(peer.local.ip()), peer.local.port());
+    Origin {
+        actor: user.to_owned(),
+        address: format!("console from {remote} to {local}"),
+        arrival: Some(Arrival {
+            service: ServiceId::Console,
+            local: canonical(peer.local.ip()),
+            port: peer.local.port(),
+        }),
+    }
+}
+
+/// `::ffff:192.0.2.1` (an IPv4 client of a dual-stack listener) is 192.0.2.1.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn unauthenticated(path: &str) -> Response {
+    if path.starts_with("/v1/") || path == "/openapi.json" {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in first",
+            "sign in at /login; API calls carry the session cookie and the X-CSRF-Token header",
+        )
+        .into_response()
+    } else {
+        Redirect::to("/login").into_response()
+    }
+}
+
+fn csrf_refused() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf",
+        "the request does not carry this session's CSRF token",
+        "reload the page and try again; API clients send the token in the X-CSRF-Token header",
+    )
+    .into_response()
+}
+
+/// Sessions, CSRF and the request's origin.
+async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<HttpsPeer>>().copied() else {
+        return ApiError::internal("console request without its connection").into_response();
+    };
+    let path = req.uri().path().to_owned();
+    if is_public(req.method(), &path) {
+        let mut req = req;
+        let ip = canonical(peer.remote.ip());
+        let anonymous = Origin {
+            actor: "anonymous".into(),
+            address: format!("console from {}", SocketAddr::new(ip, peer.remote.port())),
+            arrival: None,
+        };
+        req.extensions_mut().insert(Requester(anonymous));
+        return next.run(req).await;
+    }
+    let signed_in = cookie(req.headers(), SESSION_COOKIE)
+        .and_then(|id| console.sessions.get(id).map(|s| (id.to_owned(), s)));
+    let Some((id, session)) = signed_in else {
+        return unauthenticated(&path);
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    let req = if safe {
+        req
+    } else {
+        match check_csrf(req, &session.csrf).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        }
+    };
+    let mut req = req;
+    req.extensions_mut()
+        .insert(Requester(origin(&session.user, &peer)));
+    req.extensions_mut().insert(SignedIn { id, session });
+    next.run(req).await
+}
+
+/// The request back, if it carries `expected` in the `X-CSRF-Token`
+/// header or in its form; its body is read (bounded) to look.
+async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
+    if let Some(token) = req.headers().get(CSRF_HEADER) {
+        return if token.to_str().is_ok_and(|t| same_token(t, expected)) {
+            Ok(req)
+        } else {
+            Err(csrf_refused())
+        };
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_CONSOLE_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "the request is too large",
+                "uploads are at most 1 MiB (account files 2 MiB)",
+            )
+            .into_response()
+        })?;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let token = if content_type.starts_with("application/x-www-form-urlencoded") {
+        form_urlencoded::parse(&bytes)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned())
+    } else if content_type.starts_with("multipart/form-data") {
+        first_multipart_csrf(&parts.headers, bytes.clone()).await
+    } else {
+        None
+    };
+    if token.is_some_and(|t| same_token(&t, expected)) {
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    } else {
+        Err(csrf_refused())
+    }
+}
+
+/// The value of the first part of a multipart body, if it is named `csrf`.
+async fn first_multipart_csrf(headers: &HeaderMap, bytes: Bytes) -> Option<String> {
+    let mut probe = Request::new(Body::from(bytes));
+    *probe.headers_mut() = headers.clone();
+    let mut multipart = Multipart::from_request(probe, &()).await.ok()?;
+    let field = multipart.next_field().await.ok()??;
+    if field.name() != Some("csrf") {
+        return None;
+    }
+    field.text().await.ok()
+}
+
+/// Headers on every console response: a strict CSP (scripts and styles
+/// from the console itself only, no framing), HSTS, nosniff, no referrer,
+/// no caching of pages; `Connection: close` while a revision is pending.
+async fn security_headers(State(console): State<St>, req: Request, next: Next) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(
+        h,
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if !is_static {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    if console.engine.pending().await.ok().flatten().is_some() {
+        set(h, header::CONNECTION, "close");
+    }
+    response
+}

@@ -1,0 +1,1575 @@
+//! The console's pages and form actions. Each action calls the same engine
+//! operation as its JSON API route, then redirects (post/redirect/get) to
+//! a page that shows the outcome once.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use switchboard_domain::{CertName, NicName, ServiceId, Severity};
+use switchboard_engine::views::{
+    CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView,
+};
+use switchboard_engine::{EngineError, InputError};
+use switchboard_store::RevisionSummary;
+
+use super::session::{Flash, LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token};
+use super::{SignedIn, St, canonical, cookie};
+use crate::api::Requester;
+use crate::error::ApiError;
+use crate::https::HttpsPeer;
+
+/// How long a change that could cut the administrator off stays on trial
+/// before the appliance rolls it back by itself.
+pub const TRIAL_SECONDS: u64 = 120;
+
+pub(super) fn routes() -> Router<St> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/healthz", get(|| async { "ok\n" }))
+        // No icon: an answer, so browsers do not follow a sign-in redirect.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/static/console.css", get(css))
+        .route("/static/console.js", get(js))
+        .route("/", get(services_page))
+        .route("/map.svg", get(map_svg))
+        .route("/matrix", post(save_matrix))
+        .route("/preset", post(preset))
+        .route("/discard", post(discard))
+        .route("/certs", post(upload_cert))
+        .route("/cas", post(add_cas))
+        .route("/certs/{name}", get(cert_page))
+        .route("/certs/{name}/delete", post(delete_cert))
+        .route("/bind", post(bind))
+        .route("/unbind", post(unbind))
+        .route("/nics/{nic}", post(nic_settings))
+        .route("/provisioning", post(provisioning))
+        .route("/update", get(update_page).post(update))
+        .route("/confirm", post(confirm))
+        .route("/revisions", get(revisions_page))
+        .route("/revisions/{number}", get(revision_page))
+        .route("/revisions/{number}/rollback", post(rollback))
+        .route("/compare", get(compare_page))
+        .route("/audit", get(audit_page))
+        .route("/accounts", get(accounts_page).post(add_account))
+        .route("/accounts/{username}/activate", post(activate))
+        .route("/accounts/{username}/qr", post(activate_in_person))
+        .route("/accounts/{username}/delete", post(delete_account))
+        .route("/password", get(password_page).post(change_password))
+        .route("/openapi.json", get(openapi))
+}
+
+// ---- the frame of every page ----------------------------------------------
+
+/// What the layout shows around every page.
+pub struct Chrome {
+    pub title: String,
+    pub nav: &'static str,
+    pub user: String,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub pending: Option<PendingView>,
+}
+
+async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static str) -> Chrome {
+    let pending = c
+        .engine
+        .pending()
+        .await
+        .ok()
+        .flatten()
+        .map(|p| PendingView {
+            revision: p.revision,
+            previous: p.previous,
+            deadline: p.deadline,
+            seconds_left: p
+                .deadline
+                .duration_since(jiff::Timestamp::now())
+                .as_secs()
+                .max(0),
+        });
+    Chrome {
+        title: title.into(),
+        nav,
+        user: s.session.user.clone(),
+        csrf: s.session.csrf.clone(),
+        flash: c.sessions.take_flash(&s.id),
+        pending,
+    }
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(&format!("rendering a page: {e}")).into_response(),
+    }
+}
+
+/// A failed action, for the next page: the engine's message, hint and
+/// diagnostics (the same texts as the API's error document).
+fn failure(e: impl Into<ApiError>) -> Flash {
+    let body = e.into().into_body();
+    let mut details: Vec<String> = body
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let level = if d.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            format!("{level} {}: {} — {}", d.code, d.message, d.hint)
+        })
+        .collect();
+    details.extend(body.problems.iter().map(|p| {
+        format!(
+            "line {}: {} — {}",
+            p["line"],
+            p["message"].as_str().unwrap_or(""),
+            p["hint"].as_str().unwrap_or("")
+        )
+    }));
+    Flash {
+        ok: false,
+        message: body.message,
+        hint: body.hint,
+        details,
+    }
+}
+
+/// Show `outcome` on the next page and go there.
+fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
+    let flash = outcome.map_or_else(|f| f, Flash::ok);
+    c.sessions.set_flash(&s.id, flash);
+    Redirect::to(to).into_response()
+}
+
+fn ok(message: impl Into<String>) -> Result<String, Flash> {
+    Ok(message.into())
+}
+
+/// A form field that does not make sense.
+fn bad_form(message: impl Into<String>) -> Flash {
+    failure(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-form",
+        message,
+        "check the form's fields and send it again",
+    ))
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, Flash>
+where
+    T::Err: Into<InputError>,
+{
+    s.trim()
+        .parse::<T>()
+        .map_err(|e| failure(EngineError::Input(e.into())))
+}
+
+macro_rules! provision_parse {
+    ($ty:ty, $s:expr) => {
+        $s.trim().parse::<$ty>().map_err(|e| {
+            failure(EngineError::Provision {
+                code: e.code(),
+                message: e.to_string(),
+                hint: e.hint(),
+            })
+        })
+    };
+}
+
+/// Serde's name for a value (`applied`, `sip-tls`, ...).
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+// ---- sign-in ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    error: Option<String>,
+}
+
+/// The sign-in page. Its token is the browser's pre-session cookie, kept
+/// if the browser has a well-formed one: a second load of the page (another
+/// tab, a redirected favicon request) must not void the form already shown.
+fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+    let token = cookie(headers, LOGIN_COOKIE)
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(random_token, str::to_owned);
+    let cookie =
+        format!("{LOGIN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600");
+    let page = render(&LoginPage { csrf: token, error });
+    (status, [(header::SET_COOKIE, cookie)], page).into_response()
+}
+
+async fn login_page(headers: HeaderMap) -> Response {
+    login_form(&headers, StatusCode::OK, None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    username: String,
+    password: String,
+}
+
+/// The longest user name or password a sign-in looks at.
+const MAX_CREDENTIAL: usize = 256;
+
+async fn login(
+    State(c): State<St>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if pre.is_empty() || !same_token(pre, &f.csrf) {
+        return login_form(
+            &headers,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired. Try again.".into()),
+        );
+    }
+    let from = canonical(peer.remote.ip());
+    let user = f.username.trim();
+    if user.len() > MAX_CREDENTIAL || f.password.len() > MAX_CREDENTIAL {
+        return login_form(
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong user name or password.".into()),
+        );
+    }
+    if let Err(wait) = c.throttle.check(from, user) {
+        let minutes = wait.as_secs().div_ceil(60);
+        let mut response = login_form(
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(format!(
+                "Too many failed sign-ins. Try again in {minutes} minute(s)."
+            )),
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            wait.as_secs().max(1).to_string().parse().expect("a number"),
+        );
+        return response;
+    }
+    match c.engine.verify_password(user, &f.password).await {
+        Ok(true) => {
+            c.throttle.succeeded(from);
+            // A new id at every sign-in: a planted cookie is never promoted.
+            if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+                c.sessions.remove(old);
+            }
+            let id = c.sessions.create(user);
+            tracing::info!(user, %from, "console sign-in");
+            let session =
+                format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
+            let clear =
+                format!("{LOGIN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+            let mut response = Redirect::to("/").into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, session.parse().expect("a cookie"));
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, clear.parse().expect("a cookie"));
+            response
+        }
+        Ok(false) => {
+            c.throttle.failed(from, user);
+            tracing::warn!(%from, "console sign-in failed");
+            login_form(
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                Some("Wrong user name or password.".into()),
+            )
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn logout(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    c.sessions.remove(&s.id);
+    let clear = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    c: Chrome,
+}
+
+async fn password_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    render(&PasswordPage {
+        c: chrome(&c, &s, "Password", "password").await,
+    })
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[allow(dead_code)]
+    csrf: String,
+    current: String,
+    new: String,
+    again: String,
+}
+
+async fn change_password(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+    Form(f): Form<PasswordForm>,
+) -> Response {
+    let user = s.session.user.clone();
+    let outcome = async {
+        if f.new != f.again {
+            return Err(Flash {
+                ok: false,
+                message: "the two new passwords differ".into(),
+                hint: "type the same new password twice".into(),
+                details: vec![],
+            });
+        }
+        match c.engine.verify_password(&user, &f.current).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Flash {
+                    ok: false,
+                    message: "the current password is wrong".into(),
+                    hint: "type the password you signed in with".into(),
+                    details: vec![],
+                });
+            }
+            Err(e) => return Err(failure(e)),
+        }
+        c.engine
+            .set_admin_password(&origin, &user, &f.new)
+            .await
+            .map_err(failure)?;
+        // Every other session of this user ends.
+        c.sessions.remove_user(&user, Some(&s.id));
+        ok("password changed; other sessions were signed out")
+    }
+    .await;
+    done(&c, &s, outcome, "/password")
+}
+
+// ---- the Services page -----------------------------------------------------
+
+/// One NIC column of the matrix.
+struct NicColumn {
+    name: String,
+    addresses: String,
+    configured: bool,
+    state: &'static str,
+    hostname: String,
+    public_address: String,
+}
+
+/// One cell of the matrix.
+struct Cell {
+    value: String,
+    id: String,
+    checked: bool,
+    /// The candidate differs from the applied revision here.
+    pending: bool,
+}
+
+struct Row {
+    id: String,
+    label: String,
+    ports: String,
+    transport: String,
+    tls: bool,
+    cells: Vec<Cell>,
+}
+
+struct CertRow {
+    name: String,
+    subject: String,
+    names: String,
+    issuer: String,
+    expires: String,
+    expires_in_days: i64,
+    validity: String,
+    has_key: bool,
+    bootstrap: bool,
+    used_by: String,
+    /// `closed`, `open`, or empty when no binding is checked.
+    padlock: &'static str,
+}
+
+struct PadlockRow {
+    service: String,
+    nic: String,
+    cert: String,
+    host: String,
+    ok: bool,
+    findings: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    c: Chrome,
+    mode: String,
+    nics: Vec<NicColumn>,
+    rows: Vec<Row>,
+    new_nics: Vec<String>,
+    certs: Vec<CertRow>,
+    padlocks: Vec<PadlockRow>,
+    tls_services: Vec<String>,
+    sip_tls_hostname: String,
+    web_uri: String,
+    map: String,
+    changed: bool,
+    applied_revision: Option<u64>,
+}
+
+fn nic_column(n: &NicView, settings: Option<&switchboard_domain::NicSettings>) -> NicColumn {
+    NicColumn {
+        name: n.name.clone(),
+        addresses: n.addresses.join(", "),
+        configured: n.configured,
+        state: match n.state {
+            NicState::Present => "present",
+            NicState::New => "new",
+            NicState::Gone => "gone",
+        },
+        hostname: settings
+            .and_then(|s| s.hostname.as_ref())
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        public_address: settings
+            .and_then(|s| s.public_address)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn rows(services: &[ServiceView], nics: &[String]) -> Vec<Row> {
+    services
+        .iter()
+        .map(|s| Row {
+            id: s.id.to_string(),
+            label: s.label.clone(),
+            ports: s.ports.to_string(),
+            transport: word(&s.transport),
+            tls: s.tls,
+            cells: nics
+                .iter()
+                .map(|n| {
+                    let checked = s.nics.contains(n);
+                    let applied = s.applied_nics.as_ref().map(|a| a.contains(n));
+                    Cell {
+                        value: format!("{}@{n}", s.id),
+                        id: format!("cell-{}-{n}", s.id),
+                        checked,
+                        pending: applied != Some(checked),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn cert_row(v: &CertView, padlocks: &[PadlockView]) -> CertRow {
+    let mine: Vec<_> = padlocks
+        .iter()
+        .filter(|p| p.cert.as_deref() == Some(v.name.as_str()))
+        .collect();
+    let names: Vec<String> = v
+        .info
+        .dns_names
+        .iter()
+        .cloned()
+        .chain(v.info.ip_addresses.iter().map(ToString::to_string))
+        .collect();
+    CertRow {
+        name: v.name.clone(),
+        subject: v.info.subject.clone(),
+        names: names.join(", "),
+        issuer: v.info.issuer.clone(),
+        expires: when(v.info.not_after),
+        expires_in_days: v.expires_in_days,
+        validity: word(&v.validity),
+        has_key: v.has_key,
+        bootstrap: v.bootstrap,
+        used_by: v.used_by.join(", "),
+        padlock: if mine.is_empty() {
+            ""
+        } else if mine.iter().all(|p| p.ok) {
+            "closed"
+        } else {
+            "open"
+        },
+    }
+}
+
+fn padlock_row(p: &PadlockView) -> PadlockRow {
+    PadlockRow {
+        service: p.service.to_string(),
+        nic: p.nic.clone(),
+        cert: p.cert.clone().unwrap_or_default(),
+        host: p.host.clone().unwrap_or_default(),
+        ok: p.ok,
+        findings: p
+            .findings
+            .iter()
+            .map(|f| format!("{}: {} — {}", f.code, f.message, f.hint))
+            .collect(),
+    }
+}
+
+/// What the Services page and the map read from the engine.
+struct Snapshot {
+    nics: Vec<NicView>,
+    services: Vec<ServiceView>,
+    padlocks: Vec<PadlockView>,
+}
+
+async fn snapshot(c: &St) -> Result<Snapshot, ApiError> {
+    Ok(Snapshot {
+        nics: c.engine.nics().await?,
+        services: c.engine.services().await?,
+        padlocks: c.engine.padlock().await?,
+    })
+}
+
+async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let page = async {
+        let snap = snapshot(&c).await?;
+        let matrix = c.engine.matrix().await?;
+        let candidate = c.engine.candidate().await?;
+        let status_changed = c.engine.diff(None, None).await?.changed;
+        let nics: Vec<NicColumn> = matrix
+            .nics
+            .iter()
+            .map(|name| {
+                let settings = name
+                    .parse::<NicName>()
+                    .ok()
+                    .and_then(|n| candidate.nics.get(&n));
+                match snap.nics.iter().find(|n| &n.name == name) {
+                    Some(n) => nic_column(n, settings),
+                    None => NicColumn {
+                        name: name.clone(),
+                        addresses: String::new(),
+                        configured: false,
+                        state: "gone",
+                        hostname: String::new(),
+                        public_address: String::new(),
+                    },
+                }
+            })
+            .collect();
+        let certs = c.engine.certs().await?;
+        Ok::<_, ApiError>(ServicesPage {
+            c: chrome(&c, &s, "Services", "services").await,
+            mode: matrix.mode.clone(),
+            rows: rows(&snap.services, &matrix.nics),
+            nics,
+            new_nics: matrix.new_nics.clone(),
+            certs: certs.iter().map(|v| cert_row(v, &snap.padlocks)).collect(),
+            padlocks: snap.padlocks.iter().map(padlock_row).collect(),
+            tls_services: ServiceId::all()
+                .filter(|s| s.info().tls)
+                .map(|s| s.to_string())
+                .collect(),
+            sip_tls_hostname: candidate
+                .provisioning
+                .sip_tls_hostname
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            web_uri: candidate
+                .provisioning
+                .web_uri
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            map: crate::map::render(&snap.nics, &snap.services, &snap.padlocks),
+            changed: status_changed,
+            applied_revision: matrix.applied_revision,
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn map_svg(State(c): State<St>) -> Response {
+    match snapshot(&c).await {
+        Ok(snap) => (
+            [(header::CONTENT_TYPE, "image/svg+xml")],
+            crate::map::render(&snap.nics, &snap.services, &snap.padlocks),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The matrix form: every cell shown (`shown`) and those ticked (`cell`),
+/// each `SERVICE@NIC`.
+async fn save_matrix(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    body: axum::body::Bytes,
+) -> Response {
+    let outcome = async {
+        let mut shown = BTreeSet::new();
+        let mut ticked = BTreeSet::new();
+        for (k, v) in form_urlencoded::parse(&body) {
+            match &*k {
+                "shown" => shown.insert(v.into_owned()),
+                "cell" => ticked.insert(v.into_owned()),
+                _ => false,
+            };
+        }
+        if shown.len() > 10_000 {
+            return Err(bad_form("too many matrix cells in one form"));
+        }
+        let services = c.engine.services().await.map_err(failure)?;
+        let mut changes = 0;
+        for cell in &shown {
+            let Some((service, nic)) = cell.split_once('@') else {
+                return Err(bad_form(format!(
+                    "a matrix cell is SERVICE@NIC, not {cell:?}"
+                )));
+            };
+            let service: ServiceId = parse(service)?;
+            let nic: NicName = parse(nic)?;
+            let want = ticked.contains(cell);
+            let now = services
+                .iter()
+                .find(|v| v.id == service)
+                .is_some_and(|v| v.nics.iter().any(|n| n == nic.as_str()));
+            if want != now {
+                c.engine
+                    .set_cell(service, &nic, want)
+                    .await
+                    .map_err(failure)?;
+                changes += 1;
+            }
+        }
+        ok(format!(
+            "matrix saved ({changes} cell(s) changed); press Update to apply it"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#matrix")
+}
+
+#[derive(Deserialize)]
+struct PresetForm {
+    internal: String,
+    external: String,
+}
+
+async fn preset(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<PresetForm>,
+) -> Response {
+    let outcome = async {
+        let (i, e) = (parse(&f.internal)?, parse(&f.external)?);
+        c.engine
+            .preset_production(&i, &e)
+            .await
+            .map_err(failure)?;
+        ok(format!(
+            "suggested production layout set (internal {i}, external {e}); review it and press Update"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#matrix")
+}
+
+async fn discard(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let outcome = match c.engine.discard().await {
+        Ok(v) if v.changed => ok("edits discarded: the candidate is the applied revision again"),
+        Ok(_) => ok("nothing to discard"),
+        Err(e) => Err(failure(e)),
+    };
+    done(&c, &s, outcome, "/")
+}
+
+// ---- certificates ------------------------------------------------------------
+
+/// The most a certificate or key file may weigh.
+const MAX_FILE: usize = switchboard_pki::MAX_UPLOAD;
+
+async fn upload_cert(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    mut form: Multipart,
+) -> Response {
+    let outcome = async {
+        let (mut name, mut bundle, mut key, mut password) = (String::new(), vec![], None, None);
+        let bad = bad_form;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| bad(format!("the upload is not a valid form ({e})")))?
+        {
+            let field_name = field.name().unwrap_or("").to_owned();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| bad(format!("the upload was cut short ({e})")))?;
+            if data.len() > MAX_FILE {
+                return Err(failure(EngineError::Import {
+                    code: "oversize",
+                    message: format!("{field_name} is larger than {MAX_FILE} bytes"),
+                    hint: "upload the certificate and its key as separate files of at most 1 MiB each",
+                }));
+            }
+            match field_name.as_str() {
+                "name" => name = String::from_utf8_lossy(&data).trim().to_owned(),
+                "bundle" => bundle = data.to_vec(),
+                "key" if !data.is_empty() => key = Some(data.to_vec()),
+                "password" if !data.is_empty() => {
+                    password = Some(String::from_utf8_lossy(&data).into_owned())
+                }
+                _ => {}
+            }
+        }
+        let name: CertName = parse(&name)?;
+        if bundle.is_empty() {
+            return Err(bad("choose a certificate file to upload".into()));
+        }
+        let v = c
+            .engine
+            .import_cert(&name, &bundle, key.as_deref(), password.as_deref())
+            .await
+            .map_err(failure)?;
+        ok(format!(
+            "certificate {} imported ({}, expires {})",
+            v.name,
+            v.info.subject,
+            when(v.info.not_after)
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#certificates")
+}
+
+/// Trust the CA certificate(s) of an uploaded file (for the padlock check).
+async fn add_cas(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    mut form: Multipart,
+) -> Response {
+    let outcome = async {
+        let mut file = Vec::new();
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| bad_form(format!("the upload is not a valid form ({e})")))?
+        {
+            if field.name() == Some("file") {
+                file = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad_form(format!("the upload was cut short ({e})")))?
+                    .to_vec();
+            }
+        }
+        if file.is_empty() {
+            return Err(bad_form("choose a CA certificate file"));
+        }
+        let added = c.engine.add_cas(&file).await.map_err(failure)?;
+        let subjects: Vec<_> = added.iter().map(|a| a.subject.as_str()).collect();
+        ok(format!("trusted CA(s) added: {}", subjects.join("; ")))
+    }
+    .await;
+    done(&c, &s, outcome, "/#certificates")
+}
+
+#[derive(Template)]
+#[template(path = "cert.html")]
+struct CertPage {
+    c: Chrome,
+    cert: CertRow,
+    serial: String,
+    fingerprint: String,
+    not_before: String,
+    key: String,
+    self_signed: bool,
+    chain_pem: String,
+}
+
+async fn cert_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(name): Path<String>,
+) -> Response {
+    let page = async {
+        let name: CertName = name
+            .parse()
+            .map_err(|e: switchboard_domain::tls::InvalidCertName| EngineError::Input(e.into()))?;
+        let (v, chain_pem) = c.engine.cert(&name).await?;
+        let padlocks = c.engine.padlock().await?;
+        Ok::<_, ApiError>(CertPage {
+            c: chrome(&c, &s, format!("Certificate {}", v.name), "services").await,
+            serial: v.info.serial.clone(),
+            fingerprint: v.info.fingerprint.to_string(),
+            not_before: when(v.info.not_before),
+            key: v.info.key.map(|k| word(&k)).unwrap_or_default(),
+            self_signed: v.info.is_self_signed,
+            cert: cert_row(&v, &padlocks),
+            chain_pem,
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_cert(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(name): Path<String>,
+) -> Response {
+    let outcome = async {
+        let name: CertName = parse(&name)?;
+        c.engine.delete_cert(&name).await.map_err(failure)?;
+        ok(format!("certificate {name} deleted"))
+    }
+    .await;
+    done(&c, &s, outcome, "/#certificates")
+}
+
+#[derive(Deserialize)]
+struct BindForm {
+    service: String,
+    /// Empty: every NIC (the service's default).
+    #[serde(default)]
+    nic: String,
+    #[serde(default)]
+    cert: String,
+}
+
+fn optional_nic(nic: &str) -> Result<Option<NicName>, Flash> {
+    if nic.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse(nic).map(Some)
+    }
+}
+
+async fn bind(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<BindForm>,
+) -> Response {
+    let outcome = async {
+        let service: ServiceId = parse(&f.service)?;
+        let nic = optional_nic(&f.nic)?;
+        let cert: CertName = parse(&f.cert)?;
+        c.engine
+            .bind(service, nic.as_ref(), &cert, false)
+            .await
+            .map_err(failure)?;
+        let on = nic.map_or("every NIC".to_owned(), |n| n.to_string());
+        ok(format!(
+            "{service} on {on} bound to {cert}; press Update to apply it"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#bindings")
+}
+
+async fn unbind(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<BindForm>,
+) -> Response {
+    let outcome = async {
+        let service: ServiceId = parse(&f.service)?;
+        let nic = optional_nic(&f.nic)?;
+        c.engine
+            .unbind(service, nic.as_ref())
+            .await
+            .map_err(failure)?;
+        ok(format!(
+            "binding of {service} removed; press Update to apply it"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#bindings")
+}
+
+#[derive(Deserialize)]
+struct NicForm {
+    #[serde(default)]
+    hostname: String,
+    #[serde(default)]
+    public_address: String,
+}
+
+async fn nic_settings(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(nic): Path<String>,
+    Form(f): Form<NicForm>,
+) -> Response {
+    let outcome = async {
+        let nic: NicName = parse(&nic)?;
+        let settings = switchboard_domain::NicSettings {
+            hostname: (!f.hostname.trim().is_empty())
+                .then(|| parse(&f.hostname))
+                .transpose()?,
+            public_address: (!f.public_address.trim().is_empty())
+                .then(|| {
+                    f.public_address.trim().parse().map_err(|_| {
+                        failure(EngineError::Input(InputError::Address(
+                            f.public_address.chars().take(64).collect(),
+                        )))
+                    })
+                })
+                .transpose()?,
+        };
+        c.engine.set_nic(&nic, settings).await.map_err(failure)?;
+        ok(format!(
+            "settings of {nic} saved; press Update to apply them"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#matrix")
+}
+
+#[derive(Deserialize)]
+struct ProvisioningForm {
+    #[serde(default)]
+    sip_tls_hostname: String,
+    #[serde(default)]
+    web_uri: String,
+}
+
+async fn provisioning(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<ProvisioningForm>,
+) -> Response {
+    let outcome = async {
+        let mut settings = c.engine.provisioning().await.map_err(failure)?;
+        settings.sip_tls_hostname = (!f.sip_tls_hostname.trim().is_empty())
+            .then(|| parse(&f.sip_tls_hostname))
+            .transpose()?;
+        settings.web_uri = (!f.web_uri.trim().is_empty())
+            .then(|| provision_parse!(switchboard_domain::provisioning::WebUri, f.web_uri))
+            .transpose()?;
+        c.engine.set_provisioning(settings).await.map_err(failure)?;
+        ok("provisioning settings saved; press Update to apply them")
+    }
+    .await;
+    done(&c, &s, outcome, "/#provisioning")
+}
+
+// ---- Update, confirmation, revisions -------------------------------------------
+
+struct DiagnosticRow {
+    error: bool,
+    code: String,
+    message: String,
+    hint: String,
+}
+
+#[derive(Template)]
+#[template(path = "update.html")]
+struct UpdatePage {
+    c: Chrome,
+    diagnostics: Vec<DiagnosticRow>,
+    errors: usize,
+    diff: DiffRows,
+    /// `SERVICE on NIC` when this Update would cut the session off.
+    lockout: Option<String>,
+    trial_seconds: u64,
+}
+
+/// A diff, ready to show.
+struct DiffRows {
+    from: String,
+    to: String,
+    changed: bool,
+    cells: Vec<(String, String, bool)>,
+    ports: Vec<(String, String, String)>,
+    ruleset: String,
+}
+
+impl From<DiffView> for DiffRows {
+    fn from(d: DiffView) -> DiffRows {
+        DiffRows {
+            from: d.from,
+            to: d.to,
+            changed: d.changed,
+            cells: d
+                .matrix
+                .iter()
+                .map(|c| {
+                    (
+                        c.service.to_string(),
+                        c.nic.clone(),
+                        c.change == switchboard_engine::views::Change::Added,
+                    )
+                })
+                .collect(),
+            ports: d
+                .ports
+                .iter()
+                .map(|p| (p.service.to_string(), p.from.to_string(), p.to.to_string()))
+                .collect(),
+            ruleset: d.ruleset,
+        }
+    }
+}
+
+async fn update_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+) -> Response {
+    let page = async {
+        let status = c.engine.status().await?;
+        let diff = c.engine.diff(None, None).await?;
+        let lockout = c
+            .engine
+            .lockout_preview(&origin)
+            .await?
+            .map(|(service, nic)| format!("{service} on {nic}"));
+        Ok::<_, ApiError>(UpdatePage {
+            c: chrome(&c, &s, "Review and Update", "services").await,
+            errors: status.errors,
+            diagnostics: status
+                .diagnostics
+                .iter()
+                .map(|d| DiagnosticRow {
+                    error: d.severity == Severity::Error,
+                    code: d.code.to_string(),
+                    message: d.message.clone(),
+                    hint: d.hint.clone(),
+                })
+                .collect(),
+            diff: diff.into(),
+            lockout,
+            trial_seconds: TRIAL_SECONDS,
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct UpdateForm {
+    #[serde(default)]
+    comment: String,
+    /// Apply on trial: rolled back unless confirmed.
+    #[serde(default)]
+    trial: Option<String>,
+    /// How long the trial lasts (the engine accepts 1 to 3600 s).
+    #[serde(default)]
+    trial_seconds: Option<u64>,
+}
+
+async fn update(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+    Form(f): Form<UpdateForm>,
+) -> Response {
+    let outcome = async {
+        if f.comment.chars().count() > crate::api::MAX_COMMENT {
+            return Err(bad_form(format!(
+                "the comment is longer than {} characters",
+                crate::api::MAX_COMMENT
+            )));
+        }
+        let window = f
+            .trial
+            .is_some()
+            .then(|| f.trial_seconds.unwrap_or(TRIAL_SECONDS));
+        let v = c
+            .engine
+            .update(&origin, f.comment.trim(), window)
+            .await
+            .map_err(failure)?;
+        let mut message = match (v.no_change, v.pending_until) {
+            (true, _) => "nothing to update: the candidate is the applied revision".to_owned(),
+            (false, Some(_)) => format!(
+                "revision {} applied on trial: it is kept only once confirmed",
+                v.revision.unwrap_or_default()
+            ),
+            (false, None) => format!("revision {} applied", v.revision.unwrap_or_default()),
+        };
+        for w in &v.warnings {
+            message.push_str(&format!("; warning: {}", w.message));
+        }
+        ok(message)
+    }
+    .await;
+    let to = if outcome.is_ok() { "/" } else { "/update" };
+    done(&c, &s, outcome, to)
+}
+
+async fn confirm(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+) -> Response {
+    let outcome = match c.engine.confirm(&origin).await {
+        Ok(v) => ok(format!("revision {} confirmed", v.revision)),
+        Err(e) => Err(failure(e)),
+    };
+    done(&c, &s, outcome, "/")
+}
+
+struct RevisionRow {
+    number: u64,
+    at: String,
+    actor: String,
+    origin: String,
+    kind: String,
+    comment: String,
+    outcome: String,
+    detail: String,
+}
+
+fn revision_row(r: &RevisionSummary) -> RevisionRow {
+    RevisionRow {
+        number: r.number,
+        at: when(r.created_at),
+        actor: r.actor.clone(),
+        origin: r.origin.clone(),
+        kind: word(&r.kind),
+        comment: r.comment.clone(),
+        outcome: word(&r.outcome),
+        detail: r.detail.clone(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "revisions.html")]
+struct RevisionsPage {
+    c: Chrome,
+    revisions: Vec<RevisionRow>,
+}
+
+async fn revisions_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    match c.engine.revisions().await {
+        Ok(list) => render(&RevisionsPage {
+            c: chrome(&c, &s, "Revisions", "revisions").await,
+            revisions: list.iter().rev().map(revision_row).collect(),
+        }),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "revision.html")]
+struct RevisionPage {
+    c: Chrome,
+    r: RevisionRow,
+    diff: DiffRows,
+    ruleset: String,
+}
+
+async fn revision_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(number): Path<String>,
+) -> Response {
+    let page = async {
+        let number: u64 = number.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-path",
+                "revision numbers are whole numbers",
+                "pick a revision from the list",
+            )
+        })?;
+        let r = c.engine.revision(number).await?;
+        let before = (number > 1).then_some(number - 1);
+        let diff = match before {
+            Some(b) => c.engine.diff(Some(b), Some(number)).await?,
+            None => c.engine.diff(None, Some(number)).await?,
+        };
+        Ok::<_, ApiError>(RevisionPage {
+            c: chrome(&c, &s, format!("Revision {number}"), "revisions").await,
+            r: revision_row(&r.summary),
+            diff: diff.into(),
+            ruleset: r.plan.ruleset.clone(),
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    from: u64,
+    to: u64,
+}
+
+#[derive(Template)]
+#[template(path = "compare.html")]
+struct ComparePage {
+    c: Chrome,
+    diff: DiffRows,
+}
+
+async fn compare_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    q: Result<Query<CompareQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page = async {
+        let Query(q) = q?;
+        let diff = c.engine.diff(Some(q.from), Some(q.to)).await?;
+        Ok::<_, ApiError>(ComparePage {
+            c: chrome(
+                &c,
+                &s,
+                format!("Revision {} → {}", q.from, q.to),
+                "revisions",
+            )
+            .await,
+            diff: diff.into(),
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    #[serde(default)]
+    trial: Option<String>,
+}
+
+async fn rollback(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+    Path(number): Path<String>,
+    Form(f): Form<RollbackForm>,
+) -> Response {
+    let outcome = async {
+        let number: u64 = number
+            .parse()
+            .map_err(|_| bad_form("revision numbers are whole numbers"))?;
+        let window = f.trial.is_some().then_some(TRIAL_SECONDS);
+        let v = c
+            .engine
+            .rollback(&origin, number, window)
+            .await
+            .map_err(failure)?;
+        ok(format!(
+            "rolled back to revision {number}: revision {} {}",
+            v.revision.unwrap_or_default(),
+            if v.pending_until.is_some() {
+                "applied on trial"
+            } else {
+                "applied"
+            }
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/revisions")
+}
+
+// ---- audit log ------------------------------------------------------------------
+
+struct AuditRow {
+    at: String,
+    actor: String,
+    address: String,
+    action: String,
+    outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    c: Chrome,
+    entries: Vec<AuditRow>,
+}
+
+async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    match c.engine.audit_log(500).await {
+        Ok(list) => render(&AuditPage {
+            c: chrome(&c, &s, "Audit log", "audit").await,
+            entries: list
+                .into_iter()
+                .map(|a| AuditRow {
+                    at: when(a.at),
+                    actor: a.actor,
+                    address: a.address,
+                    action: a.action,
+                    outcome: a.outcome,
+                })
+                .collect(),
+        }),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+// ---- accounts and activation ------------------------------------------------------
+
+struct AccountRow {
+    username: String,
+    name: String,
+    phone: String,
+    group: String,
+    profile: String,
+    sms: String,
+}
+
+struct SmsRow {
+    id: u64,
+    username: String,
+    to: String,
+    state: String,
+    attempts: u32,
+    last_error: String,
+    at: String,
+    text: String,
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    c: Chrome,
+    accounts: Vec<AccountRow>,
+    sms: Vec<SmsRow>,
+}
+
+async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let page = async {
+        let accounts = c.engine.accounts().await?;
+        let sms = c.engine.sms().await?;
+        let last_sms = |u: &str| {
+            sms.iter()
+                .filter(|m| m.username.as_deref() == Some(u))
+                .max_by_key(|m| m.id)
+                .map(|m| m.state.clone())
+                .unwrap_or_default()
+        };
+        Ok::<_, ApiError>(AccountsPage {
+            c: chrome(&c, &s, "Accounts", "accounts").await,
+            accounts: accounts
+                .iter()
+                .map(|a| AccountRow {
+                    username: a.username.to_string(),
+                    name: a
+                        .display_name
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    phone: a.phone.to_string(),
+                    group: a
+                        .group
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    profile: word(&a.profile),
+                    sms: last_sms(a.username.as_str()),
+                })
+                .collect(),
+            sms: sms
+                .iter()
+                .rev()
+                .map(|m| SmsRow {
+                    id: m.id,
+                    username: m.username.clone().unwrap_or_default(),
+                    to: m.to.clone(),
+                    state: m.state.clone(),
+                    attempts: m.attempts,
+                    last_error: m.last_error.clone().unwrap_or_default(),
+                    at: when(m.created_at),
+                    text: m.text.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    phone: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    profile: String,
+}
+
+async fn add_account(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    use switchboard_provision as p;
+    let outcome = async {
+        let new = p::NewAccount {
+            username: None,
+            display_name: (!f.name.trim().is_empty())
+                .then(|| provision_parse!(p::DisplayName, f.name))
+                .transpose()?,
+            phone: provision_parse!(p::PhoneNumber, f.phone)?,
+            group: None,
+            profile: if f.profile.trim().is_empty() {
+                p::ClientProfile::default()
+            } else {
+                provision_parse!(p::ClientProfile, f.profile)?
+            },
+        };
+        let v = c.engine.add_account(new).await.map_err(failure)?;
+        ok(format!("account {} created for {}", v.username, v.phone))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
+}
+
+fn username(u: &str) -> Result<switchboard_provision::Username, Flash> {
+    provision_parse!(switchboard_provision::Username, u)
+}
+
+async fn activate(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+) -> Response {
+    let outcome = async {
+        let v = c.engine.activate(&username(&u)?).await.map_err(failure)?;
+        ok(format!(
+            "activation SMS for {} queued to {} via {}",
+            v.username, v.to, v.gateway
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
+}
+
+#[derive(Template)]
+#[template(path = "qr.html")]
+struct QrPage {
+    c: Chrome,
+    username: String,
+    link: String,
+    qr: String,
+    expires: String,
+}
+
+/// A fresh link for `username`, shown once as a QR code to scan in
+/// person. The page is not cached; the link is not logged or stored.
+async fn activate_in_person(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+) -> Response {
+    let page = async {
+        let (v, link) = c
+            .engine
+            .activate_in_person(&username(&u)?)
+            .await
+            .map_err(failure)?;
+        let link = link.expose();
+        let qr = crate::qr::svg(&link)
+            .map_err(|e| bad_form(format!("the link does not fit in a QR code ({e})")))?;
+        Ok(QrPage {
+            c: chrome(&c, &s, format!("Activate {}", v.username), "accounts").await,
+            username: v.username,
+            link,
+            qr,
+            expires: when(v.expires_at),
+        })
+    }
+    .await;
+    match page {
+        Ok(p) => render(&p),
+        Err(f) => done(&c, &s, Err(f), "/accounts"),
+    }
+}
+
+async fn delete_account(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+) -> Response {
+    let outcome = async {
+        let u = username(&u)?;
+        c.engine.delete_account(&u).await.map_err(failure)?;
+        ok(format!("account {u} deleted"))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
+}
+
+// ---- assets ---------------------------------------------------------------------
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../static/console.css"),
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../static/console.js"),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    axum::Json(crate::openapi::document()).into_response()
+}

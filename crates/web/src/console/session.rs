@@ -1,0 +1,343 @@
+//! Console sessions, sign-in throttling and CSRF tokens, in memory.
+//!
+//! - A session id is 256 random bits, sent only in the `__Host-` cookie
+//!   (Secure, HttpOnly, SameSite=Strict, Path=/). The table keys sessions by
+//!   the SHA-256 of the id, so the table itself holds no usable cookie.
+//! - A new id at every sign-in (no fixation); sign-out and the timeouts
+//!   ([`IDLE_TIMEOUT`], [`ABSOLUTE_TIMEOUT`]) end a session.
+//! - Every session has its own CSRF token (synchronizer pattern), compared
+//!   in constant time; the sign-in form has one too, tied to a short-lived
+//!   pre-session cookie.
+//! - [`Throttle`]: failed sign-ins per source address and per user name in
+//!   a sliding window; past [`MAX_FAILURES`] the next attempts are refused
+//!   without checking the password until the window has moved on.
+//!
+//! **Limitations.** Sessions live in the daemon's memory: a restart signs
+//! everyone out (the safe direction). The table is bounded
+//! ([`MAX_SESSIONS`]); the oldest sessions are dropped first.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// The session cookie. `__Host-`: the browser keeps it only if it was set
+/// over HTTPS, with `Secure`, `Path=/` and no `Domain`.
+pub const SESSION_COOKIE: &str = "__Host-switchboard-session";
+/// The pre-session cookie that ties the sign-in form to its browser.
+pub const LOGIN_COOKIE: &str = "__Host-switchboard-login";
+/// The header the JSON API wants the CSRF token in (the console's forms
+/// send it as the `csrf` field).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session ends after this long without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after sign-in, busy or not.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+/// Failed sign-ins allowed per address and per user name in [`WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+/// The throttle's sliding window.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sessions held at most.
+pub const MAX_SESSIONS: usize = 256;
+
+/// 256 random bits, base64url.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random number generator works");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn key(id: &str) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k.copy_from_slice(digest(&SHA256, id.as_bytes()).as_ref());
+    k
+}
+
+/// Whether two tokens are equal, without a timing side channel: what is
+/// compared are their SHA-256 digests, which leak nothing about a token.
+pub fn same_token(a: &str, b: &str) -> bool {
+    key(a) == key(b)
+}
+
+/// A signed-in administrator's session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub csrf: String,
+    created: Instant,
+    last_seen: Instant,
+    /// A message for the next page (post/redirect/get).
+    pub flash: Option<Flash>,
+}
+
+/// The outcome of the last action, shown once on the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub ok: bool,
+    pub message: String,
+    pub hint: String,
+    /// Diagnostics or problems, one line each.
+    pub details: Vec<String>,
+}
+
+impl Flash {
+    pub fn ok(message: impl Into<String>) -> Flash {
+        Flash {
+            ok: true,
+            message: message.into(),
+            hint: String::new(),
+            details: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Sessions {
+    table: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl Sessions {
+    /// A new session for `user`; returns its id (for the cookie only).
+    pub fn create(&self, user: &str) -> String {
+        self.create_at(user, Instant::now())
+    }
+
+    fn create_at(&self, user: &str, now: Instant) -> String {
+        let id = random_token();
+        let mut table = self.table.lock().expect("sessions lock");
+        table.retain(|_, s| alive(s, now));
+        while table.len() >= MAX_SESSIONS {
+            let oldest = table
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| *k)
+                .expect("the table is not empty");
+            table.remove(&oldest);
+        }
+        table.insert(
+            key(&id),
+            Session {
+                user: user.to_owned(),
+                csrf: random_token(),
+                created: now,
+                last_seen: now,
+                flash: None,
+            },
+        );
+        id
+    }
+
+    /// The live session with this id (its idle clock restarts), or `None`.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        self.get_at(id, Instant::now())
+    }
+
+    fn get_at(&self, id: &str, now: Instant) -> Option<Session> {
+        let mut table = self.table.lock().expect("sessions lock");
+        let k = key(id);
+        match table.get_mut(&k) {
+            Some(s) if alive(s, now) => {
+                s.last_seen = now;
+                Some(s.clone())
+            }
+            Some(_) => {
+                table.remove(&k);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Take the session's flash message (shown once).
+    pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        let mut table = self.table.lock().expect("sessions lock");
+        table.get_mut(&key(id)).and_then(|s| s.flash.take())
+    }
+
+    pub fn set_flash(&self, id: &str, flash: Flash) {
+        let mut table = self.table.lock().expect("sessions lock");
+        if let Some(s) = table.get_mut(&key(id)) {
+            s.flash = Some(flash);
+        }
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.table.lock().expect("sessions lock").remove(&key(id));
+    }
+
+    /// End every session of `user` (after a password change), except `keep`.
+    pub fn remove_user(&self, user: &str, keep: Option<&str>) {
+        let keep = keep.map(key);
+        self.table
+            .lock()
+            .expect("sessions lock")
+            .retain(|k, s| s.user != user || Some(*k) == keep);
+    }
+}
+
+fn alive(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.last_seen) < IDLE_TIMEOUT
+        && now.duration_since(s.created) < ABSOLUTE_TIMEOUT
+}
+
+/// Failed sign-ins per address and per user name.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Throttle {
+    /// Whether a sign-in from `from` for `user` may be checked now; if not,
+    /// how long until it may.
+    pub fn check(&self, from: IpAddr, user: &str) -> Result<(), Duration> {
+        self.check_at(from, user, Instant::now())
+    }
+
+    fn check_at(&self, from: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("throttle lock");
+        let mut wait = Duration::ZERO;
+        for k in keys(from, user) {
+            if let Some(times) = failures.get_mut(&k) {
+                while times
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
+                    times.pop_front();
+                }
+                if times.len() >= MAX_FAILURES {
+                    let oldest = *times.front().expect("not empty");
+                    wait = wait.max(WINDOW - now.duration_since(oldest));
+                }
+            }
+        }
+        if wait.is_zero() { Ok(()) } else { Err(wait) }
+    }
+
+    pub fn failed(&self, from: IpAddr, user: &str) {
+        self.failed_at(from, user, Instant::now());
+    }
+
+    fn failed_at(&self, from: IpAddr, user: &str, now: Instant) {
+        let mut failures = self.failures.lock().expect("throttle lock");
+        // Bounded: forget everything stale when the map grows large.
+        if failures.len() > 10_000 {
+            failures.retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        for k in keys(from, user) {
+            let times = failures.entry(k).or_default();
+            times.push_back(now);
+            while times.len() > MAX_FAILURES {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// A successful sign-in clears the address's count (not the user's: a
+    /// guesser elsewhere stays throttled).
+    pub fn succeeded(&self, from: IpAddr) {
+        self.failures
+            .lock()
+            .expect("throttle lock")
+            .remove(&format!("addr {from}"));
+    }
+}
+
+fn keys(from: IpAddr, user: &str) -> [String; 2] {
+    // Bounded length: user names are capped where they are accepted.
+    [
+        format!("addr {from}"),
+        format!("user {}", user.to_lowercase()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3));
+
+    #[test]
+    fn sessions_expire_when_idle_and_absolutely() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let id = s.create_at("admin", t0);
+        assert_eq!(s.get_at(&id, t0).unwrap().user, "admin");
+        // Kept busy: lives past the idle timeout, not past the absolute one.
+        let mut t = t0;
+        while t < t0 + ABSOLUTE_TIMEOUT - IDLE_TIMEOUT {
+            t += IDLE_TIMEOUT / 2;
+            assert!(s.get_at(&id, t).is_some());
+        }
+        assert!(s.get_at(&id, t0 + ABSOLUTE_TIMEOUT).is_none());
+        // Idle.
+        let id = s.create_at("admin", t0);
+        assert!(s.get_at(&id, t0 + IDLE_TIMEOUT).is_none());
+        // Gone once expired, even if the clock were to go back.
+        assert!(s.get_at(&id, t0).is_none());
+    }
+
+    #[test]
+    fn ids_and_tokens_are_unique_and_unguessable_in_shape() {
+        let s = Sessions::default();
+        let a = s.create("admin");
+        let b = s.create("admin");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_ne!(s.get(&a).unwrap().csrf, s.get(&b).unwrap().csrf);
+        assert!(s.get("").is_none());
+        assert!(s.get(&"A".repeat(43)).is_none());
+        s.remove(&a);
+        assert!(s.get(&a).is_none());
+        assert!(s.get(&b).is_some());
+        s.remove_user("admin", None);
+        assert!(s.get(&b).is_none());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let s = Sessions::default();
+        let first = s.create("admin");
+        for _ in 0..MAX_SESSIONS {
+            s.create("admin");
+        }
+        assert!(s.get(&first).is_none());
+        assert!(s.table.lock().unwrap().len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn throttle_counts_per_address_and_per_user() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            assert!(t.check_at(A, "admin", t0).is_ok(), "attempt {i}");
+            t.failed_at(A, "admin", t0);
+        }
+        let wait = t.check_at(A, "admin", t0).unwrap_err();
+        assert!(wait <= WINDOW && wait > WINDOW - Duration::from_secs(1));
+        // Another user name from the same address: throttled (address).
+        assert!(t.check_at(A, "root", t0).is_err());
+        // The same user name from elsewhere: throttled (user).
+        assert!(t.check_at(B, "ADMIN", t0).is_err());
+        // Another user from elsewhere: free.
+        assert!(t.check_at(B, "other", t0).is_ok());
+        // The window moves on.
+        assert!(t.check_at(A, "admin", t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn tokens_compare_in_constant_time_and_exactly() {
+        let a = random_token();
+        assert!(same_token(&a, &a.clone()));
+        assert!(!same_token(&a, &random_token()));
+        assert!(!same_token(&a, &a[..42]));
+        assert!(!same_token(&a, ""));
+    }
+}

@@ -1,0 +1,657 @@
+//! The console at the HTTP level, in process (the router, as the HTTPS
+//! listener calls it): what needs a session, CSRF on every change, the
+//! security headers, sign-in throttling, session cookies, hostile input
+//! rendered inert, the audit trail. The same console in a real browser
+//! over real TLS is tested by the daemon's `console` system test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use switchboard_domain::Facts;
+use switchboard_domain::testing::nic;
+use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
+use switchboard_store::Store;
+use switchboard_web::console;
+use switchboard_web::https::HttpsPeer;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Console {
+    app: Router,
+    engine: Arc<Engine>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The `Set-Cookie` value for `name`, whole.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    fn cookie_value(&self, name: &str) -> Option<String> {
+        self.set_cookie(name)
+            .map(|c| c.split(';').next().unwrap()[name.len() + 1..].to_owned())
+    }
+}
+
+/// A browser's state: its cookies and the CSRF token of its pages.
+#[derive(Default, Clone)]
+struct Browser {
+    session: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Console {
+    async fn new() -> Console {
+        let engine = Arc::new(
+            Engine::new(
+                EngineConfig {
+                    data_dir: "/nonexistent".into(),
+                    firewall: FirewallMode::Plan,
+                    discover: false,
+                    sms_gateway: switchboard_system::sms::Gateway::Outbox,
+                    sip: false,
+                },
+                Store::open_in_memory().expect("store"),
+            )
+            .expect("engine"),
+        );
+        engine.set_facts(Facts {
+            nics: vec![
+                nic("lan0", Some("192.0.2.1")),
+                nic("wan0", Some("198.51.100.1")),
+                nic("dmz0", None),
+            ],
+            ..Facts::default()
+        });
+        engine.boot().await.expect("boot");
+        let root = Origin::local(0, None);
+        engine
+            .set_admin_password(&root, "admin", PASSWORD)
+            .await
+            .expect("password");
+        Console {
+            app: console::router(engine.clone()),
+            engine,
+        }
+    }
+
+    async fn send(&self, from: &str, mut req: Request<Body>) -> Answer {
+        let peer = HttpsPeer {
+            remote: from.parse().unwrap(),
+            local: "192.0.2.1:8443".parse::<SocketAddr>().unwrap(),
+        };
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let response = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn request(
+        &self,
+        b: &Browser,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(s) = &b.session {
+            req = req.header(
+                header::COOKIE,
+                format!("{}={s}", console::session::SESSION_COOKIE),
+            );
+        }
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        self.send("192.0.2.2:40000", req.body(body.into()).unwrap())
+            .await
+    }
+
+    async fn get(&self, b: &Browser, path: &str) -> Answer {
+        self.request(b, Method::GET, path, None, Body::empty())
+            .await
+    }
+
+    /// A form post with the browser's CSRF token.
+    async fn form(&self, b: &Browser, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut all = vec![("csrf", b.csrf.as_deref().unwrap_or(""))];
+        all.extend_from_slice(fields);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all)
+            .finish();
+        self.request(
+            b,
+            Method::POST,
+            path,
+            Some("application/x-www-form-urlencoded"),
+            body,
+        )
+        .await
+    }
+
+    /// An API call with the browser's session and CSRF header.
+    async fn api(&self, b: &Browser, method: Method, path: &str, json: &str) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(s) = &b.session {
+            req = req.header(
+                header::COOKIE,
+                format!("{}={s}", console::session::SESSION_COOKIE),
+            );
+        }
+        if let Some(t) = &b.csrf {
+            req = req.header("x-csrf-token", t);
+        }
+        self.send(
+            "192.0.2.2:40000",
+            req.body(Body::from(json.to_owned())).unwrap(),
+        )
+        .await
+    }
+
+    /// Sign-in attempt from `from`: the login page, then its form.
+    async fn try_sign_in(&self, from: &str, user: &str, password: &str) -> Answer {
+        let page = self
+            .send(from, Request::get("/login").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        let pre = page
+            .cookie_value(console::session::LOGIN_COOKIE)
+            .expect("the sign-in page sets its pre-session cookie");
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("csrf", pre.as_str()),
+                ("username", user),
+                ("password", password),
+            ])
+            .finish();
+        let req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::COOKIE,
+                format!("{}={pre}", console::session::LOGIN_COOKIE),
+            )
+            .body(Body::from(body))
+            .unwrap();
+        self.send(from, req).await
+    }
+
+    async fn sign_in(&self) -> Browser {
+        let answer = self.try_sign_in("192.0.2.2:40000", "admin", PASSWORD).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let session = answer
+            .cookie_value(console::session::SESSION_COOKIE)
+            .expect("a session cookie");
+        let mut b = Browser {
+            session: Some(session),
+            csrf: None,
+        };
+        let page = self.get(&b, "/").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        b.csrf = Some(meta_csrf(&page.body));
+        b
+    }
+}
+
+fn meta_csrf(html: &str) -> String {
+    let marker = "<meta name=\"csrf-token\" content=\"";
+    let start = html.find(marker).expect("the page carries its CSRF token") + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Every route of the console's pages, from its source, so that a route
+/// added later is covered by these tests without anyone remembering to.
+fn page_routes() -> Vec<(Method, String)> {
+    let source = include_str!("../src/console/pages.rs");
+    let mut routes = Vec::new();
+    for chunk in source.split(".route(\"").skip(1) {
+        let path = &chunk[..chunk.find('"').unwrap()];
+        let rest = &chunk[..chunk.find("))\n").unwrap_or(chunk.len())];
+        let sample = path
+            .replace("{name}", "bootstrap")
+            .replace("{nic}", "lan0")
+            .replace("{number}", "1")
+            .replace("{username}", "100");
+        for (needle, method) in [("get(", Method::GET), ("post(", Method::POST)] {
+            if rest.contains(needle) {
+                routes.push((method, sample.clone()));
+            }
+        }
+    }
+    assert!(routes.len() > 25, "the route list parses: {routes:?}");
+    routes
+}
+
+/// Every route of the JSON API, from the OpenAPI document.
+fn api_routes() -> Vec<(Method, String)> {
+    let doc = switchboard_web::openapi::document();
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let sample = path
+            .replace("{name}", "bootstrap")
+            .replace("{number}", "1")
+            .replace("{username}", "100");
+        for m in item.as_object().unwrap().keys() {
+            if let Ok(method) = m.to_uppercase().parse::<Method>() {
+                routes.push((method, sample.clone()));
+            }
+        }
+    }
+    assert!(routes.len() > 25);
+    routes
+}
+
+fn public(path: &str) -> bool {
+    matches!(path, "/login" | "/healthz" | "/favicon.ico") || path.starts_with("/static/")
+}
+
+#[tokio::test]
+async fn every_route_but_sign_in_and_assets_refuses_an_anonymous_request() {
+    let c = Console::new().await;
+    let anonymous = Browser::default();
+    let revisions_before = c.engine.revisions().await.unwrap().len();
+    let candidate_before = c.engine.candidate().await.unwrap();
+    for (method, path) in page_routes().into_iter().chain(api_routes()) {
+        if public(&path) {
+            continue;
+        }
+        let a = c
+            .request(
+                &anonymous,
+                method.clone(),
+                &path,
+                Some("application/json"),
+                "{}",
+            )
+            .await;
+        if path.starts_with("/v1/") || path == "/openapi.json" {
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}: {}",
+                a.body
+            );
+            assert!(a.body.contains("\"unauthenticated\""), "{method} {path}");
+        } else {
+            assert_eq!(a.status, StatusCode::SEE_OTHER, "{method} {path}");
+            assert_eq!(a.location(), "/login", "{method} {path}");
+        }
+    }
+    // An unknown path too, and a forged cookie.
+    let forged = Browser {
+        session: Some("A".repeat(43)),
+        csrf: None,
+    };
+    assert_eq!(c.get(&forged, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&anonymous, "/v1/nothing-here").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Nothing changed.
+    assert_eq!(c.engine.revisions().await.unwrap().len(), revisions_before);
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate_before);
+    // The public ones answer.
+    for path in [
+        "/login",
+        "/healthz",
+        "/static/console.css",
+        "/static/console.js",
+    ] {
+        assert_eq!(
+            c.get(&anonymous, path).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn state_changes_need_the_session_csrf_token() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let candidate = c.engine.candidate().await.unwrap();
+    let no_token = Browser {
+        csrf: None,
+        ..b.clone()
+    };
+    let wrong_token = Browser {
+        csrf: Some(console::session::random_token()),
+        ..b.clone()
+    };
+    for (method, path) in page_routes().into_iter().chain(api_routes()) {
+        if method == Method::GET || public(&path) {
+            continue;
+        }
+        for who in [&no_token, &wrong_token] {
+            let a = if path.starts_with("/v1/") {
+                c.api(who, method.clone(), &path, "{}").await
+            } else {
+                c.form(who, &path, &[("cell", "ssh@lan0"), ("shown", "ssh@lan0")])
+                    .await
+            };
+            assert_eq!(
+                a.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path}: {}",
+                a.body
+            );
+            assert!(a.body.contains("\"csrf\""), "{method} {path}: {}", a.body);
+        }
+    }
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate);
+    // With the token, the same form works: ssh is denied on lan0 (ticked
+    // cells stay, the one shown but not ticked goes).
+    let a = c.form(&b, "/matrix", &[("shown", "ssh@lan0")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let matrix = c.engine.matrix().await.unwrap();
+    assert!(
+        !matrix
+            .candidate
+            .allows(switchboard_domain::ServiceId::Ssh, &"lan0".parse().unwrap())
+    );
+    // A multipart form carries it as its first part.
+    let boundary = "XyZ";
+    let multipart = |token: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n--{boundary}--\r\n"
+        )
+    };
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let a = c
+        .request(&b, Method::POST, "/certs", Some(&ct), multipart("nope"))
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = c
+        .request(
+            &b,
+            Method::POST,
+            "/certs",
+            Some(&ct),
+            multipart(b.csrf.as_deref().unwrap()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    // No state change over GET: the change routes do not answer GET.
+    for path in ["/matrix", "/logout", "/confirm", "/discard", "/preset"] {
+        let a = c.get(&b, path).await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "GET {path}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let anonymous = Browser::default();
+    let answers = [
+        c.get(&anonymous, "/login").await,
+        c.get(&anonymous, "/").await,
+        c.get(&b, "/").await,
+        c.get(&b, "/revisions").await,
+        c.get(&b, "/v1/status").await,
+        c.get(&b, "/v1/no-such-route").await,
+        c.get(&b, "/static/console.js").await,
+        c.api(&b, Method::POST, "/v1/matrix/allow", "{broken").await,
+    ];
+    for a in &answers {
+        let h = |name: &str| {
+            a.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{name} missing ({})", a.status))
+                .to_owned()
+        };
+        let csp = h("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(h("strict-transport-security").starts_with("max-age="));
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert_eq!(h("referrer-policy"), "no-referrer");
+        assert_eq!(h("x-frame-options"), "DENY");
+    }
+    // Pages are not cached.
+    assert_eq!(answers[2].headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn session_cookies_are_host_only_secure_and_new_at_every_sign_in() {
+    let c = Console::new().await;
+    let a = c.try_sign_in("192.0.2.2:40000", "admin", PASSWORD).await;
+    let cookie = a
+        .set_cookie(console::session::SESSION_COOKIE)
+        .expect("session cookie");
+    assert!(cookie.starts_with("__Host-"));
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let first = a.cookie_value(console::session::SESSION_COOKIE).unwrap();
+    let second = c.sign_in().await;
+    assert_ne!(Some(first.clone()), second.session);
+    // Signing out ends the session on the server, not just in the browser.
+    let a = c.form(&second, "/logout", &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(c.get(&second, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&second, "/v1/status").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The first session is still there: sign-out ends only its own.
+    let first = Browser {
+        session: Some(first),
+        csrf: None,
+    };
+    assert_eq!(c.get(&first, "/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tenth_wrong_password_is_throttled_and_then_even_the_right_one() {
+    let c = Console::new().await;
+    let from = "192.0.2.9:5555";
+    let mut statuses = Vec::new();
+    for _ in 0..9 {
+        statuses.push(c.try_sign_in(from, "admin", "wrong password!").await.status);
+    }
+    assert!(
+        statuses[..console::session::MAX_FAILURES]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let tenth = c.try_sign_in(from, "admin", "wrong password!").await;
+    assert_eq!(tenth.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(tenth.headers.contains_key(header::RETRY_AFTER));
+    assert!(tenth.body.contains("Too many failed sign-ins"));
+    // While throttled, the right password is not even checked.
+    let right = c.try_sign_in(from, "admin", PASSWORD).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(right.set_cookie(console::session::SESSION_COOKIE).is_none());
+    // The failures are in the audit log, without the passwords.
+    let audit = serde_json::to_string(&c.engine.audit_log(100).await.unwrap()).unwrap();
+    assert!(audit.contains("POST /login"), "{audit}");
+    assert!(!audit.contains("wrong password"));
+    assert!(!audit.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn the_sign_in_form_needs_its_own_token() {
+    let c = Console::new().await;
+    // A cross-site form post has no pre-session cookie.
+    let body = format!(
+        "csrf=x&username=admin&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let a = c.send("192.0.2.2:40000", req).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.set_cookie(console::session::SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn hostile_certificate_text_is_rendered_inert() {
+    use switchboard_pki::testpki::{Ca, leaf_params};
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let ca = Ca::root("Evil <b>CA</b>");
+    let mut params = leaf_params(&["voip.example.test"]);
+    params.distinguished_name.remove(rcgen::DnType::CommonName);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "<script>alert(1)</script>");
+    let leaf = ca.leaf_with(params, rcgen::KeyPair::generate().unwrap());
+    let bundle = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, leaf.pem());
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, leaf.key_pem());
+    let a = c
+        .api(
+            &b,
+            Method::POST,
+            "/v1/certs",
+            &format!(r#"{{"name":"evil","bundle":"{bundle}","key":"{key}"}}"#),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    for path in ["/", "/certs/evil"] {
+        let page = c.get(&b, path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.body.contains("<script>alert"), "{path}");
+        assert!(!page.body.contains("<b>CA</b>"), "{path}");
+        // Escaped, in whichever entity form the template engine writes.
+        assert!(
+            page.body
+                .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: the subject is not shown escaped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_changes_are_audited_with_user_and_address() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    c.form(&b, "/matrix", &[("shown", "sql@wan0")]).await;
+    let a = c
+        .form(
+            &b,
+            "/preset",
+            &[("internal", "lan0"), ("external", "no such nic!")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let log = c.engine.audit_log(100).await.unwrap();
+    let matrix = log
+        .iter()
+        .find(|e| e.action == "POST /matrix")
+        .expect("the matrix form is audited");
+    assert_eq!(matrix.actor, "admin");
+    assert!(matrix.address.contains("192.0.2.2"), "{}", matrix.address);
+    // The page shows the error; the audit log has the attempt.
+    assert!(log.iter().any(|e| e.action == "POST /preset"));
+    let page = c.get(&b, "/audit").await;
+    assert!(page.body.contains("POST /matrix"));
+    // An API call through the console is audited once, not twice.
+    c.api(&b, Method::POST, "/v1/discard", "").await;
+    let log = c.engine.audit_log(100).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == "POST /v1/discard")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_form_input_gets_a_clear_message_and_changes_nothing() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let candidate = c.engine.candidate().await.unwrap();
+    let long = "x".repeat(5000);
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/matrix", vec![("shown", "ssh-lan0")]),
+        ("/matrix", vec![("shown", "telnet@lan0")]),
+        ("/matrix", vec![("shown", "ssh@no such nic")]),
+        ("/preset", vec![("internal", "lan0"), ("external", "lan0")]),
+        ("/provisioning", vec![("sip_tls_hostname", "not a host!")]),
+        (
+            "/provisioning",
+            vec![("web_uri", "http://voip.example.test")],
+        ),
+        ("/provisioning", vec![("web_uri", &long)]),
+        ("/bind", vec![("service", "ssh"), ("cert", "bootstrap")]),
+        ("/bind", vec![("service", "web"), ("cert", "<none>")]),
+        ("/nics/lan0", vec![("public_address", "300.1.1.1")]),
+        ("/update", vec![("comment", &long)]),
+        ("/accounts", vec![("phone", "12345")]),
+        (
+            "/accounts",
+            vec![("phone", "+41791234567"), ("name", &long)],
+        ),
+    ];
+    for (path, fields) in cases {
+        let a = c.form(&b, path, &fields).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path} {fields:?}");
+        let page = c.get(&b, a.location()).await;
+        assert!(
+            page.body.contains("class=\"flash error\""),
+            "{path} {fields:?}: no error shown"
+        );
+        assert!(!page.body.contains(&long), "{path}: echoes the whole input");
+    }
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate);
+    assert!(c.engine.accounts().await.unwrap().is_empty());
+    // A body past the limit is refused before anything reads it.
+    let huge = format!(
+        "csrf={}&comment={}",
+        b.csrf.as_deref().unwrap(),
+        "y".repeat(3 << 20)
+    );
+    let a = c
+        .request(
+            &b,
+            Method::POST,
+            "/update",
+            Some("application/x-www-form-urlencoded"),
+            huge,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
