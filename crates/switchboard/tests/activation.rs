@@ -5,44 +5,10 @@
 
 mod common;
 
+use common::phone::{fetch, link_in};
 use serde_json::Value;
 use switchboard_pki::testpki;
 use switchboard_system::testlab::{Kannel, Lab, require_root_or_skip};
-
-/// GET `url` from the phone's namespace with curl, verifying the web
-/// services certificate against the test CA: (body, "STATUS MEDIA-TYPE").
-fn fetch(lab: &Lab, ca: &str, url: &str) -> (String, String) {
-    let out = lab
-        .wan
-        .command("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "5",
-            "--cacert",
-            ca,
-            "-w",
-            "\n%{http_code} %{content_type}",
-            url,
-        ])
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, meta) = text.rsplit_once('\n').expect("status line");
-    (body.to_owned(), meta.to_owned())
-}
-
-fn link_in(text: &str) -> String {
-    text.split_whitespace()
-        .find(|w| w.starts_with("https://voip.example.test/p/"))
-        .expect("the link")
-        .to_owned()
-}
 
 #[test]
 fn an_activated_phone_gets_its_document_once() {

@@ -11,128 +11,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use common::Daemon;
 use common::browser::{self, Browser};
-use fantoccini::{Client, Locator};
+use common::console::*;
+use common::{Daemon, phone};
+use fantoccini::Locator;
 use switchboard_pki::testpki::{self, pki};
 use switchboard_system::testlab::{Lab, require_or_skip, require_root_or_skip};
-
-const PASSWORD: &str = "a long console password 42";
-const CONSOLE: &str = "https://console.lan.test:8443";
-
-fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-}
-
-/// The SHA-256 of a certificate's SubjectPublicKeyInfo, base64: what
-/// Chromium's `--ignore-certificate-errors-spki-list` pins.
-fn spki_pin(cert_pem: &str, dir: &Path) -> String {
-    let file = dir.join("pinned.pem");
-    std::fs::write(&file, cert_pem).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
-            file.display()
-        ))
-        .output()
-        .expect("openssl");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Click what `css` finds, without waiting for anything.
-async fn tick(c: &Client, css: &str) -> anyhow::Result<()> {
-    browser::wait_for(c, css)
-        .await?
-        .click()
-        .await
-        .with_context(|| format!("click `{css}`"))?;
-    Ok(())
-}
-
-/// Click what `css` finds and wait for the next page to have loaded (the
-/// old document is marked first, so its leftovers are never mistaken for
-/// the new page).
-async fn click(c: &Client, css: &str) -> anyhow::Result<()> {
-    c.execute("document.documentElement.dataset.old = '1'", vec![])
-        .await?;
-    tick(c, css).await?;
-    let deadline = Instant::now() + browser::WAIT;
-    loop {
-        let fresh = c
-            .execute(
-                "return document.readyState === 'complete' && !document.documentElement.dataset.old",
-                vec![],
-            )
-            .await;
-        if matches!(fresh, Ok(serde_json::Value::Bool(true))) {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no new page after clicking `{css}`"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn fill(c: &Client, css: &str, text: &str) -> anyhow::Result<()> {
-    let e = browser::wait_for(c, css).await?;
-    e.clear().await?;
-    e.send_keys(text).await?;
-    Ok(())
-}
-
-async fn select(c: &Client, css: &str, value: &str) -> anyhow::Result<()> {
-    browser::wait_for(c, css)
-        .await?
-        .select_by_value(value)
-        .await
-        .with_context(|| format!("select {value} in `{css}`"))?;
-    Ok(())
-}
-
-/// The flash message after an action; fails if it is an error.
-async fn flash_ok(c: &Client) -> anyhow::Result<String> {
-    let flash = browser::wait_for(c, "#flash").await?;
-    let class = flash.attr("class").await?.unwrap_or_default();
-    let text = flash.text().await?;
-    ensure!(
-        class.contains("ok"),
-        "the console reported an error: {text}"
-    );
-    Ok(text)
-}
-
-async fn upload(c: &Client, name: &str, file: &Path) -> anyhow::Result<String> {
-    fill(c, "#upload-name", name).await?;
-    browser::wait_for(c, "#upload-bundle")
-        .await?
-        .send_keys(&file.display().to_string())
-        .await?;
-    click(c, "#upload").await?;
-    flash_ok(c).await
-}
-
-async fn bind(c: &Client, service: &str, nic: &str, cert: &str) -> anyhow::Result<String> {
-    select(c, "#bind-service", service).await?;
-    select(c, "#bind-nic", nic).await?;
-    select(c, "#bind-cert", cert).await?;
-    click(c, "#bind").await?;
-    flash_ok(c).await
-}
-
-async fn set_hostname(c: &Client, nic: &str, host: &str) -> anyhow::Result<String> {
-    let input = format!("#hostname-{nic}");
-    fill(c, &input, host).await?;
-    click(c, &format!("#save-{nic}")).await?;
-    flash_ok(c).await
-}
 
 #[test]
 fn the_console_in_chromium() {
@@ -146,26 +33,12 @@ fn the_console_in_chromium() {
         return;
     }
     let lab = Lab::new().expect("lab");
-    lab.lan
-        .set_hosts(&[(Lab::LAN_APPLIANCE, "console.lan.test")])
-        .unwrap();
-    lab.appliance
-        .set_hosts(&[
-            (Lab::LAN_APPLIANCE, "console.lan.test"),
-            (Lab::WAN_APPLIANCE, "voip.example.test"),
-        ])
-        .unwrap();
+    story_hosts(&lab);
     let dir = testpki::tempdir();
     let files = testpki::tempdir();
     let f = |n: &str| files.path().join(n);
     let p = pki();
-    let console = p.intermediate.leaf(&["console.lan.test"]);
-    testpki::write(files.path(), "ca.pem", p.root.pem());
-    let chain = |leaf: &switchboard_pki::testpki::Leaf| {
-        format!("{}{}{}", leaf.pem(), leaf.key_pem(), p.intermediate.pem())
-    };
-    testpki::write(files.path(), "console.pem", chain(&console));
-    testpki::write(files.path(), "voip.pem", chain(&p.leaf));
+    story_files(&p, files.path());
     let mut evil = testpki::leaf_params(&["evil.example.test"]);
     evil.distinguished_name.remove(rcgen::DnType::CommonName);
     evil.distinguished_name
@@ -173,69 +46,31 @@ fn the_console_in_chromium() {
     let evil = p
         .intermediate
         .leaf_with(evil, rcgen::KeyPair::generate().unwrap());
-    testpki::write(files.path(), "evil.pem", chain(&evil));
-    testpki::write(files.path(), "password", PASSWORD);
+    testpki::write(files.path(), "evil.pem", chain(&p, &evil));
 
     let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
-    assert!(
-        d.log_text()
-            .contains("first start: the console's administrator is"),
-        "the first-run password is in the log"
-    );
-    d.ok(&[
-        "admin",
-        "set-password",
-        "--password-file",
-        &f("password").display().to_string(),
-    ]);
-    // The administrator checked the self-signed certificate's fingerprint:
-    // the first browser trusts that key, and the test CA, nothing else.
-    let certs = d.json(&["cert", "list", "--json"]);
-    let bootstrap = certs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["bootstrap"] == true)
-        .expect("a first-start certificate")["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let shown = d.json(&["cert", "show", &bootstrap, "--json"]);
-    let pin = spki_pin(shown["chain_pem"].as_str().unwrap(), files.path());
-
+    let pin = first_start(&d, files.path());
     let b = Browser::start(&lab.lan, &f("ca.pem"));
     let shots = screenshots();
     let pinned = [format!("--ignore-certificate-errors-spki-list={pin}")];
     let files_path = files.path().to_owned();
-    b.run_with(&pinned, |c| async move {
+    let link = b.run_with(&pinned, |c| async move {
         let f = |n: &str| files_path.join(n);
-        // Anonymous: the sign-in page.
+        // Anonymous: the sign-in page; a wrong password first.
         browser::open(&c, &format!("{CONSOLE}/")).await?;
         ensure!(c.current_url().await?.path() == "/login");
-        // A wrong password first.
         fill(&c, "#password", "not the password").await?;
         click(&c, "#sign-in").await?;
         let error = browser::text_of(&c, "#login-error").await?;
         ensure!(error.contains("Wrong user name or password"), "{error}");
-        fill(&c, "#password", PASSWORD).await?;
-        click(&c, "#sign-in").await?;
-        browser::wait_for(&c, "#matrix").await?;
+        set_up_the_story(&c, &files_path).await?;
         ensure!(browser::text_of(&c, "h1").await? == "Services");
         // The matrix shows the address-less NIC, marked.
         let dmz = browser::text_of(&c, "th.nic.unconfigured").await?;
         ensure!(dmz.contains("dmz0") && dmz.contains("no address"), "{dmz}");
 
-        // Certificates: the console's, the phones', and a hostile one.
-        let msg = upload(&c, "console", &f("console.pem")).await?;
-        ensure!(msg.contains("certificate console imported"), "{msg}");
-        upload(&c, "voip", &f("voip.pem")).await?;
+        // A certificate with a hostile subject.
         upload(&c, "evil", &f("evil.pem")).await?;
-        browser::wait_for(&c, "#ca-file")
-            .await?
-            .send_keys(&f("ca.pem").display().to_string())
-            .await?;
-        click(&c, "#add-ca").await?;
-        flash_ok(&c).await?;
         // The hostile subject is text, not markup: no script ran, no
         // element was injected.
         let subject = browser::text_of(&c, "#cert-evil .subject").await?;
@@ -249,27 +84,7 @@ fn the_console_in_chromium() {
         );
         ensure!(c.get_alert_text().await.is_err(), "an alert is open");
 
-        // Bindings, NIC host names, provisioning.
-        bind(&c, "console", "lan0", "console").await?;
-        bind(&c, "sip-tls", "wan0", "voip").await?;
-        bind(&c, "web", "wan0", "voip").await?;
-        set_hostname(&c, "lan0", "console.lan.test").await?;
-        set_hostname(&c, "wan0", "voip.example.test").await?;
-        // A host name the bound certificate does not cover is refused.
-        fill(&c, "#sip-tls-hostname", "other.example.test").await?;
-        click(&c, "#save-provisioning").await?;
-        let refused = browser::text_of(&c, "#flash").await?;
-        ensure!(refused.contains("other.example.test"), "{refused}");
-        fill(&c, "#sip-tls-hostname", "voip.example.test").await?;
-        fill(&c, "#web-uri", "https://voip.example.test").await?;
-        click(&c, "#save-provisioning").await?;
-        flash_ok(&c).await?;
-
-        // The production layout, then one cell on and off again.
-        select(&c, "#preset-internal", "lan0").await?;
-        select(&c, "#preset-external", "wan0").await?;
-        click(&c, "#preset").await?;
-        flash_ok(&c).await?;
+        // One cell on and off again.
         tick(&c, "#cell-nrpe-dmz0").await?;
         click(&c, "#save-matrix").await?;
         let saved = flash_ok(&c).await?;
@@ -327,8 +142,33 @@ fn the_console_in_chromium() {
         let audit = browser::text_of(&c, "#audit").await?;
         ensure!(audit.contains("POST /update"), "{audit}");
         ensure!(audit.contains("POST /certs"), "{audit}");
-        Ok(())
+
+        // An account, activated in person: the QR code and its link.
+        browser::open(&c, &format!("{CONSOLE}/accounts")).await?;
+        fill(&c, "#account-phone", "+15550100123").await?;
+        fill(&c, "#account-name", "Walk-in").await?;
+        click(&c, "#add-account").await?;
+        let created = flash_ok(&c).await?;
+        let user = created
+            .split_whitespace()
+            .nth(1)
+            .context("the new account's name")?
+            .to_owned();
+        click(&c, &format!("#qr-{user}")).await?;
+        browser::wait_for(&c, "#qr svg").await?;
+        browser::screenshot(&c, &shots.join("qr.png")).await?;
+        browser::text_of(&c, "#activation-link").await
     });
+    // The phone opens the link it scanned, once.
+    assert!(link.starts_with("https://voip.example.test/p/"), "{link}");
+    let ca = f("ca.pem").display().to_string();
+    let (body, meta) = phone::fetch(&lab, &ca, &link);
+    assert!(
+        meta.starts_with("200 application/vnd.switchboard"),
+        "{meta} {body}"
+    );
+    assert!(phone::fetch(&lab, &ca, &link).1.starts_with("404"));
+    assert!(!d.log_text().contains(&link), "the link is not logged");
 
     // The same state through the CLI: one API behind both.
     let matrix = d.json(&["matrix", "--json"]);
@@ -421,12 +261,4 @@ fn the_console_in_chromium() {
         ensure!(rows.contains("rolled-back"), "{rows}");
         Ok(())
     });
-}
-
-async fn sign_in(c: &Client) -> anyhow::Result<()> {
-    browser::open(c, &format!("{CONSOLE}/login")).await?;
-    fill(c, "#password", PASSWORD).await?;
-    click(c, "#sign-in").await?;
-    browser::wait_for(c, "#matrix").await?;
-    Ok(())
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod browser;
+pub mod console;
+pub mod phone;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
