@@ -16,11 +16,17 @@
 //!   (nginx installed first when missing, which needs root); stopped
 //!   afterwards like `bench-tls`'s.
 //! - `packages`: print the Debian packages the tests need, one per line.
+//! - `lab up | down [--purge] | status` (root): the story's lab to play
+//!   with: the appliance and its neighbours in network namespaces, sample
+//!   certificates, the console forwarded to the host's 127.0.0.1:8443 (see
+//!   `lab.rs` and the README's "Tour: the lab").
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+mod lab;
 
 /// Debian packages the system tests use.
 const PACKAGES: &[&str] = &[
@@ -55,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench(),
         Some("bench-tls") => bench_with_nginx("handshakes", "bench-tls"),
         Some("bench-docs") => bench_with_nginx("documents", "bench-docs"),
+        Some("lab") => lab::main(&args[1..]),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -63,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | bench-docs | packages"
+                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | bench-docs | packages | lab up|down [--purge]|status"
             );
             std::process::exit(2);
         }
