@@ -15,9 +15,10 @@
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
 //!
-//! **Limitations.** In this version the firewall is planned, not enforced:
-//! the ruleset is rendered, checked by the domain's invariants and stored
-//! with each revision, and `firewall show` prints it.
+//! **Limitations.** One lock for every action: a slow system step (a
+//! Kamailio restart, a firewall load) delays reads too. The firewall is
+//! only rendered and recorded in [`FirewallMode::Plan`], loaded into the
+//! kernel in [`FirewallMode::Enforce`].
 
 pub mod accounts;
 pub mod auth;

@@ -12,15 +12,15 @@
 //!   with the certificate the [engine's tables](switchboard_engine::TlsTables)
 //!   hold for the local address each connection arrived on, swapped by
 //!   Updates without restarting anything.
-//! - [`pages`]: what those listeners answer for now (a health check, and a
-//!   console page saying that administration is on the command line).
+//! - [`console`]: the HTTPS management console: sign-in, sessions, CSRF,
+//!   security headers, the pages (askama templates) and the same JSON API
+//!   behind a session; [`map`] draws its SVG map of the appliance, [`qr`]
+//!   the QR code of an activation link, [`openapi`] describes the API.
+//! - [`pages`]: the web services listener (`/p/TOKEN`, `/install`).
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
 //! routes stay here; engine errors become statuses in one exhaustive match
 //! (`error.rs`). Internal error details are logged, never sent.
-//!
-//! **Limitations.** The JSON API is served on the local socket only; the
-//! console's pages, sign-in and the network API arrive with the console.
 
 pub mod api;
 pub mod client;
