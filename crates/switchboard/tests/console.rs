@@ -259,6 +259,23 @@ fn the_console_in_chromium() {
         browser::open(&c, &format!("{CONSOLE}/revisions")).await?;
         let rows = browser::text_of(&c, "table.revisions tbody").await?;
         ensure!(rows.contains("rolled-back"), "{rows}");
+        // The diff between any two revisions: 1 -> 2 opened NRPE on wan0.
+        fill(&c, "#compare-from", "1").await?;
+        fill(&c, "#compare-to", "2").await?;
+        click(&c, "#compare").await?;
+        let diff = browser::text_of(&c, "table.cells").await?;
+        ensure!(diff.contains("nrpe wan0 opened"), "{diff}");
+        // Roll back to revision 1: a new revision, NRPE closed on wan0.
+        browser::open(&c, &format!("{CONSOLE}/revisions")).await?;
+        click(&c, "#rollback-1").await?;
+        let done = flash_ok(&c).await?;
+        ensure!(done.contains("rolled back to revision 1"), "{done}");
         Ok(())
     });
+    let matrix = d.json(&["matrix", "--json"]);
+    assert_eq!(
+        matrix["applied"]["nrpe"],
+        serde_json::json!(["lan0"]),
+        "{matrix}"
+    );
 }
