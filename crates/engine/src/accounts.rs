@@ -35,6 +35,35 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// A new activation link for an account, not yet stored.
+struct NewLink {
+    account: Account,
+    token: ActivationToken,
+    link: switchboard_provision::ActivationLink,
+    now: Timestamp,
+    expires_at: Timestamp,
+}
+
+/// A fresh token and its link for `username`, with the running revision's
+/// web services URI (phones get what is applied).
+fn new_link(store: &Store, username: &Username) -> Result<NewLink> {
+    let account = Engine::find(store, username)?;
+    let web_uri = store
+        .applied()?
+        .and_then(|r| r.candidate.provisioning.web_uri)
+        .ok_or(EngineError::ActivationUnavailable)?;
+    let token = ActivationToken::from_entropy(random()?);
+    let link = switchboard_provision::activation_link(&web_uri, &token);
+    let now = Timestamp::now();
+    Ok(NewLink {
+        account,
+        token,
+        link,
+        now,
+        expires_at: now + switchboard_provision::DEFAULT_TOKEN_TTL,
+    })
+}
+
 fn corrupt(what: &str) -> EngineError {
     EngineError::System(format!("a stored account has an unreadable {what}"))
 }
@@ -419,16 +448,14 @@ impl Engine {
     /// provisioning settings: phones get what is applied.
     pub async fn activate(&self, username: &Username) -> Result<ActivationView> {
         let mut store = self.store.lock().await;
-        let account = Self::find(&store, username)?;
-        let web_uri = store
-            .applied()?
-            .and_then(|r| r.candidate.provisioning.web_uri)
-            .ok_or(EngineError::ActivationUnavailable)?;
-        let token = ActivationToken::from_entropy(random()?);
-        let link = switchboard_provision::activation_link(&web_uri, &token);
+        let NewLink {
+            account,
+            token,
+            link,
+            now,
+            expires_at,
+        } = new_link(&store, username)?;
         let text = switchboard_provision::activation_sms(account.display_name(), &link);
-        let now = Timestamp::now();
-        let expires_at = now + switchboard_provision::DEFAULT_TOKEN_TTL;
         let gateway = self.config.sms_gateway.kind();
         let sms_id = store.activate(&NewActivation {
             username: username.as_str(),
@@ -457,15 +484,13 @@ impl Engine {
         username: &Username,
     ) -> Result<(ActivationView, switchboard_provision::ActivationLink)> {
         let mut store = self.store.lock().await;
-        let account = Self::find(&store, username)?;
-        let web_uri = store
-            .applied()?
-            .and_then(|r| r.candidate.provisioning.web_uri)
-            .ok_or(EngineError::ActivationUnavailable)?;
-        let token = ActivationToken::from_entropy(random()?);
-        let link = switchboard_provision::activation_link(&web_uri, &token);
-        let now = Timestamp::now();
-        let expires_at = now + switchboard_provision::DEFAULT_TOKEN_TTL;
+        let NewLink {
+            account,
+            token,
+            link,
+            now,
+            expires_at,
+        } = new_link(&store, username)?;
         store.add_activation(
             username.as_str(),
             &token.hash().to_string(),

@@ -237,23 +237,12 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use switchboard_domain::ServiceId;
-    use switchboard_store::Store;
 
     use super::*;
-    use crate::{Arrival, EngineConfig, FirewallMode};
+    use crate::Arrival;
 
     fn engine() -> Engine {
-        Engine::new(
-            EngineConfig {
-                data_dir: "/nonexistent".into(),
-                firewall: FirewallMode::Plan,
-                discover: false,
-                sms_gateway: switchboard_system::sms::Gateway::Outbox,
-                sip: false,
-            },
-            Store::open_in_memory().expect("store"),
-        )
-        .expect("engine")
+        Engine::in_memory().expect("engine")
     }
 
     fn root() -> Origin {

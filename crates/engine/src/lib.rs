@@ -30,6 +30,8 @@ mod failpoint;
 pub mod firewall;
 mod origin;
 mod sip;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tls;
 pub mod views;
 
@@ -123,6 +125,23 @@ impl Engine {
             documents: std::sync::Mutex::new(None),
             consumer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// An engine on a new in-memory store that touches nothing of the
+    /// system: firewall planned, no NIC discovery (facts come from
+    /// [`Engine::set_facts`]), SMS to the outbox, no SIP server. For tests
+    /// and tools.
+    pub fn in_memory() -> Result<Engine> {
+        Engine::new(
+            EngineConfig {
+                data_dir: "/nonexistent".into(),
+                firewall: FirewallMode::Plan,
+                discover: false,
+                sms_gateway: switchboard_system::sms::Gateway::Outbox,
+                sip: false,
+            },
+            Store::open_in_memory()?,
+        )
     }
 
     pub fn config(&self) -> &EngineConfig {

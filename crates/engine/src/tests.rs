@@ -6,31 +6,7 @@ use switchboard_domain::testing::{name as n, nic};
 use super::*;
 use crate::views::Change;
 
-/// An engine on a new in-memory store, booted (so it has its first-start
-/// self-signed certificate), with lan0, wan0 and an address-less dmz0.
-async fn engine() -> Engine {
-    let e = Engine::new(
-        EngineConfig {
-            data_dir: "/nonexistent".into(),
-            firewall: FirewallMode::Plan,
-            discover: false,
-            sms_gateway: switchboard_system::sms::Gateway::Outbox,
-            sip: false,
-        },
-        Store::open_in_memory().expect("store"),
-    )
-    .expect("engine");
-    e.set_facts(Facts {
-        nics: vec![
-            nic("lan0", Some("192.0.2.1")),
-            nic("wan0", Some("198.51.100.1")),
-            nic("dmz0", None),
-        ],
-        ..Facts::default()
-    });
-    e.boot().await.expect("boot");
-    e
-}
+use crate::testing::booted as engine;
 
 fn origin() -> Origin {
     Origin {

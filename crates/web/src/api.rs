@@ -779,25 +779,13 @@ mod tests {
     use axum::http::Request as HttpRequest;
     use http_body_util::BodyExt as _;
     use serde_json::json;
-    use switchboard_engine::{Arrival, EngineConfig, FirewallMode};
+    use switchboard_engine::Arrival;
     use tower::ServiceExt as _;
 
     use super::*;
 
     fn engine() -> Arc<Engine> {
-        Arc::new(
-            Engine::new(
-                EngineConfig {
-                    data_dir: "/nonexistent".into(),
-                    firewall: FirewallMode::Plan,
-                    discover: false,
-                    sms_gateway: switchboard_system::sms::Gateway::Outbox,
-                    sip: false,
-                },
-                switchboard_store::Store::open_in_memory().expect("store"),
-            )
-            .expect("engine"),
-        )
+        Arc::new(Engine::in_memory().expect("engine"))
     }
 
     fn console() -> Origin {

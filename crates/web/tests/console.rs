@@ -12,10 +12,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use switchboard_domain::Facts;
-use switchboard_domain::testing::nic;
-use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
-use switchboard_store::Store;
+use switchboard_engine::{Engine, Origin};
 use switchboard_web::console;
 use switchboard_web::https::HttpsPeer;
 use tower::ServiceExt;
@@ -66,28 +63,7 @@ struct Browser {
 
 impl Console {
     async fn new() -> Console {
-        let engine = Arc::new(
-            Engine::new(
-                EngineConfig {
-                    data_dir: "/nonexistent".into(),
-                    firewall: FirewallMode::Plan,
-                    discover: false,
-                    sms_gateway: switchboard_system::sms::Gateway::Outbox,
-                    sip: false,
-                },
-                Store::open_in_memory().expect("store"),
-            )
-            .expect("engine"),
-        );
-        engine.set_facts(Facts {
-            nics: vec![
-                nic("lan0", Some("192.0.2.1")),
-                nic("wan0", Some("198.51.100.1")),
-                nic("dmz0", None),
-            ],
-            ..Facts::default()
-        });
-        engine.boot().await.expect("boot");
+        let engine = Arc::new(switchboard_engine::testing::booted().await);
         let root = Origin::local(0, None);
         engine
             .set_admin_password(&root, "admin", PASSWORD)

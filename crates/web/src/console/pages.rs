@@ -104,6 +104,14 @@ async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static st
     }
 }
 
+/// A page, or the error that kept it from being made.
+fn show(page: Result<impl Template, ApiError>) -> Response {
+    match page {
+        Ok(p) => render(&p),
+        Err(e) => e.into_response(),
+    }
+}
+
 fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
@@ -617,10 +625,7 @@ async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 async fn map_svg(State(c): State<St>) -> Response {
@@ -847,10 +852,7 @@ async fn cert_page(
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 async fn delete_cert(
@@ -877,11 +879,14 @@ struct BindForm {
     cert: String,
 }
 
-fn optional_nic(nic: &str) -> Result<Option<NicName>, Flash> {
-    if nic.trim().is_empty() {
-        Ok(None)
-    } else {
-        parse(nic).map(Some)
+/// `None` for a blank field, else what `parse` makes of it (trimmed).
+fn blank_or<T>(
+    field: &str,
+    parse: impl FnOnce(&str) -> Result<T, Flash>,
+) -> Result<Option<T>, Flash> {
+    match field.trim() {
+        "" => Ok(None),
+        text => parse(text).map(Some),
     }
 }
 
@@ -892,7 +897,7 @@ async fn bind(
 ) -> Response {
     let outcome = async {
         let service: ServiceId = parse(&f.service)?;
-        let nic = optional_nic(&f.nic)?;
+        let nic: Option<NicName> = blank_or(&f.nic, parse)?;
         let cert: CertName = parse(&f.cert)?;
         c.engine
             .bind(service, nic.as_ref(), &cert, false)
@@ -914,7 +919,7 @@ async fn unbind(
 ) -> Response {
     let outcome = async {
         let service: ServiceId = parse(&f.service)?;
-        let nic = optional_nic(&f.nic)?;
+        let nic: Option<NicName> = blank_or(&f.nic, parse)?;
         c.engine
             .unbind(service, nic.as_ref())
             .await
@@ -944,18 +949,14 @@ async fn nic_settings(
     let outcome = async {
         let nic: NicName = parse(&nic)?;
         let settings = switchboard_domain::NicSettings {
-            hostname: (!f.hostname.trim().is_empty())
-                .then(|| parse(&f.hostname))
-                .transpose()?,
-            public_address: (!f.public_address.trim().is_empty())
-                .then(|| {
-                    f.public_address.trim().parse().map_err(|_| {
-                        failure(EngineError::Input(InputError::Address(
-                            f.public_address.chars().take(64).collect(),
-                        )))
-                    })
+            hostname: blank_or(&f.hostname, parse)?,
+            public_address: blank_or(&f.public_address, |a| {
+                a.parse().map_err(|_| {
+                    failure(EngineError::Input(InputError::Address(
+                        a.chars().take(64).collect(),
+                    )))
                 })
-                .transpose()?,
+            })?,
         };
         c.engine.set_nic(&nic, settings).await.map_err(failure)?;
         ok(format!(
@@ -981,12 +982,10 @@ async fn provisioning(
 ) -> Response {
     let outcome = async {
         let mut settings = c.engine.provisioning().await.map_err(failure)?;
-        settings.sip_tls_hostname = (!f.sip_tls_hostname.trim().is_empty())
-            .then(|| parse(&f.sip_tls_hostname))
-            .transpose()?;
-        settings.web_uri = (!f.web_uri.trim().is_empty())
-            .then(|| provision_parse!(switchboard_domain::provisioning::WebUri, f.web_uri))
-            .transpose()?;
+        settings.sip_tls_hostname = blank_or(&f.sip_tls_hostname, parse)?;
+        settings.web_uri = blank_or(&f.web_uri, |u| {
+            provision_parse!(switchboard_domain::provisioning::WebUri, u)
+        })?;
         c.engine.set_provisioning(settings).await.map_err(failure)?;
         ok("provisioning settings saved; press Update to apply them")
     }
@@ -1084,10 +1083,7 @@ async fn update_page(
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 #[derive(Deserialize)]
@@ -1232,10 +1228,7 @@ async fn revision_page(
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 #[derive(Deserialize)]
@@ -1271,10 +1264,7 @@ async fn compare_page(
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 #[derive(Deserialize)]
@@ -1429,10 +1419,7 @@ async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
         })
     }
     .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(e) => e.into_response(),
-    }
+    show(page)
 }
 
 #[derive(Deserialize)]
@@ -1453,16 +1440,11 @@ async fn add_account(
     let outcome = async {
         let new = p::NewAccount {
             username: None,
-            display_name: (!f.name.trim().is_empty())
-                .then(|| provision_parse!(p::DisplayName, f.name))
-                .transpose()?,
+            display_name: blank_or(&f.name, |n| provision_parse!(p::DisplayName, n))?,
             phone: provision_parse!(p::PhoneNumber, f.phone)?,
             group: None,
-            profile: if f.profile.trim().is_empty() {
-                p::ClientProfile::default()
-            } else {
-                provision_parse!(p::ClientProfile, f.profile)?
-            },
+            profile: blank_or(&f.profile, |x| provision_parse!(p::ClientProfile, x))?
+                .unwrap_or_default(),
         };
         let v = c.engine.add_account(new).await.map_err(failure)?;
         ok(format!("account {} created for {}", v.username, v.phone))

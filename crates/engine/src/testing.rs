@@ -1,0 +1,23 @@
+//! Test support (feature `testing`): the engine of the story's appliance.
+
+use switchboard_domain::Facts;
+use switchboard_domain::testing::nic;
+
+use crate::Engine;
+
+/// An [in-memory](Engine::in_memory) engine, booted (so it has its
+/// first-start self-signed certificate), with lan0 (192.0.2.1), wan0
+/// (198.51.100.1) and an address-less dmz0.
+pub async fn booted() -> Engine {
+    let e = Engine::in_memory().expect("an in-memory engine");
+    e.set_facts(Facts {
+        nics: vec![
+            nic("lan0", Some("192.0.2.1")),
+            nic("wan0", Some("198.51.100.1")),
+            nic("dmz0", None),
+        ],
+        ..Facts::default()
+    });
+    e.boot().await.expect("boot");
+    e
+}
