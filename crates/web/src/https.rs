@@ -69,6 +69,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 pub struct HttpsPeer {
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// When the connection was accepted: a request over a connection older
+    /// than a firewall change says nothing about whether new connections
+    /// still get through (the console's trial confirmation needs to know).
+    pub accepted: jiff::Timestamp,
 }
 
 /// Listeners on `addrs`, with `SO_REUSEADDR`. Call inside a Tokio runtime
@@ -228,7 +232,11 @@ async fn connection(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%remote, error = %e, "cannot set TCP_NODELAY");
     }
-    let peer = HttpsPeer { remote, local };
+    let peer = HttpsPeer {
+        remote,
+        local,
+        accepted: jiff::Timestamp::now(),
+    };
     serve_connection(stream, peer, shared)
         .instrument(debug_span!("connection", %remote, %local))
         .await

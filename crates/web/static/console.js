@@ -46,13 +46,20 @@
           banner.appendChild(p);
         });
       }
-      if (response.status === 409) {
-        // Nothing pending any more (confirmed elsewhere, or rolled back).
-        done = true;
-        state.textContent = 'Nothing is pending any more; reload the page.';
-        return;
-      }
-      setTimeout(attempt, 2000);
+      return response.json().then(function (body) {
+        const code = body && body.error ? body.error.code : '';
+        if (code === 'nothing-pending') {
+          // Confirmed elsewhere, or rolled back.
+          done = true;
+          state.textContent = 'Nothing is pending any more; reload the page.';
+          return;
+        }
+        // E.g. confirm-over-new-connection: that connection is closed now,
+        // the next try opens a new one.
+        setTimeout(attempt, 1000);
+      }, function () {
+        setTimeout(attempt, 2000);
+      });
     }).catch(function () {
       state.textContent = 'The console cannot be reached over a new connection; retrying. Without a confirmation the appliance rolls back.';
       setTimeout(attempt, 2000);

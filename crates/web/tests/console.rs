@@ -59,6 +59,8 @@ impl Answer {
 struct Browser {
     session: Option<String>,
     csrf: Option<String>,
+    /// Requests go over a connection opened then (kept alive), not a new one.
+    opened: Option<jiff::Timestamp>,
 }
 
 impl Console {
@@ -75,10 +77,18 @@ impl Console {
         }
     }
 
-    async fn send(&self, from: &str, mut req: Request<Body>) -> Answer {
+    /// Send `req` from `from`, over a new connection, or over one opened
+    /// at `opened`.
+    async fn send_over(
+        &self,
+        from: &str,
+        opened: Option<jiff::Timestamp>,
+        mut req: Request<Body>,
+    ) -> Answer {
         let peer = HttpsPeer {
             remote: from.parse().unwrap(),
             local: "192.0.2.1:8443".parse::<SocketAddr>().unwrap(),
+            accepted: opened.unwrap_or_else(jiff::Timestamp::now),
         };
         req.extensions_mut().insert(ConnectInfo(peer));
         let response = self.app.clone().oneshot(req).await.expect("infallible");
@@ -110,7 +120,7 @@ impl Console {
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }
-        self.send("192.0.2.2:40000", req.body(body.into()).unwrap())
+        self.send_over("192.0.2.2:40000", b.opened, req.body(body.into()).unwrap())
             .await
     }
 
@@ -151,8 +161,9 @@ impl Console {
         if let Some(t) = &b.csrf {
             req = req.header("x-csrf-token", t);
         }
-        self.send(
+        self.send_over(
             "192.0.2.2:40000",
+            b.opened,
             req.body(Body::from(json.to_owned())).unwrap(),
         )
         .await
@@ -161,7 +172,11 @@ impl Console {
     /// Sign-in attempt from `from`: the login page, then its form.
     async fn try_sign_in(&self, from: &str, user: &str, password: &str) -> Answer {
         let page = self
-            .send(from, Request::get("/login").body(Body::empty()).unwrap())
+            .send_over(
+                from,
+                None,
+                Request::get("/login").body(Body::empty()).unwrap(),
+            )
             .await;
         assert_eq!(page.status, StatusCode::OK);
         let pre = page
@@ -182,7 +197,7 @@ impl Console {
             )
             .body(Body::from(body))
             .unwrap();
-        self.send(from, req).await
+        self.send_over(from, None, req).await
     }
 
     async fn sign_in(&self) -> Browser {
@@ -193,7 +208,7 @@ impl Console {
             .expect("a session cookie");
         let mut b = Browser {
             session: Some(session),
-            csrf: None,
+            ..Browser::default()
         };
         let page = self.get(&b, "/").await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -289,7 +304,7 @@ async fn every_route_but_sign_in_and_assets_refuses_an_anonymous_request() {
     // An unknown path too, and a forged cookie.
     let forged = Browser {
         session: Some("A".repeat(43)),
-        csrf: None,
+        ..Browser::default()
     };
     assert_eq!(c.get(&forged, "/").await.location(), "/login");
     assert_eq!(
@@ -451,7 +466,7 @@ async fn session_cookies_are_host_only_secure_and_new_at_every_sign_in() {
     // The first session is still there: sign-out ends only its own.
     let first = Browser {
         session: Some(first),
-        csrf: None,
+        ..Browser::default()
     };
     assert_eq!(c.get(&first, "/").await.status, StatusCode::OK);
 }
@@ -497,7 +512,7 @@ async fn the_sign_in_form_needs_its_own_token() {
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(body))
         .unwrap();
-    let a = c.send("192.0.2.2:40000", req).await;
+    let a = c.send_over("192.0.2.2:40000", None, req).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert!(a.set_cookie(console::session::SESSION_COOKIE).is_none());
 }
@@ -630,4 +645,44 @@ async fn bad_form_input_gets_a_clear_message_and_changes_nothing() {
         )
         .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_trial_is_confirmed_only_over_a_connection_opened_after_it() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    // A connection the browser kept open from before the Update.
+    let kept = Browser {
+        opened: Some(jiff::Timestamp::now()),
+        ..b.clone()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    c.form(&b, "/matrix", &[("shown", "nrpe@wan0")]).await;
+    let a = c
+        .form(&b, "/update", &[("trial", "1"), ("trial_seconds", "60")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let pending = c.engine.pending().await.unwrap().expect("on trial");
+    // While pending, every answer closes its connection.
+    let page = c.get(&b, "/").await;
+    assert_eq!(page.headers["connection"], "close");
+    assert!(page.body.contains("id=\"pending\""));
+    // Over the old connection: refused, both ways, nothing confirmed.
+    for a in [
+        c.api(&kept, Method::POST, "/v1/confirm", "").await,
+        c.form(&kept, "/confirm", &[]).await,
+    ] {
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+        assert!(a.body.contains("confirm-over-new-connection"), "{}", a.body);
+        assert_eq!(a.headers["connection"], "close");
+    }
+    assert_eq!(
+        c.engine.pending().await.unwrap().map(|p| p.revision),
+        Some(pending.revision)
+    );
+    // Over a new one: confirmed.
+    let a = c.api(&b, Method::POST, "/v1/confirm", "").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(c.engine.pending().await.unwrap().is_none());
+    assert!(!c.get(&b, "/").await.headers.contains_key("connection"));
 }

@@ -17,7 +17,10 @@
 //! console response closes its connection, so the banner's automatic
 //! confirmation (a `fetch` from the page) can only succeed over a new TCP
 //! connection, through the new firewall rules: if the browser cannot reach
-//! the console any more, nothing confirms and the appliance rolls back.
+//! the console any more, nothing confirms and the appliance rolls back. A
+//! confirmation over a connection accepted before the revision was applied
+//! is refused (`confirm-over-new-connection`), so not even a connection
+//! the browser kept from before can confirm.
 //!
 //! **Limitations.** Sessions are in memory ([`session`]); one
 //! administrator role (every signed-in user may do everything).
@@ -182,11 +185,41 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
             Err(refused) => return refused,
         }
     };
+    let confirming =
+        req.method() == Method::POST && matches!(path.as_str(), "/confirm" | "/v1/confirm");
+    if confirming && let Some(refused) = stale_confirmation(&console, &peer).await {
+        return refused;
+    }
     let mut req = req;
     req.extensions_mut()
         .insert(Requester(origin(&session.user, &peer)));
     req.extensions_mut().insert(SignedIn { id, session });
     next.run(req).await
+}
+
+/// A confirmation of the revision on trial must come over a connection
+/// opened after that revision was applied: one kept alive from before
+/// went through the old firewall rules and proves nothing about the new
+/// ones. The refusal closes the connection (as every answer does while a
+/// revision is pending), so the browser's next try opens a new one.
+async fn stale_confirmation(console: &Console, peer: &HttpsPeer) -> Option<Response> {
+    let pending = console.engine.pending().await.ok().flatten()?;
+    let applied_at = console
+        .engine
+        .revision(pending.revision)
+        .await
+        .ok()?
+        .summary
+        .created_at;
+    (peer.accepted <= applied_at).then(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "confirm-over-new-connection",
+            "this connection was opened before the change on trial: confirming over it would not show that the console can still be reached",
+            "send the confirmation again: this connection closes, and the next request opens a new one",
+        )
+        .into_response()
+    })
 }
 
 /// The request back, if it carries `expected` in the `X-CSRF-Token`
