@@ -686,3 +686,52 @@ async fn a_trial_is_confirmed_only_over_a_connection_opened_after_it() {
     assert!(c.engine.pending().await.unwrap().is_none());
     assert!(!c.get(&b, "/").await.headers.contains_key("connection"));
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_is_throttled_too() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let mut statuses = Vec::new();
+    for _ in 0..console::session::MAX_FAILURES {
+        let a = c
+            .api(
+                &b,
+                Method::POST,
+                "/v1/admin/password",
+                r#"{"username":"admin","password":"a new password 123","current_password":"guess"}"#,
+            )
+            .await;
+        statuses.push(a.status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::FORBIDDEN),
+        "{statuses:?}"
+    );
+    // The next one is refused without checking, even with the right one.
+    let body = format!(
+        r#"{{"username":"admin","password":"a new password 123","current_password":"{PASSWORD}"}}"#
+    );
+    let a = c.api(&b, Method::POST, "/v1/admin/password", &body).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert!(a.body.contains("\"throttled\""));
+    // The form too.
+    let a = c
+        .form(
+            &b,
+            "/password",
+            &[
+                ("current", PASSWORD),
+                ("new", "another password 1"),
+                ("again", "another password 1"),
+            ],
+        )
+        .await;
+    let page = c.get(&b, a.location()).await;
+    assert!(
+        page.body.contains("too many wrong passwords"),
+        "{}",
+        page.body
+    );
+    // Nothing changed.
+    assert!(c.engine.verify_password("admin", PASSWORD).await.unwrap());
+}

@@ -193,8 +193,43 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     let mut req = req;
     req.extensions_mut()
         .insert(Requester(origin(&session.user, &peer)));
+    // Changing a password over the API checks the current one: as
+    // throttled as a sign-in.
+    let password_change = req.method() == Method::POST && path == "/v1/admin/password";
+    let from = canonical(peer.remote.ip());
+    if password_change && let Err(wait) = console.throttle.check(from, &session.user) {
+        return throttled(wait);
+    }
+    let user = session.user.clone();
     req.extensions_mut().insert(SignedIn { id, session });
-    next.run(req).await
+    let response = next.run(req).await;
+    if password_change
+        && response
+            .extensions()
+            .get::<crate::error::ErrorCode>()
+            .is_some_and(|c| c.0 == "wrong-password")
+    {
+        console.throttle.failed(from, &user);
+    }
+    response
+}
+
+/// Too many wrong passwords: try again after `wait`.
+pub(crate) fn throttled(wait: std::time::Duration) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled",
+        format!(
+            "too many wrong passwords: try again in {} minute(s)",
+            wait.as_secs().div_ceil(60)
+        ),
+        "wait, then type the password carefully; repeated failures are in the audit log",
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// A confirmation of the revision on trial must come over a connection

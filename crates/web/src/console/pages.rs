@@ -348,11 +348,26 @@ struct PasswordForm {
 async fn change_password(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     Requester(origin): Requester,
     Form(f): Form<PasswordForm>,
 ) -> Response {
     let user = s.session.user.clone();
+    let from = canonical(peer.remote.ip());
     let outcome = async {
+        // As throttled as a sign-in: a session left open is not a way to
+        // guess the password.
+        if let Err(wait) = c.throttle.check(from, &user) {
+            return Err(Flash {
+                ok: false,
+                message: format!(
+                    "too many wrong passwords: try again in {} minute(s)",
+                    wait.as_secs().div_ceil(60)
+                ),
+                hint: "wait, then type the password you signed in with".into(),
+                details: vec![],
+            });
+        }
         if f.new != f.again {
             return Err(Flash {
                 ok: false,
@@ -364,6 +379,7 @@ async fn change_password(
         match c.engine.verify_password(&user, &f.current).await {
             Ok(true) => {}
             Ok(false) => {
+                c.throttle.failed(from, &user);
                 return Err(Flash {
                     ok: false,
                     message: "the current password is wrong".into(),
