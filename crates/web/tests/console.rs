@@ -612,6 +612,17 @@ async fn bad_form_input_gets_a_clear_message_and_changes_nothing() {
         ("/nics/lan0", vec![("public_address", "300.1.1.1")]),
         ("/update", vec![("comment", &long)]),
         ("/accounts", vec![("phone", "12345")]),
+        ("/ports", vec![("service", "ssh"), ("ports", "70000")]),
+        ("/ports", vec![("service", "ssh"), ("ports", "30-20")]),
+        ("/ports", vec![("service", "telnet"), ("ports", "23")]),
+        (
+            "/provisioning",
+            vec![("store_android", "javascript:alert(1)")],
+        ),
+        (
+            "/provisioning",
+            vec![("store_ios", "http://apps.example.test/x")],
+        ),
         (
             "/accounts",
             vec![("phone", "+41791234567"), ("name", &long)],
@@ -734,4 +745,41 @@ async fn guessing_the_current_password_is_throttled_too() {
     );
     // Nothing changed.
     assert!(c.engine.verify_password("admin", PASSWORD).await.unwrap());
+}
+
+#[tokio::test]
+async fn ports_and_app_store_pages_from_the_console() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let a = c
+        .form(&b, "/ports", &[("service", "ssh"), ("ports", "2222")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let candidate = c.engine.candidate().await.unwrap();
+    assert_eq!(
+        candidate
+            .port(switchboard_domain::ServiceId::Ssh)
+            .to_string(),
+        "2222"
+    );
+    let store = "https://play.google.com/store/apps/details?id=org.example.phone";
+    c.form(&b, "/provisioning", &[("store_android", store)])
+        .await;
+    let page = c.get(&b, "/").await;
+    assert!(
+        page.body.contains("value=\"2222\""),
+        "the page shows the new port"
+    );
+    let settings = c.engine.provisioning().await.unwrap();
+    assert_eq!(
+        settings
+            .app_stores
+            .get(&switchboard_domain::install::Platform::Android)
+            .map(ToString::to_string)
+            .as_deref(),
+        Some(store)
+    );
+    // A blank field removes it.
+    c.form(&b, "/provisioning", &[("store_android", "")]).await;
+    assert!(c.engine.provisioning().await.unwrap().app_stores.is_empty());
 }

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use switchboard_domain::install::{Platform, StoreUrl};
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
     CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView,
@@ -41,6 +42,7 @@ pub(super) fn routes() -> Router<St> {
         .route("/map.svg", get(map_svg))
         .route("/matrix", post(save_matrix))
         .route("/preset", post(preset))
+        .route("/ports", post(set_port))
         .route("/discard", post(discard))
         .route("/certs", post(upload_cert))
         .route("/cas", post(add_cas))
@@ -468,6 +470,10 @@ struct ServicesPage {
     tls_services: Vec<String>,
     sip_tls_hostname: String,
     web_uri: String,
+    store_android: String,
+    store_ios: String,
+    /// Per service: id, label, ports, default ports.
+    ports: Vec<(String, String, String, String)>,
     map: String,
     changed: bool,
     applied_revision: Option<u64>,
@@ -611,6 +617,14 @@ async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
             })
             .collect();
         let certs = c.engine.certs().await?;
+        let store = |p: Platform| {
+            candidate
+                .provisioning
+                .app_stores
+                .get(&p)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
         Ok::<_, ApiError>(ServicesPage {
             c: chrome(&c, &s, "Services", "services").await,
             mode: matrix.mode.clone(),
@@ -635,6 +649,20 @@ async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
+            store_android: store(Platform::Android),
+            store_ios: store(Platform::Ios),
+            ports: snap
+                .services
+                .iter()
+                .map(|v| {
+                    (
+                        v.id.to_string(),
+                        v.label.clone(),
+                        v.ports.to_string(),
+                        v.default_ports.to_string(),
+                    )
+                })
+                .collect(),
             map: crate::map::render(&snap.nics, &snap.services, &snap.padlocks),
             changed: status_changed,
             applied_revision: matrix.applied_revision,
@@ -729,6 +757,29 @@ async fn preset(
     }
     .await;
     done(&c, &s, outcome, "/#matrix")
+}
+
+#[derive(Deserialize)]
+struct PortForm {
+    service: String,
+    ports: String,
+}
+
+async fn set_port(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Form(f): Form<PortForm>,
+) -> Response {
+    let outcome = async {
+        let service: ServiceId = parse(&f.service)?;
+        let ports: switchboard_domain::PortRange = parse(&f.ports)?;
+        c.engine.set_port(service, ports).await.map_err(failure)?;
+        ok(format!(
+            "{service} on port {ports}; press Update to apply it"
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#ports")
 }
 
 async fn discard(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
@@ -989,6 +1040,11 @@ struct ProvisioningForm {
     sip_tls_hostname: String,
     #[serde(default)]
     web_uri: String,
+    /// The app store page of each platform (blank: none).
+    #[serde(default)]
+    store_android: String,
+    #[serde(default)]
+    store_ios: String,
 }
 
 async fn provisioning(
@@ -1002,6 +1058,15 @@ async fn provisioning(
         settings.web_uri = blank_or(&f.web_uri, |u| {
             provision_parse!(switchboard_domain::provisioning::WebUri, u)
         })?;
+        for (platform, url) in [
+            (Platform::Android, &f.store_android),
+            (Platform::Ios, &f.store_ios),
+        ] {
+            match blank_or(url, |u| provision_parse!(StoreUrl, u))? {
+                Some(url) => settings.app_stores.insert(platform, url),
+                None => settings.app_stores.remove(&platform),
+            };
+        }
         c.engine.set_provisioning(settings).await.map_err(failure)?;
         ok("provisioning settings saved; press Update to apply them")
     }
