@@ -109,15 +109,14 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
 }
 
 fn origin(user: &str, peer: &HttpsPeer) -> Origin {
-    let remote = SocketAddr::new(canonical(peer.remote.ip()), peer.remote.port());
-    let local = SocketAddr::new(canonical(peer.local.ip()), peer.local.port());
+    let (remote, local) = (canonical_addr(peer.remote), canonical_addr(peer.local));
     Origin {
         actor: user.to_owned(),
         address: format!("console from {remote} to {local}"),
         arrival: Some(Arrival {
             service: ServiceId::Console,
-            local: canonical(peer.local.ip()),
-            port: peer.local.port(),
+            local: local.ip(),
+            port: local.port(),
         }),
     }
 }
@@ -128,6 +127,10 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
+}
+
+fn canonical_addr(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(a.ip()), a.port())
 }
 
 fn unauthenticated(path: &str) -> Response {
@@ -162,10 +165,9 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     let path = req.uri().path().to_owned();
     if is_public(req.method(), &path) {
         let mut req = req;
-        let ip = canonical(peer.remote.ip());
         let anonymous = Origin {
             actor: "anonymous".into(),
-            address: format!("console from {}", SocketAddr::new(ip, peer.remote.port())),
+            address: format!("console from {}", canonical_addr(peer.remote)),
             arrival: None,
         };
         req.extensions_mut().insert(Requester(anonymous));
