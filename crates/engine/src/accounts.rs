@@ -19,7 +19,7 @@ use switchboard_store::{AccountRow, NewActivation, SmsRow, Store};
 use switchboard_system::sms::{SendOutcome, Sms};
 use tracing::{info, warn};
 
-use crate::views::{ActivationView, EditView, SmsView};
+use crate::views::{ActivationView, EditView, RevokeView, SmsView};
 use crate::{Engine, EngineError, Result};
 
 /// Fetches of activation links per source address and minute.
@@ -506,6 +506,42 @@ impl Engine {
             expires_at,
         };
         Ok((view, link))
+    }
+
+    /// Kill every unused activation link of `username` and withdraw its
+    /// messages not yet delivered (a lost phone, a wrong number).
+    pub async fn revoke(&self, username: &Username) -> Result<RevokeView> {
+        let mut store = self.store.lock().await;
+        Self::find(&store, username)?;
+        let (links, messages) = store.revoke_activations(username.as_str(), Timestamp::now())?;
+        info!(account = %username, links, messages, "activation links revoked");
+        Ok(RevokeView {
+            username: username.to_string(),
+            links,
+            messages,
+        })
+    }
+
+    /// Send a failed message again (queued now, attempts from zero),
+    /// unless the link it carries has expired meanwhile.
+    pub async fn resend_sms(&self, id: u64) -> Result<SmsView> {
+        let mut store = self.store.lock().await;
+        let m = store
+            .sms()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(EngineError::NoSuchSms(id))?;
+        let not = |why: String| EngineError::SmsNotResendable { id, why };
+        if m.state != "failed" {
+            return Err(not(format!("it is {}", m.state)));
+        }
+        let now = Timestamp::now();
+        if m.created_at + switchboard_provision::DEFAULT_TOKEN_TTL <= now {
+            return Err(not("the link in it has expired".into()));
+        }
+        let m = store.sms_requeue(id, now)?.ok_or(EngineError::NoSuchSms(id))?;
+        info!(sms = id, "failed SMS queued again");
+        Ok(sms_view(m))
     }
 
     pub async fn sms(&self) -> Result<Vec<SmsView>> {

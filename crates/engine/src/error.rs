@@ -94,6 +94,10 @@ pub enum EngineError {
     CsvRejected(Vec<serde_json::Value>),
     #[error("there is no account {0}")]
     NoSuchAccount(String),
+    #[error("there is no SMS {0}")]
+    NoSuchSms(u64),
+    #[error("SMS {id} cannot be sent again: {why}")]
+    SmsNotResendable { id: u64, why: String },
     #[error("phones cannot be activated yet: the applied revision has no web services URI")]
     ActivationUnavailable,
     /// Unknown, used, expired or malformed: one and the same answer.
@@ -136,6 +140,8 @@ impl EngineError {
             EngineError::Provision { code, .. } => code,
             EngineError::CsvRejected(_) => "csv-rejected",
             EngineError::NoSuchAccount(_) => "no-such-account",
+            EngineError::NoSuchSms(_) => "no-such-sms",
+            EngineError::SmsNotResendable { .. } => "sms-not-resendable",
             EngineError::ActivationUnavailable => "activation-unavailable",
             EngineError::LinkGone => "link-gone",
             EngineError::RateLimited => "rate-limited",
@@ -197,6 +203,10 @@ impl EngineError {
             EngineError::Provision { hint, .. } => (*hint).into(),
             EngineError::CsvRejected(_) => "fix the rows listed (line, column, reason) and import the file again".into(),
             EngineError::NoSuchAccount(_) => "list the accounts with `switchboard account list`".into(),
+            EngineError::NoSuchSms(_) => "list the messages with `switchboard sms list`".into(),
+            EngineError::SmsNotResendable { .. } => {
+                "only a failed message can be sent again; for a new link, `switchboard activate ACCOUNT`".into()
+            }
             EngineError::ActivationUnavailable => {
                 "set the web services URI (`switchboard provisioning set --web-uri https://HOST`) and Update".into()
             }

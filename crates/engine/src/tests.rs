@@ -414,3 +414,99 @@ async fn an_activation_link_works_exactly_once_even_under_100_concurrent_fetches
     }
     assert!(limited);
 }
+
+/// The provisioned engine of the activation tests, with Ann's account.
+async fn with_ann() -> (Engine, switchboard_provision::Username) {
+    let e = engine().await;
+    let host = switchboard_system::dns::hostname();
+    e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
+        sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
+        web_uri: Some("https://198.51.100.1".parse().expect("uri")),
+        ..Default::default()
+    })
+    .await
+    .expect("provisioning");
+    e.update(&origin(), "", None).await.expect("update");
+    let a = e
+        .add_account(switchboard_provision::NewAccount {
+            username: None,
+            display_name: Some("Ann".parse().expect("name")),
+            phone: "+15550100199".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        })
+        .await
+        .expect("account");
+    (e, a.username)
+}
+
+fn token_in(text: &str) -> String {
+    text.split("/p/").nth(1).expect("a link")[..22].to_owned()
+}
+
+#[tokio::test]
+async fn a_revoked_link_is_dead_and_its_messages_are_withdrawn() {
+    let (e, ann) = with_ann().await;
+    e.activate(&ann).await.expect("first");
+    e.activate(&ann).await.expect("second");
+    let tokens: Vec<String> = e
+        .sms()
+        .await
+        .expect("sms")
+        .iter()
+        .map(|m| token_in(m.text.as_deref().expect("outbox text")))
+        .collect();
+    let r = e.revoke(&ann).await.expect("revoke");
+    assert_eq!((r.links, r.messages), (2, 2));
+    let from = std::net::IpAddr::from([192, 0, 2, 7]);
+    for t in &tokens {
+        assert!(matches!(
+            e.fetch_document(t, from).await,
+            Err(EngineError::LinkGone)
+        ));
+    }
+    for m in e.sms().await.expect("sms") {
+        assert_eq!(m.state, "revoked");
+        assert_eq!(m.text, None, "a withdrawn message shows no link");
+    }
+    // A new link afterwards works.
+    e.activate(&ann).await.expect("third");
+    let third = e.sms().await.expect("sms")[0].text.clone().expect("text");
+    assert!(e.fetch_document(&token_in(&third), from).await.is_ok());
+    assert!(matches!(
+        e.revoke(&"9999".parse().expect("name")).await,
+        Err(EngineError::NoSuchAccount(_))
+    ));
+}
+
+#[tokio::test]
+async fn only_a_failed_message_is_sent_again() {
+    let (e, ann) = with_ann().await;
+    e.activate(&ann).await.expect("activate");
+    let id = e.sms().await.expect("sms")[0].id;
+    // In the outbox: nothing to re-send.
+    assert!(matches!(
+        e.resend_sms(id).await,
+        Err(EngineError::SmsNotResendable { .. })
+    ));
+    assert!(matches!(
+        e.resend_sms(id + 100).await,
+        Err(EngineError::NoSuchSms(_))
+    ));
+    // Given up by the gateway: queued again, now, from attempt zero.
+    let now = jiff::Timestamp::now();
+    e.store
+        .lock()
+        .await
+        .sms_attempted(id, "failed", now, Some("gateway said no"), now)
+        .expect("failed");
+    let m = e.resend_sms(id).await.expect("resend");
+    assert_eq!((m.state.as_str(), m.attempts), ("queued", 0));
+    assert_eq!(m.last_error, None);
+    assert!(m.next_try_at <= jiff::Timestamp::now());
+    // Queued: not again.
+    assert!(matches!(
+        e.resend_sms(id).await,
+        Err(EngineError::SmsNotResendable { .. })
+    ));
+}

@@ -255,6 +255,16 @@ pub struct ActivationView {
     pub expires_at: Timestamp,
 }
 
+/// What a revocation did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeView {
+    pub username: String,
+    /// Unused links killed.
+    pub links: usize,
+    /// Messages withdrawn before delivery.
+    pub messages: usize,
+}
+
 /// One SMS of the queue or the outbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SmsView {
@@ -265,7 +275,7 @@ pub struct SmsView {
     /// delivers it by hand); erased once a gateway took it.
     pub text: Option<String>,
     pub gateway: String,
-    /// `queued`, `sent`, `failed` or `outbox`.
+    /// `queued`, `sent`, `failed`, `outbox` or `revoked`.
     pub state: String,
     pub attempts: u32,
     pub next_try_at: Timestamp,

@@ -870,6 +870,39 @@ impl Store {
         Ok(())
     }
 
+    /// Kill every unused activation link of `username` (they answer like
+    /// used ones from now on) and withdraw its messages not yet delivered
+    /// (queued, failed, or waiting in the outbox: their text, which holds
+    /// a link, is erased). One transaction. Returns (links, messages).
+    pub fn revoke_activations(&mut self, username: &str, at: Timestamp) -> Result<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let links = tx.execute(
+            "UPDATE activations SET used_at = ?2 WHERE username = ?1 AND used_at IS NULL",
+            params![username, at.to_string()],
+        )?;
+        let messages = tx.execute(
+            "UPDATE sms SET state = 'revoked', text = '', updated_at = ?2
+             WHERE username = ?1 AND state IN ('queued', 'failed', 'outbox')",
+            params![username, at.to_string()],
+        )?;
+        tx.commit()?;
+        Ok((links, messages))
+    }
+
+    /// Queue a failed message again, now, with a fresh count of attempts.
+    /// `None` when there is no message `id` or it is not `failed`.
+    pub fn sms_requeue(&mut self, id: u64, at: Timestamp) -> Result<Option<SmsRow>> {
+        let changed = self.conn.execute(
+            "UPDATE sms SET state = 'queued', attempts = 0, next_try_at = ?2, last_error = NULL, updated_at = ?2
+             WHERE id = ?1 AND state = 'failed'",
+            params![id as i64, at.to_string()],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(self.sms()?.into_iter().find(|m| m.id == id))
+    }
+
     #[allow(clippy::type_complexity)]
     fn sms_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SmsRow>> {
         let time = |i: usize| -> rusqlite::Result<Result<Timestamp>> {

@@ -281,9 +281,34 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 )
             })
         }
+        Command::Revoke { username } => {
+            let v: RevokeView = client
+                .post("/v1/revoke", &json!({ "username": username }))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!(
+                    "{}: {} link(s) revoked, {} message(s) withdrawn\n",
+                    v.username, v.links, v.messages
+                )
+            })
+        }
         Command::Sms {
             command: SmsCommand::List,
         } => show(client, "/v1/sms", json, |v: &Vec<SmsView>| sms_text(v)).await,
+        Command::Sms {
+            command: SmsCommand::Resend { id },
+        } => {
+            let v: SmsView = client
+                .post(&format!("/v1/sms/{id}/resend"), &json!({}))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("SMS {} to {} queued again\n", v.id, v.to)
+            })
+        }
         Command::Admin {
             command:
                 AdminCommand::SetPassword {

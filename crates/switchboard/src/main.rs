@@ -114,6 +114,9 @@ pub enum Command {
     },
     /// Send ACCOUNT a single-use activation link by SMS.
     Activate { username: String },
+    /// Kill ACCOUNT's unused activation links and withdraw its SMS not yet
+    /// delivered (a lost phone, a wrong number).
+    Revoke { username: String },
     /// The SMS queue and outbox.
     Sms {
         #[command(subcommand)]
@@ -291,7 +294,10 @@ pub enum ProvisioningCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SmsCommand {
+    /// The queue and the outbox, newest first.
     List,
+    /// Queue a failed message again (while the link in it is valid).
+    Resend { id: u64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -204,6 +204,29 @@ fn an_activated_phone_gets_its_document_once() {
         !d.log_text().contains(token),
         "the daemon's log shows the token"
     );
+
+    // A lost phone: a new link, revoked before the phone opens it. The
+    // outbox no longer shows it, and it is dead.
+    d.ok(&["activate", &user]);
+    let sms = d.json(&["sms", "list"]);
+    let lost = link_in(sms[0]["text"].as_str().expect("outbox text"));
+    let revoked = d.json(&["revoke", &user]);
+    // One unused link; both outbox messages (the used link's and the
+    // lost one) are withdrawn.
+    assert_eq!(revoked["links"], 1, "{revoked}");
+    assert_eq!(revoked["messages"], 2, "{revoked}");
+    let sms = d.json(&["sms", "list"]);
+    for m in sms.as_array().expect("list") {
+        assert_eq!(m["state"], "revoked", "{sms}");
+        assert_eq!(m["text"], Value::Null, "{sms}");
+    }
+    assert!(fetch(&lab, &ca, &lost).1.starts_with("404"));
+    // Only a failed message can be sent again.
+    let id = sms[0]["id"].as_u64().expect("id").to_string();
+    d.fails(&["sms", "resend", &id], "sms-not-resendable");
+    d.fails(&["sms", "resend", "999999"], "no-such-sms");
+    d.fails(&["revoke", "bad user!"], "invalid-username");
+    d.fails(&["revoke", "99999"], "no-such-account");
 }
 
 #[test]

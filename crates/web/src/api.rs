@@ -86,7 +86,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/provisioning", post(set_provisioning))
         .route("/v1/activate", post(activate))
+        .route("/v1/revoke", post(revoke))
         .route("/v1/sms", get(sms))
+        .route("/v1/sms/{id}/resend", post(resend_sms))
         .route("/v1/audit", get(audit))
         .route("/v1/admin/password", post(admin_password))
         .fallback(not_found)
@@ -644,8 +646,28 @@ async fn activate(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> 
     .await?)
 }
 
+async fn revoke(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> ApiResult {
+    ok(e.revoke(&parse_provision!(
+        switchboard_provision::Username,
+        r.username
+    )?)
+    .await?)
+}
+
 async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
+}
+
+async fn resend_sms(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-path",
+            "SMS ids are whole numbers",
+            "list the messages with `switchboard sms list`",
+        )
+    })?;
+    ok(e.resend_sms(id).await?)
 }
 
 #[derive(Deserialize)]

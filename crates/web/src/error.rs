@@ -97,7 +97,10 @@ impl From<EngineError> for ApiError {
             EngineError::Import { .. }
             | EngineError::Provision { .. }
             | EngineError::CsvRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            EngineError::NoSuchAccount(_) | EngineError::LinkGone => StatusCode::NOT_FOUND,
+            EngineError::NoSuchAccount(_) | EngineError::NoSuchSms(_) | EngineError::LinkGone => {
+                StatusCode::NOT_FOUND
+            }
+            EngineError::SmsNotResendable { .. } => StatusCode::CONFLICT,
             EngineError::ActivationUnavailable => StatusCode::CONFLICT,
             EngineError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             EngineError::WrongPassword => StatusCode::FORBIDDEN,

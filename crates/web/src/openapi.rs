@@ -347,11 +347,16 @@ fn answers_4() -> Value {
             "to": string("The phone number, masked."),
             "text": nullable(string("Shown for the outbox only.")),
             "gateway": { "type": "string" },
-            "state": { "type": "string", "enum": ["queued", "sent", "failed", "outbox"] },
+            "state": { "type": "string", "enum": ["queued", "sent", "failed", "outbox", "revoked"] },
             "attempts": integer(0),
             "next_try_at": date_time(),
             "last_error": nullable(json!({ "type": "string" })),
             "created_at": date_time(),
+        }), &[]),
+        "Revocation": object(json!({
+            "username": { "type": "string" },
+            "links": integer(0),
+            "messages": integer(0),
         }), &[]),
         "AuditEntry": object(json!({
             "id": integer(1),
@@ -1013,6 +1018,30 @@ fn operations() -> Vec<Op> {
             "accounts",
         )
         .answer(list("Sms")),
+        op(
+            "post",
+            "/v1/revoke",
+            "revoke",
+            "Kill an account's unused activation links and withdraw their undelivered SMS",
+            "accounts",
+        )
+        .body("ActivateRequest")
+        .answer(schema("Revocation"))
+        .errors(&[404, 422]),
+        op(
+            "post",
+            "/v1/sms/{id}/resend",
+            "resendSms",
+            "Queue a failed SMS again",
+            "accounts",
+        )
+        .param(path_param(
+            "id",
+            json!({ "type": "integer", "minimum": 1 }),
+            "The message's id (`GET /v1/sms`).",
+        ))
+        .answer(schema("Sms"))
+        .errors(&[400, 404, 409]),
         op(
             "get",
             "/v1/audit",

@@ -235,7 +235,8 @@ fn page_routes() -> Vec<(Method, String)> {
             .replace("{name}", "bootstrap")
             .replace("{nic}", "lan0")
             .replace("{number}", "1")
-            .replace("{username}", "100");
+            .replace("{username}", "100")
+            .replace("{id}", "1");
         for (needle, method) in [("get(", Method::GET), ("post(", Method::POST)] {
             if rest.contains(needle) {
                 routes.push((method, sample.clone()));
@@ -254,7 +255,8 @@ fn api_routes() -> Vec<(Method, String)> {
         let sample = path
             .replace("{name}", "bootstrap")
             .replace("{number}", "1")
-            .replace("{username}", "100");
+            .replace("{username}", "100")
+            .replace("{id}", "1");
         for m in item.as_object().unwrap().keys() {
             if let Ok(method) = m.to_uppercase().parse::<Method>() {
                 routes.push((method, sample.clone()));
@@ -782,4 +784,58 @@ async fn ports_and_app_store_pages_from_the_console() {
     // A blank field removes it.
     c.form(&b, "/provisioning", &[("store_android", "")]).await;
     assert!(c.engine.provisioning().await.unwrap().app_stores.is_empty());
+}
+
+#[tokio::test]
+async fn accounts_activation_and_revocation_from_the_console() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    // Activation needs an applied web services URI (covered by the
+    // first-start certificate: the host name).
+    let host = switchboard_system::dns::hostname();
+    let uri = format!("https://{host}");
+    let a = c
+        .form(
+            &b,
+            "/provisioning",
+            &[("sip_tls_hostname", &host), ("web_uri", &uri)],
+        )
+        .await;
+    assert!(
+        c.get(&b, a.location())
+            .await
+            .body
+            .contains("class=\"flash ok\""),
+        "provisioning saved"
+    );
+    c.form(&b, "/update", &[]).await;
+    c.form(
+        &b,
+        "/accounts",
+        &[("phone", "+15550100177"), ("name", "Bo")],
+    )
+    .await;
+    let user = c.engine.accounts().await.unwrap()[0].username.to_string();
+    let a = c.form(&b, &format!("/accounts/{user}/activate"), &[]).await;
+    let page = c.get(&b, a.location()).await;
+    assert!(page.body.contains("queued to"), "{}", page.body);
+    assert!(
+        page.body.contains("/p/"),
+        "the outbox shows the link to hand over"
+    );
+    let a = c.form(&b, &format!("/accounts/{user}/revoke"), &[]).await;
+    let page = c.get(&b, a.location()).await;
+    assert!(
+        page.body
+            .contains("1 link(s) revoked, 1 message(s) withdrawn"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("/p/"), "the withdrawn link is gone");
+    assert!(page.body.contains(">revoked<"));
+    // Re-send: only failed messages; an outbox one is refused with a reason.
+    let id = c.engine.sms().await.unwrap()[0].id;
+    let a = c.form(&b, &format!("/sms/{id}/resend"), &[]).await;
+    let page = c.get(&b, a.location()).await;
+    assert!(page.body.contains("cannot be sent again"), "{}", page.body);
 }

@@ -63,6 +63,8 @@ pub(super) fn routes() -> Router<St> {
         .route("/accounts/{username}/activate", post(activate))
         .route("/accounts/{username}/qr", post(activate_in_person))
         .route("/accounts/{username}/delete", post(delete_account))
+        .route("/accounts/{username}/revoke", post(revoke))
+        .route("/sms/{id}/resend", post(resend_sms))
         .route("/password", get(password_page).post(change_password))
         .route("/openapi.json", get(openapi))
 }
@@ -1593,6 +1595,38 @@ async fn activate_in_person(
         Ok(p) => render(&p),
         Err(f) => done(&c, &s, Err(f), "/accounts"),
     }
+}
+
+async fn revoke(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+) -> Response {
+    let outcome = async {
+        let v = c.engine.revoke(&username(&u)?).await.map_err(failure)?;
+        ok(format!(
+            "{}: {} link(s) revoked, {} message(s) withdrawn",
+            v.username, v.links, v.messages
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
+}
+
+async fn resend_sms(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(id): Path<String>,
+) -> Response {
+    let outcome = async {
+        let id: u64 = id
+            .parse()
+            .map_err(|_| bad_form("SMS ids are whole numbers"))?;
+        let v = c.engine.resend_sms(id).await.map_err(failure)?;
+        ok(format!("SMS {} to {} queued again", v.id, v.to))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
 }
 
 async fn delete_account(
