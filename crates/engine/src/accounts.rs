@@ -539,7 +539,9 @@ impl Engine {
         if m.created_at + switchboard_provision::DEFAULT_TOKEN_TTL <= now {
             return Err(not("the link in it has expired".into()));
         }
-        let m = store.sms_requeue(id, now)?.ok_or(EngineError::NoSuchSms(id))?;
+        let m = store
+            .sms_requeue(id, now)?
+            .ok_or(EngineError::NoSuchSms(id))?;
         info!(sms = id, "failed SMS queued again");
         Ok(sms_view(m))
     }
