@@ -839,3 +839,100 @@ async fn accounts_activation_and_revocation_from_the_console() {
     let page = c.get(&b, a.location()).await;
     assert!(page.body.contains("cannot be sent again"), "{}", page.body);
 }
+
+/// A multipart form with the browser's CSRF token first and one file.
+fn multipart_file(b: &Browser, field: &str, file: &str) -> (String, String) {
+    let boundary = "sbBoundary7";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"f.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{file}\r\n--{boundary}--\r\n",
+        b.csrf.as_deref().unwrap_or("")
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn accounts_are_imported_and_edited_from_the_console() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    // A file with a bad row: every problem shown, no account created.
+    let (ct, body) = multipart_file(
+        &b,
+        "file",
+        "phone,name\n+15550100111,Bob\n12345,<script>Eve</script>\n+15550100111,Twice\n",
+    );
+    let a = c
+        .request(&b, Method::POST, "/accounts/import", Some(&ct), body)
+        .await;
+    let page = c.get(&b, a.location()).await;
+    assert!(page.body.contains("class=\"flash error\""), "{}", page.body);
+    assert!(page.body.contains("line 3"), "{}", page.body);
+    assert!(page.body.contains("line 4"), "{}", page.body);
+    assert!(!page.body.contains("<script>Eve"), "escaped");
+    assert!(c.engine.accounts().await.unwrap().is_empty());
+    // A good one: all created.
+    let (ct, body) = multipart_file(
+        &b,
+        "file",
+        "phone,name,profile\n+15550100111,Bob,linphone\n+15550100112,Carol,\n",
+    );
+    let a = c
+        .request(&b, Method::POST, "/accounts/import", Some(&ct), body)
+        .await;
+    let page = c.get(&b, a.location()).await;
+    assert!(page.body.contains("2 account(s) created"), "{}", page.body);
+    let bob = c.engine.accounts().await.unwrap()[0].username.to_string();
+
+    // Edit Bob: every field; a bad phone number changes nothing.
+    let page = c.get(&b, &format!("/accounts/{bob}")).await;
+    assert!(page.body.contains("value=\"Bob\""), "{}", page.body);
+    let a = c
+        .form(
+            &b,
+            &format!("/accounts/{bob}"),
+            &[
+                ("phone", "555"),
+                ("name", "Robert"),
+                ("group", ""),
+                ("profile", "native"),
+            ],
+        )
+        .await;
+    assert!(
+        c.get(&b, a.location())
+            .await
+            .body
+            .contains("class=\"flash error\"")
+    );
+    let before = c.engine.account(&bob.parse().unwrap()).await.unwrap();
+    assert_eq!(before.display_name.unwrap().to_string(), "Bob");
+    let a = c
+        .form(
+            &b,
+            &format!("/accounts/{bob}"),
+            &[
+                ("phone", "+15550100113"),
+                ("name", "Robert"),
+                ("group", "sales"),
+                ("profile", "native"),
+                ("new_password", "1"),
+            ],
+        )
+        .await;
+    let page = c.get(&b, a.location()).await;
+    assert!(page.body.contains("new SIP password"), "{}", page.body);
+    let after = c.engine.account(&bob.parse().unwrap()).await.unwrap();
+    assert_eq!(after.display_name.unwrap().to_string(), "Robert");
+    assert_eq!(after.phone.to_string(), "+15550100113");
+    assert_eq!(after.group.unwrap().to_string(), "sales");
+    assert_eq!(word_of(&after.profile), "native");
+}
+
+fn word_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

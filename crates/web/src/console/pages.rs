@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use switchboard_domain::install::{Platform, StoreUrl};
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
-    CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView,
+    CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView, SmsView,
 };
 use switchboard_engine::{EngineError, InputError};
 use switchboard_store::RevisionSummary;
@@ -60,6 +60,8 @@ pub(super) fn routes() -> Router<St> {
         .route("/compare", get(compare_page))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_page).post(add_account))
+        .route("/accounts/import", post(import_accounts))
+        .route("/accounts/{username}", get(account_page).post(edit_account))
         .route("/accounts/{username}/activate", post(activate))
         .route("/accounts/{username}/qr", post(activate_in_person))
         .route("/accounts/{username}/delete", post(delete_account))
@@ -1434,6 +1436,36 @@ struct AccountRow {
     sms: String,
 }
 
+/// An account as the console shows it, with the state of its latest SMS
+/// (and why it failed, if it did).
+fn account_row(a: &switchboard_provision::AccountView, sms: &[SmsView]) -> AccountRow {
+    let latest = sms
+        .iter()
+        .filter(|m| m.username.as_deref() == Some(a.username.as_str()))
+        .max_by_key(|m| m.id);
+    AccountRow {
+        username: a.username.to_string(),
+        name: a
+            .display_name
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        phone: a.phone.to_string(),
+        group: a
+            .group
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        profile: word(&a.profile),
+        sms: latest
+            .map(|m| match &m.last_error {
+                Some(e) if m.state != "sent" => format!("{} ({e})", m.state),
+                _ => m.state.clone(),
+            })
+            .unwrap_or_default(),
+    }
+}
+
 struct SmsRow {
     id: u64,
     username: String,
@@ -1457,34 +1489,9 @@ async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
     let page = async {
         let accounts = c.engine.accounts().await?;
         let sms = c.engine.sms().await?;
-        let last_sms = |u: &str| {
-            sms.iter()
-                .filter(|m| m.username.as_deref() == Some(u))
-                .max_by_key(|m| m.id)
-                .map(|m| m.state.clone())
-                .unwrap_or_default()
-        };
         Ok::<_, ApiError>(AccountsPage {
             c: chrome(&c, &s, "Accounts", "accounts").await,
-            accounts: accounts
-                .iter()
-                .map(|a| AccountRow {
-                    username: a.username.to_string(),
-                    name: a
-                        .display_name
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    phone: a.phone.to_string(),
-                    group: a
-                        .group
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    profile: word(&a.profile),
-                    sms: last_sms(a.username.as_str()),
-                })
-                .collect(),
+            accounts: accounts.iter().map(|a| account_row(a, &sms)).collect(),
             sms: sms
                 .iter()
                 .rev()
@@ -1595,6 +1602,119 @@ async fn activate_in_person(
         Ok(p) => render(&p),
         Err(f) => done(&c, &s, Err(f), "/accounts"),
     }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    c: Chrome,
+    a: AccountRow,
+}
+
+async fn account_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+) -> Response {
+    let page = async {
+        let u: switchboard_provision::Username =
+            u.parse()
+                .map_err(|e: switchboard_provision::InvalidUsername| {
+                    ApiError::from(EngineError::Provision {
+                        code: e.code(),
+                        message: e.to_string(),
+                        hint: e.hint(),
+                    })
+                })?;
+        let a = c.engine.account(&u).await?;
+        let sms = c.engine.sms().await?;
+        Ok::<_, ApiError>(AccountPage {
+            c: chrome(&c, &s, format!("Account {}", a.username), "accounts").await,
+            a: account_row(&a, &sms),
+        })
+    }
+    .await;
+    show(page)
+}
+
+#[derive(Deserialize)]
+struct EditAccountForm {
+    phone: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    group: String,
+    profile: String,
+    #[serde(default)]
+    new_password: Option<String>,
+}
+
+/// Every field of the form is the account's new value (blank name or
+/// group: none).
+async fn edit_account(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Path(u): Path<String>,
+    Form(f): Form<EditAccountForm>,
+) -> Response {
+    use switchboard_provision as p;
+    let to = format!("/accounts/{}", u.chars().take(64).collect::<String>());
+    let outcome = async {
+        let change = switchboard_engine::accounts::AccountChange {
+            phone: Some(provision_parse!(p::PhoneNumber, f.phone)?),
+            display_name: Some(blank_or(&f.name, |n| provision_parse!(p::DisplayName, n))?),
+            group: Some(blank_or(&f.group, |g| provision_parse!(p::Group, g))?),
+            profile: Some(provision_parse!(p::ClientProfile, f.profile)?),
+            new_password: f.new_password.is_some(),
+        };
+        let v = c
+            .engine
+            .update_account(&username(&u)?, change)
+            .await
+            .map_err(failure)?;
+        ok(if f.new_password.is_some() {
+            format!(
+                "account {} saved with a new SIP password: the phone needs a new activation",
+                v.username
+            )
+        } else {
+            format!("account {} saved", v.username)
+        })
+    }
+    .await;
+    done(&c, &s, outcome, &to)
+}
+
+/// The CSV file of many accounts: all created, or none (every bad row
+/// reported).
+async fn import_accounts(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    mut form: Multipart,
+) -> Response {
+    let outcome = async {
+        let mut file = Vec::new();
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| bad_form(format!("the upload is not a valid form ({e})")))?
+        {
+            if field.name() == Some("file") {
+                file = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad_form(format!("the upload was cut short ({e})")))?
+                    .to_vec();
+            }
+        }
+        if file.is_empty() {
+            return Err(bad_form("choose a CSV file"));
+        }
+        let created = c.engine.import_accounts(&file).await.map_err(failure)?;
+        ok(format!("{} account(s) created", created.len()))
+    }
+    .await;
+    done(&c, &s, outcome, "/accounts")
 }
 
 async fn revoke(
