@@ -259,6 +259,8 @@ impl Lab {
             self.state.join("pki").display()
         ));
         let genkey = |path: &Path| {
+            // Made 0600 first: openssl writes into it without widening it.
+            write_private(path, "")?;
             quiet(
                 Command::new("openssl")
                     .args([
@@ -332,15 +334,14 @@ impl Lab {
             )?;
             // The bundle switchboard imports: the certificate and its key.
             let bundle = self.pki(&format!("{name}.pem"));
-            std::fs::write(
+            write_private(
                 &bundle,
-                format!(
+                &format!(
                     "{}{}",
                     std::fs::read_to_string(&crt)?,
                     std::fs::read_to_string(&key)?
                 ),
             )?;
-            chmod(&bundle, 0o600)?;
             for f in [&csr, &ext] {
                 let _ = std::fs::remove_file(f);
             }
@@ -359,8 +360,7 @@ impl Lab {
         }
         let out = quiet(Command::new("openssl").args(["rand", "-base64", "15"]))?;
         let password = String::from_utf8(out.stdout)?.trim().to_string();
-        std::fs::write(&file, format!("{password}\n"))?;
-        chmod(&file, 0o600)?;
+        write_private(&file, &format!("{password}\n"))?;
         Ok(password)
     }
 
@@ -962,4 +962,20 @@ fn shell_words(args: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Write `text` to `path`, readable by its owner only from the first byte
+/// (a key or a password is never world-readable, even for a moment).
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }

@@ -195,8 +195,26 @@ impl Engine {
             .lock()
             .await
             .set_admin_hash(username, &phc, Timestamp::now())?;
+        *self
+            .admin_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(username.to_owned())
+            .or_default() += 1;
         info!(admin = username, actor = %origin.actor, from = %origin.address, "administrator password changed");
         Ok(())
+    }
+
+    /// How many times `username`'s password changed since the daemon
+    /// started: a console session remembers it at sign-in and ends when it
+    /// moves on (a leaked password, once changed, opens nothing more).
+    pub fn password_generation(&self, username: &str) -> u64 {
+        self.admin_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(username)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Record an entry of the audit log: `action` (`METHOD /path`) asked

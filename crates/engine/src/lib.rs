@@ -82,6 +82,20 @@ pub struct EngineConfig {
     pub sip: bool,
 }
 
+impl EngineConfig {
+    /// A configuration that touches nothing of the system (see
+    /// [`Engine::in_memory`]).
+    pub fn detached() -> EngineConfig {
+        EngineConfig {
+            data_dir: "/nonexistent".into(),
+            firewall: FirewallMode::Plan,
+            discover: false,
+            sms_gateway: switchboard_system::sms::Gateway::Outbox,
+            sip: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
@@ -99,6 +113,13 @@ pub struct Engine {
     consumer: std::sync::OnceLock<tokio::sync::mpsc::Sender<accounts::Consume>>,
     /// What the documents of the running revision share.
     documents: std::sync::Mutex<Option<std::sync::Arc<accounts::DocumentContext>>>,
+    /// Per administrator, how many times the password changed since the
+    /// daemon started: console sessions from before the last change end.
+    admin_generations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The revision on trial and when its firewall was in place (a
+    /// monotonic instant), for the console's confirmation rule. Lost at a
+    /// restart, when every connection is newer than the daemon anyway.
+    trial_applied: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -124,6 +145,8 @@ impl Engine {
             fetch_limit: accounts::RateLimit::default(),
             documents: std::sync::Mutex::new(None),
             consumer: std::sync::OnceLock::new(),
+            admin_generations: Default::default(),
+            trial_applied: std::sync::Mutex::new(None),
         })
     }
 
@@ -132,16 +155,7 @@ impl Engine {
     /// [`Engine::set_facts`]), SMS to the outbox, no SIP server. For tests
     /// and tools.
     pub fn in_memory() -> Result<Engine> {
-        Engine::new(
-            EngineConfig {
-                data_dir: "/nonexistent".into(),
-                firewall: FirewallMode::Plan,
-                discover: false,
-                sms_gateway: switchboard_system::sms::Gateway::Outbox,
-                sip: false,
-            },
-            Store::open_in_memory()?,
-        )
+        Engine::new(EngineConfig::detached(), Store::open_in_memory()?)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -730,6 +744,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         failpoint("after-firewall");
+        let in_place = std::time::Instant::now();
         let (outcome, detail) = match &result {
             Ok(done) if window.is_some() => (Outcome::Pending, done.clone()),
             Ok(done) => (Outcome::Applied, done.clone()),
@@ -782,6 +797,8 @@ impl Engine {
                 });
             }
             Outcome::Pending => {
+                *self.trial_applied.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((number, in_place));
                 info!(revision = number, deadline = ?deadline, "revision applied, pending confirmation")
             }
             _ => info!(revision = number, "revision applied"),
@@ -794,6 +811,18 @@ impl Engine {
             pending_until: deadline.filter(|_| outcome == Outcome::Pending),
             warnings,
         })
+    }
+
+    /// When the firewall of revision `number`, applied on trial by this
+    /// daemon, was in place: a connection accepted before then went
+    /// through the old rules. `None` for a revision applied before the
+    /// daemon started (every connection is newer).
+    pub fn trial_applied_at(&self, number: u64) -> Option<std::time::Instant> {
+        self.trial_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .filter(|(n, _)| *n == number)
+            .map(|(_, at)| at)
     }
 
     /// Keep the pending revision.

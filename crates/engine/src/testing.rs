@@ -2,14 +2,27 @@
 
 use switchboard_domain::Facts;
 use switchboard_domain::testing::nic;
+use switchboard_system::sms::Gateway;
 
-use crate::Engine;
+use crate::{Engine, EngineConfig};
 
 /// An [in-memory](Engine::in_memory) engine, booted (so it has its
 /// first-start self-signed certificate), with lan0 (192.0.2.1), wan0
 /// (198.51.100.1) and an address-less dmz0.
 pub async fn booted() -> Engine {
-    let e = Engine::in_memory().expect("an in-memory engine");
+    booted_with(Gateway::Outbox).await
+}
+
+/// [`booted`], sending SMS through `sms_gateway`.
+pub async fn booted_with(sms_gateway: Gateway) -> Engine {
+    let e = Engine::new(
+        EngineConfig {
+            sms_gateway,
+            ..EngineConfig::detached()
+        },
+        switchboard_store::Store::open_in_memory().expect("an in-memory store"),
+    )
+    .expect("an engine");
     e.set_facts(Facts {
         nics: vec![
             nic("lan0", Some("192.0.2.1")),

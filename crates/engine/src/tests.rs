@@ -416,8 +416,10 @@ async fn an_activation_link_works_exactly_once_even_under_100_concurrent_fetches
 }
 
 /// The provisioned engine of the activation tests, with Ann's account.
-async fn with_ann() -> (Engine, switchboard_provision::Username) {
-    let e = engine().await;
+async fn with_ann(
+    gateway: switchboard_system::sms::Gateway,
+) -> (Engine, switchboard_provision::Username) {
+    let e = crate::testing::booted_with(gateway).await;
     let host = switchboard_system::dns::hostname();
     e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
         sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
@@ -446,7 +448,7 @@ fn token_in(text: &str) -> String {
 
 #[tokio::test]
 async fn a_revoked_link_is_dead_and_its_messages_are_withdrawn() {
-    let (e, ann) = with_ann().await;
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Outbox).await;
     e.activate(&ann).await.expect("first");
     e.activate(&ann).await.expect("second");
     let tokens: Vec<String> = e
@@ -479,12 +481,33 @@ async fn a_revoked_link_is_dead_and_its_messages_are_withdrawn() {
     ));
 }
 
+/// An SMS gateway on loopback that refuses every message for good (400),
+/// until dropped; its URL.
+async fn refusing_gateway() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let url = format!("http://{}/sms", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad number\n")
+                .await;
+        }
+    });
+    (url, task)
+}
+
 #[tokio::test]
 async fn only_a_failed_message_is_sent_again() {
-    let (e, ann) = with_ann().await;
+    let (url, gateway) = refusing_gateway().await;
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Webhook { url, bearer: None }).await;
     e.activate(&ann).await.expect("activate");
     let id = e.sms().await.expect("sms")[0].id;
-    // In the outbox: nothing to re-send.
+    // Queued: not "again".
     assert!(matches!(
         e.resend_sms(id).await,
         Err(EngineError::SmsNotResendable { .. })
@@ -493,20 +516,22 @@ async fn only_a_failed_message_is_sent_again() {
         e.resend_sms(id + 100).await,
         Err(EngineError::NoSuchSms(_))
     ));
-    // Given up by the gateway: queued again, now, from attempt zero.
-    let now = jiff::Timestamp::now();
-    e.store
-        .lock()
-        .await
-        .sms_attempted(id, "failed", now, Some("gateway said no"), now)
-        .expect("failed");
+    // The gateway refuses it for good: failed, with its reason.
+    e.deliver_sms().await.expect("a delivery pass");
+    let m = e.sms().await.expect("sms")[0].clone();
+    assert_eq!(m.state, "failed");
+    assert!(
+        m.last_error.as_deref().unwrap_or("").contains("400"),
+        "{m:?}"
+    );
+    // Sent again: queued now, from attempt zero.
     let m = e.resend_sms(id).await.expect("resend");
     assert_eq!((m.state.as_str(), m.attempts), ("queued", 0));
     assert_eq!(m.last_error, None);
     assert!(m.next_try_at <= jiff::Timestamp::now());
-    // Queued: not again.
-    assert!(matches!(
-        e.resend_sms(id).await,
-        Err(EngineError::SmsNotResendable { .. })
-    ));
+    // Revoked while queued: a delivery pass does not bring it back.
+    e.revoke(&ann).await.expect("revoke");
+    e.deliver_sms().await.expect("a delivery pass");
+    assert_eq!(e.sms().await.expect("sms")[0].state, "revoked");
+    gateway.abort();
 }

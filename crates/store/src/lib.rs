@@ -852,7 +852,8 @@ impl Store {
     }
 
     /// Record an attempt: `sent` (the text is erased), `failed`, or
-    /// `queued` again for `next_try_at`.
+    /// `queued` again for `next_try_at`. Only a message still queued is
+    /// changed: one revoked while it was being sent stays revoked.
     pub fn sms_attempted(
         &mut self,
         id: u64,
@@ -864,7 +865,7 @@ impl Store {
         self.conn.execute(
             "UPDATE sms SET state = ?2, attempts = attempts + 1, next_try_at = ?3, last_error = ?4, updated_at = ?5,
                             text = CASE WHEN ?2 = 'sent' THEN '' ELSE text END
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'queued'",
             params![id as i64, state, next_try_at.to_string(), error, at.to_string()],
         )?;
         Ok(())

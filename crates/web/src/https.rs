@@ -72,7 +72,7 @@ pub struct HttpsPeer {
     /// When the connection was accepted: a request over a connection older
     /// than a firewall change says nothing about whether new connections
     /// still get through (the console's trial confirmation needs to know).
-    pub accepted: jiff::Timestamp,
+    pub accepted: std::time::Instant,
 }
 
 /// Listeners on `addrs`, with `SO_REUSEADDR`. Call inside a Tokio runtime
@@ -235,7 +235,7 @@ async fn connection(
     let peer = HttpsPeer {
         remote,
         local,
-        accepted: jiff::Timestamp::now(),
+        accepted: std::time::Instant::now(),
     };
     serve_connection(stream, peer, shared)
         .instrument(debug_span!("connection", %remote, %local))

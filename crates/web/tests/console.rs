@@ -60,7 +60,7 @@ struct Browser {
     session: Option<String>,
     csrf: Option<String>,
     /// Requests go over a connection opened then (kept alive), not a new one.
-    opened: Option<jiff::Timestamp>,
+    opened: Option<std::time::Instant>,
 }
 
 impl Console {
@@ -82,13 +82,13 @@ impl Console {
     async fn send_over(
         &self,
         from: &str,
-        opened: Option<jiff::Timestamp>,
+        opened: Option<std::time::Instant>,
         mut req: Request<Body>,
     ) -> Answer {
         let peer = HttpsPeer {
             remote: from.parse().unwrap(),
             local: "192.0.2.1:8443".parse::<SocketAddr>().unwrap(),
-            accepted: opened.unwrap_or_else(jiff::Timestamp::now),
+            accepted: opened.unwrap_or_else(std::time::Instant::now),
         };
         req.extensions_mut().insert(ConnectInfo(peer));
         let response = self.app.clone().oneshot(req).await.expect("infallible");
@@ -201,7 +201,11 @@ impl Console {
     }
 
     async fn sign_in(&self) -> Browser {
-        let answer = self.try_sign_in("192.0.2.2:40000", "admin", PASSWORD).await;
+        self.sign_in_with(PASSWORD).await
+    }
+
+    async fn sign_in_with(&self, password: &str) -> Browser {
+        let answer = self.try_sign_in("192.0.2.2:40000", "admin", password).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
         let session = answer
             .cookie_value(console::session::SESSION_COOKIE)
@@ -481,10 +485,18 @@ async fn a_tenth_wrong_password_is_throttled_and_then_even_the_right_one() {
     for _ in 0..9 {
         statuses.push(c.try_sign_in(from, "admin", "wrong password!").await.status);
     }
+    // Five wrong ones are checked; from the sixth on, none is.
+    let max = console::session::MAX_FAILURES;
     assert!(
-        statuses[..console::session::MAX_FAILURES]
+        statuses[..max]
             .iter()
             .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[max..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
         "{statuses:?}"
     );
     let tenth = c.try_sign_in(from, "admin", "wrong password!").await;
@@ -495,9 +507,14 @@ async fn a_tenth_wrong_password_is_throttled_and_then_even_the_right_one() {
     let right = c.try_sign_in(from, "admin", PASSWORD).await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(right.set_cookie(console::session::SESSION_COOKIE).is_none());
-    // The failures are in the audit log, without the passwords.
-    let audit = serde_json::to_string(&c.engine.audit_log(100).await.unwrap()).unwrap();
-    assert!(audit.contains("POST /login"), "{audit}");
+    // The checked failures are in the audit log, without the passwords;
+    // the refusals that checked nothing are not (nobody fills the log by
+    // knocking).
+    let log = c.engine.audit_log(100).await.unwrap();
+    let logins: Vec<_> = log.iter().filter(|e| e.action == "POST /login").collect();
+    assert_eq!(logins.len(), max, "{log:?}");
+    assert!(logins.iter().all(|e| e.outcome == "401"), "{log:?}");
+    let audit = serde_json::to_string(&log).unwrap();
     assert!(!audit.contains("wrong password"));
     assert!(!audit.contains(PASSWORD));
 }
@@ -577,8 +594,14 @@ async fn console_changes_are_audited_with_user_and_address() {
         .expect("the matrix form is audited");
     assert_eq!(matrix.actor, "admin");
     assert!(matrix.address.contains("192.0.2.2"), "{}", matrix.address);
-    // The page shows the error; the audit log has the attempt.
-    assert!(log.iter().any(|e| e.action == "POST /preset"));
+    assert_eq!(matrix.outcome, "303");
+    // The page shows the error; the audit log has the attempt and why it
+    // failed.
+    let preset = log
+        .iter()
+        .find(|e| e.action == "POST /preset")
+        .expect("the preset form is audited");
+    assert_eq!(preset.outcome, "303 invalid-nic-name");
     let page = c.get(&b, "/audit").await;
     assert!(page.body.contains("POST /matrix"));
     // An API call through the console is audited once, not twice.
@@ -666,7 +689,7 @@ async fn a_trial_is_confirmed_only_over_a_connection_opened_after_it() {
     let b = c.sign_in().await;
     // A connection the browser kept open from before the Update.
     let kept = Browser {
-        opened: Some(jiff::Timestamp::now()),
+        opened: Some(std::time::Instant::now()),
         ..b.clone()
     };
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -935,4 +958,74 @@ fn word_of<T: serde::Serialize>(v: &T) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sessions_whichever_way_it_is_made() {
+    let c = Console::new().await;
+    let root = Origin::local(0, None);
+    // On the appliance (`switchboard admin set-password`): every session ends.
+    let a = c.sign_in().await;
+    c.engine
+        .set_admin_password(&root, "admin", "another long password")
+        .await
+        .unwrap();
+    assert_eq!(c.get(&a, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&a, "/v1/status").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    c.engine
+        .set_admin_password(&root, "admin", PASSWORD)
+        .await
+        .unwrap();
+    // Over the API, from one session: that one goes on, the other ends.
+    let (a, b) = (c.sign_in().await, c.sign_in().await);
+    let body = format!(
+        r#"{{"username":"admin","password":"a third long password","current_password":"{PASSWORD}"}}"#
+    );
+    let changed = c.api(&a, Method::POST, "/v1/admin/password", &body).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(c.get(&a, "/").await.status, StatusCode::OK);
+    assert_eq!(c.get(&b, "/").await.location(), "/login");
+    // Over the console, an administrator changes only their own password.
+    let other = r#"{"username":"ops","password":"a long password 2","current_password":"x"}"#;
+    let refused = c.api(&a, Method::POST, "/v1/admin/password", other).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("not-your-password"));
+    // With the form: the same.
+    let a2 = c.sign_in_with("a third long password").await;
+    let form = c
+        .form(
+            &a2,
+            "/password",
+            &[
+                ("current", "a third long password"),
+                ("new", "the fourth password"),
+                ("again", "the fourth password"),
+            ],
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::SEE_OTHER);
+    assert_eq!(c.get(&a2, "/").await.status, StatusCode::OK);
+    assert_eq!(c.get(&a, "/").await.location(), "/login");
+    assert!(
+        c.engine
+            .verify_password("admin", "the fourth password")
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_with_a_long_unicode_password_works() {
+    let c = Console::new().await;
+    // 128 characters, 384 bytes in UTF-8: the longest password accepted.
+    let long: String = "鍵".repeat(128);
+    c.engine
+        .set_admin_password(&Origin::local(0, None), "admin", &long)
+        .await
+        .unwrap();
+    let b = c.sign_in_with(&long).await;
+    assert!(b.session.is_some());
 }

@@ -178,6 +178,12 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     let Some((id, session)) = signed_in else {
         return unauthenticated(&path);
     };
+    // The user's password changed since this session signed in (on the
+    // appliance, over the API, or in another session): it ends.
+    if console.engine.password_generation(&session.user) != session.generation {
+        console.sessions.remove(&id);
+        return unauthenticated(&path);
+    }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     let req = if safe {
         req
@@ -196,42 +202,97 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     req.extensions_mut()
         .insert(Requester(origin(&session.user, &peer)));
     // Changing a password over the API checks the current one: as
-    // throttled as a sign-in.
+    // throttled as a sign-in (counted before the check, refunded unless
+    // it was wrong).
     let password_change = req.method() == Method::POST && path == "/v1/admin/password";
     let from = canonical(peer.remote.ip());
-    if password_change && let Err(wait) = console.throttle.check(from, &session.user) {
+    if password_change && let Err(wait) = console.throttle.attempt(from, &session.user) {
         return throttled(wait);
     }
     let user = session.user.clone();
-    req.extensions_mut().insert(SignedIn { id, session });
+    req.extensions_mut().insert(SignedIn {
+        id: id.clone(),
+        session,
+    });
     let response = next.run(req).await;
-    if password_change
-        && response
+    if password_change {
+        let wrong = response
             .extensions()
             .get::<crate::error::ErrorCode>()
-            .is_some_and(|c| c.0 == "wrong-password")
-    {
-        console.throttle.failed(from, &user);
+            .is_some_and(|c| c.0 == "wrong-password");
+        if !wrong {
+            console.throttle.refund(from, &user);
+        }
+        if response.status().is_success() {
+            // This session changed its own password: it goes on.
+            console
+                .sessions
+                .set_generation(&id, console.engine.password_generation(&user));
+        }
     }
     response
 }
 
-/// Too many wrong passwords: try again after `wait`.
+/// What a password check found.
+pub(crate) enum PasswordCheck {
+    Right,
+    Wrong,
+    /// Too many wrong ones lately: not even checked; try again after this.
+    Throttled(std::time::Duration),
+}
+
+impl Console {
+    /// Check `user`'s password, as throttled as a sign-in: the attempt is
+    /// counted before the (slow) check and refunded when it was right.
+    pub(crate) async fn check_password(
+        &self,
+        from: IpAddr,
+        user: &str,
+        password: &str,
+    ) -> Result<PasswordCheck, switchboard_engine::EngineError> {
+        if let Err(wait) = self.throttle.attempt(from, user) {
+            return Ok(PasswordCheck::Throttled(wait));
+        }
+        let right = self.engine.verify_password(user, password).await;
+        if !matches!(right, Ok(false)) {
+            self.throttle.refund(from, user);
+        }
+        Ok(if right? {
+            PasswordCheck::Right
+        } else {
+            PasswordCheck::Wrong
+        })
+    }
+}
+
+/// "Try again in N minute(s)", for a throttled password check.
+pub(crate) fn wait_text(wait: std::time::Duration) -> String {
+    format!(
+        "too many wrong passwords: try again in {} minute(s)",
+        wait.as_secs().div_ceil(60)
+    )
+}
+
+/// Too many wrong passwords: try again after `wait`. Not audited (the
+/// attempt was not even checked).
 pub(crate) fn throttled(wait: std::time::Duration) -> Response {
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "throttled",
-        format!(
-            "too many wrong passwords: try again in {} minute(s)",
-            wait.as_secs().div_ceil(60)
-        ),
+        wait_text(wait),
         "wait, then type the password carefully; repeated failures are in the audit log",
     )
     .into_response();
+    retry_after(&mut response, wait);
+    response
+}
+
+/// `Retry-After` for a throttled answer, which is not audited.
+pub(crate) fn retry_after(response: &mut Response, wait: std::time::Duration) {
     if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    response
+    response.extensions_mut().insert(api::NotAudited);
 }
 
 /// A confirmation of the revision on trial must come over a connection
@@ -241,14 +302,8 @@ pub(crate) fn throttled(wait: std::time::Duration) -> Response {
 /// revision is pending), so the browser's next try opens a new one.
 async fn stale_confirmation(console: &Console, peer: &HttpsPeer) -> Option<Response> {
     let pending = console.engine.pending().await.ok().flatten()?;
-    let applied_at = console
-        .engine
-        .revision(pending.revision)
-        .await
-        .ok()?
-        .summary
-        .created_at;
-    (peer.accepted <= applied_at).then(|| {
+    let in_place = console.engine.trial_applied_at(pending.revision)?;
+    (peer.accepted <= in_place).then(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "confirm-over-new-connection",
@@ -331,11 +386,7 @@ async fn security_headers(State(console): State<St>, req: Request, next: Next) -
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
          connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
-    set(
-        h,
-        header::STRICT_TRANSPORT_SECURITY,
-        "max-age=31536000; includeSubDomains",
-    );
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");

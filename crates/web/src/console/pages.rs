@@ -19,8 +19,8 @@ use switchboard_engine::views::{
 use switchboard_engine::{EngineError, InputError};
 use switchboard_store::RevisionSummary;
 
-use super::session::{Flash, LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token};
-use super::{SignedIn, St, canonical, cookie};
+use super::session::{Flash, LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token, set_cookie};
+use super::{PasswordCheck, SignedIn, St, canonical, cookie, retry_after, wait_text};
 use crate::api::Requester;
 use crate::error::ApiError;
 use crate::https::HttpsPeer;
@@ -150,18 +150,24 @@ fn failure(e: impl Into<ApiError>) -> Flash {
         )
     }));
     Flash {
-        ok: false,
-        message: body.message,
-        hint: body.hint,
         details,
+        ..Flash::error(&body.code, body.message, body.hint)
     }
 }
 
-/// Show `outcome` on the next page and go there.
+/// Show `outcome` on the next page and go there. A failure's code goes
+/// with the redirect, for the audit log (`303 unknown-nic`).
 fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
     let flash = outcome.map_or_else(|f| f, Flash::ok);
+    let code = (!flash.ok).then(|| flash.code.clone());
     c.sessions.set_flash(&s.id, flash);
-    Redirect::to(to).into_response()
+    let mut response = Redirect::to(to).into_response();
+    if let Some(code) = code {
+        response
+            .extensions_mut()
+            .insert(crate::error::ErrorCode(code));
+    }
+    response
 }
 
 fn ok(message: impl Into<String>) -> Result<String, Flash> {
@@ -231,8 +237,7 @@ fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) ->
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(random_token, str::to_owned);
-    let cookie =
-        format!("{LOGIN_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600");
+    let cookie = set_cookie(LOGIN_COOKIE, &token, Some(3600));
     let page = render(&LoginPage { csrf: token, error });
     (status, [(header::SET_COOKIE, cookie)], page).into_response()
 }
@@ -248,8 +253,9 @@ struct LoginForm {
     password: String,
 }
 
-/// The longest user name or password a sign-in looks at.
-const MAX_CREDENTIAL: usize = 256;
+/// The longest user name or password a sign-in looks at, in bytes (the
+/// longest password, in UTF-8).
+const MAX_CREDENTIAL: usize = 4 * switchboard_engine::MAX_PASSWORD_CHARS;
 
 async fn login(
     State(c): State<St>,
@@ -259,11 +265,14 @@ async fn login(
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if pre.is_empty() || !same_token(pre, &f.csrf) {
-        return login_form(
+        // Not a sign-in attempt at all: not audited either.
+        let mut response = login_form(
             &headers,
             StatusCode::FORBIDDEN,
             Some("The sign-in form expired. Try again.".into()),
         );
+        response.extensions_mut().insert(crate::api::NotAudited);
+        return response;
     }
     let from = canonical(peer.remote.ip());
     let user = f.username.trim();
@@ -274,45 +283,38 @@ async fn login(
             Some("Wrong user name or password.".into()),
         );
     }
-    if let Err(wait) = c.throttle.check(from, user) {
-        let minutes = wait.as_secs().div_ceil(60);
-        let mut response = login_form(
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(format!(
-                "Too many failed sign-ins. Try again in {minutes} minute(s)."
-            )),
-        );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            wait.as_secs().max(1).to_string().parse().expect("a number"),
-        );
-        return response;
-    }
-    match c.engine.verify_password(user, &f.password).await {
-        Ok(true) => {
-            c.throttle.succeeded(from);
+    match c.check_password(from, user, &f.password).await {
+        Ok(PasswordCheck::Throttled(wait)) => {
+            let mut response = login_form(
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(format!(
+                    "Too many failed sign-ins. Try again in {} minute(s).",
+                    wait.as_secs().div_ceil(60)
+                )),
+            );
+            retry_after(&mut response, wait);
+            response
+        }
+        Ok(PasswordCheck::Right) => {
             // A new id at every sign-in: a planted cookie is never promoted.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 c.sessions.remove(old);
             }
-            let id = c.sessions.create(user);
+            let id = c.sessions.create(user, c.engine.password_generation(user));
             tracing::info!(user, %from, "console sign-in");
-            let session =
-                format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
-            let clear =
-                format!("{LOGIN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
             let mut response = Redirect::to("/").into_response();
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, session.parse().expect("a cookie"));
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, clear.parse().expect("a cookie"));
+            for value in [
+                set_cookie(SESSION_COOKIE, &id, None),
+                set_cookie(LOGIN_COOKIE, "", Some(0)),
+            ] {
+                if let Ok(v) = value.parse() {
+                    response.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
             response
         }
-        Ok(false) => {
-            c.throttle.failed(from, user);
+        Ok(PasswordCheck::Wrong) => {
             tracing::warn!(%from, "console sign-in failed");
             login_form(
                 &headers,
@@ -326,7 +328,7 @@ async fn login(
 
 async fn logout(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
     c.sessions.remove(&s.id);
-    let clear = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = set_cookie(SESSION_COOKIE, "", Some(0));
     ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
 }
 
@@ -361,46 +363,45 @@ async fn change_password(
     let user = s.session.user.clone();
     let from = canonical(peer.remote.ip());
     let outcome = async {
+        if f.new != f.again {
+            return Err(Flash::error(
+                "passwords-differ",
+                "the two new passwords differ",
+                "type the same new password twice",
+            ));
+        }
         // As throttled as a sign-in: a session left open is not a way to
         // guess the password.
-        if let Err(wait) = c.throttle.check(from, &user) {
-            return Err(Flash {
-                ok: false,
-                message: format!(
-                    "too many wrong passwords: try again in {} minute(s)",
-                    wait.as_secs().div_ceil(60)
-                ),
-                hint: "wait, then type the password you signed in with".into(),
-                details: vec![],
-            });
-        }
-        if f.new != f.again {
-            return Err(Flash {
-                ok: false,
-                message: "the two new passwords differ".into(),
-                hint: "type the same new password twice".into(),
-                details: vec![],
-            });
-        }
-        match c.engine.verify_password(&user, &f.current).await {
-            Ok(true) => {}
-            Ok(false) => {
-                c.throttle.failed(from, &user);
-                return Err(Flash {
-                    ok: false,
-                    message: "the current password is wrong".into(),
-                    hint: "type the password you signed in with".into(),
-                    details: vec![],
-                });
+        match c
+            .check_password(from, &user, &f.current)
+            .await
+            .map_err(failure)?
+        {
+            PasswordCheck::Right => {}
+            PasswordCheck::Wrong => {
+                return Err(Flash::error(
+                    "wrong-password",
+                    "the current password is wrong",
+                    "type the password you signed in with",
+                ));
             }
-            Err(e) => return Err(failure(e)),
+            PasswordCheck::Throttled(wait) => {
+                return Err(Flash::error(
+                    "throttled",
+                    wait_text(wait),
+                    "wait, then type the password you signed in with",
+                ));
+            }
         }
         c.engine
             .set_admin_password(&origin, &user, &f.new)
             .await
             .map_err(failure)?;
-        // Every other session of this user ends.
+        // Every other session of this user ends (they are at the old
+        // generation); this one goes on.
         c.sessions.remove_user(&user, Some(&s.id));
+        c.sessions
+            .set_generation(&s.id, c.engine.password_generation(&user));
         ok("password changed; other sessions were signed out")
     }
     .await;
@@ -855,6 +856,29 @@ async fn upload_cert(
     done(&c, &s, outcome, "/#certificates")
 }
 
+/// The bytes of the upload form's `file` field; `missing` says what to
+/// choose when there is none, or it is empty.
+async fn file_field(form: &mut Multipart, missing: &str) -> Result<Vec<u8>, Flash> {
+    let mut file = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad_form(format!("the upload is not a valid form ({e})")))?
+    {
+        if field.name() == Some("file") {
+            file = field
+                .bytes()
+                .await
+                .map_err(|e| bad_form(format!("the upload was cut short ({e})")))?
+                .to_vec();
+        }
+    }
+    if file.is_empty() {
+        return Err(bad_form(missing));
+    }
+    Ok(file)
+}
+
 /// Trust the CA certificate(s) of an uploaded file (for the padlock check).
 async fn add_cas(
     State(c): State<St>,
@@ -862,23 +886,7 @@ async fn add_cas(
     mut form: Multipart,
 ) -> Response {
     let outcome = async {
-        let mut file = Vec::new();
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| bad_form(format!("the upload is not a valid form ({e})")))?
-        {
-            if field.name() == Some("file") {
-                file = field
-                    .bytes()
-                    .await
-                    .map_err(|e| bad_form(format!("the upload was cut short ({e})")))?
-                    .to_vec();
-            }
-        }
-        if file.is_empty() {
-            return Err(bad_form("choose a CA certificate file"));
-        }
+        let file = file_field(&mut form, "choose a CA certificate file").await?;
         let added = c.engine.add_cas(&file).await.map_err(failure)?;
         let subjects: Vec<_> = added.iter().map(|a| a.subject.as_str()).collect();
         ok(format!("trusted CA(s) added: {}", subjects.join("; ")))
@@ -1658,7 +1666,8 @@ async fn edit_account(
     Form(f): Form<EditAccountForm>,
 ) -> Response {
     use switchboard_provision as p;
-    let to = format!("/accounts/{}", u.chars().take(64).collect::<String>());
+    // Back to the account's page, named as parsed (never the raw path).
+    let to = username(&u).map_or_else(|_| "/accounts".to_owned(), |u| format!("/accounts/{u}"));
     let outcome = async {
         let change = switchboard_engine::accounts::AccountChange {
             phone: Some(provision_parse!(p::PhoneNumber, f.phone)?),
@@ -1693,23 +1702,7 @@ async fn import_accounts(
     mut form: Multipart,
 ) -> Response {
     let outcome = async {
-        let mut file = Vec::new();
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| bad_form(format!("the upload is not a valid form ({e})")))?
-        {
-            if field.name() == Some("file") {
-                file = field
-                    .bytes()
-                    .await
-                    .map_err(|e| bad_form(format!("the upload was cut short ({e})")))?
-                    .to_vec();
-            }
-        }
-        if file.is_empty() {
-            return Err(bad_form("choose a CSV file"));
-        }
+        let file = file_field(&mut form, "choose a CSV file").await?;
         let created = c.engine.import_accounts(&file).await.map_err(failure)?;
         ok(format!("{} account(s) created", created.len()))
     }

@@ -45,6 +45,18 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Sessions held at most.
 pub const MAX_SESSIONS: usize = 256;
 
+/// A `Set-Cookie` value for one of the console's `__Host-` cookies:
+/// `Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`, no `Domain`;
+/// `max_age` in seconds (`Some(0)` deletes it; `None`: until the browser
+/// closes).
+pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
 /// 256 random bits, base64url.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -71,6 +83,9 @@ pub fn same_token(a: &str, b: &str) -> bool {
 pub struct Session {
     pub user: String,
     pub csrf: String,
+    /// The user's password generation at sign-in
+    /// (`Engine::password_generation`): the session ends when it moves on.
+    pub generation: u64,
     created: Instant,
     last_seen: Instant,
     /// A message for the next page (post/redirect/get).
@@ -81,6 +96,9 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flash {
     pub ok: bool,
+    /// The error code of a failure (as in the API's error document), for
+    /// the audit log; empty when it went well.
+    pub code: String,
     pub message: String,
     pub hint: String,
     /// Diagnostics or problems, one line each.
@@ -91,8 +109,19 @@ impl Flash {
     pub fn ok(message: impl Into<String>) -> Flash {
         Flash {
             ok: true,
+            code: String::new(),
             message: message.into(),
             hint: String::new(),
+            details: vec![],
+        }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>, hint: impl Into<String>) -> Flash {
+        Flash {
+            ok: false,
+            code: code.into(),
+            message: message.into(),
+            hint: hint.into(),
             details: vec![],
         }
     }
@@ -104,12 +133,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new session for `user`; returns its id (for the cookie only).
-    pub fn create(&self, user: &str) -> String {
-        self.create_at(user, Instant::now())
+    /// A new session for `user`, whose password is at `generation`;
+    /// returns its id (for the cookie only).
+    pub fn create(&self, user: &str, generation: u64) -> String {
+        self.create_at(user, generation, Instant::now())
     }
 
-    fn create_at(&self, user: &str, now: Instant) -> String {
+    fn create_at(&self, user: &str, generation: u64, now: Instant) -> String {
         let id = random_token();
         let mut table = self.table.lock().expect("sessions lock");
         table.retain(|_, s| alive(s, now));
@@ -126,6 +156,7 @@ impl Sessions {
             Session {
                 user: user.to_owned(),
                 csrf: random_token(),
+                generation,
                 created: now,
                 last_seen: now,
                 flash: None,
@@ -172,6 +203,13 @@ impl Sessions {
         self.table.lock().expect("sessions lock").remove(&key(id));
     }
 
+    /// The session `id` goes on under the user's new password `generation`.
+    pub fn set_generation(&self, id: &str, generation: u64) {
+        if let Some(s) = self.table.lock().expect("sessions lock").get_mut(&key(id)) {
+            s.generation = generation;
+        }
+    }
+
     /// End every session of `user` (after a password change), except `keep`.
     pub fn remove_user(&self, user: &str, keep: Option<&str>) {
         let keep = keep.map(key);
@@ -187,24 +225,34 @@ fn alive(s: &Session, now: Instant) -> bool {
         && now.duration_since(s.created) < ABSOLUTE_TIMEOUT
 }
 
-/// Failed sign-ins per address and per user name.
+/// Password attempts per address and per user name. An attempt counts
+/// as failed from the moment it is let through ([`Throttle::attempt`],
+/// one lock for the check and the count), and is refunded when the
+/// password was right ([`Throttle::refund`]): so parallel guesses cannot
+/// all pass the check before the first failure is counted.
 #[derive(Debug, Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl Throttle {
-    /// Whether a sign-in from `from` for `user` may be checked now; if not,
-    /// how long until it may.
-    pub fn check(&self, from: IpAddr, user: &str) -> Result<(), Duration> {
-        self.check_at(from, user, Instant::now())
+    /// Let an attempt from `from` for `user` through, counted as failed
+    /// until refunded; or, past [`MAX_FAILURES`] in [`WINDOW`], how long
+    /// until one may be tried.
+    pub fn attempt(&self, from: IpAddr, user: &str) -> Result<(), Duration> {
+        self.attempt_at(from, user, Instant::now())
     }
 
-    fn check_at(&self, from: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+    fn attempt_at(&self, from: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
+        // Bounded: forget everything stale when the map grows large.
+        if failures.len() > 10_000 {
+            failures.retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        let keys = keys(from, user);
         let mut wait = Duration::ZERO;
-        for k in keys(from, user) {
-            if let Some(times) = failures.get_mut(&k) {
+        for k in &keys {
+            if let Some(times) = failures.get_mut(k) {
                 while times
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= WINDOW)
@@ -217,35 +265,25 @@ impl Throttle {
                 }
             }
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait) }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        for k in keys {
+            failures.entry(k).or_default().push_back(now);
+        }
+        Ok(())
     }
 
-    pub fn failed(&self, from: IpAddr, user: &str) {
-        self.failed_at(from, user, Instant::now());
-    }
-
-    fn failed_at(&self, from: IpAddr, user: &str, now: Instant) {
+    /// The attempt was right: it does not count against the user name, and
+    /// the address's count starts again (a guesser elsewhere stays
+    /// throttled).
+    pub fn refund(&self, from: IpAddr, user: &str) {
         let mut failures = self.failures.lock().expect("throttle lock");
-        // Bounded: forget everything stale when the map grows large.
-        if failures.len() > 10_000 {
-            failures.retain(|_, t| t.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        let [addr, user] = keys(from, user);
+        failures.remove(&addr);
+        if let Some(times) = failures.get_mut(&user) {
+            times.pop_back();
         }
-        for k in keys(from, user) {
-            let times = failures.entry(k).or_default();
-            times.push_back(now);
-            while times.len() > MAX_FAILURES {
-                times.pop_front();
-            }
-        }
-    }
-
-    /// A successful sign-in clears the address's count (not the user's: a
-    /// guesser elsewhere stays throttled).
-    pub fn succeeded(&self, from: IpAddr) {
-        self.failures
-            .lock()
-            .expect("throttle lock")
-            .remove(&format!("addr {from}"));
     }
 }
 
@@ -268,7 +306,7 @@ mod tests {
     fn sessions_expire_when_idle_and_absolutely() {
         let s = Sessions::default();
         let t0 = Instant::now();
-        let id = s.create_at("admin", t0);
+        let id = s.create_at("admin", 0, t0);
         assert_eq!(s.get_at(&id, t0).unwrap().user, "admin");
         // Kept busy: lives past the idle timeout, not past the absolute one.
         let mut t = t0;
@@ -278,7 +316,7 @@ mod tests {
         }
         assert!(s.get_at(&id, t0 + ABSOLUTE_TIMEOUT).is_none());
         // Idle.
-        let id = s.create_at("admin", t0);
+        let id = s.create_at("admin", 0, t0);
         assert!(s.get_at(&id, t0 + IDLE_TIMEOUT).is_none());
         // Gone once expired, even if the clock were to go back.
         assert!(s.get_at(&id, t0).is_none());
@@ -287,8 +325,8 @@ mod tests {
     #[test]
     fn ids_and_tokens_are_unique_and_unguessable_in_shape() {
         let s = Sessions::default();
-        let a = s.create("admin");
-        let b = s.create("admin");
+        let a = s.create("admin", 0);
+        let b = s.create("admin", 0);
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         assert_ne!(s.get(&a).unwrap().csrf, s.get(&b).unwrap().csrf);
@@ -304,9 +342,9 @@ mod tests {
     #[test]
     fn the_table_is_bounded() {
         let s = Sessions::default();
-        let first = s.create("admin");
+        let first = s.create("admin", 0);
         for _ in 0..MAX_SESSIONS {
-            s.create("admin");
+            s.create("admin", 0);
         }
         assert!(s.get(&first).is_none());
         assert!(s.table.lock().unwrap().len() <= MAX_SESSIONS);
@@ -317,21 +355,36 @@ mod tests {
         let t = Throttle::default();
         let t0 = Instant::now();
         for i in 0..MAX_FAILURES {
-            assert!(t.check_at(A, "admin", t0).is_ok(), "attempt {i}");
-            t.failed_at(A, "admin", t0);
+            assert!(t.attempt_at(A, "admin", t0).is_ok(), "attempt {i}");
         }
-        let wait = t.check_at(A, "admin", t0).unwrap_err();
+        let wait = t.attempt_at(A, "admin", t0).unwrap_err();
         assert!(wait <= WINDOW && wait > WINDOW - Duration::from_secs(1));
         // Another user name from the same address: throttled (address).
-        assert!(t.check_at(A, "root", t0).is_err());
+        assert!(t.attempt_at(A, "root", t0).is_err());
         // The same user name from elsewhere: throttled (user).
-        assert!(t.check_at(B, "ADMIN", t0).is_err());
+        assert!(t.attempt_at(B, "ADMIN", t0).is_err());
         // Another user from elsewhere: free.
-        assert!(t.check_at(B, "other", t0).is_ok());
+        assert!(t.attempt_at(B, "other", t0).is_ok());
         // The window moves on.
-        assert!(t.check_at(A, "admin", t0 + WINDOW).is_ok());
+        assert!(t.attempt_at(A, "admin", t0 + WINDOW).is_ok());
     }
 
+    #[test]
+    fn a_right_password_is_refunded_and_parallel_guesses_are_counted_at_once() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        // Right passwords, many times: never throttled.
+        for _ in 0..3 * MAX_FAILURES {
+            t.attempt_at(A, "admin", t0).expect("let through");
+            t.refund(A, "admin");
+        }
+        // Guesses in flight at once: the sixth is refused before any
+        // answer came back.
+        for _ in 0..MAX_FAILURES {
+            t.attempt_at(B, "admin", t0).expect("let through");
+        }
+        assert!(t.attempt_at(B, "admin", t0).is_err());
+    }
     #[test]
     fn tokens_compare_in_constant_time_and_exactly() {
         let a = random_token();
