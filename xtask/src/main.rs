@@ -38,11 +38,12 @@ const PACKAGES: &[&str] = &[
     "kamailio",        // the SIP server switchboard configures (kamailio -c checks)
     "kamailio-tls-modules",
     "kamailio-sqlite-modules",
-    "kannel",          // bearerbox and smsbox: the real SMS gateway of the SMS tests
-    "kannel-extras",   // fakesmsc, the fake SMS centre those tests read
-    "chromium",        // headless Chromium: the browser of the console tests
-    "chromium-driver", // chromedriver: WebDriver, how the tests drive Chromium
-    "libnss3-tools",   // certutil: the NSS database where Chromium finds the test CA
+    "kannel",            // bearerbox and smsbox: the real SMS gateway of the SMS tests
+    "kannel-extras",     // fakesmsc, the fake SMS centre those tests read
+    "chromium",          // headless Chromium: the browser of the console tests
+    "chromium-driver",   // chromedriver: WebDriver, how the tests drive Chromium
+    "libnss3-tools",     // certutil: the NSS database where Chromium finds the test CA
+    "fonts-dejavu-core", // a font, so that pages have text to lay out, click and screenshot
 ];
 
 /// Debian packages the TLS benchmark uses.
