@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchboard_domain::testing;
-use switchboard_domain::{Candidate, Facts, NicName, ServiceId};
+use switchboard_domain::{Facts, NicName, ServiceId};
 use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
 use switchboard_store::Store;
 use switchboard_system::nft;
@@ -72,10 +72,18 @@ fn engine(dir: &std::path::Path, f: &Facts) -> Engine {
     e
 }
 
+/// The engine, booted: its first-start certificate is bound to every TLS
+/// service, so the candidate validates.
+async fn booted(dir: &std::path::Path, f: &Facts) -> Engine {
+    let e = engine(dir, f);
+    e.boot().await.expect("boot");
+    e
+}
+
 async fn bench_size(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = facts(n);
-    let e = engine(dir.path(), &f);
+    let e = booted(dir.path(), &f).await;
     let toggled: NicName = "eth0".parse().expect("name");
     let (mut update, mut firewall, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     let mut phases: Vec<[Duration; 4]> = Vec::new();
@@ -89,7 +97,8 @@ async fn bench_size(n: usize) {
         e.update(&origin(), "bench", None).await.expect("update");
         update.push(t.elapsed());
 
-        let mut c = Candidate::default();
+        // The firewall alone: the same matrix, the test certificate bound.
+        let mut c = testing::candidate();
         c.matrix.settle(&f);
         c.matrix
             .set(ServiceId::Sql, &toggled, round % 2 == 0, &f)
@@ -180,7 +189,7 @@ async fn established_connection_survives(updates: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut f = facts(8);
     f.nics.push(testing::nic("sbb0", Some("198.51.100.1")));
-    let e = engine(dir.path(), &f);
+    let e = booted(dir.path(), &f).await;
     e.update(&origin(), "base", None).await.expect("base");
 
     let listener = TcpListener::bind(("198.51.100.1", 22)).expect("listen on ssh's port");
