@@ -59,6 +59,10 @@ impl ApiError {
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// What the client gets (the console shows it on its pages).
     pub fn into_body(self) -> ErrorBody {
         *self.body

@@ -1029,3 +1029,41 @@ async fn a_sign_in_with_a_long_unicode_password_works() {
     let b = c.sign_in_with(&long).await;
     assert!(b.session.is_some());
 }
+
+#[tokio::test]
+async fn malformed_forms_and_bad_names_get_an_error_page() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let candidate = c.engine.candidate().await.unwrap();
+    // A missing field, a malformed number: a page that says which.
+    for (path, fields) in [
+        ("/preset", vec![("internal", "lan0")]),
+        ("/update", vec![("trial", "1"), ("trial_seconds", "soon")]),
+        ("/ports", vec![("service", "ssh")]),
+    ] {
+        let a = c.form(&b, path, &fields).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            a.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(a.body.contains("malformed-form"), "{path}: {}", a.body);
+    }
+    // A page for something that does not exist, or cannot be named so.
+    let a = c.get(&b, "/certs/no-such-cert").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(
+        a.body.contains("no-such-cert") && a.body.contains("<html"),
+        "{}",
+        a.body
+    );
+    let a = c.get(&b, "/revisions/twelve").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("<html"));
+    let a = c.get(&b, "/accounts/%3Cscript%3E").await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert!(!a.body.contains("<script>"), "escaped");
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate);
+}

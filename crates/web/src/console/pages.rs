@@ -3,12 +3,12 @@
 //! a page that shows the outcome once.
 
 use askama::Template;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use switchboard_domain::install::{Platform, StoreUrl};
@@ -110,11 +110,62 @@ async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static st
     }
 }
 
-/// A page, or the error that kept it from being made.
+/// A page, or the error that kept it from being made, as a page.
 fn show(page: Result<impl Template, ApiError>) -> Response {
     match page {
         Ok(p) => render(&p),
-        Err(e) => e.into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: String,
+    code: String,
+    message: String,
+    hint: String,
+}
+
+/// An error as an HTML page, with the API's status, code, message and hint.
+fn error_page(e: ApiError) -> Response {
+    let status = e.status();
+    let body = e.into_body();
+    let mut response = render(&ErrorPage {
+        status: status.to_string(),
+        code: body.code.clone(),
+        message: body.message,
+        hint: body.hint,
+    });
+    *response.status_mut() = status;
+    response
+        .extensions_mut()
+        .insert(crate::error::ErrorCode(body.code));
+    response
+}
+
+/// A console form's fields; a form that does not parse (a missing or
+/// malformed field) gets an error page, not the framework's plain text.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Form), rejection(FormError))]
+struct Fields<T>(T);
+
+struct FormError(ApiError);
+
+impl From<axum::extract::rejection::FormRejection> for FormError {
+    fn from(r: axum::extract::rejection::FormRejection) -> Self {
+        FormError(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-form",
+            r.body_text(),
+            "send the form from the console's page again",
+        ))
+    }
+}
+
+impl IntoResponse for FormError {
+    fn into_response(self) -> Response {
+        error_page(self.0)
     }
 }
 
@@ -261,7 +312,7 @@ async fn login(
     State(c): State<St>,
     ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    Fields(f): Fields<LoginForm>,
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if pre.is_empty() || !same_token(pre, &f.csrf) {
@@ -322,7 +373,7 @@ async fn login(
                 Some("Wrong user name or password.".into()),
             )
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => error_page(e.into()),
     }
 }
 
@@ -358,7 +409,7 @@ async fn change_password(
     Extension(s): Extension<SignedIn>,
     ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     Requester(origin): Requester,
-    Form(f): Form<PasswordForm>,
+    Fields(f): Fields<PasswordForm>,
 ) -> Response {
     let user = s.session.user.clone();
     let from = canonical(peer.remote.ip());
@@ -748,7 +799,7 @@ struct PresetForm {
 async fn preset(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<PresetForm>,
+    Fields(f): Fields<PresetForm>,
 ) -> Response {
     let outcome = async {
         let (i, e) = (parse(&f.internal)?, parse(&f.external)?);
@@ -773,7 +824,7 @@ struct PortForm {
 async fn set_port(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<PortForm>,
+    Fields(f): Fields<PortForm>,
 ) -> Response {
     let outcome = async {
         let service: ServiceId = parse(&f.service)?;
@@ -972,7 +1023,7 @@ fn blank_or<T>(
 async fn bind(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<BindForm>,
+    Fields(f): Fields<BindForm>,
 ) -> Response {
     let outcome = async {
         let service: ServiceId = parse(&f.service)?;
@@ -994,7 +1045,7 @@ async fn bind(
 async fn unbind(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<BindForm>,
+    Fields(f): Fields<BindForm>,
 ) -> Response {
     let outcome = async {
         let service: ServiceId = parse(&f.service)?;
@@ -1023,7 +1074,7 @@ async fn nic_settings(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Path(nic): Path<String>,
-    Form(f): Form<NicForm>,
+    Fields(f): Fields<NicForm>,
 ) -> Response {
     let outcome = async {
         let nic: NicName = parse(&nic)?;
@@ -1062,7 +1113,7 @@ struct ProvisioningForm {
 async fn provisioning(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<ProvisioningForm>,
+    Fields(f): Fields<ProvisioningForm>,
 ) -> Response {
     let outcome = async {
         let mut settings = c.engine.provisioning().await.map_err(failure)?;
@@ -1195,7 +1246,7 @@ async fn update(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Requester(origin): Requester,
-    Form(f): Form<UpdateForm>,
+    Fields(f): Fields<UpdateForm>,
 ) -> Response {
     let outcome = async {
         if f.comment.chars().count() > crate::api::MAX_COMMENT {
@@ -1280,7 +1331,7 @@ async fn revisions_page(State(c): State<St>, Extension(s): Extension<SignedIn>) 
             c: chrome(&c, &s, "Revisions", "revisions").await,
             revisions: list.iter().rev().map(revision_row).collect(),
         }),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => error_page(e.into()),
     }
 }
 
@@ -1371,7 +1422,7 @@ async fn rollback(
     Extension(s): Extension<SignedIn>,
     Requester(origin): Requester,
     Path(number): Path<String>,
-    Form(f): Form<RollbackForm>,
+    Fields(f): Fields<RollbackForm>,
 ) -> Response {
     let outcome = async {
         let number: u64 = number
@@ -1429,7 +1480,7 @@ async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> R
                 })
                 .collect(),
         }),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => error_page(e.into()),
     }
 }
 
@@ -1532,7 +1583,7 @@ struct AccountForm {
 async fn add_account(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Form(f): Form<AccountForm>,
+    Fields(f): Fields<AccountForm>,
 ) -> Response {
     use switchboard_provision as p;
     let outcome = async {
@@ -1663,7 +1714,7 @@ async fn edit_account(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Path(u): Path<String>,
-    Form(f): Form<EditAccountForm>,
+    Fields(f): Fields<EditAccountForm>,
 ) -> Response {
     use switchboard_provision as p;
     // Back to the account's page, named as parsed (never the raw path).
