@@ -529,9 +529,22 @@ async fn only_a_failed_message_is_sent_again() {
     assert_eq!((m.state.as_str(), m.attempts), ("queued", 0));
     assert_eq!(m.last_error, None);
     assert!(m.next_try_at <= jiff::Timestamp::now());
-    // Revoked while queued: a delivery pass does not bring it back.
+    // Revoked while it is being sent: the gateway's answer, arriving
+    // afterwards, does not bring it back (nor its erased text).
     e.revoke(&ann).await.expect("revoke");
-    e.deliver_sms().await.expect("a delivery pass");
-    assert_eq!(e.sms().await.expect("sms")[0].state, "revoked");
+    let now = jiff::Timestamp::now();
+    for state in ["sent", "queued", "failed"] {
+        e.store
+            .lock()
+            .await
+            .sms_attempted(id, state, now, Some("late answer"), now)
+            .expect("attempted");
+        let m = e.sms().await.expect("sms")[0].clone();
+        assert_eq!(
+            (m.state.as_str(), m.attempts),
+            ("revoked", 0),
+            "after {state}"
+        );
+    }
     gateway.abort();
 }

@@ -101,20 +101,20 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
-/// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
-/// once a request that may change something (any method but GET, HEAD and
-/// OPTIONS) has been answered, write it to the audit log: the origin from
-/// the [`Requester`] extension (actor `unknown` without one), `METHOD
-/// /path` (never the body or the query string) and the outcome, the status
-/// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
-/// `409 pending-confirmation`. A failed audit write is logged; the answer
-/// is sent all the same.
 /// A response extension: this answer refused the request before it could
 /// change or check anything (e.g. a throttled sign-in), and is not
 /// written to the audit log, so that nobody can fill the log by knocking.
 #[derive(Debug, Clone, Copy)]
 pub struct NotAudited;
 
+/// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
+/// once a request that may change something (any method but GET, HEAD and
+/// OPTIONS) has been answered, write it to the audit log: the origin from
+/// the [`Requester`] extension (actor `unknown` without one), `METHOD
+/// /path` (never the body or the query string) and the outcome, the status
+/// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
+/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out.
+/// A failed audit write is logged; the answer is sent all the same.
 pub async fn audit_changes(
     State(engine): State<Arc<Engine>>,
     req: Request,
@@ -755,15 +755,11 @@ async fn audit(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PasswordRequest {
-    #[serde(default = "default_admin")]
-    username: String,
+    /// Default: over the console, the signed-in administrator; else `admin`.
+    username: Option<String>,
     password: String,
     /// Required when the request comes from the console.
     current_password: Option<String>,
-}
-
-fn default_admin() -> String {
-    switchboard_engine::DEFAULT_ADMIN.to_owned()
 }
 
 /// The body of a password change, refused without repeating any of it:
@@ -793,8 +789,15 @@ async fn admin_password(
     let from_console = origin
         .arrival
         .is_some_and(|a| a.service == ServiceId::Console);
+    let username = r.username.unwrap_or_else(|| {
+        if from_console {
+            origin.actor.clone()
+        } else {
+            switchboard_engine::DEFAULT_ADMIN.to_owned()
+        }
+    });
     if from_console {
-        if r.username != origin.actor {
+        if username != origin.actor {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "not-your-password",
@@ -803,13 +806,13 @@ async fn admin_password(
             ));
         }
         let current = r.current_password.as_deref().unwrap_or_default();
-        if !e.verify_password(&r.username, current).await? {
+        if !e.verify_password(&username, current).await? {
             return Err(EngineError::WrongPassword.into());
         }
     }
-    e.set_admin_password(&origin, &r.username, &r.password)
+    e.set_admin_password(&origin, &username, &r.password)
         .await?;
-    ok(serde_json::json!({ "username": r.username, "changed": true }))
+    ok(serde_json::json!({ "username": username, "changed": true }))
 }
 
 #[cfg(test)]

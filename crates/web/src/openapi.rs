@@ -503,7 +503,7 @@ const ERRORS: [(u16, &str, &str); 11] = [
     (
         403,
         "Forbidden",
-        "Not allowed: a peer other than root on the socket, a missing or wrong `X-CSRF-Token` over HTTPS, or a wrong current password.",
+        "Not allowed: a peer other than root on the socket, a missing or wrong `X-CSRF-Token` over HTTPS, a wrong current password, or another administrator's password over the console.",
     ),
     (404, "NotFound", "No such revision, certificate or account."),
     (
@@ -521,7 +521,7 @@ const ERRORS: [(u16, &str, &str); 11] = [
     (
         429,
         "TooManyRequests",
-        "Too many activations: try again later.",
+        "Too many requests (activation link fetches, or wrong passwords over the console): try again after `Retry-After` seconds.",
     ),
     (
         500,
@@ -1064,7 +1064,8 @@ fn operations() -> Vec<Op> {
             "admin",
         )
         .body("PasswordRequest")
-        .answer(schema("PasswordChanged")),
+        .answer(schema("PasswordChanged"))
+        .errors(&[400, 403, 413, 415, 429]),
     ]
 }
 

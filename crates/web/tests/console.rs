@@ -1067,3 +1067,66 @@ async fn malformed_forms_and_bad_names_get_an_error_page() {
     assert!(!a.body.contains("<script>"), "escaped");
     assert_eq!(c.engine.candidate().await.unwrap(), candidate);
 }
+
+#[tokio::test]
+async fn knocking_counts_or_leaves_no_trace() {
+    let c = Console::new().await;
+    let from = "192.0.2.77:4000";
+    // Not a sign-in form at all: refused, not audited, not counted.
+    for body in ["", "csrf=", "username=admin&password=x", "%%%"] {
+        let req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let a = c.send_over(from, None, req).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{body:?}");
+    }
+    assert!(
+        c.engine.audit_log(100).await.unwrap().is_empty(),
+        "knocking leaves no trace"
+    );
+    // Over-long credentials: wrong attempts, counted without a check.
+    let long = "x".repeat(600);
+    for _ in 0..console::session::MAX_FAILURES {
+        assert_eq!(
+            c.try_sign_in(from, "admin", &long).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        c.try_sign_in(from, "other", &long).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn a_refused_password_change_does_not_clear_the_address_count() {
+    let c = Console::new().await;
+    let b = c.sign_in().await; // from 192.0.2.2
+    for _ in 0..console::session::MAX_FAILURES - 1 {
+        assert_eq!(
+            c.try_sign_in("192.0.2.2:40000", "ghost", "guess")
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Refused before any password is checked: the attempt is given back,
+    // the address's earlier failures are not forgotten.
+    let other = r#"{"username":"x","password":"a long password 2","current_password":"x"}"#;
+    let a = c.api(&b, Method::POST, "/v1/admin/password", other).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.try_sign_in("192.0.2.2:40000", "ghost", "guess")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "the fifth"
+    );
+    assert_eq!(
+        c.try_sign_in("192.0.2.2:40000", "ghost2", "guess")
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -180,7 +180,7 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     };
     // The user's password changed since this session signed in (on the
     // appliance, over the API, or in another session): it ends.
-    if console.engine.password_generation(&session.user) != session.generation {
+    if !session.holds_at(console.engine.password_generation(&session.user)) {
         console.sessions.remove(&id);
         return unauthenticated(&path);
     }
@@ -206,28 +206,40 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     // it was wrong).
     let password_change = req.method() == Method::POST && path == "/v1/admin/password";
     let from = canonical(peer.remote.ip());
-    if password_change && let Err(wait) = console.throttle.attempt(from, &session.user) {
-        return throttled(wait);
-    }
+    let attempt = if password_change {
+        match console.throttle.attempt(from, &session.user) {
+            Ok(a) => Some(a),
+            Err(wait) => return throttled(wait),
+        }
+    } else {
+        None
+    };
     let user = session.user.clone();
+    let generation = console.engine.password_generation(&user);
+    if password_change {
+        console.sessions.changing_password(&id, generation);
+    }
     req.extensions_mut().insert(SignedIn {
         id: id.clone(),
         session,
     });
     let response = next.run(req).await;
-    if password_change {
-        let wrong = response
+    if let Some(attempt) = attempt {
+        let code = response
             .extensions()
             .get::<crate::error::ErrorCode>()
-            .is_some_and(|c| c.0 == "wrong-password");
-        if !wrong {
-            console.throttle.refund(from, &user);
-        }
+            .map(|c| c.0.clone());
         if response.status().is_success() {
-            // This session changed its own password: it goes on.
-            console
-                .sessions
-                .set_generation(&id, console.engine.password_generation(&user));
+            // The current password was right, and this session changed it:
+            // it goes on under the new generation.
+            console.throttle.succeeded(attempt);
+            console.sessions.set_generation(&id, generation + 1);
+        } else {
+            if code.as_deref() != Some("wrong-password") {
+                // Refused before the password was checked.
+                console.throttle.refund(attempt);
+            }
+            console.sessions.set_generation(&id, generation);
         }
     }
     response
@@ -250,18 +262,22 @@ impl Console {
         user: &str,
         password: &str,
     ) -> Result<PasswordCheck, switchboard_engine::EngineError> {
-        if let Err(wait) = self.throttle.attempt(from, user) {
-            return Ok(PasswordCheck::Throttled(wait));
+        let attempt = match self.throttle.attempt(from, user) {
+            Ok(a) => a,
+            Err(wait) => return Ok(PasswordCheck::Throttled(wait)),
+        };
+        match self.engine.verify_password(user, password).await {
+            Ok(true) => {
+                self.throttle.succeeded(attempt);
+                Ok(PasswordCheck::Right)
+            }
+            // Counted.
+            Ok(false) => Ok(PasswordCheck::Wrong),
+            Err(e) => {
+                self.throttle.refund(attempt);
+                Err(e)
+            }
         }
-        let right = self.engine.verify_password(user, password).await;
-        if !matches!(right, Ok(false)) {
-            self.throttle.refund(from, user);
-        }
-        Ok(if right? {
-            PasswordCheck::Right
-        } else {
-            PasswordCheck::Wrong
-        })
     }
 }
 

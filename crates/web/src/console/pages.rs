@@ -297,26 +297,36 @@ async fn login_page(headers: HeaderMap) -> Response {
     login_form(&headers, StatusCode::OK, None)
 }
 
-#[derive(Deserialize)]
-struct LoginForm {
-    csrf: String,
-    username: String,
-    password: String,
-}
-
 /// The longest user name or password a sign-in looks at, in bytes (the
 /// longest password, in UTF-8).
 const MAX_CREDENTIAL: usize = 4 * switchboard_engine::MAX_PASSWORD_CHARS;
+
+/// The sign-in form's fields, when it has all three.
+fn login_fields(body: &[u8]) -> Option<(String, String, String)> {
+    let (mut csrf, mut user, mut password) = (None, None, None);
+    for (k, v) in form_urlencoded::parse(body) {
+        match &*k {
+            "csrf" => csrf = Some(v.into_owned()),
+            "username" => user = Some(v.into_owned()),
+            "password" => password = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((csrf?, user?, password?))
+}
 
 async fn login(
     State(c): State<St>,
     ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
-    Fields(f): Fields<LoginForm>,
+    body: axum::body::Bytes,
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
-    if pre.is_empty() || !same_token(pre, &f.csrf) {
-        // Not a sign-in attempt at all: not audited either.
+    let fields =
+        login_fields(&body).filter(|(csrf, _, _)| !pre.is_empty() && same_token(pre, csrf));
+    let Some((_, user, password)) = fields else {
+        // Not a sign-in attempt at all (not from our form, or not a form):
+        // not audited either, so nobody fills the log by knocking.
         let mut response = login_form(
             &headers,
             StatusCode::FORBIDDEN,
@@ -324,17 +334,25 @@ async fn login(
         );
         response.extensions_mut().insert(crate::api::NotAudited);
         return response;
-    }
+    };
     let from = canonical(peer.remote.ip());
-    let user = f.username.trim();
-    if user.len() > MAX_CREDENTIAL || f.password.len() > MAX_CREDENTIAL {
-        return login_form(
-            &headers,
-            StatusCode::UNAUTHORIZED,
-            Some("Wrong user name or password.".into()),
-        );
-    }
-    match c.check_password(from, user, &f.password).await {
+    let user = user.trim();
+    // The generation the session will hold: read before the (slow) check,
+    // so a password changed meanwhile ends it rather than blessing it.
+    let generation = c.engine.password_generation(user);
+    let checked = if user.len() > MAX_CREDENTIAL || password.len() > MAX_CREDENTIAL {
+        // Too long to be right: a wrong attempt, counted without checking.
+        match c
+            .throttle
+            .attempt(from, &user.chars().take(64).collect::<String>())
+        {
+            Ok(_counted) => Ok(PasswordCheck::Wrong),
+            Err(wait) => Ok(PasswordCheck::Throttled(wait)),
+        }
+    } else {
+        c.check_password(from, user, &password).await
+    };
+    match checked {
         Ok(PasswordCheck::Throttled(wait)) => {
             let mut response = login_form(
                 &headers,
@@ -352,7 +370,7 @@ async fn login(
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 c.sessions.remove(old);
             }
-            let id = c.sessions.create(user, c.engine.password_generation(user));
+            let id = c.sessions.create(user, generation);
             tracing::info!(user, %from, "console sign-in");
             let mut response = Redirect::to("/").into_response();
             for value in [
@@ -444,15 +462,15 @@ async fn change_password(
                 ));
             }
         }
-        c.engine
-            .set_admin_password(&origin, &user, &f.new)
-            .await
-            .map_err(failure)?;
-        // Every other session of this user ends (they are at the old
-        // generation); this one goes on.
-        c.sessions.remove_user(&user, Some(&s.id));
+        // This session goes on under the new password; its requests in
+        // flight meanwhile too. Every other session of this user ends.
+        let generation = c.engine.password_generation(&user);
+        c.sessions.changing_password(&s.id, generation);
+        let changed = c.engine.set_admin_password(&origin, &user, &f.new).await;
         c.sessions
-            .set_generation(&s.id, c.engine.password_generation(&user));
+            .set_generation(&s.id, generation + u64::from(changed.is_ok()));
+        changed.map_err(failure)?;
+        c.sessions.remove_user(&user, Some(&s.id));
         ok("password changed; other sessions were signed out")
     }
     .await;

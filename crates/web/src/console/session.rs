@@ -86,6 +86,10 @@ pub struct Session {
     /// The user's password generation at sign-in
     /// (`Engine::password_generation`): the session ends when it moves on.
     pub generation: u64,
+    /// While this session changes its own password: the generation that
+    /// change will make, also accepted (a request of the same session
+    /// running meanwhile must not end it).
+    pub next_generation: Option<u64>,
     created: Instant,
     last_seen: Instant,
     /// A message for the next page (post/redirect/get).
@@ -132,6 +136,14 @@ pub struct Sessions {
     table: Mutex<HashMap<[u8; 32], Session>>,
 }
 
+impl Session {
+    /// Whether the session still holds for the user's password
+    /// `generation`.
+    pub fn holds_at(&self, generation: u64) -> bool {
+        self.generation == generation || self.next_generation == Some(generation)
+    }
+}
+
 impl Sessions {
     /// A new session for `user`, whose password is at `generation`;
     /// returns its id (for the cookie only).
@@ -157,6 +169,7 @@ impl Sessions {
                 user: user.to_owned(),
                 csrf: random_token(),
                 generation,
+                next_generation: None,
                 created: now,
                 last_seen: now,
                 flash: None,
@@ -203,10 +216,21 @@ impl Sessions {
         self.table.lock().expect("sessions lock").remove(&key(id));
     }
 
-    /// The session `id` goes on under the user's new password `generation`.
+    /// The session `id` goes on under the user's password `generation`
+    /// (after its own change of password, or when the change failed).
     pub fn set_generation(&self, id: &str, generation: u64) {
         if let Some(s) = self.table.lock().expect("sessions lock").get_mut(&key(id)) {
             s.generation = generation;
+            s.next_generation = None;
+        }
+    }
+
+    /// The session `id` is about to change its own password: the
+    /// generation after `current` is accepted too until
+    /// [`Sessions::set_generation`].
+    pub fn changing_password(&self, id: &str, current: u64) {
+        if let Some(s) = self.table.lock().expect("sessions lock").get_mut(&key(id)) {
+            s.next_generation = Some(current + 1);
         }
     }
 
@@ -227,9 +251,10 @@ fn alive(s: &Session, now: Instant) -> bool {
 
 /// Password attempts per address and per user name. An attempt counts
 /// as failed from the moment it is let through ([`Throttle::attempt`],
-/// one lock for the check and the count), and is refunded when the
-/// password was right ([`Throttle::refund`]): so parallel guesses cannot
-/// all pass the check before the first failure is counted.
+/// one lock for the check and the count): so parallel guesses cannot all
+/// pass the check before the first failure is counted. An attempt that
+/// checked nothing is taken back ([`Throttle::refund`]); a right password
+/// also clears the address's count ([`Throttle::succeeded`]).
 #[derive(Debug, Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -239,11 +264,11 @@ impl Throttle {
     /// Let an attempt from `from` for `user` through, counted as failed
     /// until refunded; or, past [`MAX_FAILURES`] in [`WINDOW`], how long
     /// until one may be tried.
-    pub fn attempt(&self, from: IpAddr, user: &str) -> Result<(), Duration> {
+    pub fn attempt(&self, from: IpAddr, user: &str) -> Result<Attempt, Duration> {
         self.attempt_at(from, user, Instant::now())
     }
 
-    fn attempt_at(&self, from: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+    fn attempt_at(&self, from: IpAddr, user: &str, now: Instant) -> Result<Attempt, Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
         // Bounded: forget everything stale when the map grows large.
         if failures.len() > 10_000 {
@@ -268,23 +293,43 @@ impl Throttle {
         if !wait.is_zero() {
             return Err(wait);
         }
-        for k in keys {
-            failures.entry(k).or_default().push_back(now);
+        for k in &keys {
+            failures.entry(k.clone()).or_default().push_back(now);
         }
-        Ok(())
+        Ok(Attempt { keys, at: now })
     }
 
-    /// The attempt was right: it does not count against the user name, and
-    /// the address's count starts again (a guesser elsewhere stays
-    /// throttled).
-    pub fn refund(&self, from: IpAddr, user: &str) {
+    /// The attempt checked nothing (the request was refused for another
+    /// reason): it does not count.
+    pub fn refund(&self, attempt: Attempt) {
         let mut failures = self.failures.lock().expect("throttle lock");
-        let [addr, user] = keys(from, user);
-        failures.remove(&addr);
-        if let Some(times) = failures.get_mut(&user) {
-            times.pop_back();
+        for k in &attempt.keys {
+            if let Some(times) = failures.get_mut(k)
+                && let Some(i) = times.iter().rposition(|t| *t == attempt.at)
+            {
+                times.remove(i);
+            }
         }
     }
+
+    /// The password was right: the attempt does not count, and the
+    /// address's count starts again (a guesser of this user name
+    /// elsewhere stays throttled).
+    pub fn succeeded(&self, attempt: Attempt) {
+        let addr = attempt.keys[0].clone();
+        self.refund(attempt);
+        self.failures.lock().expect("throttle lock").remove(&addr);
+    }
+}
+
+/// One attempt let through by [`Throttle::attempt`], counted as failed
+/// until given back.
+#[derive(Debug)]
+#[must_use = "an attempt counts as failed unless refunded or succeeded"]
+pub struct Attempt {
+    /// The address's key, then the user name's.
+    keys: [String; 2],
+    at: Instant,
 }
 
 fn keys(from: IpAddr, user: &str) -> [String; 2] {
@@ -340,6 +385,19 @@ mod tests {
     }
 
     #[test]
+    fn a_session_holds_at_its_generation_and_while_changing_at_the_next() {
+        let s = Sessions::default();
+        let id = s.create("admin", 3);
+        let session = || s.get(&id).expect("live");
+        assert!(session().holds_at(3));
+        assert!(!session().holds_at(4));
+        s.changing_password(&id, 3);
+        assert!(session().holds_at(3) && session().holds_at(4));
+        s.set_generation(&id, 4);
+        assert!(!session().holds_at(3) && session().holds_at(4));
+    }
+
+    #[test]
     fn the_table_is_bounded() {
         let s = Sessions::default();
         let first = s.create("admin", 0);
@@ -375,13 +433,27 @@ mod tests {
         let t0 = Instant::now();
         // Right passwords, many times: never throttled.
         for _ in 0..3 * MAX_FAILURES {
-            t.attempt_at(A, "admin", t0).expect("let through");
-            t.refund(A, "admin");
+            let a = t.attempt_at(A, "admin", t0).expect("let through");
+            t.succeeded(a);
         }
+        // Attempts that checked nothing do not count either, but they do
+        // not clear earlier failures of the address.
+        for _ in 0..MAX_FAILURES - 1 {
+            let _counted = t.attempt_at(A, "guess", t0).expect("let through");
+        }
+        for _ in 0..3 * MAX_FAILURES {
+            let a = t.attempt_at(A, "other", t0).expect("let through");
+            t.refund(a);
+        }
+        let _last = t.attempt_at(A, "guess", t0).expect("the fifth");
+        assert!(
+            t.attempt_at(A, "anyone", t0).is_err(),
+            "the address is at its limit"
+        );
         // Guesses in flight at once: the sixth is refused before any
         // answer came back.
         for _ in 0..MAX_FAILURES {
-            t.attempt_at(B, "admin", t0).expect("let through");
+            let _counted = t.attempt_at(B, "admin", t0).expect("let through");
         }
         assert!(t.attempt_at(B, "admin", t0).is_err());
     }
