@@ -339,27 +339,10 @@ async fn a_pending_revision_is_kept_by_confirm_or_rolled_back_at_its_deadline() 
 #[tokio::test]
 async fn an_activation_link_works_exactly_once_even_under_100_concurrent_fetches() {
     use std::sync::Arc;
-    let e = Arc::new(engine().await);
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Outbox).await;
+    let e = Arc::new(e);
     let host = switchboard_system::dns::hostname();
-    e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
-        sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
-        web_uri: Some("https://198.51.100.1".parse().expect("uri")),
-        ..Default::default()
-    })
-    .await
-    .expect("the self-signed certificate covers the host name and the addresses");
-    e.update(&origin(), "", None).await.expect("update");
-    let a = e
-        .add_account(switchboard_provision::NewAccount {
-            username: None,
-            display_name: Some("Ann".parse().expect("name")),
-            phone: "+15550100199".parse().expect("phone"),
-            group: None,
-            profile: Default::default(),
-        })
-        .await
-        .expect("account");
-    e.activate(&a.username).await.expect("activate");
+    e.activate(&ann).await.expect("activate");
     let outbox = e.sms().await.expect("sms");
     let text = outbox[0].text.clone().expect("the outbox shows its text");
     let token = text

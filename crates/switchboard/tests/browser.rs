@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use common::Daemon;
 use common::browser::{self, Browser};
+use common::console::story_files;
 use fantoccini::Client;
 use switchboard_pki::testpki::{self, Ca, pki};
 use switchboard_system::testlab::{Lab, is_root, require_or_skip};
@@ -46,21 +47,10 @@ fn chromium_trusts_the_console_certificate_of_the_test_ca_only() {
         .expect("admin's hosts");
 
     let p = pki();
-    let console = p.intermediate.leaf(&["console.lan.test"]);
     let rogue = Ca::root("Not The Test CA").leaf(&["console.lan.test"]);
     let files = testpki::tempdir();
     let d0 = files.path();
-    testpki::write(d0, "ca.pem", p.root.pem());
-    testpki::write(
-        d0,
-        "console.pem",
-        format!(
-            "{}{}{}",
-            console.pem(),
-            console.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
+    story_files(&p, d0);
     testpki::write(
         d0,
         "rogue.pem",

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::Daemon;
+use common::console::{chain, story_files};
 use switchboard_pki::testpki::{self, pki};
 use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
 
@@ -67,36 +68,11 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
         .expect("appliance's hosts");
 
     let p = pki();
-    let console = p.intermediate.leaf(&["console.lan.test"]);
     let voip2 = p.intermediate.leaf(&["voip.example.test"]);
     let files = testpki::tempdir();
     let d0 = files.path();
-    testpki::write(d0, "ca.pem", p.root.pem());
-    testpki::write(
-        d0,
-        "console.pem",
-        format!(
-            "{}{}{}",
-            console.pem(),
-            console.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
-    testpki::write(
-        d0,
-        "voip.pem",
-        format!(
-            "{}{}{}",
-            p.leaf.pem(),
-            p.leaf.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
-    testpki::write(
-        d0,
-        "voip2.pem",
-        format!("{}{}{}", voip2.pem(), voip2.key_pem(), p.intermediate.pem()),
-    );
+    story_files(&p, d0);
+    testpki::write(d0, "voip2.pem", chain(&p, &voip2));
     let f = |n: &str| d0.join(n).display().to_string();
     let ca = f("ca.pem");
 
