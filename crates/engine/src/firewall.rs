@@ -41,7 +41,7 @@ async fn enforce(plan: &Plan) -> Result<Done, String> {
 }
 
 /// The kernel runs this plan's table: its marker (a digest of the whole
-/// script) is on the loaded set, and the input chain drops by default.
+/// script) is on the loaded table, and the input chain drops by default.
 pub async fn verify(plan: &Plan) -> Result<(), String> {
     let want = render::marker(&plan.ruleset).ok_or("the plan has no marker")?;
     let loaded = nft::list_table_terse(TABLE)
