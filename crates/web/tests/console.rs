@@ -1130,3 +1130,26 @@ async fn a_refused_password_change_does_not_clear_the_address_count() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn the_production_preset_proposes_the_admins_nic_as_internal() {
+    let c = Console::new().await;
+    let b = c.sign_in().await; // arriving on 192.0.2.1, lan0
+    let page = c.get(&b, "/").await;
+    let select = |id: &str| {
+        let start = page.body.find(&format!("id=\"{id}\"")).expect(id);
+        let end = start + page.body[start..].find("</select>").expect("end");
+        page.body[start..end].to_owned()
+    };
+    assert!(
+        select("preset-internal").contains("<option value=\"lan0\" selected>"),
+        "{}",
+        select("preset-internal")
+    );
+    // The external one: the other NIC with an address (dmz0 has none).
+    assert!(
+        select("preset-external").contains("<option value=\"wan0\" selected>"),
+        "{}",
+        select("preset-external")
+    );
+}

@@ -233,8 +233,12 @@ pub async fn set_up_the_story(c: &Client, files: &Path) -> anyhow::Result<()> {
     fill(c, "#web-uri", "https://voip.example.test").await?;
     click(c, "#save-provisioning").await?;
     flash_ok(c).await?;
-    select(c, "#preset-internal", "lan0").await?;
-    select(c, "#preset-external", "wan0").await?;
+    // One click: the NIC the admin came in through is proposed as the
+    // internal one, the other configured NIC as the external one.
+    for (css, want) in [("#preset-internal", "lan0"), ("#preset-external", "wan0")] {
+        let value = browser::wait_for(c, css).await?.prop("value").await?;
+        ensure!(value.as_deref() == Some(want), "{css}: {value:?}");
+    }
     click(c, "#preset").await?;
     flash_ok(c).await?;
     Ok(())

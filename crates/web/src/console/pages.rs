@@ -539,6 +539,8 @@ struct ServicesPage {
     nics: Vec<NicColumn>,
     rows: Vec<Row>,
     new_nics: Vec<String>,
+    /// The production preset's default internal and external NICs.
+    preset: (String, String),
     certs: Vec<CertRow>,
     padlocks: Vec<PadlockRow>,
     tls_services: Vec<String>,
@@ -663,7 +665,37 @@ async fn snapshot(c: &St) -> Result<Snapshot, ApiError> {
     })
 }
 
-async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+/// The production preset's defaults: the NIC the administrator's session
+/// came in through is the internal one (an administrator sits inside), the
+/// first other NIC with an address the external one.
+fn preset_defaults(nics: &[NicColumn], origin: &switchboard_engine::Origin) -> (String, String) {
+    let arrival = origin.arrival.map(|a| a.local.to_string());
+    let on_arrival = |n: &&NicColumn| {
+        arrival.as_deref().is_some_and(|ip| {
+            n.addresses
+                .split(", ")
+                .any(|a| a.split('/').next() == Some(ip))
+        })
+    };
+    let configured = || nics.iter().filter(|n| n.configured);
+    let internal = nics
+        .iter()
+        .find(on_arrival)
+        .or_else(|| configured().next())
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let external = configured()
+        .find(|n| n.name != internal)
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    (internal, external)
+}
+
+async fn services_page(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Requester(origin): Requester,
+) -> Response {
     let page = async {
         let snap = snapshot(&c).await?;
         let matrix = c.engine.matrix().await?;
@@ -691,6 +723,7 @@ async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
             })
             .collect();
         let certs = c.engine.certs().await?;
+        let preset = preset_defaults(&nics, &origin);
         let store = |p: Platform| {
             candidate
                 .provisioning
@@ -704,6 +737,7 @@ async fn services_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
             mode: matrix.mode.clone(),
             rows: rows(&snap.services, &matrix.nics),
             nics,
+            preset,
             new_nics: matrix.new_nics.clone(),
             certs: certs.iter().map(|v| cert_row(v, &snap.padlocks)).collect(),
             padlocks: snap.padlocks.iter().map(padlock_row).collect(),
