@@ -667,15 +667,24 @@ async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
 }
 
-async fn resend_sms(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let id: u64 = id.parse().map_err(|_| {
+/// A number in a path (a revision, an SMS id), or `malformed-path`.
+pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed-path",
-            "SMS ids are whole numbers",
-            "list the messages with `switchboard sms list`",
+            format!("{what} are whole numbers"),
+            hint,
         )
-    })?;
+    })
+}
+
+async fn resend_sms(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let id = path_number(
+        &id,
+        "SMS ids",
+        "list the messages with `switchboard sms list`",
+    )?;
     ok(e.resend_sms(id).await?)
 }
 

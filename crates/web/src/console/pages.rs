@@ -21,7 +21,7 @@ use switchboard_store::RevisionSummary;
 
 use super::session::{Flash, LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token, set_cookie};
 use super::{PasswordCheck, SignedIn, St, canonical, cookie, retry_after, wait_text};
-use crate::api::Requester;
+use crate::api::{Requester, path_number};
 use crate::error::ApiError;
 use crate::https::HttpsPeer;
 
@@ -1402,14 +1402,7 @@ async fn revision_page(
     Path(number): Path<String>,
 ) -> Response {
     let page = async {
-        let number: u64 = number.parse().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-path",
-                "revision numbers are whole numbers",
-                "pick a revision from the list",
-            )
-        })?;
+        let number = path_number(&number, "revision numbers", "pick a revision from the list")?;
         let r = c.engine.revision(number).await?;
         let before = (number > 1).then_some(number - 1);
         let diff = match before {
@@ -1477,9 +1470,8 @@ async fn rollback(
     Fields(f): Fields<RollbackForm>,
 ) -> Response {
     let outcome = async {
-        let number: u64 = number
-            .parse()
-            .map_err(|_| bad_form("revision numbers are whole numbers"))?;
+        let number = path_number(&number, "revision numbers", "pick a revision from the list")
+            .map_err(failure)?;
         let window = f.trial.is_some().then_some(TRIAL_SECONDS);
         let v = c
             .engine
@@ -1835,9 +1827,7 @@ async fn resend_sms(
     Path(id): Path<String>,
 ) -> Response {
     let outcome = async {
-        let id: u64 = id
-            .parse()
-            .map_err(|_| bad_form("SMS ids are whole numbers"))?;
+        let id = path_number(&id, "SMS ids", "pick a message from the list").map_err(failure)?;
         let v = c.engine.resend_sms(id).await.map_err(failure)?;
         ok(format!("SMS {} to {} queued again", v.id, v.to))
     }
