@@ -21,10 +21,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use switchboard_domain::ServiceId;
-use switchboard_engine::{Engine, EngineError, InputError, Origin};
+use switchboard_engine::{Engine, EngineError, Origin};
 use tracing::error;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::input::{address, parse, parse_provision, path_number, provision_error};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -199,14 +200,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Requester {
             .cloned()
             .ok_or_else(|| ApiError::internal("request without origin"))
     }
-}
-
-fn parse<T: std::str::FromStr>(s: &str) -> Result<T, ApiError>
-where
-    T::Err: Into<InputError>,
-{
-    s.parse::<T>()
-        .map_err(|e| ApiError::from(EngineError::Input(e.into())))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -486,39 +479,13 @@ struct NicSettingsRequest {
 async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -> ApiResult {
     let settings = switchboard_domain::NicSettings {
         hostname: r.hostname.as_deref().map(parse).transpose()?,
-        public_address: r
-            .public_address
-            .as_deref()
-            .map(|a| {
-                a.parse().map_err(|_| {
-                    ApiError::from(EngineError::Input(InputError::Address(
-                        a.chars().take(64).collect(),
-                    )))
-                })
-            })
-            .transpose()?,
+        public_address: r.public_address.as_deref().map(address).transpose()?,
     };
     ok(e.set_nic(&parse(&r.nic)?, settings).await?)
 }
 
 async fn padlock(State(e): State<AppState>) -> ApiResult {
     ok(e.padlock().await?)
-}
-
-fn provision_error(code: &'static str, message: String, hint: &'static str) -> ApiError {
-    ApiError::from(EngineError::Provision {
-        code,
-        message,
-        hint,
-    })
-}
-
-macro_rules! parse_provision {
-    ($ty:ty, $text:expr) => {
-        $text
-            .parse::<$ty>()
-            .map_err(|e| provision_error(e.code(), e.to_string(), e.hint()))
-    };
 }
 
 #[derive(Deserialize)]
@@ -580,12 +547,12 @@ async fn delete_account(State(e): State<AppState>, Path(username): Path<String>)
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest2 {
+struct CsvImportRequest {
     /// The CSV file, base64.
     csv: String,
 }
 
-async fn import_accounts(State(e): State<AppState>, Body(r): Body<ImportRequest2>) -> ApiResult {
+async fn import_accounts(State(e): State<AppState>, Body(r): Body<CsvImportRequest>) -> ApiResult {
     ok(e.import_accounts(&base64("csv", &r.csv)?).await?)
 }
 
@@ -665,18 +632,6 @@ async fn revoke(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> Ap
 
 async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
-}
-
-/// A number in a path (a revision, an SMS id), or `malformed-path`.
-pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-path",
-            format!("{what} are whole numbers"),
-            hint,
-        )
-    })
 }
 
 async fn resend_sms(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult {

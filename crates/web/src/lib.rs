@@ -27,6 +27,7 @@ pub mod client;
 pub mod console;
 pub mod error;
 pub mod https;
+mod input;
 pub mod map;
 pub mod openapi;
 pub mod pages;

@@ -21,9 +21,10 @@ use switchboard_store::RevisionSummary;
 
 use super::session::{Flash, LOGIN_COOKIE, SESSION_COOKIE, random_token, same_token, set_cookie};
 use super::{PasswordCheck, SignedIn, St, canonical, cookie, retry_after, wait_text};
-use crate::api::{Requester, path_number};
+use crate::api::Requester;
 use crate::error::ApiError;
 use crate::https::HttpsPeer;
+use crate::input::{self, path_number};
 
 /// How long a change that could cut the administrator off stays on trial
 /// before the appliance rolls it back by itself.
@@ -235,24 +236,18 @@ fn bad_form(message: impl Into<String>) -> Flash {
     ))
 }
 
+/// A form field as the API parses it ([`input::parse`]), trimmed.
 fn parse<T: std::str::FromStr>(s: &str) -> Result<T, Flash>
 where
     T::Err: Into<InputError>,
 {
-    s.trim()
-        .parse::<T>()
-        .map_err(|e| failure(EngineError::Input(e.into())))
+    input::parse(s.trim()).map_err(failure)
 }
 
+/// A provisioning field as the API parses it, trimmed.
 macro_rules! provision_parse {
     ($ty:ty, $s:expr) => {
-        $s.trim().parse::<$ty>().map_err(|e| {
-            failure(EngineError::Provision {
-                code: e.code(),
-                message: e.to_string(),
-                hint: e.hint(),
-            })
-        })
+        input::parse_provision!($ty, $s.trim()).map_err(failure)
     };
 }
 
@@ -1132,13 +1127,7 @@ async fn nic_settings(
         let nic: NicName = parse(&nic)?;
         let settings = switchboard_domain::NicSettings {
             hostname: blank_or(&f.hostname, parse)?,
-            public_address: blank_or(&f.public_address, |a| {
-                a.parse().map_err(|_| {
-                    failure(EngineError::Input(InputError::Address(
-                        a.chars().take(64).collect(),
-                    )))
-                })
-            })?,
+            public_address: blank_or(&f.public_address, |a| input::address(a).map_err(failure))?,
         };
         c.engine.set_nic(&nic, settings).await.map_err(failure)?;
         ok(format!(
