@@ -25,7 +25,9 @@ use switchboard_engine::{Engine, EngineError, Origin};
 use tracing::error;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::input::{address, parse, parse_provision, path_number, provision_error};
+use crate::input::{
+    ProvisioningChange, address, parse, parse_provision, path_number, provision_error,
+};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -572,39 +574,29 @@ async fn set_provisioning(
     State(e): State<AppState>,
     Body(r): Body<ProvisioningRequest>,
 ) -> ApiResult {
-    use switchboard_domain::install::{Platform, StoreUrl};
-    use switchboard_domain::provisioning::WebUri;
+    use switchboard_domain::install::Platform;
+    let mut app_stores = Vec::new();
+    for (platform, url) in &r.app_stores {
+        let known: Platform = serde_json::from_value(serde_json::Value::String(platform.clone()))
+            .map_err(|_| {
+            provision_error(
+                "unknown-platform",
+                format!(
+                    "unknown platform {:?}",
+                    platform.chars().take(32).collect::<String>()
+                ),
+                "the platforms are android, ios and other",
+            )
+        })?;
+        app_stores.push((known, url.as_str()));
+    }
     let mut settings = e.provisioning().await?;
-    match r.sip_tls_hostname.as_deref() {
-        None => {}
-        Some("") => settings.sip_tls_hostname = None,
-        Some(h) => settings.sip_tls_hostname = Some(parse(h)?),
+    ProvisioningChange {
+        sip_tls_hostname: r.sip_tls_hostname.as_deref(),
+        web_uri: r.web_uri.as_deref(),
+        app_stores,
     }
-    match r.web_uri.as_deref() {
-        None => {}
-        Some("") => settings.web_uri = None,
-        Some(u) => settings.web_uri = Some(parse_provision!(WebUri, u)?),
-    }
-    for (platform, url) in r.app_stores {
-        let platform: Platform =
-            serde_json::from_value(serde_json::Value::String(platform.clone())).map_err(|_| {
-                provision_error(
-                    "unknown-platform",
-                    format!(
-                        "unknown platform {:?}",
-                        platform.chars().take(32).collect::<String>()
-                    ),
-                    "the platforms are android, ios and other",
-                )
-            })?;
-        if url.is_empty() {
-            settings.app_stores.remove(&platform);
-        } else {
-            settings
-                .app_stores
-                .insert(platform, parse_provision!(StoreUrl, url)?);
-        }
-    }
+    .apply(&mut settings)?;
     ok(e.set_provisioning(settings).await?)
 }
 

@@ -57,3 +57,46 @@ pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, Api
         )
     })
 }
+
+/// A change of the provisioning settings as text: `None` keeps a value, an
+/// empty text clears it. The API's `POST /v1/provisioning` and the
+/// console's provisioning form both make one.
+#[derive(Debug, Default)]
+pub(crate) struct ProvisioningChange<'a> {
+    pub sip_tls_hostname: Option<&'a str>,
+    pub web_uri: Option<&'a str>,
+    pub app_stores: Vec<(switchboard_domain::install::Platform, &'a str)>,
+}
+
+impl ProvisioningChange<'_> {
+    /// Parse every field and apply it to `settings`; nothing is changed
+    /// when a field does not parse.
+    pub(crate) fn apply(
+        self,
+        settings: &mut switchboard_domain::provisioning::ProvisioningSettings,
+    ) -> Result<(), ApiError> {
+        use switchboard_domain::install::StoreUrl;
+        use switchboard_domain::provisioning::WebUri;
+        let mut next = settings.clone();
+        match self.sip_tls_hostname.map(str::trim) {
+            None => {}
+            Some("") => next.sip_tls_hostname = None,
+            Some(h) => next.sip_tls_hostname = Some(parse(h)?),
+        }
+        match self.web_uri.map(str::trim) {
+            None => {}
+            Some("") => next.web_uri = None,
+            Some(u) => next.web_uri = Some(parse_provision!(WebUri, u)?),
+        }
+        for (platform, url) in self.app_stores {
+            match url.trim() {
+                "" => next.app_stores.remove(&platform),
+                url => next
+                    .app_stores
+                    .insert(platform, parse_provision!(StoreUrl, url)?),
+            };
+        }
+        *settings = next;
+        Ok(())
+    }
+}

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use switchboard_domain::install::{Platform, StoreUrl};
+use switchboard_domain::install::Platform;
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
     CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView, SmsView,
@@ -1157,20 +1157,18 @@ async fn provisioning(
     Fields(f): Fields<ProvisioningForm>,
 ) -> Response {
     let outcome = async {
+        // Every field of the form is the new value (blank: none).
         let mut settings = c.engine.provisioning().await.map_err(failure)?;
-        settings.sip_tls_hostname = blank_or(&f.sip_tls_hostname, parse)?;
-        settings.web_uri = blank_or(&f.web_uri, |u| {
-            provision_parse!(switchboard_domain::provisioning::WebUri, u)
-        })?;
-        for (platform, url) in [
-            (Platform::Android, &f.store_android),
-            (Platform::Ios, &f.store_ios),
-        ] {
-            match blank_or(url, |u| provision_parse!(StoreUrl, u))? {
-                Some(url) => settings.app_stores.insert(platform, url),
-                None => settings.app_stores.remove(&platform),
-            };
+        input::ProvisioningChange {
+            sip_tls_hostname: Some(&f.sip_tls_hostname),
+            web_uri: Some(&f.web_uri),
+            app_stores: vec![
+                (Platform::Android, &f.store_android),
+                (Platform::Ios, &f.store_ios),
+            ],
         }
+        .apply(&mut settings)
+        .map_err(failure)?;
         c.engine.set_provisioning(settings).await.map_err(failure)?;
         ok("provisioning settings saved; press Update to apply them")
     }
