@@ -137,9 +137,23 @@ impl Bindings {
 
     /// Every certificate some binding names.
     pub fn certificates(&self) -> BTreeSet<&CertName> {
+        ServiceId::all()
+            .flat_map(|s| self.certificates_of(s))
+            .collect()
+    }
+
+    /// The certificates `service` presents somewhere: its default and its
+    /// overrides.
+    pub fn certificates_of(&self, service: ServiceId) -> BTreeSet<&CertName> {
         self.defaults
-            .values()
-            .chain(self.overrides.values().flat_map(|o| o.values()))
+            .get(&service)
+            .into_iter()
+            .chain(
+                self.overrides
+                    .get(&service)
+                    .into_iter()
+                    .flat_map(|o| o.values()),
+            )
             .collect()
     }
 }
@@ -209,6 +223,11 @@ mod tests {
             Err(NotTls(ServiceId::Ssh))
         );
         assert_eq!(b.certificates().len(), 2);
+        assert_eq!(
+            b.certificates_of(ServiceId::SipTls),
+            [&c("default"), &c("public")].into()
+        );
+        assert!(b.certificates_of(ServiceId::Web).is_empty());
         b.unbind(ServiceId::SipTls, Some(&wan));
         assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("default")));
         assert!(b.overrides.is_empty());

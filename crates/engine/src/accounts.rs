@@ -64,6 +64,20 @@ fn new_link(store: &Store, username: &Username) -> Result<NewLink> {
     })
 }
 
+impl NewLink {
+    /// What the administrator is told about it: `sms_id` 0 for a link
+    /// handed over in person.
+    fn view(&self, sms_id: u64, gateway: &str) -> ActivationView {
+        ActivationView {
+            username: self.account.username().to_string(),
+            sms_id,
+            to: switchboard_system::sms::mask_number(self.account.phone().as_str()),
+            gateway: gateway.into(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 fn corrupt(what: &str) -> EngineError {
     EngineError::System(format!("a stored account has an unreadable {what}"))
 }
@@ -397,22 +411,8 @@ impl Engine {
             let candidate = Self::candidate_of(&store)?;
             let mut infos = Vec::new();
             for service in [ServiceId::SipTls, ServiceId::Web] {
-                let mut names: Vec<_> = candidate
-                    .bindings
-                    .defaults
-                    .get(&service)
-                    .into_iter()
-                    .collect();
-                names.extend(
-                    candidate
-                        .bindings
-                        .overrides
-                        .get(&service)
-                        .into_iter()
-                        .flat_map(|o| o.values()),
-                );
                 let mut certs = Vec::new();
-                for n in names {
+                for n in candidate.bindings.certificates_of(service) {
                     if let Some(c) = store.cert(n)? {
                         certs.push(c.info);
                     }
@@ -448,32 +448,20 @@ impl Engine {
     /// provisioning settings: phones get what is applied.
     pub async fn activate(&self, username: &Username) -> Result<ActivationView> {
         let mut store = self.store.lock().await;
-        let NewLink {
-            account,
-            token,
-            link,
-            now,
-            expires_at,
-        } = new_link(&store, username)?;
-        let text = switchboard_provision::activation_sms(account.display_name(), &link);
+        let new = new_link(&store, username)?;
+        let text = switchboard_provision::activation_sms(new.account.display_name(), &new.link);
         let gateway = self.config.sms_gateway.kind();
         let sms_id = store.activate(&NewActivation {
             username: username.as_str(),
-            token_hash: &token.hash().to_string(),
-            expires_at,
-            sms_to: account.phone().as_str(),
+            token_hash: &new.token.hash().to_string(),
+            expires_at: new.expires_at,
+            sms_to: new.account.phone().as_str(),
             sms_text: text.expose(),
             gateway,
-            at: now,
+            at: new.now,
         })?;
         info!(account = %username, sms = sms_id, gateway, "activation link created and queued");
-        Ok(ActivationView {
-            username: username.to_string(),
-            sms_id,
-            to: switchboard_system::sms::mask_number(account.phone().as_str()),
-            gateway: gateway.into(),
-            expires_at,
-        })
+        Ok(new.view(sms_id, gateway))
     }
 
     /// A single-use, expiring link for `username`, handed over in person
@@ -484,28 +472,15 @@ impl Engine {
         username: &Username,
     ) -> Result<(ActivationView, switchboard_provision::ActivationLink)> {
         let mut store = self.store.lock().await;
-        let NewLink {
-            account,
-            token,
-            link,
-            now,
-            expires_at,
-        } = new_link(&store, username)?;
+        let new = new_link(&store, username)?;
         store.add_activation(
             username.as_str(),
-            &token.hash().to_string(),
-            expires_at,
-            now,
+            &new.token.hash().to_string(),
+            new.expires_at,
+            new.now,
         )?;
         info!(account = %username, "activation link created for hand-over in person");
-        let view = ActivationView {
-            username: username.to_string(),
-            sms_id: 0,
-            to: switchboard_system::sms::mask_number(account.phone().as_str()),
-            gateway: "in person".into(),
-            expires_at,
-        };
-        Ok((view, link))
+        Ok((new.view(0, "in person"), new.link))
     }
 
     /// Kill every unused activation link of `username` and withdraw its

@@ -234,21 +234,7 @@ impl Engine {
 
     /// The last `limit` entries of the audit log, newest first.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditView>> {
-        Ok(self
-            .store
-            .lock()
-            .await
-            .audit(limit)?
-            .into_iter()
-            .map(|r| AuditView {
-                id: r.id,
-                at: r.at,
-                actor: r.actor,
-                address: r.address,
-                action: r.action,
-                outcome: r.outcome,
-            })
-            .collect())
+        Ok(self.store.lock().await.audit(limit)?)
     }
 }
 

@@ -225,11 +225,7 @@ impl Engine {
             };
             let new = store.add_anchor(&anchor)?;
             info!(ca = %info.subject, new, "trusted CA added");
-            added.push(CaView {
-                fingerprint: anchor.fingerprint,
-                subject: anchor.subject,
-                added_at: anchor.added_at,
-            });
+            added.push(CaView::from(anchor));
         }
         Ok(added)
     }
@@ -241,11 +237,7 @@ impl Engine {
             .await
             .anchors()?
             .into_iter()
-            .map(|a| CaView {
-                fingerprint: a.fingerprint,
-                subject: a.subject,
-                added_at: a.added_at,
-            })
+            .map(CaView::from)
             .collect())
     }
 

@@ -223,11 +223,22 @@ impl Engine {
         facts: &Facts,
         rev: Option<&Revision>,
     ) -> Result<String> {
+        self.install_plan(store, facts, rev.map(|r| (&r.candidate, &r.plan)))
+            .await
+    }
+
+    /// [`Engine::install`] for a candidate and its plan, recorded or not.
+    async fn install_plan(
+        &self,
+        store: &mut Store,
+        facts: &Facts,
+        rev: Option<(&Candidate, &Plan)>,
+    ) -> Result<String> {
         match rev {
-            Some(r) => {
+            Some((candidate, plan)) => {
                 self.tls
-                    .install(&r.candidate.bindings, &r.plan.tls, facts, store)?;
-                self.install_sip(store, facts, &r.candidate, &r.plan).await
+                    .install(&candidate.bindings, &plan.tls, facts, store)?;
+                self.install_sip(store, facts, candidate, plan).await
             }
             None => {
                 self.tls
@@ -724,23 +735,17 @@ impl Engine {
         let applied_at = Timestamp::now();
         failpoint("before-firewall");
         let result = match firewall::put(self.config.firewall, Some(&plan)).await {
-            Ok(done) => match self
-                .tls
-                .install(&candidate.bindings, &plan.tls, facts, store)
-            {
-                Ok(()) => self
-                    .install_sip(store, facts, &candidate, &plan)
-                    .await
-                    .map(|sip| {
-                        if sip.is_empty() {
-                            done
-                        } else {
-                            format!("{done}; {sip}")
-                        }
-                    })
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
+            Ok(done) => self
+                .install_plan(store, facts, Some((&candidate, &plan)))
+                .await
+                .map(|sip| {
+                    if sip.is_empty() {
+                        done
+                    } else {
+                        format!("{done}; {sip}")
+                    }
+                })
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         failpoint("after-firewall");

@@ -203,6 +203,16 @@ pub struct CaView {
     pub added_at: Timestamp,
 }
 
+impl From<switchboard_store::StoredAnchor> for CaView {
+    fn from(a: switchboard_store::StoredAnchor) -> CaView {
+        CaView {
+            fingerprint: a.fingerprint,
+            subject: a.subject,
+            added_at: a.added_at,
+        }
+    }
+}
+
 /// The padlock check of one TLS service on one NIC.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PadlockView {
@@ -284,15 +294,6 @@ pub struct SmsView {
 }
 
 /// An entry of the audit log: who asked for which change, from where, and
-/// how it ended (`200`, `409 pending-confirmation`). Never a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditView {
-    pub id: u64,
-    pub at: Timestamp,
-    pub actor: String,
-    pub address: String,
-    /// `METHOD /path`, without the query string.
-    pub action: String,
-    /// The HTTP status, followed by the error code for a failure.
-    pub outcome: String,
-}
+/// how it ended (`200`, `409 pending-confirmation`). Never a request body:
+/// the store's row as it is.
+pub use switchboard_store::AuditRow as AuditView;

@@ -59,10 +59,11 @@ impl KamailioConfig {
     }
 }
 
-fn socket(proto: &str, addr: IpAddr, port: u16) -> String {
+/// `ADDR:PORT`, an IPv6 address in brackets.
+fn addr_port(addr: IpAddr, port: u16) -> String {
     match addr {
-        IpAddr::V4(a) => format!("{proto}:{a}:{port}"),
-        IpAddr::V6(a) => format!("{proto}:[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }
 
@@ -94,9 +95,10 @@ pub fn render(
                 .find(|a| a.service == ServiceId::SipTls && &a.nic == nic)
                 .map(|a| &a.cert);
             for addr in n.addrs.iter().filter(|a| !a.is_link_local()) {
-                listens.push(socket(proto, addr.addr, port));
+                let socket = addr_port(addr.addr, port);
+                listens.push(format!("{proto}:{socket}"));
                 if let (ServiceId::SipTls, Some(cert)) = (service, cert) {
-                    profiles.push((socket("", addr.addr, port), cert.clone()));
+                    profiles.push((socket, cert.clone()));
                 }
             }
         }
@@ -229,7 +231,7 @@ request_route {
         profile("default", c);
     }
     for (addr, cert) in &profiles {
-        profile(addr.trim_start_matches(':'), cert);
+        profile(addr, cert);
     }
 
     KamailioConfig {

@@ -284,14 +284,16 @@ pub struct NewAudit<'a> {
     pub outcome: &'a str,
 }
 
-/// An entry of the audit log.
+/// An entry of the audit log (also the API's document of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRow {
     pub id: u64,
     pub at: Timestamp,
     pub actor: String,
     pub address: String,
+    /// `METHOD /path`, without the query string.
     pub action: String,
+    /// The HTTP status, followed by the error code for a failure.
     pub outcome: String,
 }
 
@@ -1160,6 +1162,62 @@ mod tests {
             outcome,
             detail: "planned only",
         }
+    }
+
+    #[test]
+    fn an_activation_token_opens_its_account_once_and_not_after_expiry_or_revocation() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("time") };
+        let mut store = Store::open_in_memory().expect("open");
+        let ann = AccountRow {
+            username: "ann".into(),
+            display_name: None,
+            phone: "+33612345678".into(),
+            group: None,
+            profile: "linphone".into(),
+            realm: "switchboard".into(),
+            ha1: "00".repeat(16),
+        };
+        let at = t("2026-11-26T08:00:00Z");
+        store
+            .insert_accounts(std::slice::from_ref(&ann), at)
+            .expect("insert");
+        let expires = t("2026-11-26T09:00:00Z");
+        for hash in ["once", "late", "revoked"] {
+            store.add_activation("ann", hash, expires, at).expect("add");
+        }
+        let before = t("2026-11-26T08:59:59Z");
+        assert_eq!(
+            store
+                .consume_tokens(&["once", "unknown", "once"], before)
+                .expect("consume"),
+            (None, vec![Some(ann.clone()), None, None]),
+            "a token opens its account once, in order, within one batch"
+        );
+        assert_eq!(store.consume_token("once", before).expect("again"), None);
+        assert_eq!(store.consume_token("late", expires).expect("late"), None);
+        let sms = store
+            .activate(&NewActivation {
+                username: "ann",
+                token_hash: "queued",
+                expires_at: expires,
+                sms_to: &ann.phone,
+                sms_text: "https://voip.example.test/p/secret",
+                gateway: "kannel",
+                at,
+            })
+            .expect("activate");
+        assert_eq!(store.revoke_activations("ann", at).expect("revoke"), (3, 1));
+        for hash in ["revoked", "queued"] {
+            assert_eq!(store.consume_token(hash, before).expect("revoked"), None);
+        }
+        let m = store
+            .sms()
+            .expect("sms")
+            .into_iter()
+            .find(|m| m.id == sms)
+            .expect("sms");
+        assert_eq!((m.state.as_str(), m.text.as_str()), ("revoked", ""));
+        assert!(store.sms_due(before).expect("due").is_empty());
     }
 
     #[test]
