@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{Ha1, Realm, SipPassword};
-use crate::text::{echo, is_invisible_format};
+use crate::text::{echo, is_invisible_format, is_word, is_word_byte, string_newtype};
 
 /// Characters that make a spreadsheet cell a formula (CSV injection, also
 /// called formula injection). No text field of an account starts with one,
@@ -80,70 +80,37 @@ impl FromStr for Username {
         if !s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) {
             return Err(err("it must start with a letter or digit"));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !s.bytes().all(is_word_byte) {
             return Err(err("only letters, digits, '.', '_' and '-' are allowed"));
         }
         Ok(Username(s.to_ascii_lowercase()))
     }
 }
 
-impl TryFrom<String> for Username {
-    type Error = InvalidUsername;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Username> for String {
-    fn from(u: Username) -> String {
-        u.0
-    }
-}
-
-impl fmt::Display for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Username, InvalidUsername);
 
 /// The first generated user name: four-digit extensions, as on a PBX.
 pub const FIRST_NUMERIC_USERNAME: u64 = 1000;
 
-/// The next free numeric user name: one more than the greatest numeric
-/// user name in `existing`, and at least [`FIRST_NUMERIC_USERNAME`]. Numbers
-/// below the greatest are not reused, so a deleted account's number does
-/// not go to someone else while the numbers after it live on (once the
+/// Hands out numeric user names, each once: one more than the greatest
+/// numeric user name taken, and at least [`FIRST_NUMERIC_USERNAME`].
+/// Numbers below the greatest are not reused, so a deleted account's number
+/// does not go to someone else while the numbers after it live on (once the
 /// greatest is deleted, its number can come back: the store should keep
 /// deleted names if that matters).
-pub fn next_numeric_username<'a>(existing: impl IntoIterator<Item = &'a Username>) -> Username {
-    NumberPool::new(existing).next()
-}
-
-/// Hands out numeric user names, each once.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NumberPool {
+struct NumberPool {
     taken: BTreeSet<u64>,
 }
 
 impl NumberPool {
-    pub(crate) fn new<'a>(existing: impl IntoIterator<Item = &'a Username>) -> Self {
-        let mut pool = NumberPool::default();
-        for u in existing {
-            pool.take(u);
-        }
-        pool
-    }
-
-    pub(crate) fn take(&mut self, username: &Username) {
+    fn take(&mut self, username: &Username) {
         if let Some(n) = username.number() {
             self.taken.insert(n);
         }
     }
 
-    pub(crate) fn next(&mut self) -> Username {
+    fn next(&mut self) -> Username {
         let above = match self.taken.last() {
             Some(&max) => max.checked_add(1).map(|n| n.max(FIRST_NUMERIC_USERNAME)),
             None => Some(FIRST_NUMERIC_USERNAME),
@@ -239,23 +206,26 @@ impl FromStr for PhoneNumber {
         };
         let mut digits = String::with_capacity(Self::MAX_DIGITS + 1);
         digits.push('+');
-        let mut open_paren = false;
-        let mut parens = 0;
+        let unpaired = || {
+            err(
+                "its parentheses do not pair up".into(),
+                "use at most one pair of parentheses, around the area code",
+            )
+        };
+        #[derive(PartialEq)]
+        enum Parens {
+            None,
+            Open,
+            Closed,
+        }
+        let mut parens = Parens::None;
         for c in rest.chars() {
             match c {
                 '0'..='9' => digits.push(c),
                 ' ' | '\u{a0}' | '-' | '.' => {}
-                '(' if !open_paren && parens == 0 => {
-                    open_paren = true;
-                    parens += 1;
-                }
-                ')' if open_paren => open_paren = false,
-                '(' | ')' => {
-                    return Err(err(
-                        "its parentheses do not pair up".into(),
-                        "use at most one pair of parentheses, around the area code",
-                    ));
-                }
+                '(' if parens == Parens::None => parens = Parens::Open,
+                ')' if parens == Parens::Open => parens = Parens::Closed,
+                '(' | ')' => return Err(unpaired()),
                 'x' | 'X' | ';' | ',' | '#' | '*' => {
                     return Err(err(
                         format!(
@@ -272,11 +242,8 @@ impl FromStr for PhoneNumber {
                 }
             }
         }
-        if open_paren {
-            return Err(err(
-                "its parentheses do not pair up".into(),
-                "use at most one pair of parentheses, around the area code",
-            ));
+        if parens == Parens::Open {
+            return Err(unpaired());
         }
         let n = digits.len() - 1;
         if digits.as_bytes().get(1) == Some(&b'0') {
@@ -299,24 +266,7 @@ impl FromStr for PhoneNumber {
     }
 }
 
-impl TryFrom<String> for PhoneNumber {
-    type Error = InvalidPhoneNumber;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<PhoneNumber> for String {
-    fn from(p: PhoneNumber) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for PhoneNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(PhoneNumber, InvalidPhoneNumber);
 
 /// What the phone shows as its owner's name: 1 to 64 characters (Unicode
 /// scalar values), leading and trailing white space removed. Refused: control
@@ -399,24 +349,7 @@ impl FromStr for DisplayName {
     }
 }
 
-impl TryFrom<String> for DisplayName {
-    type Error = InvalidDisplayName;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<DisplayName> for String {
-    fn from(d: DisplayName) -> String {
-        d.0
-    }
-}
-
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(DisplayName, InvalidDisplayName);
 
 /// A group of accounts (a department, a site): 1 to 32 of
 /// `a-z 0-9 . _ -`, starting with a letter or digit, stored lowercase.
@@ -452,11 +385,7 @@ impl Group {
 impl FromStr for Group {
     type Err = InvalidGroup;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (1..=Self::MAX_LEN).contains(&s.len())
-            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok {
+        if is_word(s, Self::MAX_LEN) {
             Ok(Group(s.to_ascii_lowercase()))
         } else {
             Err(InvalidGroup(echo(s)))
@@ -464,24 +393,7 @@ impl FromStr for Group {
     }
 }
 
-impl TryFrom<String> for Group {
-    type Error = InvalidGroup;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Group> for String {
-    fn from(g: Group) -> String {
-        g.0
-    }
-}
-
-impl fmt::Display for Group {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Group, InvalidGroup);
 
 /// Which client the phone runs, and so which document it gets.
 #[derive(
@@ -547,6 +459,19 @@ pub struct NewAccount {
     pub phone: PhoneNumber,
     pub group: Option<Group>,
     pub profile: ClientProfile,
+}
+
+impl NewAccount {
+    /// The draft of this account under `username`.
+    pub(crate) fn named(self, username: Username) -> AccountDraft {
+        AccountDraft {
+            username,
+            display_name: self.display_name,
+            phone: self.phone,
+            group: self.group,
+            profile: self.profile,
+        }
+    }
 }
 
 /// An account that passed the uniqueness checks ([`Taken::admit`]) and has
@@ -690,9 +615,9 @@ pub struct AccountView {
 /// handed out: what a new account must not collide with.
 #[derive(Debug, Clone, Default)]
 pub struct Taken {
-    pub(crate) usernames: BTreeSet<Username>,
-    pub(crate) phones: BTreeMap<PhoneNumber, Username>,
-    pub(crate) numbers: NumberPool,
+    usernames: BTreeSet<Username>,
+    phones: BTreeMap<PhoneNumber, Username>,
+    numbers: NumberPool,
 }
 
 /// Why an account cannot be created: something it needs is in use.
@@ -766,30 +691,14 @@ impl Taken {
         if !conflicts.is_empty() {
             return Err(conflicts);
         }
-        let username = match new.username {
+        let username = match new.username.clone() {
             Some(u) => u,
-            None => self.next_username(),
+            // Every numeric name in use went through `insert`, so the pool
+            // knows it: a generated name never collides.
+            None => self.numbers.next(),
         };
         self.insert(username.clone(), new.phone.clone());
-        Ok(AccountDraft {
-            username,
-            display_name: new.display_name,
-            phone: new.phone,
-            group: new.group,
-            profile: new.profile,
-        })
-    }
-
-    /// The next free numeric user name (not yet marked as taken).
-    pub(crate) fn next_username(&mut self) -> Username {
-        loop {
-            let u = self.numbers.next();
-            // A non-canonical name ("01000") never collides with a
-            // generated one, but be sure.
-            if !self.usernames.contains(&u) {
-                return u;
-            }
-        }
+        Ok(new.named(username))
     }
 }
 
@@ -832,6 +741,11 @@ mod tests {
 
     #[test]
     fn the_next_numeric_username_follows_the_greatest_number_and_starts_at_1000() {
+        fn next_numeric_username<'a>(existing: impl IntoIterator<Item = &'a Username>) -> Username {
+            let mut pool = NumberPool::default();
+            existing.into_iter().for_each(|u| pool.take(u));
+            pool.next()
+        }
         assert_eq!(next_numeric_username([]).as_str(), "1000");
         let existing = [user("alice"), user("7"), user("1041"), user("1003")];
         assert_eq!(next_numeric_username(&existing).as_str(), "1042");
@@ -991,6 +905,16 @@ mod tests {
         assert_eq!(
             taken.admit(new(None, "+41446681803")).map(|d| d.username),
             Ok(user("1002"))
+        );
+        let conflicts = taken
+            .admit(new(None, "+41446681803"))
+            .expect_err("an admitted phone is taken");
+        assert_eq!(
+            conflicts,
+            [Conflict::PhoneTaken {
+                phone: phone("+41446681803"),
+                owner: user("1002")
+            }]
         );
     }
 

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::account::Username;
-use crate::text::{echo, hex, unhex};
+use crate::text::{echo, hex, is_word_byte, string_newtype, unhex};
 
 /// The digest authentication realm: 1 to 64 of `a-z 0-9 . _ -`, stored
 /// lowercase; safe inside a quoted `realm="..."`, and never containing the
@@ -74,10 +74,7 @@ impl Default for Realm {
 impl FromStr for Realm {
     type Err = InvalidRealm;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok {
+        if (1..=64).contains(&s.len()) && s.bytes().all(is_word_byte) {
             Ok(Realm(s.to_ascii_lowercase()))
         } else {
             Err(InvalidRealm(echo(s)))
@@ -85,24 +82,7 @@ impl FromStr for Realm {
     }
 }
 
-impl TryFrom<String> for Realm {
-    type Error = InvalidRealm;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Realm> for String {
-    fn from(r: Realm) -> String {
-        r.0
-    }
-}
-
-impl fmt::Display for Realm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Realm, InvalidRealm);
 
 /// Crockford's base32 alphabet in lowercase: no `i`, `l`, `o`, `u`, so
 /// nothing to confuse with `1` or `0` if it is ever read out.

@@ -428,18 +428,23 @@ mod tests {
         NonZeroU16::new(5061).expect("non-zero")
     }
 
-    #[test]
-    fn the_native_document_is_stable_json_of_our_media_type() {
-        let a = account(Some("Alice Müller"), ClientProfile::Native);
-        let doc = document(
-            &a,
+    /// The document of `a` with the usual settings, port, pins and mandatory SRTP.
+    fn usual(a: &Account) -> Document {
+        document(
+            a,
             &settings(),
             port(),
             &pins(),
             SrtpPolicy::Mandatory,
             now(),
         )
-        .expect("document");
+        .expect("document")
+    }
+
+    #[test]
+    fn the_native_document_is_stable_json_of_our_media_type() {
+        let a = account(Some("Alice Müller"), ClientProfile::Native);
+        let doc = usual(&a);
         assert_eq!(
             doc.media_type,
             "application/vnd.switchboard.sip-account+json"
@@ -453,15 +458,7 @@ mod tests {
     #[test]
     fn the_linphone_document_is_remote_provisioning_xml_with_ha1() {
         let a = account(Some("Alice Müller"), ClientProfile::Linphone);
-        let doc = document(
-            &a,
-            &settings(),
-            port(),
-            &pins(),
-            SrtpPolicy::Mandatory,
-            now(),
-        )
-        .expect("document");
+        let doc = usual(&a);
         assert_eq!(doc.media_type, "application/xml");
         assert_eq!(doc.filename, "linphone-1000.xml");
         expect_file!["../test_data/linphone.xml"].assert_eq(&doc.body);
@@ -507,28 +504,12 @@ mod tests {
     #[test]
     fn an_account_without_display_name_gets_a_bare_identity_and_a_null_name() {
         let a = account(None, ClientProfile::Linphone);
-        let doc = document(
-            &a,
-            &settings(),
-            port(),
-            &pins(),
-            SrtpPolicy::Mandatory,
-            now(),
-        )
-        .expect("document");
+        let doc = usual(&a);
         assert!(doc.body.contains(
             r#"<entry name="reg_identity" overwrite="true">&lt;sip:1000@voip.example.test&gt;</entry>"#
         ));
         let a = account(None, ClientProfile::Native);
-        let doc = document(
-            &a,
-            &settings(),
-            port(),
-            &pins(),
-            SrtpPolicy::Mandatory,
-            now(),
-        )
-        .expect("document");
+        let doc = usual(&a);
         assert!(doc.body.contains("\"display_name\": null,"));
     }
 
@@ -541,15 +522,7 @@ mod tests {
         assert_eq!(err.code(), "sip-tls-hostname-unset");
         let password = SipPassword::from_entropy([7; 20]);
         for profile in [ClientProfile::Native, ClientProfile::Linphone] {
-            let doc = document(
-                &account(None, profile),
-                &settings(),
-                port(),
-                &pins(),
-                SrtpPolicy::Mandatory,
-                now(),
-            )
-            .expect("document");
+            let doc = usual(&account(None, profile));
             assert!(!doc.body.contains(password.expose_secret()), "{profile}");
             assert!(
                 !doc.body.contains("passwd") && !doc.body.contains("password"),

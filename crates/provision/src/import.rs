@@ -29,7 +29,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::account::{
-    AccountDraft, ClientProfile, DisplayName, Group, NewAccount, PhoneNumber, Taken, Username,
+    AccountDraft, ClientProfile, Conflict, DisplayName, Group, NewAccount, PhoneNumber, Taken,
+    Username,
 };
 
 /// The largest file accepted (1 MiB: some 10,000 rows of a few dozen bytes).
@@ -128,6 +129,23 @@ impl Problems {
             message: message.into(),
             hint: hint.into(),
         });
+    }
+
+    /// A row that collides with an existing account, as
+    /// [`Taken::admit`] reports it.
+    fn conflict(&mut self, line: u64, conflict: Conflict) {
+        let column = match conflict {
+            Conflict::UsernameTaken(_) => Column::Username,
+            Conflict::PhoneTaken { .. } => Column::Phone,
+        };
+        let message = conflict.to_string();
+        self.push(
+            Some(line),
+            Some(column),
+            conflict.code(),
+            message,
+            conflict.hint(),
+        );
     }
 
     fn reject(mut self) -> CsvRejected {
@@ -320,13 +338,7 @@ pub fn import_csv(bytes: &[u8], taken: &Taken) -> Result<Vec<AccountDraft>, CsvR
         let line = *line;
         if let Some(u) = &new.username {
             if taken.has_username(u) {
-                problems.push(
-                    Some(line),
-                    Some(Column::Username),
-                    "username-taken",
-                    format!("the username {u} is taken"),
-                    "choose another username, or leave it empty to get the next free number",
-                );
+                problems.conflict(line, Conflict::UsernameTaken(u.clone()));
             } else if let Some(first) = usernames.get(u) {
                 problems.push(
                     Some(line),
@@ -340,12 +352,12 @@ pub fn import_csv(bytes: &[u8], taken: &Taken) -> Result<Vec<AccountDraft>, CsvR
             }
         }
         if let Some(owner) = taken.phone_owner(&new.phone) {
-            problems.push(
-                Some(line),
-                Some(Column::Phone),
-                "phone-taken",
-                format!("the phone number {} already belongs to {owner}", new.phone),
-                "one phone number is one account: leave this row out",
+            problems.conflict(
+                line,
+                Conflict::PhoneTaken {
+                    phone: new.phone.clone(),
+                    owner: owner.clone(),
+                },
             );
         } else if let Some(first) = phones.get(&new.phone) {
             problems.push(
@@ -372,22 +384,12 @@ pub fn import_csv(bytes: &[u8], taken: &Taken) -> Result<Vec<AccountDraft>, CsvR
     }
     Ok(rows
         .into_iter()
-        .map(|(_, new)| {
-            let username = match new.username {
-                Some(u) => u,
-                None => {
-                    let u = taken.next_username();
-                    taken.insert(u.clone(), new.phone.clone());
-                    u
-                }
-            };
-            AccountDraft {
-                username,
-                display_name: new.display_name,
-                phone: new.phone,
-                group: new.group,
-                profile: new.profile,
-            }
+        .map(|(_, new)| match new.username.clone() {
+            Some(u) => new.named(u),
+            // Its phone is free: checked above against `taken` and every row.
+            None => taken
+                .admit(new)
+                .expect("a row without conflicts is admitted"),
         })
         .collect())
 }

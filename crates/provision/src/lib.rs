@@ -2,7 +2,8 @@
 //!
 //! - [`account`] — the account model ([`Username`], [`PhoneNumber`] in
 //!   E.164, [`DisplayName`], [`Group`], [`ClientProfile`], [`Account`]) and
-//!   the uniqueness rules ([`Taken`], [`next_numeric_username`]).
+//!   the uniqueness rules ([`Taken`], which also generates numeric user
+//!   names).
 //! - [`credentials`] — the generated [`SipPassword`], the [`Realm`] and the
 //!   [`Ha1`] digest, the only credential kept.
 //! - [`settings`] — [`ProvisioningSettings`] (SIP/TLS host name, [`WebUri`])
@@ -48,7 +49,6 @@ pub use account::{
     Account, AccountDraft, AccountView, ClientProfile, Conflict, DisplayName,
     FIRST_NUMERIC_USERNAME, FORMULA_PREFIXES, Group, InvalidDisplayName, InvalidGroup,
     InvalidPhoneNumber, InvalidUsername, NewAccount, PhoneNumber, Taken, UnknownProfile, Username,
-    next_numeric_username,
 };
 pub use credentials::{Ha1, InvalidHa1, InvalidRealm, Realm, SipPassword};
 pub use document::{

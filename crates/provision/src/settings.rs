@@ -263,6 +263,21 @@ mod tests {
             codes(&set, &only_names),
             [("web-uri-not-covered", Severity::Error)]
         );
+        // Each name is checked against its own service's certificate.
+        assert_eq!(
+            check_settings(&set, |_| false, |_| true)
+                .iter()
+                .map(|f| f.code)
+                .collect::<Vec<_>>(),
+            [FindingCode::SipTlsHostnameNotCovered]
+        );
+        assert_eq!(
+            check_settings(&set, |_| true, |_| false)
+                .iter()
+                .map(|f| f.code)
+                .collect::<Vec<_>>(),
+            [FindingCode::WebUriNotCovered]
+        );
         let half = ProvisioningSettings {
             web_uri: None,
             ..set.clone()

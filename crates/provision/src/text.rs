@@ -5,6 +5,47 @@
 /// `{:?}`, which escapes control characters.
 pub(crate) use switchboard_domain::catalog::truncate_for_message as echo;
 
+/// The conversions every validated string newtype of this crate has:
+/// `TryFrom<String>` through its `FromStr` (what `#[serde(try_from)]`
+/// calls), back `into` a `String`, and `Display` of the text.
+macro_rules! string_newtype {
+    ($ty:ident, $err:ty) => {
+        impl TryFrom<String> for $ty {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(v: $ty) -> String {
+                v.0
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
+/// `s` is 1 to `max_len` of `A-Z a-z 0-9 . _ -`, starting with a letter
+/// or digit: a word that is safe unescaped in a SIP URI, XML, JSON and a
+/// file name.
+pub(crate) fn is_word(s: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&s.len())
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().all(is_word_byte)
+}
+
+/// `A-Z a-z 0-9 . _ -`.
+pub(crate) fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
 /// Characters that are not control characters (`Cc`) but still change how
 /// text is displayed without being seen: bidirectional embeddings,
 /// overrides and isolates ("Trojan source"), zero-width characters, the
