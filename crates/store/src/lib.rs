@@ -808,7 +808,8 @@ impl Store {
         {
             let mut consume = tx.prepare_cached(
                 "UPDATE activations SET used_at = ?2
-                 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2
+                 WHERE token_hash = ?1 AND used_at IS NULL
+                   AND unixepoch(expires_at, 'subsec') > unixepoch(?2, 'subsec')
                  RETURNING username",
             )?;
             let mut account = tx.prepare_cached(
@@ -1162,6 +1163,36 @@ mod tests {
             outcome,
             detail: "planned only",
         }
+    }
+
+    #[test]
+    fn expiry_is_compared_as_time_not_as_text() {
+        // jiff writes as few fraction digits as needed: "…00.125Z" sorts
+        // before "…00.12Z" as text, although it is later.
+        let t = |s: &str| -> Timestamp { s.parse().expect("time") };
+        let mut store = Store::open_in_memory().expect("open");
+        let ann = AccountRow {
+            username: "ann".into(),
+            display_name: None,
+            phone: "+33612345678".into(),
+            group: None,
+            profile: "native".into(),
+            realm: "switchboard".into(),
+            ha1: "00".repeat(16),
+        };
+        let at = t("2026-11-26T08:00:00Z");
+        store
+            .insert_accounts(std::slice::from_ref(&ann), at)
+            .expect("insert");
+        let expires = t("2026-11-26T09:00:00.125Z");
+        store.add_activation("ann", "t", expires, at).expect("add");
+        let now = t("2026-11-26T09:00:00.12Z");
+        assert!(expires.to_string() < now.to_string(), "the trap is set");
+        assert_eq!(
+            store.consume_token("t", now).expect("consume"),
+            Some("ann".into()),
+            "5 ms before its expiry the token is valid"
+        );
     }
 
     #[test]
