@@ -342,12 +342,7 @@ impl Engine {
             firewall_mode: self.config.firewall,
             applied_revision: applied.as_ref().map(|r| r.summary.number),
             applied_at: applied.as_ref().map(|r| r.summary.created_at),
-            pending: pending.map(|p| PendingView {
-                revision: p.revision,
-                previous: p.previous,
-                deadline: p.deadline,
-                seconds_left: p.deadline.duration_since(Timestamp::now()).as_secs().max(0),
-            }),
+            pending: pending.map(|p| PendingView::of(p, Timestamp::now())),
             candidate_changed: applied.as_ref().is_none_or(|r| r.candidate != settled),
             errors: diagnostics.iter().filter(|d| d.is_error()).count(),
             warnings: diagnostics.iter().filter(|d| !d.is_error()).count(),

@@ -131,6 +131,18 @@ pub struct PendingView {
     pub seconds_left: i64,
 }
 
+impl PendingView {
+    /// The pending state as seen at `now`.
+    pub fn of(p: switchboard_store::Pending, now: Timestamp) -> PendingView {
+        PendingView {
+            revision: p.revision,
+            previous: p.previous,
+            deadline: p.deadline,
+            seconds_left: p.deadline.duration_since(now).as_secs().max(0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfirmView {
     pub revision: u64,

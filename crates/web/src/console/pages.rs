@@ -91,16 +91,7 @@ async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static st
         .await
         .ok()
         .flatten()
-        .map(|p| PendingView {
-            revision: p.revision,
-            previous: p.previous,
-            deadline: p.deadline,
-            seconds_left: p
-                .deadline
-                .duration_since(jiff::Timestamp::now())
-                .as_secs()
-                .max(0),
-        });
+        .map(|p| PendingView::of(p, jiff::Timestamp::now()));
     Chrome {
         title: title.into(),
         nav,
