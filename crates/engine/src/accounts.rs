@@ -114,6 +114,15 @@ fn row_of(a: &Account) -> AccountRow {
     }
 }
 
+/// A user name or phone number already in use, as the engine reports it.
+fn conflict(c: &switchboard_provision::Conflict) -> EngineError {
+    EngineError::Provision {
+        code: c.code(),
+        message: c.to_string(),
+        hint: c.hint(),
+    }
+}
+
 fn accounts_of(store: &Store) -> Result<Vec<Account>> {
     store.accounts()?.iter().map(account_of).collect()
 }
@@ -216,14 +225,9 @@ impl Engine {
     pub async fn add_account(&self, new: NewAccount) -> Result<AccountView> {
         let mut store = self.store.lock().await;
         let mut taken = Taken::from_accounts(&accounts_of(&store)?);
-        let draft = taken.admit(new).map_err(|conflicts| {
-            let c = &conflicts[0];
-            EngineError::Provision {
-                code: c.code(),
-                message: c.to_string(),
-                hint: c.hint(),
-            }
-        })?;
+        let draft = taken
+            .admit(new)
+            .map_err(|conflicts| conflict(&conflicts[0]))?;
         let account = draft.into_account(SipPassword::from_entropy(random()?), &Realm::default());
         store.insert_accounts(&[row_of(&account)], Timestamp::now())?;
         self.sync_subscribers(&mut store).await?;
@@ -261,15 +265,11 @@ impl Engine {
         let mut account = Self::find(&store, username)?;
         if let Some(phone) = change.phone {
             let taken = Taken::from_accounts(&accounts_of(&store)?);
-            if taken
-                .phone_owner(&phone)
-                .is_some_and(|owner| owner != username)
-            {
-                return Err(EngineError::Provision {
-                    code: "phone-taken",
-                    message: format!("{phone} already belongs to another account"),
-                    hint: "one phone number per account",
-                });
+            if let Some(owner) = taken.phone_owner(&phone).filter(|o| *o != username) {
+                return Err(conflict(&switchboard_provision::Conflict::PhoneTaken {
+                    owner: owner.clone(),
+                    phone,
+                }));
             }
             account.set_phone(phone);
         }

@@ -23,7 +23,10 @@ async fn healthz() -> &'static str {
 pub fn web(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/p/{token}", get(document))
+        .route(
+            &format!("{}{{token}}", switchboard_provision::ActivationLink::PATH),
+            get(document),
+        )
         .route("/install", get(install))
         .with_state(engine)
 }
