@@ -104,12 +104,7 @@ pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
         println!("{doc:#}");
     } else {
         let info = bundle.info();
-        let names: Vec<String> = info
-            .dns_names
-            .iter()
-            .cloned()
-            .chain(info.ip_addresses.iter().map(|ip| ip.to_string()))
-            .collect();
+        let names = crate::cli::cert_names(info);
         println!("certificate: {}", info.subject);
         println!("issuer:      {}", info.issuer);
         println!("names:       {}", names.join(", "));

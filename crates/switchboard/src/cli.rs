@@ -256,7 +256,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         } => {
             let stores: std::collections::BTreeMap<&str, &str> = app_store
                 .iter()
-                .map(|s| s.split_once('=').unwrap_or((s.as_str(), "")))
+                .map(|(platform, url)| (platform.as_str(), url.as_str()))
                 .collect();
             let body = json!({ "sip_tls_hostname": sip_tls_hostname, "web_uri": web_uri, "app_stores": stores });
             edit(
@@ -811,9 +811,15 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
     }
 }
 
+/// The names a certificate covers: its DNS names, then its IP addresses.
+pub fn cert_names(info: &switchboard_pki::CertInfo) -> Vec<String> {
+    let mut names = info.dns_names.clone();
+    names.extend(info.ip_addresses.iter().map(|a| a.to_string()));
+    names
+}
+
 fn cert_text(c: &CertView) -> String {
-    let mut names: Vec<String> = c.info.dns_names.clone();
-    names.extend(c.info.ip_addresses.iter().map(|a| a.to_string()));
+    let names = cert_names(&c.info);
     let mut flags = Vec::new();
     if c.info.is_self_signed {
         flags.push("SELF-SIGNED");
@@ -857,8 +863,7 @@ fn certs_text(certs: &[CertView]) -> String {
     let rows: Vec<Vec<String>> = certs
         .iter()
         .map(|c| {
-            let mut names: Vec<String> = c.info.dns_names.clone();
-            names.extend(c.info.ip_addresses.iter().map(|a| a.to_string()));
+            let names = cert_names(&c.info);
             let state = match (c.validity, c.info.is_self_signed, c.has_key) {
                 (_, _, false) => "no key".to_owned(),
                 (switchboard_domain::Validity::Expired, _, _) => "EXPIRED".to_owned(),

@@ -287,9 +287,16 @@ pub enum ProvisioningCommand {
         #[arg(long)]
         web_uri: Option<String>,
         /// PLATFORM=URL (android, ios, other): where /install sends phones.
-        #[arg(long, value_name = "PLATFORM=URL")]
-        app_store: Vec<String>,
+        #[arg(long, value_name = "PLATFORM=URL", value_parser = platform_url)]
+        app_store: Vec<(String, String)>,
     },
+}
+
+/// `PLATFORM=URL` (an empty URL clears the platform's store).
+fn platform_url(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(platform, url)| (platform.to_owned(), url.to_owned()))
+        .ok_or_else(|| format!("{arg:?} is not PLATFORM=URL"))
 }
 
 #[derive(Debug, Subcommand)]

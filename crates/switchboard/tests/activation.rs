@@ -239,21 +239,9 @@ fn the_activation_sms_goes_through_kannel_and_survives_its_outage() {
     let lab = Lab::new().expect("lab");
     let mut kannel =
         Kannel::start(Some(&lab.appliance)).expect("kannel in the appliance's namespace");
-    let secrets = testpki::tempdir();
-    testpki::write(secrets.path(), "sms.pw", format!("{}\n", Kannel::PASSWORD));
-    let pw = secrets.path().join("sms.pw").display().to_string();
-    let url = kannel.sendsms_url();
     let dir = tempfile::tempdir().expect("tempdir");
-    let serve = [
-        "--sms-gateway",
-        "kannel",
-        "--sms-url",
-        &url,
-        "--sms-user",
-        Kannel::USERNAME,
-        "--sms-secret-file",
-        &pw,
-    ];
+    let serve = common::kannel_serve_args(&kannel, dir.path());
+    let serve = serve.each_ref().map(String::as_str);
     let (d, files, _) = common::ready_appliance(&lab, dir.path(), &serve);
     let ca = files.path().join("ca.pem").display().to_string();
     let ann = d.json(&["account", "add", "--phone", "+15550100199", "--name", "Ann"]);

@@ -7,17 +7,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Instant;
 
 use common::Daemon;
 use common::browser::{self, Browser};
-use common::console::story_files;
+use common::console::{CONSOLE, screenshots, story_files};
 use fantoccini::Client;
 use switchboard_pki::testpki::{self, Ca, pki};
 use switchboard_system::testlab::{Lab, is_root, require_or_skip};
-
-const CONSOLE: &str = "https://console.lan.test:8443";
 
 /// Open the console, which must give Chromium's certificate error page:
 /// its error code, and the page's title and text (lowercase).
@@ -83,7 +80,7 @@ fn chromium_trusts_the_console_certificate_of_the_test_ca_only() {
     d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
     d.ok(&["cert", "bind", "console", "console", "--nic", "lan0"]);
     d.ok(&["update", "-m", "the console's real certificate"]);
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots/smoke.png");
+    let shot = screenshots().join("smoke.png");
     let to = shot.as_path();
     let (health, title, body) = browser.run(|c| async move {
         browser::open(&c, &format!("{CONSOLE}/healthz")).await?;

@@ -10,6 +10,17 @@ use serde_json::Value;
 use switchboard_pki::testpki::{self, leaf_params, pki, ts, with_validity};
 use switchboard_system::testlab::{Lab, require_root_or_skip};
 
+/// The padlock check of `service` on `nic`, which must be checked.
+fn padlock(d: &Daemon, service: &str, nic: &str) -> Value {
+    d.json(&["padlock"])
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["service"] == service && p["nic"] == nic)
+        .cloned()
+        .unwrap_or_else(|| panic!("{service} on {nic} is checked"))
+}
+
 #[test]
 fn certificates_from_import_to_padlock() {
     if !require_root_or_skip("certs::certificates_from_import_to_padlock") {
@@ -167,15 +178,7 @@ fn certificates_from_import_to_padlock() {
     d.fails(&["cert", "bind", "ssh", "voip"], "not-a-tls-service");
     d.fails(&["cert", "bind", "web", "nosuch"], "no-such-cert");
     d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
-    let sip_wan = |d: &Daemon| -> Value {
-        d.json(&["padlock"])
-            .as_array()
-            .expect("list")
-            .iter()
-            .find(|p| p["service"] == "sip-tls" && p["nic"] == "wan0")
-            .cloned()
-            .expect("sip-tls on wan0 is checked")
-    };
+    let sip_wan = |d: &Daemon| padlock(d, "sip-tls", "wan0");
     let check = sip_wan(&d);
     assert_eq!(check["cert"], "voip");
     assert_eq!(check["ok"], false);
@@ -223,13 +226,7 @@ fn certificates_from_import_to_padlock() {
         "unknown-nic",
     );
     // The console on lan0 still has the self-signed certificate.
-    let console = d.json(&["padlock"]);
-    let console = console
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|p| p["service"] == "console" && p["nic"] == "lan0")
-        .expect("checked");
+    let console = padlock(&d, "console", "lan0");
     assert_eq!(console["cert"], "self-signed");
     assert!(console["findings"].to_string().contains("no-hostname"));
 

@@ -19,17 +19,15 @@ use common::console::*;
 use common::{Daemon, phone};
 use fantoccini::Locator;
 use switchboard_pki::testpki::{self, pki};
-use switchboard_system::testlab::{Lab, require_or_skip, require_root_or_skip};
+use switchboard_system::testlab::{Lab, is_root, require_or_skip};
 
 #[test]
 fn the_console_in_chromium() {
-    if !require_root_or_skip("the_console_in_chromium")
-        || !require_or_skip(
-            "the_console_in_chromium",
-            browser::installed(),
-            browser::PACKAGES,
-        )
-    {
+    if !require_or_skip(
+        "console::the_console_in_chromium",
+        is_root() && browser::installed(),
+        &format!("needs root and {}", browser::PACKAGES),
+    ) {
         return;
     }
     let lab = Lab::new().expect("lab");

@@ -167,6 +167,29 @@ fn the_spine_through_the_cli_and_state_survives_kill_9() {
     assert_eq!(rev2["candidate"]["matrix"]["mode"], "explicit");
 }
 
+/// The API below the CLI: `raw(method, path, content type, body)` gives
+/// the status, the error code (empty if none) and the body, which must be
+/// JSON whatever the answer.
+fn raw_api(d: &Daemon) -> impl Fn(&str, &str, Option<&str>, Vec<u8>) -> (u16, String, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let client = Client::new(&d.socket);
+    move |method, path, ct, body| {
+        let (status, bytes) = rt
+            .block_on(client.raw(method.parse().expect("method"), path, ct, body))
+            .expect("request");
+        let doc: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&bytes)));
+        (
+            status.as_u16(),
+            doc["error"]["code"].as_str().unwrap_or("").to_owned(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -208,23 +231,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(doc["error"]["code"], "invalid-ports");
 
     // The raw API: malformed, oversize, wrong type, unknown endpoint.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let client = Client::new(&d.socket);
-    let raw = |method: &str, path: &str, ct: Option<&str>, body: Vec<u8>| {
-        let (status, bytes) = rt
-            .block_on(client.raw(method.parse().expect("method"), path, ct, body))
-            .expect("request");
-        let doc: Value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON error body: {bytes:?}"));
-        (
-            status.as_u16(),
-            doc["error"]["code"].as_str().unwrap_or("").to_owned(),
-            doc,
-        )
-    };
+    let raw = raw_api(&d);
     let json_ct = Some("application/json");
     assert_eq!(
         raw(
@@ -348,11 +355,9 @@ fn the_cli_says_when_no_daemon_answers() {
 /// Run the CLI with `input` on its standard input.
 fn cli_with_stdin(d: &Daemon, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(BIN)
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
+    use std::process::Stdio;
+    let mut child = d
+        .cli_command(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -524,23 +529,7 @@ fn changes_and_failures_are_audited_without_bodies_or_queries() {
     );
 
     // The raw API: bad input on the new routes.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let client = Client::new(&d.socket);
-    let raw = |method: &str, path: &str, ct: Option<&str>, body: Vec<u8>| {
-        let (status, bytes) = rt
-            .block_on(client.raw(method.parse().expect("method"), path, ct, body))
-            .expect("request");
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (
-            status.as_u16(),
-            doc["error"]["code"].as_str().unwrap_or("").to_owned(),
-            text,
-        )
-    };
+    let raw = raw_api(&d);
     let json_ct = Some("application/json");
     let pw = "|".repeat(129);
     let (status, code, text) = raw(
@@ -651,4 +640,44 @@ fn changes_and_failures_are_audited_without_bodies_or_queries() {
         assert!(!d.log_text().contains(secret), "{secret} in the log");
     }
     d.fails(&["audit", "--limit", "0"], "malformed-query");
+}
+
+#[test]
+fn malformed_arguments_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("api.sock");
+
+    // `--app-store` without `=` is refused by the CLI, not sent as "clear".
+    let out = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["provisioning", "set", "--app-store", "android"])
+        .output()
+        .expect("cli");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not PLATFORM=URL"), "{err}");
+
+    // An SMS gateway without what it needs: the daemon does not start.
+    for (args, missing) in [
+        (&["--sms-gateway", "kannel"][..], "needs --sms-url"),
+        (
+            &[
+                "--sms-gateway",
+                "kannel",
+                "--sms-url",
+                "http://127.0.0.1:1/",
+            ],
+            "needs --sms-user",
+        ),
+        (&["--sms-gateway", "webhook"], "needs --sms-url"),
+    ] {
+        let out = serve_command(None, &dir.path().join("data"), &socket, args)
+            .output()
+            .expect("serve");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(missing), "{args:?}: {err}");
+        assert!(!socket.exists(), "{args:?} listened");
+    }
 }

@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::Daemon;
-use common::phone::{HOST, Phone, md5_hex, register_udp};
+use common::console::chain;
+use common::phone::{HOST, Phone, fetch, link_in, md5_hex, register_udp};
 use serde_json::Value;
 use switchboard_pki::testpki;
 use switchboard_system::testlab::{Lab, is_root, require_or_skip};
@@ -18,22 +19,22 @@ use switchboard_system::testlab::{Lab, is_root, require_or_skip};
 /// the phone's side, verifying the web certificate against `ca`.
 fn activate_and_fetch(d: &Daemon, lab: &Lab, ca: &str, user: &str) -> Value {
     d.ok(&["activate", user]);
-    let text = d.json(&["sms", "list"])[0]["text"]
-        .as_str()
-        .expect("outbox")
-        .to_owned();
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/p/"))
-        .expect("link")
-        .to_owned();
-    let out = lab
-        .wan
-        .command("curl")
-        .args(["-sS", "--max-time", "5", "--cacert", ca, &link])
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).expect("the document")
+    let sms = d.json(&["sms", "list"]);
+    let (body, meta) = fetch(lab, ca, &link_in(sms[0]["text"].as_str().expect("outbox")));
+    assert!(meta.starts_with("200 "), "{meta}: {body}");
+    serde_json::from_str(&body).expect("the document")
+}
+
+/// The daemon runs Kamailio.
+fn assert_kamailio_running(d: &Daemon) {
+    let status = d.json(&["status"]);
+    assert!(
+        status["sip"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kamailio running"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -50,26 +51,10 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     let (mut d, files, p) = common::ready_appliance(&lab, dir.path(), &["--sip", "kamailio"]);
     let d0 = files.path();
     let rotated = p.intermediate.leaf(&[HOST]);
-    testpki::write(
-        d0,
-        "voip2.pem",
-        format!(
-            "{}{}{}",
-            rotated.pem(),
-            rotated.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
+    testpki::write(d0, "voip2.pem", chain(&p, &rotated));
     let f = |n: &str| d0.join(n).display().to_string();
     let ca = std::fs::read(d0.join("ca.pem")).expect("ca");
-    let status = d.json(&["status"]);
-    assert!(
-        status["sip"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("kamailio running"),
-        "{status}"
-    );
+    assert_kamailio_running(&d);
 
     // Provision a phone and fetch its document like the phone would.
     let user = d.json(&["account", "add", "--phone", "+15550100199", "--name", "Ann"])["username"]
@@ -192,14 +177,7 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
         dir.path(),
         &["--firewall", "enforce", "--sip", "kamailio"],
     );
-    let status = d.json(&["status"]);
-    assert!(
-        status["sip"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("kamailio running"),
-        "{status}"
-    );
+    assert_kamailio_running(&d);
     assert!(
         d.log_text()
             .contains("a kamailio of an earlier daemon is still running")

@@ -69,7 +69,6 @@ fn the_story_end_to_end() {
     story_files(&p, files.path());
     let rotated = p.intermediate.leaf(&[HOST]);
     testpki::write(files.path(), "voip2.pem", chain(&p, &rotated));
-    testpki::write(files.path(), "sms.pw", format!("{}\n", Kannel::PASSWORD));
     let f = |n: &str| files.path().join(n).display().to_string();
     let ca = f("ca.pem");
     let ca_pem = std::fs::read(&ca).unwrap();
@@ -78,26 +77,13 @@ fn the_story_end_to_end() {
     // daemon, the firewall enforced; SSH, SQL and NRPE stand-ins listening
     // on every address (the firewall alone decides who reaches them).
     let kannel = Kannel::start(Some(&lab.appliance)).expect("kannel");
-    let url = kannel.sendsms_url();
-    let pw = f("sms.pw");
-    let d = Daemon::start(
-        Some(&lab.appliance),
-        dir.path(),
-        &[
-            "--firewall",
-            "enforce",
-            "--sip",
-            "kamailio",
-            "--sms-gateway",
-            "kannel",
-            "--sms-url",
-            &url,
-            "--sms-user",
-            Kannel::USERNAME,
-            "--sms-secret-file",
-            &pw,
-        ],
-    );
+    let sms = common::kannel_serve_args(&kannel, files.path());
+    let serve = [
+        &["--firewall", "enforce", "--sip", "kamailio"][..],
+        &sms.each_ref().map(String::as_str),
+    ]
+    .concat();
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &serve);
     let others = [Port::Tcp(22), Port::Tcp(3306), Port::Tcp(5666)];
     let _stand_ins = Listeners::start(&lab.appliance, &others).expect("listeners");
     let pin = first_start(&d, files.path());

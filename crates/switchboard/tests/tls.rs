@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::Daemon;
-use common::console::{chain, story_files};
+use common::console::{chain, story_files, story_hosts};
 use switchboard_pki::testpki::{self, pki};
 use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
 
@@ -54,18 +54,7 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
         return;
     }
     let lab = Lab::new().expect("lab");
-    lab.lan
-        .set_hosts(&[(Lab::LAN_APPLIANCE, "console.lan.test")])
-        .expect("admin's hosts");
-    lab.wan
-        .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
-        .expect("phone's hosts");
-    lab.appliance
-        .set_hosts(&[
-            (Lab::LAN_APPLIANCE, "console.lan.test"),
-            (Lab::WAN_APPLIANCE, "voip.example.test"),
-        ])
-        .expect("appliance's hosts");
+    story_hosts(&lab);
 
     let p = pki();
     let voip2 = p.intermediate.leaf(&["voip.example.test"]);
@@ -75,6 +64,22 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
     testpki::write(d0, "voip2.pem", chain(&p, &voip2));
     let f = |n: &str| d0.join(n).display().to_string();
     let ca = f("ca.pem");
+
+    // The phone's side: the web services' health check, verified.
+    let healthz = || {
+        run(
+            &lab.wan,
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "5",
+                "--cacert",
+                &ca,
+                "https://voip.example.test/healthz",
+            ],
+        )
+    };
 
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
@@ -133,18 +138,7 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
         presented(&lab.wan, &ca, Lab::WAN_APPLIANCE, 443, "console.lan.test"),
         None
     );
-    let ok = run(
-        &lab.wan,
-        "curl",
-        &[
-            "-sS",
-            "--max-time",
-            "5",
-            "--cacert",
-            &ca,
-            "https://voip.example.test/healthz",
-        ],
-    );
+    let ok = healthz();
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout),
         "ok\n",
@@ -173,18 +167,7 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
     std::thread::scope(|s| {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                let out = run(
-                    &lab.wan,
-                    "curl",
-                    &[
-                        "-sS",
-                        "--max-time",
-                        "5",
-                        "--cacert",
-                        &ca,
-                        "https://voip.example.test/healthz",
-                    ],
-                );
+                let out = healthz();
                 let counter = if out.status.success() { &done } else { &failed };
                 counter.fetch_add(1, Ordering::Relaxed);
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use switchboard_pki::testpki::{self, Pki, pki};
-use switchboard_system::testlab::{Lab, Netns};
+use switchboard_system::testlab::{Kannel, Lab, Netns};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -90,13 +90,15 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The CLI, on this daemon's socket.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run the CLI")
+        self.cli_command(args).output().expect("run the CLI")
     }
 
     /// Run a CLI command that must succeed; returns its stdout.
@@ -147,11 +149,14 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, without waiting.
+    fn send_term(&self) -> rustix::io::Result<()> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+    }
+
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
+        self.send_term().expect("SIGTERM");
         self.child.wait().expect("wait")
     }
 }
@@ -161,9 +166,7 @@ impl Drop for Daemon {
     /// if it has not ended within 5 s.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
+            let _ = self.send_term();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -177,12 +180,8 @@ impl Drop for Daemon {
 /// hosts files, the test CA's certificate for voip.example.test bound to
 /// `web` and `sip-tls`, the production layout, the provisioning settings,
 /// applied. Returns the daemon, the directory of the test's files
-/// (`ca.pem`, `voip.pem`) and the test PKI.
-pub fn ready_appliance(
-    lab: &Lab,
-    dir: &std::path::Path,
-    serve: &[&str],
-) -> (Daemon, tempfile::TempDir, Pki) {
+/// ([`console::story_files`]) and the test PKI.
+pub fn ready_appliance(lab: &Lab, dir: &Path, serve: &[&str]) -> (Daemon, tempfile::TempDir, Pki) {
     lab.wan
         .set_hosts(&[(Lab::WAN_APPLIANCE, "voip.example.test")])
         .expect("phone's hosts");
@@ -192,17 +191,7 @@ pub fn ready_appliance(
     let p = pki();
     let files = testpki::tempdir();
     let d0 = files.path();
-    testpki::write(d0, "ca.pem", p.root.pem());
-    testpki::write(
-        d0,
-        "voip.pem",
-        format!(
-            "{}{}{}",
-            p.leaf.pem(),
-            p.leaf.key_pem(),
-            p.intermediate.pem()
-        ),
-    );
+    console::story_files(&p, d0);
     let f = |n: &str| d0.join(n).display().to_string();
     let mut args = vec!["--firewall", "enforce"];
     args.extend_from_slice(serve);
@@ -250,4 +239,22 @@ pub fn ready_appliance(
     ]);
     d.ok(&["update", "-m", "production with provisioning"]);
     (d, files, p)
+}
+
+/// The `serve` arguments that send SMS through `kannel`, its password
+/// written to `dir/sms.pw`.
+pub fn kannel_serve_args(kannel: &Kannel, dir: &Path) -> [String; 8] {
+    let secret = dir.join("sms.pw");
+    testpki::write(dir, "sms.pw", format!("{}\n", Kannel::PASSWORD));
+    [
+        "--sms-gateway",
+        "kannel",
+        "--sms-url",
+        &kannel.sendsms_url(),
+        "--sms-user",
+        Kannel::USERNAME,
+        "--sms-secret-file",
+        &secret.display().to_string(),
+    ]
+    .map(str::to_owned)
 }
