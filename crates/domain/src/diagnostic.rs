@@ -49,6 +49,14 @@ pub enum DiagnosticCode {
     /// The SIP/TLS host name or web services URI points at a NIC where its
     /// service is not enabled: phones already activated stop working.
     ProvisioningOrphaned,
+    /// No SIP/TLS host name: no configuration document can be made.
+    SipTlsHostnameUnset,
+    /// No web services URI: no activation link can be made.
+    WebUriUnset,
+    /// The certificate `sip-tls` presents does not cover the SIP/TLS host name.
+    SipTlsHostnameNotCovered,
+    /// The certificate `web` presents does not cover the host of the web URI.
+    WebUriNotCovered,
 }
 
 impl DiagnosticCode {
@@ -59,14 +67,18 @@ impl DiagnosticCode {
             | DiagnosticCode::PortConflict
             | DiagnosticCode::TlsUnbound
             | DiagnosticCode::CertUnknown
-            | DiagnosticCode::CertUnusable => Severity::Error,
+            | DiagnosticCode::CertUnusable
+            | DiagnosticCode::SipTlsHostnameNotCovered
+            | DiagnosticCode::WebUriNotCovered => Severity::Error,
             DiagnosticCode::NicWithoutAddress
             | DiagnosticCode::NicGone
             | DiagnosticCode::NicNew
             | DiagnosticCode::NicNameUnsupported
             | DiagnosticCode::CertInvalidAccepted
             | DiagnosticCode::CertSelfSigned
-            | DiagnosticCode::ProvisioningOrphaned => Severity::Warning,
+            | DiagnosticCode::ProvisioningOrphaned
+            | DiagnosticCode::SipTlsHostnameUnset
+            | DiagnosticCode::WebUriUnset => Severity::Warning,
         }
     }
 
@@ -85,6 +97,10 @@ impl DiagnosticCode {
             DiagnosticCode::CertInvalidAccepted => "cert-invalid-accepted",
             DiagnosticCode::CertSelfSigned => "cert-self-signed",
             DiagnosticCode::ProvisioningOrphaned => "provisioning-orphaned",
+            DiagnosticCode::SipTlsHostnameUnset => "sip-tls-hostname-unset",
+            DiagnosticCode::WebUriUnset => "web-uri-unset",
+            DiagnosticCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
+            DiagnosticCode::WebUriNotCovered => "web-uri-not-covered",
         }
     }
 }

@@ -426,10 +426,7 @@ impl Engine {
             |h| covers[0].iter().any(|i| i.covers(h)),
             |h| covers[1].iter().any(|i| i.covers(h)),
         );
-        if let Some(f) = findings
-            .iter()
-            .find(|f| f.severity == switchboard_domain::Severity::Error)
-        {
+        if let Some(f) = findings.iter().find(|f| f.is_error()) {
             return Err(EngineError::Provision {
                 code: f.code.as_str(),
                 message: f.message.clone(),

@@ -57,9 +57,7 @@ pub use document::{
 };
 pub use import::{CSV_COLUMNS, CsvProblem, CsvRejected, MAX_CSV_BYTES, MAX_CSV_ROWS, import_csv};
 pub use install::{InvalidStoreUrl, Platform, StoreUrl, install_link, platform};
-pub use settings::{
-    Finding, FindingCode, InvalidWebUri, ProvisioningSettings, WebUri, check_settings,
-};
+pub use settings::{InvalidWebUri, ProvisioningSettings, WebUri, check_settings};
 pub use sms::{
     ActivationLink, SmsEncoding, SmsLength, SmsText, activation_link, activation_sms, sms_length,
 };

@@ -2,88 +2,8 @@
 //! configuration document and the web services base URI that every
 //! activation link starts with; and what is wrong with them.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 pub use switchboard_domain::provisioning::{InvalidWebUri, ProvisioningSettings, WebUri};
-use switchboard_domain::{Host, Severity};
-
-/// The stable codes of [`Finding`]s. Never rename one, only add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingCode {
-    /// No SIP/TLS host name: no document can be made.
-    SipTlsHostnameUnset,
-    /// No web services URI: no activation link can be made.
-    WebUriUnset,
-    /// The certificate `sip-tls` presents does not cover the SIP/TLS host name.
-    SipTlsHostnameNotCovered,
-    /// The certificate `web` presents does not cover the host of the web URI.
-    WebUriNotCovered,
-}
-
-impl FindingCode {
-    pub fn severity(self) -> Severity {
-        match self {
-            FindingCode::SipTlsHostnameUnset | FindingCode::WebUriUnset => Severity::Warning,
-            FindingCode::SipTlsHostnameNotCovered | FindingCode::WebUriNotCovered => {
-                Severity::Error
-            }
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingCode::SipTlsHostnameUnset => "sip-tls-hostname-unset",
-            FindingCode::WebUriUnset => "web-uri-unset",
-            FindingCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
-            FindingCode::WebUriNotCovered => "web-uri-not-covered",
-        }
-    }
-}
-
-impl fmt::Display for FindingCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Something wrong with the provisioning settings, shaped like a domain
-/// [`Diagnostic`](switchboard_domain::Diagnostic) so the engine can list
-/// both together.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    pub code: FindingCode,
-    pub severity: Severity,
-    pub message: String,
-    pub hint: String,
-}
-
-impl Finding {
-    fn new(code: FindingCode, message: String, hint: String) -> Self {
-        Finding {
-            code,
-            severity: code.severity(),
-            message,
-            hint,
-        }
-    }
-}
-
-impl fmt::Display for Finding {
-    /// Compiler-style, as diagnostics are.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(
-            f,
-            "{level}[{}]: {}\n  = hint: {}",
-            self.code, self.message, self.hint
-        )
-    }
-}
+use switchboard_domain::{Diagnostic, DiagnosticCode, Host, ServiceId};
 
 /// What is wrong with `settings`, errors first. `sip_tls_covers` and
 /// `web_covers` say whether the certificate each service presents (where
@@ -96,29 +16,37 @@ pub fn check_settings(
     settings: &ProvisioningSettings,
     sip_tls_covers: impl Fn(&Host) -> bool,
     web_covers: impl Fn(&Host) -> bool,
-) -> Vec<Finding> {
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     match &settings.sip_tls_hostname {
-        None => out.push(Finding::new(
-            FindingCode::SipTlsHostnameUnset,
-            "no SIP/TLS host name is set: accounts cannot be activated".into(),
-            "set the name phones reach SIP/TLS by: `switchboard provisioning set --sip-tls-hostname HOST`".into(),
+        None => out.push(Diagnostic::new(
+            DiagnosticCode::SipTlsHostnameUnset,
+            Some(ServiceId::SipTls),
+            None,
+            "no SIP/TLS host name is set: accounts cannot be activated",
+            "set the name phones reach SIP/TLS by: `switchboard provisioning set --sip-tls-hostname HOST`",
         )),
-        Some(name) if !sip_tls_covers(&Host::Name(name.clone())) => out.push(Finding::new(
-            FindingCode::SipTlsHostnameNotCovered,
+        Some(name) if !sip_tls_covers(&Host::Name(name.clone())) => out.push(Diagnostic::new(
+            DiagnosticCode::SipTlsHostnameNotCovered,
+            Some(ServiceId::SipTls),
+            None,
             format!("the certificate sip-tls presents does not cover {name}: phones would refuse to connect"),
             format!("bind a certificate that covers {name} to sip-tls (`switchboard cert bind sip-tls CERT`), or set the SIP/TLS host name to a name the certificate covers"),
         )),
         Some(_) => {}
     }
     match &settings.web_uri {
-        None => out.push(Finding::new(
-            FindingCode::WebUriUnset,
-            "no web services URI is set: activation links cannot be made".into(),
-            "set the address phones reach the web service by: `switchboard provisioning set --web-uri https://HOST`".into(),
+        None => out.push(Diagnostic::new(
+            DiagnosticCode::WebUriUnset,
+            Some(ServiceId::Web),
+            None,
+            "no web services URI is set: activation links cannot be made",
+            "set the address phones reach the web service by: `switchboard provisioning set --web-uri https://HOST`",
         )),
-        Some(uri) if !web_covers(uri.host()) => out.push(Finding::new(
-            FindingCode::WebUriNotCovered,
+        Some(uri) if !web_covers(uri.host()) => out.push(Diagnostic::new(
+            DiagnosticCode::WebUriNotCovered,
+            Some(ServiceId::Web),
+            None,
             format!("the certificate web presents does not cover {}: phones would refuse activation links to {uri}", uri.host()),
             format!("bind a certificate that covers {} to web (`switchboard cert bind web CERT`), or change the web services URI", uri.host()),
         )),
@@ -130,6 +58,8 @@ pub fn check_settings(
 
 #[cfg(test)]
 mod tests {
+    use switchboard_domain::Severity;
+
     use super::*;
     use crate::text::tests::Noise;
 
@@ -269,22 +199,22 @@ mod tests {
                 .iter()
                 .map(|f| f.code)
                 .collect::<Vec<_>>(),
-            [FindingCode::SipTlsHostnameNotCovered]
+            [DiagnosticCode::SipTlsHostnameNotCovered]
         );
         assert_eq!(
             check_settings(&set, |_| true, |_| false)
                 .iter()
                 .map(|f| f.code)
                 .collect::<Vec<_>>(),
-            [FindingCode::WebUriNotCovered]
+            [DiagnosticCode::WebUriNotCovered]
         );
         let half = ProvisioningSettings {
             web_uri: None,
             ..set.clone()
         };
         let findings = check_settings(&half, |_| false, |_| false);
-        assert_eq!(findings[0].code, FindingCode::SipTlsHostnameNotCovered);
-        assert_eq!(findings[1].code, FindingCode::WebUriUnset);
+        assert_eq!(findings[0].code, DiagnosticCode::SipTlsHostnameNotCovered);
+        assert_eq!(findings[1].code, DiagnosticCode::WebUriUnset);
         assert_eq!(
             findings[0].to_string(),
             "error[sip-tls-hostname-not-covered]: the certificate sip-tls presents does not cover voip.example.test: phones would refuse to connect\n  = hint: bind a certificate that covers voip.example.test to sip-tls (`switchboard cert bind sip-tls CERT`), or set the SIP/TLS host name to a name the certificate covers"
