@@ -365,8 +365,6 @@ pub async fn presented_certificate(
     port: u16,
     timeout: Duration,
 ) -> std::io::Result<Vec<u8>> {
-    use std::sync::Arc;
-
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -395,7 +393,7 @@ pub async fn presented_certificate(
 /// Accepts any certificate (the signatures of the handshake are still
 /// checked): for reading what a server presents, never for trusting it.
 #[derive(Debug)]
-struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -439,5 +437,58 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt as _;
+
+    /// A process group leader whose command line names `cfg`, as a
+    /// Kamailio left over by an earlier daemon would.
+    fn leftover(cfg: &Path) -> std::process::Child {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30"])
+            .arg(cfg)
+            .process_group(0)
+            .spawn()
+            .expect("sh starts");
+        // Until it has exec'd, its command line is this test's.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let name = cfg.display().to_string();
+        let since = Instant::now();
+        while !String::from_utf8_lossy(&std::fs::read(&cmdline).unwrap_or_default()).contains(&name)
+        {
+            assert!(since.elapsed() < Duration::from_secs(5), "sh did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    #[test]
+    fn kill_stale_kills_only_a_kamailio_of_this_configuration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cfg, pidfile) = (dir.path().join("kamailio.cfg"), dir.path().join("pid"));
+
+        // Another program's pid in the file: left alone, the file removed.
+        let mut other = leftover(&dir.path().join("other.cfg"));
+        std::fs::write(&pidfile, format!("{}\n", other.id())).expect("write");
+        assert!(!kill_stale(&pidfile, &cfg));
+        assert!(!pidfile.exists());
+        assert!(other.try_wait().expect("wait").is_none(), "still running");
+        other.kill().ok();
+        other.wait().ok();
+
+        // Ours: killed, the file removed.
+        let mut stale = leftover(&cfg);
+        std::fs::write(&pidfile, format!("{}\n", stale.id())).expect("write");
+        assert!(kill_stale(&pidfile, &cfg));
+        assert!(!pidfile.exists());
+        let status = stale.wait().expect("wait");
+        assert!(!status.success(), "killed: {status}");
+
+        // No file: nothing to do.
+        assert!(!kill_stale(&pidfile, &cfg));
     }
 }

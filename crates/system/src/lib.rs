@@ -16,7 +16,6 @@
 //! - [`sms`]: send an SMS through Kannel's `sendsms`, an HTTP webhook, or the outbox.
 //!
 //! Current limitations:
-//! - Kamailio and certificate file adapters are still to come.
 //! - Linux only, and every async function needs a tokio runtime (the daemon
 //!   runs the multi-thread one).
 

@@ -37,9 +37,9 @@
 //!   needs TLS (to come).
 //! - A message longer than one SMS is split by the gateway. Kannel splits
 //!   only when its `sendsms-user` group allows it (`max-messages` at least
-//!   [`segments`] of the text, `concatenation = true`) and otherwise cuts
-//!   the text silently, so keep activation texts within the configured
-//!   number of parts.
+//!   the text's parts, [`sms_length`]`(text).parts`, and `concatenation =
+//!   true`) and otherwise cuts the text silently, so keep activation texts
+//!   within the configured number of parts.
 
 use std::fmt;
 use std::time::Duration;
@@ -49,6 +49,7 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use switchboard_provision::{SmsEncoding, sms_length};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 use zeroize::{Zeroize as _, Zeroizing};
@@ -207,54 +208,6 @@ impl SmsError {
     }
 }
 
-/// How a text travels: GSM 03.38's 7-bit alphabet, or UCS-2 (UTF-16).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    Gsm7,
-    Ucs2,
-}
-
-/// GSM 03.38 default alphabet (without the escape), one septet each.
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-                          ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-/// GSM 03.38 extension table, two septets each (escape + character).
-const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
-
-/// Septets `text` takes in GSM-7, or `None` when GSM-7 cannot carry it.
-pub fn gsm7_septets(text: &str) -> Option<usize> {
-    text.chars().try_fold(0usize, |n, c| {
-        if GSM7_BASIC.contains(c) {
-            Some(n + 1)
-        } else if GSM7_EXTENSION.contains(c) {
-            Some(n + 2)
-        } else {
-            None
-        }
-    })
-}
-
-/// GSM-7 when it can carry `text`, UCS-2 otherwise.
-pub fn coding(text: &str) -> Coding {
-    match gsm7_septets(text) {
-        Some(_) => Coding::Gsm7,
-        None => Coding::Ucs2,
-    }
-}
-
-/// How many SMS `text` takes: one up to 160 GSM-7 septets or 70 UCS-2
-/// units, else concatenated parts of 153 septets or 67 units.
-pub fn segments(text: &str) -> usize {
-    let (units, single, part) = match gsm7_septets(text) {
-        Some(septets) => (septets, 160, 153),
-        None => (text.encode_utf16().count(), 70, 67),
-    };
-    if units <= single {
-        1
-    } else {
-        units.div_ceil(part)
-    }
-}
-
 /// Whether `number` is E.164 as written on the wire: `+`, then 2 to 15
 /// digits, the first not 0.
 pub fn is_e164(number: &str) -> bool {
@@ -401,7 +354,7 @@ fn kannel_query(
         .append_pair("to", &sms.to)
         .append_pair("text", &sms.text)
         .append_pair("charset", "UTF-8");
-    if coding(&sms.text) == Coding::Ucs2 {
+    if sms_length(&sms.text).encoding == SmsEncoding::Ucs2 {
         query.append_pair("coding", "2");
     }
     if let Some(from) = from {
@@ -1259,11 +1212,14 @@ mod tests {
 
     #[test]
     fn codings_and_segments() {
-        assert_eq!(coding("Hello @ £5 & [x] {y} ~ € | ^ \\"), Coding::Gsm7);
-        assert_eq!(coding("Grüße è Ä"), Coding::Gsm7);
-        assert_eq!(coding("back`tick"), Coding::Ucs2);
-        assert_eq!(coding("привет"), Coding::Ucs2);
-        assert_eq!(gsm7_septets("a€["), Some(5));
+        // The choice and the parts are switchboard-provision's `sms_length`.
+        let coding = |text: &str| sms_length(text).encoding;
+        let segments = |text: &str| sms_length(text).parts;
+        assert_eq!(coding("Hello @ £5 & [x] {y} ~ € | ^ \\"), SmsEncoding::Gsm7);
+        assert_eq!(coding("Grüße è Ä"), SmsEncoding::Gsm7);
+        assert_eq!(coding("back`tick"), SmsEncoding::Ucs2);
+        assert_eq!(coding("привет"), SmsEncoding::Ucs2);
+        assert_eq!(sms_length("a€[").units, 5);
         assert_eq!(segments(&"a".repeat(160)), 1);
         assert_eq!(segments(&"a".repeat(161)), 2);
         assert_eq!(segments(&"a".repeat(306)), 2);

@@ -614,10 +614,7 @@ impl<'ns> Kannel<'ns> {
                 .map(|l| l.local_addr().map(|a| a.port()))
                 .collect()
         };
-        let ports = match netns {
-            Some(ns) => ns.enter(pick)?,
-            None => pick()?,
-        };
+        let ports = within(netns, pick)?;
         let ports = KannelPorts {
             admin: ports[0],
             smsbox: ports[1],
@@ -827,10 +824,7 @@ impl<'ns> Kannel<'ns> {
             s.read_to_string(&mut answer)?;
             Ok(answer)
         };
-        match self.netns {
-            Some(ns) => ns.enter(get),
-            None => get(),
-        }
+        within(self.netns, get)
     }
 
     fn port_open(&self, port: u16) -> bool {
@@ -841,10 +835,7 @@ impl<'ns> Kannel<'ns> {
             )
             .is_ok()
         };
-        match self.netns {
-            Some(ns) => ns.enter(probe),
-            None => probe(),
-        }
+        within(self.netns, probe)
     }
 
     /// Polls `ready` until `deadline`; fails early, with the logs, when a
@@ -939,6 +930,14 @@ impl<'ns> Kannel<'ns> {
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
+    }
+}
+
+/// Run `f` in `netns` when given, on this thread otherwise.
+fn within<T: Send>(netns: Option<&Netns>, f: impl FnOnce() -> T + Send) -> T {
+    match netns {
+        Some(ns) => ns.enter(f),
+        None => f(),
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use switchboard_provision::{SmsEncoding, sms_length};
 use switchboard_system::sms::{self, Gateway, Secret, SendOutcome, Sms};
 use switchboard_system::testlab::{Kannel, kannel_installed, reassemble, require_or_skip};
 
@@ -73,7 +74,7 @@ fn kannel_delivers_queues_and_recovers() {
 
     // 1. GSM-7, with what URL-encoding must get right; Kannel's global sender.
     let text = "Your account: https://voip.example.test/p/Zq8_k-3xT?a=1&b=2+3 [72 h] 100% €5 ok";
-    assert_eq!(sms::coding(text), sms::Coding::Gsm7);
+    assert_eq!(sms_length(text).encoding, SmsEncoding::Gsm7);
     assert_eq!(send(&gateway, text), sent);
     let got = kannel.wait_received(1, DELIVERY).unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -90,7 +91,7 @@ fn kannel_delivers_queues_and_recovers() {
 
     // 2. Not GSM-7: UCS-2 (coding=2), with a sender and an SMSC id.
     let text = "Grüße, привет 😀 https://voip.example.test/p/Zq8";
-    assert_eq!(sms::coding(text), sms::Coding::Ucs2);
+    assert_eq!(sms_length(text).encoding, SmsEncoding::Ucs2);
     let named = kannel_gateway(
         &kannel,
         Kannel::PASSWORD,
@@ -115,7 +116,7 @@ fn kannel_delivers_queues_and_recovers() {
         "Activate: https://voip.example.test/p/{} & enjoy",
         "k".repeat(160)
     );
-    assert_eq!(sms::segments(&text), 2);
+    assert_eq!(sms_length(&text).parts, 2);
     assert_eq!(send(&gateway, &text), sent);
     let got = kannel.wait_received(4, DELIVERY).unwrap();
     assert!(got[2..].iter().all(|p| p.kind == "udh"), "{got:?}");
