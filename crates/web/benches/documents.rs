@@ -41,83 +41,58 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Nginx, Prefix, THREADS, Unverified, median, runtime, thread_cpu};
+use common::{
+    BenchCert, CLIENT_THREADS, CONCURRENCY, NAME, Nginx, Outcome, Prefix, ROUNDS, SERVER_THREADS,
+    Server, THREADS, failed, load, medians, rounds, runtime, thread_cpu, unverified_config,
+    verifying_config,
+};
 use switchboard_domain::provisioning::ProvisioningSettings;
 use switchboard_domain::{CertName, ServiceId};
 use switchboard_engine::{Engine, EngineConfig, FirewallMode, Origin};
-use switchboard_pki::testpki::Ca;
 use switchboard_provision::{ActivationToken, NewAccount};
 use switchboard_store::Store;
-use switchboard_web::https::{bind, serve_https};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::client::Resumption;
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
-const NAME: &str = "bench.test";
-const CONCURRENCY: usize = 32;
 /// Requests per round and server.
 const PER_ROUND: usize = 5000;
 const WARM_UP: usize = 500;
 /// Requests from one source address: the engine's limit per address and
 /// minute, so none is refused and its table stays small.
 const PER_SOURCE: usize = 20;
-const ROUNDS: usize = 3;
-const SERVER_THREADS: &str = "bench-https";
-const CLIENT_THREADS: &str = "bench-client";
 const MEDIA_TYPE: &str = "application/vnd.switchboard.sip-account+json";
 
 fn main() {
-    let ca = Ca::root("Bench CA");
-    let leaf = ca.leaf(&[NAME, "127.0.0.1"]);
-    let chain_pem = [leaf.pem(), ca.pem()].concat();
-    let key_pem = leaf.key_pem();
-
+    let cert = BenchCert::new();
     let server_rt = runtime(SERVER_THREADS);
     let client_rt = runtime(CLIENT_THREADS);
 
     let data = tempfile::tempdir().expect("a temporary directory");
     let tokens_needed = 1 + WARM_UP + ROUNDS * PER_ROUND;
     let made = Instant::now();
-    let (engine, mut tokens) = server_rt.block_on(engine(
-        data.path(),
-        [chain_pem.as_str(), &key_pem].concat().as_bytes(),
-        tokens_needed,
-    ));
+    let (engine, mut tokens) =
+        server_rt.block_on(engine(data.path(), cert.bundle().as_bytes(), tokens_needed));
     println!(
         "setup: {tokens_needed} activation tokens made in {:.1} s (each one FULL commit)",
         made.elapsed().as_secs_f64()
     );
     let all_tokens = tokens.clone();
 
-    let (ours, stop, done) = {
-        let listeners = {
-            let _runtime = server_rt.enter();
-            bind(&["127.0.0.1:0".parse().expect("an address")]).expect("127.0.0.1 can be bound")
-        };
-        let addr = listeners[0].local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = switchboard_web::pages::web(engine.clone());
-        let done = server_rt.spawn(serve_https(
-            listeners,
-            engine.tls_tables().web.clone(),
-            app,
-            async {
-                stopped.await.ok();
-            },
-        ));
-        (addr, stop, done)
-    };
+    let server = Server::start(
+        &server_rt,
+        engine.tls_tables().web.clone(),
+        switchboard_web::pages::web(engine.clone()),
+    );
+    let ours = server.addr;
 
     // One verifying fetch: the chain, the name, and the document.
-    let checker = Client::new(verifying_config(&ca.der));
+    let checker = Client::new(verifying_config(&cert.ca.der));
     let sample = client_rt
         .block_on(checker.fetch(
             ours,
@@ -131,15 +106,13 @@ fn main() {
 
     let prefix = Prefix::new();
     let p = prefix.path();
-    std::fs::write(p.join("chain.pem"), &chain_pem).expect("the prefix is writable");
-    std::fs::write(p.join("key.pem"), &key_pem).expect("the prefix is writable");
     std::fs::create_dir_all(p.join("www")).expect("the prefix is writable");
     std::fs::write(p.join("www/doc"), &sample.body).expect("the prefix is writable");
     let site = format!(
         "root {}/www;\n        default_type {MEDIA_TYPE};\n        location / {{ }}",
         p.display()
     );
-    let nginx = Nginx::start(p, &site, "bench-docs");
+    let nginx = Nginx::start(p, &cert, &site, "bench-docs");
     let nginx_sample = client_rt
         .block_on(checker.fetch(nginx.addr, "/doc", Ipv4Addr::LOCALHOST))
         .expect("nginx serves the document and verifies");
@@ -171,30 +144,21 @@ fn main() {
             .collect()
     };
     let nginx_paths = |n: usize| vec!["/doc".to_owned(); n];
-    let warm_ours = client_rt.block_on(load.run(ours, ours_paths(WARM_UP), &source, &ours_cpu));
-    let warm_nginx =
-        client_rt.block_on(load.run(nginx.addr, nginx_paths(WARM_UP), &source, &nginx_cpu));
+    let run = |addr: SocketAddr, paths: Vec<String>, cpu: &dyn Fn() -> f64| {
+        client_rt.block_on(load.run(addr, paths, &source, cpu))
+    };
+    let warm_ours = run(ours, ours_paths(WARM_UP), &ours_cpu);
+    let warm_nginx = run(nginx.addr, nginx_paths(WARM_UP), &nginx_cpu);
     println!("warm-up ours   {warm_ours}");
     println!("warm-up nginx  {warm_nginx}");
-    let mut results: Vec<(Outcome, Outcome)> = Vec::new();
-    for round in 1..=ROUNDS {
-        let a = client_rt.block_on(load.run(ours, ours_paths(PER_ROUND), &source, &ours_cpu));
-        println!("round {round}  ours   {a}");
-        let b =
-            client_rt.block_on(load.run(nginx.addr, nginx_paths(PER_ROUND), &source, &nginx_cpu));
-        println!("round {round}  nginx  {b}");
-        results.push((a, b));
-    }
+    let results = rounds(
+        || run(ours, ours_paths(PER_ROUND), &ours_cpu),
+        || run(nginx.addr, nginx_paths(PER_ROUND), &nginx_cpu),
+    );
     drop(nginx);
 
-    let rate = |f: fn(&(Outcome, Outcome)) -> &Outcome| {
-        median(results.iter().map(|r| f(r).per_second()).collect())
-    };
-    let cost = |f: fn(&(Outcome, Outcome)) -> &Outcome| {
-        median(results.iter().map(|r| f(r).server_cpu_per_ok()).collect())
-    };
-    let (ours_rate, nginx_rate) = (rate(|r| &r.0), rate(|r| &r.1));
-    let (ours_cost, nginx_cost) = (cost(|r| &r.0), cost(|r| &r.1));
+    let (ours_rate, nginx_rate) = medians(&results, Outcome::per_second);
+    let (ours_cost, nginx_cost) = medians(&results, Outcome::server_cpu_per_ok);
     println!(
         "median  ours {ours_rate:.0} fetches/s, nginx {nginx_rate:.0} fetches/s: ours/nginx = {:.2}x (goal >= 1.0x)",
         ours_rate / nginx_rate
@@ -206,12 +170,7 @@ fn main() {
     );
     let ours_sent = WARM_UP + ROUNDS * PER_ROUND;
     let ours_ok = warm_ours.ok + results.iter().map(|r| r.0.ok).sum::<u64>();
-    let failed: u64 = warm_ours.failed
-        + warm_nginx.failed
-        + results
-            .iter()
-            .map(|(a, b)| a.failed + b.failed)
-            .sum::<u64>();
+    let failed = warm_ours.failed + warm_nginx.failed + failed(&results);
     println!(
         "ours: {ours_ok} of {ours_sent} fetches answered 200 with the whole document{}",
         if failed > 0 {
@@ -221,11 +180,7 @@ fn main() {
         }
     );
 
-    stop.send(()).expect("our server is running");
-    server_rt
-        .block_on(done)
-        .expect("serve_https does not panic")
-        .expect("our server shuts down cleanly");
+    server.stop(&server_rt);
     // Release the store (the engine is shared with connection tasks until
     // they end), then check every token on disk.
     let since = Instant::now();
@@ -353,6 +308,7 @@ fn source_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, c, b, a)
 }
 
+#[derive(Clone)]
 struct Client {
     connector: TlsConnector,
     name: ServerName<'static>,
@@ -364,46 +320,6 @@ struct Answer {
     body: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct Outcome {
-    ok: u64,
-    failed: u64,
-    first_error: Option<String>,
-    elapsed: Duration,
-    server_cpu: f64,
-    client_cpu: f64,
-}
-
-impl Outcome {
-    fn per_second(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn server_cpu_per_ok(&self) -> f64 {
-        self.server_cpu / self.ok as f64
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        write!(
-            f,
-            "{:>6.0} fetches/s ({} in {:.2} s); server {:.2} cores, {:.0} us/fetch; client {:.2} cores",
-            self.per_second(),
-            self.ok,
-            secs,
-            self.server_cpu / secs,
-            self.server_cpu_per_ok() * 1e6,
-            self.client_cpu / secs,
-        )?;
-        if let Some(e) = &self.first_error {
-            write!(f, "; {} failed, first: {e}", self.failed)?;
-        }
-        Ok(())
-    }
-}
-
 impl Client {
     fn new(config: Arc<ClientConfig>) -> Client {
         Client {
@@ -412,7 +328,8 @@ impl Client {
         }
     }
 
-    /// `paths`, `CONCURRENCY` at a time, each from the next source address.
+    /// `paths`, [`CONCURRENCY`] at a time, each from the next source
+    /// address; a request counts when it is a 200.
     async fn run(
         &self,
         addr: SocketAddr,
@@ -423,54 +340,23 @@ impl Client {
         let paths = Arc::new(paths);
         let next = Arc::new(AtomicUsize::new(0));
         let first_source = source.fetch_add(paths.len(), Ordering::Relaxed);
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (cpu0, client0, start) = (server_cpu(), thread_cpu(CLIENT_THREADS), Instant::now());
-        let workers: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let client = Client {
-                    connector: self.connector.clone(),
-                    name: self.name.clone(),
-                };
-                let (paths, next, ok, failed) =
-                    (paths.clone(), next.clone(), ok.clone(), failed.clone());
-                tokio::spawn(async move {
-                    let mut first_error = None;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { break };
-                        match client
-                            .fetch(addr, path, source_ip((first_source + i) / PER_SOURCE))
-                            .await
-                        {
-                            Ok(a) if a.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                            Ok(a) => {
-                                first_error.get_or_insert(format!("status {}", a.status));
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                            Err(e) => {
-                                first_error.get_or_insert(e.to_string());
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
-                    }
-                    first_error
-                })
+        let client = self.clone();
+        load("fetches", server_cpu, move || {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let path = paths.get(i)?.clone();
+            let client = client.clone();
+            Some(async move {
+                match client
+                    .fetch(addr, &path, source_ip((first_source + i) / PER_SOURCE))
+                    .await
+                {
+                    Ok(a) if a.status == 200 => Ok(()),
+                    Ok(a) => Err(format!("status {}", a.status)),
+                    Err(e) => Err(e.to_string()),
+                }
             })
-            .collect();
-        let mut first_error = None;
-        for w in workers {
-            let error = w.await.expect("a load client does not panic");
-            first_error = first_error.or(error);
-        }
-        Outcome {
-            elapsed: start.elapsed(),
-            server_cpu: server_cpu() - cpu0,
-            client_cpu: thread_cpu(CLIENT_THREADS) - client0,
-            ok: ok.load(Ordering::Relaxed),
-            failed: failed.load(Ordering::Relaxed),
-            first_error,
-        }
+        })
+        .await
     }
 
     /// A new connection from `from`, a full handshake, one `GET`, and the
@@ -531,35 +417,4 @@ fn parse(answer: &[u8]) -> io::Result<Answer> {
         content_type,
         body: body.to_vec(),
     })
-}
-
-fn provider() -> CryptoProvider {
-    let mut provider = ring::default_provider();
-    provider.kx_groups = vec![ring::kx_group::X25519];
-    provider.cipher_suites = vec![ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
-    provider
-}
-
-fn unverified_config() -> Arc<ClientConfig> {
-    let provider = Arc::new(provider());
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
-        .expect("the ring provider supports TLS 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-        .with_no_client_auth();
-    config.resumption = Resumption::disabled();
-    Arc::new(config)
-}
-
-fn verifying_config(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("the CA is usable");
-    let mut config = ClientConfig::builder_with_provider(Arc::new(provider()))
-        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
-        .expect("the ring provider supports TLS 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.resumption = Resumption::disabled();
-    Arc::new(config)
 }

@@ -36,74 +36,52 @@ mod common;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::{Nginx, Prefix, THREADS, Unverified, median, runtime, thread_cpu};
-use switchboard_pki::testpki::Ca;
+use common::{
+    BenchCert, CLIENT_THREADS, CONCURRENCY, NAME, Nginx, Outcome, Prefix, ROUNDS, SERVER_THREADS,
+    Server, THREADS, failed, load, medians, rounds, runtime, thread_cpu, unverified_config,
+    verifying_config,
+};
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
-use switchboard_web::https::{bind, serve_https};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::client::Resumption;
-use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, HandshakeKind, ProtocolVersion, RootCertStore};
+use tokio_rustls::rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
-const NAME: &str = "bench.test";
-const CONCURRENCY: usize = 32;
 const RUN: Duration = Duration::from_secs(5);
 const WARM_UP: Duration = Duration::from_secs(1);
-const ROUNDS: usize = 3;
-/// Thread names, to find each side's CPU time in `/proc/self/task`.
-const SERVER_THREADS: &str = "bench-https";
-const CLIENT_THREADS: &str = "bench-client";
 
 fn main() {
-    let ca = Ca::root("Bench CA");
-    let leaf = ca.leaf(&[NAME, "127.0.0.1"]);
-    let chain_pem = [leaf.pem(), ca.pem()].concat();
-    let key_pem = leaf.key_pem();
-
+    let cert = BenchCert::new();
     let server_rt = runtime(SERVER_THREADS);
     let client_rt = runtime(CLIENT_THREADS);
 
     let ours = {
-        let bundle = import(
-            [chain_pem.as_str(), &key_pem].concat().as_bytes(),
-            None,
-            None,
-        )
-        .expect("the bench certificate imports");
+        let bundle =
+            import(cert.bundle().as_bytes(), None, None).expect("the bench certificate imports");
         let mut bindings = CertBindings::new();
         bindings.set_default(TlsIdentity::new(&bundle).expect("the bundle has its key"));
         let table = Arc::new(CertTable::new(vec![b"http/1.1".to_vec()], bindings));
-        let listeners = {
-            let _runtime = server_rt.enter();
-            bind(&["127.0.0.1:0".parse().expect("an address")]).expect("127.0.0.1 can be bound")
-        };
-        let addr = listeners[0].local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
         let app = Router::new().route("/", get(|| async { "ok" }));
-        let done = server_rt.spawn(serve_https(listeners, table, app, async {
-            stopped.await.ok();
-        }));
-        (addr, stop, done)
+        Server::start(&server_rt, table, app)
     };
 
     let prefix = Prefix::new();
-    std::fs::write(prefix.path().join("chain.pem"), &chain_pem).expect("the prefix is writable");
-    std::fs::write(prefix.path().join("key.pem"), &key_pem).expect("the prefix is writable");
-    let nginx = Nginx::start(prefix.path(), "location / { return 200 ok; }", "bench-tls");
+    let nginx = Nginx::start(
+        prefix.path(),
+        &cert,
+        "location / { return 200 ok; }",
+        "bench-tls",
+    );
 
-    let load = Load::new();
-    let checker = verifying_client(&ca.der);
-    for (who, addr) in [("ours", ours.0), ("nginx", nginx.addr)] {
-        client_rt.block_on(check(&checker, addr, &leaf.der, who));
+    let connector = TlsConnector::from(unverified_config());
+    let checker = verifying_config(&cert.ca.der);
+    for (who, addr) in [("ours", ours.addr), ("nginx", nginx.addr)] {
+        client_rt.block_on(check(&checker, addr, &cert.leaf.der, who));
     }
 
     println!(
@@ -119,34 +97,18 @@ fn main() {
     );
     let ours_cpu = || thread_cpu(SERVER_THREADS);
     let nginx_cpu = || nginx.cpu();
-    for (addr, cpu) in [
-        (ours.0, &ours_cpu as &dyn Fn() -> f64),
-        (nginx.addr, &nginx_cpu),
-    ] {
-        client_rt.block_on(load.run(addr, WARM_UP, cpu));
-    }
-    let mut results: Vec<(Outcome, Outcome)> = Vec::new();
-    for round in 1..=ROUNDS {
-        let a = client_rt.block_on(load.run(ours.0, RUN, &ours_cpu));
-        println!("round {round}  ours   {a}");
-        let b = client_rt.block_on(load.run(nginx.addr, RUN, &nginx_cpu));
-        println!("round {round}  nginx  {b}");
-        results.push((a, b));
-    }
+    let run = |addr: SocketAddr, time: Duration, cpu: &dyn Fn() -> f64| {
+        client_rt.block_on(handshakes(&connector, addr, time, cpu))
+    };
+    run(ours.addr, WARM_UP, &ours_cpu);
+    run(nginx.addr, WARM_UP, &nginx_cpu);
+    let results = rounds(
+        || run(ours.addr, RUN, &ours_cpu),
+        || run(nginx.addr, RUN, &nginx_cpu),
+    );
 
-    let rate = |f: fn(&(Outcome, Outcome)) -> &Outcome| {
-        median(results.iter().map(|r| f(r).per_second()).collect())
-    };
-    let cost = |f: fn(&(Outcome, Outcome)) -> &Outcome| {
-        median(
-            results
-                .iter()
-                .map(|r| f(r).server_cpu_per_handshake())
-                .collect(),
-        )
-    };
-    let (ours_rate, nginx_rate) = (rate(|r| &r.0), rate(|r| &r.1));
-    let (ours_cost, nginx_cost) = (cost(|r| &r.0), cost(|r| &r.1));
+    let (ours_rate, nginx_rate) = medians(&results, Outcome::per_second);
+    let (ours_cost, nginx_cost) = medians(&results, Outcome::server_cpu_per_ok);
     println!(
         "median  ours {ours_rate:.0}/s, nginx {nginx_rate:.0}/s: ours/nginx = {:.2}x",
         ours_rate / nginx_rate
@@ -157,121 +119,34 @@ fn main() {
         nginx_cost * 1e6,
         nginx_cost / ours_cost
     );
-    let failed: u64 = results.iter().map(|(a, b)| a.failed + b.failed).sum();
+    let failed = failed(&results);
     if failed > 0 {
         println!("{failed} connections failed (see the rounds above)");
     }
 
-    ours.1.send(()).expect("our server is running");
-    server_rt
-        .block_on(ours.2)
-        .expect("serve_https does not panic")
-        .expect("our server shuts down cleanly");
+    ours.stop(&server_rt);
     drop(nginx);
 }
 
-/// Full handshakes against one server for a fixed time.
-struct Load {
-    connector: TlsConnector,
-    name: ServerName<'static>,
-}
-
-#[derive(Debug)]
-struct Outcome {
-    handshakes: u64,
-    failed: u64,
-    /// Of the connections that failed, the first error.
-    first_error: Option<String>,
-    elapsed: Duration,
-    server_cpu: f64,
-    client_cpu: f64,
-}
-
-impl Outcome {
-    fn per_second(&self) -> f64 {
-        self.handshakes as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn server_cpu_per_handshake(&self) -> f64 {
-        self.server_cpu / self.handshakes as f64
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        write!(
-            f,
-            "{:>7.0} handshakes/s; server {:.2} cores, {:.0} us/handshake; client {:.2} cores",
-            self.per_second(),
-            self.server_cpu / secs,
-            self.server_cpu_per_handshake() * 1e6,
-            self.client_cpu / secs,
-        )?;
-        if let Some(e) = &self.first_error {
-            write!(f, "; {} failed, first: {e}", self.failed)?;
-        }
-        Ok(())
-    }
-}
-
-impl Load {
-    fn new() -> Load {
-        let mut provider = ring::default_provider();
-        provider.kx_groups = vec![ring::kx_group::X25519];
-        provider.cipher_suites = vec![ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
-        let provider = Arc::new(provider);
-        let mut config = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
-            .expect("the ring provider supports TLS 1.3")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth();
-        config.resumption = Resumption::disabled();
-        Load {
-            connector: TlsConnector::from(Arc::new(config)),
-            name: ServerName::try_from(NAME).expect("a valid name"),
-        }
-    }
-
-    async fn run(&self, addr: SocketAddr, time: Duration, server_cpu: &dyn Fn() -> f64) -> Outcome {
-        let handshakes = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (cpu0, client0, start) = (server_cpu(), thread_cpu(CLIENT_THREADS), Instant::now());
-        let deadline = start + time;
-        let clients: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let (connector, name) = (self.connector.clone(), self.name.clone());
-                let (handshakes, failed) = (handshakes.clone(), failed.clone());
-                tokio::spawn(async move {
-                    let mut first_error = None;
-                    while Instant::now() < deadline {
-                        match handshake(&connector, addr, name.clone()).await {
-                            Ok(()) => handshakes.fetch_add(1, Ordering::Relaxed),
-                            Err(e) => {
-                                first_error.get_or_insert(e.to_string());
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
-                    }
-                    first_error
-                })
-            })
-            .collect();
-        let mut first_error = None;
-        for client in clients {
-            let error = client.await.expect("a load client does not panic");
-            first_error = first_error.or(error);
-        }
-        Outcome {
-            elapsed: start.elapsed(),
-            server_cpu: server_cpu() - cpu0,
-            client_cpu: thread_cpu(CLIENT_THREADS) - client0,
-            handshakes: handshakes.load(Ordering::Relaxed),
-            failed: failed.load(Ordering::Relaxed),
-            first_error,
-        }
-    }
+/// Full handshakes against one server for `time`.
+async fn handshakes(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    time: Duration,
+    server_cpu: &dyn Fn() -> f64,
+) -> Outcome {
+    let deadline = Instant::now() + time;
+    let connector = connector.clone();
+    let name = ServerName::try_from(NAME).expect("a valid name");
+    load("handshakes", server_cpu, move || {
+        let (connector, name) = (connector.clone(), name.clone());
+        (Instant::now() < deadline).then_some(async move {
+            handshake(&connector, addr, name)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
 }
 
 /// A new connection, a full handshake, close_notify, and the server's
@@ -321,18 +196,4 @@ async fn check(config: &Arc<ClientConfig>, addr: SocketAddr, leaf: &CertificateD
         Some(tokio_rustls::rustls::NamedGroup::X25519),
         "{who}"
     );
-}
-
-fn verifying_client(ca: &CertificateDer<'static>) -> Arc<ClientConfig> {
-    let mut provider = ring::default_provider();
-    provider.kx_groups = vec![ring::kx_group::X25519];
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).expect("the CA is usable");
-    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&tokio_rustls::rustls::version::TLS13])
-        .expect("the ring provider supports TLS 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.resumption = Resumption::disabled();
-    Arc::new(config)
 }
