@@ -443,26 +443,23 @@ impl Lab {
         let mut child = cmd.spawn().context("cannot start the daemon")?;
         // `setsid` and `ip netns exec` exec in place: the pid is the daemon's.
         std::fs::write(self.path("daemon.pid"), format!("{}\n", child.id()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let answered = poll(Duration::from_secs(30), || {
             if let Some(status) = child.try_wait()? {
                 bail!(
                     "the daemon exited at start ({status}); the end of its log:\n{}",
                     tail(&self.path("daemon.log"), 20)
                 );
             }
-            if self.sb_output(&["status"]).is_ok() {
-                return Ok(kamailio);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the daemon did not answer on {} within 30 s; the end of its log:\n{}",
-                    self.socket().display(),
-                    tail(&self.path("daemon.log"), 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            Ok(self.sb_output(&["status"]).is_ok())
+        })?;
+        if !answered {
+            bail!(
+                "the daemon did not answer on {} within 30 s; the end of its log:\n{}",
+                self.socket().display(),
+                tail(&self.path("daemon.log"), 20)
+            );
         }
+        Ok(kamailio)
     }
 
     /// The story's configuration, step by step, each step shown.
@@ -544,15 +541,14 @@ impl Lab {
             .spawn()
             .context("cannot start socat")?;
         std::fs::write(self.path("forwarder.pid"), format!("{}\n", child.id()))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", CONSOLE_PORT)).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "the forwarder does not listen on 127.0.0.1:{CONSOLE_PORT}; its log:\n{}",
-                    tail(&self.path("forwarder.log"), 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let listens = poll(Duration::from_secs(5), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", CONSOLE_PORT)).is_ok())
+        })?;
+        if !listens {
+            bail!(
+                "the forwarder does not listen on 127.0.0.1:{CONSOLE_PORT}; its log:\n{}",
+                tail(&self.path("forwarder.log"), 20)
+            );
         }
         Ok(())
     }
@@ -816,13 +812,12 @@ fn check_tools() -> anyhow::Result<()> {
         .collect();
     if !missing.is_empty() {
         let all: Vec<&str> = LAB_TOOLS.iter().map(|(_, p)| *p).collect();
-        eprintln!(
-            "xtask lab: the lab needs {} (missing: {}); install them with:\n\n    apt-get install -y {}\n",
+        bail!(
+            "the lab needs {} (missing: {}); install them with:\n\n    apt-get install -y {}\n",
             all.join(" "),
             missing.join(" "),
             missing.join(" ")
         );
-        std::process::exit(1);
     }
     Ok(())
 }
@@ -929,11 +924,8 @@ fn live_pid(file: &Path, is_ours: impl Fn(&[String]) -> bool) -> Option<u32> {
 /// SIGKILL if `pid` is still alive after `grace`.
 fn stop(target: &str, pid: u32, grace: Duration) {
     let _ = Command::new("kill").args(["-TERM", "--", target]).status();
-    let deadline = Instant::now() + grace;
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if alive(pid) {
+    let gone = poll(grace, || Ok(!alive(pid))).unwrap_or(false);
+    if !gone {
         say(&format!("pid {pid} did not stop within {grace:?}: SIGKILL"));
     } else if !target.starts_with('-') {
         // Gone: its pid may be anyone's now.
@@ -945,6 +937,24 @@ fn stop(target: &str, pid: u32, grace: Duration) {
         .args(["-KILL", "--", target])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Polls `ready` every 50 ms until it says yes (`true`) or `timeout` has
+/// passed (`false`); its error ends the wait.
+fn poll(
+    timeout: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready()? {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Arguments as a shell would need them typed (quoted when needed).
