@@ -36,6 +36,10 @@ pub fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
         validity: Validity::Valid,
         self_signed: false,
         fingerprint: "00".repeat(32),
+        subject: "CN=test".into(),
+        not_after: "2030-01-01T00:00:00Z".into(),
+        names: vec!["test.example.test".into()],
+        pin: "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
     };
     Facts {
         nics: nics

@@ -179,6 +179,20 @@ pub struct CertFacts {
     pub self_signed: bool,
     /// SHA-256 of the leaf, `AB:CD:...`: what a plan records.
     pub fingerprint: String,
+    /// The leaf's subject, RFC 4514 style.
+    #[serde(default)]
+    pub subject: String,
+    /// The leaf's notAfter, RFC 3339 (`2028-01-05T00:00:00Z`).
+    #[serde(default)]
+    pub not_after: String,
+    /// The DNS names and IP addresses of the leaf's subjectAltName: the
+    /// names (SNI) it answers for.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The pin of the leaf's key, `sha256/BASE64` of its
+    /// SubjectPublicKeyInfo: what native documents carry.
+    #[serde(default)]
+    pub pin: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -356,25 +356,19 @@ impl Engine {
         let current = store
             .applied_number()?
             .ok_or(EngineError::ActivationUnavailable)?;
-        let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
-        let port = NonZeroU16::new(applied.candidate.port(ServiceId::SipTls).first())
+        let applied = self
+            .applied(&store)?
+            .ok_or(EngineError::ActivationUnavailable)?;
+        let port = NonZeroU16::new(applied.plan.provisioning.sip_tls_port)
             .ok_or_else(|| EngineError::System("port 0".into()))?;
-        let mut pins = Vec::new();
-        for a in applied
+        let pins = applied
             .plan
-            .tls
+            .provisioning
+            .pins
             .iter()
-            .filter(|a| a.service == ServiceId::SipTls)
-        {
-            if let Some(c) = store.cert(&a.cert)? {
-                let bundle = switchboard_pki::import(c.chain_pem.as_bytes(), None, None)?;
-                let pin =
-                    CertPin::of_spki_der(&switchboard_pki::subject_public_key_info(bundle.leaf())?);
-                if !pins.contains(&pin) {
-                    pins.push(pin);
-                }
-            }
-        }
+            .map(|p| p.parse::<CertPin>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::System(format!("a pin of the plan: {e}")))?;
         let context = std::sync::Arc::new(DocumentContext {
             revision: current,
             settings: applied.candidate.provisioning,

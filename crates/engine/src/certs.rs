@@ -40,11 +40,33 @@ pub(crate) fn with_certificates(mut facts: Facts, store: &Store) -> Result<Facts
                 validity: validity(&c.info, now),
                 self_signed: c.info.is_self_signed,
                 fingerprint: c.info.fingerprint.to_string(),
+                subject: c.info.subject.clone(),
+                not_after: c.info.not_after.to_string(),
+                names: c
+                    .info
+                    .dns_names
+                    .iter()
+                    .cloned()
+                    .chain(c.info.ip_addresses.iter().map(IpAddr::to_string))
+                    .collect(),
+                pin: leaf_pin(&c.chain_pem),
             };
             (c.name, f)
         })
         .collect();
     Ok(facts)
+}
+
+/// The pin (`sha256/BASE64` of the SubjectPublicKeyInfo) of the leaf of a
+/// stored chain; empty when the stored chain no longer parses, which the
+/// padlock check reports on its own.
+fn leaf_pin(chain_pem: &str) -> String {
+    switchboard_pki::read_certificates(chain_pem.as_bytes())
+        .ok()
+        .and_then(|certs| certs.into_iter().next())
+        .and_then(|leaf| switchboard_pki::subject_public_key_info(&leaf).ok())
+        .map(|spki| switchboard_provision::CertPin::of_spki_der(&spki).to_string())
+        .unwrap_or_default()
 }
 
 impl From<ImportError> for EngineError {

@@ -1,93 +1,76 @@
-//! Differences between two configurations (revisions or the candidate).
+//! Differences between two configurations (revisions or the candidate):
+//! the diff of their whole plans ([`switchboard_plan::diff()`]).
 
-use similar::TextDiff;
-use switchboard_domain::{Candidate, Facts, Matrix, ResolvedMatrix, ServiceId};
+use switchboard_domain::{Bindings, Candidate, Facts, Matrix};
+use switchboard_plan::{Context, Plan};
 use switchboard_store::Revision;
 
-use crate::views::{CellChange, Change, DiffView, PortChange};
+use crate::views::DiffView;
 
-/// One side of a diff.
+/// One side of a diff: a label and the plan it runs.
 pub(crate) struct Side {
     label: String,
-    candidate: Candidate,
-    matrix: ResolvedMatrix,
-    ruleset: String,
+    plan: Plan,
 }
 
 impl Side {
-    pub(crate) fn revision(r: &Revision) -> Side {
+    /// A recorded revision (its plan completed when an older version
+    /// recorded it).
+    pub(crate) fn revision(r: Revision) -> Side {
         Side {
             label: format!("revision {}", r.summary.number),
-            candidate: r.candidate.clone(),
-            matrix: r.plan.matrix.clone(),
-            ruleset: r.plan.ruleset.clone(),
+            plan: r.plan,
         }
     }
 
-    /// The candidate as an Update would apply it now.
-    pub(crate) fn candidate(c: &Candidate, facts: &Facts) -> Side {
+    /// The candidate as an Update would apply it now (rendered even when it
+    /// has errors, so that the diff shows what the edits are).
+    pub(crate) fn candidate(c: &Candidate, facts: &Facts, context: &Context) -> Side {
         let mut settled = c.clone();
         settled.matrix.settle(facts);
-        let matrix = settled.matrix.resolve(facts);
-        let ruleset = switchboard_plan::nft::render(&settled, &matrix);
         Side {
             label: "candidate".into(),
-            candidate: settled,
-            matrix,
-            ruleset,
+            plan: switchboard_plan::render(&settled, facts, context),
         }
     }
 
-    /// A new appliance: no firewall, so every service answers on every NIC.
-    pub(crate) fn nothing_applied(facts: &Facts) -> Side {
+    /// A new appliance: see [`factory_plan`].
+    pub(crate) fn nothing_applied(c: &Candidate, facts: &Facts, context: &Context) -> Side {
         Side {
             label: "nothing applied".into(),
-            candidate: Candidate::default(),
-            matrix: Matrix::Factory.resolve(facts),
-            ruleset: String::new(),
+            plan: factory_plan(c, facts, context),
         }
     }
 }
 
+/// What runs before the first Update: no firewall (every service answers
+/// on every NIC), no SIP server, the built-in listeners on the catalog's
+/// ports presenting the candidate's default certificates (the first
+/// start's, until the administrator binds others).
+pub(crate) fn factory_plan(c: &Candidate, facts: &Facts, context: &Context) -> Plan {
+    let factory = Candidate {
+        matrix: Matrix::Factory,
+        bindings: Bindings {
+            defaults: c.bindings.defaults.clone(),
+            ..Bindings::default()
+        },
+        ..Candidate::default()
+    };
+    let mut plan = switchboard_plan::render(&factory, facts, context);
+    plan.ruleset = String::new();
+    plan.kamailio = None;
+    plan.sockets
+        .retain(|s| s.server == switchboard_plan::Server::Switchboard);
+    plan
+}
+
 pub(crate) fn diff(from: &Side, to: &Side) -> DiffView {
-    let mut matrix = Vec::new();
-    for service in ServiceId::all() {
-        let (a, b) = (from.matrix.nics_of(service), to.matrix.nics_of(service));
-        for nic in b.difference(a) {
-            matrix.push(CellChange {
-                service,
-                nic: nic.to_string(),
-                change: Change::Added,
-            });
-        }
-        for nic in a.difference(b) {
-            matrix.push(CellChange {
-                service,
-                nic: nic.to_string(),
-                change: Change::Removed,
-            });
-        }
-    }
-    let ports: Vec<PortChange> = ServiceId::all()
-        .filter_map(|service| {
-            let (a, b) = (from.candidate.port(service), to.candidate.port(service));
-            (a != b).then_some(PortChange {
-                service,
-                from: a,
-                to: b,
-            })
-        })
-        .collect();
-    let ruleset = TextDiff::from_lines(&from.ruleset, &to.ruleset)
-        .unified_diff()
-        .header(&from.label, &to.label)
-        .to_string();
+    let diff = switchboard_plan::diff(&from.plan, &to.plan, (&from.label, &to.label));
     DiffView {
         from: from.label.clone(),
         to: to.label.clone(),
-        changed: !matrix.is_empty() || !ports.is_empty() || !ruleset.is_empty(),
-        matrix,
-        ports,
-        ruleset,
+        changed: diff.changed(),
+        summary: diff.summary(),
+        diff,
     }
 }

@@ -4,6 +4,10 @@
 //! point `NAME` kills the process with SIGKILL on the spot — exactly what a
 //! power cut or `kill -9` does there. Without the variable a failpoint is
 //! one atomic load. The named points are listed in ARCHITECTURE.md.
+//!
+//! `SWITCHBOARD_FAIL_STEP=STEP` makes the named step of the apply pipeline
+//! (`firewall`, `listeners`, `tls`, `kamailio`) fail its verification after
+//! it applied, so the tests can watch the pipeline undo what was done.
 
 use std::sync::OnceLock;
 
@@ -18,4 +22,13 @@ pub(crate) fn failpoint(name: &str) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();
     }
+}
+
+const FAIL_STEP_ENV: &str = "SWITCHBOARD_FAIL_STEP";
+
+/// Whether the step `name` must fail (see the module's doc).
+pub(crate) fn step_fails(name: &str) -> bool {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(FAIL_STEP_ENV).ok().filter(|v| !v.is_empty()));
+    at.as_deref() == Some(name)
 }

@@ -29,6 +29,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 mod origin;
+mod pipeline;
 mod sip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -40,7 +41,7 @@ use std::sync::RwLock;
 
 use jiff::Timestamp;
 use switchboard_domain::{Candidate, Facts, NicName, PortRange, ServiceId, validate};
-use switchboard_plan::{Plan, Rejected};
+use switchboard_plan::{Context, PLAN_VERSION, Plan, Rejected};
 use switchboard_store::{
     NewRevision, Outcome, Pending, Revision, RevisionKind, RevisionSummary, Store,
 };
@@ -52,6 +53,7 @@ pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
 pub use origin::{Arrival, Origin};
+use pipeline::Step;
 pub use tls::TlsTables;
 use views::*;
 
@@ -188,12 +190,24 @@ impl Engine {
         let facts = facts_from_kernel(kernel);
         if self.set_facts(facts.clone()) {
             info!(nics = facts.nics.len(), "NICs or addresses changed");
-            // Certificates are presented per address: follow the addresses.
+            // Certificates are presented and Kamailio listens per address:
+            // follow the addresses (the firewall names NICs, not addresses).
             let mut store = self.store.lock().await;
-            let applied = store.applied()?;
             let facts_now = self.facts_with(&store)?;
-            self.install(&mut store, &facts_now, applied.as_ref())
-                .await?;
+            let replanned = self.applied(&store)?.map(|r| {
+                let mut c = r.candidate;
+                c.matrix.settle(&facts_now);
+                switchboard_plan::render(&c, &facts_now, &self.context())
+            });
+            self.put(
+                &mut store,
+                &facts_now,
+                replanned.as_ref(),
+                replanned.as_ref(),
+                &[Step::Tls, Step::Kamailio],
+            )
+            .await
+            .map_err(EngineError::System)?;
         }
         Ok(facts)
     }
@@ -214,52 +228,42 @@ impl Engine {
         &self.tls
     }
 
-    /// Put revision `rev` in the listeners and Kamailio: its certificates
-    /// presented (or, before the first Update, the candidate's defaults:
-    /// the first start's certificate) and its SIP configuration.
-    async fn install(
-        &self,
-        store: &mut Store,
-        facts: &Facts,
-        rev: Option<&Revision>,
-    ) -> Result<String> {
-        self.install_plan(store, facts, rev.map(|r| (&r.candidate, &r.plan)))
-            .await
-    }
-
-    /// [`Engine::install`] for a candidate and its plan, recorded or not.
-    async fn install_plan(
-        &self,
-        store: &mut Store,
-        facts: &Facts,
-        rev: Option<(&Candidate, &Plan)>,
-    ) -> Result<String> {
-        match rev {
-            Some((candidate, plan)) => {
-                self.tls
-                    .install(&candidate.bindings, &plan.tls, facts, store)?;
-                self.install_sip(store, facts, candidate, plan).await
-            }
-            None => {
-                self.tls
-                    .install(&Self::candidate_of(store)?.bindings, &[], facts, store)?;
-                Ok(String::new())
-            }
+    /// What the plan needs of this daemon: Kamailio's files, when it
+    /// drives Kamailio.
+    pub(crate) fn context(&self) -> Context {
+        Context {
+            kamailio: self.config.sip.then(|| sip::env(&self.config.data_dir)),
         }
     }
 
-    /// Kamailio runs `candidate` and `plan` (when the daemon drives it).
-    async fn install_sip(
-        &self,
-        store: &mut Store,
-        facts: &Facts,
-        candidate: &Candidate,
-        plan: &Plan,
-    ) -> Result<String> {
-        match &self.sip {
-            Some(sip) => sip.lock().await.apply(store, facts, candidate, plan).await,
-            None => Ok(String::new()),
+    /// The built-in listeners listen on `plan`'s sockets.
+    async fn listen(&self, _plan: &Plan) -> std::result::Result<String, String> {
+        Ok(String::new())
+    }
+
+    /// `r` with its plan completed when an older version recorded it.
+    fn upgraded(&self, store: &Store, mut r: Revision) -> Result<Revision> {
+        if r.plan.version < PLAN_VERSION {
+            let facts = self.facts_with(store)?;
+            r.plan = r.plan.upgrade(&r.candidate, &facts, &self.context());
         }
+        Ok(r)
+    }
+
+    /// The applied revision (see [`Engine::upgraded`]).
+    fn applied(&self, store: &Store) -> Result<Option<Revision>> {
+        store
+            .applied()?
+            .map(|r| self.upgraded(store, r))
+            .transpose()
+    }
+
+    /// Revision `number` (see [`Engine::upgraded`]).
+    fn revision_of(&self, store: &Store, number: u64) -> Result<Revision> {
+        let r = store
+            .revision(number)?
+            .ok_or(EngineError::NoSuchRevision(number))?;
+        self.upgraded(store, r)
     }
 
     /// Keep Kamailio's subscriber table in step with the accounts.
@@ -484,11 +488,7 @@ impl Engine {
     }
 
     pub async fn revision(&self, number: u64) -> Result<Revision> {
-        self.store
-            .lock()
-            .await
-            .revision(number)?
-            .ok_or(EngineError::NoSuchRevision(number))
+        self.revision_of(&*self.store.lock().await, number)
     }
 
     pub async fn firewall(&self) -> Result<FirewallView> {
@@ -509,18 +509,17 @@ impl Engine {
     pub async fn diff(&self, from: Option<u64>, to: Option<u64>) -> Result<DiffView> {
         let store = self.store.lock().await;
         let facts = self.facts_with(&store)?;
+        let context = self.context();
+        let candidate = Self::candidate_of(&store)?;
         let side = |number: Option<u64>, default_is_candidate: bool| -> Result<diff::Side> {
             match number {
-                Some(n) => {
-                    let r = store.revision(n)?.ok_or(EngineError::NoSuchRevision(n))?;
-                    Ok(diff::Side::revision(&r))
-                }
+                Some(n) => Ok(diff::Side::revision(self.revision_of(&store, n)?)),
                 None if default_is_candidate => {
-                    Ok(diff::Side::candidate(&Self::candidate_of(&store)?, &facts))
+                    Ok(diff::Side::candidate(&candidate, &facts, &context))
                 }
-                None => match store.applied()? {
-                    Some(r) => Ok(diff::Side::revision(&r)),
-                    None => Ok(diff::Side::nothing_applied(&facts)),
+                None => match self.applied(&store)? {
+                    Some(r) => Ok(diff::Side::revision(r)),
+                    None => Ok(diff::Side::nothing_applied(&candidate, &facts, &context)),
                 },
             }
         };
@@ -637,7 +636,7 @@ impl Engine {
         let facts = self.facts_with(&store)?;
         let mut candidate = Self::candidate_of(&store)?;
         candidate.matrix.settle(&facts);
-        let Ok((plan, _)) = switchboard_plan::plan(&candidate, &facts) else {
+        let Ok((plan, _)) = switchboard_plan::plan(&candidate, &facts, &self.context()) else {
             return Ok(None);
         };
         let applied = store.applied()?;
@@ -697,9 +696,9 @@ impl Engine {
             });
         }
         candidate.matrix.settle(facts);
-        let (plan, warnings) = switchboard_plan::plan(&candidate, facts)
+        let (plan, warnings) = switchboard_plan::plan(&candidate, facts, &self.context())
             .map_err(|Rejected { diagnostics }| EngineError::Rejected { diagnostics })?;
-        let applied = store.applied()?;
+        let applied = self.applied(store)?;
         if kind == RevisionKind::Update
             && window.is_none()
             && applied
@@ -729,44 +728,17 @@ impl Engine {
 
         let applied_at = Timestamp::now();
         failpoint("before-firewall");
-        let result = match firewall::put(self.config.firewall, Some(&plan)).await {
-            Ok(done) => self
-                .install_plan(store, facts, Some((&candidate, &plan)))
-                .await
-                .map(|sip| {
-                    if sip.is_empty() {
-                        done
-                    } else {
-                        format!("{done}; {sip}")
-                    }
-                })
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
+        let running = applied.as_ref().map(|r| &r.plan);
+        let result = self
+            .put(store, facts, running, Some(&plan), &Step::ALL)
+            .await;
         failpoint("after-firewall");
         let in_place = std::time::Instant::now();
         let (outcome, detail) = match &result {
             Ok(done) if window.is_some() => (Outcome::Pending, done.clone()),
             Ok(done) => (Outcome::Applied, done.clone()),
-            Err(e) => {
-                // The load is one transaction; a verification failure is
-                // undone by putting the running revision back.
-                let restore =
-                    match firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
-                        .await
-                    {
-                        Ok(_) => self
-                            .install(store, facts, applied.as_ref())
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    };
-                let restored = match restore {
-                    Ok(_) => "the previous revision is running".to_owned(),
-                    Err(e2) => format!("restoring the previous revision failed too: {e2}"),
-                };
-                (Outcome::Failed, format!("{e}; {restored}"))
-            }
+            // The pipeline has put the running revision back.
+            Err(e) => (Outcome::Failed, e.clone()),
         };
         let deadline = window.map(|w| applied_at + w);
         let rev = NewRevision {
@@ -848,15 +820,20 @@ impl Engine {
             return Ok(None);
         }
         let previous = match pending.previous {
-            Some(n) => Some(store.revision(n)?.ok_or(EngineError::NoSuchRevision(n))?),
+            Some(n) => Some(self.revision_of(&store, n)?),
             None => None,
         };
-        firewall::put(self.config.firewall, previous.as_ref().map(|r| &r.plan))
-            .await
-            .map_err(EngineError::System)?;
+        let on_trial = self.revision_of(&store, pending.revision)?;
         let facts_now = self.facts_with(&store)?;
-        self.install(&mut store, &facts_now, previous.as_ref())
-            .await?;
+        self.put(
+            &mut store,
+            &facts_now,
+            Some(&on_trial.plan),
+            previous.as_ref().map(|r| &r.plan),
+            &Step::ALL,
+        )
+        .await
+        .map_err(EngineError::System)?;
         failpoint("expiry-after-firewall");
         let back_to = match pending.previous {
             Some(n) => format!("revision {n}"),
@@ -883,13 +860,13 @@ impl Engine {
             ));
         }
         let mut store = self.store.lock().await;
-        let applied = store.applied()?;
-        let done = firewall::put(self.config.firewall, applied.as_ref().map(|r| &r.plan))
+        let applied = self.applied(&store)?;
+        let facts_now = self.facts_with(&store)?;
+        let plan = applied.as_ref().map(|r| &r.plan);
+        let done = self
+            .put(&mut store, &facts_now, plan, plan, &Step::ALL)
             .await
             .map_err(EngineError::System)?;
-        let facts_now = self.facts_with(&store)?;
-        self.install(&mut store, &facts_now, applied.as_ref())
-            .await?;
         Ok(match (applied, store.pending()?) {
             (Some(r), Some(p)) => format!(
                 "revision {} reloaded, pending confirmation until {}: {done}",

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use switchboard_domain::{Candidate, Facts, Hostname, ServiceId};
+use switchboard_domain::{Facts, ServiceId};
 use switchboard_plan::Plan;
-use switchboard_plan::kamailio::{KamailioConfig, Paths};
+use switchboard_plan::kamailio::{Env, Paths};
 use switchboard_provision::Realm;
 use switchboard_store::Store;
 use switchboard_system::files::write_atomic;
@@ -27,6 +27,26 @@ pub(crate) struct Sip {
     listens: Vec<String>,
 }
 
+/// Where the files of Kamailio live, under `dir`.
+fn paths(dir: &std::path::Path) -> Paths {
+    Paths {
+        tls_dir: dir.to_owned(),
+        tls_cfg: dir.join("tls.cfg"),
+        subscriber_db: dir.join("subscriber.db"),
+        ctl_socket: dir.join("kamailio.ctl"),
+        modules: MODULES.into(),
+    }
+}
+
+/// What the plan needs to render Kamailio's files for a daemon whose data
+/// directory is `data_dir`.
+pub(crate) fn env(data_dir: &std::path::Path) -> Env {
+    Env {
+        paths: paths(&data_dir.join("kamailio")),
+        realm: Realm::default().as_str().to_owned(),
+    }
+}
+
 fn system(e: impl std::fmt::Display) -> EngineError {
     EngineError::System(e.to_string())
 }
@@ -41,13 +61,7 @@ impl Sip {
     }
 
     fn paths(&self) -> Paths {
-        Paths {
-            tls_dir: self.dir.clone(),
-            tls_cfg: self.dir.join("tls.cfg"),
-            subscriber_db: self.dir.join("subscriber.db"),
-            ctl_socket: self.dir.join("kamailio.ctl"),
-            modules: MODULES.into(),
-        }
+        paths(&self.dir)
     }
 
     pub(crate) fn state(&self) -> Option<KamailioState> {
@@ -69,48 +83,28 @@ impl Sip {
         kamailio::sync_subscribers(&self.dir.join("subscriber.db"), &subscribers).map_err(system)
     }
 
-    /// Make Kamailio run what `candidate` and `plan` say.
+    /// Make Kamailio run what `plan`'s Kamailio section says: files
+    /// checked (`kamailio -c`) before they replace the running ones, a
+    /// restart when the listen sockets change (`tls.reload` otherwise), and
+    /// every TLS socket verified by a handshake.
     pub(crate) async fn apply(
         &mut self,
         store: &mut Store,
         facts: &Facts,
-        candidate: &Candidate,
         plan: &Plan,
     ) -> Result<String> {
-        let mut aliases: Vec<Hostname> = candidate
-            .provisioning
-            .sip_tls_hostname
-            .iter()
-            .cloned()
-            .collect();
-        for nic in plan.matrix.nics_of(ServiceId::SipTls) {
-            if let Some(h) = candidate.nics.get(nic).and_then(|s| s.hostname.clone())
-                && !aliases.contains(&h)
-            {
-                aliases.push(h);
-            }
-        }
         if !kamailio::installed() {
             return Ok("kamailio is not installed: the SIP services are enforced by the firewall, no SIP server runs".into());
         }
-        let paths = self.paths();
-        let k: KamailioConfig = switchboard_plan::kamailio::render(
-            candidate,
-            &plan.matrix,
-            facts,
-            &plan.tls,
-            &aliases,
-            Realm::default().as_str(),
-            &paths,
-        );
-        if k.is_idle() {
+        let Some(k) = plan.kamailio.as_ref().filter(|k| !k.is_idle()) else {
             if let Some(s) = self.supervisor.take() {
                 s.stop().await;
                 info!("no SIP service enabled anywhere: kamailio stopped");
             }
             self.listens.clear();
             return Ok("no SIP service enabled: kamailio not running".into());
-        }
+        };
+        let paths = self.paths();
         for name in &k.certificates {
             let c = store
                 .cert(name)?
@@ -153,7 +147,7 @@ impl Sip {
                 self.supervisor = Some(Supervisor::start(cfg, pidfile));
                 "kamailio started"
             }
-            Some(s) if self.listens != k.listens => {
+            Some(s) if self.listens != k.listens() => {
                 s.restart();
                 "kamailio restarted: its listen sockets changed"
             }
@@ -166,8 +160,8 @@ impl Sip {
                 }
             },
         };
-        self.listens = k.listens;
-        let checked = verify(&self.listens, facts, candidate, plan).await?;
+        self.listens = k.listens();
+        let checked = verify(&self.listens, facts, plan).await?;
         info!(listens = ?self.listens, checked, "{done}");
         Ok(format!(
             "{done}; listening on {}; {checked} TLS socket(s) verified",
@@ -185,17 +179,10 @@ impl Sip {
 /// Handshake with every TLS socket Kamailio listens on and compare the
 /// certificate it presents with the one bound there (waiting up to 10 s for
 /// a Kamailio that is starting). Returns how many were checked.
-async fn verify(
-    listens: &[String],
-    facts: &Facts,
-    candidate: &Candidate,
-    plan: &Plan,
-) -> Result<usize> {
-    let default = candidate
-        .bindings
-        .defaults
+async fn verify(listens: &[String], facts: &Facts, plan: &Plan) -> Result<usize> {
+    let default = plan
+        .tls_defaults
         .get(&ServiceId::SipTls)
-        .and_then(|c| facts.certificates.get(c))
         .map(|c| c.fingerprint.clone());
     let mut checked = 0;
     for listen in listens.iter().filter_map(|l| l.strip_prefix("tls:")) {
@@ -217,7 +204,7 @@ async fn verify(
                 plan.tls
                     .iter()
                     .find(|a| a.service == ServiceId::SipTls && a.nic == n.name)
-                    .map(|a| a.fingerprint.clone())
+                    .map(|a| a.presented.fingerprint.clone())
             })
             .or_else(|| default.clone())
             .ok_or_else(|| system(format!("no certificate is bound for {listen}")))?;

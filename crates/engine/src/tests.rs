@@ -137,7 +137,7 @@ async fn diff_shows_cells_ports_and_ruleset() {
         ("nothing applied", "candidate")
     );
     assert!(
-        d.matrix.is_empty(),
+        d.diff.matrix.is_empty(),
         "the factory candidate is what an unfirewalled box does"
     );
     e.update(&origin(), "", None).await.expect("1");
@@ -149,25 +149,31 @@ async fn diff_shows_cells_ports_and_ruleset() {
         .expect("port");
     let d = e.diff(None, None).await.expect("diff");
     assert_eq!(d.from, "revision 1");
-    assert_eq!(d.matrix.len(), 1);
+    assert_eq!(d.diff.matrix.len(), 1);
     assert_eq!(
         (
-            d.matrix[0].service,
-            d.matrix[0].nic.as_str(),
-            d.matrix[0].change
+            d.diff.matrix[0].service,
+            d.diff.matrix[0].nic.as_str(),
+            d.diff.matrix[0].change
         ),
         (ServiceId::Sql, "wan0", Change::Removed)
     );
-    assert_eq!(d.ports.len(), 1);
+    assert_eq!(d.diff.ports.len(), 1);
     assert!(
-        d.ruleset
+        d.diff
+            .ruleset
             .contains("-\t\tiifname @nics_ssh tcp dport 22 accept")
-            && d.ruleset
+            && d.diff
+                .ruleset
                 .contains("+\t\tiifname @nics_ssh tcp dport 2222 accept"),
         "{}",
-        d.ruleset
+        d.diff.ruleset
     );
-    assert!(d.ruleset.contains("-\t\t\t\"wan0\","), "{}", d.ruleset);
+    assert!(
+        d.diff.ruleset.contains("-\t\t\t\"wan0\","),
+        "{}",
+        d.diff.ruleset
+    );
     e.discard().await.expect("discard");
     assert!(!e.diff(None, None).await.expect("diff").changed);
 }
@@ -528,4 +534,159 @@ async fn only_a_failed_message_is_sent_again() {
         );
     }
     gateway.abort();
+}
+
+/// The story's two certificates for voip.example.test, imported: `voip`
+/// and `voip2` (another key).
+async fn import_voip_certs(e: &Engine) -> [String; 2] {
+    let p = switchboard_pki::testpki::pki();
+    let mut fingerprints = Vec::new();
+    for name in ["voip", "voip2"] {
+        let leaf = p.intermediate.leaf(&["voip.example.test"]);
+        let v = e
+            .import_cert(
+                &name.parse().expect("name"),
+                format!("{}{}", leaf.pem(), p.intermediate.pem()).as_bytes(),
+                Some(leaf.key_pem().as_bytes()),
+                None,
+            )
+            .await
+            .expect("import");
+        fingerprints.push(v.info.fingerprint.to_string());
+    }
+    [fingerprints[0].clone(), fingerprints[1].clone()]
+}
+
+#[tokio::test]
+async fn every_kind_of_edit_is_pending_in_the_diff_and_discarded() {
+    let e = engine().await;
+    let [voip, voip2] = import_voip_certs(&e).await;
+    for s in [ServiceId::SipTls, ServiceId::Web] {
+        e.bind(s, Some(&n("wan0")), &"voip".parse().expect("name"), true)
+            .await
+            .expect("bind");
+    }
+    e.update(&origin(), "voip on wan0", None).await.expect("1");
+    assert!(!e.status().await.expect("status").candidate_changed);
+
+    // A certificate binding.
+    e.bind(
+        ServiceId::SipTls,
+        Some(&n("wan0")),
+        &"voip2".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    assert!(e.status().await.expect("status").candidate_changed);
+    let d = e.diff(None, None).await.expect("diff");
+    assert!(d.changed, "a binding is a pending edit");
+    let t = &d.diff.tls;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (
+            t[0].from.as_ref().map(|p| p.fingerprint.as_str()),
+            t[0].to.as_ref().map(|p| p.fingerprint.as_str())
+        ),
+        (Some(voip.as_str()), Some(voip2.as_str()))
+    );
+    assert!(
+        d.diff.notes.iter().any(|n| n.code == "pins-rotated"),
+        "{:?} {:?}",
+        d.diff.notes,
+        d.diff.pins
+    );
+    assert!(
+        d.summary
+            .iter()
+            .any(|l| l.starts_with("sip-tls on wan0: certificate voip (SHA-256"))
+    );
+    e.discard().await.expect("discard");
+    assert!(!e.diff(None, None).await.expect("diff").changed);
+
+    // A NIC's host name.
+    e.set_nic(
+        &n("wan0"),
+        switchboard_domain::NicSettings {
+            hostname: Some("sip.example.test".parse().expect("host")),
+            public_address: None,
+        },
+    )
+    .await
+    .expect("nic");
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(d.diff.nics.len(), 1, "{:?}", d.diff.nics);
+    assert_eq!(d.diff.nics[0].to.as_deref(), Some("sip.example.test"));
+    e.discard().await.expect("discard");
+
+    // A provisioning setting.
+    let mut settings = e.provisioning().await.expect("settings");
+    settings.sip_tls_hostname = Some("voip.example.test".parse().expect("host"));
+    e.set_provisioning(settings).await.expect("provisioning");
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(d.diff.provisioning.len(), 1, "{:?}", d.diff.provisioning);
+    assert!(e.status().await.expect("status").candidate_changed);
+    e.discard().await.expect("discard");
+    assert!(!e.diff(None, None).await.expect("diff").changed);
+    assert!(!e.status().await.expect("status").candidate_changed);
+}
+
+#[tokio::test]
+async fn a_rollback_restores_the_certificates_and_its_diff_says_so() {
+    let e = engine().await;
+    let [voip, voip2] = import_voip_certs(&e).await;
+    let wan: std::net::IpAddr = "198.51.100.1".parse().expect("ip");
+    let presented = |e: &Engine| -> Vec<String> {
+        e.tls_tables()
+            .web
+            .presented(wan)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    e.bind(
+        ServiceId::Web,
+        Some(&n("wan0")),
+        &"voip".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    e.update(&origin(), "voip", None).await.expect("1");
+    assert_eq!(presented(&e), std::slice::from_ref(&voip));
+    e.bind(
+        ServiceId::Web,
+        Some(&n("wan0")),
+        &"voip2".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    let u = e.update(&origin(), "voip2", None).await.expect("2");
+    assert_eq!(u.revision, Some(2), "a binding alone is an Update");
+    assert_eq!(presented(&e), std::slice::from_ref(&voip2));
+    e.rollback(&origin(), 1, None).await.expect("3");
+    assert_eq!(
+        presented(&e),
+        std::slice::from_ref(&voip),
+        "the rollback presents the old certificate"
+    );
+    let d = e.diff(Some(2), Some(3)).await.expect("diff");
+    let t: Vec<_> = d
+        .diff
+        .tls
+        .iter()
+        .filter(|t| t.service == ServiceId::Web)
+        .collect();
+    assert_eq!(t.len(), 1, "{:?}", d.diff.tls);
+    assert_eq!(t[0].to.as_ref().map(|p| p.fingerprint.clone()), Some(voip));
+    let r = e.revision(3).await.expect("3");
+    assert!(
+        r.plan
+            .summary()
+            .iter()
+            .any(|l| l.starts_with("web on wan0 [198.51.100.1]: voip (")),
+        "{:?}",
+        r.plan.summary()
+    );
 }

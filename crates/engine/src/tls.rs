@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use switchboard_domain::{Bindings, CertName, Facts, ServiceId};
+use switchboard_domain::{CertName, Facts, ServiceId};
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity};
-use switchboard_plan::TlsAssignment;
+use switchboard_plan::Plan;
 use switchboard_store::Store;
 
 use crate::{EngineError, Result};
@@ -35,15 +35,10 @@ impl TlsTables {
         }
     }
 
-    /// Present what `bindings` and `assignments` say, on the addresses the
-    /// NICs have now.
-    pub(crate) fn install(
-        &self,
-        bindings: &Bindings,
-        assignments: &[TlsAssignment],
-        facts: &Facts,
-        store: &Store,
-    ) -> Result<()> {
+    /// Present what `plan`'s TLS table says, on the addresses the NICs
+    /// have now: check (every certificate loads, with its key), swap, and
+    /// verify (each address's table presents the planned fingerprint).
+    pub(crate) fn install(&self, plan: &Plan, facts: &Facts, store: &Store) -> Result<String> {
         let mut identities: BTreeMap<CertName, TlsIdentity> = BTreeMap::new();
         let mut identity = |name: &CertName| -> Result<TlsIdentity> {
             if let Some(id) = identities.get(name) {
@@ -61,22 +56,44 @@ impl TlsTables {
             identities.insert(name.clone(), id.clone());
             Ok(id)
         };
+        // Check: build every table before swapping any.
+        let mut tables = Vec::new();
+        let mut expected: Vec<(ServiceId, std::net::IpAddr, String)> = Vec::new();
         for (service, table) in [
             (ServiceId::Console, &self.console),
             (ServiceId::Web, &self.web),
         ] {
             let mut b = CertBindings::new();
-            if let Some(default) = bindings.defaults.get(&service) {
-                b.set_default(identity(default)?);
+            if let Some(default) = plan.tls_defaults.get(&service) {
+                b.set_default(identity(&default.cert)?);
             }
-            for a in assignments.iter().filter(|a| a.service == service) {
-                let id = identity(&a.cert)?;
+            for a in plan.tls.iter().filter(|a| a.service == service) {
+                let id = identity(&a.presented.cert)?;
                 for addr in facts.nic(&a.nic).into_iter().flat_map(|n| &n.addrs) {
                     b.bind(addr.addr, id.clone());
+                    expected.push((service, addr.addr, a.presented.fingerprint.clone()));
                 }
             }
-            table.swap(b);
+            tables.push((table, b));
         }
-        Ok(())
+        for (table, bindings) in tables {
+            table.swap(bindings);
+        }
+        for (service, addr, want) in &expected {
+            let table = match service {
+                ServiceId::Console => &self.console,
+                _ => &self.web,
+            };
+            let presented = table.presented(*addr);
+            if !presented.iter().any(|f| f.to_string() == *want) {
+                return Err(EngineError::System(format!(
+                    "verification failed: {service} on {addr} presents {presented:?}, not the planned {want}"
+                )));
+            }
+        }
+        Ok(format!(
+            "TLS tables swapped and verified ({} address binding(s))",
+            expected.len()
+        ))
     }
 }

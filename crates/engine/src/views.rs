@@ -159,37 +159,23 @@ pub struct FirewallView {
     pub loaded: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    Added,
-    Removed,
-}
+pub use switchboard_plan::diff::{
+    CellChange, Change, KamailioDiff, Note, PinChange, PortChange, SettingChange, SocketChange,
+    TlsChange,
+};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CellChange {
-    pub service: ServiceId,
-    pub nic: String,
-    pub change: Change,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortChange {
-    pub service: ServiceId,
-    pub from: PortRange,
-    pub to: PortRange,
-}
-
+/// What changes from one configuration to another: every section of the
+/// plan (see [`switchboard_plan::diff`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiffView {
     /// `revision N`, `candidate`, or `nothing applied`.
     pub from: String,
     pub to: String,
     pub changed: bool,
-    pub matrix: Vec<CellChange>,
-    pub ports: Vec<PortChange>,
-    /// Unified diff of the two nftables rulesets.
-    pub ruleset: String,
+    /// The changes in words, one line each.
+    pub summary: Vec<String>,
+    #[serde(flatten)]
+    pub diff: switchboard_plan::PlanDiff,
 }
 
 /// A stored certificate (never its key).

@@ -101,6 +101,9 @@ pub struct CertTable {
 struct Configs {
     fallback: Option<Arc<ServerConfig>>,
     by_addr: HashMap<IpAddr, Arc<ServerConfig>>,
+    /// The fingerprints behind each configuration, for [`CertTable::presented`].
+    fallback_presents: Vec<crate::Fingerprint>,
+    presents: HashMap<IpAddr, Vec<crate::Fingerprint>>,
 }
 
 impl CertTable {
@@ -134,8 +137,31 @@ impl CertTable {
             .cloned()
     }
 
+    /// The fingerprints of the certificates a connection arriving on
+    /// `local` may be presented (by SNI, the first one without): what an
+    /// Update verifies after a swap.
+    pub fn presented(&self, local: IpAddr) -> Vec<crate::Fingerprint> {
+        let configs = self.current.load();
+        configs
+            .presents
+            .get(&local.to_canonical())
+            .unwrap_or(&configs.fallback_presents)
+            .clone()
+    }
+
     fn configs(&self, bindings: CertBindings) -> Configs {
+        let fingerprints = |ids: &[TlsIdentity]| ids.iter().map(|id| id.info.fingerprint).collect();
         Configs {
+            fallback_presents: bindings
+                .default
+                .iter()
+                .map(|id| id.info.fingerprint)
+                .collect(),
+            presents: bindings
+                .by_addr
+                .iter()
+                .map(|(addr, ids)| (*addr, fingerprints(ids)))
+                .collect(),
             fallback: bindings.default.map(|id| self.config(vec![id])),
             by_addr: bindings
                 .by_addr

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{Candidate, CertName, Facts, Hostname, ResolvedMatrix, ServiceId};
 
-use crate::TlsAssignment;
+use crate::{Server, Socket, TlsAssignment};
 
 /// Where the files Kamailio reads live (the system adapter decides).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,16 @@ pub struct Paths {
     pub modules: PathBuf,
 }
 
+/// What the daemon's Kamailio is like: where its files live and the
+/// digest realm of the accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    pub paths: Paths,
+    /// The digest realm the accounts' HA1 were computed for (letters,
+    /// digits, `.`, `_`, `-`: the caller's newtype guarantees it).
+    pub realm: String,
+}
+
 /// The rendered configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KamailioConfig {
@@ -45,9 +55,9 @@ pub struct KamailioConfig {
     pub cfg: String,
     /// `tls.cfg`.
     pub tls_cfg: String,
-    /// The listen sockets, `proto:addr:port`: when they change Kamailio
-    /// must restart; when only certificates change, `tls.reload` is enough.
-    pub listens: Vec<String>,
+    /// The listen sockets: when they change Kamailio must restart; when
+    /// only certificates change, `tls.reload` is enough.
+    pub sockets: Vec<Socket>,
     /// The certificates `tls.cfg` names, to be written where it says.
     pub certificates: Vec<CertName>,
 }
@@ -55,7 +65,12 @@ pub struct KamailioConfig {
 impl KamailioConfig {
     /// No SIP service is enabled anywhere: Kamailio need not run.
     pub fn is_idle(&self) -> bool {
-        self.listens.is_empty()
+        self.sockets.is_empty()
+    }
+
+    /// The listen sockets as `kamailio.cfg` writes them, `proto:addr:port`.
+    pub fn listens(&self) -> Vec<String> {
+        self.sockets.iter().map(Socket::to_string).collect()
     }
 }
 
@@ -68,41 +83,41 @@ fn addr_port(addr: IpAddr, port: u16) -> String {
 }
 
 /// Render Kamailio's configuration for `matrix` on the NICs of `facts`.
-/// `aliases` are the names the SIP/TLS service is known by; `realm` is the
-/// digest realm the accounts' HA1 were computed for (letters, digits,
-/// `.`, `_`, `-`: the caller's newtype guarantees it).
+/// `aliases` are the names the SIP/TLS service is known by.
 pub fn render(
     candidate: &Candidate,
     matrix: &ResolvedMatrix,
     facts: &Facts,
     tls: &[TlsAssignment],
     aliases: &[Hostname],
-    realm: &str,
-    paths: &Paths,
+    env: &Env,
 ) -> KamailioConfig {
-    let tls_port = candidate.port(ServiceId::SipTls).first();
-    let udp_port = candidate.port(ServiceId::SipUdp).first();
-    let mut listens = Vec::new();
+    let (paths, realm) = (&env.paths, env.realm.as_str());
+    let mut sockets = Vec::new();
     let mut profiles = Vec::new();
-    for (service, proto, port) in [
-        (ServiceId::SipTls, "tls", tls_port),
-        (ServiceId::SipUdp, "udp", udp_port),
-    ] {
+    for service in [ServiceId::SipTls, ServiceId::SipUdp] {
+        let port = candidate.port(service).first();
         for nic in matrix.nics_of(service) {
             let Some(n) = facts.nic(nic) else { continue };
             let cert = tls
                 .iter()
                 .find(|a| a.service == ServiceId::SipTls && &a.nic == nic)
-                .map(|a| &a.cert);
+                .map(|a| &a.presented.cert);
             for addr in n.addrs.iter().filter(|a| !a.is_link_local()) {
-                let socket = addr_port(addr.addr, port);
-                listens.push(format!("{proto}:{socket}"));
+                sockets.push(Socket {
+                    service,
+                    server: Server::Kamailio,
+                    transport: service.info().transport,
+                    address: Some(addr.addr),
+                    port,
+                });
                 if let (ServiceId::SipTls, Some(cert)) = (service, cert) {
-                    profiles.push((socket, cert.clone()));
+                    profiles.push((addr_port(addr.addr, port), cert.clone()));
                 }
             }
         }
     }
+    let listens: Vec<String> = sockets.iter().map(Socket::to_string).collect();
     let default_cert = candidate.bindings.defaults.get(&ServiceId::SipTls).cloned();
     let mut certificates: Vec<CertName> = profiles
         .iter()
@@ -237,17 +252,24 @@ request_route {
     KamailioConfig {
         cfg,
         tls_cfg,
-        listens,
+        sockets,
         certificates,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use expect_test::expect_file;
     use switchboard_domain::testing::{candidate, cert, facts, name};
 
     use super::*;
+
+    pub(crate) fn env() -> Env {
+        Env {
+            paths: paths(),
+            realm: "switchboard".into(),
+        }
+    }
 
     fn paths() -> Paths {
         Paths {
@@ -278,8 +300,14 @@ mod tests {
         let tls = vec![TlsAssignment {
             service: ServiceId::SipTls,
             nic: name("wan0"),
-            cert: cert("voip"),
-            fingerprint: "00".into(),
+            presented: crate::Presented {
+                cert: cert("voip"),
+                fingerprint: "00".into(),
+                subject: String::new(),
+                not_after: String::new(),
+                names: vec![],
+            },
+            addresses: vec!["198.51.100.1".parse().expect("ip")],
         }];
         let k = render(
             &c,
@@ -287,10 +315,9 @@ mod tests {
             &f,
             &tls,
             &["voip.example.test".parse().expect("host")],
-            "switchboard",
-            &paths(),
+            &env(),
         );
-        assert_eq!(k.listens, ["tls:198.51.100.1:5061", "udp:192.0.2.1:5060"]);
+        assert_eq!(k.listens(), ["tls:198.51.100.1:5061", "udp:192.0.2.1:5060"]);
         assert_eq!(k.certificates, [cert("test-cert"), cert("voip")]);
         expect_file!["../test_data/kamailio-production.cfg"].assert_eq(&k.cfg);
         expect_file!["../test_data/kamailio-production.tls.cfg"].assert_eq(&k.tls_cfg);
@@ -303,29 +330,13 @@ mod tests {
         for s in [ServiceId::SipTls, ServiceId::SipUdp] {
             c.matrix.set(s, &name("lan0"), false, &f).expect("deny");
         }
-        let k = render(
-            &c,
-            &c.matrix.resolve(&f),
-            &f,
-            &[],
-            &[],
-            "switchboard",
-            &paths(),
-        );
+        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env());
         assert!(k.is_idle());
         assert!(k.cfg.contains("enable_tls=no") && !k.cfg.contains("loadmodule \"tls.so\""));
         let c = candidate();
-        let k = render(
-            &c,
-            &c.matrix.resolve(&f),
-            &f,
-            &[],
-            &[],
-            "switchboard",
-            &paths(),
-        );
+        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env());
         assert_eq!(
-            k.listens,
+            k.listens(),
             ["tls:[2001:db8::1]:5061", "udp:[2001:db8::1]:5060"]
         );
     }

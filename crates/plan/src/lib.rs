@@ -1,48 +1,186 @@
 //! The planner: a pure function from (candidate, facts) to a [`Plan`].
 //!
 //! The plan is everything an Update will put on the system, rendered
-//! before anything is touched: the nftables ruleset and the certificate
-//! each TLS service presents on each NIC. [`kamailio`] renders the SIP
-//! server's configuration from the same inputs (not yet part of [`Plan`]:
-//! the adapter that applies it arrives with its issue).
+//! before anything is touched, section by section:
 //!
-//! **Boundary.** No I/O, no clock: the same candidate and facts always give
-//! the same plan, byte for byte. That is what lets the renderers be
-//! golden-tested (`test_data/`, refreshed with `UPDATE_EXPECT=1`) and lets
-//! the daemon compare the plan of a revision with what is loaded.
+//! | section | what it is | applied by |
+//! |---|---|---|
+//! | `matrix`, `ruleset` | the resolved matrix and the nftables script ([`nft`]) | the firewall step |
+//! | `sockets` | every socket a service listens on: the built-in HTTPS listeners (every address) and Kamailio's (per address) | the listeners step, Kamailio |
+//! | `tls`, `tls_defaults` | the TLS table: per service and NIC, the addresses and the certificate presented there (name, fingerprint, subject, expiry, the names it answers for); per service the default for any other address | the TLS tables step, Kamailio's `tls.cfg` |
+//! | `kamailio` | `kamailio.cfg` and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
+//! | `nics` | the NICs' declared host names and public addresses | the padlock check |
+//! | `provisioning` | the SIP/TLS host name and port, the web services URI, the app store links, and the key pins native documents carry | the documents served to phones |
+//!
+//! [`diff()`] compares two plans section by section ([`PlanDiff`]), and says
+//! what a change does to the people on the other side.
+//!
+//! **Boundary.** No I/O, no clock: the same candidate, facts and
+//! [`Context`] always give the same plan, byte for byte. That is what lets
+//! the renderers be golden-tested (`test_data/`, refreshed with
+//! `UPDATE_EXPECT=1`) and lets the daemon compare the plan of a revision
+//! with what is loaded.
 //!
 //! **Invariant.** Only names that went through the domain's newtypes reach a
 //! renderer, so no interface name or port can inject ruleset syntax.
 
+pub mod diff;
 pub mod kamailio;
 pub mod nft;
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
+use switchboard_domain::provisioning::ProvisioningSettings;
 use switchboard_domain::{
-    Candidate, CertName, Diagnostic, Facts, NicName, ResolvedMatrix, ServiceId, validate,
+    Candidate, CertFacts, CertName, Diagnostic, Facts, Hostname, NicName, NicSettings, PortRange,
+    ResolvedMatrix, ServiceId, Transport, validate,
 };
+
+pub use diff::{PlanDiff, diff};
+
+/// The version of the plan document written now. Plans recorded before
+/// the sections beyond `matrix`, `ruleset` and `tls` existed read as
+/// version 1 and are completed by [`Plan::upgrade`].
+pub const PLAN_VERSION: u32 = 2;
 
 /// What an Update applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The schema version of this document (1 when absent).
+    #[serde(default = "version_one")]
+    pub version: u32,
     /// The matrix made concrete: for each service, the NICs it is reachable on.
     pub matrix: ResolvedMatrix,
     /// The complete nftables script: one transaction that replaces
     /// switchboard's own table and touches no other.
     pub ruleset: String,
+    /// The ports of every service.
+    #[serde(default)]
+    pub ports: BTreeMap<ServiceId, PortRange>,
     /// The certificate each TLS service presents on each NIC it is enabled
     /// on (NICs on the system only).
     #[serde(default)]
     pub tls: Vec<TlsAssignment>,
+    /// The certificate each TLS service presents on any address no NIC
+    /// binding covers (loopback, an address added after the Update).
+    #[serde(default)]
+    pub tls_defaults: BTreeMap<ServiceId, Presented>,
+    /// Every socket a service listens on.
+    #[serde(default)]
+    pub sockets: Vec<Socket>,
+    /// The NICs' declared host names and public addresses.
+    #[serde(default)]
+    pub nics: BTreeMap<NicName, NicSettings>,
+    /// What phones are given.
+    #[serde(default)]
+    pub provisioning: Provisioning,
+    /// Kamailio's files, when the daemon drives Kamailio.
+    #[serde(default)]
+    pub kamailio: Option<kamailio::KamailioConfig>,
 }
 
-/// "Service S on NIC N presents certificate C (fingerprint F)".
+fn version_one() -> u32 {
+    1
+}
+
+/// A certificate as a TLS socket presents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presented {
+    pub cert: CertName,
+    /// SHA-256 of the leaf, `AB:CD:...`.
+    pub fingerprint: String,
+    #[serde(default)]
+    pub subject: String,
+    /// The leaf's notAfter, RFC 3339.
+    #[serde(default)]
+    pub not_after: String,
+    /// The names (SNI) and addresses the leaf is valid for.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl Presented {
+    fn of(cert: &CertName, facts: &CertFacts) -> Presented {
+        Presented {
+            cert: cert.clone(),
+            fingerprint: facts.fingerprint.clone(),
+            subject: facts.subject.clone(),
+            not_after: facts.not_after.clone(),
+            names: facts.names.clone(),
+        }
+    }
+}
+
+/// "Service S on NIC N (addresses A) presents certificate C".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsAssignment {
     pub service: ServiceId,
     pub nic: NicName,
-    pub cert: CertName,
-    pub fingerprint: String,
+    #[serde(flatten)]
+    pub presented: Presented,
+    /// The NIC's addresses, where the certificate is presented.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Who serves a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Server {
+    /// switchboard's own HTTPS listeners (console, web).
+    Switchboard,
+    Kamailio,
+}
+
+/// A socket a service listens on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Socket {
+    pub service: ServiceId,
+    pub server: Server,
+    pub transport: Transport,
+    /// `None`: every address of the appliance (the firewall decides which
+    /// NICs reach it).
+    pub address: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match (self.service, self.transport) {
+            (ServiceId::SipTls, _) => "tls",
+            (_, Transport::Udp) => "udp",
+            (_, Transport::Tcp) => "tcp",
+        };
+        match self.address {
+            None => write!(f, "{proto}:*:{}", self.port),
+            Some(IpAddr::V6(a)) => write!(f, "{proto}:[{a}]:{}", self.port),
+            Some(a) => write!(f, "{proto}:{a}:{}", self.port),
+        }
+    }
+}
+
+/// What phones are given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provisioning {
+    #[serde(flatten)]
+    pub settings: ProvisioningSettings,
+    /// The SIP/TLS port native documents carry.
+    #[serde(default)]
+    pub sip_tls_port: u16,
+    /// The key pins (`sha256/BASE64`) of every certificate `sip-tls`
+    /// presents: native documents carry them, and a phone that enforces
+    /// its pins accepts only these keys.
+    #[serde(default)]
+    pub pins: Vec<String>,
+}
+
+/// What the plan needs to know of the daemon beyond candidate and facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Where Kamailio's files live, when the daemon drives Kamailio.
+    pub kamailio: Option<kamailio::Env>,
 }
 
 /// Why a candidate cannot be planned: its error diagnostics (warnings are
@@ -54,22 +192,180 @@ pub struct Rejected {
 
 /// Validate `candidate` against `facts` and, when no diagnostic is an
 /// error, render the plan. Returns the warnings alongside the plan.
-pub fn plan(candidate: &Candidate, facts: &Facts) -> Result<(Plan, Vec<Diagnostic>), Rejected> {
+pub fn plan(
+    candidate: &Candidate,
+    facts: &Facts,
+    context: &Context,
+) -> Result<(Plan, Vec<Diagnostic>), Rejected> {
     let diagnostics = validate(candidate, facts);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(Rejected { diagnostics });
     }
+    Ok((render(candidate, facts, context), diagnostics))
+}
+
+/// Render the plan of `candidate` without validating it first: what an
+/// Update would apply, for a diff of a candidate that still has errors.
+/// TLS cells without a known certificate are left out rather than guessed.
+pub fn render(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
     let matrix = candidate.matrix.resolve(facts);
     let ruleset = nft::render(candidate, &matrix);
     let tls = tls_assignments(candidate, facts, &matrix);
-    Ok((
-        Plan {
-            matrix,
-            ruleset,
-            tls,
-        },
-        diagnostics,
-    ))
+    let mut plan = Plan {
+        version: PLAN_VERSION,
+        ruleset,
+        ports: ServiceId::all().map(|s| (s, candidate.port(s))).collect(),
+        tls_defaults: tls_defaults(candidate, facts),
+        sockets: Vec::new(),
+        nics: candidate.nics.clone(),
+        provisioning: provisioning(candidate, facts, &tls),
+        kamailio: None,
+        tls,
+        matrix,
+    };
+    plan.kamailio = context.kamailio.as_ref().map(|env| {
+        kamailio::render(
+            candidate,
+            &plan.matrix,
+            facts,
+            &plan.tls,
+            &sip_aliases(candidate, &plan.matrix),
+            env,
+        )
+    });
+    plan.sockets = sockets(&plan);
+    plan
+}
+
+impl Plan {
+    /// Complete a plan recorded by an older version (its `version` says
+    /// which) with the sections it lacks, rendered from the candidate it
+    /// was recorded with. The recorded sections (matrix, ruleset, TLS
+    /// assignments) stay as they were: they are what ran.
+    pub fn upgrade(mut self, candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
+        if self.version >= PLAN_VERSION {
+            return self;
+        }
+        let fresh = render(candidate, facts, context);
+        // A version-1 assignment lacks the addresses and the certificate's
+        // description: take them from the fresh rendering of the same cell.
+        for a in &mut self.tls {
+            if let Some(f) = fresh.tls.iter().find(|f| {
+                f.service == a.service && f.nic == a.nic && f.presented.cert == a.presented.cert
+            }) {
+                a.addresses = f.addresses.clone();
+                a.presented = f.presented.clone();
+            }
+        }
+        self.version = PLAN_VERSION;
+        self.ports = fresh.ports;
+        self.tls_defaults = fresh.tls_defaults;
+        self.nics = fresh.nics;
+        self.kamailio = fresh.kamailio;
+        self.provisioning = Provisioning {
+            pins: pins(facts, &self.tls),
+            ..fresh.provisioning
+        };
+        self.sockets = sockets(&self);
+        self
+    }
+
+    /// The plan in words beyond the matrix and the rulesets, one line
+    /// each: sockets, TLS table, NIC names, what phones are given, Kamailio.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.sockets {
+            out.push(format!("listen {s} ({})", s.service));
+        }
+        let cert = |p: &Presented| {
+            format!(
+                "{} (SHA-256 {}, {}, expires {}, for {})",
+                p.cert,
+                p.fingerprint,
+                p.subject,
+                p.not_after,
+                if p.names.is_empty() {
+                    "no name".to_owned()
+                } else {
+                    p.names.join(", ")
+                }
+            )
+        };
+        for (service, p) in &self.tls_defaults {
+            out.push(format!("{service} (default): {}", cert(p)));
+        }
+        for a in &self.tls {
+            let addrs: Vec<String> = a.addresses.iter().map(ToString::to_string).collect();
+            out.push(format!(
+                "{} on {} [{}]: {}",
+                a.service,
+                a.nic,
+                addrs.join(", "),
+                cert(&a.presented)
+            ));
+        }
+        for (nic, s) in &self.nics {
+            if let Some(h) = &s.hostname {
+                out.push(format!("{nic} host name: {h}"));
+            }
+            if let Some(a) = &s.public_address {
+                out.push(format!("{nic} public address: {a}"));
+            }
+        }
+        let p = &self.provisioning;
+        let or_none = |v: Option<String>| v.unwrap_or_else(|| "(none)".into());
+        out.push(format!(
+            "phones: SIP/TLS host name {}, port {}; web services URI {}",
+            or_none(
+                p.settings
+                    .sip_tls_hostname
+                    .as_ref()
+                    .map(ToString::to_string)
+            ),
+            p.sip_tls_port,
+            or_none(p.settings.web_uri.as_ref().map(ToString::to_string)),
+        ));
+        for (platform, url) in &p.settings.app_stores {
+            out.push(format!("phones: app store page ({platform:?}) {url}").to_lowercase());
+        }
+        out.push(format!(
+            "phones: native documents pin {}",
+            if p.pins.is_empty() {
+                "no key".to_owned()
+            } else {
+                p.pins.join(", ")
+            }
+        ));
+        match &self.kamailio {
+            Some(k) if !k.is_idle() => out.push(format!(
+                "Kamailio: runs, {} TLS profile(s) with {}",
+                k.tls_cfg.matches("[server:").count(),
+                k.certificates
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(_) => out.push("Kamailio: not running (no SIP service enabled)".into()),
+            None => {}
+        }
+        out
+    }
+
+    /// The sockets of switchboard's own HTTPS listeners.
+    pub fn builtin_sockets(&self) -> impl Iterator<Item = &Socket> {
+        self.sockets
+            .iter()
+            .filter(|s| s.server == Server::Switchboard)
+    }
+
+    /// The port `service` listens on in this plan.
+    pub fn port(&self, service: ServiceId) -> PortRange {
+        self.ports
+            .get(&service)
+            .copied()
+            .unwrap_or(service.info().default_ports)
+    }
 }
 
 /// Validation guarantees every enabled TLS cell of a present NIC has a
@@ -81,11 +377,8 @@ fn tls_assignments(
 ) -> Vec<TlsAssignment> {
     let mut out = Vec::new();
     for service in ServiceId::all().filter(|s| s.info().tls) {
-        for nic in matrix
-            .nics_of(service)
-            .iter()
-            .filter(|n| facts.nic(n).is_some())
-        {
+        for nic in matrix.nics_of(service) {
+            let Some(n) = facts.nic(nic) else { continue };
             let Some(cert) = candidate.bindings.resolve(service, nic) else {
                 continue;
             };
@@ -95,10 +388,83 @@ fn tls_assignments(
             out.push(TlsAssignment {
                 service,
                 nic: nic.clone(),
-                cert: cert.clone(),
-                fingerprint: c.fingerprint.clone(),
+                presented: Presented::of(cert, c),
+                addresses: n.addrs.iter().map(|a| a.addr).collect(),
             });
         }
     }
     out
 }
+
+fn tls_defaults(candidate: &Candidate, facts: &Facts) -> BTreeMap<ServiceId, Presented> {
+    candidate
+        .bindings
+        .defaults
+        .iter()
+        .filter_map(|(service, cert)| {
+            let c = facts.certificates.get(cert)?;
+            Some((*service, Presented::of(cert, c)))
+        })
+        .collect()
+}
+
+/// The pins of the keys `sip-tls` presents, in the order of the TLS table.
+fn pins(facts: &Facts, tls: &[TlsAssignment]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in tls.iter().filter(|a| a.service == ServiceId::SipTls) {
+        if let Some(c) = facts.certificates.get(&a.presented.cert)
+            && !c.pin.is_empty()
+            && !out.contains(&c.pin)
+        {
+            out.push(c.pin.clone());
+        }
+    }
+    out
+}
+
+fn provisioning(candidate: &Candidate, facts: &Facts, tls: &[TlsAssignment]) -> Provisioning {
+    Provisioning {
+        settings: candidate.provisioning.clone(),
+        sip_tls_port: candidate.port(ServiceId::SipTls).first(),
+        pins: pins(facts, tls),
+    }
+}
+
+/// The names the SIP/TLS service is known by: the provisioned host name,
+/// then the host names of the NICs it is enabled on.
+fn sip_aliases(candidate: &Candidate, matrix: &ResolvedMatrix) -> Vec<Hostname> {
+    let mut aliases: Vec<Hostname> = candidate
+        .provisioning
+        .sip_tls_hostname
+        .iter()
+        .cloned()
+        .collect();
+    for nic in matrix.nics_of(ServiceId::SipTls) {
+        if let Some(h) = candidate.nics.get(nic).and_then(|s| s.hostname.clone())
+            && !aliases.contains(&h)
+        {
+            aliases.push(h);
+        }
+    }
+    aliases
+}
+
+fn sockets(plan: &Plan) -> Vec<Socket> {
+    let mut out: Vec<Socket> = [ServiceId::Console, ServiceId::Web]
+        .into_iter()
+        .map(|service| Socket {
+            service,
+            server: Server::Switchboard,
+            transport: Transport::Tcp,
+            address: None,
+            port: plan.port(service).first(),
+        })
+        .collect();
+    if let Some(k) = &plan.kamailio {
+        out.extend(k.sockets.iter().cloned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

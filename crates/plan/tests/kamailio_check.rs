@@ -7,8 +7,8 @@ use std::path::Path;
 use switchboard_domain::ServiceId;
 use switchboard_domain::testing::{candidate, cert, facts, name};
 use switchboard_pki::testpki::{self, pki};
-use switchboard_plan::TlsAssignment;
-use switchboard_plan::kamailio::{Paths, render};
+use switchboard_plan::kamailio::{Env, Paths};
+use switchboard_plan::{Context, render};
 use switchboard_system::testlab::{Netns, is_root, require_or_skip};
 
 fn kamailio_check(ns: &Netns, cfg: &Path) -> (bool, String) {
@@ -66,27 +66,28 @@ fn the_rendered_configuration_passes_kamailio_c() {
         ctl_socket: d.join("kamailio.ctl"),
         modules: "/usr/lib/x86_64-linux-gnu/kamailio/modules".into(),
     };
-    let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+    let mut f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
+    let test_cert = f.certificates[&cert("test-cert")].clone();
+    f.certificates.insert(cert("voip"), test_cert);
     let mut c = candidate();
     c.matrix = c
         .matrix
         .production(&name("lan0"), &name("wan0"), &f)
         .expect("preset");
-    let tls = [TlsAssignment {
-        service: ServiceId::SipTls,
-        nic: name("wan0"),
-        cert: cert("voip"),
-        fingerprint: String::new(),
-    }];
-    let k = render(
-        &c,
-        &c.matrix.resolve(&f),
-        &f,
-        &tls,
-        &["voip.example.test".parse().expect("host")],
-        "switchboard",
-        &paths,
-    );
+    c.bindings
+        .bind(ServiceId::SipTls, Some(&name("wan0")), cert("voip"))
+        .expect("bind");
+    c.provisioning.sip_tls_hostname = Some("voip.example.test".parse().expect("host"));
+    let context = Context {
+        kamailio: Some(Env {
+            paths,
+            realm: "switchboard".into(),
+        }),
+    };
+    // The whole plan's Kamailio section, as an Update would write it.
+    let k = render(&c, &f, &context)
+        .kamailio
+        .expect("kamailio is driven");
     testpki::write(d, "kamailio.cfg", &k.cfg);
     testpki::write(d, "tls.cfg", &k.tls_cfg);
     let (ok, err) = kamailio_check(&ns, &d.join("kamailio.cfg"));

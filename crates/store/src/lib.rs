@@ -1140,13 +1140,7 @@ mod tests {
 
     /// The store keeps whatever plan it is given; a rendered one will do.
     fn plan_for(c: &Candidate) -> Plan {
-        let matrix = c.matrix.resolve(&Facts::default());
-        let ruleset = switchboard_plan::nft::render(c, &matrix);
-        Plan {
-            matrix,
-            ruleset,
-            tls: vec![],
-        }
+        switchboard_plan::render(c, &Facts::default(), &Default::default())
     }
 
     fn new_rev<'a>(c: &'a Candidate, plan: &'a Plan, outcome: Outcome) -> NewRevision<'a> {

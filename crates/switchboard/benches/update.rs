@@ -104,7 +104,7 @@ async fn bench_size(n: usize) {
             .set(ServiceId::Sql, &toggled, round % 2 == 0, &f)
             .expect("edit");
         let t = Instant::now();
-        let (plan, _) = switchboard_plan::plan(&c, &f).expect("plan");
+        let (plan, _) = switchboard_plan::plan(&c, &f, &Default::default()).expect("plan");
         let t1 = Instant::now();
         nft::check(&plan.ruleset).await.expect("check");
         let t2 = Instant::now();

@@ -598,18 +598,28 @@ fn diff_text(d: &DiffView) -> String {
         out.push_str("no difference\n");
         return out;
     }
-    for c in &d.matrix {
+    for c in &d.diff.matrix {
         let sign = match c.change {
             Change::Added => "+",
             Change::Removed => "-",
         };
         let _ = writeln!(out, "{sign} {} on {}", c.service, c.nic);
     }
-    for p in &d.ports {
-        let _ = writeln!(out, "~ {} port {} -> {}", p.service, p.from, p.to);
+    // The summary says the matrix first: its other lines follow.
+    for line in d.summary.iter().skip(d.diff.matrix.len()) {
+        let _ = writeln!(out, "~ {line}");
     }
-    if !d.ruleset.is_empty() {
-        let _ = write!(out, "\nfirewall ruleset:\n{}", d.ruleset);
+    for n in &d.diff.notes {
+        let _ = writeln!(out, "! {}", n.text);
+    }
+    for (what, text) in [
+        ("firewall ruleset", &d.diff.ruleset),
+        ("kamailio.cfg", &d.diff.kamailio.cfg),
+        ("Kamailio tls.cfg", &d.diff.kamailio.tls_cfg),
+    ] {
+        if !text.is_empty() {
+            let _ = write!(out, "\n{what}:\n{text}");
+        }
     }
     out
 }
@@ -691,8 +701,18 @@ fn revision_text(r: &Revision) -> String {
             .collect();
         let _ = writeln!(out, "  {service:<8} {}", list(&nics));
     }
+    for line in r.plan.summary() {
+        let _ = writeln!(out, "{line}");
+    }
     push_diagnostics(&mut out, &r.warnings);
     let _ = write!(out, "\nfirewall ruleset:\n{}", r.plan.ruleset);
+    if let Some(k) = &r.plan.kamailio {
+        let _ = write!(
+            out,
+            "\nkamailio.cfg:\n{}\nKamailio tls.cfg:\n{}",
+            k.cfg, k.tls_cfg
+        );
+    }
     out
 }
 

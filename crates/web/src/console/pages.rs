@@ -1195,16 +1195,23 @@ struct DiffRows {
     changed: bool,
     cells: Vec<(String, String, bool)>,
     ports: Vec<(String, String, String)>,
+    /// Every other change in words: sockets, certificates, names, settings.
+    changes: Vec<String>,
+    /// What the change does to phones and browsers.
+    notes: Vec<(String, String)>,
     ruleset: String,
+    kamailio_cfg: String,
+    kamailio_tls: String,
 }
 
 impl From<DiffView> for DiffRows {
     fn from(d: DiffView) -> DiffRows {
+        let diff = d.diff;
         DiffRows {
             from: d.from,
             to: d.to,
             changed: d.changed,
-            cells: d
+            cells: diff
                 .matrix
                 .iter()
                 .map(|c| {
@@ -1215,12 +1222,21 @@ impl From<DiffView> for DiffRows {
                     )
                 })
                 .collect(),
-            ports: d
+            ports: diff
                 .ports
                 .iter()
                 .map(|p| (p.service.to_string(), p.from.to_string(), p.to.to_string()))
                 .collect(),
-            ruleset: d.ruleset,
+            // The summary says the matrix and the ports first.
+            changes: d
+                .summary
+                .into_iter()
+                .skip(diff.matrix.len() + diff.ports.len())
+                .collect(),
+            notes: diff.notes.into_iter().map(|n| (n.code, n.text)).collect(),
+            ruleset: diff.ruleset,
+            kamailio_cfg: diff.kamailio.cfg,
+            kamailio_tls: diff.kamailio.tls_cfg,
         }
     }
 }
@@ -1371,6 +1387,8 @@ struct RevisionPage {
     c: Chrome,
     r: RevisionRow,
     diff: DiffRows,
+    /// The revision's plan in words (sockets, TLS table, names, phones).
+    plan: Vec<String>,
     ruleset: String,
 }
 
@@ -1391,6 +1409,7 @@ async fn revision_page(
             c: chrome(&c, &s, format!("Revision {number}"), "revisions").await,
             r: revision_row(&r.summary),
             diff: diff.into(),
+            plan: r.plan.summary(),
             ruleset: r.plan.ruleset.clone(),
         })
     }

@@ -1,0 +1,126 @@
+//! Putting a whole plan on the system, step by step.
+//!
+//! The steps run in order — the firewall, the built-in listeners' sockets,
+//! their TLS tables, Kamailio — and each one checks what it is given before
+//! it touches anything, applies it, and verifies it. When a step fails, it
+//! and every step before it are put back to the plan that was running, in
+//! reverse order, so the appliance never runs half a revision.
+
+use switchboard_domain::Facts;
+use switchboard_plan::Plan;
+use switchboard_store::Store;
+
+use crate::{Engine, failpoint, firewall};
+
+/// A step of the apply pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `inet switchboard`: checked by the kernel's dry run, loaded in one
+    /// transaction, verified by its marker.
+    Firewall,
+    /// The sockets of the built-in HTTPS listeners.
+    Listeners,
+    /// The certificates the built-in listeners present, per address.
+    Tls,
+    /// Kamailio's files, process and TLS sockets.
+    Kamailio,
+}
+
+impl Step {
+    pub(crate) const ALL: [Step; 4] = [Step::Firewall, Step::Listeners, Step::Tls, Step::Kamailio];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Step::Firewall => "firewall",
+            Step::Listeners => "listeners",
+            Step::Tls => "tls",
+            Step::Kamailio => "kamailio",
+        }
+    }
+}
+
+impl Engine {
+    /// Make the system run `to` (`None`: nothing applied, the factory state)
+    /// where it ran `from`, through `steps`. Returns what was done, one
+    /// clause per step; or what failed, after the failed step and those
+    /// before it were put back to `from`.
+    pub(crate) async fn put(
+        &self,
+        store: &mut Store,
+        facts: &Facts,
+        from: Option<&Plan>,
+        to: Option<&Plan>,
+        steps: &[Step],
+    ) -> Result<String, String> {
+        let mut done: Vec<Step> = Vec::new();
+        let mut lines = Vec::new();
+        for &step in steps {
+            done.push(step);
+            let result = match self.step(step, store, facts, to).await {
+                Ok(_) if failpoint::step_fails(step.name()) => {
+                    Err("verification failed (injected by SWITCHBOARD_FAIL_STEP)".to_owned())
+                }
+                other => other,
+            };
+            match result {
+                Ok(line) => lines.push(line),
+                Err(e) => {
+                    let mut undo_errors = Vec::new();
+                    for &s in done.iter().rev() {
+                        if let Err(e) = self.step(s, store, facts, from).await {
+                            undo_errors.push(format!("{}: {e}", s.name()));
+                        }
+                    }
+                    let undone = done.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
+                    let restored = if undo_errors.is_empty() {
+                        format!("undone ({undone}): the previous revision is running")
+                    } else {
+                        format!(
+                            "undoing it failed too ({}): the system may run parts of both revisions",
+                            undo_errors.join("; ")
+                        )
+                    };
+                    return Err(format!("{} step: {e}; {restored}", step.name()));
+                }
+            }
+        }
+        lines.retain(|l| !l.is_empty());
+        Ok(lines.join("; "))
+    }
+
+    /// One step towards `plan` (`None`: the factory state).
+    async fn step(
+        &self,
+        step: Step,
+        store: &mut Store,
+        facts: &Facts,
+        plan: Option<&Plan>,
+    ) -> Result<String, String> {
+        let factory;
+        let resolved = match plan {
+            Some(p) => p,
+            None => {
+                let candidate = Self::candidate_of(store).map_err(|e| e.to_string())?;
+                factory = crate::diff::factory_plan(&candidate, facts, &self.context());
+                &factory
+            }
+        };
+        match step {
+            Step::Firewall => firewall::put(self.config.firewall, plan).await,
+            Step::Listeners => self.listen(resolved).await,
+            Step::Tls => self
+                .tls
+                .install(resolved, facts, store)
+                .map_err(|e| e.to_string()),
+            Step::Kamailio => match &self.sip {
+                Some(sip) => sip
+                    .lock()
+                    .await
+                    .apply(store, facts, resolved)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Ok(String::new()),
+            },
+        }
+    }
+}
