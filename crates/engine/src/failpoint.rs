@@ -7,7 +7,8 @@
 //!
 //! `SWITCHBOARD_FAIL_STEP=STEP` makes the named step of the apply pipeline
 //! (`firewall`, `listeners`, `tls`, `kamailio`) fail its verification after
-//! it applied, so the tests can watch the pipeline undo what was done.
+//! it applied a change (not when it puts the same plan again, as boot
+//! does), so the tests can watch the pipeline undo what was done.
 
 use std::sync::OnceLock;
 

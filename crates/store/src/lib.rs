@@ -349,6 +349,10 @@ pub struct Store {
 pub const DB_FILE: &str = "switchboard.db";
 pub const LOCK_FILE: &str = "lock";
 
+/// How long [`Store::open_dir`] waits for the lock of a holder that is going
+/// away before it reports the directory taken.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 const APPLIED_KEY: &str = "applied";
 const PENDING_KEY: &str = "pending";
 
@@ -383,17 +387,27 @@ impl Store {
             .mode(0o600)
             .open(dir.join(LOCK_FILE))
             .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = lock.read_to_string(&mut holder);
-                return Err(StoreError::Locked {
-                    dir: dir.to_owned(),
-                    holder: holder.trim().to_owned(),
-                });
+        // The lock goes with the open file: a process forked by the previous
+        // holder (or by anyone who opened it) keeps it until it execs, which
+        // on a loaded machine can take a moment after the holder is gone.
+        // Wait that long before calling the directory taken.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = lock.read_to_string(&mut holder);
+                    return Err(StoreError::Locked {
+                        dir: dir.to_owned(),
+                        holder: holder.trim().to_owned(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         lock.set_len(0).map_err(io)?;
         writeln!(lock, "{}", std::process::id()).map_err(io)?;

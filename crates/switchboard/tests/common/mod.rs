@@ -51,6 +51,16 @@ pub fn serve_command(
 impl Daemon {
     /// Start the daemon and wait until its API answers.
     pub fn start(netns: Option<&Netns>, dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(netns, dir, extra, &[])
+    }
+
+    /// [`Daemon::start`] with these environment variables.
+    pub fn start_with_env(
+        netns: Option<&Netns>,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let data_dir = dir.join("data");
         let socket = dir.join("api.sock");
         let log_file = std::fs::OpenOptions::new()
@@ -59,6 +69,7 @@ impl Daemon {
             .open(dir.join("daemon.log"))
             .expect("log file");
         let child = serve_command(netns, &data_dir, &socket, extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
