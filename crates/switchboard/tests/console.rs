@@ -45,6 +45,8 @@ fn the_console_in_chromium() {
         .intermediate
         .leaf_with(evil, rcgen::KeyPair::generate().unwrap());
     testpki::write(files.path(), "evil.pem", chain(&p, &evil));
+    let voip2 = p.intermediate.leaf(&["voip.example.test"]);
+    testpki::write(files.path(), "voip2.pem", chain(&p, &voip2));
 
     let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
     let pin = first_start(&d, files.path());
@@ -126,6 +128,38 @@ fn the_console_in_chromium() {
         let map = browser::text_of(&c, ".map").await?;
         ensure!(map.contains("lan0") && map.contains("wan0"), "{map}");
         browser::screenshot(&c, &shots.join("services.png")).await?;
+
+        // A certificate binding is a pending edit: the review names the
+        // change with both fingerprints; Discard takes it back.
+        upload(&c, "voip2", &f("voip2.pem")).await?;
+        ensure!(
+            !c.find_all(Locator::Css("#candidate-clean"))
+                .await?
+                .is_empty()
+        );
+        bind(&c, "web", "wan0", "voip2").await?;
+        let pending = browser::text_of(&c, "#candidate-changed").await?;
+        ensure!(pending.contains("not yet applied"), "{pending}");
+        click(&c, "#update").await?;
+        let changes = browser::text_of(&c, "#changes").await?;
+        ensure!(
+            changes.contains("web on wan0: certificate voip (SHA-256 ")
+                && changes.contains("→ voip2 (SHA-256 "),
+            "{changes}"
+        );
+        browser::screenshot(&c, &shots.join("update-review-certificate.png")).await?;
+        browser::open(&c, &format!("{CONSOLE}/")).await?;
+        click(&c, "#discard").await?;
+        let discarded = flash_ok(&c).await?;
+        ensure!(discarded.contains("edits discarded"), "{discarded}");
+        ensure!(
+            !c.find_all(Locator::Css("#candidate-clean"))
+                .await?
+                .is_empty()
+        );
+        click(&c, "#update").await?;
+        ensure!(!c.find_all(Locator::Css("#no-change")).await?.is_empty());
+        browser::open(&c, &format!("{CONSOLE}/")).await?;
 
         // The revision, with who and from where; the audit log.
         browser::open(&c, &format!("{CONSOLE}/revisions")).await?;
