@@ -28,6 +28,7 @@ mod error;
 mod facts;
 mod failpoint;
 pub mod firewall;
+pub mod listeners;
 mod origin;
 mod sip;
 #[cfg(any(test, feature = "testing"))]
@@ -51,6 +52,8 @@ pub use auth::{DEFAULT_ADMIN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
+use listeners::Binding;
+pub use listeners::{ListenSocket, ListenerControl};
 pub use origin::{Arrival, Origin};
 pub use tls::TlsTables;
 use views::*;
@@ -120,6 +123,9 @@ pub struct Engine {
     /// monotonic instant), for the console's confirmation rule. Lost at a
     /// restart, when every connection is newer than the daemon anyway.
     trial_applied: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// The built-in HTTPS listeners, when the daemon runs them: each
+    /// revision installed listens on its ports.
+    listeners: std::sync::OnceLock<std::sync::Arc<dyn ListenerControl>>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -147,6 +153,7 @@ impl Engine {
             consumer: std::sync::OnceLock::new(),
             admin_generations: Default::default(),
             trial_applied: std::sync::Mutex::new(None),
+            listeners: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,15 +205,13 @@ impl Engine {
         Ok(facts)
     }
 
-    /// The port each built-in HTTPS service listens on: the running
-    /// revision's (the candidate's before the first Update).
-    pub async fn https_ports(&self) -> Result<[(ServiceId, u16); 2]> {
-        let store = self.store.lock().await;
-        let c = match store.applied()? {
-            Some(r) => r.candidate,
-            None => Self::candidate_of(&store)?,
-        };
-        Ok([ServiceId::Console, ServiceId::Web].map(|s| (s, c.port(s).first())))
+    /// Hand the engine the built-in HTTPS listeners: from then on, every
+    /// revision installed (at boot first) listens on its ports. Set once,
+    /// before [`Engine::boot`]; a second control is ignored (and logged).
+    pub fn set_listener_control(&self, control: std::sync::Arc<dyn ListenerControl>) {
+        if self.listeners.set(control).is_err() {
+            warn!("the HTTPS listeners were already handed over; the second control is ignored");
+        }
     }
 
     /// What the built-in HTTPS listeners present.
@@ -216,36 +221,61 @@ impl Engine {
 
     /// Put revision `rev` in the listeners and Kamailio: its certificates
     /// presented (or, before the first Update, the candidate's defaults:
-    /// the first start's certificate) and its SIP configuration.
+    /// the first start's certificate), its ports listened on, and its SIP
+    /// configuration. A port that cannot be bound is reported, not an
+    /// error: this puts back what is recorded (boot, NIC changes,
+    /// rollbacks), and the rest of the revision must still run.
     async fn install(
         &self,
         store: &mut Store,
         facts: &Facts,
         rev: Option<&Revision>,
     ) -> Result<String> {
-        self.install_plan(store, facts, rev.map(|r| (&r.candidate, &r.plan)))
-            .await
+        self.install_plan(
+            store,
+            facts,
+            rev.map(|r| (&r.candidate, &r.plan)),
+            Binding::BestEffort,
+        )
+        .await
     }
 
-    /// [`Engine::install`] for a candidate and its plan, recorded or not.
+    /// [`Engine::install`] for a candidate and its plan, recorded or not;
+    /// `binding` says whether a port that cannot be bound fails it.
     async fn install_plan(
         &self,
         store: &mut Store,
         facts: &Facts,
         rev: Option<(&Candidate, &Plan)>,
+        binding: Binding,
     ) -> Result<String> {
-        match rev {
-            Some((candidate, plan)) => {
-                self.tls
-                    .install(&candidate.bindings, &plan.tls, facts, store)?;
-                self.install_sip(store, facts, candidate, plan).await
-            }
+        let unapplied;
+        let (candidate, plan) = match rev {
+            Some((candidate, plan)) => (candidate, Some(plan)),
             None => {
-                self.tls
-                    .install(&Self::candidate_of(store)?.bindings, &[], facts, store)?;
-                Ok(String::new())
+                unapplied = Self::candidate_of(store)?;
+                (&unapplied, None)
             }
-        }
+        };
+        let tls = plan.map_or(&[][..], |p| &p.tls);
+        self.tls.install(&candidate.bindings, tls, facts, store)?;
+        let listened = match self.listeners.get() {
+            Some(control) => {
+                listeners::listen(&**control, &listeners::sockets_of(candidate), binding)
+                    .await
+                    .map_err(EngineError::System)?
+            }
+            None => String::new(),
+        };
+        let sip = match plan {
+            Some(plan) => self.install_sip(store, facts, candidate, plan).await?,
+            None => String::new(),
+        };
+        Ok([listened, sip]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 
     /// Kamailio runs `candidate` and `plan` (when the daemon drives it).
@@ -731,13 +761,13 @@ impl Engine {
         failpoint("before-firewall");
         let result = match firewall::put(self.config.firewall, Some(&plan)).await {
             Ok(done) => self
-                .install_plan(store, facts, Some((&candidate, &plan)))
+                .install_plan(store, facts, Some((&candidate, &plan)), Binding::Required)
                 .await
-                .map(|sip| {
-                    if sip.is_empty() {
+                .map(|installed| {
+                    if installed.is_empty() {
                         done
                     } else {
-                        format!("{done}; {sip}")
+                        format!("{done}; {installed}")
                     }
                 })
                 .map_err(|e| e.to_string()),
