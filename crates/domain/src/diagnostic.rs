@@ -34,7 +34,9 @@ pub enum DiagnosticCode {
     NicNew,
     /// A kernel interface has a name switchboard cannot manage.
     NicNameUnsupported,
-    /// Two services with overlapping ports of the same transport share a NIC.
+    /// Two services with overlapping ports of the same transport share a
+    /// NIC; or the console and the web services (switchboard listens for
+    /// each on every address) have the same port.
     PortConflict,
     /// A TLS service is enabled on a NIC and no certificate is bound for it.
     TlsUnbound,

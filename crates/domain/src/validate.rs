@@ -237,6 +237,21 @@ fn port_conflicts(candidate: &Candidate, resolved: &ResolvedMatrix, out: &mut Ve
             if ia.transport != ib.transport || !candidate.port(a).overlaps(candidate.port(b)) {
                 continue;
             }
+            if (a, b) == (ServiceId::Console, ServiceId::Web) {
+                // switchboard serves both itself, each on every address:
+                // one port cannot be both, whatever NICs they are on.
+                out.push(Diagnostic::new(
+                    Code::PortConflict,
+                    Some(b),
+                    None,
+                    format!(
+                        "{a} and {b} both use tcp/{}: switchboard listens for each on every address, so they need different ports, even on different NICs",
+                        candidate.port(b)
+                    ),
+                    format!("give {b} another port with `switchboard port {b} PORT`"),
+                ));
+                continue;
+            }
             for nic in resolved.nics_of(a).intersection(resolved.nics_of(b)) {
                 let proto = match ia.transport {
                     Transport::Tcp => "tcp",
@@ -355,29 +370,37 @@ mod tests {
     fn overlapping_ports_on_a_shared_nic_conflict() {
         let f = facts(&[("lan0", Some("192.0.2.1")), ("wan0", Some("198.51.100.1"))]);
         let mut c = candidate();
-        c.set_port(ServiceId::Console, "443".parse().expect("port"));
+        c.set_port(ServiceId::Ssh, "5061".parse().expect("port"));
         let d = validate(&c, &f);
         assert_eq!(
             codes(&d),
             [
                 (
                     "port-conflict".into(),
-                    Some("web".into()),
+                    Some("sip-tls".into()),
                     Some("lan0".into())
                 ),
                 (
                     "port-conflict".into(),
-                    Some("web".into()),
+                    Some("sip-tls".into()),
                     Some("wan0".into())
                 ),
             ]
         );
-        // Same port on different NICs is fine (console on LAN, web on WAN).
+        // Same port on different NICs is fine (SSH on LAN, SIP/TLS on WAN).
         c.matrix = c
             .matrix
             .production(&name("lan0"), &name("wan0"), &f)
             .expect("preset");
         assert_eq!(validate(&c, &f), vec![]);
+        // But not for the console and the web services: switchboard
+        // listens for each on every address.
+        c.set_port(ServiceId::Console, "443".parse().expect("port"));
+        assert_eq!(
+            codes(&validate(&c, &f)),
+            [("port-conflict".into(), Some("web".into()), None)]
+        );
+        c.set_port(ServiceId::Console, "8443".parse().expect("port"));
         // RTP's range overlapping SIP/UDP's port conflicts; TCP vs UDP does not.
         c.set_port(ServiceId::SipUdp, "10000".parse().expect("port"));
         c.set_port(ServiceId::SipTls, "10000".parse().expect("port"));

@@ -28,6 +28,7 @@ mod error;
 mod facts;
 mod failpoint;
 pub mod firewall;
+pub mod listeners;
 mod origin;
 mod pipeline;
 mod sip;
@@ -52,6 +53,8 @@ pub use auth::{DEFAULT_ADMIN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
+use listeners::Binding;
+pub use listeners::{ListenSocket, ListenerControl};
 pub use origin::{Arrival, Origin};
 use pipeline::Step;
 pub use tls::TlsTables;
@@ -122,6 +125,9 @@ pub struct Engine {
     /// monotonic instant), for the console's confirmation rule. Lost at a
     /// restart, when every connection is newer than the daemon anyway.
     trial_applied: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// The built-in HTTPS listeners, when the daemon runs them: each
+    /// revision installed listens on its ports.
+    listeners: std::sync::OnceLock<std::sync::Arc<dyn ListenerControl>>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -149,6 +155,7 @@ impl Engine {
             consumer: std::sync::OnceLock::new(),
             admin_generations: Default::default(),
             trial_applied: std::sync::Mutex::new(None),
+            listeners: std::sync::OnceLock::new(),
         })
     }
 
@@ -205,6 +212,7 @@ impl Engine {
                 replanned.as_ref(),
                 replanned.as_ref(),
                 &[Step::Tls, Step::Kamailio],
+                Binding::BestEffort,
             )
             .await
             .map_err(EngineError::System)?;
@@ -212,15 +220,13 @@ impl Engine {
         Ok(facts)
     }
 
-    /// The port each built-in HTTPS service listens on: the running
-    /// revision's (the candidate's before the first Update).
-    pub async fn https_ports(&self) -> Result<[(ServiceId, u16); 2]> {
-        let store = self.store.lock().await;
-        let c = match store.applied()? {
-            Some(r) => r.candidate,
-            None => Self::candidate_of(&store)?,
-        };
-        Ok([ServiceId::Console, ServiceId::Web].map(|s| (s, c.port(s).first())))
+    /// Hand the engine the built-in HTTPS listeners: from then on, every
+    /// revision installed (at boot first) listens on its ports. Set once,
+    /// before [`Engine::boot`]; a second control is ignored (and logged).
+    pub fn set_listener_control(&self, control: std::sync::Arc<dyn ListenerControl>) {
+        if self.listeners.set(control).is_err() {
+            warn!("the HTTPS listeners were already handed over; the second control is ignored");
+        }
     }
 
     /// What the built-in HTTPS listeners present.
@@ -236,9 +242,24 @@ impl Engine {
         }
     }
 
-    /// The built-in listeners listen on `plan`'s sockets.
-    async fn listen(&self, _plan: &Plan) -> std::result::Result<String, String> {
-        Ok(String::new())
+    /// The built-in listeners (when the daemon runs them) listen on
+    /// `plan`'s sockets; see [`listeners::Binding`] for `binding`.
+    async fn listen(
+        &self,
+        plan: &Plan,
+        binding: listeners::Binding,
+    ) -> std::result::Result<String, String> {
+        let Some(control) = self.listeners.get() else {
+            return Ok(String::new());
+        };
+        let wanted: Vec<ListenSocket> = plan
+            .builtin_sockets()
+            .map(|s| ListenSocket {
+                service: s.service,
+                port: s.port,
+            })
+            .collect();
+        listeners::listen(&**control, &wanted, binding).await
     }
 
     /// `r` with its plan completed when an older version recorded it.
@@ -730,7 +751,14 @@ impl Engine {
         failpoint("before-firewall");
         let running = applied.as_ref().map(|r| &r.plan);
         let result = self
-            .put(store, facts, running, Some(&plan), &Step::ALL)
+            .put(
+                store,
+                facts,
+                running,
+                Some(&plan),
+                &Step::ALL,
+                Binding::Required,
+            )
             .await;
         failpoint("after-firewall");
         let in_place = std::time::Instant::now();
@@ -831,6 +859,7 @@ impl Engine {
             Some(&on_trial.plan),
             previous.as_ref().map(|r| &r.plan),
             &Step::ALL,
+            Binding::BestEffort,
         )
         .await
         .map_err(EngineError::System)?;
@@ -864,7 +893,14 @@ impl Engine {
         let facts_now = self.facts_with(&store)?;
         let plan = applied.as_ref().map(|r| &r.plan);
         let done = self
-            .put(&mut store, &facts_now, plan, plan, &Step::ALL)
+            .put(
+                &mut store,
+                &facts_now,
+                plan,
+                plan,
+                &Step::ALL,
+                Binding::BestEffort,
+            )
             .await
             .map_err(EngineError::System)?;
         Ok(match (applied, store.pending()?) {

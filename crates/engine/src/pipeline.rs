@@ -10,6 +10,7 @@ use switchboard_domain::Facts;
 use switchboard_plan::Plan;
 use switchboard_store::Store;
 
+use crate::listeners::Binding;
 use crate::{Engine, failpoint, firewall};
 
 /// A step of the apply pipeline.
@@ -41,9 +42,11 @@ impl Step {
 
 impl Engine {
     /// Make the system run `to` (`None`: nothing applied, the factory state)
-    /// where it ran `from`, through `steps`. Returns what was done, one
-    /// clause per step; or what failed, after the failed step and those
-    /// before it were put back to `from`.
+    /// where it ran `from`, through `steps`; `binding` says whether a
+    /// listener socket that cannot be bound fails the listeners step (an
+    /// Update) or is reported (putting a recorded revision back). Returns
+    /// what was done, one clause per step; or what failed, after the failed
+    /// step and those before it were put back to `from`.
     pub(crate) async fn put(
         &self,
         store: &mut Store,
@@ -51,12 +54,13 @@ impl Engine {
         from: Option<&Plan>,
         to: Option<&Plan>,
         steps: &[Step],
+        binding: Binding,
     ) -> Result<String, String> {
         let mut done: Vec<Step> = Vec::new();
         let mut lines = Vec::new();
         for &step in steps {
             done.push(step);
-            let result = match self.step(step, store, facts, to).await {
+            let result = match self.step(step, store, facts, to, binding).await {
                 Ok(_) if from != to && failpoint::step_fails(step.name()) => {
                     Err("verification failed (injected by SWITCHBOARD_FAIL_STEP)".to_owned())
                 }
@@ -67,7 +71,8 @@ impl Engine {
                 Err(e) => {
                     let mut undo_errors = Vec::new();
                     for &s in done.iter().rev() {
-                        if let Err(e) = self.step(s, store, facts, from).await {
+                        if let Err(e) = self.step(s, store, facts, from, Binding::BestEffort).await
+                        {
                             undo_errors.push(format!("{}: {e}", s.name()));
                         }
                     }
@@ -95,6 +100,7 @@ impl Engine {
         store: &mut Store,
         facts: &Facts,
         plan: Option<&Plan>,
+        binding: Binding,
     ) -> Result<String, String> {
         let factory;
         let resolved = match plan {
@@ -107,7 +113,7 @@ impl Engine {
         };
         match step {
             Step::Firewall => firewall::put(self.config.firewall, plan).await,
-            Step::Listeners => self.listen(resolved).await,
+            Step::Listeners => self.listen(resolved, binding).await,
             Step::Tls => self
                 .tls
                 .install(resolved, facts, store)

@@ -138,6 +138,24 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             info!("firewall mode enforce: table inet switchboard follows the applied revision")
         }
     }
+    // The console and web services' HTTPS listeners, on every address (the
+    // firewall decides who reaches them; the certificate follows the
+    // address a connection arrived on). The engine moves them with each
+    // revision it installs, starting with boot's; a port that cannot be
+    // bound then is logged and skipped: the rest of the appliance runs.
+    let https = Arc::new(switchboard_web::https::Listeners::new([
+        (
+            ServiceId::Console,
+            engine.tls_tables().console.clone(),
+            switchboard_web::console::router(engine.clone()),
+        ),
+        (
+            ServiceId::Web,
+            engine.tls_tables().web.clone(),
+            switchboard_web::pages::web(engine.clone()),
+        ),
+    ]));
+    engine.set_listener_control(https.clone());
     // Boot reconciles before anything is served: an expired pending
     // revision is rolled back, the applied one is loaded again.
     let reconciled = engine
@@ -157,8 +175,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
 
     let listener = switchboard_web::bind_unix(&socket).await?;
     info!(socket = %socket.display(), "API listening");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let https = start_https(&engine, &stopped).await?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let shutdown = async move {
@@ -168,11 +185,17 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         }
         let _ = stop.send(true);
     };
+    // The HTTPS listeners drain alongside the API (the sender gone, when
+    // the API ends on its own, is a stop too).
+    let https_shutdown = async {
+        let _ = stopped.wait_for(|s| *s).await;
+        https.shutdown().await;
+    };
     let engine_for_shutdown = engine.clone();
-    let served = switchboard_web::serve_unix(listener, engine, shutdown).await;
-    for task in https {
-        let _ = task.await;
-    }
+    let (served, ()) = tokio::join!(
+        switchboard_web::serve_unix(listener, engine, shutdown),
+        https_shutdown
+    );
     engine_for_shutdown.shutdown().await;
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(socket = %socket.display(), error = %e, "could not remove the socket");
@@ -180,50 +203,6 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The console and web services' HTTPS listeners, on every address (the
-/// firewall decides who reaches them; the certificate follows the address
-/// a connection arrived on). A port that cannot be bound (not root, or in
-/// use) is reported and skipped: the rest of the appliance still runs.
-async fn start_https(
-    engine: &Arc<Engine>,
-    stopped: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut tasks = Vec::new();
-    for (service, port) in engine.https_ports().await? {
-        let (table, app) = match service {
-            ServiceId::Console => (
-                engine.tls_tables().console.clone(),
-                switchboard_web::console::router(engine.clone()),
-            ),
-            _ => (
-                engine.tls_tables().web.clone(),
-                switchboard_web::pages::web(engine.clone()),
-            ),
-        };
-        let any = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-        match switchboard_web::https::bind(&[any]) {
-            Ok(listeners) => {
-                info!(%service, port, "HTTPS listening on every address");
-                let mut stopped = stopped.clone();
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) =
-                        switchboard_web::https::serve_https(listeners, table, app, shutdown).await
-                    {
-                        error!(%service, error = %e, "HTTPS listener failed");
-                    }
-                }));
-            }
-            Err(e) => {
-                warn!(%service, port, error = %e, "cannot listen: this service is unavailable")
-            }
-        }
-    }
-    Ok(tasks)
 }
 
 /// Send what the SMS queue holds, now and then; the queue is in the store,

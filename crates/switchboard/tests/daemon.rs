@@ -1,5 +1,6 @@
 //! The daemon driven only through the CLI: edit, diff, Update, revisions,
-//! rollback; `kill -9` and restart; bad input; a second daemon.
+//! rollback; `kill -9` and restart; bad input; a second daemon; the
+//! console's port moved by an Update under a stream of requests.
 
 mod common;
 
@@ -680,4 +681,204 @@ fn malformed_arguments_are_refused_before_anything_runs() {
         assert!(err.contains(missing), "{args:?}: {err}");
         assert!(!socket.exists(), "{args:?} listened");
     }
+}
+
+/// What one HTTPS request to the console got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// `200 OK`.
+    Ok,
+    /// The connection was refused: nothing listens on the port.
+    Refused,
+    /// Anything else: a failure.
+    Failed(String),
+}
+
+/// A TLS client for the console that trusts the test CA (`ca.pem`).
+fn console_client(ca_pem: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in switchboard_pki::read_certificates(ca_pem).expect("the CA") {
+        roots.add(c).expect("a root");
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+/// A verified TLS connection from the admin host to the console on
+/// `port`, or the connection's error.
+fn console_connection(
+    lab: &Lab,
+    client: &std::sync::Arc<rustls::ClientConfig>,
+    port: u16,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use std::time::Duration;
+    let addr = std::net::SocketAddr::new(Lab::LAN_APPLIANCE.parse().expect("an address"), port);
+    let sock = lab
+        .lan
+        .enter(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)))?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(20)))?;
+    let name = rustls::pki_types::ServerName::try_from("console.lan.test").expect("a name");
+    let conn =
+        rustls::ClientConnection::new(client.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// The status line of the response on `tls`.
+fn status_line(tls: &mut impl std::io::Read) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        tls.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).trim_end().to_owned())
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: console.lan.test\r\n";
+const END_OF_HEAD: &[u8] = b"Connection: close\r\n\r\n";
+
+/// One `GET /healthz` over a new connection.
+fn healthz(lab: &Lab, client: &std::sync::Arc<rustls::ClientConfig>, port: u16) -> Answer {
+    use std::io::Write;
+    let mut tls = match console_connection(lab, client, port) {
+        Ok(tls) => tls,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Answer::Refused,
+        Err(e) => return Answer::Failed(format!("connecting: {e}")),
+    };
+    let sent = tls
+        .write_all(HEALTHZ)
+        .and_then(|()| tls.write_all(END_OF_HEAD));
+    match sent.and_then(|()| status_line(&mut tls)) {
+        Ok(line) if line == "HTTP/1.1 200 OK" => Answer::Ok,
+        Ok(line) => Answer::Failed(line),
+        Err(e) => Answer::Failed(format!("request: {e}")),
+    }
+}
+
+#[test]
+fn the_console_port_moves_at_update_without_a_restart_and_no_request_fails() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    if !require_root_or_skip(
+        "daemon::the_console_port_moves_at_update_without_a_restart_and_no_request_fails",
+    ) {
+        return;
+    }
+    const OLD: u16 = 8443;
+    const NEW: u16 = 9443;
+    let lab = Lab::new().expect("lab");
+    let p = switchboard_pki::testpki::pki();
+    let files = switchboard_pki::testpki::tempdir();
+    common::console::story_files(&p, files.path());
+    let f = |n: &str| files.path().join(n).display().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    let pid = d.child.id();
+    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "console", "console"]);
+    d.ok(&["update", "-m", "the console's certificate"]);
+    let client = console_client(p.root.pem().as_bytes());
+    assert_eq!(healthz(&lab, &client, OLD), Answer::Ok);
+    assert_eq!(healthz(&lab, &client, NEW), Answer::Refused);
+
+    // The admin host asks the old port, then the new one, again and again.
+    let stop = AtomicBool::new(false);
+    let asked = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    let (answers, moved) = std::thread::scope(|scope| {
+        let asking = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let answer = (healthz(&lab, &client, OLD), healthz(&lab, &client, NEW));
+                if answer.0 == Answer::Refused {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                answers.push(answer);
+                asked.fetch_add(1, Ordering::Relaxed);
+            }
+            answers
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while asked.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        // A request in flight on the old port: connected, half sent.
+        let mut in_flight = console_connection(&lab, &client, OLD).expect("connects");
+        in_flight.write_all(HEALTHZ).expect("half a request");
+        d.ok(&["port", "console", &NEW.to_string()]);
+        let moved = d.json(&["update", "-m", "the console moves"]);
+        in_flight
+            .write_all(END_OF_HEAD)
+            .expect("the rest of the request");
+        assert_eq!(
+            status_line(&mut in_flight).expect("an answer on the old port's connection"),
+            "HTTP/1.1 200 OK",
+            "the request in flight on the old port is answered"
+        );
+
+        // Until the admin host has seen the old port closed a few times.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while refused.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        (asking.join().expect("the asking thread"), moved)
+    });
+
+    assert_eq!(moved["outcome"], "applied", "{moved}");
+    assert!(
+        moved["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("console on 9443 (new)")),
+        "{moved}"
+    );
+    let failed: Vec<_> = answers
+        .iter()
+        .flat_map(|(old, new)| [old, new])
+        .filter(|a| matches!(a, Answer::Failed(_)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        answers.len() * 2
+    );
+    // The old port answered, then refused, never both ways round; the new
+    // one was bound before the old one closed: whenever the old port
+    // refused, the new one (asked right after) answered.
+    let closed_at = answers
+        .iter()
+        .position(|(old, _)| *old == Answer::Refused)
+        .expect("the old port closed while the admin host was asking");
+    assert!(
+        answers[closed_at..]
+            .iter()
+            .all(|a| *a == (Answer::Refused, Answer::Ok)),
+        "after the old port closed: {:?}",
+        &answers[closed_at..]
+    );
+    assert_eq!(
+        (healthz(&lab, &client, OLD), healthz(&lab, &client, NEW)),
+        (Answer::Refused, Answer::Ok)
+    );
+    // No restart: the same process, started once.
+    assert_eq!(d.child.id(), pid);
+    assert_eq!(d.log_text().matches("switchboard starting").count(), 1);
+    assert_eq!(d.json(&["status"])["applied_revision"], 2);
 }

@@ -1,15 +1,25 @@
 //! An axum router over HTTPS on TCP listeners, presenting the certificate
 //! bound to the local address each connection arrived on.
 //!
-//! - [`bind`] opens the listeners with `SO_REUSEADDR`, so a restarted daemon
-//!   does not wait for its old connections in TIME_WAIT.
-//! - [`serve_https`] accepts on all of them. Each accepted connection asks
-//!   [`CertTable::server_config`] for its local address once, before the
-//!   handshake (nothing to present there: the connection is closed). So a
-//!   [`CertTable::swap`] reaches every later handshake, while established
-//!   connections keep the certificate they started with. Every request
-//!   carries [`ConnectInfo<HttpsPeer>`]: the client, and the local address it
-//!   reached (the anti-lockout rule needs the arrival address).
+//! - [`Listeners`] are the daemon's built-in listeners (console, web
+//!   services), one socket per service on every address (`[::]:PORT`),
+//!   moved by [`ListenerControl::listen`] while they run: the new port is
+//!   bound before the old one stops accepting (a port that cannot be bound
+//!   changes nothing), and the old port's connections, including those the
+//!   kernel had completed but not handed over yet, are served to the end of
+//!   the request in flight.
+//! - [`bind`] opens listeners with `SO_REUSEADDR`, so a restarted daemon
+//!   does not wait for its old connections in TIME_WAIT, and
+//!   [`serve_https`] serves a fixed set of them until shutdown (the
+//!   benchmarks' server).
+//!
+//! Each accepted connection asks [`CertTable::server_config`] for its local
+//! address once, before the handshake (nothing to present there: the
+//! connection is closed). So a [`CertTable::swap`] reaches every later
+//! handshake, while established connections keep the certificate they
+//! started with. Every request carries [`ConnectInfo<HttpsPeer>`]: the
+//! client, and the local address it reached (the anti-lockout rule needs
+//! the arrival address).
 //!
 //! **Limits.** The TLS handshake must finish within 10 s and each request
 //! head arrive within 30 s (which also closes a kept-alive connection idle
@@ -19,31 +29,45 @@
 //! (handshake, protocol, even a panicking handler) ends only that
 //! connection.
 //!
-//! **Shutdown.** When `shutdown` resolves the listeners close, idle
-//! connections are closed, requests in flight get up to 10 s to finish,
-//! and whatever is still open then is dropped.
+//! **Stopping.** A socket no longer wanted (its port moved) closes at once;
+//! its connections finish the request in flight (a connection still in its
+//! handshake, or that has not sent its first request, gets to send one)
+//! and close, idle ones close now. At shutdown the listeners close, idle
+//! and handshaking connections are closed, requests in flight finish. Either
+//! way connections get up to 10 s, and whatever is still open then is
+//! dropped.
 //!
 //! **Limitations.** HTTP/1.1 only: the table's ALPN list should be
 //! `http/1.1` (or empty). Handshake and connection errors are logged at
-//! debug level only, with the peer's addresses, never key material.
+//! debug level only, with the peer's addresses, never key material. One
+//! port serves one service (every address): two services cannot share a
+//! port, even on different NICs. A client connecting in the microseconds
+//! between a retired socket's last accept and its close is reset.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::Request;
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use switchboard_domain::ServiceId;
+use switchboard_engine::{ListenSocket, ListenerControl};
 use switchboard_pki::CertTable;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
@@ -55,7 +79,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once, across all listeners.
 const MAX_CONNECTIONS: usize = 1024;
-/// How long requests in flight at shutdown have to finish.
+/// How long the connections of a stopped listener have to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pending connections the kernel queues per listener.
 const BACKLOG: u32 = 1024;
@@ -75,25 +99,219 @@ pub struct HttpsPeer {
     pub accepted: std::time::Instant,
 }
 
+/// The daemon's built-in HTTPS listeners: per service its certificate
+/// table and router, and per [`ListenSocket`] a listener on `[::]:PORT`
+/// (every address, IPv4 too) with its own accept loop. Moved by
+/// [`ListenerControl::listen`]; [`Listeners::shutdown`] stops them all.
+pub struct Listeners {
+    services: BTreeMap<ServiceId, Site>,
+    http: http1::Builder,
+    /// Shared by every socket: at most [`MAX_CONNECTIONS`] in all.
+    permits: Arc<Semaphore>,
+    sockets: Mutex<Sockets>,
+}
+
+/// What one service serves.
+#[derive(Clone)]
+struct Site {
+    table: Arc<CertTable>,
+    app: Router,
+}
+
+#[derive(Default)]
+struct Sockets {
+    open: BTreeMap<ListenSocket, Running>,
+    /// Sockets no longer wanted whose connections are still finishing.
+    retiring: Vec<Running>,
+    shut_down: bool,
+}
+
+/// An accept loop and the signal that stops it.
+struct Running {
+    stop: watch::Sender<Stop>,
+    task: JoinHandle<()>,
+}
+
+impl Listeners {
+    /// Listeners for `services` (each with the certificates it presents
+    /// and its router), listening nowhere yet.
+    pub fn new(services: impl IntoIterator<Item = (ServiceId, Arc<CertTable>, Router)>) -> Self {
+        Listeners {
+            services: services
+                .into_iter()
+                .map(|(service, table, app)| (service, Site { table, app }))
+                .collect(),
+            http: http(),
+            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            sockets: Mutex::new(Sockets::default()),
+        }
+    }
+
+    /// Stop every listener, and wait until their connections have drained
+    /// (at most 10 s). Later calls of `listen` fail.
+    pub async fn shutdown(&self) {
+        let running: Vec<Running> = {
+            let mut sockets = self.lock();
+            sockets.shut_down = true;
+            let open = std::mem::take(&mut sockets.open);
+            let retiring = std::mem::take(&mut sockets.retiring);
+            open.into_values().chain(retiring).collect()
+        };
+        info!("HTTPS shutting down: no new connections, letting requests in flight finish");
+        for r in &running {
+            r.stop.send_replace(Stop::ShutDown);
+        }
+        for r in running {
+            report(r.task.await);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sockets> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`ListenerControl::listen`], which needs no waiting: binding is
+    /// immediate, and stopping only signals the old accept loops. Call
+    /// inside a Tokio runtime.
+    fn listen_now(&self, wanted: &[ListenSocket]) -> Result<String, String> {
+        let wanted: BTreeSet<ListenSocket> = wanted.iter().copied().collect();
+        one_service_per_port(&wanted)?;
+        let mut sockets = self.lock();
+        if sockets.shut_down {
+            return Err("the HTTPS listeners are shut down".into());
+        }
+        // Bind every new socket first; if one fails, those bound so far
+        // close as they drop, and nothing changed.
+        let mut bound = Vec::new();
+        for &socket in wanted.iter().filter(|s| !sockets.open.contains_key(s)) {
+            let site = self.services.get(&socket.service).ok_or_else(|| {
+                format!(
+                    "{} is not an HTTPS service switchboard serves",
+                    socket.service
+                )
+            })?;
+            let listener = bind_one(SocketAddr::from((Ipv6Addr::UNSPECIFIED, socket.port)))
+                .map_err(|e| format!("{}: {e}", socket.service))?;
+            bound.push((socket, site, listener));
+        }
+        let new: Vec<ListenSocket> = bound.iter().map(|(socket, ..)| *socket).collect();
+        for (socket, site, listener) in bound {
+            let running = self.start(socket, site, listener);
+            sockets.open.insert(socket, running);
+        }
+        let unwanted: Vec<ListenSocket> = sockets
+            .open
+            .keys()
+            .filter(|s| !wanted.contains(s))
+            .copied()
+            .collect();
+        for socket in &unwanted {
+            if let Some(running) = sockets.open.remove(socket) {
+                info!(service = %socket.service, port = socket.port, "HTTPS stops accepting; connections in flight finish");
+                running.stop.send_replace(Stop::Retired);
+                sockets.retiring.push(running);
+            }
+        }
+        sockets.retiring.retain(|r| !r.task.is_finished());
+        Ok(account(&wanted, &new, &unwanted))
+    }
+
+    /// The accept loop of a socket just bound.
+    fn start(&self, socket: ListenSocket, site: &Site, listener: TcpListener) -> Running {
+        let (stop, stopped) = watch::channel(Stop::Serving);
+        let shared = Shared {
+            table: site.table.clone(),
+            app: site.app.clone(),
+            http: self.http.clone(),
+            permits: self.permits.clone(),
+            stop: stopped,
+        };
+        info!(service = %socket.service, port = socket.port, "HTTPS listening on every address");
+        let span = info_span!("https", service = %socket.service, port = socket.port);
+        let task = tokio::spawn(accept_loop(listener, shared).instrument(span));
+        Running { stop, task }
+    }
+}
+
+impl ListenerControl for Listeners {
+    fn listen<'a>(
+        &'a self,
+        sockets: &'a [ListenSocket],
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+        Box::pin(async move { self.listen_now(sockets) })
+    }
+
+    fn bound(&self) -> Vec<ListenSocket> {
+        self.lock().open.keys().copied().collect()
+    }
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field("bound", &self.bound())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A port listened on every address serves one service.
+fn one_service_per_port(wanted: &BTreeSet<ListenSocket>) -> Result<(), String> {
+    let mut by_port: BTreeMap<u16, ServiceId> = BTreeMap::new();
+    for s in wanted {
+        if let Some(other) = by_port.insert(s.port, s.service) {
+            return Err(format!(
+                "{other} and {} both want port {}: switchboard listens on every address, so they need different ports",
+                s.service, s.port
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One line: where the listeners are, which sockets are new, which stopped.
+fn account(
+    wanted: &BTreeSet<ListenSocket>,
+    new: &[ListenSocket],
+    stopped: &[ListenSocket],
+) -> String {
+    let listening: Vec<String> = wanted
+        .iter()
+        .map(|s| {
+            if new.contains(s) {
+                format!("{s} (new)")
+            } else {
+                s.to_string()
+            }
+        })
+        .collect();
+    let mut account = format!("HTTPS listening: {}", listening.join(", "));
+    if !stopped.is_empty() {
+        let stopped: Vec<String> = stopped.iter().map(ToString::to_string).collect();
+        account.push_str("; stopped accepting: ");
+        account.push_str(&stopped.join(", "));
+        account.push_str(" (connections in flight finish)");
+    }
+    account
+}
+
 /// Listeners on `addrs`, with `SO_REUSEADDR`. Call inside a Tokio runtime
 /// (the listeners register with its reactor).
 pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
-    addrs
-        .iter()
-        .map(|&addr| {
-            let context =
-                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
-            let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            }
-            .map_err(context)?;
-            socket.set_reuseaddr(true).map_err(context)?;
-            socket.bind(addr).map_err(context)?;
-            socket.listen(BACKLOG).map_err(context)
-        })
-        .collect()
+    addrs.iter().map(|&addr| bind_one(addr)).collect()
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(context)?;
+    socket.set_reuseaddr(true).map_err(context)?;
+    socket.bind(addr).map_err(context)?;
+    socket.listen(BACKLOG).map_err(context)
 }
 
 /// Serve `app` over TLS on every listener, with the certificates of
@@ -112,14 +330,11 @@ pub async fn serve_https(
             "no listener to serve HTTPS on",
         ));
     }
-    let (stop_tx, stop) = watch::channel(false);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let (stop_tx, stop) = watch::channel(Stop::Serving);
     let shared = Shared {
         table,
         app,
-        http,
+        http: http(),
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         stop,
     };
@@ -133,11 +348,32 @@ pub async fn serve_https(
     }
     shutdown.await;
     info!("HTTPS shutting down: no new connections, letting requests in flight finish");
-    stop_tx.send_replace(true);
+    stop_tx.send_replace(Stop::ShutDown);
     while let Some(done) = accept_loops.join_next().await {
         report(done);
     }
     Ok(())
+}
+
+/// HTTP/1.1, with the request head timeout.
+fn http() -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    http
+}
+
+/// What an accept loop and its connections are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Serving,
+    /// The socket is no longer wanted: no new connection; those accepted
+    /// (handshaking or not) serve the request in flight, or their first
+    /// one, and close.
+    Retired,
+    /// Shutdown: no new connection; requests in flight finish, handshakes
+    /// are abandoned.
+    ShutDown,
 }
 
 /// What every listener and connection shares.
@@ -147,24 +383,36 @@ struct Shared {
     app: Router,
     http: http1::Builder,
     permits: Arc<Semaphore>,
-    /// Becomes true at shutdown.
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Shared) {
     let mut stop = shared.stop.clone();
     let mut connections = JoinSet::new();
-    loop {
+    let why = loop {
         tokio::select! {
             biased;
-            () = stopped(&mut stop) => break,
+            why = stopping(&mut stop) => break why,
             Some(done) = connections.join_next() => report(done),
             (stream, remote, permit) = accept(&listener, &shared.permits) => {
                 connections.spawn(connection(stream, remote, permit, shared.clone()));
             }
         }
+    };
+    if why == Stop::Retired {
+        // Connections the kernel completed before the close are clients
+        // that reached the port while it was wanted: serve them too.
+        for (stream, remote) in adopt_backlog(listener) {
+            match shared.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    connections.spawn(connection(stream, remote, permit, shared.clone()));
+                }
+                Err(_) => debug!(%remote, "no room for a connection waiting in the backlog"),
+            }
+        }
+    } else {
+        drop(listener);
     }
-    drop(listener);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(done) = connections.join_next().await {
             report(done);
@@ -174,9 +422,43 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
     if drained.is_err() {
         warn!(
             open = connections.len(),
-            "connections still busy after the shutdown grace period are dropped"
+            "connections still busy after the grace period are dropped"
         );
     }
+}
+
+/// Close `listener`, returning the connections waiting in its backlog.
+fn adopt_backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            debug!(error = %e, "cannot take the backlog over");
+            return Vec::new();
+        }
+    };
+    let mut waiting = Vec::new();
+    // `into_std` leaves the listener non-blocking: this ends when the
+    // backlog is empty.
+    loop {
+        match listener.accept() {
+            Ok((stream, remote)) => {
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => waiting.push((stream, remote)),
+                    Err(e) => debug!(%remote, error = %e, "a waiting connection cannot be served"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if is_connection_error(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                debug!(error = %e, "cannot take the rest of the backlog over");
+                break;
+            }
+        }
+    }
+    waiting
 }
 
 /// The next connection, once there is room for it. A connection that fails
@@ -252,8 +534,9 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream));
     let tls = tokio::select! {
         biased;
-        // No request can be in flight before the handshake.
-        () = stopped(&mut stop) => return,
+        // No request can be in flight before the handshake. (A retired
+        // socket's client is still sending its request: it gets served.)
+        () = shut_down(&mut stop) => return,
         handshake = handshake => match handshake {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
@@ -274,17 +557,52 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         "TLS handshake done"
     );
     let app = shared.app;
-    let service = service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().call(request)
-    });
+    let requested = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (requested, stop) = (requested.clone(), stop.clone());
+        service_fn(move |mut request: Request<Incoming>| {
+            requested.store(true, Ordering::Relaxed);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let response = app.clone().call(request);
+            let stop = stop.clone();
+            async move {
+                let mut response = response.await?;
+                // Once the socket stopped, a response is the connection's last.
+                if *stop.borrow() != Stop::Serving {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let conn = shared.http.serve_connection(TokioIo::new(tls), service);
     let mut conn = std::pin::pin!(conn);
     let served = tokio::select! {
         served = conn.as_mut() => served,
-        () = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        why = stopping(&mut stop) => {
+            // A retired socket's client that has not sent its first
+            // request yet is still coming: answer it (that answer closes
+            // the connection), unless the daemon shuts down meanwhile.
+            let first_request_to_come =
+                why == Stop::Retired && !requested.load(Ordering::Relaxed);
+            let served = if first_request_to_come {
+                tokio::select! {
+                    served = conn.as_mut() => Some(served),
+                    () = shut_down(&mut stop) => None,
+                }
+            } else {
+                None
+            };
+            match served {
+                Some(served) => served,
+                None => {
+                    // Idle: closed now; otherwise after the request in flight.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     match served {
@@ -293,10 +611,19 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
     }
 }
 
+/// Resolves when the socket stops serving, saying why (a server gone is a
+/// shutdown).
+async fn stopping(stop: &mut watch::Receiver<Stop>) -> Stop {
+    match stop.wait_for(|s| *s != Stop::Serving).await {
+        Ok(why) => *why,
+        Err(_) => Stop::ShutDown,
+    }
+}
+
 /// Resolves at shutdown (or when the server is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The error means the sender is gone, which is a stop too.
-    let _ = stop.wait_for(|stop| *stop).await;
+async fn shut_down(stop: &mut watch::Receiver<Stop>) {
+    // The error means the sender is gone, which is a shutdown too.
+    let _ = stop.wait_for(|s| *s == Stop::ShutDown).await;
 }
 
 fn report(done: Result<(), JoinError>) {

@@ -11,7 +11,9 @@
 //! - [`https`]: the built-in HTTPS listeners (console, web services): TLS
 //!   with the certificate the [engine's tables](switchboard_engine::TlsTables)
 //!   hold for the local address each connection arrived on, swapped by
-//!   Updates without restarting anything.
+//!   Updates without restarting anything; [`https::Listeners`] move to the
+//!   ports of each revision the engine installs, the new one bound before
+//!   the old one stops accepting.
 //! - [`console`]: the HTTPS management console: sign-in, sessions, CSRF,
 //!   security headers, the pages (askama templates) and the same JSON API
 //!   behind a session; [`map`] draws its SVG map of the appliance, [`qr`]

@@ -1,7 +1,9 @@
 //! `serve_https` over loopback: 127.0.0.1 and 127.0.0.2 present different
 //! certificates to real clients (`openssl s_client`, `curl`) and to rustls
 //! clients; rotation under load; silent and plain-HTTP clients; shutdown;
-//! binding again over TIME_WAIT. Needs no root, but runs the `openssl` and
+//! binding again over TIME_WAIT. The daemon's `Listeners`: a port moved
+//! while a request is in flight on the old one; a port that cannot be
+//! bound changes nothing. Needs no root, but runs the `openssl` and
 //! `curl` binaries.
 
 use std::collections::HashSet;
@@ -21,13 +23,15 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use switchboard_domain::ServiceId;
+use switchboard_engine::{ListenSocket, ListenerControl};
 use switchboard_pki::testpki::Ca;
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
-use switchboard_web::https::{HttpsPeer, bind, serve_https};
+use switchboard_web::https::{HttpsPeer, Listeners, bind, serve_https};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::Resumption;
@@ -575,4 +579,283 @@ async fn a_listener_binds_again_while_its_old_connections_are_in_time_wait() {
         .expect_err("TIME_WAIT blocks a bind without SO_REUSEADDR");
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     bind(&[addr]).expect("binds again with SO_REUSEADDR");
+}
+
+/// `n` different ports nothing listens on (the kernel's picks, released).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("[::]:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound").port())
+}
+
+fn console(port: u16) -> ListenSocket {
+    ListenSocket {
+        service: ServiceId::Console,
+        port,
+    }
+}
+
+fn web(port: u16) -> ListenSocket {
+    ListenSocket {
+        service: ServiceId::Web,
+        port,
+    }
+}
+
+fn one(port: u16) -> SocketAddr {
+    SocketAddr::new(ONE.parse().expect("an address"), port)
+}
+
+/// The local address a request to [`one`] reports: the listener is
+/// dual-stack (`[::]`), so IPv4 arrives mapped.
+fn one_mapped(port: u16) -> String {
+    format!("[::ffff:{ONE}]:{port}")
+}
+
+/// A request the test holds in flight: `GET /held` tells `arrived`, then
+/// waits for `release`.
+#[derive(Default)]
+struct Held {
+    arrived: Notify,
+    release: Notify,
+}
+
+fn held_app(held: Arc<Held>) -> Router {
+    app().route(
+        "/held",
+        get(move || async move {
+            held.arrived.notify_one();
+            held.release.notified().await;
+            "held"
+        }),
+    )
+}
+
+/// Connecting to `addr` is refused, once its listener has closed (the old
+/// accept loop closes it soon after `listen` returned).
+async fn refused_soon(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(addr).await {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return,
+            Err(e) => panic!("connecting to {addr}: {e}, expected a refusal"),
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{addr} still accepts connections"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_port_binds_the_new_one_and_lets_connections_on_the_old_one_finish() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let held = Arc::new(Held::default());
+    let listeners = Listeners::new([(
+        ServiceId::Console,
+        table(bindings(&a, &b)),
+        held_app(held.clone()),
+    )]);
+    let [old, new] = free_ports();
+    let tls = pki.client();
+
+    let account = listeners
+        .listen(&[console(old)])
+        .await
+        .expect("the old port binds");
+    assert!(
+        account.contains(&format!("console on {old} (new)")),
+        "{account}"
+    );
+    assert_eq!(listeners.bound(), [console(old)]);
+    // A request in flight, and a connection whose request is still to come.
+    let mut busy = Client::connect(&tls, one(old), "a.test")
+        .await
+        .expect("connects to the old port");
+    let in_flight = tokio::spawn(async move { busy.get("/held").await });
+    within(
+        Duration::from_secs(10),
+        "the held request",
+        held.arrived.notified(),
+    )
+    .await;
+    let mut quiet = Client::connect(&tls, one(old), "a.test")
+        .await
+        .expect("connects to the old port");
+
+    let account = listeners
+        .listen(&[console(new)])
+        .await
+        .expect("the new port binds");
+    assert!(
+        account.contains(&format!("console on {new} (new)"))
+            && account.contains(&format!("stopped accepting: console on {old}")),
+        "{account}"
+    );
+    assert_eq!(listeners.bound(), [console(new)]);
+    let mut fresh = Client::connect(&tls, one(new), "a.test")
+        .await
+        .expect("the new port answers at once");
+    assert_eq!(
+        fresh.get("/").await.expect("answers"),
+        (StatusCode::OK, one_mapped(new))
+    );
+    refused_soon(one(old)).await;
+
+    // The old port's connections are served to the end of their request.
+    held.release.notify_one();
+    assert_eq!(
+        within(Duration::from_secs(10), "the held request", in_flight)
+            .await
+            .expect("the request task does not panic")
+            .expect("the request in flight on the old port is answered"),
+        (StatusCode::OK, "held".to_owned())
+    );
+    assert_eq!(
+        quiet
+            .get("/")
+            .await
+            .expect("a connection accepted before the move gets its request answered"),
+        (StatusCode::OK, one_mapped(old))
+    );
+
+    within(Duration::from_secs(15), "shutdown", listeners.shutdown()).await;
+    refused_soon(one(new)).await;
+    assert!(listeners.listen(&[console(new)]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_cannot_be_bound_changes_nothing() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let listeners = Listeners::new([
+        (ServiceId::Console, table(bindings(&a, &b)), app()),
+        (ServiceId::Web, table(bindings(&b, &a)), app()),
+    ]);
+    let [port, other] = free_ports();
+    let tls = pki.client();
+    listeners
+        .listen(&[console(port)])
+        .await
+        .expect("a free port binds");
+    let taken = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
+    let taken = taken.local_addr().expect("bound").port();
+
+    let err = listeners
+        .listen(&[console(taken)])
+        .await
+        .expect_err("a port in use cannot be bound");
+    assert!(err.contains(&format!("[::]:{taken}")), "{err}");
+    // The web services' new port binds, the console's does not: neither.
+    let err = listeners
+        .listen(&[console(port), web(other), web(taken)])
+        .await
+        .expect_err("one port of two is in use");
+    assert!(err.contains(&format!("[::]:{taken}")), "{err}");
+    let err = listeners
+        .listen(&[console(other), web(other)])
+        .await
+        .expect_err("one port for two services");
+    assert!(err.contains("both want port"), "{err}");
+
+    assert_eq!(listeners.bound(), [console(port)]);
+    let mut client = Client::connect(&tls, one(port), "a.test")
+        .await
+        .expect("the console's port still answers");
+    assert_eq!(client.get("/").await.expect("answers").0, StatusCode::OK);
+    let refused = TcpStream::connect(one(other))
+        .await
+        .expect_err("nothing of a failed listen stays bound");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    within(Duration::from_secs(15), "shutdown", listeners.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an_update_on_a_busy_port()
+ {
+    use switchboard_domain::Facts;
+    use switchboard_domain::testing::nic;
+    use switchboard_engine::{Engine, EngineError, Origin};
+
+    let engine = Arc::new(Engine::in_memory().expect("an engine"));
+    engine.set_facts(Facts {
+        nics: vec![nic("lan0", Some("192.0.2.1"))],
+        ..Facts::default()
+    });
+    let listeners = Arc::new(Listeners::new([
+        (
+            ServiceId::Console,
+            engine.tls_tables().console.clone(),
+            switchboard_web::console::router(engine.clone()),
+        ),
+        (
+            ServiceId::Web,
+            engine.tls_tables().web.clone(),
+            switchboard_web::pages::web(engine.clone()),
+        ),
+    ]));
+    engine.set_listener_control(listeners.clone());
+    let port = |p: u16| p.to_string().parse().expect("a port");
+    let [console_port, moved] = free_ports();
+    let busy = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
+    let busy_port = busy.local_addr().expect("bound").port();
+    engine
+        .set_port(ServiceId::Console, port(console_port))
+        .await
+        .expect("edit");
+    engine
+        .set_port(ServiceId::Web, port(busy_port))
+        .await
+        .expect("edit");
+
+    // Boot listens on what it can; the busy port is reported, not fatal.
+    engine
+        .boot()
+        .await
+        .expect("boot starts despite a busy port");
+    assert_eq!(listeners.bound(), [console(console_port)]);
+
+    // Once the port is free, an Update binds it.
+    drop(busy);
+    let root = Origin::local(0, None);
+    engine.update(&root, "", None).await.expect("an Update");
+    assert_eq!(listeners.bound(), [console(console_port), web(busy_port)]);
+
+    // A new console port, without a restart.
+    engine
+        .set_port(ServiceId::Console, port(moved))
+        .await
+        .expect("edit");
+    let done = engine.update(&root, "", None).await.expect("an Update");
+    assert!(
+        done.detail.contains(&format!("console on {moved} (new)")),
+        "{}",
+        done.detail
+    );
+    assert_eq!(listeners.bound(), [console(moved), web(busy_port)]);
+
+    // A port in use fails the Update, which changes nothing.
+    let taken = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
+    let taken = taken.local_addr().expect("bound").port();
+    engine
+        .set_port(ServiceId::Console, port(taken))
+        .await
+        .expect("edit");
+    match engine.update(&root, "", None).await {
+        Err(EngineError::ApplyFailed { detail, .. }) => assert!(
+            detail.contains(&format!("[::]:{taken}"))
+                && detail.contains("the previous revision is running"),
+            "{detail}"
+        ),
+        other => panic!("expected a failed Update, got {other:?}"),
+    }
+    assert_eq!(listeners.bound(), [console(moved), web(busy_port)]);
+    listeners.shutdown().await;
 }
