@@ -115,7 +115,10 @@ pub async fn serve_https(
     let (stop_tx, stop) = watch::channel(false);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A client may close its sending side (TLS close_notify, then FIN)
+        // once its request is sent: it is still answered.
+        .half_close(true);
     let shared = Shared {
         table,
         app,

@@ -576,3 +576,42 @@ async fn a_listener_binds_again_while_its_old_connections_are_in_time_wait() {
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     bind(&[addr]).expect("binds again with SO_REUSEADDR");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE]).await;
+    let one = server.addrs[0];
+
+    for path in ["/", "/slow"] {
+        let mut tls = handshake(&pki.client(), one, "a.test")
+            .await
+            .expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: switchboard\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.expect("request");
+        // close_notify, then FIN: this side sends nothing more.
+        tls.shutdown().await.expect("half-close");
+        let mut answer = Vec::new();
+        within(
+            Duration::from_secs(5),
+            "the answer to a half-closed request",
+            tls.read_to_end(&mut answer),
+        )
+        .await
+        .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{path}: {answer:?}"
+        );
+        let body = if path == "/" {
+            one.to_string()
+        } else {
+            "slow".into()
+        };
+        assert!(answer.ends_with(&body), "{path}: {answer:?}");
+    }
+    server.shut_down().await.expect("shuts down cleanly");
+}
