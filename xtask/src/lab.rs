@@ -356,6 +356,10 @@ impl Lab {
         if let Ok(p) = std::fs::read_to_string(&file)
             && p.trim().len() >= 12
         {
+            // Kept root-only, whatever an earlier run or a hand left it at.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("chmod 600 {}", file.display()))?;
             return Ok(p.trim().to_string());
         }
         let out = quiet(Command::new("openssl").args(["rand", "-base64", "15"]))?;

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::catalog::ServiceId;
 use crate::nic::{Facts, NicName};
@@ -31,9 +31,25 @@ pub enum Matrix {
 
 /// The matrix made concrete for a given set of facts: for every service of
 /// the catalog (always all eight keys), the NICs it is reachable on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored in every revision's plan. A stored matrix that lacks a service
+/// (written before that service was in the catalog, or edited by hand)
+/// reads back with that service on no NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ResolvedMatrix(BTreeMap<ServiceId, BTreeSet<NicName>>);
+
+impl<'de> Deserialize<'de> for ResolvedMatrix {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let cells = BTreeMap::<ServiceId, BTreeSet<NicName>>::deserialize(deserializer)?;
+        let mut resolved = ResolvedMatrix::empty();
+        resolved.0.extend(cells);
+        Ok(resolved)
+    }
+}
+
+/// The NICs of a service the matrix does not name.
+static NO_NIC: BTreeSet<NicName> = BTreeSet::new();
 
 impl ResolvedMatrix {
     pub fn empty() -> Self {
@@ -41,9 +57,7 @@ impl ResolvedMatrix {
     }
 
     pub fn nics_of(&self, service: ServiceId) -> &BTreeSet<NicName> {
-        self.0
-            .get(&service)
-            .unwrap_or_else(|| unreachable!("a ResolvedMatrix has every service"))
+        self.0.get(&service).unwrap_or(&NO_NIC)
     }
 
     pub fn allows(&self, service: ServiceId, nic: &NicName) -> bool {
@@ -326,6 +340,23 @@ mod tests {
         assert!(
             m.new_nics(&f).is_empty(),
             "dmz0 was seen when the preset was chosen"
+        );
+    }
+
+    #[test]
+    fn a_stored_resolved_matrix_without_a_service_reads_as_that_service_on_no_nic() {
+        let stored = r#"{"sql":["lan0"],"console":["lan0"],"ssh":["lan0"],"sip-tls":["wan0"],
+                         "sip-udp":["lan0"],"nrpe":["lan0"],"web":["wan0"]}"#;
+        let m: ResolvedMatrix = serde_json::from_str(stored).expect("reads");
+        assert!(m.nics_of(ServiceId::Rtp).is_empty());
+        assert!(!m.allows(ServiceId::Rtp, &name("wan0")));
+        assert!(m.allows(ServiceId::Web, &name("wan0")));
+        assert_eq!(m.cells().count(), 7);
+        let written = serde_json::to_value(&m).expect("json");
+        assert_eq!(written["rtp"], serde_json::json!([]), "written whole again");
+        assert_eq!(
+            serde_json::from_str::<ResolvedMatrix>("{}").expect("empty"),
+            ResolvedMatrix::empty()
         );
     }
 

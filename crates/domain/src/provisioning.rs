@@ -68,6 +68,11 @@ impl FromStr for WebUri {
             return Err(err("it is longer than 300 characters"));
         }
         let s = input.trim();
+        if s.is_empty() {
+            return Err(err(
+                "it is empty or only white space (to clear the setting, give an empty value)",
+            ));
+        }
         let Some((scheme, rest)) = s.split_once("://") else {
             return Err(err("it does not start with https://"));
         };

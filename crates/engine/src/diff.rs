@@ -44,7 +44,7 @@ impl Side {
 }
 
 /// What runs before the first Update: no firewall (every service answers
-/// on every NIC), no SIP server, the built-in listeners on the catalog's
+/// on every NIC), no SIP server, the built-in listeners on the candidate's
 /// ports presenting the candidate's default certificates (the first
 /// start's, until the administrator binds others).
 pub(crate) fn factory_plan(c: &Candidate, facts: &Facts, context: &Context) -> Plan {
@@ -54,6 +54,7 @@ pub(crate) fn factory_plan(c: &Candidate, facts: &Facts, context: &Context) -> P
             defaults: c.bindings.defaults.clone(),
             ..Bindings::default()
         },
+        ports: c.ports.clone(),
         ..Candidate::default()
     };
     let mut plan = switchboard_plan::render(&factory, facts, context);

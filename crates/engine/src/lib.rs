@@ -23,6 +23,7 @@
 pub mod accounts;
 pub mod auth;
 mod certs;
+pub mod datadir;
 mod diff;
 mod error;
 mod facts;

@@ -10,7 +10,7 @@ use switchboard_plan::Plan;
 use switchboard_plan::kamailio::{Env, Paths};
 use switchboard_provision::Realm;
 use switchboard_store::Store;
-use switchboard_system::files::write_atomic;
+use switchboard_system::files::{create_private_dir, write_atomic};
 use switchboard_system::kamailio::{self, KamailioState, Subscriber, Supervisor};
 use tracing::{info, warn};
 
@@ -32,7 +32,7 @@ fn paths(dir: &std::path::Path) -> Paths {
     Paths {
         tls_dir: dir.to_owned(),
         tls_cfg: dir.join("tls.cfg"),
-        subscriber_db: dir.join("subscriber.db"),
+        subscriber_db: dir.join(SUBSCRIBER_DB),
         ctl_socket: dir.join("kamailio.ctl"),
         modules: MODULES.into(),
     }
@@ -51,10 +51,19 @@ fn system(e: impl std::fmt::Display) -> EngineError {
     EngineError::System(e.to_string())
 }
 
+/// Kamailio's files in the data directory: its configuration, its TLS
+/// keys ([`KEYS_DIR`], owner-only) and its subscriber table
+/// ([`SUBSCRIBER_DB`], HA1 digests, owner-only).
+pub(crate) fn dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("kamailio")
+}
+pub(crate) const KEYS_DIR: &str = "keys";
+pub(crate) const SUBSCRIBER_DB: &str = "subscriber.db";
+
 impl Sip {
     pub(crate) fn new(data_dir: &std::path::Path) -> Sip {
         Sip {
-            dir: data_dir.join("kamailio"),
+            dir: dir(data_dir),
             supervisor: None,
             listens: Vec::new(),
         }
@@ -80,7 +89,7 @@ impl Sip {
             })
             .collect();
         std::fs::create_dir_all(&self.dir).map_err(system)?;
-        kamailio::sync_subscribers(&self.dir.join("subscriber.db"), &subscribers).map_err(system)
+        kamailio::sync_subscribers(&self.dir.join(SUBSCRIBER_DB), &subscribers).map_err(system)
     }
 
     /// Make Kamailio run what `plan`'s Kamailio section says: files
@@ -105,6 +114,7 @@ impl Sip {
             return Ok("no SIP service enabled: kamailio not running".into());
         };
         let paths = self.paths();
+        create_private_dir(&self.dir.join(KEYS_DIR)).map_err(system)?;
         for name in &k.certificates {
             let c = store
                 .cert(name)?
@@ -120,7 +130,7 @@ impl Sip {
             )
             .map_err(system)?;
             write_atomic(
-                &self.dir.join("keys").join(format!("{name}.key")),
+                &self.dir.join(KEYS_DIR).join(format!("{name}.key")),
                 key.expose_secret().as_bytes(),
                 0o600,
             )

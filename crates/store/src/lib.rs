@@ -19,7 +19,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -412,10 +412,18 @@ impl Store {
         lock.set_len(0).map_err(io)?;
         writeln!(lock, "{}", std::process::id()).map_err(io)?;
         let db = dir.join(DB_FILE);
+        // Private keys live here: a new database is owner-only from its
+        // first byte, like the directory (SQLite gives its -wal and -shm
+        // files the database file's mode). The daemon narrows an existing
+        // one at start and says so (`switchboard_engine::datadir`).
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)
+            .map_err(io)?;
         let conn = Connection::open(&db)?;
-        // Private keys live here: owner-only, like the directory. SQLite
-        // gives its -wal and -shm files the database file's mode.
-        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         Self::init(conn, Some(lock))
     }

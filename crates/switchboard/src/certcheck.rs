@@ -2,6 +2,7 @@
 //! offline and without the daemon, so an administrator can test a
 //! certificate before importing it. Exit status 0 only for a closed padlock.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,14 +50,14 @@ pub fn read_password(path: &Path) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-fn import_error(what: &str, e: &ImportError, json: bool) -> ExitCode {
+fn import_error(what: &str, e: &ImportError, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let doc = json!({ "error": { "code": e.code(), "message": format!("{what}: {e}"), "hint": e.hint() } });
-        println!("{doc:#}");
+        crate::print_out(&format!("{doc:#}\n"))?;
     } else {
         eprintln!("error[{}]: {what}: {e}\n  = hint: {}", e.code(), e.hint());
     }
-    ExitCode::FAILURE
+    Ok(ExitCode::FAILURE)
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -71,12 +72,12 @@ pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let bundle = match switchboard_pki::import(&read(&args.bundle)?, None, password.as_deref()) {
         Ok(b) => b,
-        Err(e) => return Ok(import_error(&args.bundle.display().to_string(), &e, json)),
+        Err(e) => return import_error(&args.bundle.display().to_string(), &e, json),
     };
     let key = match &args.key {
         Some(path) => match PrivateKey::parse(&read(path)?, password.as_deref()) {
             Ok(k) => Some(k),
-            Err(e) => return Ok(import_error(&path.display().to_string(), &e, json)),
+            Err(e) => return import_error(&path.display().to_string(), &e, json),
         },
         None => None,
     };
@@ -94,32 +95,35 @@ pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
             .and_then(|certs| TrustAnchors::from_ca_certs(&certs));
         match cas {
             Ok(cas) => anchors.extend(cas),
-            Err(e) => return Ok(import_error(&path.display().to_string(), &e, json)),
+            Err(e) => return import_error(&path.display().to_string(), &e, json),
         }
     }
     let now = args.at.unwrap_or_else(jiff::Timestamp::now);
     let report = switchboard_pki::check(&bundle, key.as_ref(), &anchors, &host, now);
+    let mut text = String::new();
     if json {
         let doc = json!({ "ok": report.ok, "host": host, "at": now, "certificate": bundle.info(), "chain_length": bundle.chain().len(), "findings": report.findings });
-        println!("{doc:#}");
+        let _ = writeln!(text, "{doc:#}");
     } else {
         let info = bundle.info();
         let names = crate::cli::cert_names(info);
-        println!("certificate: {}", info.subject);
-        println!("issuer:      {}", info.issuer);
-        println!("names:       {}", names.join(", "));
-        println!("valid:       {} to {}", info.not_before, info.not_after);
-        println!("sha256:      {}", info.fingerprint);
-        println!("chain:       {} certificate(s)", bundle.chain().len());
+        let _ = writeln!(text, "certificate: {}", info.subject);
+        let _ = writeln!(text, "issuer:      {}", info.issuer);
+        let _ = writeln!(text, "names:       {}", names.join(", "));
+        let _ = writeln!(
+            text,
+            "valid:       {} to {}",
+            info.not_before, info.not_after
+        );
+        let _ = writeln!(text, "sha256:      {}", info.fingerprint);
+        let _ = writeln!(text, "chain:       {} certificate(s)", bundle.chain().len());
         for f in &report.findings {
-            println!("{f}");
+            let _ = writeln!(text, "{f}");
         }
-        if report.ok {
-            println!("closed padlock for {host}");
-        } else {
-            println!("NO closed padlock for {host}");
-        }
+        let verdict = if report.ok { "closed" } else { "NO closed" };
+        let _ = writeln!(text, "{verdict} padlock for {host}");
     }
+    crate::print_out(&text)?;
     Ok(if report.ok {
         ExitCode::SUCCESS
     } else {

@@ -23,11 +23,11 @@ pub async fn run(command: &Command, socket: &Path, json: bool) -> anyhow::Result
     let client = Client::new(socket);
     match call(&client, command, json).await {
         Ok(text) => {
-            print!("{text}");
+            crate::print_out(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Api { body, .. }) if json => {
-            println!("{}", pretty(&json!({ "error": body })));
+            crate::print_out(&pretty(&json!({ "error": body })))?;
             Ok(ExitCode::FAILURE)
         }
         Err(ClientError::Api { body, .. }) => {

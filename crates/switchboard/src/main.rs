@@ -365,6 +365,30 @@ impl Args {
     }
 }
 
+/// The exit status of a command whose standard output was closed before it
+/// finished printing (`switchboard status | head -1`): what a shell reports
+/// for a Unix tool ended by SIGPIPE (128 + 13).
+const EXIT_READER_GONE: u8 = 141;
+
+/// Print a command's output. Every command prints through here (never
+/// `print!`, which panics when the reader has gone away): a closed pipe is
+/// an error that ends the command quietly ([`EXIT_READER_GONE`]).
+pub(crate) fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether `e` is standard output's reader having gone away.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -389,6 +413,7 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if reader_gone(&e) => std::process::ExitCode::from(EXIT_READER_GONE),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -102,6 +102,17 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     // The lock comes first: a second daemon is refused before it touches
     // anything, including the socket of the first.
     let store = Store::open_dir(&data_dir)?;
+    // Owner-only, whatever the directory held before this start.
+    let tightened = switchboard_engine::datadir::secure_data_dir(&data_dir)
+        .with_context(|| format!("narrowing the modes in {}", data_dir.display()))?;
+    for t in tightened {
+        warn!(
+            "tightened the mode of {} from {:o} to {:o}: it holds secrets",
+            t.path.display(),
+            t.from,
+            t.to
+        );
+    }
     let firewall = match args.firewall {
         FirewallArg::Plan => FirewallMode::Plan,
         FirewallArg::Enforce => FirewallMode::Enforce,

@@ -220,3 +220,72 @@ fn a_certificate_expiring_soon_is_a_warning_not_a_failure() {
         stdout(&out)
     );
 }
+
+/// Run `cmd` with its standard output a pipe whose reader is already gone.
+fn with_closed_stdout(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    cmd.stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run switchboard")
+}
+
+#[test]
+fn printing_to_a_closed_pipe_ends_quietly() {
+    let p = pki();
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    testpki::write(
+        d,
+        "full.pem",
+        format!("{}{}", p.leaf.key_pem(), p.leaf.pem()),
+    );
+    testpki::write(d, "garbage.pem", b"not a certificate");
+    let args = |bundle: &str, json: bool| {
+        let mut cmd = Command::new(common::BIN);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["cert", "check", "--bundle", bundle])
+            .args(["--hostname", "voip.example.test"])
+            .current_dir(d);
+        cmd
+    };
+    // A report, a report as JSON, and an error document as JSON.
+    for (bundle, json) in [
+        ("full.pem", false),
+        ("full.pem", true),
+        ("garbage.pem", true),
+    ] {
+        let out = with_closed_stdout(&mut args(bundle, json));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{bundle} json={json}: like a tool ended by SIGPIPE; stderr: {stderr}"
+        );
+        assert!(stderr.is_empty(), "{bundle} json={json}: {stderr}");
+    }
+}
+
+#[test]
+fn a_client_command_printing_to_a_closed_pipe_ends_quietly() {
+    use switchboard_system::testlab::{Lab, require_root_or_skip};
+    if !require_root_or_skip("certcheck::a_client_command_printing_to_a_closed_pipe_ends_quietly") {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = common::Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    for args in [
+        &["status"][..],
+        &["--json", "nics"],
+        &["--json", "cert", "show", "nope"],
+    ] {
+        let out = with_closed_stdout(&mut d.cli_command(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

@@ -882,3 +882,67 @@ fn the_console_port_moves_at_update_without_a_restart_and_no_request_fails() {
     assert_eq!(d.log_text().matches("switchboard starting").count(), 1);
     assert_eq!(d.json(&["status"])["applied_revision"], 2);
 }
+
+#[test]
+fn a_loose_data_directory_is_made_owner_only_at_start_and_the_log_says_so() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !require_root_or_skip(
+        "daemon::a_loose_data_directory_is_made_owner_only_at_start_and_the_log_says_so",
+    ) {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let keys = data.join("kamailio/keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    // A store restored from a backup with loose modes, Kamailio's files too.
+    let secrets = [
+        data.join("switchboard.db"),
+        keys.join("voip.key"),
+        data.join("kamailio/subscriber.db"),
+    ];
+    for f in &secrets {
+        std::fs::write(f, "").expect("write");
+        set(f, 0o644);
+    }
+    for d in [&data, &data.join("kamailio"), &keys] {
+        set(d, 0o755);
+    }
+
+    let mut d = Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&keys), 0o700);
+    for f in &secrets {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!(
+            "tightened the mode of {} from 755 to 700",
+            data.display()
+        )),
+        "{log}"
+    );
+    for f in &secrets {
+        let line = format!("{} from 644 to 600", f.display());
+        assert!(log.contains(&line), "{line}: {log}");
+    }
+    let tightened = log.matches("tightened the mode").count();
+    assert_eq!(
+        tightened, 7,
+        "the data dir, keys/, the three files, the store's -wal and -shm: {log}"
+    );
+    d.sigterm();
+    // Nothing loose any more: a restart has nothing to say.
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    assert_eq!(
+        d.log_text().matches("tightened the mode").count(),
+        tightened
+    );
+}

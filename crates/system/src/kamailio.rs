@@ -32,6 +32,11 @@ pub enum KamailioError {
     Check(String),
     #[error("kamailio did not reload its TLS configuration: {0}")]
     Reload(String),
+    #[error("the subscriber database {path} cannot be made owner-only: {source}")]
+    SubscribersFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the subscriber database {path}: {source}")]
     Subscribers {
         path: PathBuf,
@@ -121,6 +126,12 @@ pub fn sync_subscribers(db: &Path, subscribers: &[Subscriber]) -> Result<(), Kam
         path: db.to_owned(),
         source,
     };
+    // HA1 digests: owner-only (Kamailio runs as the daemon's user). SQLite
+    // gives its journal the database's mode.
+    crate::files::ensure_private_file(db).map_err(|source| KamailioError::SubscribersFile {
+        path: db.to_owned(),
+        source,
+    })?;
     let mut conn = Connection::open(db).map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS version (
@@ -490,5 +501,23 @@ mod tests {
 
         // No file: nothing to do.
         assert!(!kill_stale(&pidfile, &cfg));
+    }
+
+    #[test]
+    fn the_subscriber_database_is_created_and_kept_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("subscriber.db");
+        let mode = || std::fs::metadata(&db).expect("meta").permissions().mode() & 0o777;
+        let one = Subscriber {
+            username: "1000".into(),
+            domain: "switchboard".into(),
+            ha1: "0123456789abcdef0123456789abcdef".into(),
+        };
+        sync_subscribers(&db, std::slice::from_ref(&one)).expect("sync");
+        assert_eq!(mode(), 0o600);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        sync_subscribers(&db, &[one]).expect("sync again");
+        assert_eq!(mode(), 0o600, "narrowed again, the digests kept private");
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -26,7 +26,7 @@ use tracing::error;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::input::{
-    ProvisioningChange, address, parse, parse_provision, path_number, provision_error,
+    PathParam, ProvisioningChange, address, parse, parse_provision, path_number, provision_error,
 };
 
 /// The largest request body accepted.
@@ -337,18 +337,7 @@ async fn revisions(State(e): State<AppState>) -> ApiResult {
     ok(e.revisions().await?)
 }
 
-async fn revision(
-    State(e): State<AppState>,
-    number: Result<Path<u64>, axum::extract::rejection::PathRejection>,
-) -> ApiResult {
-    let Path(number) = number.map_err(|r| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-path",
-            r.body_text(),
-            "a revision number is a whole number",
-        )
-    })?;
+async fn revision(State(e): State<AppState>, PathParam(number): PathParam<u64>) -> ApiResult {
     ok(e.revision(number).await?)
 }
 
@@ -414,12 +403,12 @@ async fn certs(State(e): State<AppState>) -> ApiResult {
     ok(e.certs().await?)
 }
 
-async fn cert(State(e): State<AppState>, Path(name): Path<String>) -> ApiResult {
+async fn cert(State(e): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult {
     let (cert, chain_pem) = e.cert(&parse(&name)?).await?;
     ok(serde_json::json!({ "cert": cert, "chain_pem": chain_pem }))
 }
 
-async fn delete_cert(State(e): State<AppState>, Path(name): Path<String>) -> ApiResult {
+async fn delete_cert(State(e): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult {
     let name = parse(&name)?;
     e.delete_cert(&name).await?;
     ok(serde_json::json!({ "deleted": name }))
@@ -533,7 +522,7 @@ async fn accounts(State(e): State<AppState>) -> ApiResult {
     ok(e.accounts().await?)
 }
 
-async fn account(State(e): State<AppState>, Path(username): Path<String>) -> ApiResult {
+async fn account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
     ok(e.account(&parse_provision!(
         switchboard_provision::Username,
         username
@@ -541,7 +530,10 @@ async fn account(State(e): State<AppState>, Path(username): Path<String>) -> Api
     .await?)
 }
 
-async fn delete_account(State(e): State<AppState>, Path(username): Path<String>) -> ApiResult {
+async fn delete_account(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
     let username = parse_provision!(switchboard_provision::Username, username)?;
     e.delete_account(&username).await?;
     ok(serde_json::json!({ "deleted": username }))
@@ -626,7 +618,7 @@ async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
 }
 
-async fn resend_sms(State(e): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn resend_sms(State(e): State<AppState>, PathParam(id): PathParam<String>) -> ApiResult {
     let id = path_number(
         &id,
         "SMS ids",
@@ -650,7 +642,7 @@ struct AccountUpdate {
 
 async fn update_account(
     State(e): State<AppState>,
-    Path(username): Path<String>,
+    PathParam(username): PathParam<String>,
     Body(r): Body<AccountUpdate>,
 ) -> ApiResult {
     use switchboard_provision as p;
@@ -891,5 +883,65 @@ mod tests {
             ("unknown", "POST /v1/confirm")
         );
         assert_eq!(log[0].outcome, "500 internal");
+    }
+
+    /// Send a request without a body; the status and the whole document.
+    async fn send(e: &Arc<Engine>, method: Method, path: &str) -> (u16, serde_json::Value) {
+        let mut req = HttpRequest::builder()
+            .method(method)
+            .uri(path)
+            .body(HttpBody::empty())
+            .expect("request");
+        req.extensions_mut().insert(Requester(console()));
+        let resp = router(e.clone()).oneshot(req).await.expect("answer");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let doc = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+        (status, doc)
+    }
+
+    #[tokio::test]
+    async fn a_path_that_does_not_parse_gets_the_error_document() {
+        let e = engine();
+        for (method, path) in [
+            (Method::GET, "/v1/certs/%FF"),
+            (Method::DELETE, "/v1/certs/%FF"),
+            (Method::GET, "/v1/accounts/%FF"),
+            (Method::PATCH, "/v1/accounts/%FF"),
+            (Method::DELETE, "/v1/accounts/%FF"),
+            (Method::POST, "/v1/sms/%FF/resend"),
+            (Method::GET, "/v1/revisions/%FF"),
+            (Method::GET, "/v1/revisions/one"),
+        ] {
+            let (status, doc) = send(&e, method.clone(), path).await;
+            assert_eq!(
+                (status, doc["error"]["code"].as_str()),
+                (400, Some("malformed-path")),
+                "{method} {path}: {doc}"
+            );
+            assert!(
+                !doc["error"]["hint"].as_str().unwrap_or("").is_empty(),
+                "{method} {path}: {doc}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_web_uri_of_only_white_space_is_refused_and_an_empty_one_clears() {
+        let e = engine();
+        let path = "/v1/provisioning";
+        assert_eq!(
+            post(&e, Some(console()), path, json!({"web_uri": " \t "})).await,
+            (422, "invalid-web-uri".into())
+        );
+        let (status, code) =
+            post(&e, Some(console()), path, json!({"sip_tls_hostname": "  "})).await;
+        assert_eq!(status, 400, "{code}");
+        assert!(code.starts_with("invalid-"), "{code}");
+        assert_eq!(
+            post(&e, Some(console()), path, json!({"web_uri": ""})).await,
+            (200, "".into())
+        );
     }
 }

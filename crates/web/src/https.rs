@@ -355,11 +355,14 @@ pub async fn serve_https(
     Ok(())
 }
 
-/// HTTP/1.1, with the request head timeout.
+/// HTTP/1.1, with the request head timeout. A client may close its
+/// sending side (TLS close_notify, then FIN) once its request is sent: it
+/// is still answered.
 fn http() -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .half_close(true);
     http
 }
 

@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::PathRejection;
 use axum::http::StatusCode;
 use switchboard_engine::{EngineError, InputError};
 
@@ -46,6 +48,27 @@ macro_rules! parse_provision {
 }
 pub(crate) use parse_provision;
 
+/// `Path`, with the error document on rejection: a segment that is not
+/// percent-encoded UTF-8 (`/v1/certs/%FF`) or not of the expected type is
+/// `400 malformed-path`, never axum's plain-text answer.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct PathParam<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        match r {
+            PathRejection::FailedToDeserializePathParams(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-path",
+                e.body_text(),
+                "names and numbers in a path are percent-encoded UTF-8: check the URL",
+            ),
+            other => ApiError::internal(&other.body_text()),
+        }
+    }
+}
+
 /// A number in a path (a revision, an SMS id), or `malformed-path`.
 pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| {
@@ -59,7 +82,8 @@ pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, Api
 }
 
 /// A change of the provisioning settings as text: `None` keeps a value, an
-/// empty text clears it. The API's `POST /v1/provisioning` and the
+/// empty text clears it, a text of only white space is refused like any
+/// other value that does not parse. The API's `POST /v1/provisioning` and the
 /// console's provisioning form both make one.
 #[derive(Debug, Default)]
 pub(crate) struct ProvisioningChange<'a> {
@@ -78,22 +102,24 @@ impl ProvisioningChange<'_> {
         use switchboard_domain::install::StoreUrl;
         use switchboard_domain::provisioning::WebUri;
         let mut next = settings.clone();
-        match self.sip_tls_hostname.map(str::trim) {
+        // Only an empty value clears: one of only white space is a
+        // mistake (a stray space in a form), refused by the value's parser.
+        match self.sip_tls_hostname {
             None => {}
             Some("") => next.sip_tls_hostname = None,
-            Some(h) => next.sip_tls_hostname = Some(parse(h)?),
+            Some(h) => next.sip_tls_hostname = Some(parse(h.trim())?),
         }
-        match self.web_uri.map(str::trim) {
+        match self.web_uri {
             None => {}
             Some("") => next.web_uri = None,
-            Some(u) => next.web_uri = Some(parse_provision!(WebUri, u)?),
+            Some(u) => next.web_uri = Some(parse_provision!(WebUri, u.trim())?),
         }
         for (platform, url) in self.app_stores {
-            match url.trim() {
+            match url {
                 "" => next.app_stores.remove(&platform),
                 url => next
                     .app_stores
-                    .insert(platform, parse_provision!(StoreUrl, url)?),
+                    .insert(platform, parse_provision!(StoreUrl, url.trim())?),
             };
         }
         *settings = next;

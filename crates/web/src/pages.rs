@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -63,8 +64,11 @@ const GONE_PAGE: &str = "<!doctype html>
 async fn document(
     State(engine): State<Arc<Engine>>,
     ConnectInfo(peer): ConnectInfo<HttpsPeer>,
-    Path(token): Path<String>,
+    token: Result<Path<String>, PathRejection>,
 ) -> Response {
+    // A token that is not even UTF-8 is malformed: the same answer as any
+    // other link that is not valid.
+    let token = token.map(|Path(t)| t).unwrap_or_default();
     let private = [
         (header::CACHE_CONTROL, "no-store"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

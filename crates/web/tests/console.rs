@@ -632,6 +632,7 @@ async fn bad_form_input_gets_a_clear_message_and_changes_nothing() {
             vec![("web_uri", "http://voip.example.test")],
         ),
         ("/provisioning", vec![("web_uri", &long)]),
+        ("/provisioning", vec![("web_uri", " \t ")]),
         ("/bind", vec![("service", "ssh"), ("cert", "bootstrap")]),
         ("/bind", vec![("service", "web"), ("cert", "<none>")]),
         ("/nics/lan0", vec![("public_address", "300.1.1.1")]),

@@ -859,3 +859,42 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     assert_eq!(listeners.bound(), [console(moved), web(busy_port)]);
     listeners.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_is_answered() {
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let server = Server::start(table(bindings(&a, &b)), &[ONE]).await;
+    let one = server.addrs[0];
+
+    for path in ["/", "/slow"] {
+        let mut tls = handshake(&pki.client(), one, "a.test")
+            .await
+            .expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: switchboard\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.expect("request");
+        // close_notify, then FIN: this side sends nothing more.
+        tls.shutdown().await.expect("half-close");
+        let mut answer = Vec::new();
+        within(
+            Duration::from_secs(5),
+            "the answer to a half-closed request",
+            tls.read_to_end(&mut answer),
+        )
+        .await
+        .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{path}: {answer:?}"
+        );
+        let body = if path == "/" {
+            one.to_string()
+        } else {
+            "slow".into()
+        };
+        assert!(answer.ends_with(&body), "{path}: {answer:?}");
+    }
+    server.shut_down().await.expect("shuts down cleanly");
+}
