@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use switchboard_domain::{Facts, ServiceId};
 use switchboard_plan::Plan;
-use switchboard_plan::kamailio::{Env, Paths};
+use switchboard_plan::kamailio::{Env, KamailioConfig, Paths};
 use switchboard_provision::Realm;
 use switchboard_store::Store;
 use switchboard_system::files::{create_private_dir, write_atomic};
@@ -25,6 +25,9 @@ pub(crate) struct Sip {
     dir: PathBuf,
     supervisor: Option<Supervisor>,
     listens: Vec<String>,
+    /// What Kamailio was last made to run and verified with: its files
+    /// and the fingerprints of the certificates they name.
+    running: Option<(KamailioConfig, Vec<String>)>,
 }
 
 /// Where the files of Kamailio live, under `dir`.
@@ -66,6 +69,7 @@ impl Sip {
             dir: dir(data_dir),
             supervisor: None,
             listens: Vec::new(),
+            running: None,
         }
     }
 
@@ -113,6 +117,13 @@ impl Sip {
             self.listens.clear();
             return Ok("no SIP service enabled: kamailio not running".into());
         };
+        // The same files with the same certificates behind them, and the
+        // supervisor still runs them: nothing to do.
+        let wanted = (k.clone(), sip_tls_fingerprints(plan));
+        if self.supervisor.is_some() && self.running.as_ref() == Some(&wanted) {
+            return Ok("kamailio unchanged".into());
+        }
+        self.running = None;
         let paths = self.paths();
         create_private_dir(&self.dir.join(KEYS_DIR)).map_err(system)?;
         for name in &k.certificates {
@@ -172,6 +183,7 @@ impl Sip {
         };
         self.listens = k.listens();
         let checked = verify(&self.listens, facts, plan).await?;
+        self.running = Some(wanted);
         info!(listens = ?self.listens, checked, "{done}");
         Ok(format!(
             "{done}; listening on {}; {checked} TLS socket(s) verified",
@@ -180,10 +192,26 @@ impl Sip {
     }
 
     pub(crate) async fn stop(&mut self) {
+        self.running = None;
         if let Some(s) = self.supervisor.take() {
             s.stop().await;
         }
     }
+}
+
+/// The certificates behind `sip-tls`'s files: a certificate deleted and
+/// imported again under the same name changes them, not the files' names.
+fn sip_tls_fingerprints(plan: &Plan) -> Vec<String> {
+    plan.tls
+        .iter()
+        .filter(|a| a.service == ServiceId::SipTls)
+        .map(|a| a.presented.fingerprint.clone())
+        .chain(
+            plan.tls_defaults
+                .get(&ServiceId::SipTls)
+                .map(|p| p.fingerprint.clone()),
+        )
+        .collect()
 }
 
 /// Handshake with every TLS socket Kamailio listens on and compare the
