@@ -280,7 +280,7 @@ pub enum AccountCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProvisioningCommand {
     /// Change the provisioning settings (what is not given is kept; an
-    /// empty value clears it).
+    /// empty value clears it; a value of only white space is refused).
     Set {
         #[arg(long)]
         sip_tls_hostname: Option<String>,

@@ -120,6 +120,22 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
     // The registration made before the rotation still works on its connection.
     assert_eq!(phone.register(&user, &ha1, 3), 200);
 
+    // Kamailio's secrets are owner-only: its TLS keys and its HA1 digests.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let kamailio = dir.path().join("data/kamailio");
+        let mode = |p: std::path::PathBuf| {
+            std::fs::metadata(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(kamailio.join("keys")), 0o700);
+        assert_eq!(mode(kamailio.join("keys/voip2.key")), 0o600);
+        assert_eq!(mode(kamailio.join("subscriber.db")), 0o600);
+    }
+
     // The registration is in Kamailio's location table.
     let ctl = dir.path().join("data/kamailio/kamailio.ctl");
     let dump = lab

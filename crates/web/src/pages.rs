@@ -111,3 +111,34 @@ async fn document(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn fetch(app: &Router, path: &str) -> (StatusCode, String) {
+        let mut req = Request::get(path).body(Body::empty()).expect("request");
+        req.extensions_mut().insert(ConnectInfo(HttpsPeer {
+            remote: "198.51.100.2:40000".parse().expect("addr"),
+            local: "198.51.100.1:443".parse().expect("addr"),
+            accepted: std::time::Instant::now(),
+        }));
+        let resp = app.clone().oneshot(req).await.expect("answer");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_link_that_is_not_utf8_gets_the_answer_of_any_invalid_link() {
+        let app = web(Arc::new(Engine::in_memory().expect("engine")));
+        let unknown = fetch(&app, "/p/AAAAAAAAAAAAAAAAAAAAAA").await;
+        assert_eq!(unknown.0, StatusCode::NOT_FOUND, "{}", unknown.1);
+        assert_eq!(fetch(&app, "/p/%FF").await, unknown);
+    }
+}

@@ -1154,3 +1154,34 @@ async fn the_production_preset_proposes_the_admins_nic_as_internal() {
         select("preset-external")
     );
 }
+
+#[tokio::test]
+async fn a_path_that_does_not_parse_gets_an_error_page_or_document_not_plain_text() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    for path in ["/certs/%FF", "/accounts/%FF", "/revisions/%FF"] {
+        let a = c.get(&b, path).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(a.body.contains("malformed-path"), "{path}: {}", a.body);
+        assert!(a.body.contains("<html"), "{path}: an HTML page: {}", a.body);
+    }
+    for path in [
+        "/certs/%FF/delete",
+        "/accounts/%FF/revoke",
+        "/sms/%FF/resend",
+    ] {
+        let a = c.form(&b, path, &[]).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(a.body.contains("malformed-path"), "{path}: {}", a.body);
+    }
+    for (method, path) in [
+        (Method::GET, "/v1/certs/%FF"),
+        (Method::GET, "/v1/accounts/%FF"),
+        (Method::POST, "/v1/sms/%FF/resend"),
+    ] {
+        let a = c.api(&b, method, path, "").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        let doc: serde_json::Value = serde_json::from_str(&a.body).expect("the error document");
+        assert_eq!(doc["error"]["code"], "malformed-path", "{path}");
+    }
+}

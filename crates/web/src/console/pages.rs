@@ -5,7 +5,8 @@
 use askama::Template;
 use axum::Extension;
 use axum::Router;
-use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Multipart, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,7 +25,7 @@ use super::{PasswordCheck, SignedIn, St, canonical, cookie, retry_after, wait_te
 use crate::api::Requester;
 use crate::error::ApiError;
 use crate::https::HttpsPeer;
-use crate::input::{self, path_number};
+use crate::input::{self, PathParam, path_number};
 
 /// How long a change that could cut the administrator off stays on trial
 /// before the appliance rolls it back by itself.
@@ -107,6 +108,25 @@ fn show(page: Result<impl Template, ApiError>) -> Response {
     match page {
         Ok(p) => render(&p),
         Err(e) => error_page(e),
+    }
+}
+
+/// `Path` for the pages: a segment that does not parse (an escape that is
+/// not UTF-8) is the error page, `400 malformed-path`, as the API answers.
+struct PagePath<T>(T);
+
+impl<S, T> FromRequestParts<S> for PagePath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        PathParam::<T>::from_request_parts(parts, state)
+            .await
+            .map(|PathParam(value)| PagePath(value))
+            .map_err(error_page)
     }
 }
 
@@ -1000,7 +1020,7 @@ struct CertPage {
 async fn cert_page(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
 ) -> Response {
     let page = async {
         let name: CertName = name
@@ -1026,7 +1046,7 @@ async fn cert_page(
 async fn delete_cert(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(name): Path<String>,
+    PagePath(name): PagePath<String>,
 ) -> Response {
     let outcome = async {
         let name: CertName = parse(&name)?;
@@ -1111,7 +1131,7 @@ struct NicForm {
 async fn nic_settings(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(nic): Path<String>,
+    PagePath(nic): PagePath<String>,
     Fields(f): Fields<NicForm>,
 ) -> Response {
     let outcome = async {
@@ -1395,7 +1415,7 @@ struct RevisionPage {
 async fn revision_page(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(number): Path<String>,
+    PagePath(number): PagePath<String>,
 ) -> Response {
     let page = async {
         let number = path_number(&number, "revision numbers", "pick a revision from the list")?;
@@ -1463,7 +1483,7 @@ async fn rollback(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Requester(origin): Requester,
-    Path(number): Path<String>,
+    PagePath(number): PagePath<String>,
     Fields(f): Fields<RollbackForm>,
 ) -> Response {
     let outcome = async {
@@ -1650,7 +1670,7 @@ fn username(u: &str) -> Result<switchboard_provision::Username, Flash> {
 async fn activate(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
 ) -> Response {
     let outcome = async {
         let v = c.engine.activate(&username(&u)?).await.map_err(failure)?;
@@ -1678,7 +1698,7 @@ struct QrPage {
 async fn activate_in_person(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
 ) -> Response {
     let page = async {
         let (v, link) = c
@@ -1714,7 +1734,7 @@ struct AccountPage {
 async fn account_page(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
 ) -> Response {
     let page = async {
         let u: switchboard_provision::Username =
@@ -1754,7 +1774,7 @@ struct EditAccountForm {
 async fn edit_account(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
     Fields(f): Fields<EditAccountForm>,
 ) -> Response {
     use switchboard_provision as p;
@@ -1805,7 +1825,7 @@ async fn import_accounts(
 async fn revoke(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
 ) -> Response {
     let outcome = async {
         let v = c.engine.revoke(&username(&u)?).await.map_err(failure)?;
@@ -1821,7 +1841,7 @@ async fn revoke(
 async fn resend_sms(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(id): Path<String>,
+    PagePath(id): PagePath<String>,
 ) -> Response {
     let outcome = async {
         let id = path_number(&id, "SMS ids", "pick a message from the list").map_err(failure)?;
@@ -1835,7 +1855,7 @@ async fn resend_sms(
 async fn delete_account(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
-    Path(u): Path<String>,
+    PagePath(u): PagePath<String>,
 ) -> Response {
     let outcome = async {
         let u = username(&u)?;
