@@ -182,9 +182,10 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         }
         Command::Rollback {
             revision,
+            comment,
             confirm_within,
         } => {
-            let body = json!({ "revision": revision, "confirm_within": confirm_within });
+            let body = json!({ "revision": revision, "comment": comment, "confirm_within": confirm_within });
             let v: UpdateView = client.post("/v1/rollback", &body).await?;
             Ok(if json { pretty(&v) } else { update_text(&v) })
         }
@@ -232,8 +233,8 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         } => {
             let body = json!({
                 "nic": nic,
-                "hostname": hostname.as_deref().filter(|h| !h.is_empty()),
-                "public_address": public_address.as_deref().filter(|a| !a.is_empty()),
+                "hostname": hostname,
+                "public_address": public_address,
             });
             edit(
                 client,

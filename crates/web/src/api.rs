@@ -26,7 +26,7 @@ use tracing::error;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::input::{
-    ProvisioningChange, address, parse, parse_provision, path_number, provision_error,
+    ProvisioningChange, nic_settings_change, parse, parse_provision, path_number, provision_error,
 };
 
 /// The largest request body accepted.
@@ -35,7 +35,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// each at most `switchboard_pki::MAX_UPLOAD`, base64-encoded, and JSON.
 pub const MAX_UPLOAD_BODY: usize = 1024 * 1024;
 /// The longest revision comment accepted.
-pub const MAX_COMMENT: usize = 500;
+pub const MAX_COMMENT: usize = switchboard_domain::RevisionComment::MAX_CHARS;
 /// Entries of the audit log answered when no `limit` is given.
 pub const DEFAULT_AUDIT_LIMIT: usize = 200;
 /// The largest `limit` of the audit log accepted.
@@ -293,24 +293,11 @@ struct UpdateRequest {
     confirm_within: Option<u64>,
 }
 
-fn check_comment(comment: &str) -> Result<(), ApiError> {
-    if comment.chars().count() > MAX_COMMENT || comment.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-comment",
-            format!("a revision comment is one line of at most {MAX_COMMENT} characters"),
-            "shorten the comment and remove line breaks",
-        ));
-    }
-    Ok(())
-}
-
 async fn update(
     State(e): State<AppState>,
     Requester(origin): Requester,
     Body(r): Body<UpdateRequest>,
 ) -> ApiResult {
-    check_comment(&r.comment)?;
     ok(e.update(&origin, &r.comment, r.confirm_within).await?)
 }
 
@@ -318,6 +305,9 @@ async fn update(
 #[serde(deny_unknown_fields)]
 struct RollbackRequest {
     revision: u64,
+    /// Absent or blank: `rollback to revision N`.
+    #[serde(default)]
+    comment: String,
     confirm_within: Option<u64>,
 }
 
@@ -326,7 +316,10 @@ async fn rollback(
     Requester(origin): Requester,
     Body(r): Body<RollbackRequest>,
 ) -> ApiResult {
-    ok(e.rollback(&origin, r.revision, r.confirm_within).await?)
+    ok(
+        e.rollback(&origin, r.revision, &r.comment, r.confirm_within)
+            .await?,
+    )
 }
 
 async fn confirm(State(e): State<AppState>, Requester(origin): Requester) -> ApiResult {
@@ -479,11 +472,8 @@ struct NicSettingsRequest {
 }
 
 async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -> ApiResult {
-    let settings = switchboard_domain::NicSettings {
-        hostname: r.hostname.as_deref().map(parse).transpose()?,
-        public_address: r.public_address.as_deref().map(address).transpose()?,
-    };
-    ok(e.set_nic(&parse(&r.nic)?, settings).await?)
+    let change = nic_settings_change(r.hostname.as_deref(), r.public_address.as_deref())?;
+    ok(e.change_nic(&parse(&r.nic)?, change).await?)
 }
 
 async fn padlock(State(e): State<AppState>) -> ApiResult {
@@ -590,14 +580,13 @@ async fn set_provisioning(
         })?;
         app_stores.push((known, url.as_str()));
     }
-    let mut settings = e.provisioning().await?;
-    ProvisioningChange {
+    let change = ProvisioningChange {
         sip_tls_hostname: r.sip_tls_hostname.as_deref(),
         web_uri: r.web_uri.as_deref(),
         app_stores,
     }
-    .apply(&mut settings)?;
-    ok(e.set_provisioning(settings).await?)
+    .parse()?;
+    ok(e.change_provisioning(change).await?)
 }
 
 #[derive(Deserialize)]
@@ -891,5 +880,33 @@ mod tests {
             ("unknown", "POST /v1/confirm")
         );
         assert_eq!(log[0].outcome, "500 internal");
+    }
+
+    /// Two clients of the API change different provisioning settings at
+    /// once, 1,000 times: both changes are kept every time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_provisioning_requests_both_keep_their_change() {
+        let e = Arc::new(switchboard_engine::testing::booted().await);
+        let host = switchboard_system::dns::hostname();
+        for i in 0..1000u32 {
+            let uri = format!("https://198.51.100.1:{}", 1000 + i);
+            let sip = if i % 2 == 0 { host.as_str() } else { "" };
+            let web = json!({ "web_uri": uri });
+            let other = json!({ "sip_tls_hostname": sip });
+            let (a, b) = (e.clone(), e.clone());
+            let one = tokio::spawn(async move { post(&a, None, "/v1/provisioning", web).await });
+            let two = tokio::spawn(async move { post(&b, None, "/v1/provisioning", other).await });
+            assert_eq!(one.await.expect("task"), (200, String::new()));
+            assert_eq!(two.await.expect("task"), (200, String::new()));
+            let now = e.provisioning().await.expect("settings");
+            assert_eq!(now.web_uri.map(|u| u.to_string()), Some(uri), "round {i}");
+            assert_eq!(
+                now.sip_tls_hostname
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                sip,
+                "round {i}"
+            );
+        }
     }
 }

@@ -394,6 +394,8 @@ fn requests() -> Value {
         }), &[]),
         "RollbackRequest": request(json!({
             "revision": integer(1),
+            "comment": { "type": "string", "maxLength": 500, "default": "",
+                         "description": "One line, recorded with the revision; blank: `rollback to revision N`." },
             "confirm_within": nullable(integer(0)),
         }), &["revision"]),
         "ImportCertRequest": request(json!({
@@ -419,8 +421,8 @@ fn requests() -> Value {
         }), &["certificates"]),
         "NicSettingsRequest": request(json!({
             "nic": nic(),
-            "hostname": nullable(string("The host name clients use for this NIC.")),
-            "public_address": nullable(string("The address clients reach it at (behind NAT).")),
+            "hostname": nullable(string("The host name clients use for this NIC. Absent: kept; empty: cleared.")),
+            "public_address": nullable(string("The address clients reach it at (behind NAT). Absent: kept; empty: cleared.")),
         }), &["nic"]),
         "AccountRequest": request(json!({
             "phone": string("E.164 (`+33612345678`)."),
