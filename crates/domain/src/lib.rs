@@ -12,6 +12,9 @@
 //! ("parse, don't validate"): whoever holds a [`nic::NicName`] holds a name
 //! that is safe to put in an nftables ruleset.
 //!
+//! **Feature `openapi`**: the types that appear in the API describe
+//! themselves for its OpenAPI document (`utoipa::ToSchema`); off by default.
+//!
 //! **Limitations.** Every field added to the candidate defaults to empty,
 //! so candidates stored by older versions stay readable.
 
@@ -22,6 +25,8 @@ pub mod host;
 pub mod install;
 pub mod matrix;
 pub mod nic;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod provisioning;
 pub mod revision;
 #[cfg(any(test, feature = "testing"))]

@@ -60,6 +60,7 @@ use views::*;
 /// What the firewall does with a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FirewallMode {
     /// Render and record the ruleset; never touch the host firewall.
     Plan,
