@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// `sip-tls`, ...) is stable: it is used in the CLI, the API and the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ServiceId {
     Sql,
     Console,
@@ -28,6 +29,7 @@ pub enum ServiceId {
 /// Layer-4 protocol a service listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Transport {
     Tcp,
     Udp,

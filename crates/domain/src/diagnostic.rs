@@ -12,6 +12,7 @@ use crate::nic::NicName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     Error,
     Warning,
@@ -21,6 +22,7 @@ pub enum Severity {
 /// rename one, only add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DiagnosticCode {
     /// A cell names a NIC that is neither on the system nor known to the matrix.
     UnknownNic,
@@ -114,6 +116,7 @@ impl fmt::Display for DiagnosticCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnostic {
     pub code: DiagnosticCode,
     pub severity: Severity,

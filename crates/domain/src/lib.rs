@@ -2,14 +2,18 @@
 //!
 //! This crate is the vocabulary every other crate speaks: the service
 //! [`catalog`], the [`nic`]s the kernel reports, the service × NIC
-//! [`matrix`], the [`candidate`] configuration the administrator edits, and
-//! the [`diagnostic`]s that [`validate`] finds in it.
+//! [`matrix`], the [`candidate`] configuration the administrator edits, the
+//! [`diagnostic`]s that [`validate`] finds in it, the changes the engine
+//! applies to it (absent keeps, blank clears) and a [`revision`]'s comment.
 //!
 //! **Boundary.** Pure data and pure functions: no I/O, no clock, no
 //! randomness, no async. Values that have a syntax (service ids, interface
 //! names, port ranges) are newtypes that cannot hold an invalid value
 //! ("parse, don't validate"): whoever holds a [`nic::NicName`] holds a name
 //! that is safe to put in an nftables ruleset.
+//!
+//! **Feature `openapi`**: the types that appear in the API describe
+//! themselves for its OpenAPI document (`utoipa::ToSchema`); off by default.
 //!
 //! **Limitations.** Every field added to the candidate defaults to empty,
 //! so candidates stored by older versions stay readable.
@@ -21,7 +25,10 @@ pub mod host;
 pub mod install;
 pub mod matrix;
 pub mod nic;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod provisioning;
+pub mod revision;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
@@ -33,5 +40,6 @@ pub use diagnostic::{Diagnostic, DiagnosticCode, Severity};
 pub use host::{Host, Hostname, InvalidHostname};
 pub use matrix::{Matrix, ResolvedMatrix};
 pub use nic::{Facts, Nic, NicAddr, NicName};
+pub use revision::{InvalidComment, RevisionComment};
 pub use tls::{Bindings, CertFacts, CertName, NicSettings, Validity};
 pub use validate::validate;

@@ -183,3 +183,36 @@ pub struct ProvisioningSettings {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub app_stores: std::collections::BTreeMap<crate::install::Platform, crate::install::StoreUrl>,
 }
+
+/// A change of the provisioning settings: a field left `None` keeps its
+/// value, `Some(None)` clears it. Applied by the engine under its lock, so
+/// that two administrators changing different fields at once both keep
+/// their change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvisioningChange {
+    pub sip_tls_hostname: Option<Option<Hostname>>,
+    pub web_uri: Option<Option<WebUri>>,
+    /// The platforms named: a URL sets their page, `None` removes it.
+    pub app_stores:
+        std::collections::BTreeMap<crate::install::Platform, Option<crate::install::StoreUrl>>,
+}
+
+impl ProvisioningChange {
+    /// `settings` with this change applied.
+    pub fn applied_to(&self, settings: &ProvisioningSettings) -> ProvisioningSettings {
+        let mut next = settings.clone();
+        if let Some(h) = &self.sip_tls_hostname {
+            next.sip_tls_hostname = h.clone();
+        }
+        if let Some(u) = &self.web_uri {
+            next.web_uri = u.clone();
+        }
+        for (platform, url) in &self.app_stores {
+            match url {
+                Some(url) => next.app_stores.insert(*platform, url.clone()),
+                None => next.app_stores.remove(platform),
+            };
+        }
+        next
+    }
+}

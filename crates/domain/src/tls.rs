@@ -170,6 +170,27 @@ pub struct NicSettings {
     pub public_address: Option<IpAddr>,
 }
 
+/// A change of a NIC's settings: a field left `None` keeps its value,
+/// `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicSettingsChange {
+    pub hostname: Option<Option<Hostname>>,
+    pub public_address: Option<Option<IpAddr>>,
+}
+
+impl NicSettingsChange {
+    /// `settings` with this change applied.
+    pub fn applied_to(&self, settings: &NicSettings) -> NicSettings {
+        NicSettings {
+            hostname: self
+                .hostname
+                .clone()
+                .unwrap_or_else(|| settings.hostname.clone()),
+            public_address: self.public_address.unwrap_or(settings.public_address),
+        }
+    }
+}
+
 /// What validation needs to know about a stored certificate, computed by
 /// the engine at the time of validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +218,7 @@ pub struct CertFacts {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Validity {
     Valid,
     Expired,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use ring::rand::{SecureRandom, SystemRandom};
 use switchboard_domain::ServiceId;
-use switchboard_domain::provisioning::ProvisioningSettings;
+use switchboard_domain::provisioning::{ProvisioningChange, ProvisioningSettings};
 use switchboard_provision::{
     Account, AccountView, ActivationToken, CertPin, Document, Ha1, NewAccount, Realm, SipPassword,
     SrtpPolicy, Taken, Username,
@@ -397,37 +397,48 @@ impl Engine {
         }))
     }
 
-    /// Set the SIP/TLS host name and the web services URI: each must be
-    /// covered by the certificate bound to its service.
+    /// Replace the provisioning settings (see [`Engine::change_provisioning`]).
     pub async fn set_provisioning(&self, settings: ProvisioningSettings) -> Result<EditView<()>> {
-        let covers = {
-            let store = self.store.lock().await;
-            let candidate = Self::candidate_of(&store)?;
-            let mut infos = Vec::new();
+        self.edit_provisioning(|_| settings).await
+    }
+
+    /// Change some of the provisioning settings and keep the others, in one
+    /// edit under the engine's lock: two administrators changing different
+    /// settings at once both keep their change. The SIP/TLS host name and
+    /// the web services URI must each be covered by a certificate bound to
+    /// its service.
+    pub async fn change_provisioning(&self, change: ProvisioningChange) -> Result<EditView<()>> {
+        self.edit_provisioning(|old| change.applied_to(old)).await
+    }
+
+    async fn edit_provisioning(
+        &self,
+        next: impl FnOnce(&ProvisioningSettings) -> ProvisioningSettings,
+    ) -> Result<EditView<()>> {
+        self.edit_with("provisioning settings", |store, c, _| {
+            let settings = next(&c.provisioning);
+            let mut covers = Vec::new();
             for service in [ServiceId::SipTls, ServiceId::Web] {
                 let mut certs = Vec::new();
-                for n in candidate.bindings.certificates_of(service) {
-                    if let Some(c) = store.cert(n)? {
-                        certs.push(c.info);
+                for n in c.bindings.certificates_of(service) {
+                    if let Some(cert) = store.cert(n)? {
+                        certs.push(cert.info);
                     }
                 }
-                infos.push(certs);
+                covers.push(certs);
             }
-            infos
-        };
-        let findings = switchboard_provision::check_settings(
-            &settings,
-            |h| covers[0].iter().any(|i| i.covers(h)),
-            |h| covers[1].iter().any(|i| i.covers(h)),
-        );
-        if let Some(f) = findings.iter().find(|f| f.is_error()) {
-            return Err(EngineError::Provision {
-                code: f.code.as_str(),
-                message: f.message.clone(),
-                hint: "bind a certificate that covers it first (`switchboard cert bind`), or use a name the bound certificate covers",
-            });
-        }
-        self.edit("provisioning settings", |c, _| {
+            let findings = switchboard_provision::check_settings(
+                &settings,
+                |h| covers[0].iter().any(|i| i.covers(h)),
+                |h| covers[1].iter().any(|i| i.covers(h)),
+            );
+            if let Some(f) = findings.iter().find(|f| f.is_error()) {
+                return Err(EngineError::Provision {
+                    code: f.code.as_str(),
+                    message: f.message.clone(),
+                    hint: "bind a certificate that covers it first (`switchboard cert bind`), or use a name the bound certificate covers",
+                });
+            }
             c.provisioning = settings;
             Ok(())
         })

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use switchboard_domain::{
     CertFacts, CertName, Facts, Host, Hostname, NicName, NicSettings, ServiceId, Validity,
+    tls::NicSettingsChange,
 };
 use switchboard_pki::{CertBundle, ImportError, TrustAnchors};
 use switchboard_store::{Store, StoredAnchor, StoredCert};
@@ -325,14 +326,29 @@ impl Engine {
         .await
     }
 
-    /// Declare a NIC's host name and public address (NAT).
+    /// Declare a NIC's host name and public address (NAT), replacing both.
     pub async fn set_nic(&self, nic: &NicName, settings: NicSettings) -> Result<EditView<()>> {
+        let change = NicSettingsChange {
+            hostname: Some(settings.hostname),
+            public_address: Some(settings.public_address),
+        };
+        self.change_nic(nic, change).await
+    }
+
+    /// Change a NIC's host name or public address and keep the other, in
+    /// one edit under the engine's lock.
+    pub async fn change_nic(
+        &self,
+        nic: &NicName,
+        change: NicSettingsChange,
+    ) -> Result<EditView<()>> {
         self.edit(&format!("settings of {nic}"), |c, facts| {
             if facts.nic(nic).is_none() {
                 return Err(EngineError::Matrix(
                     switchboard_domain::matrix::MatrixError::UnknownNic(nic.clone()),
                 ));
             }
+            let settings = change.applied_to(&c.nics.get(nic).cloned().unwrap_or_default());
             if settings == NicSettings::default() {
                 c.nics.remove(nic);
             } else {

@@ -6,7 +6,9 @@ use switchboard_domain::catalog::{InvalidPortRange, UnknownService};
 use switchboard_domain::matrix::MatrixError;
 use switchboard_domain::nic::InvalidNicName;
 use switchboard_domain::tls::{InvalidCertName, NotTls};
-use switchboard_domain::{CertName, Diagnostic, InvalidHostname, NicName, ServiceId};
+use switchboard_domain::{
+    CertName, Diagnostic, InvalidComment, InvalidHostname, NicName, ServiceId,
+};
 use switchboard_store::StoreError;
 
 /// Input that does not parse.
@@ -42,6 +44,8 @@ pub enum InputError {
     PasswordTooLong(usize),
     #[error("the password is only white space")]
     PasswordBlank,
+    #[error(transparent)]
+    Comment(#[from] InvalidComment),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,7 @@ impl EngineError {
             EngineError::Input(InputError::PasswordTooShort(_)) => "password-too-short",
             EngineError::Input(InputError::PasswordTooLong(_)) => "password-too-long",
             EngineError::Input(InputError::PasswordBlank) => "password-blank",
+            EngineError::Input(InputError::Comment(e)) => e.code(),
             EngineError::WrongPassword => "wrong-password",
             EngineError::Import { code, .. } => code,
             EngineError::NoSuchCert(_) => "no-such-cert",
@@ -179,6 +184,7 @@ impl EngineError {
             }
             EngineError::Input(InputError::Address(_)) => "e.g. 198.51.100.7".into(),
             EngineError::Input(InputError::AdminName(_)) => "e.g. admin".into(),
+            EngineError::Input(InputError::Comment(e)) => e.hint().into(),
             EngineError::Input(
                 InputError::PasswordTooShort(_)
                 | InputError::PasswordTooLong(_)

@@ -42,7 +42,9 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 
 use jiff::Timestamp;
-use switchboard_domain::{Candidate, Facts, NicName, PortRange, ServiceId, validate};
+use switchboard_domain::{
+    Candidate, Facts, NicName, PortRange, RevisionComment, ServiceId, validate,
+};
 use switchboard_plan::{Context, PLAN_VERSION, Plan, Rejected};
 use switchboard_store::{
     NewRevision, Outcome, Pending, Revision, RevisionKind, RevisionSummary, Store,
@@ -64,6 +66,7 @@ use views::*;
 /// What the firewall does with a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FirewallMode {
     /// Render and record the ruleset; never touch the host firewall.
     Plan,
@@ -557,11 +560,24 @@ impl Engine {
         what: &str,
         f: impl FnOnce(&mut Candidate, &Facts) -> Result<T>,
     ) -> Result<EditView<T>> {
+        self.edit_with(what, |_, candidate, facts| f(candidate, facts))
+            .await
+    }
+
+    /// One whole edit under the engine's lock: read the candidate, let `f`
+    /// change it (reading the store if it needs to), save it. Nothing can
+    /// come in between, so two edits at once never lose each other's
+    /// change; when `f` fails, nothing is saved.
+    async fn edit_with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Store, &mut Candidate, &Facts) -> Result<T>,
+    ) -> Result<EditView<T>> {
         let mut store = self.store.lock().await;
         let facts = self.facts_with(&store)?;
         let mut candidate = Self::candidate_of(&store)?;
         let before = candidate.clone();
-        let result = f(&mut candidate, &facts)?;
+        let result = f(&store, &mut candidate, &facts)?;
         let changed = candidate != before;
         if changed {
             store.save_candidate(&candidate, Timestamp::now())?;
@@ -633,6 +649,7 @@ impl Engine {
         comment: &str,
         confirm_within: Option<u64>,
     ) -> Result<UpdateView> {
+        let comment: RevisionComment = comment.parse().map_err(InputError::from)?;
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
@@ -640,7 +657,7 @@ impl Engine {
         let candidate = Self::candidate_of(&store)?;
         let change = Change {
             origin,
-            comment,
+            comment: &comment,
             candidate,
             kind: RevisionKind::Update,
             rollback_of: None,
@@ -669,13 +686,16 @@ impl Engine {
         )
     }
 
-    /// Apply the candidate of revision `number` again, as a new revision.
+    /// Apply the candidate of revision `number` again, as a new revision,
+    /// recorded with `comment` (blank: `rollback to revision N`).
     pub async fn rollback(
         &self,
         origin: &Origin,
         number: u64,
+        comment: &str,
         confirm_within: Option<u64>,
     ) -> Result<UpdateView> {
+        let comment: RevisionComment = comment.parse().map_err(InputError::from)?;
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
@@ -683,7 +703,12 @@ impl Engine {
         let target = store
             .revision(number)?
             .ok_or(EngineError::NoSuchRevision(number))?;
-        let comment = format!("rollback to revision {number}");
+        let comment = match comment.as_str() {
+            "" => format!("rollback to revision {number}")
+                .parse()
+                .map_err(InputError::from)?,
+            _ => comment,
+        };
         let change = Change {
             origin,
             comment: &comment,
@@ -776,7 +801,7 @@ impl Engine {
             origin: &origin.address,
             kind,
             rollback_of,
-            comment,
+            comment: comment.as_str(),
             candidate: &candidate,
             plan: &plan,
             warnings: &warnings,
@@ -918,7 +943,7 @@ impl Engine {
 /// One Update or rollback, as `apply` receives it.
 struct Change<'a> {
     origin: &'a Origin,
-    comment: &'a str,
+    comment: &'a RevisionComment,
     candidate: Candidate,
     kind: RevisionKind,
     rollback_of: Option<u64>,

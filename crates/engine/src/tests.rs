@@ -95,7 +95,7 @@ async fn rollback_applies_an_old_candidate_as_a_new_revision() {
         .await
         .expect("preset");
     e.update(&origin(), "", None).await.expect("2");
-    let r = e.rollback(&origin(), 1, None).await.expect("rollback");
+    let r = e.rollback(&origin(), 1, "", None).await.expect("rollback");
     assert_eq!(r.revision, Some(3));
     let rev3 = e.revision(3).await.expect("3");
     assert_eq!(rev3.summary.kind, RevisionKind::Rollback);
@@ -107,7 +107,7 @@ async fn rollback_applies_an_old_candidate_as_a_new_revision() {
         "the candidate follows the rollback"
     );
     assert!(matches!(
-        e.rollback(&origin(), 9, None).await,
+        e.rollback(&origin(), 9, "", None).await,
         Err(EngineError::NoSuchRevision(9))
     ));
 }
@@ -665,7 +665,7 @@ async fn a_rollback_restores_the_certificates_and_its_diff_says_so() {
     let u = e.update(&origin(), "voip2", None).await.expect("2");
     assert_eq!(u.revision, Some(2), "a binding alone is an Update");
     assert_eq!(presented(&e), std::slice::from_ref(&voip2));
-    e.rollback(&origin(), 1, None).await.expect("3");
+    e.rollback(&origin(), 1, "", None).await.expect("3");
     assert_eq!(
         presented(&e),
         std::slice::from_ref(&voip),
@@ -688,5 +688,180 @@ async fn a_rollback_restores_the_certificates_and_its_diff_says_so() {
             .any(|l| l.starts_with("web on wan0 [198.51.100.1]: voip (")),
         "{:?}",
         r.plan.summary()
+    );
+}
+
+/// Two administrators change different provisioning settings at the same
+/// moment, 1,000 times: each change is applied to what the other left,
+/// under the engine's lock, so both are kept every time (a read, then a
+/// write of the whole settings, loses one now and then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_provisioning_changes_are_both_kept() {
+    use std::sync::Arc;
+    use switchboard_domain::install::Platform;
+    use switchboard_domain::provisioning::ProvisioningChange;
+
+    let e = Arc::new(engine().await);
+    let host: switchboard_domain::Hostname = switchboard_system::dns::hostname()
+        .parse()
+        .expect("the host name is a valid name");
+    for i in 0..1000u32 {
+        // One sets the web services URI (the self-signed certificate
+        // covers the address); the other the SIP/TLS host name (set, then
+        // cleared) and an app store page.
+        let uri = format!("https://198.51.100.1:{}", 1000 + i);
+        let web = ProvisioningChange {
+            web_uri: Some(Some(uri.parse().expect("uri"))),
+            ..Default::default()
+        };
+        let sip_host = (i % 2 == 0).then(|| host.clone());
+        let store = format!("https://play.example.test/app/{i}");
+        let sip = ProvisioningChange {
+            sip_tls_hostname: Some(sip_host.clone()),
+            app_stores: [(Platform::Android, Some(store.parse().expect("url")))].into(),
+            ..Default::default()
+        };
+        let (a, b) = (e.clone(), e.clone());
+        let one = tokio::spawn(async move { a.change_provisioning(web).await });
+        let two = tokio::spawn(async move { b.change_provisioning(sip).await });
+        one.await.expect("task").expect("web URI change");
+        two.await.expect("task").expect("SIP/TLS change");
+        let now = e.provisioning().await.expect("settings");
+        assert_eq!(
+            now.web_uri.map(|u| u.to_string()),
+            Some(uri),
+            "round {i}: the web URI change was lost"
+        );
+        assert_eq!(
+            now.sip_tls_hostname, sip_host,
+            "round {i}: SIP/TLS host name lost"
+        );
+        assert_eq!(
+            now.app_stores
+                .get(&Platform::Android)
+                .map(|u| u.to_string()),
+            Some(store),
+            "round {i}: the app store change was lost"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_provisioning_change_keeps_what_it_does_not_name_and_clears_what_is_blank() {
+    use switchboard_domain::provisioning::ProvisioningChange;
+    let e = engine().await;
+    let uri: switchboard_domain::provisioning::WebUri =
+        "https://198.51.100.1".parse().expect("uri");
+    let set = ProvisioningChange {
+        web_uri: Some(Some(uri.clone())),
+        ..Default::default()
+    };
+    assert!(e.change_provisioning(set).await.expect("set").changed);
+    let nothing = e
+        .change_provisioning(ProvisioningChange::default())
+        .await
+        .expect("no change");
+    assert!(!nothing.changed);
+    assert_eq!(e.provisioning().await.expect("settings").web_uri, Some(uri));
+    // A name the certificate does not cover is refused, and changes nothing.
+    let uncovered = ProvisioningChange {
+        web_uri: Some(Some("https://elsewhere.example.test".parse().expect("uri"))),
+        ..Default::default()
+    };
+    let refused = e.change_provisioning(uncovered).await.unwrap_err();
+    assert_eq!(refused.code(), "web-uri-not-covered");
+    let clear = ProvisioningChange {
+        web_uri: Some(None),
+        ..Default::default()
+    };
+    assert!(e.change_provisioning(clear).await.expect("clear").changed);
+    assert_eq!(e.provisioning().await.expect("settings").web_uri, None);
+}
+
+#[tokio::test]
+async fn a_nic_change_keeps_the_setting_it_does_not_name() {
+    use switchboard_domain::tls::NicSettingsChange;
+    let e = engine().await;
+    let wan = n("wan0");
+    let both = NicSettingsChange {
+        hostname: Some(Some("voip.example.test".parse().expect("name"))),
+        public_address: Some(Some("203.0.113.7".parse().expect("ip"))),
+    };
+    e.change_nic(&wan, both).await.expect("both");
+    let hostname_only = NicSettingsChange {
+        hostname: Some(Some("voip2.example.test".parse().expect("name"))),
+        public_address: None,
+    };
+    e.change_nic(&wan, hostname_only).await.expect("hostname");
+    let settings = e.candidate().await.expect("candidate").nics[&wan].clone();
+    assert_eq!(
+        settings.public_address,
+        Some("203.0.113.7".parse().expect("ip"))
+    );
+    assert_eq!(
+        settings.hostname.map(|h| h.to_string()).as_deref(),
+        Some("voip2.example.test")
+    );
+    let clear = NicSettingsChange {
+        hostname: Some(None),
+        public_address: Some(None),
+    };
+    e.change_nic(&wan, clear).await.expect("clear");
+    assert!(
+        !e.candidate()
+            .await
+            .expect("candidate")
+            .nics
+            .contains_key(&wan)
+    );
+}
+
+#[tokio::test]
+async fn a_revision_comment_is_one_line_however_it_arrives() {
+    let e = engine().await;
+    for bad in [
+        "two\nlines",
+        "tab\there",
+        "escape \u{1b}[2J",
+        &"x".repeat(501),
+    ] {
+        let update = e.update(&origin(), bad, None).await.unwrap_err();
+        assert_eq!(update.code(), "invalid-comment", "update {bad:?}");
+    }
+    e.update(&origin(), "  first  ", None).await.expect("1");
+    e.set_cell(ServiceId::Ssh, &n("wan0"), false)
+        .await
+        .expect("edit");
+    e.update(&origin(), "", None).await.expect("2");
+    let refused = e
+        .rollback(&origin(), 1, "back\r\n", None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid-comment");
+    e.rollback(&origin(), 1, "", None).await.expect("3");
+    e.set_cell(ServiceId::Ssh, &n("wan0"), false)
+        .await
+        .expect("edit");
+    e.update(&origin(), "", None).await.expect("4");
+    e.rollback(&origin(), 1, " ssh back on wan0 ", None)
+        .await
+        .expect("5");
+    let comments: Vec<String> = e
+        .revisions()
+        .await
+        .expect("revisions")
+        .into_iter()
+        .map(|r| r.comment)
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            "ssh back on wan0",
+            "",
+            "rollback to revision 1",
+            "",
+            "first"
+        ],
+        "newest first"
     );
 }

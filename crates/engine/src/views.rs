@@ -13,6 +13,7 @@ use switchboard_store::Outcome;
 use crate::FirewallMode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusView {
     pub version: String,
     pub data_dir: String,
@@ -41,6 +42,7 @@ pub struct StatusView {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NicState {
     /// On the system and known to the matrix.
     Present,
@@ -51,6 +53,7 @@ pub enum NicState {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicView {
     pub name: String,
     pub index: Option<u32>,
@@ -67,6 +70,7 @@ pub struct NicView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceView {
     pub id: ServiceId,
     pub label: String,
@@ -83,6 +87,7 @@ pub struct ServiceView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MatrixView {
     /// `factory` (every service on every NIC, including later ones) or `explicit`.
     pub mode: String,
@@ -98,9 +103,13 @@ pub struct MatrixView {
 
 /// The answer to an edit of the candidate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(bound = ""))]
 pub struct EditView<T> {
     pub changed: bool,
+    /// What the edit made, for edits that make something (not in the
+    /// API's answers, which are all `EditView<()>`).
     #[serde(skip_serializing_if = "is_unit", default)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub result: T,
     /// The candidate's diagnostics after the edit.
     pub diagnostics: Vec<Diagnostic>,
@@ -111,6 +120,7 @@ fn is_unit<T: Serialize>(v: &T) -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateView {
     /// The new revision (or the applied one when nothing changed).
     pub revision: Option<u64>,
@@ -123,6 +133,7 @@ pub struct UpdateView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingView {
     pub revision: u64,
     /// What the appliance goes back to without a confirmation.
@@ -144,12 +155,14 @@ impl PendingView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfirmView {
     pub revision: u64,
     pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FirewallView {
     pub mode: FirewallMode,
     pub revision: Option<u64>,
@@ -180,6 +193,7 @@ pub struct DiffView {
 
 /// A stored certificate (never its key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertView {
     pub name: String,
     #[serde(flatten)]
@@ -195,6 +209,7 @@ pub struct CertView {
 
 /// A CA certificate the administrator trusts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaView {
     pub fingerprint: String,
     pub subject: String,
@@ -213,6 +228,7 @@ impl From<switchboard_store::StoredAnchor> for CaView {
 
 /// The padlock check of one TLS service on one NIC.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PadlockView {
     pub service: ServiceId,
     pub nic: String,
@@ -227,6 +243,7 @@ pub struct PadlockView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PadlockFinding {
     pub code: String,
     pub severity: Severity,
@@ -254,6 +271,7 @@ impl PadlockFinding {
 
 /// An activation that was created and queued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivationView {
     pub username: String,
     pub sms_id: u64,
@@ -265,6 +283,7 @@ pub struct ActivationView {
 
 /// What a revocation did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeView {
     pub username: String,
     /// Unused links killed.
@@ -275,6 +294,7 @@ pub struct RevokeView {
 
 /// One SMS of the queue or the outbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmsView {
     pub id: u64,
     pub username: Option<String>,

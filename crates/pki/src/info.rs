@@ -98,6 +98,7 @@ impl From<Fingerprint> for String {
 /// A summary of one certificate. Field names are part of the JSON API:
 /// never rename one, only add.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertInfo {
     /// The subject distinguished name, RFC 4514 style (`CN=voip.example.test, O=Example`).
     pub subject: String,
@@ -107,9 +108,12 @@ pub struct CertInfo {
     /// DNS names of the subjectAltName extension, as written (wildcards included).
     pub dns_names: Vec<String>,
     /// IP addresses of the subjectAltName extension.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub ip_addresses: Vec<IpAddr>,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
+    /// SHA-256 of the DER, colon-separated uppercase hex.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub fingerprint: Fingerprint,
     /// The public key; `None` when it is a key switchboard cannot serve
     /// with (which only a CA certificate may have).

@@ -27,6 +27,7 @@ use crate::encoding::{self, split_tlv, tlv};
 /// ring) can sign with and what phones verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum KeyAlgorithm {
     Rsa,
     EcdsaP256,
@@ -48,6 +49,7 @@ impl fmt::Display for KeyAlgorithm {
 /// A public key's algorithm and size in bits (the modulus for RSA, the
 /// curve for ECDSA, 256 for Ed25519).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyType {
     pub algorithm: KeyAlgorithm,
     pub bits: u32,

@@ -400,6 +400,7 @@ string_newtype!(Group, InvalidGroup);
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ClientProfile {
     /// Our own client: the JSON document of media type
     /// [`NATIVE_MEDIA_TYPE`](crate::document::NATIVE_MEDIA_TYPE).
@@ -602,12 +603,20 @@ impl Account {
 
 /// An account as the API shows it: no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub username: Username,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub display_name: Option<DisplayName>,
+    /// E.164 (`+33612345678`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub phone: PhoneNumber,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub group: Option<Group>,
     pub profile: ClientProfile,
+    /// The SIP realm of its digest.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub realm: Realm,
 }
 

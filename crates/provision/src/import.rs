@@ -46,6 +46,7 @@ const COLUMNS_HINT: &str =
 /// One thing wrong with an import file: where (line and column, when it is
 /// about one), a stable code, what is wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CsvProblem {
     /// Line of the file, 1 being the header; for a row spanning several
     /// lines (a quoted line break), its first.

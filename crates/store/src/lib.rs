@@ -152,6 +152,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Why a revision was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RevisionKind {
     /// An Update of the candidate.
     Update,
@@ -162,6 +163,7 @@ pub enum RevisionKind {
 /// What became of a revision's apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     /// Applied and verified; the system runs it (unless a later one was applied).
     Applied,
@@ -286,6 +288,7 @@ pub struct NewAudit<'a> {
 
 /// An entry of the audit log (also the API's document of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRow {
     pub id: u64,
     pub at: Timestamp,
@@ -315,6 +318,7 @@ pub struct NewRevision<'a> {
 
 /// One line of the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionSummary {
     pub number: u64,
     pub created_at: Timestamp,
@@ -329,10 +333,15 @@ pub struct RevisionSummary {
 
 /// A revision in full.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Revision {
     #[serde(flatten)]
     pub summary: RevisionSummary,
+    /// The configuration applied.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub candidate: Candidate,
+    /// What was applied: the firewall ruleset and more.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
 }

@@ -13,6 +13,13 @@
 //! - **firewall**: the firewall part alone (render, `nft -c`, `nft -f`,
 //!   verification);
 //! - **raw**: `nft -f FILE` of the same rendered ruleset.
+//!
+//! Then, with Kamailio (when installed), the whole plan: each Update
+//! changes a cell and the certificate `sip-tls` and `web` present on the
+//! SIP NIC, so it loads the firewall, swaps and verifies the TLS tables,
+//! writes and checks Kamailio's files, has it `tls.reload` and verifies its
+//! TLS socket by a handshake — next to **raw** `nft -f` of the same ruleset
+//! plus `kamcmd tls.reload` of the same files.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -153,6 +160,120 @@ async fn bench_size(n: usize) {
     );
 }
 
+/// The whole plan at `n` NICs (+ the SIP NIC `sbk0`, an ifb with
+/// 198.51.100.10, the only one with SIP), against `nft -f` plus
+/// `kamcmd tls.reload`.
+async fn bench_whole_plan(n: usize) {
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip")
+            .success()
+    };
+    ip(&["link", "del", "sbk0"]);
+    assert!(ip(&["link", "add", "sbk0", "type", "ifb"]));
+    assert!(ip(&["addr", "add", "198.51.100.10/24", "dev", "sbk0"]));
+    assert!(ip(&["link", "set", "sbk0", "up"]));
+    assert!(ip(&["link", "set", "lo", "up"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = facts(n);
+    f.nics.push(testing::nic("sbk0", Some("198.51.100.10")));
+    let e = Engine::new(
+        EngineConfig {
+            data_dir: dir.path().to_owned(),
+            firewall: FirewallMode::Enforce,
+            discover: false,
+            sms_gateway: switchboard_system::sms::Gateway::Outbox,
+            sip: true,
+        },
+        Store::open_dir(dir.path()).expect("store"),
+    )
+    .expect("engine");
+    e.set_facts(f.clone());
+    e.boot().await.expect("boot");
+    let p = switchboard_pki::testpki::pki();
+    let certs: Vec<switchboard_domain::CertName> = ["voip-a", "voip-b"]
+        .iter()
+        .map(|name| name.parse().expect("a name"))
+        .collect();
+    for name in &certs {
+        let leaf = p.intermediate.leaf(&["voip.example.test"]);
+        e.import_cert(
+            name,
+            format!("{}{}", leaf.pem(), p.intermediate.pem()).as_bytes(),
+            Some(leaf.key_pem().as_bytes()),
+            None,
+        )
+        .await
+        .expect("import");
+    }
+    let sip_nic: NicName = "sbk0".parse().expect("name");
+    for nic in f.nics.iter().filter(|x| x.name != sip_nic) {
+        for s in [ServiceId::SipTls, ServiceId::SipUdp] {
+            e.set_cell(s, &nic.name, false).await.expect("edit");
+        }
+    }
+    let toggled: NicName = "eth0".parse().expect("name");
+    let ctl = dir.path().join("kamailio/kamailio.ctl");
+    let file = dir.path().join("ruleset.nft");
+    let (mut update, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..=ROUNDS {
+        e.set_cell(ServiceId::Sql, &toggled, round % 2 == 1)
+            .await
+            .expect("edit");
+        for s in [ServiceId::SipTls, ServiceId::Web] {
+            e.bind(s, Some(&sip_nic), &certs[round % 2], true)
+                .await
+                .expect("bind");
+        }
+        let t = Instant::now();
+        let u = e.update(&origin(), "bench", None).await.expect("update");
+        let took = t.elapsed();
+        if round == 0 {
+            // The first starts Kamailio: not an Update of a running plan.
+            assert!(u.detail.contains("kamailio started"), "{}", u.detail);
+            continue;
+        }
+        assert!(
+            u.detail.contains("tls.reload") || u.detail.contains("reloaded"),
+            "{}",
+            u.detail
+        );
+        update.push(took);
+
+        let plan = e
+            .revision(u.revision.expect("a revision"))
+            .await
+            .expect("rev")
+            .plan;
+        std::fs::write(&file, &plan.ruleset).expect("write");
+        let t = Instant::now();
+        let nft_ok = Command::new("nft")
+            .arg("-f")
+            .arg(&file)
+            .status()
+            .expect("nft");
+        let reload = Command::new("kamcmd")
+            .arg("-s")
+            .arg(format!("unix:{}", ctl.display()))
+            .arg("tls.reload")
+            .output()
+            .expect("kamcmd");
+        raw.push(t.elapsed());
+        assert!(nft_ok.success() && reload.status.success(), "{reload:?}");
+    }
+    e.shutdown().await;
+    ip(&["link", "del", "sbk0"]);
+    let (u, r) = (median(update), median(raw));
+    println!(
+        "{n:>4} NICs, whole plan (firewall, TLS tables, Kamailio tls.reload, verified): update {:>10}  raw nft -f + kamcmd tls.reload {:>10}  update/raw {:.2}x",
+        ms(u),
+        ms(r),
+        u.as_secs_f64() / r.as_secs_f64()
+    );
+}
+
 /// An established TCP connection on an allowed cell, across 1,000 Updates
 /// that each change another cell.
 async fn established_connection_survives(updates: usize) {
@@ -250,6 +371,13 @@ fn main() {
         println!("median of {ROUNDS} rounds each, same machine, same run:");
         for n in [4, 64, 256] {
             bench_size(n).await;
+        }
+        if switchboard_system::kamailio::installed() {
+            for n in [4, 64, 256] {
+                bench_whole_plan(n).await;
+            }
+        } else {
+            println!("whole plan: skipped, kamailio is not installed");
         }
         let updates = std::env::var("SWITCHBOARD_BENCH_UPDATES")
             .ok()

@@ -11,6 +11,8 @@ use switchboard_domain::{Diagnostic, ServiceId};
 use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
+use switchboard_web::contract::*;
+use switchboard_web::error::ErrorDocument;
 
 use crate::{
     AccountCommand, AdminCommand, CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit,
@@ -27,7 +29,7 @@ pub async fn run(command: &Command, socket: &Path, json: bool) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Api { body, .. }) if json => {
-            crate::print_out(&pretty(&json!({ "error": body })))?;
+            crate::print_out(&pretty(&ErrorDocument { error: *body }))?;
             Ok(ExitCode::FAILURE)
         }
         Err(ClientError::Api { body, .. }) => {
@@ -61,14 +63,14 @@ async fn show<T: DeserializeOwned + Serialize>(
     Ok(if json { pretty(&v) } else { text(&v) })
 }
 
-async fn edit(
+async fn edit<B: Serialize>(
     client: &Client,
     path: &str,
-    body: serde_json::Value,
+    body: &B,
     json: bool,
     what: &str,
 ) -> Result<String, ClientError> {
-    let v: EditView<serde_json::Value> = client.post(path, &body).await?;
+    let v: Edit = client.post(path, body).await?;
     if json {
         return Ok(pretty(&v));
     }
@@ -110,11 +112,14 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Matrix {
             edit: Some(MatrixEdit::Allow { service, nic }),
         } => {
-            let body = json!({ "service": service, "nic": nic });
+            let body = CellRequest {
+                service: service.clone(),
+                nic: nic.clone(),
+            };
             edit(
                 client,
                 "/v1/matrix/allow",
-                body,
+                &body,
                 json,
                 &format!("{service} allowed on {nic}"),
             )
@@ -123,11 +128,14 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Matrix {
             edit: Some(MatrixEdit::Deny { service, nic }),
         } => {
-            let body = json!({ "service": service, "nic": nic });
+            let body = CellRequest {
+                service: service.clone(),
+                nic: nic.clone(),
+            };
             edit(
                 client,
                 "/v1/matrix/deny",
-                body,
+                &body,
                 json,
                 &format!("{service} denied on {nic}"),
             )
@@ -136,16 +144,22 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Preset {
             preset: Preset::Production { internal, external },
         } => {
-            let body = json!({ "internal": internal, "external": external });
+            let body = PresetRequest {
+                internal: internal.clone(),
+                external: external.clone(),
+            };
             let what = format!("production layout, internal {internal}, external {external}");
-            edit(client, "/v1/preset/production", body, json, &what).await
+            edit(client, "/v1/preset/production", &body, json, &what).await
         }
         Command::Port { service, ports } => {
-            let body = json!({ "service": service, "ports": ports });
+            let body = PortRequest {
+                service: service.clone(),
+                ports: ports.clone(),
+            };
             edit(
                 client,
                 "/v1/ports",
-                body,
+                &body,
                 json,
                 &format!("{service} on port {ports}"),
             )
@@ -155,7 +169,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
             edit(
                 client,
                 "/v1/discard",
-                json!({}),
+                &json!({}),
                 json,
                 "candidate is the applied revision",
             )
@@ -176,15 +190,23 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
             comment,
             confirm_within,
         } => {
-            let body = json!({ "comment": comment, "confirm_within": confirm_within });
+            let body = UpdateRequest {
+                comment: comment.clone(),
+                confirm_within: *confirm_within,
+            };
             let v: UpdateView = client.post("/v1/update", &body).await?;
             Ok(if json { pretty(&v) } else { update_text(&v) })
         }
         Command::Rollback {
             revision,
+            comment,
             confirm_within,
         } => {
-            let body = json!({ "revision": revision, "confirm_within": confirm_within });
+            let body = RollbackRequest {
+                revision: *revision,
+                comment: comment.clone(),
+                confirm_within: *confirm_within,
+            };
             let v: UpdateView = client.post("/v1/rollback", &body).await?;
             Ok(if json { pretty(&v) } else { update_text(&v) })
         }
@@ -230,15 +252,15 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                     public_address,
                 },
         } => {
-            let body = json!({
-                "nic": nic,
-                "hostname": hostname.as_deref().filter(|h| !h.is_empty()),
-                "public_address": public_address.as_deref().filter(|a| !a.is_empty()),
-            });
+            let body = NicSettingsRequest {
+                nic: nic.clone(),
+                hostname: hostname.clone(),
+                public_address: public_address.clone(),
+            };
             edit(
                 client,
                 "/v1/nics/settings",
-                body,
+                &body,
                 json,
                 &format!("settings of {nic}"),
             )
@@ -254,15 +276,15 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                     app_store,
                 },
         } => {
-            let stores: std::collections::BTreeMap<&str, &str> = app_store
-                .iter()
-                .map(|(platform, url)| (platform.as_str(), url.as_str()))
-                .collect();
-            let body = json!({ "sip_tls_hostname": sip_tls_hostname, "web_uri": web_uri, "app_stores": stores });
+            let body = ProvisioningRequest {
+                sip_tls_hostname: sip_tls_hostname.clone(),
+                web_uri: web_uri.clone(),
+                app_stores: app_store.iter().cloned().collect(),
+            };
             edit(
                 client,
                 "/v1/provisioning",
-                body,
+                &body,
                 json,
                 "provisioning settings",
             )
@@ -270,7 +292,12 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         }
         Command::Activate { username } => {
             let v: ActivationView = client
-                .post("/v1/activate", &json!({ "username": username }))
+                .post(
+                    "/v1/activate",
+                    &ActivateRequest {
+                        username: username.clone(),
+                    },
+                )
                 .await?;
             Ok(if json {
                 pretty(&v)
@@ -283,7 +310,12 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         }
         Command::Revoke { username } => {
             let v: RevokeView = client
-                .post("/v1/revoke", &json!({ "username": username }))
+                .post(
+                    "/v1/revoke",
+                    &ActivateRequest {
+                        username: username.clone(),
+                    },
+                )
                 .await?;
             Ok(if json {
                 pretty(&v)
@@ -321,8 +353,12 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 None => password_from_stdin(username),
             }
             .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
-            let body = json!({ "username": username, "password": password });
-            let v: serde_json::Value = client.post("/v1/admin/password", &body).await?;
+            let body = PasswordRequest {
+                username: Some(username.clone()),
+                password,
+                current_password: None,
+            };
+            let v: PasswordChanged = client.post("/v1/admin/password", &body).await?;
             Ok(if json {
                 pretty(&v)
             } else {
@@ -753,12 +789,12 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
                 .map(crate::certcheck::read_password)
                 .transpose()
                 .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
-            let body = json!({
-                "name": name,
-                "bundle": b64(&read_file(bundle)?),
-                "key": key.as_deref().map(read_file).transpose()?.map(|k| b64(&k)),
-                "password": password,
-            });
+            let body = ImportCertRequest {
+                name: name.clone(),
+                bundle: b64(&read_file(bundle)?),
+                key: key.as_deref().map(read_file).transpose()?.map(|k| b64(&k)),
+                password,
+            };
             let v: CertView = client.post("/v1/certs", &body).await?;
             Ok(if json {
                 pretty(&v)
@@ -770,20 +806,14 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
             show(client, "/v1/certs", json, |v: &Vec<CertView>| certs_text(v)).await
         }
         CertCommand::Show { name } => {
-            let v: serde_json::Value = client.get(&format!("/v1/certs/{name}")).await?;
+            let v: CertDetail = client.get(&format!("/v1/certs/{name}")).await?;
             if json {
                 return Ok(pretty(&v));
             }
-            let c: CertView = serde_json::from_value(v["cert"].clone())
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            Ok(format!(
-                "{}\n{}",
-                cert_text(&c),
-                v["chain_pem"].as_str().unwrap_or_default()
-            ))
+            Ok(format!("{}\n{}", cert_text(&v.cert), v.chain_pem))
         }
         CertCommand::Delete { name } => {
-            let v: serde_json::Value = client.delete(&format!("/v1/certs/{name}")).await?;
+            let v: Deleted = client.delete(&format!("/v1/certs/{name}")).await?;
             Ok(if json {
                 pretty(&v)
             } else {
@@ -796,23 +826,31 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
             nic,
             force,
         } => {
-            let body = json!({ "service": service, "cert": cert, "nic": nic, "force": force });
+            let body = BindRequest {
+                service: service.clone(),
+                cert: cert.clone(),
+                nic: nic.clone(),
+                force: *force,
+            };
             let on = nic.as_ref().map(|n| format!(" on {n}")).unwrap_or_default();
             edit(
                 client,
                 "/v1/certs/bind",
-                body,
+                &body,
                 json,
                 &format!("{service}{on} presents {cert}"),
             )
             .await
         }
         CertCommand::Unbind { service, nic } => {
-            let body = json!({ "service": service, "nic": nic });
+            let body = UnbindRequest {
+                service: service.clone(),
+                nic: nic.clone(),
+            };
             edit(
                 client,
                 "/v1/certs/unbind",
-                body,
+                &body,
                 json,
                 &format!("{service} unbound"),
             )
@@ -821,7 +859,9 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
         CertCommand::Ca {
             command: CaCommand::Add { file },
         } => {
-            let body = json!({ "certificates": b64(&read_file(file)?) });
+            let body = CasRequest {
+                certificates: b64(&read_file(file)?),
+            };
             let v: Vec<CaView> = client.post("/v1/cas", &body).await?;
             Ok(if json { pretty(&v) } else { cas_text(&v) })
         }
@@ -966,7 +1006,13 @@ async fn account(
             group,
             profile,
         } => {
-            let body = json!({ "phone": phone, "name": name, "username": username, "group": group, "profile": profile });
+            let body = AccountRequest {
+                phone: phone.clone(),
+                username: username.clone(),
+                name: name.clone(),
+                group: group.clone(),
+                profile: profile.clone(),
+            };
             let v: switchboard_provision::AccountView = client.post("/v1/accounts", &body).await?;
             Ok(if json {
                 pretty(&v)
@@ -997,7 +1043,13 @@ async fn account(
             profile,
             new_password,
         } => {
-            let body = json!({ "phone": phone, "name": name, "group": group, "profile": profile, "new_password": new_password });
+            let body = AccountUpdate {
+                phone: phone.clone(),
+                name: name.clone(),
+                group: group.clone(),
+                profile: profile.clone(),
+                new_password: *new_password,
+            };
             let v: switchboard_provision::AccountView = client
                 .patch(&format!("/v1/accounts/{username}"), &body)
                 .await?;
@@ -1013,7 +1065,7 @@ async fn account(
             })
         }
         AccountCommand::Delete { username } => {
-            let v: serde_json::Value = client.delete(&format!("/v1/accounts/{username}")).await?;
+            let v: Deleted = client.delete(&format!("/v1/accounts/{username}")).await?;
             Ok(if json {
                 pretty(&v)
             } else {
@@ -1021,7 +1073,9 @@ async fn account(
             })
         }
         AccountCommand::Import { file } => {
-            let body = json!({ "csv": b64(&read_file(file)?) });
+            let body = CsvImportRequest {
+                csv: b64(&read_file(file)?),
+            };
             let v: Accounts = client.post("/v1/accounts/import", &body).await?;
             Ok(if json {
                 pretty(&v)

@@ -85,6 +85,9 @@ pub enum Command {
     /// Apply the configuration of an earlier revision again, as a new revision.
     Rollback {
         revision: u64,
+        /// A note recorded with the revision (default: `rollback to revision N`).
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
         #[arg(long, value_name = "SECONDS")]
         confirm_within: Option<u64>,
     },
@@ -318,7 +321,8 @@ pub enum CaCommand {
 #[derive(Debug, Subcommand)]
 pub enum NicCommand {
     /// Declare the DNS name clients use for this NIC's address, and the
-    /// public address in front of it (NAT). An empty value clears it.
+    /// public address in front of it (NAT). What is not given is kept; an
+    /// empty value clears it.
     Set {
         nic: String,
         #[arg(long)]

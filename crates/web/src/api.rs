@@ -17,17 +17,22 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use switchboard_domain::ServiceId;
+use switchboard_engine::views::*;
 use switchboard_engine::{Engine, EngineError, Origin};
+use switchboard_provision::AccountView;
 use tracing::error;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
+use crate::contract::*;
 use crate::error::{ApiError, ErrorCode};
 use crate::input::{
-    PathParam, ProvisioningChange, address, parse, parse_provision, path_number, provision_error,
+    PathParam, ProvisioningChange, nic_settings_change, parse, parse_provision, path_number,
+    provision_error,
 };
+use crate::openapi::error;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -35,7 +40,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// each at most `switchboard_pki::MAX_UPLOAD`, base64-encoded, and JSON.
 pub const MAX_UPLOAD_BODY: usize = 1024 * 1024;
 /// The longest revision comment accepted.
-pub const MAX_COMMENT: usize = 500;
+pub const MAX_COMMENT: usize = switchboard_domain::RevisionComment::MAX_CHARS;
 /// Entries of the audit log answered when no `limit` is given.
 pub const DEFAULT_AUDIT_LIMIT: usize = 200;
 /// The largest `limit` of the audit log accepted.
@@ -43,58 +48,49 @@ pub const MAX_AUDIT_LIMIT: usize = 1000;
 
 type AppState = Arc<Engine>;
 
+/// The route table: every route of the API with its handler and its
+/// OpenAPI operation (the handler's `#[utoipa::path]`); the router and the
+/// [OpenAPI document](crate::openapi) are both made from it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(nics))
+        .routes(routes!(services))
+        .routes(routes!(matrix))
+        .routes(routes!(allow))
+        .routes(routes!(deny))
+        .routes(routes!(preset_production))
+        .routes(routes!(set_port))
+        .routes(routes!(discard))
+        .routes(routes!(diff))
+        .routes(routes!(update))
+        .routes(routes!(rollback))
+        .routes(routes!(confirm))
+        .routes(routes!(revisions))
+        .routes(routes!(revision))
+        .routes(routes!(firewall))
+        .routes(routes!(certs, import_cert).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .routes(routes!(cert, delete_cert))
+        .routes(routes!(bind))
+        .routes(routes!(unbind))
+        .routes(routes!(cas, add_cas).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .routes(routes!(set_nic))
+        .routes(routes!(padlock))
+        .routes(routes!(accounts, add_account))
+        .routes(routes!(account, update_account, delete_account))
+        .routes(routes!(import_accounts).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY * 2)))
+        .routes(routes!(set_provisioning))
+        .routes(routes!(activate))
+        .routes(routes!(revoke))
+        .routes(routes!(sms))
+        .routes(routes!(resend_sms))
+        .routes(routes!(audit))
+        .routes(routes!(admin_password))
+}
+
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/nics", get(nics))
-        .route("/v1/services", get(services))
-        .route("/v1/matrix", get(matrix))
-        .route("/v1/matrix/allow", post(allow))
-        .route("/v1/matrix/deny", post(deny))
-        .route("/v1/preset/production", post(preset_production))
-        .route("/v1/ports", post(set_port))
-        .route("/v1/discard", post(discard))
-        .route("/v1/diff", get(diff))
-        .route("/v1/update", post(update))
-        .route("/v1/rollback", post(rollback))
-        .route("/v1/confirm", post(confirm))
-        .route("/v1/revisions", get(revisions))
-        .route("/v1/revisions/{number}", get(revision))
-        .route("/v1/firewall", get(firewall))
-        .route(
-            "/v1/certs",
-            get(certs)
-                .post(import_cert)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
-        )
-        .route("/v1/certs/{name}", get(cert).delete(delete_cert))
-        .route("/v1/certs/bind", post(bind))
-        .route("/v1/certs/unbind", post(unbind))
-        .route(
-            "/v1/cas",
-            get(cas)
-                .post(add_cas)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
-        )
-        .route("/v1/nics/settings", post(set_nic))
-        .route("/v1/padlock", get(padlock))
-        .route("/v1/accounts", get(accounts).post(add_account))
-        .route(
-            "/v1/accounts/{username}",
-            get(account).patch(update_account).delete(delete_account),
-        )
-        .route(
-            "/v1/accounts/import",
-            post(import_accounts).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY * 2)),
-        )
-        .route("/v1/provisioning", post(set_provisioning))
-        .route("/v1/activate", post(activate))
-        .route("/v1/revoke", post(revoke))
-        .route("/v1/sms", get(sms))
-        .route("/v1/sms/{id}/resend", post(resend_sms))
-        .route("/v1/audit", get(audit))
-        .route("/v1/admin/password", post(admin_password))
-        .fallback(not_found)
+    let (api, _) = routes().split_for_parts();
+    api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
@@ -210,46 +206,108 @@ fn ok<T: serde::Serialize>(value: T) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    operation_id = "getStatus",
+    summary = "The appliance at a glance",
+    tag = "status",
+    responses(
+        (status = 200, description = "Done.", body = StatusView),
+    ),
+)]
 async fn status(State(e): State<AppState>) -> ApiResult {
     ok(e.status().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/nics",
+    operation_id = "listNics",
+    summary = "The NICs and their services",
+    tag = "matrix",
+    responses(
+        (status = 200, description = "Done.", body = Vec<NicView>),
+    ),
+)]
 async fn nics(State(e): State<AppState>) -> ApiResult {
     ok(e.nics().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    operation_id = "listServices",
+    summary = "The service catalog, ports and NICs",
+    tag = "matrix",
+    responses(
+        (status = 200, description = "Done.", body = Vec<ServiceView>),
+    ),
+)]
 async fn services(State(e): State<AppState>) -> ApiResult {
     ok(e.services().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/matrix",
+    operation_id = "getMatrix",
+    summary = "The matrix, candidate and applied",
+    tag = "matrix",
+    responses(
+        (status = 200, description = "Done.", body = MatrixView),
+    ),
+)]
 async fn matrix(State(e): State<AppState>) -> ApiResult {
     ok(e.matrix().await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CellRequest {
-    service: String,
-    nic: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/matrix/allow",
+    operation_id = "allowCell",
+    summary = "Expose a service on a NIC (candidate)",
+    tag = "matrix",
+    request_body = CellRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn allow(State(e): State<AppState>, Body(r): Body<CellRequest>) -> ApiResult {
     ok(e.set_cell(parse(&r.service)?, &parse(&r.nic)?, true)
         .await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/matrix/deny",
+    operation_id = "denyCell",
+    summary = "Stop exposing a service on a NIC (candidate)",
+    tag = "matrix",
+    request_body = CellRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn deny(State(e): State<AppState>, Body(r): Body<CellRequest>) -> ApiResult {
     ok(e.set_cell(parse(&r.service)?, &parse(&r.nic)?, false)
         .await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PresetRequest {
-    internal: String,
-    external: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/preset/production",
+    operation_id = "presetProduction",
+    summary = "Apply the production preset to the candidate",
+    tag = "matrix",
+    request_body = PresetRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn preset_production(State(e): State<AppState>, Body(r): Body<PresetRequest>) -> ApiResult {
     ok(
         e.preset_production(&parse(&r.internal)?, &parse(&r.external)?)
@@ -257,90 +315,156 @@ async fn preset_production(State(e): State<AppState>, Body(r): Body<PresetReques
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortRequest {
-    service: String,
-    ports: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/ports",
+    operation_id = "setPorts",
+    summary = "Change a service's ports (candidate)",
+    tag = "matrix",
+    request_body = PortRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn set_port(State(e): State<AppState>, Body(r): Body<PortRequest>) -> ApiResult {
     ok(e.set_port(parse(&r.service)?, parse(&r.ports)?).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/discard",
+    operation_id = "discardCandidate",
+    summary = "Discard the candidate's changes",
+    tag = "revisions",
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+    ),
+)]
 async fn discard(State(e): State<AppState>) -> ApiResult {
     ok(e.discard().await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DiffQuery {
-    from: Option<u64>,
-    to: Option<u64>,
-}
-
+#[utoipa::path(
+    get,
+    path = "/v1/diff",
+    operation_id = "getDiff",
+    summary = "Compare two revisions, or a revision and the candidate",
+    tag = "revisions",
+    params(DiffQuery),
+    responses(
+        (status = 200, description = "Done.", body = Object),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+    ),
+)]
 async fn diff(State(e): State<AppState>, q: Result<Query<DiffQuery>, QueryRejection>) -> ApiResult {
     let Query(q) = q?;
     ok(e.diff(q.from, q.to).await?)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct UpdateRequest {
-    #[serde(default)]
-    comment: String,
-    /// Seconds within which `/v1/confirm` must be called.
-    confirm_within: Option<u64>,
-}
-
-fn check_comment(comment: &str) -> Result<(), ApiError> {
-    if comment.chars().count() > MAX_COMMENT || comment.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-comment",
-            format!("a revision comment is one line of at most {MAX_COMMENT} characters"),
-            "shorten the comment and remove line breaks",
-        ));
-    }
-    Ok(())
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/update",
+    operation_id = "update",
+    summary = "Validate, apply and record the candidate",
+    tag = "revisions",
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "Done.", body = UpdateView),
+        (status = 409, response = error::Conflict),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
 async fn update(
     State(e): State<AppState>,
     Requester(origin): Requester,
     Body(r): Body<UpdateRequest>,
 ) -> ApiResult {
-    check_comment(&r.comment)?;
     ok(e.update(&origin, &r.comment, r.confirm_within).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackRequest {
-    revision: u64,
-    confirm_within: Option<u64>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/rollback",
+    operation_id = "rollback",
+    summary = "Apply an earlier revision again",
+    tag = "revisions",
+    request_body = RollbackRequest,
+    responses(
+        (status = 200, description = "Done.", body = UpdateView),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
 async fn rollback(
     State(e): State<AppState>,
     Requester(origin): Requester,
     Body(r): Body<RollbackRequest>,
 ) -> ApiResult {
-    ok(e.rollback(&origin, r.revision, r.confirm_within).await?)
+    ok(
+        e.rollback(&origin, r.revision, &r.comment, r.confirm_within)
+            .await?,
+    )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/confirm",
+    operation_id = "confirm",
+    summary = "Confirm the pending revision",
+    tag = "revisions",
+    responses(
+        (status = 200, description = "Done.", body = ConfirmView),
+        (status = 409, response = error::Conflict),
+    ),
+)]
 async fn confirm(State(e): State<AppState>, Requester(origin): Requester) -> ApiResult {
     ok(e.confirm(&origin).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/revisions",
+    operation_id = "listRevisions",
+    summary = "The revisions, newest first",
+    tag = "revisions",
+    responses(
+        (status = 200, description = "Done.", body = Vec<switchboard_store::RevisionSummary>),
+    ),
+)]
 async fn revisions(State(e): State<AppState>) -> ApiResult {
     ok(e.revisions().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/revisions/{number}",
+    operation_id = "getRevision",
+    summary = "One revision in full",
+    tag = "revisions",
+    params(("number" = u64, Path, minimum = 1, description = "The revision number.")),
+    responses(
+        (status = 200, description = "Done.", body = switchboard_store::Revision),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+    ),
+)]
 async fn revision(State(e): State<AppState>, PathParam(number): PathParam<u64>) -> ApiResult {
     ok(e.revision(number).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/firewall",
+    operation_id = "getFirewall",
+    summary = "The ruleset applied and loaded",
+    tag = "status",
+    responses(
+        (status = 200, description = "Done.", body = FirewallView),
+    ),
+)]
 async fn firewall(State(e): State<AppState>) -> ApiResult {
     ok(e.firewall().await?)
 }
@@ -377,19 +501,20 @@ fn base64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportRequest {
-    name: String,
-    /// The certificate file, base64.
-    bundle: String,
-    /// The key file, base64, when separate.
-    key: Option<String>,
-    /// The PKCS#12 password or key passphrase. Never logged.
-    password: Option<String>,
-}
-
-async fn import_cert(State(e): State<AppState>, Body(r): Body<ImportRequest>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/v1/certs",
+    operation_id = "importCert",
+    summary = "Import a certificate (and its key)",
+    tag = "certificates",
+    request_body = ImportCertRequest,
+    responses(
+        (status = 200, description = "Done.", body = CertView),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
+async fn import_cert(State(e): State<AppState>, Body(r): Body<ImportCertRequest>) -> ApiResult {
     let name = parse(&r.name)?;
     let bundle = base64("bundle", &r.bundle)?;
     let key = r.key.as_deref().map(|k| base64("key", k)).transpose()?;
@@ -399,31 +524,74 @@ async fn import_cert(State(e): State<AppState>, Body(r): Body<ImportRequest>) ->
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/certs",
+    operation_id = "listCerts",
+    summary = "The stored certificates",
+    tag = "certificates",
+    responses(
+        (status = 200, description = "Done.", body = Vec<CertView>),
+    ),
+)]
 async fn certs(State(e): State<AppState>) -> ApiResult {
     ok(e.certs().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/certs/{name}",
+    operation_id = "getCert",
+    summary = "One certificate and its chain",
+    tag = "certificates",
+    params(("name" = String, Path, description = "The certificate's name.")),
+    responses(
+        (status = 200, description = "Done.", body = CertDetail),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+    ),
+)]
 async fn cert(State(e): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult {
     let (cert, chain_pem) = e.cert(&parse(&name)?).await?;
-    ok(serde_json::json!({ "cert": cert, "chain_pem": chain_pem }))
+    ok(CertDetail { cert, chain_pem })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/certs/{name}",
+    operation_id = "deleteCert",
+    summary = "Delete a certificate no binding uses",
+    tag = "certificates",
+    params(("name" = String, Path, description = "The certificate's name.")),
+    responses(
+        (status = 200, description = "Done.", body = Deleted),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+    ),
+)]
 async fn delete_cert(State(e): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult {
     let name = parse(&name)?;
     e.delete_cert(&name).await?;
-    ok(serde_json::json!({ "deleted": name }))
+    ok(Deleted {
+        deleted: name.to_string(),
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BindRequest {
-    service: String,
-    cert: String,
-    nic: Option<String>,
-    #[serde(default)]
-    force: bool,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/certs/bind",
+    operation_id = "bindCert",
+    summary = "Bind a certificate to a TLS service (candidate)",
+    tag = "certificates",
+    request_body = BindRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn bind(State(e): State<AppState>, Body(r): Body<BindRequest>) -> ApiResult {
     let nic = r.nic.as_deref().map(parse).transpose()?;
     ok(
@@ -432,63 +600,98 @@ async fn bind(State(e): State<AppState>, Body(r): Body<BindRequest>) -> ApiResul
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnbindRequest {
-    service: String,
-    nic: Option<String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/certs/unbind",
+    operation_id = "unbindCert",
+    summary = "Remove a binding (candidate)",
+    tag = "certificates",
+    request_body = UnbindRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn unbind(State(e): State<AppState>, Body(r): Body<UnbindRequest>) -> ApiResult {
     let nic = r.nic.as_deref().map(parse).transpose()?;
     ok(e.unbind(parse(&r.service)?, nic.as_ref()).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CasRequest {
-    /// PEM or DER, base64.
-    certificates: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/cas",
+    operation_id = "addCas",
+    summary = "Trust CA certificates",
+    tag = "certificates",
+    request_body = CasRequest,
+    responses(
+        (status = 200, description = "Done.", body = Vec<CaView>),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn add_cas(State(e): State<AppState>, Body(r): Body<CasRequest>) -> ApiResult {
     ok(e.add_cas(&base64("certificates", &r.certificates)?).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/cas",
+    operation_id = "listCas",
+    summary = "The CA certificates trusted",
+    tag = "certificates",
+    responses(
+        (status = 200, description = "Done.", body = Vec<CaView>),
+    ),
+)]
 async fn cas(State(e): State<AppState>) -> ApiResult {
     ok(e.cas().await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NicSettingsRequest {
-    nic: String,
-    hostname: Option<String>,
-    public_address: Option<String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/nics/settings",
+    operation_id = "setNic",
+    summary = "A NIC's host name and public address (candidate)",
+    tag = "certificates",
+    request_body = NicSettingsRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -> ApiResult {
-    let settings = switchboard_domain::NicSettings {
-        hostname: r.hostname.as_deref().map(parse).transpose()?,
-        public_address: r.public_address.as_deref().map(address).transpose()?,
-    };
-    ok(e.set_nic(&parse(&r.nic)?, settings).await?)
+    let change = nic_settings_change(r.hostname.as_deref(), r.public_address.as_deref())?;
+    ok(e.change_nic(&parse(&r.nic)?, change).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/padlock",
+    operation_id = "padlock",
+    summary = "The padlock check of every TLS binding",
+    tag = "certificates",
+    responses(
+        (status = 200, description = "Done.", body = Vec<PadlockView>),
+    ),
+)]
 async fn padlock(State(e): State<AppState>) -> ApiResult {
     ok(e.padlock().await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountRequest {
-    phone: String,
-    username: Option<String>,
-    name: Option<String>,
-    group: Option<String>,
-    profile: Option<String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    operation_id = "addAccount",
+    summary = "Create a SIP account",
+    tag = "accounts",
+    request_body = AccountRequest,
+    responses(
+        (status = 200, description = "Done.", body = AccountView),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn add_account(State(e): State<AppState>, Body(r): Body<AccountRequest>) -> ApiResult {
     use switchboard_provision as p;
     let new = p::NewAccount {
@@ -518,10 +721,33 @@ async fn add_account(State(e): State<AppState>, Body(r): Body<AccountRequest>) -
     ok(e.add_account(new).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    operation_id = "listAccounts",
+    summary = "The SIP accounts",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "Done.", body = Vec<AccountView>),
+    ),
+)]
 async fn accounts(State(e): State<AppState>) -> ApiResult {
     ok(e.accounts().await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{username}",
+    operation_id = "getAccount",
+    summary = "One account",
+    tag = "accounts",
+    params(("username" = String, Path, description = "The account's user name.")),
+    responses(
+        (status = 200, description = "Done.", body = AccountView),
+        (status = 404, response = error::NotFound),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
     ok(e.account(&parse_provision!(
         switchboard_provision::Username,
@@ -530,38 +756,57 @@ async fn account(State(e): State<AppState>, PathParam(username): PathParam<Strin
     .await?)
 }
 
-async fn delete_account(
-    State(e): State<AppState>,
-    PathParam(username): PathParam<String>,
-) -> ApiResult {
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{username}",
+    operation_id = "deleteAccount",
+    summary = "Delete an account",
+    tag = "accounts",
+    params(("username" = String, Path, description = "The account's user name.")),
+    responses(
+        (status = 200, description = "Done.", body = Deleted),
+        (status = 404, response = error::NotFound),
+        (status = 422, response = error::UnprocessableEntity),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
+async fn delete_account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
     let username = parse_provision!(switchboard_provision::Username, username)?;
     e.delete_account(&username).await?;
-    ok(serde_json::json!({ "deleted": username }))
+    ok(Deleted {
+        deleted: username.to_string(),
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CsvImportRequest {
-    /// The CSV file, base64.
-    csv: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/import",
+    operation_id = "importAccounts",
+    summary = "Create accounts from a CSV file (all or none)",
+    tag = "accounts",
+    request_body = CsvImportRequest,
+    responses(
+        (status = 200, description = "Done.", body = Vec<AccountView>),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn import_accounts(State(e): State<AppState>, Body(r): Body<CsvImportRequest>) -> ApiResult {
     ok(e.import_accounts(&base64("csv", &r.csv)?).await?)
 }
 
-/// A change of the provisioning settings: an absent field keeps its
-/// value, an empty one clears it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProvisioningRequest {
-    sip_tls_hostname: Option<String>,
-    web_uri: Option<String>,
-    /// Platform (`android`, `ios`, `other`) -> app store URL.
-    #[serde(default)]
-    app_stores: std::collections::BTreeMap<String, String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/provisioning",
+    operation_id = "setProvisioning",
+    summary = "Change the provisioning settings (candidate); what is not given is kept",
+    tag = "accounts",
+    request_body = ProvisioningRequest,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn set_provisioning(
     State(e): State<AppState>,
     Body(r): Body<ProvisioningRequest>,
@@ -582,22 +827,30 @@ async fn set_provisioning(
         })?;
         app_stores.push((known, url.as_str()));
     }
-    let mut settings = e.provisioning().await?;
-    ProvisioningChange {
+    let change = ProvisioningChange {
         sip_tls_hostname: r.sip_tls_hostname.as_deref(),
         web_uri: r.web_uri.as_deref(),
         app_stores,
     }
-    .apply(&mut settings)?;
-    ok(e.set_provisioning(settings).await?)
+    .parse()?;
+    ok(e.change_provisioning(change).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActivateRequest {
-    username: String,
-}
-
+#[utoipa::path(
+    post,
+    path = "/v1/activate",
+    operation_id = "activate",
+    summary = "Send an account's activation SMS",
+    tag = "accounts",
+    request_body = ActivateRequest,
+    responses(
+        (status = 200, description = "Done.", body = ActivationView),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+        (status = 429, response = error::TooManyRequests),
+    ),
+)]
 async fn activate(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> ApiResult {
     ok(e.activate(&parse_provision!(
         switchboard_provision::Username,
@@ -606,6 +859,19 @@ async fn activate(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> 
     .await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/revoke",
+    operation_id = "revoke",
+    summary = "Kill an account's unused activation links and withdraw their undelivered SMS",
+    tag = "accounts",
+    request_body = ActivateRequest,
+    responses(
+        (status = 200, description = "Done.", body = RevokeView),
+        (status = 404, response = error::NotFound),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
 async fn revoke(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> ApiResult {
     ok(e.revoke(&parse_provision!(
         switchboard_provision::Username,
@@ -614,10 +880,34 @@ async fn revoke(State(e): State<AppState>, Body(r): Body<ActivateRequest>) -> Ap
     .await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sms",
+    operation_id = "listSms",
+    summary = "The SMS queue and outbox",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "Done.", body = Vec<SmsView>),
+    ),
+)]
 async fn sms(State(e): State<AppState>) -> ApiResult {
     ok(e.sms().await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sms/{id}/resend",
+    operation_id = "resendSms",
+    summary = "Queue a failed SMS again",
+    tag = "accounts",
+    params(("id" = u64, Path, minimum = 1, description = "The message's id (`GET /v1/sms`).")),
+    responses(
+        (status = 200, description = "Done.", body = SmsView),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+    ),
+)]
 async fn resend_sms(State(e): State<AppState>, PathParam(id): PathParam<String>) -> ApiResult {
     let id = path_number(
         &id,
@@ -627,19 +917,22 @@ async fn resend_sms(State(e): State<AppState>, PathParam(id): PathParam<String>)
     ok(e.resend_sms(id).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AccountUpdate {
-    phone: Option<String>,
-    /// An empty string removes the name.
-    name: Option<String>,
-    /// An empty string removes the group.
-    group: Option<String>,
-    profile: Option<String>,
-    #[serde(default)]
-    new_password: bool,
-}
-
+#[utoipa::path(
+    patch,
+    path = "/v1/accounts/{username}",
+    operation_id = "updateAccount",
+    summary = "Change an account",
+    tag = "accounts",
+    request_body = AccountUpdate,
+    params(("username" = String, Path, description = "The account's user name.")),
+    responses(
+        (status = 200, description = "Done.", body = AccountView),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
 async fn update_account(
     State(e): State<AppState>,
     PathParam(username): PathParam<String>,
@@ -670,12 +963,6 @@ async fn update_account(
     ok(e.update_account(&username, change).await?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    limit: Option<usize>,
-}
-
 fn bad_limit(message: String) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -685,6 +972,18 @@ fn bad_limit(message: String) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "listAudit",
+    summary = "The audit log of API requests, newest first",
+    tag = "admin",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Done.", body = Vec<AuditView>),
+        (status = 400, response = error::BadRequest),
+    ),
+)]
 async fn audit(
     State(e): State<AppState>,
     q: Result<Query<AuditQuery>, QueryRejection>,
@@ -697,17 +996,6 @@ async fn audit(
         )));
     }
     ok(e.audit_log(limit).await?)
-}
-
-/// A change of an administrator's password. Not `Debug`: it holds secrets.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordRequest {
-    /// Default: over the console, the signed-in administrator; else `admin`.
-    username: Option<String>,
-    password: String,
-    /// Required when the request comes from the console.
-    current_password: Option<String>,
 }
 
 /// The body of a password change, refused without repeating any of it:
@@ -728,6 +1016,19 @@ fn password_body(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/password",
+    operation_id = "setAdminPassword",
+    summary = "Set an administrator's password",
+    tag = "admin",
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "Done.", body = PasswordChanged),
+        (status = 403, response = error::Forbidden),
+        (status = 429, response = error::TooManyRequests),
+    ),
+)]
 async fn admin_password(
     State(e): State<AppState>,
     Requester(origin): Requester,
@@ -760,7 +1061,10 @@ async fn admin_password(
     }
     e.set_admin_password(&origin, &username, &r.password)
         .await?;
-    ok(serde_json::json!({ "username": username, "changed": true }))
+    ok(PasswordChanged {
+        username,
+        changed: true,
+    })
 }
 
 #[cfg(test)]
@@ -885,63 +1189,31 @@ mod tests {
         assert_eq!(log[0].outcome, "500 internal");
     }
 
-    /// Send a request without a body; the status and the whole document.
-    async fn send(e: &Arc<Engine>, method: Method, path: &str) -> (u16, serde_json::Value) {
-        let mut req = HttpRequest::builder()
-            .method(method)
-            .uri(path)
-            .body(HttpBody::empty())
-            .expect("request");
-        req.extensions_mut().insert(Requester(console()));
-        let resp = router(e.clone()).oneshot(req).await.expect("answer");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let doc = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)));
-        (status, doc)
-    }
-
-    #[tokio::test]
-    async fn a_path_that_does_not_parse_gets_the_error_document() {
-        let e = engine();
-        for (method, path) in [
-            (Method::GET, "/v1/certs/%FF"),
-            (Method::DELETE, "/v1/certs/%FF"),
-            (Method::GET, "/v1/accounts/%FF"),
-            (Method::PATCH, "/v1/accounts/%FF"),
-            (Method::DELETE, "/v1/accounts/%FF"),
-            (Method::POST, "/v1/sms/%FF/resend"),
-            (Method::GET, "/v1/revisions/%FF"),
-            (Method::GET, "/v1/revisions/one"),
-        ] {
-            let (status, doc) = send(&e, method.clone(), path).await;
+    /// Two clients of the API change different provisioning settings at
+    /// once, 1,000 times: both changes are kept every time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_provisioning_requests_both_keep_their_change() {
+        let e = Arc::new(switchboard_engine::testing::booted().await);
+        let host = switchboard_system::dns::hostname();
+        for i in 0..1000u32 {
+            let uri = format!("https://198.51.100.1:{}", 1000 + i);
+            let sip = if i % 2 == 0 { host.as_str() } else { "" };
+            let web = json!({ "web_uri": uri });
+            let other = json!({ "sip_tls_hostname": sip });
+            let (a, b) = (e.clone(), e.clone());
+            let one = tokio::spawn(async move { post(&a, None, "/v1/provisioning", web).await });
+            let two = tokio::spawn(async move { post(&b, None, "/v1/provisioning", other).await });
+            assert_eq!(one.await.expect("task"), (200, String::new()));
+            assert_eq!(two.await.expect("task"), (200, String::new()));
+            let now = e.provisioning().await.expect("settings");
+            assert_eq!(now.web_uri.map(|u| u.to_string()), Some(uri), "round {i}");
             assert_eq!(
-                (status, doc["error"]["code"].as_str()),
-                (400, Some("malformed-path")),
-                "{method} {path}: {doc}"
-            );
-            assert!(
-                !doc["error"]["hint"].as_str().unwrap_or("").is_empty(),
-                "{method} {path}: {doc}"
+                now.sip_tls_hostname
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                sip,
+                "round {i}"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn a_web_uri_of_only_white_space_is_refused_and_an_empty_one_clears() {
-        let e = engine();
-        let path = "/v1/provisioning";
-        assert_eq!(
-            post(&e, Some(console()), path, json!({"web_uri": " \t "})).await,
-            (422, "invalid-web-uri".into())
-        );
-        let (status, code) =
-            post(&e, Some(console()), path, json!({"sip_tls_hostname": "  "})).await;
-        assert_eq!(status, 400, "{code}");
-        assert!(code.starts_with("invalid-"), "{code}");
-        assert_eq!(
-            post(&e, Some(console()), path, json!({"web_uri": ""})).await,
-            (200, "".into())
-        );
     }
 }

@@ -10,20 +10,26 @@ use switchboard_engine::EngineError;
 use tracing::error;
 
 /// What a client gets when a request fails.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable, kebab-case: what went wrong.
     pub code: String,
+    /// What went wrong, for people.
     pub message: String,
+    /// What to do about it.
     pub hint: String,
+    /// The candidate's diagnostics, when they are why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<Diagnostic>,
     /// For a refused CSV file: every bad row (`line`, `column`, `code`,
     /// `message`, `hint`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<switchboard_provision::CsvProblem>)]
     pub problems: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The error document: `{"error": {...}}`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDocument {
     pub error: ErrorBody,
 }

@@ -81,10 +81,25 @@ pub(crate) fn path_number(text: &str, what: &str, hint: &str) -> Result<u64, Api
     })
 }
 
+/// A text that keeps (`None`), clears (blank) or sets (anything else,
+/// parsed by `parse`) a value.
+pub(crate) fn change<T>(
+    text: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, ApiError>,
+) -> Result<Option<Option<T>>, ApiError> {
+    // Only an empty text clears: one of only white space is a mistake (a
+    // stray space in a form), refused by the value's parser.
+    match text {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(t) => parse(t.trim()).map(|v| Some(Some(v))),
+    }
+}
+
 /// A change of the provisioning settings as text: `None` keeps a value, an
 /// empty text clears it, a text of only white space is refused like any
 /// other value that does not parse. The API's `POST /v1/provisioning` and the
-/// console's provisioning form both make one.
+/// console's provisioning form both make one; the engine applies it.
 #[derive(Debug, Default)]
 pub(crate) struct ProvisioningChange<'a> {
     pub sip_tls_hostname: Option<&'a str>,
@@ -93,36 +108,33 @@ pub(crate) struct ProvisioningChange<'a> {
 }
 
 impl ProvisioningChange<'_> {
-    /// Parse every field and apply it to `settings`; nothing is changed
-    /// when a field does not parse.
-    pub(crate) fn apply(
+    /// Parse every field: the change, or the first field that does not parse.
+    pub(crate) fn parse(
         self,
-        settings: &mut switchboard_domain::provisioning::ProvisioningSettings,
-    ) -> Result<(), ApiError> {
+    ) -> Result<switchboard_domain::provisioning::ProvisioningChange, ApiError> {
         use switchboard_domain::install::StoreUrl;
         use switchboard_domain::provisioning::WebUri;
-        let mut next = settings.clone();
-        // Only an empty value clears: one of only white space is a
-        // mistake (a stray space in a form), refused by the value's parser.
-        match self.sip_tls_hostname {
-            None => {}
-            Some("") => next.sip_tls_hostname = None,
-            Some(h) => next.sip_tls_hostname = Some(parse(h.trim())?),
-        }
-        match self.web_uri {
-            None => {}
-            Some("") => next.web_uri = None,
-            Some(u) => next.web_uri = Some(parse_provision!(WebUri, u.trim())?),
-        }
+        let mut app_stores = std::collections::BTreeMap::new();
         for (platform, url) in self.app_stores {
-            match url {
-                "" => next.app_stores.remove(&platform),
-                url => next
-                    .app_stores
-                    .insert(platform, parse_provision!(StoreUrl, url.trim())?),
-            };
+            let url = change(Some(url), |u| parse_provision!(StoreUrl, u))?.flatten();
+            app_stores.insert(platform, url);
         }
-        *settings = next;
-        Ok(())
+        Ok(switchboard_domain::provisioning::ProvisioningChange {
+            sip_tls_hostname: change(self.sip_tls_hostname, parse)?,
+            web_uri: change(self.web_uri, |u| parse_provision!(WebUri, u))?,
+            app_stores,
+        })
     }
+}
+
+/// A change of a NIC's settings as text: `None` keeps a value, an empty
+/// text clears it.
+pub(crate) fn nic_settings_change(
+    hostname: Option<&str>,
+    public_address: Option<&str>,
+) -> Result<switchboard_domain::tls::NicSettingsChange, ApiError> {
+    Ok(switchboard_domain::tls::NicSettingsChange {
+        hostname: change(hostname, parse)?,
+        public_address: change(public_address, address)?,
+    })
 }

@@ -1,7 +1,8 @@
 //! Everything that speaks HTTP.
 //!
 //! - [`api`]: the JSON API, an axum router over the [engine](switchboard_engine).
-//!   Every operation of the console and the CLI is one of its routes.
+//!   Every operation of the console and the CLI is one of its routes;
+//!   [`contract`] holds its request documents, shared with the CLI.
 //! - [`serve_unix`]: the API on the daemon's local Unix socket (mode 0600;
 //!   peers other than root and the daemon's own user are refused, checked
 //!   with `SO_PEERCRED`). The peer's uid and pid become the request's
@@ -17,7 +18,8 @@
 //! - [`console`]: the HTTPS management console: sign-in, sessions, CSRF,
 //!   security headers, the pages (askama templates) and the same JSON API
 //!   behind a session; [`map`] draws its SVG map of the appliance, [`qr`]
-//!   the QR code of an activation link, [`openapi`] describes the API.
+//!   the QR code of an activation link, [`openapi`] describes the API
+//!   (generated from the route table and the types).
 //! - [`pages`]: the web services listener (`/p/TOKEN`, `/install`).
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
@@ -27,6 +29,7 @@
 pub mod api;
 pub mod client;
 pub mod console;
+pub mod contract;
 pub mod error;
 pub mod https;
 mod input;

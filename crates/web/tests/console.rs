@@ -1185,3 +1185,62 @@ async fn a_path_that_does_not_parse_gets_an_error_page_or_document_not_plain_tex
         assert_eq!(doc["error"]["code"], "malformed-path", "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_revision_comment_is_one_line_from_the_forms_and_the_api_alike() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let over_long = "x".repeat(501);
+    let bad = ["two\nlines", "a tab\there", "bell\u{7}", over_long.as_str()];
+    for comment in bad {
+        let a = c.form(&b, "/update", &[("comment", comment)]).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{comment:?}");
+        let page = c.get(&b, a.location()).await;
+        assert!(
+            page.body.contains("class=\"flash error\"") && page.body.contains("one line"),
+            "{comment:?}: no error shown"
+        );
+        let json = serde_json::json!({ "comment": comment }).to_string();
+        let a = c.api(&b, Method::POST, "/v1/update", &json).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{comment:?}");
+        assert!(a.body.contains("\"invalid-comment\""), "{}", a.body);
+    }
+    assert!(c.engine.revisions().await.unwrap().is_empty());
+    // A good comment is recorded trimmed; a rollback takes one too.
+    let a = c.form(&b, "/update", &[("comment", "  first  ")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let a = c
+        .form(&b, "/revisions/1/rollback", &[("comment", "back\r\nagain")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let json = r#"{"revision": 1, "comment": "line\nbreak"}"#;
+    let a = c.api(&b, Method::POST, "/v1/rollback", json).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("\"invalid-comment\""), "{}", a.body);
+    let comments: Vec<String> = c
+        .engine
+        .revisions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.comment)
+        .collect();
+    assert_eq!(comments, ["first"]);
+    // Every refusal has the same code in the audit log.
+    let outcomes: Vec<String> = c
+        .engine
+        .audit_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.outcome.contains("comment"))
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes.len(), 2 * bad.len() + 2, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o == "303 invalid-comment" || o == "400 invalid-comment"),
+        "{outcomes:?}"
+    );
+}

@@ -1136,11 +1136,10 @@ async fn nic_settings(
 ) -> Response {
     let outcome = async {
         let nic: NicName = parse(&nic)?;
-        let settings = switchboard_domain::NicSettings {
-            hostname: blank_or(&f.hostname, parse)?,
-            public_address: blank_or(&f.public_address, |a| input::address(a).map_err(failure))?,
-        };
-        c.engine.set_nic(&nic, settings).await.map_err(failure)?;
+        // Both fields of the form are the new values (blank: none).
+        let change = input::nic_settings_change(Some(&f.hostname), Some(&f.public_address))
+            .map_err(failure)?;
+        c.engine.change_nic(&nic, change).await.map_err(failure)?;
         ok(format!(
             "settings of {nic} saved; press Update to apply them"
         ))
@@ -1169,8 +1168,7 @@ async fn provisioning(
 ) -> Response {
     let outcome = async {
         // Every field of the form is the new value (blank: none).
-        let mut settings = c.engine.provisioning().await.map_err(failure)?;
-        input::ProvisioningChange {
+        let change = input::ProvisioningChange {
             sip_tls_hostname: Some(&f.sip_tls_hostname),
             web_uri: Some(&f.web_uri),
             app_stores: vec![
@@ -1178,9 +1176,12 @@ async fn provisioning(
                 (Platform::Ios, &f.store_ios),
             ],
         }
-        .apply(&mut settings)
+        .parse()
         .map_err(failure)?;
-        c.engine.set_provisioning(settings).await.map_err(failure)?;
+        c.engine
+            .change_provisioning(change)
+            .await
+            .map_err(failure)?;
         ok("provisioning settings saved; press Update to apply them")
     }
     .await;
@@ -1315,19 +1316,13 @@ async fn update(
     Fields(f): Fields<UpdateForm>,
 ) -> Response {
     let outcome = async {
-        if f.comment.chars().count() > crate::api::MAX_COMMENT {
-            return Err(bad_form(format!(
-                "the comment is longer than {} characters",
-                crate::api::MAX_COMMENT
-            )));
-        }
         let window = f
             .trial
             .is_some()
             .then(|| f.trial_seconds.unwrap_or(TRIAL_SECONDS));
         let v = c
             .engine
-            .update(&origin, f.comment.trim(), window)
+            .update(&origin, &f.comment, window)
             .await
             .map_err(failure)?;
         let mut message = match (v.no_change, v.pending_until) {
@@ -1475,6 +1470,9 @@ async fn compare_page(
 
 #[derive(Deserialize)]
 struct RollbackForm {
+    /// Blank: `rollback to revision N`.
+    #[serde(default)]
+    comment: String,
     #[serde(default)]
     trial: Option<String>,
 }
@@ -1492,7 +1490,7 @@ async fn rollback(
         let window = f.trial.is_some().then_some(TRIAL_SECONDS);
         let v = c
             .engine
-            .rollback(&origin, number, window)
+            .rollback(&origin, number, &f.comment, window)
             .await
             .map_err(failure)?;
         ok(format!(

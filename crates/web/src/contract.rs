@@ -1,0 +1,300 @@
+//! The API's contract: the request documents the server deserializes and
+//! the CLI sends (the same structs), the query strings, and the answers
+//! that are not an engine view. The other answers are the engine's
+//! [`views`](switchboard_engine::views) (and the store's revisions and
+//! audit rows), decoded by the CLI as they are.
+//!
+//! Values arrive as text and are parsed into domain values by the
+//! handlers (`input.rs`), so that a bad value gets its own error code
+//! (`unknown-nic`, `invalid-comment`...) rather than `malformed-json`.
+//! Every request document refuses unknown fields. Each type describes
+//! itself for the OpenAPI document ([`openapi`](crate::openapi)).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /v1/matrix/allow` and `/v1/matrix/deny`: one cell of the matrix.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellRequest {
+    #[schema(value_type = switchboard_domain::ServiceId)]
+    pub service: String,
+    #[schema(value_type = switchboard_domain::NicName)]
+    pub nic: String,
+}
+
+/// `POST /v1/preset/production`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresetRequest {
+    /// The NIC of the internal network.
+    #[schema(value_type = switchboard_domain::NicName)]
+    pub internal: String,
+    /// The NIC facing the Internet.
+    #[schema(value_type = switchboard_domain::NicName)]
+    pub external: String,
+}
+
+/// `POST /v1/ports`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRequest {
+    #[schema(value_type = switchboard_domain::ServiceId)]
+    pub service: String,
+    #[schema(value_type = switchboard_domain::PortRange)]
+    pub ports: String,
+}
+
+/// `GET /v1/diff?from=&to=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// A revision; absent: the applied one.
+    #[param(minimum = 1)]
+    pub from: Option<u64>,
+    /// A revision; absent: the candidate.
+    #[param(minimum = 1)]
+    pub to: Option<u64>,
+}
+
+/// `POST /v1/update`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// One line, recorded with the revision (no control character).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub comment: String,
+    /// Seconds within which `POST /v1/confirm` must be called, or the
+    /// appliance reverts (1 to 3600).
+    #[schema(minimum = 1, maximum = 3600)]
+    pub confirm_within: Option<u64>,
+}
+
+/// `POST /v1/rollback`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The revision whose configuration is applied again.
+    #[schema(minimum = 1)]
+    pub revision: u64,
+    /// One line, recorded with the revision; blank: `rollback to revision N`.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub comment: String,
+    /// As for an Update.
+    #[schema(minimum = 1, maximum = 3600)]
+    pub confirm_within: Option<u64>,
+}
+
+/// `POST /v1/certs`: a certificate to import, files base64-encoded. Its
+/// `Debug` never shows the password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportCertRequest {
+    /// The name to store it under.
+    #[schema(value_type = String, max_length = 64)]
+    pub name: String,
+    /// The certificate file (PEM, DER or PKCS#12), base64.
+    #[schema(format = Byte)]
+    pub bundle: String,
+    /// The key file, base64, when separate.
+    #[schema(format = Byte)]
+    pub key: Option<String>,
+    /// The PKCS#12 password or the key's passphrase. Never logged.
+    #[schema(format = Password)]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for ImportCertRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportCertRequest")
+            .field("name", &self.name)
+            .field("bundle", &format_args!("{} bytes", self.bundle.len()))
+            .field("key", &self.key.as_ref().map(|_| "..."))
+            .field("password", &self.password.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
+}
+
+/// `POST /v1/certs/bind`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindRequest {
+    /// A TLS service: `console`, `web` or `sip-tls`.
+    #[schema(value_type = switchboard_domain::ServiceId)]
+    pub service: String,
+    /// A stored certificate's name.
+    pub cert: String,
+    /// One NIC; absent: the service's default binding.
+    #[schema(value_type = Option<switchboard_domain::NicName>)]
+    pub nic: Option<String>,
+    /// Bind even though the certificate has expired or is not valid yet.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/certs/unbind`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnbindRequest {
+    #[schema(value_type = switchboard_domain::ServiceId)]
+    pub service: String,
+    /// One NIC; absent: the service's default binding.
+    #[schema(value_type = Option<switchboard_domain::NicName>)]
+    pub nic: Option<String>,
+}
+
+/// `POST /v1/cas`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CasRequest {
+    /// CA certificates, PEM or DER, base64.
+    #[schema(format = Byte)]
+    pub certificates: String,
+}
+
+/// `POST /v1/nics/settings`: an absent field keeps its value, an empty one
+/// clears it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicSettingsRequest {
+    #[schema(value_type = switchboard_domain::NicName)]
+    pub nic: String,
+    /// The host name clients use for this NIC. Absent: kept; empty: cleared.
+    pub hostname: Option<String>,
+    /// The address clients reach it at (behind NAT). Absent: kept; empty: cleared.
+    pub public_address: Option<String>,
+}
+
+/// `POST /v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequest {
+    /// E.164 (`+33612345678`).
+    pub phone: String,
+    /// Absent: made from the next free number.
+    pub username: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    pub group: Option<String>,
+    /// `native` (absent) or `linphone`.
+    #[schema(value_type = Option<switchboard_provision::ClientProfile>)]
+    pub profile: Option<String>,
+}
+
+/// `PATCH /v1/accounts/{username}`: absent fields are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountUpdate {
+    /// E.164.
+    pub phone: Option<String>,
+    /// An empty string removes the name.
+    pub name: Option<String>,
+    /// An empty string removes the group.
+    pub group: Option<String>,
+    #[schema(value_type = Option<switchboard_provision::ClientProfile>)]
+    pub profile: Option<String>,
+    /// Draw a new SIP password (the phone needs a new activation).
+    #[serde(default)]
+    pub new_password: bool,
+}
+
+/// `POST /v1/accounts/import`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvImportRequest {
+    /// The CSV file (`phone,name,group,profile,username`), base64.
+    #[schema(format = Byte)]
+    pub csv: String,
+}
+
+/// `POST /v1/provisioning`: an absent field keeps its value, an empty one
+/// clears it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisioningRequest {
+    /// The name phones reach SIP/TLS by. Absent: kept; empty: cleared.
+    pub sip_tls_hostname: Option<String>,
+    /// `https://HOST[:PORT]`. Absent: kept; empty: cleared.
+    #[schema(max_length = 300)]
+    pub web_uri: Option<String>,
+    /// Platform (`android`, `ios`, `other`) -> app store URL; an empty URL
+    /// removes it, a platform not named is kept.
+    #[serde(default)]
+    pub app_stores: BTreeMap<String, String>,
+}
+
+/// `POST /v1/activate` and `POST /v1/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The account's user name.
+    pub username: String,
+}
+
+/// `GET /v1/audit?limit=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// How many entries, at most (default 200).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// `POST /v1/admin/password`: a change of an administrator's password. Its
+/// `Debug` never shows a password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// The administrator's user name (created if it does not exist).
+    /// Default: over the console, the signed-in administrator; else `admin`.
+    #[schema(pattern = "^[a-z0-9._-]{1,32}$")]
+    pub username: Option<String>,
+    /// The new password: 12 to 128 characters, not only white space. Never logged.
+    #[schema(format = Password, min_length = 12, max_length = 128)]
+    pub password: String,
+    /// The current password: required when the request comes from the
+    /// console (HTTPS).
+    #[schema(format = Password)]
+    pub current_password: Option<String>,
+}
+
+impl fmt::Debug for PasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordRequest")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to an edit of the candidate: whether it changed, and its
+/// diagnostics after the edit.
+pub type Edit = switchboard_engine::views::EditView<()>;
+
+/// The answer of `GET /v1/certs/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CertDetail {
+    pub cert: switchboard_engine::views::CertView,
+    /// The certificate and its chain, PEM (never a key).
+    pub chain_pem: String,
+}
+
+/// The answer of a deletion.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    /// The name of what was deleted.
+    pub deleted: String,
+}
+
+/// The answer of `POST /v1/admin/password`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChanged {
+    pub username: String,
+    pub changed: bool,
+}
