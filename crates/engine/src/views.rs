@@ -180,6 +180,7 @@ pub use switchboard_plan::diff::{
 /// What changes from one configuration to another: every section of the
 /// plan (see [`switchboard_plan::diff`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffView {
     /// `revision N`, `candidate`, or `nothing applied`.
     pub from: String,

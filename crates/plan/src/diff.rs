@@ -17,6 +17,7 @@ use crate::{Plan, Presented, Socket};
 /// Whether something appears or disappears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Change {
     Added,
     Removed,
@@ -24,6 +25,7 @@ pub enum Change {
 
 /// A matrix cell that changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CellChange {
     pub service: ServiceId,
     pub nic: String,
@@ -31,6 +33,7 @@ pub struct CellChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortChange {
     pub service: ServiceId,
     pub from: PortRange,
@@ -38,6 +41,7 @@ pub struct PortChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SocketChange {
     pub socket: Socket,
     pub change: Change,
@@ -46,9 +50,11 @@ pub struct SocketChange {
 /// What a TLS service presents on a NIC (or, `nic` absent, on any other
 /// address) before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TlsChange {
     pub service: ServiceId,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub nic: Option<NicName>,
     pub from: Option<Presented>,
     pub to: Option<Presented>,
@@ -57,6 +63,7 @@ pub struct TlsChange {
 /// A setting that changes: a NIC's host name or public address, a
 /// provisioning setting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingChange {
     /// `wan0 host name`, `SIP/TLS host name`, `web services URI`, ...
     pub setting: String,
@@ -66,6 +73,7 @@ pub struct SettingChange {
 
 /// The key pins native documents carry, before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PinChange {
     pub from: Vec<String>,
     pub to: Vec<String>,
@@ -73,6 +81,7 @@ pub struct PinChange {
 
 /// Kamailio's files, as unified diffs (empty when equal).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KamailioDiff {
     /// Kamailio starts: a SIP service is enabled where none was.
     pub started: bool,
@@ -84,6 +93,7 @@ pub struct KamailioDiff {
 
 /// What a change does to the people on the other side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Note {
     /// Stable kebab-case code: `pins-rotated`, `console-port`, ...
     pub code: String,
@@ -92,6 +102,7 @@ pub struct Note {
 
 /// Everything that differs between two plans.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanDiff {
     pub matrix: Vec<CellChange>,
     pub ports: Vec<PortChange>,

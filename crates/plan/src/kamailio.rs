@@ -50,6 +50,7 @@ pub struct Env {
 
 /// The rendered configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KamailioConfig {
     /// `kamailio.cfg`.
     pub cfg: String,
@@ -59,6 +60,7 @@ pub struct KamailioConfig {
     /// only certificates change, `tls.reload` is enough.
     pub sockets: Vec<Socket>,
     /// The certificates `tls.cfg` names, to be written where it says.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub certificates: Vec<CertName>,
 }
 

@@ -47,6 +47,7 @@ pub const PLAN_VERSION: u32 = 2;
 
 /// What an Update applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     /// The schema version of this document (1 when absent).
     #[serde(default = "version_one")]
@@ -72,6 +73,7 @@ pub struct Plan {
     pub sockets: Vec<Socket>,
     /// The NICs' declared host names and public addresses.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub nics: BTreeMap<NicName, NicSettings>,
     /// What phones are given.
     #[serde(default)]
@@ -87,7 +89,9 @@ fn version_one() -> u32 {
 
 /// A certificate as a TLS socket presents it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Presented {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cert: CertName,
     /// SHA-256 of the leaf, `AB:CD:...`.
     pub fingerprint: String,
@@ -115,6 +119,7 @@ impl Presented {
 
 /// "Service S on NIC N (addresses A) presents certificate C".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TlsAssignment {
     pub service: ServiceId,
     pub nic: NicName,
@@ -122,12 +127,14 @@ pub struct TlsAssignment {
     pub presented: Presented,
     /// The NIC's addresses, where the certificate is presented.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub addresses: Vec<IpAddr>,
 }
 
 /// Who serves a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Server {
     /// switchboard's own HTTPS listeners (console, web).
     Switchboard,
@@ -136,12 +143,14 @@ pub enum Server {
 
 /// A socket a service listens on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Socket {
     pub service: ServiceId,
     pub server: Server,
     pub transport: Transport,
     /// `None`: every address of the appliance (the firewall decides which
     /// NICs reach it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub address: Option<IpAddr>,
     pub port: u16,
 }
@@ -163,8 +172,11 @@ impl std::fmt::Display for Socket {
 
 /// What phones are given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provisioning {
+    /// `sip_tls_hostname`, `web_uri`, `app_stores`, as the candidate says.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: ProvisioningSettings,
     /// The SIP/TLS port native documents carry.
     #[serde(default)]

@@ -341,7 +341,6 @@ pub struct Revision {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub candidate: Candidate,
     /// What was applied: the firewall ruleset and more.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub plan: Plan,
     pub warnings: Vec<Diagnostic>,
 }

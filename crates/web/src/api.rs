@@ -353,7 +353,7 @@ async fn discard(State(e): State<AppState>) -> ApiResult {
     tag = "revisions",
     params(DiffQuery),
     responses(
-        (status = 200, description = "Done.", body = Object),
+        (status = 200, description = "Done.", body = DiffView),
         (status = 400, response = error::BadRequest),
         (status = 404, response = error::NotFound),
     ),
@@ -770,7 +770,10 @@ async fn account(State(e): State<AppState>, PathParam(username): PathParam<Strin
         (status = 502, response = error::BadGateway),
     ),
 )]
-async fn delete_account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
+async fn delete_account(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
     let username = parse_provision!(switchboard_provision::Username, username)?;
     e.delete_account(&username).await?;
     ok(Deleted {
