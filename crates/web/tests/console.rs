@@ -1244,3 +1244,66 @@ async fn a_revision_comment_is_one_line_from_the_forms_and_the_api_alike() {
         "{outcomes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_console_port_change_is_reviewed_and_sends_the_browser_to_the_new_port() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let a = c.form(&b, "/update", &[("comment", "first")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let a = c
+        .form(&b, "/ports", &[("service", "console"), ("ports", "9443")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let review = c.get(&b, "/update").await;
+    assert!(
+        review
+            .body
+            .contains("your browser will reconnect on port 9443"),
+        "{}",
+        review.body
+    );
+    for (host, location) in [
+        (
+            Some("console.lan.test:8443"),
+            "https://console.lan.test:9443/",
+        ),
+        (None, "https://192.0.2.1:9443/"),
+    ] {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("csrf", b.csrf.as_deref().unwrap()), ("trial", "on")])
+            .finish();
+        let mut req = Request::post("/update")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                header::COOKIE,
+                format!(
+                    "{}={}",
+                    console::session::SESSION_COOKIE,
+                    b.session.as_deref().unwrap()
+                ),
+            );
+        if let Some(h) = host {
+            req = req.header(header::HOST, h);
+        }
+        let a = c
+            .send_over(
+                "192.0.2.2:40000",
+                b.opened,
+                req.body(Body::from(body)).unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        assert_eq!(
+            a.headers
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok()),
+            Some(location)
+        );
+        // Back to 8443 for the next round: the trial is taken back.
+        c.engine
+            .expire_pending(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
+            .await
+            .expect("rolled back");
+    }
+}

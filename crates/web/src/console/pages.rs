@@ -1309,10 +1309,59 @@ struct UpdateForm {
     trial_seconds: Option<u64>,
 }
 
+/// Where the browser goes after revision `applied` is in place: `page`,
+/// on the console's new port when the revision moved it away from the
+/// port this request came in on (the session cookie goes with it: cookies
+/// do not depend on the port). The host is the one the browser asked for,
+/// when it parses as a name or address, else the address it arrived at.
+async fn after_apply(
+    c: &St,
+    origin: &switchboard_engine::Origin,
+    headers: &HeaderMap,
+    applied: Option<u64>,
+    page: &str,
+) -> String {
+    let (Some(arrival), Some(n)) = (origin.arrival.as_ref(), applied) else {
+        return page.to_owned();
+    };
+    let Ok(r) = c.engine.revision(n).await else {
+        return page.to_owned();
+    };
+    let port = r.plan.port(ServiceId::Console).first();
+    if arrival.service != ServiceId::Console || port == arrival.port {
+        return page.to_owned();
+    }
+    let asked = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            // `name:port`, `[v6]:port`, or a bare name.
+            let host = match h.strip_prefix('[') {
+                Some(rest) => rest.split(']').next()?,
+                None => h.rsplit_once(':').map_or(h, |(host, _)| host),
+            };
+            host.parse::<switchboard_domain::Host>().ok()
+        });
+    let host = match asked {
+        Some(switchboard_domain::Host::Name(name)) => name.to_string(),
+        Some(switchboard_domain::Host::Ip(ip)) => bracketed(ip),
+        None => bracketed(canonical(arrival.local)),
+    };
+    format!("https://{host}:{port}{page}")
+}
+
+fn bracketed(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
 async fn update(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Requester(origin): Requester,
+    headers: HeaderMap,
     Fields(f): Fields<UpdateForm>,
 ) -> Response {
     let outcome = async {
@@ -1336,11 +1385,16 @@ async fn update(
         for w in &v.warnings {
             message.push_str(&format!("; warning: {}", w.message));
         }
-        ok(message)
+        Ok((message, v.revision))
     }
     .await;
-    let to = if outcome.is_ok() { "/" } else { "/update" };
-    done(&c, &s, outcome, to)
+    match outcome {
+        Ok((message, revision)) => {
+            let to = after_apply(&c, &origin, &headers, revision, "/").await;
+            done(&c, &s, ok(message), &to)
+        }
+        Err(e) => done(&c, &s, Err(e), "/update"),
+    }
 }
 
 async fn confirm(
@@ -1481,6 +1535,7 @@ async fn rollback(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     Requester(origin): Requester,
+    headers: HeaderMap,
     PagePath(number): PagePath<String>,
     Fields(f): Fields<RollbackForm>,
 ) -> Response {
@@ -1493,7 +1548,7 @@ async fn rollback(
             .rollback(&origin, number, &f.comment, window)
             .await
             .map_err(failure)?;
-        ok(format!(
+        let message = format!(
             "rolled back to revision {number}: revision {} {}",
             v.revision.unwrap_or_default(),
             if v.pending_until.is_some() {
@@ -1501,10 +1556,17 @@ async fn rollback(
             } else {
                 "applied"
             }
-        ))
+        );
+        Ok((message, v.revision))
     }
     .await;
-    done(&c, &s, outcome, "/revisions")
+    match outcome {
+        Ok((message, revision)) => {
+            let to = after_apply(&c, &origin, &headers, revision, "/revisions").await;
+            done(&c, &s, ok(message), &to)
+        }
+        Err(e) => done(&c, &s, Err(e), "/revisions"),
+    }
 }
 
 // ---- audit log ------------------------------------------------------------------
