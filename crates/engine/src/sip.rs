@@ -96,10 +96,11 @@ impl Sip {
         kamailio::sync_subscribers(&self.dir.join(SUBSCRIBER_DB), &subscribers).map_err(system)
     }
 
-    /// Make Kamailio run what `plan`'s Kamailio section says: files
-    /// checked (`kamailio -c`) before they replace the running ones, a
-    /// restart when the listen sockets change (`tls.reload` otherwise), and
-    /// every TLS socket verified by a handshake.
+    /// Make Kamailio run what `plan`'s Kamailio section says: nothing when
+    /// it runs that already; when only certificates change, the new
+    /// `tls.cfg` and `tls.reload` (which keeps the running configuration if
+    /// the new one does not load); otherwise [`Sip::install_script`]. Every
+    /// TLS socket is then verified by a handshake.
     pub(crate) async fn apply(
         &mut self,
         store: &mut Store,
@@ -115,6 +116,7 @@ impl Sip {
                 info!("no SIP service enabled anywhere: kamailio stopped");
             }
             self.listens.clear();
+            self.running = None;
             return Ok("no SIP service enabled: kamailio not running".into());
         };
         // The same files with the same certificates behind them, and the
@@ -123,7 +125,7 @@ impl Sip {
         if self.supervisor.is_some() && self.running.as_ref() == Some(&wanted) {
             return Ok("kamailio unchanged".into());
         }
-        self.running = None;
+        let previous = self.running.take();
         let paths = self.paths();
         create_private_dir(&self.dir.join(KEYS_DIR)).map_err(system)?;
         for name in &k.certificates {
@@ -147,7 +149,39 @@ impl Sip {
             )
             .map_err(system)?;
         }
-        // Check the new files before they replace the running ones.
+        let same_script =
+            self.supervisor.is_some() && previous.as_ref().is_some_and(|(p, _)| p.cfg == k.cfg);
+        let done = if same_script {
+            // Only certificates changed: Kamailio loads the new tls.cfg at
+            // tls.reload and keeps the running one when it does not load,
+            // so the reload is the check.
+            write_atomic(&paths.tls_cfg, k.tls_cfg.as_bytes(), 0o644).map_err(system)?;
+            kamailio::tls_reload(&paths.ctl_socket)
+                .await
+                .map_err(|e| system(format!("kamailio refused the new certificates: {e}")))?;
+            "kamailio reloaded its certificates (no restart)"
+        } else {
+            self.install_script(store, k, &paths).await?
+        };
+        self.listens = k.listens();
+        let checked = verify(&self.listens, facts, plan).await?;
+        self.running = Some(wanted);
+        info!(listens = ?self.listens, checked, "{done}");
+        Ok(format!(
+            "{done}; listening on {}; {checked} TLS socket(s) verified",
+            self.listens.join(", ")
+        ))
+    }
+
+    /// A new script (or none running yet): checked with `kamailio -c`
+    /// before it replaces the running files, then Kamailio started, or
+    /// restarted when its listen sockets change (`tls.reload` otherwise).
+    async fn install_script(
+        &mut self,
+        store: &mut Store,
+        k: &KamailioConfig,
+        paths: &Paths,
+    ) -> Result<&'static str> {
         let staged = self.dir.join("kamailio.cfg.new");
         let staged_tls = self.dir.join("tls.cfg.new");
         write_atomic(&staged_tls, k.tls_cfg.as_bytes(), 0o644).map_err(system)?;
@@ -161,7 +195,7 @@ impl Sip {
         let cfg = self.dir.join("kamailio.cfg");
         write_atomic(&cfg, k.cfg.as_bytes(), 0o644).map_err(system)?;
         self.sync_subscribers(store)?;
-        let done = match &self.supervisor {
+        Ok(match &self.supervisor {
             None => {
                 let pidfile = self.dir.join("kamailio.pid");
                 kamailio::kill_stale(&pidfile, &cfg);
@@ -173,22 +207,14 @@ impl Sip {
                 "kamailio restarted: its listen sockets changed"
             }
             Some(s) => match kamailio::tls_reload(&paths.ctl_socket).await {
-                Ok(()) => "kamailio reloaded its certificates (no restart)",
+                Ok(()) => "kamailio reloaded its configuration (no restart)",
                 Err(e) => {
                     warn!(error = %e, "tls.reload failed; restarting kamailio");
                     s.restart();
                     "kamailio restarted: tls.reload failed"
                 }
             },
-        };
-        self.listens = k.listens();
-        let checked = verify(&self.listens, facts, plan).await?;
-        self.running = Some(wanted);
-        info!(listens = ?self.listens, checked, "{done}");
-        Ok(format!(
-            "{done}; listening on {}; {checked} TLS socket(s) verified",
-            self.listens.join(", ")
-        ))
+        })
     }
 
     pub(crate) async fn stop(&mut self) {
@@ -205,11 +231,11 @@ fn sip_tls_fingerprints(plan: &Plan) -> Vec<String> {
     plan.tls
         .iter()
         .filter(|a| a.service == ServiceId::SipTls)
-        .map(|a| a.presented.fingerprint.clone())
+        .map(|a| a.cert.fingerprint.clone())
         .chain(
             plan.tls_defaults
                 .get(&ServiceId::SipTls)
-                .map(|p| p.fingerprint.clone()),
+                .map(|c| c.fingerprint.clone()),
         )
         .collect()
 }
@@ -242,7 +268,7 @@ async fn verify(listens: &[String], facts: &Facts, plan: &Plan) -> Result<usize>
                 plan.tls
                     .iter()
                     .find(|a| a.service == ServiceId::SipTls && a.nic == n.name)
-                    .map(|a| a.presented.fingerprint.clone())
+                    .map(|a| a.cert.fingerprint.clone())
             })
             .or_else(|| default.clone())
             .ok_or_else(|| system(format!("no certificate is bound for {listen}")))?;

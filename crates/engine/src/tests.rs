@@ -585,8 +585,8 @@ async fn every_kind_of_edit_is_pending_in_the_diff_and_discarded() {
     assert_eq!(t.len(), 1, "{t:?}");
     assert_eq!(
         (
-            t[0].from.as_ref().map(|p| p.fingerprint.as_str()),
-            t[0].to.as_ref().map(|p| p.fingerprint.as_str())
+            t[0].from.as_ref().map(|p| p.cert.fingerprint.as_str()),
+            t[0].to.as_ref().map(|p| p.cert.fingerprint.as_str())
         ),
         (Some(voip.as_str()), Some(voip2.as_str()))
     );
@@ -679,7 +679,10 @@ async fn a_rollback_restores_the_certificates_and_its_diff_says_so() {
         .filter(|t| t.service == ServiceId::Web)
         .collect();
     assert_eq!(t.len(), 1, "{:?}", d.diff.tls);
-    assert_eq!(t[0].to.as_ref().map(|p| p.fingerprint.clone()), Some(voip));
+    assert_eq!(
+        t[0].to.as_ref().map(|p| p.cert.fingerprint.clone()),
+        Some(voip)
+    );
     let r = e.revision(3).await.expect("3");
     assert!(
         r.plan

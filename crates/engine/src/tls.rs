@@ -68,10 +68,10 @@ impl TlsTables {
                 b.set_default(identity(&default.cert)?);
             }
             for a in plan.tls.iter().filter(|a| a.service == service) {
-                let id = identity(&a.presented.cert)?;
+                let id = identity(&a.cert.cert)?;
                 for addr in facts.nic(&a.nic).into_iter().flat_map(|n| &n.addrs) {
                     b.bind(addr.addr, id.clone());
-                    expected.push((service, addr.addr, a.presented.fingerprint.clone()));
+                    expected.push((service, addr.addr, a.cert.fingerprint.clone()));
                 }
             }
             tables.push((table, b));

@@ -221,9 +221,9 @@ fn presented(p: Option<&Presented>) -> String {
     let Some(p) = p else {
         return "(none)".into();
     };
-    let short: String = p.fingerprint.chars().take(8).collect();
-    let mut s = format!("{} (SHA-256 {short}…", p.cert);
-    if let Some(day) = p.not_after.get(..10) {
+    let short: String = p.cert.fingerprint.chars().take(8).collect();
+    let mut s = format!("{} (SHA-256 {short}…", p.cert.cert);
+    if let Some(day) = p.summary.not_after.get(..10) {
         let _ = write!(s, ", expires {day}");
     }
     s.push(')');
@@ -304,11 +304,11 @@ fn tls_changes(from: &Plan, to: &Plan) -> Vec<TlsChange> {
     let cells = |p: &Plan| -> BTreeMap<(ServiceId, Option<NicName>), Presented> {
         p.tls
             .iter()
-            .map(|a| ((a.service, Some(a.nic.clone())), a.presented.clone()))
+            .map(|a| ((a.service, Some(a.nic.clone())), p.presented(&a.cert)))
             .chain(
                 p.tls_defaults
                     .iter()
-                    .map(|(s, pr)| ((*s, None), pr.clone())),
+                    .map(|(s, c)| ((*s, None), p.presented(c))),
             )
             .collect()
     };
@@ -320,7 +320,7 @@ fn tls_changes(from: &Plan, to: &Plan) -> Vec<TlsChange> {
             // A cell appearing or disappearing with the matrix is said by
             // the matrix section; a certificate change is said here.
             let same = match (x, y) {
-                (Some(x), Some(y)) => x.cert == y.cert && x.fingerprint == y.fingerprint,
+                (Some(x), Some(y)) => x.cert == y.cert,
                 _ => k.1.is_some(),
             };
             (!same).then(|| TlsChange {

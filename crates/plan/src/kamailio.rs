@@ -104,7 +104,7 @@ pub fn render(
             let cert = tls
                 .iter()
                 .find(|a| a.service == ServiceId::SipTls && &a.nic == nic)
-                .map(|a| &a.presented.cert);
+                .map(|a| &a.cert.cert);
             for addr in n.addrs.iter().filter(|a| !a.is_link_local()) {
                 sockets.push(Socket {
                     service,
@@ -302,12 +302,9 @@ pub(crate) mod tests {
         let tls = vec![TlsAssignment {
             service: ServiceId::SipTls,
             nic: name("wan0"),
-            presented: crate::Presented {
+            cert: crate::CertRef {
                 cert: cert("voip"),
                 fingerprint: "00".into(),
-                subject: String::new(),
-                not_after: String::new(),
-                names: vec![],
             },
             addresses: vec!["198.51.100.1".parse().expect("ip")],
         }];

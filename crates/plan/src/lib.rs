@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `matrix`, `ruleset` | the resolved matrix and the nftables script ([`nft`]) | the firewall step |
 //! | `sockets` | every socket a service listens on: the built-in HTTPS listeners (every address) and Kamailio's (per address) | the listeners step, Kamailio |
-//! | `tls`, `tls_defaults` | the TLS table: per service and NIC, the addresses and the certificate presented there (name, fingerprint, subject, expiry, the names it answers for); per service the default for any other address | the TLS tables step, Kamailio's `tls.cfg` |
+//! | `tls`, `tls_defaults`, `certificates` | the TLS table: per service and NIC, the addresses and the certificate presented there (name, fingerprint); per service the default for any other address; once per certificate its subject, expiry and the names it answers for | the TLS tables step, Kamailio's `tls.cfg` |
 //! | `kamailio` | `kamailio.cfg` and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
 //! | `nics` | the NICs' declared host names and public addresses | the padlock check |
 //! | `provisioning` | the SIP/TLS host name and port, the web services URI, the app store links, and the key pins native documents carry | the documents served to phones |
@@ -34,7 +34,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::provisioning::ProvisioningSettings;
 use switchboard_domain::{
-    Candidate, CertFacts, CertName, Diagnostic, Facts, Hostname, NicName, NicSettings, PortRange,
+    Candidate, CertName, Diagnostic, Facts, Hostname, NicName, NicSettings, PortRange,
     ResolvedMatrix, ServiceId, Transport, validate,
 };
 
@@ -67,7 +67,11 @@ pub struct Plan {
     /// The certificate each TLS service presents on any address no NIC
     /// binding covers (loopback, an address added after the Update).
     #[serde(default)]
-    pub tls_defaults: BTreeMap<ServiceId, Presented>,
+    pub tls_defaults: BTreeMap<ServiceId, CertRef>,
+    /// What the certificates of the TLS table are, once each.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub certificates: BTreeMap<CertName, CertSummary>,
     /// Every socket a service listens on.
     #[serde(default)]
     pub sockets: Vec<Socket>,
@@ -87,34 +91,36 @@ fn version_one() -> u32 {
     1
 }
 
-/// A certificate as a TLS socket presents it.
+/// A certificate by name and fingerprint (the fingerprint tells a
+/// certificate deleted and imported again under the same name apart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Presented {
+pub struct CertRef {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cert: CertName,
     /// SHA-256 of the leaf, `AB:CD:...`.
     pub fingerprint: String,
-    #[serde(default)]
+}
+
+/// What a certificate of the plan is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CertSummary {
     pub subject: String,
     /// The leaf's notAfter, RFC 3339.
-    #[serde(default)]
     pub not_after: String,
     /// The names (SNI) and addresses the leaf is valid for.
-    #[serde(default)]
     pub names: Vec<String>,
 }
 
-impl Presented {
-    fn of(cert: &CertName, facts: &CertFacts) -> Presented {
-        Presented {
-            cert: cert.clone(),
-            fingerprint: facts.fingerprint.clone(),
-            subject: facts.subject.clone(),
-            not_after: facts.not_after.clone(),
-            names: facts.names.clone(),
-        }
-    }
+/// A certificate as a TLS socket presents it: what the diff shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Presented {
+    #[serde(flatten)]
+    pub cert: CertRef,
+    #[serde(flatten)]
+    pub summary: CertSummary,
 }
 
 /// "Service S on NIC N (addresses A) presents certificate C".
@@ -122,9 +128,10 @@ impl Presented {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TlsAssignment {
     pub service: ServiceId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub nic: NicName,
     #[serde(flatten)]
-    pub presented: Presented,
+    pub cert: CertRef,
     /// The NIC's addresses, where the certificate is presented.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
@@ -223,11 +230,13 @@ pub fn render(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
     let matrix = candidate.matrix.resolve(facts);
     let ruleset = nft::render(candidate, &matrix);
     let tls = tls_assignments(candidate, facts, &matrix);
+    let tls_defaults = tls_defaults(candidate, facts);
     let mut plan = Plan {
         version: PLAN_VERSION,
         ruleset,
         ports: ServiceId::all().map(|s| (s, candidate.port(s))).collect(),
-        tls_defaults: tls_defaults(candidate, facts),
+        certificates: certificates(facts, &tls, &tls_defaults),
+        tls_defaults,
         sockets: Vec::new(),
         nics: candidate.nics.clone(),
         provisioning: provisioning(candidate, facts, &tls),
@@ -259,19 +268,21 @@ impl Plan {
             return self;
         }
         let fresh = render(candidate, facts, context);
-        // A version-1 assignment lacks the addresses and the certificate's
-        // description: take them from the fresh rendering of the same cell.
+        // A version-1 assignment lacks its NIC's addresses: take them from
+        // the fresh rendering of the same cell.
         for a in &mut self.tls {
-            if let Some(f) = fresh.tls.iter().find(|f| {
-                f.service == a.service && f.nic == a.nic && f.presented.cert == a.presented.cert
-            }) {
+            if let Some(f) = fresh
+                .tls
+                .iter()
+                .find(|f| f.service == a.service && f.nic == a.nic)
+            {
                 a.addresses = f.addresses.clone();
-                a.presented = f.presented.clone();
             }
         }
         self.version = PLAN_VERSION;
         self.ports = fresh.ports;
         self.tls_defaults = fresh.tls_defaults;
+        self.certificates = certificates(facts, &self.tls, &self.tls_defaults);
         self.nics = fresh.nics;
         self.kamailio = fresh.kamailio;
         self.provisioning = Provisioning {
@@ -289,22 +300,23 @@ impl Plan {
         for s in &self.sockets {
             out.push(format!("listen {s} ({})", s.service));
         }
-        let cert = |p: &Presented| {
+        let cert = |c: &CertRef| {
+            let p = self.presented(c);
             format!(
                 "{} (SHA-256 {}, {}, expires {}, for {})",
-                p.cert,
-                p.fingerprint,
-                p.subject,
-                p.not_after,
-                if p.names.is_empty() {
+                c.cert,
+                c.fingerprint,
+                p.summary.subject,
+                p.summary.not_after,
+                if p.summary.names.is_empty() {
                     "no name".to_owned()
                 } else {
-                    p.names.join(", ")
+                    p.summary.names.join(", ")
                 }
             )
         };
-        for (service, p) in &self.tls_defaults {
-            out.push(format!("{service} (default): {}", cert(p)));
+        for (service, c) in &self.tls_defaults {
+            out.push(format!("{service} (default): {}", cert(c)));
         }
         for a in &self.tls {
             let addrs: Vec<String> = a.addresses.iter().map(ToString::to_string).collect();
@@ -313,7 +325,7 @@ impl Plan {
                 a.service,
                 a.nic,
                 addrs.join(", "),
-                cert(&a.presented)
+                cert(&a.cert)
             ));
         }
         for (nic, s) in &self.nics {
@@ -364,6 +376,14 @@ impl Plan {
         out
     }
 
+    /// `c` with what the plan knows of it.
+    pub fn presented(&self, c: &CertRef) -> Presented {
+        Presented {
+            cert: c.clone(),
+            summary: self.certificates.get(&c.cert).cloned().unwrap_or_default(),
+        }
+    }
+
     /// The sockets of switchboard's own HTTPS listeners.
     pub fn builtin_sockets(&self) -> impl Iterator<Item = &Socket> {
         self.sockets
@@ -400,7 +420,10 @@ fn tls_assignments(
             out.push(TlsAssignment {
                 service,
                 nic: nic.clone(),
-                presented: Presented::of(cert, c),
+                cert: CertRef {
+                    cert: cert.clone(),
+                    fingerprint: c.fingerprint.clone(),
+                },
                 addresses: n.addrs.iter().map(|a| a.addr).collect(),
             });
         }
@@ -408,14 +431,43 @@ fn tls_assignments(
     out
 }
 
-fn tls_defaults(candidate: &Candidate, facts: &Facts) -> BTreeMap<ServiceId, Presented> {
+fn tls_defaults(candidate: &Candidate, facts: &Facts) -> BTreeMap<ServiceId, CertRef> {
     candidate
         .bindings
         .defaults
         .iter()
         .filter_map(|(service, cert)| {
             let c = facts.certificates.get(cert)?;
-            Some((*service, Presented::of(cert, c)))
+            Some((
+                *service,
+                CertRef {
+                    cert: cert.clone(),
+                    fingerprint: c.fingerprint.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What the certificates the TLS table names are.
+fn certificates(
+    facts: &Facts,
+    tls: &[TlsAssignment],
+    defaults: &BTreeMap<ServiceId, CertRef>,
+) -> BTreeMap<CertName, CertSummary> {
+    tls.iter()
+        .map(|a| &a.cert.cert)
+        .chain(defaults.values().map(|c| &c.cert))
+        .filter_map(|name| {
+            let f = facts.certificates.get(name)?;
+            Some((
+                name.clone(),
+                CertSummary {
+                    subject: f.subject.clone(),
+                    not_after: f.not_after.clone(),
+                    names: f.names.clone(),
+                },
+            ))
         })
         .collect()
 }
@@ -424,7 +476,7 @@ fn tls_defaults(candidate: &Candidate, facts: &Facts) -> BTreeMap<ServiceId, Pre
 fn pins(facts: &Facts, tls: &[TlsAssignment]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for a in tls.iter().filter(|a| a.service == ServiceId::SipTls) {
-        if let Some(c) = facts.certificates.get(&a.presented.cert)
+        if let Some(c) = facts.certificates.get(&a.cert.cert)
             && !c.pin.is_empty()
             && !out.contains(&c.pin)
         {

@@ -196,8 +196,8 @@ fn a_certificate_change_names_both_certificates_and_the_pins() {
         (ServiceId::SipTls, Some(&name("wan0")))
     );
     assert_ne!(
-        t.from.as_ref().map(|p| &p.fingerprint),
-        t.to.as_ref().map(|p| &p.fingerprint)
+        t.from.as_ref().map(|p| &p.cert.fingerprint),
+        t.to.as_ref().map(|p| &p.cert.fingerprint)
     );
     assert!(d.notes.iter().any(|n| n.code == "pins-rotated"));
     expect_file!["../test_data/diff-certificate.json"]
@@ -272,7 +272,7 @@ fn a_version_1_plan_is_completed_from_its_candidate() {
         "ruleset": fresh.ruleset,
         "tls": fresh.tls.iter().map(|a| serde_json::json!({
             "service": a.service, "nic": a.nic,
-            "cert": a.presented.cert, "fingerprint": a.presented.fingerprint,
+            "cert": a.cert.cert, "fingerprint": a.cert.fingerprint,
         })).collect::<Vec<_>>(),
     });
     let old: Plan = serde_json::from_value(v1.take()).expect("a version-1 plan reads");
