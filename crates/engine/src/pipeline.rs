@@ -61,7 +61,7 @@ impl Engine {
         for &step in steps {
             done.push(step);
             let result = match self.step(step, store, facts, to, binding).await {
-                Ok(_) if from != to && failpoint::step_fails(step.name()) => {
+                Ok(_) if failpoint::step_fails(step.name()) && from != to => {
                     Err("verification failed (injected by SWITCHBOARD_FAIL_STEP)".to_owned())
                 }
                 other => other,

@@ -10,7 +10,7 @@ use switchboard_plan::Plan;
 use switchboard_plan::kamailio::{Env, KamailioConfig, Paths};
 use switchboard_provision::Realm;
 use switchboard_store::Store;
-use switchboard_system::files::{create_private_dir, write_atomic};
+use switchboard_system::files::{create_private_dir, write_atomic, write_if_changed};
 use switchboard_system::kamailio::{self, KamailioState, Subscriber, Supervisor};
 use tracing::{info, warn};
 
@@ -136,13 +136,13 @@ impl Sip {
                 name: name.clone(),
                 why: "it has no private key".into(),
             })?;
-            write_atomic(
+            write_if_changed(
                 &self.dir.join("certs").join(format!("{name}.pem")),
                 c.chain_pem.as_bytes(),
                 0o644,
             )
             .map_err(system)?;
-            write_atomic(
+            write_if_changed(
                 &self.dir.join(KEYS_DIR).join(format!("{name}.key")),
                 key.expose_secret().as_bytes(),
                 0o600,

@@ -455,9 +455,13 @@ fn certificates(
     tls: &[TlsAssignment],
     defaults: &BTreeMap<ServiceId, CertRef>,
 ) -> BTreeMap<CertName, CertSummary> {
-    tls.iter()
+    let names: std::collections::BTreeSet<&CertName> = tls
+        .iter()
         .map(|a| &a.cert.cert)
         .chain(defaults.values().map(|c| &c.cert))
+        .collect();
+    names
+        .into_iter()
         .filter_map(|name| {
             let f = facts.certificates.get(name)?;
             Some((

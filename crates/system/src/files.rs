@@ -1,5 +1,6 @@
 //! Writing the files other programs read, atomically: a reader sees the
-//! old file or the new one, never half of one, even across a power cut.
+//! old file or the new one, never half of one, even across a power cut
+//! (and not at all when they already hold what would be written).
 //! Narrowing the modes of files and directories that hold secrets.
 
 use std::io::Write as _;
@@ -34,6 +35,21 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
     drop(f);
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// [`write_atomic`], unless `path` already holds exactly `contents` with
+/// `mode` (then nothing is written or synced). Returns whether it wrote.
+pub fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<bool> {
+    let same = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file() && m.permissions().mode() & 0o7777 == mode)
+        .filter(|m| m.len() == contents.len() as u64)
+        .and_then(|_| std::fs::read(path).ok())
+        .is_some_and(|old| old == contents);
+    if same {
+        return Ok(false);
+    }
+    write_atomic(path, contents, mode).map(|()| true)
 }
 
 /// A file or directory whose permission bits were narrowed.
@@ -195,5 +211,25 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+}
+
+#[cfg(test)]
+mod write_if_changed_tests {
+    use super::*;
+
+    #[test]
+    fn the_same_contents_and_mode_are_not_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("a.pem");
+        assert!(write_if_changed(&f, b"one", 0o644).expect("write"));
+        let inode =
+            |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("meta"));
+        let first = inode(&f);
+        assert!(!write_if_changed(&f, b"one", 0o644).expect("same"));
+        assert_eq!(inode(&f), first, "not replaced");
+        assert!(write_if_changed(&f, b"two", 0o644).expect("other contents"));
+        assert!(write_if_changed(&f, b"two", 0o600).expect("other mode"));
+        assert_eq!(std::fs::read(&f).expect("read"), b"two");
     }
 }
