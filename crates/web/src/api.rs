@@ -112,7 +112,9 @@ pub struct NotAudited;
 /// the [`Requester`] extension (actor `unknown` without one), `METHOD
 /// /path` (never the body or the query string) and the outcome, the status
 /// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
-/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out.
+/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out,
+/// and so are requests whose body did not arrive in time
+/// ([`crate::https::BodyDeadline`]: refused before they changed anything).
 /// A failed audit write is logged; the answer is sent all the same.
 pub async fn audit_changes(
     State(engine): State<Arc<Engine>>,
@@ -132,8 +134,13 @@ pub async fn audit_changes(
             arrival: None,
         });
     let action = format!("{} {}", req.method(), req.uri().path());
+    let deadline = req
+        .extensions()
+        .get::<crate::https::BodyDeadline>()
+        .cloned();
     let response = next.run(req).await;
-    if response.extensions().get::<NotAudited>().is_some() {
+    let body_too_slow = deadline.is_some_and(|d| d.passed());
+    if response.extensions().get::<NotAudited>().is_some() || body_too_slow {
         return response;
     }
     let outcome = match response.extensions().get::<ErrorCode>() {

@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 mod hygiene;
 pub(crate) use hygiene::announced_too_large;
 use hygiene::{AddressPermit, PerAddress, TimedBody};
-pub use hygiene::{BODY_GRACE, MAX_PER_ADDRESS, MIN_BODY_RATE};
+pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -695,6 +695,9 @@ async fn answer(
     let expired = Arc::new(AtomicBool::new(false));
     let mut request = request.map(|body| TimedBody::new(body, expired.clone()));
     request.extensions_mut().insert(ConnectInfo(peer));
+    request
+        .extensions_mut()
+        .insert(BodyDeadline(expired.clone()));
     let response = app.call(request).await?;
     if expired.load(Ordering::Relaxed) {
         debug!("the request body did not arrive in time: 408");

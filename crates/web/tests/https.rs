@@ -1004,7 +1004,7 @@ async fn a_flood_of_slow_bodies_from_one_address_is_limited_and_answered_408_whi
     let listeners = Listeners::new([(
         ServiceId::Console,
         table(only_a),
-        switchboard_web::console::router(engine),
+        switchboard_web::console::router(engine.clone()),
     )]);
     let [port] = free_ports();
     listeners.listen(&[console(port)]).await.expect("binds");
@@ -1050,6 +1050,12 @@ async fn a_flood_of_slow_bodies_from_one_address_is_limited_and_answered_408_whi
         }
     }
     let flood_answered = flood_started.elapsed();
+    // Refused before it could change anything: not a row in the audit log.
+    let audit = engine.audit_log(1000).await.expect("the audit log");
+    assert!(
+        audit.iter().all(|row| row.action != "POST /login"),
+        "{audit:?}"
+    );
     assert_eq!(
         timed_out, MAX_PER_ADDRESS,
         "admitted from the flooding address"

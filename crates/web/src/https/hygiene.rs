@@ -123,6 +123,19 @@ pub(crate) struct TimedBody<B> {
     expired: Arc<AtomicBool>,
 }
 
+/// A request extension: whether the request's body missed its deadline
+/// (then its answer is replaced by 408, and it is not audited: it was
+/// refused before it could change anything).
+#[derive(Debug, Clone)]
+pub struct BodyDeadline(pub(crate) Arc<AtomicBool>);
+
+impl BodyDeadline {
+    /// The body did not arrive in time.
+    pub fn passed(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The body stopped arriving fast enough.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
