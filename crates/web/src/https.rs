@@ -59,7 +59,9 @@
 //! `http/1.1` (or empty). Handshake and connection errors are logged at
 //! debug level only, with the peer's addresses, never key material. One
 //! port serves one service (every address): two services cannot share a
-//! port, even on different NICs. A client connecting in the microseconds
+//! port, even on different NICs. The limits are constants. A 413 is followed by a close
+//! without lingering: a client still sending its body may see a reset
+//! instead of the answer. A client connecting in the microseconds
 //! between a retired socket's last accept and its close is reset.
 
 use std::collections::{BTreeMap, BTreeSet};
