@@ -140,6 +140,7 @@ async fn probe(tls: &TlsConnector, addr: SocketAddr, n: usize) -> Vec<Duration> 
             .write_all(b"GET /login HTTP/1.1\r\nhost: bench.test\r\nconnection: close\r\n\r\n")
             .await
             .expect("sends");
+        stream.flush().await.expect("sends");
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer).await;
         assert!(
@@ -182,6 +183,7 @@ fn burst(target: SocketAddr) {
                                 content-length: 65536\r\n\r\n";
                     stream.write_all(head.as_bytes()).await.ok()?;
                     stream.write_all(&[b'x'; 16 * 1024]).await.ok()?;
+                    stream.flush().await.ok()?;
                     Some(stream)
                 })
             })

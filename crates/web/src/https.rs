@@ -71,12 +71,6 @@ use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-mod hygiene;
-pub(crate) use hygiene::announced_too_large;
-use hygiene::{AddressPermit, PerAddress, TimedBody};
-pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
-
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -98,6 +92,11 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
+
+mod hygiene;
+pub(crate) use hygiene::announced_too_large;
+use hygiene::{AddressPermit, PerAddress, TimedBody};
+pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -515,7 +515,16 @@ async fn a_connection_to_an_address_without_a_certificate_is_closed() {
     let err = handshake(&pki.client(), server.addrs[1], "b.test")
         .await
         .expect_err("nothing to present on 127.0.0.2");
-    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    // Closed without a handshake: a FIN, or a reset when the server closed
+    // after the ClientHello had arrived (it is never read), as on a busy
+    // machine.
+    assert!(
+        matches!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
     Client::connect(&pki.client(), server.addrs[0], "a.test")
         .await
         .expect("127.0.0.1 still serves");
@@ -928,6 +937,8 @@ async fn handshake_from(
 async fn exchange(tls: &TlsConnector, from: &str, addr: SocketAddr, request: &str) -> String {
     let mut stream = handshake_from(tls, from, addr).await.expect("connects");
     stream.write_all(request.as_bytes()).await.expect("sends");
+    // What TLS could not write yet waits in the stream until flushed.
+    stream.flush().await.expect("sends");
     let mut answer = Vec::new();
     // A reset after the answer (the server closed with unread input) is fine.
     let _ = stream.read_to_end(&mut answer).await;
@@ -987,6 +998,7 @@ async fn slow_login(
     let head = "POST /login HTTP/1.1\r\nhost: a.test\r\n\
                 content-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nu";
     stream.write_all(head.as_bytes()).await.expect("sends");
+    stream.flush().await.expect("sends");
     holding.send(()).await.ok();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer).await;
@@ -1118,7 +1130,7 @@ async fn a_body_announced_over_the_limit_is_refused_at_once_and_a_slow_one_gets_
         .expect("sends");
     let dribble = async {
         for _ in 0..100 {
-            if stream.write_all(b"x").await.is_err() {
+            if stream.write_all(b"x").await.is_err() || stream.flush().await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
