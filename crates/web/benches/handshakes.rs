@@ -19,7 +19,8 @@
 //!
 //! **The load.** One client, the same for both servers: a Tokio runtime
 //! with 2 worker threads in this process, 32 connections at a time, each a
-//! new TCP connection and a full handshake (TLS 1.3, X25519 only, one
+//! new TCP connection (from 8 loopback source addresses in turn, as the
+//! listener admits at most 32 per address) and a full handshake (TLS 1.3, X25519 only, one
 //! cipher suite, no resumption, no ALPN), then close_notify, waiting for
 //! the server to close. To leave the cores to the servers, the load
 //! clients do not verify the certificate: one verifying client per server
@@ -34,8 +35,9 @@
 mod common;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -47,7 +49,7 @@ use common::{
 };
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
@@ -138,10 +140,12 @@ async fn handshakes(
     let deadline = Instant::now() + time;
     let connector = connector.clone();
     let name = ServerName::try_from(NAME).expect("a valid name");
+    let count = Arc::new(AtomicUsize::new(0));
     load("handshakes", server_cpu, move || {
         let (connector, name) = (connector.clone(), name.clone());
+        let from = source(count.fetch_add(1, Ordering::Relaxed));
         (Instant::now() < deadline).then_some(async move {
-            handshake(&connector, addr, name)
+            handshake(&connector, from, addr, name)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -149,16 +153,31 @@ async fn handshakes(
     .await
 }
 
+/// The source address of the `i`-th connection: [`SOURCES`] addresses in
+/// 127.0.2.0/24 (all loopback) in turn, so that the load's connections,
+/// some of them still closing on the server's side, stay well under the
+/// listener's limit per client address.
+fn source(i: usize) -> IpAddr {
+    let host = u8::try_from(1 + i % SOURCES).unwrap_or(1);
+    IpAddr::V4(Ipv4Addr::new(127, 0, 2, host))
+}
+
+/// Addresses the load's connections come from.
+const SOURCES: usize = 8;
+
 /// A new connection, a full handshake, close_notify, and the server's
 /// close (after its session tickets, if it sends any). nginx answers a
 /// close_notify by closing without one of its own: that is a clean close
 /// here too.
 async fn handshake(
     connector: &TlsConnector,
+    from: IpAddr,
     addr: SocketAddr,
     name: ServerName<'static>,
 ) -> io::Result<()> {
-    let tcp = TcpStream::connect(addr).await?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut tls = connector.connect(name, tcp).await?;
     tls.shutdown().await?;

@@ -69,16 +69,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revisions))
         .routes(routes!(revision))
         .routes(routes!(firewall))
-        .routes(routes!(certs, import_cert).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .routes(routes!(certs, import_cert).layer(body_limit(MAX_UPLOAD_BODY)))
         .routes(routes!(cert, delete_cert))
         .routes(routes!(bind))
         .routes(routes!(unbind))
-        .routes(routes!(cas, add_cas).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .routes(routes!(cas, add_cas).layer(body_limit(MAX_UPLOAD_BODY)))
         .routes(routes!(set_nic))
         .routes(routes!(padlock))
         .routes(routes!(accounts, add_account))
         .routes(routes!(account, update_account, delete_account))
-        .routes(routes!(import_accounts).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY * 2)))
+        .routes(routes!(import_accounts).layer(body_limit(MAX_UPLOAD_BODY * 2)))
         .routes(routes!(set_provisioning))
         .routes(routes!(activate))
         .routes(routes!(revoke))
@@ -92,7 +92,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let (api, _) = routes().split_for_parts();
     api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(body_limit(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             engine.clone(),
             audit_changes,
@@ -112,7 +112,9 @@ pub struct NotAudited;
 /// the [`Requester`] extension (actor `unknown` without one), `METHOD
 /// /path` (never the body or the query string) and the outcome, the status
 /// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
-/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out.
+/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out,
+/// and so are requests whose body did not arrive in time
+/// ([`crate::https::BodyDeadline`]: refused before they changed anything).
 /// A failed audit write is logged; the answer is sent all the same.
 pub async fn audit_changes(
     State(engine): State<Arc<Engine>>,
@@ -132,8 +134,13 @@ pub async fn audit_changes(
             arrival: None,
         });
     let action = format!("{} {}", req.method(), req.uri().path());
+    let deadline = req
+        .extensions()
+        .get::<crate::https::BodyDeadline>()
+        .cloned();
     let response = next.run(req).await;
-    if response.extensions().get::<NotAudited>().is_some() {
+    let body_too_slow = deadline.is_some_and(|d| d.passed());
+    if response.extensions().get::<NotAudited>().is_some() || body_too_slow {
         return response;
     }
     let outcome = match response.extensions().get::<ErrorCode>() {
@@ -146,10 +153,72 @@ pub async fn audit_changes(
     response
 }
 
-/// `Json`, with our error document on rejection.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// The body limit of a route (the innermost layer's wins): axum's
+/// [`DefaultBodyLimit`] while a body is read, and [`WithinLimit`] for the
+/// body a request announces, refused before it is read.
+fn body_limit(
+    max: usize,
+) -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        axum::Extension<BodyLimit>,
+        tower::layer::util::Stack<DefaultBodyLimit, tower::layer::util::Identity>,
+    >,
+> {
+    tower::ServiceBuilder::new()
+        .layer(DefaultBodyLimit::max(max))
+        .layer(axum::Extension(BodyLimit(max)))
+}
+
+/// The largest body the route accepts (a request extension).
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
+/// A request whose `Content-Length` is within its route's limit: one over
+/// it is answered 413 at once, before a byte of its body is read.
+struct WithinLimit;
+
+impl<S: Send + Sync> FromRequestParts<S> for WithinLimit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let BodyLimit(limit) = parts
+            .extensions
+            .get::<BodyLimit>()
+            .copied()
+            .unwrap_or(BodyLimit(MAX_BODY));
+        match crate::https::announced_too_large(&parts.headers, limit) {
+            None => Ok(WithinLimit),
+            Some(announced) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "the request announces {announced} bytes; this route reads at most {limit}"
+                ),
+                "requests are at most 64 KiB (certificate uploads 1 MiB, account files 2 MiB)",
+            )),
+        }
+    }
+}
+
+/// `Json`, with our error document on rejection; a body announced over the
+/// route's limit is refused before it is read ([`WithinLimit`]).
 struct Body<T>(T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        WithinLimit::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Body(value))
+    }
+}
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
@@ -1035,6 +1104,7 @@ fn password_body(
 async fn admin_password(
     State(e): State<AppState>,
     Requester(origin): Requester,
+    _: WithinLimit,
     body: Result<axum::Json<PasswordRequest>, JsonRejection>,
 ) -> ApiResult {
     let r = password_body(body)?;

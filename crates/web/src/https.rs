@@ -21,13 +21,31 @@
 //! client, and the local address it reached (the anti-lockout rule needs
 //! the arrival address).
 //!
-//! **Limits.** The TLS handshake must finish within 10 s and each request
-//! head arrive within 30 s (which also closes a kept-alive connection idle
-//! for 30 s), so a silent client cannot hold a connection. At most 1,024
-//! connections at once across all listeners; beyond that the kernel's
-//! backlog holds new ones until one ends. The failure of one connection
-//! (handshake, protocol, even a panicking handler) ends only that
-//! connection.
+//! **Limits** ([`hygiene`] has the per-client ones), so that a client,
+//! or many clients from one address, cannot take the service from others:
+//!
+//! - at most [`MAX_PER_ADDRESS`] connections at once per client address
+//!   (IPv6: per /64) and service; a connection beyond that is closed as
+//!   soon as it is accepted;
+//! - at most 1,024 connections at once across all listeners; beyond that
+//!   the kernel's backlog holds new ones until one ends;
+//! - the TLS handshake must finish within 10 s and each request head
+//!   arrive within 30 s, which also closes a kept-alive connection idle
+//!   for 30 s;
+//! - a request body must arrive within [`BODY_GRACE`] (10 s), or at least
+//!   at [`MIN_BODY_RATE`] (1 KiB/s) counted from the end of that grace:
+//!   a slower one, or one that announced more than it sends, is answered
+//!   `408` and the connection closed;
+//! - a request announcing a `Content-Length` over [`MAX_REQUEST_BODY`] is
+//!   answered `413` at once, before its body is read (routes with smaller
+//!   limits refuse theirs the same way, see [`crate::api`]);
+//! - the buffer hyper reads a connection into is bounded
+//!   ([`MAX_BUFFER`]), and no table grows with anything but the
+//!   connections open, so memory taken by a burst of connections is given
+//!   back when they end.
+//!
+//! The failure of one connection (handshake, protocol, even a panicking
+//! handler) ends only that connection.
 //!
 //! **Stopping.** A socket no longer wanted (its port moved) closes at once;
 //! its connections finish the request in flight (a connection still in its
@@ -41,7 +59,9 @@
 //! `http/1.1` (or empty). Handshake and connection errors are logged at
 //! debug level only, with the peer's addresses, never key material. One
 //! port serves one service (every address): two services cannot share a
-//! port, even on different NICs. A client connecting in the microseconds
+//! port, even on different NICs. The limits are constants. A 413 is followed by a close
+//! without lingering: a client still sending its body may see a reset
+//! instead of the answer. A client connecting in the microseconds
 //! between a retired socket's last accept and its close is reset.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +76,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
@@ -72,6 +93,11 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
 
+mod hygiene;
+pub(crate) use hygiene::announced_too_large;
+use hygiene::{AddressPermit, PerAddress, TimedBody};
+pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
+
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send a request head, or a kept-alive
@@ -79,6 +105,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once, across all listeners.
 const MAX_CONNECTIONS: usize = 1024;
+/// The largest request body any built-in service reads (the console's
+/// account file import); a larger announced body is refused at once.
+pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024 + 64 * 1024;
+/// The most hyper buffers of a connection's input: a request head must fit.
+pub const MAX_BUFFER: usize = 64 * 1024;
 /// How long the connections of a stopped listener have to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pending connections the kernel queues per listener.
@@ -116,6 +147,8 @@ pub struct Listeners {
 struct Site {
     table: Arc<CertTable>,
     app: Router,
+    /// Connections per client address, across this service's sockets.
+    per_address: Arc<PerAddress>,
 }
 
 #[derive(Default)]
@@ -139,7 +172,17 @@ impl Listeners {
         Listeners {
             services: services
                 .into_iter()
-                .map(|(service, table, app)| (service, Site { table, app }))
+                .map(|(service, table, app)| {
+                    let per_address = PerAddress::new(MAX_PER_ADDRESS);
+                    (
+                        service,
+                        Site {
+                            table,
+                            app,
+                            per_address,
+                        },
+                    )
+                })
                 .collect(),
             http: http(),
             permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -224,6 +267,7 @@ impl Listeners {
             app: site.app.clone(),
             http: self.http.clone(),
             permits: self.permits.clone(),
+            per_address: site.per_address.clone(),
             stop: stopped,
         };
         info!(service = %socket.service, port = socket.port, "HTTPS listening on every address");
@@ -336,6 +380,7 @@ pub async fn serve_https(
         app,
         http: http(),
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        per_address: PerAddress::new(MAX_PER_ADDRESS),
         stop,
     };
     let mut accept_loops = JoinSet::new();
@@ -355,13 +400,14 @@ pub async fn serve_https(
     Ok(())
 }
 
-/// HTTP/1.1, with the request head timeout. A client may close its
-/// sending side (TLS close_notify, then FIN) once its request is sent: it
-/// is still answered.
+/// HTTP/1.1, with the request head timeout and a bounded read buffer. A
+/// client may close its sending side (TLS close_notify, then FIN) once its
+/// request is sent: it is still answered.
 fn http() -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
         .half_close(true);
     http
 }
@@ -386,6 +432,7 @@ struct Shared {
     app: Router,
     http: http1::Builder,
     permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     stop: watch::Receiver<Stop>,
 }
 
@@ -398,7 +445,9 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
             why = stopping(&mut stop) => break why,
             Some(done) = connections.join_next() => report(done),
             (stream, remote, permit) = accept(&listener, &shared.permits) => {
-                connections.spawn(connection(stream, remote, permit, shared.clone()));
+                if let Some(admitted) = admit(&shared, remote) {
+                    connections.spawn(connection(stream, remote, (permit, admitted), shared.clone()));
+                }
             }
         }
     };
@@ -408,7 +457,14 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
         for (stream, remote) in adopt_backlog(listener) {
             match shared.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    connections.spawn(connection(stream, remote, permit, shared.clone()));
+                    if let Some(admitted) = admit(&shared, remote) {
+                        connections.spawn(connection(
+                            stream,
+                            remote,
+                            (permit, admitted),
+                            shared.clone(),
+                        ));
+                    }
                 }
                 Err(_) => debug!(%remote, "no room for a connection waiting in the backlog"),
             }
@@ -490,6 +546,16 @@ async fn accept(
     }
 }
 
+/// A permit for a connection from `remote`, or none when its address has
+/// as many open as it may (the caller drops the connection: closed).
+fn admit(shared: &Shared, remote: SocketAddr) -> Option<AddressPermit> {
+    let admitted = shared.per_address.admit(remote.ip());
+    if admitted.is_none() {
+        debug!(%remote, limit = MAX_PER_ADDRESS, "too many connections from this address: closed");
+    }
+    admitted
+}
+
 fn is_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -499,11 +565,11 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Holds its `permit` until the connection ends.
+/// Holds its permits (global, per address) until the connection ends.
 async fn connection(
     stream: TcpStream,
     remote: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, AddressPermit),
     shared: Shared,
 ) {
     let local = match stream.local_addr() {
@@ -563,13 +629,12 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
     let requested = Arc::new(AtomicBool::new(false));
     let service = {
         let (requested, stop) = (requested.clone(), stop.clone());
-        service_fn(move |mut request: Request<Incoming>| {
+        service_fn(move |request: Request<Incoming>| {
             requested.store(true, Ordering::Relaxed);
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let response = app.clone().call(request);
+            let app = app.clone();
             let stop = stop.clone();
             async move {
-                let mut response = response.await?;
+                let Ok(mut response) = answer(app, request, peer).await;
                 // Once the socket stopped, a response is the connection's last.
                 if *stop.borrow() != Stop::Serving {
                     response
@@ -612,6 +677,34 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         Ok(()) => debug!("connection closed"),
         Err(e) => debug!(error = %e, "connection closed"),
     }
+}
+
+/// `app`'s answer to `request`, unless its announced body is too large
+/// (413 at once) or its body does not arrive in time (408).
+async fn answer(
+    mut app: Router,
+    request: Request<Incoming>,
+    peer: HttpsPeer,
+) -> Result<Response, Infallible> {
+    if let Some(announced) = hygiene::announced_too_large(request.headers(), MAX_REQUEST_BODY) {
+        debug!(
+            announced,
+            "the request announces a body over the limit: 413"
+        );
+        return Ok(hygiene::too_large(MAX_REQUEST_BODY));
+    }
+    let expired = Arc::new(AtomicBool::new(false));
+    let mut request = request.map(|body| TimedBody::new(body, expired.clone()));
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+        .extensions_mut()
+        .insert(BodyDeadline(expired.clone()));
+    let response = app.call(request).await?;
+    if expired.load(Ordering::Relaxed) {
+        debug!("the request body did not arrive in time: 408");
+        return Ok(hygiene::body_timeout());
+    }
+    Ok(response)
 }
 
 /// Resolves when the socket stops serving, saying why (a server gone is a

@@ -14,7 +14,9 @@
 //!   hold for the local address each connection arrived on, swapped by
 //!   Updates without restarting anything; [`https::Listeners`] move to the
 //!   ports of each revision the engine installs, the new one bound before
-//!   the old one stops accepting.
+//!   the old one stops accepting. Each listener limits what one client
+//!   costs: connections per address, the time and rate of request heads
+//!   and bodies, the size of what is buffered (see [`https`]).
 //! - [`console`]: the HTTPS management console: sign-in, sessions, CSRF,
 //!   security headers, the pages (askama templates) and the same JSON API
 //!   behind a session; [`map`] draws its SVG map of the appliance, [`qr`]

@@ -13,8 +13,8 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use switchboard_engine::{Engine, Origin};
-use switchboard_web::console;
 use switchboard_web::https::HttpsPeer;
+use switchboard_web::{api, console};
 use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -1305,5 +1305,54 @@ async fn a_console_port_change_is_reviewed_and_sends_the_browser_to_the_new_port
             .expire_pending(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
             .await
             .expect("rolled back");
+    }
+}
+
+/// A request announcing a JSON body of `length` bytes that never sends a
+/// byte of it (a client that stopped), with `b`'s session and CSRF token.
+fn never_sent(b: &Browser, path: &str, length: usize) -> Request<Body> {
+    let body = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+    let session = b.session.as_deref().unwrap_or("");
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, length.to_string())
+        .header(
+            header::COOKIE,
+            format!("{}={session}", console::session::SESSION_COOKIE),
+        )
+        .header("x-csrf-token", b.csrf.as_deref().unwrap_or(""))
+        .body(body)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_announced_over_the_routes_limit_is_refused_before_it_is_read() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    // 64 KiB for the API's routes, 1 MiB for a certificate, 2 MiB for an
+    // account file: one byte more is refused, though none has arrived.
+    for (path, limit) in [
+        ("/v1/matrix/allow", api::MAX_BODY),
+        ("/v1/certs", api::MAX_UPLOAD_BODY),
+        ("/v1/accounts/import", 2 * api::MAX_UPLOAD_BODY),
+        ("/v1/admin/password", api::MAX_BODY),
+    ] {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c.send_over("192.0.2.2:40000", b.opened, never_sent(&b, path, limit + 1)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path}: no answer while the body is missing"));
+        assert_eq!(
+            answer.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains("\"too-large\""),
+            "{path}: {}",
+            answer.body
+        );
     }
 }

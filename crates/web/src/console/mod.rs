@@ -57,6 +57,8 @@ type St = Arc<Console>;
 
 /// The largest request body the console reads (an account CSV import).
 const MAX_CONSOLE_BODY: usize = 2 * api::MAX_UPLOAD_BODY + 64 * 1024;
+// A larger body is refused by the listener before it is read.
+const _: () = assert!(MAX_CONSOLE_BODY <= crate::https::MAX_REQUEST_BODY);
 
 /// The console listener's routes: pages, static assets, the OpenAPI
 /// document and the JSON API.
