@@ -14,6 +14,9 @@
 //!   store has it on disk.
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
+//! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
+//!   bounded [`cpu`] pool, never on an async worker and never under the
+//!   lock; a caller dropped meanwhile writes nothing.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio restart, a firewall load) delays reads too. The firewall is
