@@ -1053,6 +1053,32 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_upload_holds_at_most_max_ca_certificates() {
+        let pki = pki();
+        let many = [
+            pki.root.pem(),
+            junk_blocks("CERTIFICATE", MAX_CA_CERTIFICATES),
+        ]
+        .concat();
+        assert_eq!(
+            read_certificates(many.as_bytes()).expect_err("refused"),
+            ImportError::TooManyCertificates {
+                found: MAX_CA_CERTIFICATES + 1,
+                max: MAX_CA_CERTIFICATES
+            }
+        );
+        let roots: String = (0..MAX_CERTIFICATES + 1)
+            .map(|i| Ca::root(&format!("Root {i}")).pem())
+            .collect();
+        assert_eq!(
+            read_certificates(roots.as_bytes())
+                .expect("more CAs than an import holds")
+                .len(),
+            MAX_CERTIFICATES + 1
+        );
+    }
+
+    #[test]
     fn more_than_max_keys_are_refused_before_any_is_parsed() {
         let pki = pki();
         let text = [pki.leaf.pem(), junk_blocks("PRIVATE KEY", MAX_KEYS + 1)].concat();
