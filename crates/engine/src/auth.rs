@@ -1,9 +1,9 @@
 //! The console's administrators and the audit log.
 //!
 //! - Passwords are kept as argon2id PHC strings (OWASP parameters: 19 MiB,
-//!   2 passes, 1 lane), never in clear and never logged. Hashing runs on
-//!   the blocking pool, at most [`MAX_CONCURRENT_HASHES`] at a time, and
-//!   never while the store's lock is held.
+//!   2 passes, 1 lane), never in clear and never logged. Hashing runs in
+//!   the engine's bounded CPU pool ([`crate::cpu`]), never on an async
+//!   worker and never while the store's lock is held.
 //! - An unknown administrator is checked against a dummy hash with the same
 //!   parameters, so a wrong name costs what a wrong password costs.
 //! - At first start [`Engine::ensure_admin`] creates `admin` with a
@@ -18,11 +18,11 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use jiff::Timestamp;
 use switchboard_store::NewAudit;
-use tokio::sync::Semaphore;
 use tracing::info;
 use zeroize::Zeroizing;
 
 use crate::accounts::random;
+use crate::cpu::CpuPool;
 use crate::views::AuditView;
 use crate::{Engine, EngineError, InputError, Origin, Result};
 
@@ -36,8 +36,6 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 pub const MAX_ADMIN_NAME: usize = 32;
 /// Audit texts (actor, address, action, outcome) are cut to this many characters.
 pub const MAX_AUDIT_TEXT: usize = 300;
-/// Password hashes computed at the same time (each takes 19 MiB).
-pub const MAX_CONCURRENT_HASHES: usize = 2;
 
 /// argon2id, OWASP's parameters: m = 19456 KiB, t = 2, p = 1.
 const M_COST_KIB: u32 = 19_456;
@@ -54,51 +52,38 @@ const ALPHABET: &[u8; 32] = b"23456789abcdefghijkmnpqrstuvwxyz";
 /// 24 symbols: 120 bits, written in groups of 4 (`xxxx-xxxx-...`).
 const GENERATED_SYMBOLS: usize = 24;
 
-static HASHING: Semaphore = Semaphore::const_new(MAX_CONCURRENT_HASHES);
-
 fn hasher() -> Result<Argon2<'static>> {
     let params = Params::new(M_COST_KIB, T_COST, P_COST, None)
         .map_err(|e| EngineError::System(format!("argon2 parameters: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Run `f` (a hash computation) on the blocking pool, within the limit.
-async fn hashing<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let _permit = HASHING
-        .acquire()
-        .await
-        .map_err(|_| EngineError::System("the password hashing queue is closed".into()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::System(format!("password hashing failed: {e}")))?
-}
-
 /// The PHC string of `password`, with a fresh 16-byte salt.
-async fn hash(password: &str) -> Result<String> {
+async fn hash(cpu: &CpuPool, password: &str) -> Result<String> {
     let salt: [u8; 16] = random()?;
     let password = Zeroizing::new(password.to_owned());
-    hashing(move || {
+    cpu.run("password hashing", move || {
         hasher()?
             .hash_password_with_salt(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| EngineError::System(format!("password hashing failed: {e}")))
     })
-    .await
+    .await?
 }
 
 /// Whether `password` matches the PHC string `phc`.
-async fn matches(phc: String, password: &str) -> Result<bool> {
+async fn matches(cpu: &CpuPool, phc: String, password: &str) -> Result<bool> {
     let password = Zeroizing::new(password.to_owned());
-    hashing(
-        move || match hasher()?.verify_password(password.as_bytes(), phc.as_str()) {
+    cpu.run("password check", move || {
+        match hasher()?.verify_password(password.as_bytes(), phc.as_str()) {
             Ok(()) => Ok(true),
             Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
             Err(e) => Err(EngineError::System(format!(
                 "a stored administrator password hash is unreadable: {e}"
             ))),
-        },
-    )
-    .await
+        }
+    })
+    .await?
 }
 
 /// A valid administrator name: 1 to 32 characters of `[a-z0-9._-]`.
@@ -160,7 +145,7 @@ impl Engine {
             return Ok(None);
         }
         let password = generate_password()?;
-        let phc = hash(&password).await?;
+        let phc = hash(&self.cpu, &password).await?;
         let mut store = self.store.lock().await;
         if store.any_admin()? {
             return Ok(None);
@@ -175,7 +160,12 @@ impl Engine {
     pub async fn verify_password(&self, username: &str, password: &str) -> Result<bool> {
         let stored = self.store.lock().await.admin_hash(username)?;
         let known = stored.is_some();
-        let ok = matches(stored.unwrap_or_else(|| DUMMY_HASH.to_owned()), password).await?;
+        let ok = matches(
+            &self.cpu,
+            stored.unwrap_or_else(|| DUMMY_HASH.to_owned()),
+            password,
+        )
+        .await?;
         Ok(known && ok)
     }
 
@@ -190,7 +180,7 @@ impl Engine {
     ) -> Result<()> {
         let username = admin_name(username)?;
         check_password_policy(password)?;
-        let phc = hash(password).await?;
+        let phc = hash(&self.cpu, password).await?;
         self.store
             .lock()
             .await
@@ -317,12 +307,16 @@ mod tests {
         assert!(!e.verify_password("", "").await.expect("verify"));
         // The dummy hash parses, and costs what a real one costs.
         let dummy = argon2::password_hash::phc::PasswordHash::new(DUMMY_HASH).expect("PHC");
-        let real = hash("correct horse battery").await.expect("hash");
+        let real = hash(e.cpu(), "correct horse battery").await.expect("hash");
         let real = argon2::password_hash::phc::PasswordHash::new(&real).expect("PHC");
         assert_eq!(dummy.algorithm, real.algorithm);
         assert_eq!(dummy.version, real.version);
         assert_eq!(dummy.params, real.params);
-        assert!(!matches(DUMMY_HASH.into(), "").await.expect("verify"));
+        assert!(
+            !matches(e.cpu(), DUMMY_HASH.into(), "")
+                .await
+                .expect("verify")
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use switchboard_domain::{
 use switchboard_pki::{CertBundle, ImportError, TrustAnchors};
 use switchboard_store::{Store, StoredAnchor, StoredCert};
 use tracing::{info, warn};
+use zeroize::Zeroizing;
 
 use crate::views::{CaView, CertView, EditView, PadlockFinding, PadlockView};
 use crate::{Engine, EngineError, Result};
@@ -182,6 +183,10 @@ impl Engine {
         Ok(())
     }
 
+    /// Import an upload as certificate `name`. The upload is read (parsed,
+    /// its chain ordered, its key decrypted) in the CPU pool, without the
+    /// store's lock; the lock is taken only to store the result. A caller
+    /// dropped meanwhile (its client went away) stores nothing.
     pub async fn import_cert(
         &self,
         name: &CertName,
@@ -189,7 +194,19 @@ impl Engine {
         key: Option<&[u8]>,
         password: Option<&str>,
     ) -> Result<CertView> {
-        let parsed = switchboard_pki::import(bundle, key, password)?;
+        let bundle = bundle.to_vec();
+        let key = key.map(|k| Zeroizing::new(k.to_vec()));
+        let password = password.map(|p| Zeroizing::new(p.to_owned()));
+        let parsed = self
+            .cpu
+            .run("certificate import", move || {
+                switchboard_pki::import(
+                    &bundle,
+                    key.as_deref().map(|k| &k[..]),
+                    password.as_deref().map(|p| p.as_str()),
+                )
+            })
+            .await??;
         let mut store = self.store.lock().await;
         let row = stored(name.clone(), &parsed, false);
         store.insert_cert(&row).map_err(|e| match e {
@@ -234,8 +251,15 @@ impl Engine {
 
     /// Trust the CA certificates of `upload` (PEM or DER).
     pub async fn add_cas(&self, upload: &[u8]) -> Result<Vec<CaView>> {
-        let certs = switchboard_pki::read_certificates(upload)?;
-        TrustAnchors::from_ca_certs(&certs)?;
+        let upload = upload.to_vec();
+        let certs = self
+            .cpu
+            .run("CA certificate upload", move || {
+                let certs = switchboard_pki::read_certificates(&upload)?;
+                TrustAnchors::from_ca_certs(&certs)?;
+                Ok::<_, ImportError>(certs)
+            })
+            .await??;
         let mut store = self.store.lock().await;
         let mut added = Vec::new();
         for der in &certs {
@@ -383,16 +407,21 @@ impl Engine {
     /// the name resolves to the NIC's address (or its public address).
     pub async fn padlock(&self) -> Result<Vec<PadlockView>> {
         let now = Timestamp::now();
-        let (candidate, facts, anchors, bundles) = {
+        let (candidate, facts, anchors, stored) = {
             let store = self.store.lock().await;
             let facts = self.facts_with(&store)?;
             let anchors = self.anchors(&store)?;
-            let mut bundles = BTreeMap::new();
-            for c in store.certs()? {
-                bundles.insert(c.name.clone(), load(&c)?);
-            }
-            (Self::candidate_of(&store)?, facts, anchors, bundles)
+            (Self::candidate_of(&store)?, facts, anchors, store.certs()?)
         };
+        let bundles = self
+            .cpu
+            .run("loading the stored certificates", move || {
+                stored
+                    .iter()
+                    .map(|c| Ok((c.name.clone(), load(c)?)))
+                    .collect::<Result<BTreeMap<_, _>>>()
+            })
+            .await??;
         let matrix = candidate.matrix.resolve(&facts);
         let mut out = Vec::new();
         for service in ServiceId::all().filter(|s| s.info().tls) {

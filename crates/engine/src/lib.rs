@@ -14,6 +14,9 @@
 //!   store has it on disk.
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
+//! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
+//!   bounded [`cpu`] pool, never on an async worker and never under the
+//!   lock; a caller dropped meanwhile writes nothing.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio restart, a firewall load) delays reads too. The firewall is
@@ -23,6 +26,7 @@
 pub mod accounts;
 pub mod auth;
 mod certs;
+pub mod cpu;
 pub mod datadir;
 mod diff;
 mod error;
@@ -132,6 +136,8 @@ pub struct Engine {
     /// The built-in HTTPS listeners, when the daemon runs them: each
     /// revision installed listens on its ports.
     listeners: std::sync::OnceLock<std::sync::Arc<dyn ListenerControl>>,
+    /// Where CPU-heavy work runs, off the async workers (see [`cpu`]).
+    cpu: cpu::CpuPool,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -160,7 +166,14 @@ impl Engine {
             admin_generations: Default::default(),
             trial_applied: std::sync::Mutex::new(None),
             listeners: std::sync::OnceLock::new(),
+            cpu: cpu::CpuPool::default(),
         })
+    }
+
+    /// The bounded pool where CPU-heavy work runs: the web layer renders
+    /// QR codes there.
+    pub fn cpu(&self) -> &cpu::CpuPool {
+        &self.cpu
     }
 
     /// An engine on a new in-memory store that touches nothing of the

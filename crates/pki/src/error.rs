@@ -4,7 +4,7 @@
 //! No variant carries key material: messages name certificates by subject,
 //! never by content.
 
-use crate::MAX_UPLOAD;
+use crate::{MAX_ENCRYPTED_KEYS, MAX_UPLOAD};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportError {
@@ -44,6 +44,27 @@ pub enum ImportError {
     UnsupportedKey { what: String },
     #[error("{subject} is not a CA certificate, so it cannot be a trusted CA")]
     NotACa { subject: String },
+    #[error(
+        "the upload holds {found} certificates; switchboard accepts at most {max} in one upload"
+    )]
+    TooManyCertificates { found: usize, max: usize },
+    #[error(
+        "the upload holds {found} private keys; switchboard accepts at most {max} in one upload"
+    )]
+    TooManyKeys { found: usize, max: usize },
+    #[error("the private key is too costly to decrypt: {detail}")]
+    KeyTooCostly { detail: String },
+}
+
+impl ImportError {
+    /// More than [`MAX_ENCRYPTED_KEYS`] encrypted keys in one upload.
+    pub(crate) fn too_many_encrypted_keys(found: usize) -> Self {
+        ImportError::KeyTooCostly {
+            detail: format!(
+                "the upload holds {found} encrypted keys; switchboard decrypts at most {MAX_ENCRYPTED_KEYS} per upload"
+            ),
+        }
+    }
 }
 
 impl ImportError {
@@ -69,6 +90,9 @@ impl ImportError {
             ImportError::UnsupportedEncryption { .. } => "unsupported-encryption",
             ImportError::UnsupportedKey { .. } => "unsupported-key",
             ImportError::NotACa { .. } => "not-a-ca",
+            ImportError::TooManyCertificates { .. } => "too-many-certificates",
+            ImportError::TooManyKeys { .. } => "too-many-keys",
+            ImportError::KeyTooCostly { .. } => "key-too-costly",
         }
     }
 
@@ -126,6 +150,17 @@ impl ImportError {
             }
             ImportError::NotACa { .. } => {
                 "add the CA certificate that issued your server certificates, not a server certificate"
+            }
+            ImportError::TooManyCertificates { .. } => {
+                "upload the server certificate with its own chain only (the intermediates, the root at most); \
+                 trust other CAs with `switchboard cert ca add`"
+            }
+            ImportError::TooManyKeys { .. } => {
+                "upload only the private key of this certificate, once"
+            }
+            ImportError::KeyTooCostly { .. } => {
+                "upload one key, encrypted with current defaults (`openssl pkcs8 -topk8 -v2 aes-256-cbc`: \
+                 PBKDF2 with 2048 iterations; switchboard accepts up to 1000000), or unencrypted"
             }
         }
     }

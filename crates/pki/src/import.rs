@@ -1,12 +1,14 @@
 //! Reading uploads (PEM, DER, PKCS#12; keys plain or encrypted) and
 //! assembling what they hold into a [`CertBundle`].
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use p12_keystore::Pkcs12Archive;
 use pkcs8::pkcs5;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivateSec1KeyDer};
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 
 use crate::encoding::{self, Frame, child_tags, split_tlv};
@@ -16,6 +18,131 @@ use crate::{CertInfo, ImportError, PrivateKey};
 /// The largest upload accepted, checked before anything is parsed. A
 /// certificate with its chain and key is a few kilobytes.
 pub const MAX_UPLOAD: usize = 256 * 1024;
+
+/// The most certificates one import holds: a leaf, a few intermediates and
+/// a root. Counted before any is parsed.
+pub const MAX_CERTIFICATES: usize = 20;
+
+/// The most CA certificates one `cert ca add` upload holds.
+pub const MAX_CA_CERTIFICATES: usize = 200;
+
+/// The most private keys one import holds: the leaf's key, in the bundle
+/// and perhaps again in the key file.
+pub const MAX_KEYS: usize = 2;
+
+/// The most encrypted keys one import decrypts: each costs up to
+/// [`MAX_PBKDF2_ITERATIONS`](crate::MAX_PBKDF2_ITERATIONS) of PBKDF2.
+pub const MAX_ENCRYPTED_KEYS: usize = 1;
+
+/// How many objects of each kind an upload may still hold, spent as they
+/// are counted, before they are parsed or decrypted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    certs: usize,
+    keys: usize,
+    encrypted_keys: usize,
+    max_certs: usize,
+}
+
+impl Budget {
+    /// The limits of one import: [`MAX_CERTIFICATES`], [`MAX_KEYS`],
+    /// [`MAX_ENCRYPTED_KEYS`].
+    pub(crate) fn import() -> Self {
+        Budget::with_max_certs(MAX_CERTIFICATES)
+    }
+
+    /// The limits of one upload of CA certificates.
+    fn ca_upload() -> Self {
+        Budget::with_max_certs(MAX_CA_CERTIFICATES)
+    }
+
+    fn with_max_certs(max_certs: usize) -> Self {
+        Budget {
+            certs: 0,
+            keys: 0,
+            encrypted_keys: 0,
+            max_certs,
+        }
+    }
+
+    /// Counts what an upload holds; refuses when a limit is passed.
+    fn spend(&mut self, census: Census) -> Result<(), ImportError> {
+        self.certs += census.certs;
+        self.keys += census.keys;
+        self.encrypted_keys += census.encrypted_keys;
+        if self.certs > self.max_certs {
+            return Err(ImportError::TooManyCertificates {
+                found: self.certs,
+                max: self.max_certs,
+            });
+        }
+        if self.keys > MAX_KEYS {
+            return Err(ImportError::TooManyKeys {
+                found: self.keys,
+                max: MAX_KEYS,
+            });
+        }
+        if self.encrypted_keys > MAX_ENCRYPTED_KEYS {
+            return Err(ImportError::too_many_encrypted_keys(self.encrypted_keys));
+        }
+        Ok(())
+    }
+}
+
+/// How many objects of each kind an upload holds, as far as can be told
+/// without parsing or decrypting them. A PKCS#12 file counts as nothing
+/// here: its contents are counted once opened.
+#[derive(Debug, Clone, Copy, Default)]
+struct Census {
+    certs: usize,
+    keys: usize,
+    encrypted_keys: usize,
+}
+
+/// Counts the certificates and keys of an upload: PEM blocks by label, a
+/// DER upload by its shape. What does not look like either counts as
+/// nothing (and is refused when read).
+fn census(input: &[u8]) -> Result<Census, ImportError> {
+    if encoding::is_pem(input) {
+        let blocks = encoding::parse_pem(input)?;
+        let count =
+            |wanted: fn(&str) -> bool| blocks.iter().filter(|b| wanted(b.label.as_str())).count();
+        return Ok(Census {
+            certs: count(is_certificate_label),
+            keys: count(is_key_label),
+            encrypted_keys: count(|label| label == "ENCRYPTED PRIVATE KEY"),
+        });
+    }
+    let single = |certs, keys, encrypted_keys| Census {
+        certs,
+        keys,
+        encrypted_keys,
+    };
+    Ok(if !matches!(encoding::frame(input), Frame::Whole) {
+        Census::default()
+    } else if X509Certificate::from_der(input).is_ok() {
+        single(1, 0, 0)
+    } else if is_pkcs12(input) {
+        Census::default()
+    } else if PrivateKeyDer::try_from(input).is_ok() {
+        single(0, 1, 0)
+    } else if child_tags(input) == [0x30, 0x04] {
+        single(0, 1, 1)
+    } else {
+        Census::default()
+    })
+}
+
+fn is_certificate_label(label: &str) -> bool {
+    matches!(label, "CERTIFICATE" | "X509 CERTIFICATE")
+}
+
+fn is_key_label(label: &str) -> bool {
+    matches!(
+        label,
+        "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY"
+    )
+}
 
 /// What one upload holds.
 #[derive(Default)]
@@ -28,16 +155,24 @@ pub(crate) struct Objects {
 
 /// Reads every certificate and private key in one upload, whatever its
 /// format; `password` opens a PKCS#12 file or an encrypted PKCS#8 key.
-pub(crate) fn read(input: &[u8], password: Option<&str>) -> Result<Objects, ImportError> {
+/// What the upload holds is counted against `budget` before anything is
+/// parsed or decrypted.
+pub(crate) fn read(
+    input: &[u8],
+    password: Option<&str>,
+    budget: &mut Budget,
+) -> Result<Objects, ImportError> {
     if input.len() > MAX_UPLOAD {
         return Err(ImportError::Oversize { size: input.len() });
     }
+    budget.spend(census(input)?)?;
     let mut objects = Objects::default();
     if encoding::is_pem(input) {
-        for block in encoding::parse_pem(input)? {
+        let blocks = encoding::parse_pem(input)?;
+        for block in blocks {
             let der = block.der.as_slice();
             match block.label.as_str() {
-                "CERTIFICATE" | "X509 CERTIFICATE" => objects.certs.push(certificate(der)?),
+                label if is_certificate_label(label) => objects.certs.push(certificate(der)?),
                 "RSA PRIVATE KEY" | "EC PRIVATE KEY" if block.legacy_encrypted => {
                     return Err(ImportError::UnsupportedEncryption {
                         what: "private key",
@@ -85,6 +220,11 @@ pub(crate) fn read(input: &[u8], password: Option<&str>) -> Result<Objects, Impo
         objects.certs.push(CertificateDer::from(input.to_vec()));
     } else if is_pkcs12(input) {
         read_pkcs12(input, password, &mut objects)?;
+        budget.spend(Census {
+            certs: objects.certs.len(),
+            keys: objects.keys.len(),
+            encrypted_keys: 0,
+        })?;
     } else if let Ok(key) = PrivateKeyDer::try_from(input) {
         objects.keys.push(PrivateKey::from_der(&key)?);
     } else if child_tags(input) == [0x30, 0x04] {
@@ -200,9 +340,15 @@ pub fn import(
     {
         return Err(ImportError::Oversize { size });
     }
-    let mut objects = read(bundle, password)?;
+    // Both inputs are counted before either is parsed or decrypted.
+    let mut counted = Budget::import();
+    for input in [Some(bundle), key_file].into_iter().flatten() {
+        counted.spend(census(input)?)?;
+    }
+    let mut budget = Budget::import();
+    let mut objects = read(bundle, password, &mut budget)?;
     if let Some(key_file) = key_file {
-        let extra = read(key_file, password)?;
+        let extra = read(key_file, password, &mut budget)?;
         if extra.keys.is_empty() {
             return Err(ImportError::NoKey);
         }
@@ -232,7 +378,7 @@ pub fn import(
 /// [`TrustAnchors::from_ca_certs`](crate::TrustAnchors::from_ca_certs).
 /// Private keys have no business there and are refused.
 pub fn read_certificates(upload: &[u8]) -> Result<Vec<CertificateDer<'static>>, ImportError> {
-    let objects = read(upload, None)?;
+    let objects = read(upload, None, &mut Budget::ca_upload())?;
     if !objects.keys.is_empty() {
         return Err(ImportError::NotACertificate {
             found: "a private key".to_owned(),
@@ -267,13 +413,17 @@ impl CertBundle {
         certs: Vec<CertificateDer<'static>>,
         key: Option<PrivateKey>,
     ) -> Result<Self, ImportError> {
-        let mut unique: Vec<CertificateDer<'static>> = Vec::with_capacity(certs.len());
-        for cert in certs {
-            if !unique.contains(&cert) {
-                unique.push(cert);
-            }
+        if certs.len() > MAX_CERTIFICATES {
+            return Err(ImportError::TooManyCertificates {
+                found: certs.len(),
+                max: MAX_CERTIFICATES,
+            });
         }
-        let certs = unique;
+        let mut seen = HashSet::with_capacity(certs.len());
+        let certs: Vec<CertificateDer<'static>> = certs
+            .into_iter()
+            .filter(|cert| seen.insert(cert.to_vec()))
+            .collect();
         if certs.is_empty() {
             return Err(ImportError::NoCertificate);
         }
@@ -287,9 +437,7 @@ impl CertBundle {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let issued = |child: usize, parent: usize| {
-            child != parent && parsed[child].issuer().as_raw() == parsed[parent].subject().as_raw()
-        };
+        let index = IssuerIndex::new(&parsed);
         let subject = |i: usize| parsed[i].subject().to_string();
 
         let leaves: Vec<usize> = (0..parsed.len()).filter(|&i| !parsed[i].is_ca()).collect();
@@ -298,7 +446,7 @@ impl CertBundle {
             [] => {
                 // Name the CA that issued none of the others: the intended leaf.
                 let bottom = (0..parsed.len())
-                    .find(|&i| !(0..parsed.len()).any(|j| issued(j, i)))
+                    .find(|&i| !index.issued_another(i))
                     .unwrap_or(0);
                 return Err(ImportError::CaAsLeaf {
                     subject: subject(bottom),
@@ -312,24 +460,28 @@ impl CertBundle {
         };
 
         let mut order = vec![leaf];
-        let mut rest: Vec<usize> = (0..parsed.len()).filter(|&i| i != leaf).collect();
+        let mut placed = vec![false; parsed.len()];
+        placed[leaf] = true;
         while let Some(&current) = order.last() {
-            let by_name: Vec<usize> = rest
-                .iter()
-                .copied()
-                .filter(|&j| issued(current, j))
-                .collect();
+            if index.is_self_issued(current) && parsed[current].verify_signature(None).is_ok() {
+                // A root: nothing above it belongs to the chain.
+                break;
+            }
+            let candidates: Vec<usize> =
+                index.issuers_of(current).filter(|&j| !placed[j]).collect();
+            // A signature is checked only for candidates the index found.
             let signs = |&&j: &&usize| {
                 parsed[current]
                     .verify_signature(Some(parsed[j].public_key()))
                     .is_ok()
             };
-            let Some(&next) = by_name.iter().find(signs).or(by_name.first()) else {
+            let Some(&next) = candidates.iter().find(signs).or(candidates.first()) else {
                 break;
             };
-            rest.retain(|&j| j != next);
+            placed[next] = true;
             order.push(next);
         }
+        let rest: Vec<usize> = (0..parsed.len()).filter(|&i| !placed[i]).collect();
         if let Some(&stray) = rest.first() {
             return Err(ImportError::UnrelatedCertificate {
                 subject: subject(stray),
@@ -376,6 +528,79 @@ impl CertBundle {
             encoding::write_pem(&mut pem, "CERTIFICATE", cert);
         }
         pem
+    }
+}
+
+/// Candidate issuers by name and key identifier, so that ordering a chain
+/// looks up each certificate's issuer instead of trying every pair.
+struct IssuerIndex<'c> {
+    by_subject: HashMap<&'c [u8], Vec<usize>>,
+    /// How many certificates name each issuer.
+    issued: HashMap<&'c [u8], usize>,
+    /// Subject and issuer name (DER) of each certificate.
+    subjects: Vec<&'c [u8]>,
+    issuers: Vec<&'c [u8]>,
+    /// Subject key identifier of each certificate, if it has one.
+    ski: Vec<Option<&'c [u8]>>,
+    /// Authority key identifier (its keyIdentifier) of each certificate.
+    aki: Vec<Option<&'c [u8]>>,
+}
+
+impl<'c> IssuerIndex<'c> {
+    fn new(parsed: &'c [X509Certificate<'c>]) -> Self {
+        let mut index = IssuerIndex {
+            by_subject: HashMap::with_capacity(parsed.len()),
+            issued: HashMap::with_capacity(parsed.len()),
+            subjects: Vec::with_capacity(parsed.len()),
+            issuers: Vec::with_capacity(parsed.len()),
+            ski: Vec::with_capacity(parsed.len()),
+            aki: Vec::with_capacity(parsed.len()),
+        };
+        for (i, cert) in parsed.iter().enumerate() {
+            let (subject, issuer) = (cert.subject().as_raw(), cert.issuer().as_raw());
+            index.by_subject.entry(subject).or_default().push(i);
+            *index.issued.entry(issuer).or_default() += 1;
+            index.subjects.push(subject);
+            index.issuers.push(issuer);
+            let (mut own, mut authority) = (None, None);
+            for ext in cert.extensions() {
+                match ext.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(id) => own = Some(id.0),
+                    ParsedExtension::AuthorityKeyIdentifier(id) => {
+                        authority = id.key_identifier.as_ref().map(|k| k.0);
+                    }
+                    _ => {}
+                }
+            }
+            index.ski.push(own);
+            index.aki.push(authority);
+        }
+        index
+    }
+
+    /// The other certificates named as `child`'s issuer whose subject key
+    /// identifier does not contradict `child`'s authority key identifier.
+    fn issuers_of(&self, child: usize) -> impl Iterator<Item = usize> + '_ {
+        self.by_subject
+            .get(self.issuers[child])
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&j| j != child)
+            .filter(move |&j| match (self.aki[child], self.ski[j]) {
+                (Some(authority), Some(subject)) => authority == subject,
+                _ => true,
+            })
+    }
+
+    fn is_self_issued(&self, i: usize) -> bool {
+        self.subjects[i] == self.issuers[i]
+    }
+
+    /// Whether certificate `i` is named as the issuer of another one.
+    fn issued_another(&self, i: usize) -> bool {
+        let self_issued = usize::from(self.is_self_issued(i));
+        self.issued.get(self.subjects[i]).copied().unwrap_or(0) > self_issued
     }
 }
 
@@ -748,6 +973,190 @@ mod tests {
         import(&padded, None, None).expect("exactly MAX_UPLOAD bytes is accepted");
     }
 
+    /// `count` PEM blocks labelled `label` whose contents are not DER: a
+    /// limit that refuses them was checked before anything was parsed.
+    fn junk_blocks(label: &str, count: usize) -> String {
+        (0..count).map(|i| pem(label, &[i as u8; 40])).collect()
+    }
+
+    #[test]
+    fn more_than_max_certificates_are_refused_before_any_is_parsed() {
+        let pki = pki();
+        let text = [pki.leaf.pem(), junk_blocks("CERTIFICATE", MAX_CERTIFICATES)].concat();
+        assert_eq!(
+            import(text.as_bytes(), None, None).expect_err("refused"),
+            ImportError::TooManyCertificates {
+                found: MAX_CERTIFICATES + 1,
+                max: MAX_CERTIFICATES
+            }
+        );
+        // The key file counts too.
+        let bundle = junk_blocks("CERTIFICATE", MAX_CERTIFICATES);
+        let key_file = [pki.leaf.pem(), pki.leaf.key_pem()].concat();
+        assert_eq!(
+            codes(import(bundle.as_bytes(), Some(key_file.as_bytes()), None)),
+            "too-many-certificates"
+        );
+        let many = vec![pki.leaf.der.clone(); MAX_CERTIFICATES + 1];
+        assert_eq!(
+            codes(CertBundle::from_parts(many, None)),
+            "too-many-certificates"
+        );
+    }
+
+    #[test]
+    fn a_chain_of_max_certificates_is_accepted() {
+        let root = Ca::root("Root CA");
+        let mut cas = vec![root];
+        for i in 1..MAX_CERTIFICATES - 1 {
+            let next = cas[i - 1].intermediate(&format!("Intermediate {i}"));
+            cas.push(next);
+        }
+        let leaf = cas[cas.len() - 1].leaf(&["voip.example.test"]);
+        let mut blocks: Vec<String> = cas.iter().rev().map(Ca::pem).collect();
+        blocks.insert(blocks.len() / 2, leaf.pem());
+        let text = blocks.concat();
+        let bundle = import(text.as_bytes(), None, None).expect("20 certificates import");
+        let expected: Vec<_> = std::iter::once(leaf.der.clone())
+            .chain(cas.iter().rev().map(|ca| ca.der.clone()))
+            .collect();
+        assert_eq!(bundle.chain(), expected);
+    }
+
+    #[test]
+    fn a_bundle_of_400_certificates_with_one_subject_is_refused_at_once() {
+        let text = crate::testpki::same_subject_bundle(400);
+        assert!(text.len() <= MAX_UPLOAD, "{} bytes", text.len());
+        assert_eq!(
+            import(text.as_bytes(), None, None).expect_err("refused"),
+            ImportError::TooManyCertificates {
+                found: 401,
+                max: MAX_CERTIFICATES
+            }
+        );
+    }
+
+    #[test]
+    fn same_subject_cas_within_the_limit_are_ordered_by_signature() {
+        // The leaf's issuer is one of 19 CAs of the same name: the index
+        // finds them all, the signature picks the right one, and the root
+        // ends the chain, so the 18 others are strays.
+        let text = crate::testpki::same_subject_bundle(MAX_CERTIFICATES - 1);
+        let err = import(text.as_bytes(), None, None).expect_err("strays");
+        assert_eq!(err.code(), "unrelated-certificate", "{err}");
+        let issuer_and_leaf: String = text
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .take(2)
+            .collect();
+        let bundle = import(issuer_and_leaf.as_bytes(), None, None).expect("leaf and issuer");
+        assert_eq!(bundle.chain().len(), 2);
+    }
+
+    #[test]
+    fn a_ca_upload_holds_at_most_max_ca_certificates() {
+        let pki = pki();
+        let many = [
+            pki.root.pem(),
+            junk_blocks("CERTIFICATE", MAX_CA_CERTIFICATES),
+        ]
+        .concat();
+        assert_eq!(
+            read_certificates(many.as_bytes()).expect_err("refused"),
+            ImportError::TooManyCertificates {
+                found: MAX_CA_CERTIFICATES + 1,
+                max: MAX_CA_CERTIFICATES
+            }
+        );
+        let roots: String = (0..MAX_CERTIFICATES + 1)
+            .map(|i| Ca::root(&format!("Root {i}")).pem())
+            .collect();
+        assert_eq!(
+            read_certificates(roots.as_bytes())
+                .expect("more CAs than an import holds")
+                .len(),
+            MAX_CERTIFICATES + 1
+        );
+    }
+
+    #[test]
+    fn more_than_max_keys_are_refused_before_any_is_parsed() {
+        let pki = pki();
+        let text = [pki.leaf.pem(), junk_blocks("PRIVATE KEY", MAX_KEYS + 1)].concat();
+        assert_eq!(
+            import(text.as_bytes(), None, None).expect_err("refused"),
+            ImportError::TooManyKeys {
+                found: MAX_KEYS + 1,
+                max: MAX_KEYS
+            }
+        );
+        // The leaf's key in the bundle and again in the key file is fine.
+        let with_key = [pki.leaf.pem(), pki.leaf.key_pem()].concat();
+        import(
+            with_key.as_bytes(),
+            Some(pki.leaf.key_pem().as_bytes()),
+            None,
+        )
+        .expect("the same key twice");
+        assert_eq!(
+            codes(import(
+                with_key.as_bytes(),
+                Some(junk_blocks("EC PRIVATE KEY", 2).as_bytes()),
+                None
+            )),
+            "too-many-keys"
+        );
+    }
+
+    #[test]
+    fn a_second_encrypted_key_is_refused_before_any_is_decrypted() {
+        let pki = pki();
+        let two = junk_blocks("ENCRYPTED PRIVATE KEY", 2);
+        let err = import([pki.leaf.pem(), two].concat().as_bytes(), None, Some("pw"))
+            .expect_err("refused");
+        assert_eq!(err.code(), "key-too-costly", "{err}");
+        // One in the bundle and one in the key file: the same.
+        let one = junk_blocks("ENCRYPTED PRIVATE KEY", 1);
+        let err = import(
+            [pki.leaf.pem(), one.clone()].concat().as_bytes(),
+            Some(one.as_bytes()),
+            Some("pw"),
+        )
+        .expect_err("refused");
+        assert_eq!(err.code(), "key-too-costly", "{err}");
+    }
+
+    #[test]
+    fn a_key_encrypted_with_too_many_iterations_is_refused_before_deriving() {
+        let (pki, dir) = pki_files();
+        let d = dir.path();
+        let too_many = (crate::MAX_PBKDF2_ITERATIONS + 1).to_string();
+        openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-iter",
+                &too_many,
+                "-in",
+                "key.pem",
+                "-passout",
+                "pass:pw",
+                "-out",
+                "costly.pem",
+            ],
+        );
+        let err = import(
+            pki.leaf.pem().as_bytes(),
+            Some(&read_file(d, "costly.pem")),
+            Some("pw"),
+        )
+        .expect_err("refused");
+        assert_eq!(err.code(), "key-too-costly", "{err}");
+        assert!(err.to_string().contains(&too_many), "{err}");
+    }
+
     /// leaf.pem, key.pem and chain.pem (intermediate + root) in a new directory.
     fn pki_files() -> (crate::testpki::Pki, tempfile::TempDir) {
         let pki = pki();
@@ -956,6 +1365,9 @@ mod tests {
             ImportError::UnsupportedEncryption { what: "x" },
             ImportError::UnsupportedKey { what: s() },
             ImportError::NotACa { subject: s() },
+            ImportError::TooManyCertificates { found: 1, max: 1 },
+            ImportError::TooManyKeys { found: 1, max: 1 },
+            ImportError::KeyTooCostly { detail: s() },
         ];
         let mut codes: Vec<_> = all.iter().map(ImportError::code).collect();
         codes.sort();

@@ -171,24 +171,43 @@ fn wrap_pkcs8(algorithm: &[u8], key: &[u8]) -> Zeroizing<Vec<u8>> {
 /// Work factors above these are refused before deriving anything: an
 /// upload must not be able to tie up the appliance. OpenSSL's defaults
 /// (PBKDF2 2048 iterations, scrypt N=16384 r=8) are far below.
-const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
+pub const MAX_PBKDF2_ITERATIONS: u32 = 1_000_000;
 const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
 
-fn kdf_within_limits(scheme: &pkcs5::EncryptionScheme) -> bool {
+/// Refuses a key derivation whose work factor is above the limits, with
+/// what is too high: checked before deriving anything.
+fn kdf_within_limits(scheme: &pkcs5::EncryptionScheme) -> Result<(), ImportError> {
+    let too_costly = |detail: String| Err(ImportError::KeyTooCostly { detail });
     match scheme {
         pkcs5::EncryptionScheme::Pbes2(params) => match &params.kdf {
-            pbes2::Kdf::Pbkdf2(p) => p.iteration_count <= MAX_PBKDF2_ITERATIONS,
-            pbes2::Kdf::Scrypt(s) => {
-                s.parallelization <= 4
-                    && 128u64
-                        .checked_mul(s.cost_parameter)
-                        .and_then(|m| m.checked_mul(u64::from(s.block_size)))
-                        .is_some_and(|m| m <= MAX_SCRYPT_MEMORY)
+            pbes2::Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ITERATIONS => {
+                too_costly(format!(
+                    "PBKDF2 with {} iterations (at most {MAX_PBKDF2_ITERATIONS})",
+                    p.iteration_count
+                ))
             }
-            _ => false,
+            pbes2::Kdf::Pbkdf2(_) => Ok(()),
+            pbes2::Kdf::Scrypt(s) => {
+                let memory = 128u64
+                    .checked_mul(s.cost_parameter)
+                    .and_then(|m| m.checked_mul(u64::from(s.block_size)));
+                match memory {
+                    Some(m) if m <= MAX_SCRYPT_MEMORY && s.parallelization <= 4 => Ok(()),
+                    _ => too_costly(format!(
+                        "scrypt with N={} r={} p={} (at most {} MiB and p=4)",
+                        s.cost_parameter,
+                        s.block_size,
+                        s.parallelization,
+                        MAX_SCRYPT_MEMORY >> 20
+                    )),
+                }
+            }
+            _ => Err(ImportError::UnsupportedEncryption {
+                what: "private key",
+            }),
         },
         // PBES1 (and whatever comes later) is refused when decrypting anyway.
-        _ => true,
+        _ => Ok(()),
     }
 }
 
@@ -197,7 +216,8 @@ impl PrivateKey {
     /// `passphrase`), PKCS#1 RSA or SEC1 EC. Certificates in the same file
     /// are ignored; more than one key is an error.
     pub fn parse(input: &[u8], passphrase: Option<&str>) -> Result<Self, ImportError> {
-        let mut keys = crate::import::read(input, passphrase)?.keys;
+        let mut keys =
+            crate::import::read(input, passphrase, &mut crate::import::Budget::import())?.keys;
         match keys.len() {
             0 => Err(ImportError::NoKey),
             1 => Ok(keys.remove(0)),
@@ -261,9 +281,7 @@ impl PrivateKey {
         // implement (PKCS#12-style PBES1 such as PBE-SHA1-3DES).
         let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der)
             .map_err(|_| ImportError::UnsupportedEncryption { what: WHAT })?;
-        if !kdf_within_limits(&info.encryption_algorithm) {
-            return Err(ImportError::UnsupportedEncryption { what: WHAT });
-        }
+        kdf_within_limits(&info.encryption_algorithm)?;
         let passphrase = passphrase.ok_or(ImportError::PasswordRequired { what: WHAT })?;
         let plain = info.decrypt(passphrase).map_err(|e| match e {
             pkcs8::Error::EncryptedPrivateKey(pkcs5::Error::DecryptFailed)
@@ -430,8 +448,8 @@ mod tests {
         let err = PrivateKey::parse(&read(d, "slow.pem"), Some("pw")).expect_err("refused");
         assert_eq!(
             err,
-            ImportError::UnsupportedEncryption {
-                what: "private key"
+            ImportError::KeyTooCostly {
+                detail: "PBKDF2 with 2000000 iterations (at most 1000000)".to_owned()
             }
         );
     }

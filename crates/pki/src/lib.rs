@@ -3,7 +3,13 @@
 //! - [`import`] turns an upload (PEM bundle in any order, separate key file,
 //!   DER, PKCS#12, encrypted PKCS#8) into a [`CertBundle`]: the chain in
 //!   order, leaf first, and the [`PrivateKey`] that matches the leaf, or a
-//!   precise [`ImportError`] with a stable code and a hint.
+//!   precise [`ImportError`] with a stable code and a hint. The work of one
+//!   upload is bounded before it starts: [`MAX_UPLOAD`] bytes, at most
+//!   [`MAX_CERTIFICATES`] certificates and [`MAX_KEYS`] keys, counted before
+//!   any is parsed, and at most [`MAX_ENCRYPTED_KEYS`] encrypted key, at most
+//!   [`MAX_PBKDF2_ITERATIONS`], decrypted. Chains are ordered through an
+//!   index of subjects and key identifiers; a signature is verified only
+//!   for the candidate issuers it finds.
 //! - [`CertInfo`] summarizes a certificate for people and scripts.
 //! - [`check`] is the offline padlock check: trust (webpki path validation
 //!   against [`TrustAnchors`]), missing intermediates, the host name or
@@ -23,7 +29,10 @@
 //! AIA fetching (a missing intermediate is reported, as phones would fail);
 //! the resolver does not pick between an RSA and an ECDSA certificate for
 //! the same name by the client's signature schemes; chains are linked by
-//! issuer name and signature, cross-signed alternatives are not explored;
+//! issuer name, key identifier and signature, cross-signed alternatives are
+//! not explored; the contents of a PKCS#12 file are counted only once it is
+//! opened (`p12-keystore` caps each of its key derivations at 1,000,000
+//! iterations, not their number);
 //! PKCS#12 key bytes pass through `p12-keystore` buffers that are not
 //! wiped; legacy PEM encryption (`Proc-Type: 4,ENCRYPTED`) and PBES1 are
 //! refused rather than decrypted.
@@ -47,9 +56,12 @@ pub use check::{
     check, system_roots,
 };
 pub use error::ImportError;
-pub use import::{CertBundle, MAX_UPLOAD, import, read_certificates};
+pub use import::{
+    CertBundle, MAX_CA_CERTIFICATES, MAX_CERTIFICATES, MAX_ENCRYPTED_KEYS, MAX_KEYS, MAX_UPLOAD,
+    import, read_certificates,
+};
 pub use info::{CertInfo, Fingerprint, InvalidFingerprint, subject_public_key_info};
-pub use key::{KeyAlgorithm, KeyPem, KeyType, PrivateKey};
+pub use key::{KeyAlgorithm, KeyPem, KeyType, MAX_PBKDF2_ITERATIONS, PrivateKey};
 pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
 pub use selfsigned::self_signed;
 pub use switchboard_domain::host::{Host, Hostname, InvalidHostname};

@@ -91,6 +91,19 @@ fn ca_params(name: &str) -> CertificateParams {
     params
 }
 
+/// A hostile upload: a leaf for `voip.example.test` and `cas` CA
+/// certificates that all have the subject of the leaf's issuer, each with
+/// its own key (only the first issued the leaf).
+pub fn same_subject_bundle(cas: usize) -> String {
+    let issuer = Ca::root("Same Subject CA");
+    let mut text = issuer.leaf(&["voip.example.test"]).pem();
+    text.push_str(&issuer.pem());
+    for _ in 1..cas {
+        text.push_str(&Ca::root("Same Subject CA").pem());
+    }
+    text
+}
+
 pub fn leaf_params(sans: &[&str]) -> CertificateParams {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .expect("valid SANs");

@@ -289,3 +289,45 @@ fn a_client_command_printing_to_a_closed_pipe_ends_quietly() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// The first line of standard error, where the CLI names a refused upload.
+fn refusal(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("= hint:"), "{err}");
+    err.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn hostile_bundles_are_refused_by_their_limit_before_any_work() {
+    let p = pki();
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    // A leaf and 400 CA certificates sharing one subject: without a limit,
+    // ordering them tried every pair with a signature check (minutes).
+    testpki::write(d, "same-subject.pem", testpki::same_subject_bundle(400));
+    let keys = (0..3).map(|_| p.leaf.key_pem()).collect::<String>();
+    testpki::write(d, "keys.pem", format!("{}{keys}", p.leaf.pem()));
+    let encrypted = (0..2u8)
+        .map(|i| testpki::pem("ENCRYPTED PRIVATE KEY", &[i; 64]))
+        .collect::<String>();
+    testpki::write(d, "encrypted.pem", format!("{}{encrypted}", p.leaf.pem()));
+    testpki::write(d, "pw", "secret\n");
+
+    let host = ["--hostname", "voip.example.test"];
+    let refused = |file: &str, extra: &[&str]| {
+        let mut args = vec!["--bundle", file];
+        args.extend_from_slice(&host);
+        args.extend_from_slice(extra);
+        refusal(&check(d, &args))
+    };
+    let line = refused("same-subject.pem", &[]);
+    assert!(
+        line.starts_with("error[too-many-certificates]") && line.contains("401 certificates"),
+        "{line}"
+    );
+    let line = refused("keys.pem", &[]);
+    assert!(line.starts_with("error[too-many-keys]"), "{line}");
+    let line = refused("encrypted.pem", &["--password-file", "pw"]);
+    assert!(line.starts_with("error[key-too-costly]"), "{line}");
+}

@@ -1192,6 +1192,121 @@ mod tests {
         )
     }
 
+    /// A leaf and its key encrypted with PBKDF2 at the most iterations
+    /// accepted: the costliest import allowed, a second or more of CPU.
+    fn costly_import(name: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        use switchboard_pki::testpki;
+        let p = testpki::pki();
+        let dir = testpki::tempdir();
+        let d = dir.path();
+        testpki::write(d, "key.pem", p.leaf.key_pem());
+        let iterations = switchboard_pki::MAX_PBKDF2_ITERATIONS.to_string();
+        testpki::openssl(
+            d,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-iter",
+                &iterations,
+                "-in",
+                "key.pem",
+                "-passout",
+                "pass:pw",
+                "-out",
+                "enc.pem",
+            ],
+        );
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        json!({
+            "name": name,
+            "bundle": b64([p.leaf.pem(), p.intermediate.pem()].concat().as_bytes()),
+            "key": b64(&testpki::read(d, "enc.pem")),
+            "password": "pw",
+        })
+    }
+
+    fn request(
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> HttpRequest<HttpBody> {
+        let mut req = HttpRequest::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string())))
+            .expect("request");
+        req.extensions_mut().insert(Requester(console()));
+        req
+    }
+
+    async fn cert_names(e: &Arc<Engine>) -> Vec<String> {
+        e.certs()
+            .await
+            .expect("certs")
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// Until the engine's CPU pool runs a job (a minute at most).
+    async fn until_busy(e: &Arc<Engine>) {
+        let busy = async {
+            while e.cpu().busy() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), busy)
+            .await
+            .expect("the import runs in the CPU pool");
+    }
+
+    // The test runtime has a single thread: were the import computed on
+    // it, nothing else would be answered until it ended.
+    #[tokio::test]
+    async fn the_api_answers_while_a_costly_import_runs() {
+        let e = engine();
+        let import = tokio::spawn(router(e.clone()).oneshot(request(
+            "POST",
+            "/v1/certs",
+            Some(&costly_import("costly")),
+        )));
+        until_busy(&e).await;
+        let status = router(e.clone())
+            .oneshot(request("GET", "/v1/status", None))
+            .await
+            .expect("answer");
+        assert_eq!(status.status().as_u16(), 200);
+        assert!(
+            !import.is_finished(),
+            "the status was answered while the import ran"
+        );
+        let imported = import.await.expect("joined").expect("answer");
+        assert_eq!(imported.status().as_u16(), 200);
+        assert!(cert_names(&e).await.contains(&"costly".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn an_import_whose_client_went_away_stores_nothing() {
+        let e = engine();
+        let import = router(e.clone()).oneshot(request(
+            "POST",
+            "/v1/certs",
+            Some(&costly_import("abandoned")),
+        ));
+        // The server drops the handler's future when the connection
+        // closes: here, once the import's job runs.
+        tokio::select! {
+            _ = import => panic!("the import ended before its client went away"),
+            () = until_busy(&e) => {}
+        }
+        e.cpu().idle().await;
+        assert!(!cert_names(&e).await.contains(&"abandoned".to_owned()));
+    }
+
     #[tokio::test]
     async fn the_console_must_give_the_current_password() {
         let e = engine();

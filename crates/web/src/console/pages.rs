@@ -1767,7 +1767,13 @@ async fn activate_in_person(
             .await
             .map_err(failure)?;
         let link = link.expose();
-        let qr = crate::qr::svg(&link)
+        let text = link.to_owned();
+        let qr = c
+            .engine
+            .cpu()
+            .run("QR code", move || crate::qr::svg(&text))
+            .await
+            .map_err(failure)?
             .map_err(|e| bad_form(format!("the link does not fit in a QR code ({e})")))?;
         Ok(QrPage {
             c: chrome(&c, &s, format!("Activate {}", v.username), "accounts").await,
