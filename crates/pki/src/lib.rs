@@ -50,7 +50,9 @@ pub use error::ImportError;
 pub use import::{CertBundle, MAX_UPLOAD, import, read_certificates};
 pub use info::{CertInfo, Fingerprint, InvalidFingerprint, subject_public_key_info};
 pub use key::{KeyAlgorithm, KeyPem, KeyType, PrivateKey};
-pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
+pub use resolver::{
+    CertBindings, CertTable, MissingKey, TlsIdentity, policy_provider, policy_versions,
+};
 pub use selfsigned::self_signed;
 pub use switchboard_domain::host::{Host, Hostname, InvalidHostname};
 

@@ -5,7 +5,10 @@
 //! for every address of every NIC where `sip-tls` is enabled,
 //! `listen=udp:ADDR:PORT` likewise for `sip-udp`. `tls.cfg` has one server
 //! profile per TLS listen address, carrying the certificate bound to
-//! `sip-tls` on that NIC, plus a default. The routing script is a registrar
+//! `sip-tls` on that NIC, plus a default; every profile carries the
+//! appliance's TLS policy (`TLS_POLICY`: `method = TLSv1.2+` and the TLS 1.2
+//! AEAD suites as `cipher_list`, in OpenSSL syntax; OpenSSL's own TLS 1.3
+//! suites are the policy's). The routing script is a registrar
 //! with digest authentication against the subscriber table (HA1 only, no
 //! clear passwords).
 //!
@@ -19,7 +22,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Candidate, CertName, Facts, Hostname, ResolvedMatrix, ServiceId};
+use switchboard_domain::{
+    Candidate, CertName, Facts, Hostname, ResolvedMatrix, ServiceId, TLS_POLICY,
+};
 
 use crate::{Server, Socket, TlsAssignment};
 
@@ -237,9 +242,11 @@ request_route {
         let (pem, key) = cert_files(cert);
         let _ = write!(
             tls_cfg,
-            "\n[server:{name}]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\ncertificate = {}\nprivate_key = {}\n",
+            "\n[server:{name}]\nmethod = {method}\ncipher_list = {ciphers}\nverify_certificate = no\nrequire_certificate = no\ncertificate = {}\nprivate_key = {}\n",
             pem.display(),
-            key.display()
+            key.display(),
+            method = TLS_POLICY.kamailio_method(),
+            ciphers = TLS_POLICY.openssl_cipher_list(),
         );
     };
     if let Some(c) = &default_cert {

@@ -770,7 +770,10 @@ async fn account(State(e): State<AppState>, PathParam(username): PathParam<Strin
         (status = 502, response = error::BadGateway),
     ),
 )]
-async fn delete_account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
+async fn delete_account(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
     let username = parse_provision!(switchboard_provision::Username, username)?;
     e.delete_account(&username).await?;
     ok(Deleted {
