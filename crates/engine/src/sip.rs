@@ -147,6 +147,13 @@ impl Sip {
             )
             .map_err(system)?;
         }
+        // The TLS policy's groups, for every TLS context of Kamailio.
+        write_atomic(
+            &self.dir.join(kamailio::OPENSSL_CONF),
+            switchboard_plan::kamailio::openssl_conf().as_bytes(),
+            0o644,
+        )
+        .map_err(system)?;
         // Check the new files before they replace the running ones.
         let staged = self.dir.join("kamailio.cfg.new");
         let staged_tls = self.dir.join("tls.cfg.new");

@@ -120,6 +120,7 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
             "-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0",
             "-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0",
             "-tls1_1 -cipher DEFAULT:@SECLEVEL=0",
+            "-tls1_3 -groups P-521:X448",
         ] {
             let out = handshake(&lab, &f("ca.pem"), port, weak);
             assert!(
@@ -137,6 +138,7 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
                 "ECDHE-ECDSA-CHACHA20-POLY1305",
             ),
             ("-tls1_3", "TLS_"),
+            ("-tls1_3 -groups P-384", "TLS_"),
         ] {
             let out = handshake(&lab, &f("ca.pem"), port, strong);
             assert!(
