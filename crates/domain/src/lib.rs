@@ -3,7 +3,7 @@
 //! This crate is the vocabulary every other crate speaks: the service
 //! [`catalog`], the [`nic`]s the kernel reports, the service × NIC
 //! [`matrix`], the [`candidate`] configuration the administrator edits, the
-//! [`diagnostic`]s that [`validate`] finds in it, the changes the engine
+//! [`diagnostic`]s that [`validate`] finds in it, the one [`tls_policy`] of every TLS socket, the changes the engine
 //! applies to it (absent keeps, blank clears) and a [`revision`]'s comment.
 //!
 //! **Boundary.** Pure data and pure functions: no I/O, no clock, no
@@ -32,6 +32,7 @@ pub mod revision;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
+pub mod tls_policy;
 pub mod validate;
 
 pub use candidate::Candidate;
@@ -42,4 +43,5 @@ pub use matrix::{Matrix, ResolvedMatrix};
 pub use nic::{Facts, Nic, NicAddr, NicName};
 pub use revision::{InvalidComment, RevisionComment};
 pub use tls::{Bindings, CertFacts, CertName, NicSettings, Validity};
+pub use tls_policy::{TLS_POLICY, TlsPolicy};
 pub use validate::validate;

@@ -182,6 +182,14 @@ impl Sip {
         k: &KamailioConfig,
         paths: &Paths,
     ) -> Result<&'static str> {
+        // The TLS policy's groups, for every TLS context of Kamailio (read
+        // when it starts, and by `kamailio -c`).
+        write_atomic(
+            &self.dir.join(kamailio::OPENSSL_CONF),
+            switchboard_plan::kamailio::openssl_conf().as_bytes(),
+            0o644,
+        )
+        .map_err(system)?;
         let staged = self.dir.join("kamailio.cfg.new");
         let staged_tls = self.dir.join("tls.cfg.new");
         write_atomic(&staged_tls, k.tls_cfg.as_bytes(), 0o644).map_err(system)?;

@@ -62,7 +62,9 @@ pub use import::{
 };
 pub use info::{CertInfo, Fingerprint, InvalidFingerprint, subject_public_key_info};
 pub use key::{KeyAlgorithm, KeyPem, KeyType, MAX_PBKDF2_ITERATIONS, PrivateKey};
-pub use resolver::{CertBindings, CertTable, MissingKey, TlsIdentity};
+pub use resolver::{
+    CertBindings, CertTable, MissingKey, TlsIdentity, policy_provider, policy_versions,
+};
 pub use selfsigned::self_signed;
 pub use switchboard_domain::host::{Host, Hostname, InvalidHostname};
 

@@ -19,11 +19,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::server::{
     ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
 };
 use rustls::sign::CertifiedKey;
+
+use switchboard_domain::TLS_POLICY;
+use switchboard_domain::tls_policy::{CipherSuite, KxGroup, TlsVersion};
 
 use crate::{CertBundle, CertInfo, Host, Hostname};
 
@@ -108,10 +111,10 @@ struct Configs {
 
 impl CertTable {
     /// A table for a listener that speaks `alpn_protocols` (e.g. `http/1.1`),
-    /// TLS 1.2 and 1.3 only, with the ring provider's default suites.
+    /// with the appliance's TLS policy ([`policy_provider`]).
     pub fn new(alpn_protocols: Vec<Vec<u8>>, bindings: CertBindings) -> Self {
         let table = CertTable {
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: Arc::new(policy_provider()),
             alpn_protocols,
             sessions: ServerSessionMemoryCache::new(4096),
             current: ArcSwap::default(),
@@ -173,14 +176,60 @@ impl CertTable {
 
     fn config(&self, identities: Vec<TlsIdentity>) -> Arc<ServerConfig> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_protocol_versions(&policy_versions())
+            .expect("the policy's suites and groups are the ring provider's own")
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { identities }));
         config.alpn_protocols = self.alpn_protocols.clone();
         config.session_storage = self.sessions.clone();
         Arc::new(config)
     }
+}
+
+/// The ring provider narrowed to [`TLS_POLICY`]: its cipher suites and
+/// key-exchange groups, in the policy's order of preference.
+pub fn policy_provider() -> CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+    let suite = |s: CipherSuite| match s {
+        CipherSuite::Tls13Aes256GcmSha384 => cs::TLS13_AES_256_GCM_SHA384,
+        CipherSuite::Tls13Aes128GcmSha256 => cs::TLS13_AES_128_GCM_SHA256,
+        CipherSuite::Tls13Chacha20Poly1305Sha256 => cs::TLS13_CHACHA20_POLY1305_SHA256,
+        CipherSuite::EcdheEcdsaWithAes256GcmSha384 => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheEcdsaWithAes128GcmSha256 => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheEcdsaWithChacha20Poly1305Sha256 => {
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        CipherSuite::EcdheRsaWithAes256GcmSha384 => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheRsaWithAes128GcmSha256 => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheRsaWithChacha20Poly1305Sha256 => {
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+    };
+    let group = |g: KxGroup| -> &'static dyn SupportedKxGroup {
+        match g {
+            KxGroup::X25519 => kx_group::X25519,
+            KxGroup::P256 => kx_group::SECP256R1,
+            KxGroup::P384 => kx_group::SECP384R1,
+        }
+    };
+    CryptoProvider {
+        cipher_suites: TLS_POLICY.cipher_suites.iter().map(|s| suite(*s)).collect(),
+        kx_groups: TLS_POLICY.kx_groups.iter().map(|g| group(*g)).collect(),
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// The protocol versions of [`TLS_POLICY`], for a rustls config builder.
+pub fn policy_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
+    TLS_POLICY
+        .versions()
+        .into_iter()
+        .rev()
+        .map(|v| match v {
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+        })
+        .collect()
 }
 
 /// The certificates of one address.

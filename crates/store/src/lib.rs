@@ -11,6 +11,12 @@
 //! runs in its own transaction. A store written by a newer switchboard is
 //! refused rather than guessed at.
 //!
+//! **The audit log** is bounded by an [`AuditRetention`] (count and age,
+//! 100,000 entries and 365 days by default): [`Store::prune_audit`] applies
+//! it (the daemon calls it at start) and [`Store::record_audit`] every
+//! `prune_every` entries; each prune is recorded as an entry of its own.
+//! Ages are compared as stored text, to the second.
+//!
 //! **Boundary.** The store knows rows, not the system: it never runs a
 //! command. [`Store::open_in_memory`] is its twin for unit tests. It keeps
 //! no clock either: callers pass timestamps.
@@ -351,7 +357,45 @@ pub struct Store {
     /// The data directory's lock, held for the store's lifetime (absent for
     /// a store opened by path or in memory).
     _lock: Option<File>,
+    /// How much of the audit log is kept.
+    retention: AuditRetention,
+    /// Audit entries written since the last prune.
+    audit_since_prune: u64,
 }
+
+/// How much of the audit log is kept: at most `max_entries` entries (the
+/// newest) and none older than `max_days` days, pruned by
+/// [`Store::prune_audit`] (at start) and every `prune_every` entries
+/// written by [`Store::record_audit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRetention {
+    pub max_entries: u64,
+    pub max_days: u32,
+    pub prune_every: u64,
+}
+
+impl Default for AuditRetention {
+    /// 100,000 entries, 365 days, pruned every 1,000 entries written.
+    fn default() -> Self {
+        AuditRetention {
+            max_entries: 100_000,
+            max_days: 365,
+            prune_every: 1_000,
+        }
+    }
+}
+
+/// What a prune of the audit log removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPruned {
+    pub entries: u64,
+    /// The time of the oldest entry kept: every entry removed was older
+    /// (or, for the count rule, as old).
+    pub older_than: Timestamp,
+}
+
+/// The actor of the audit entries the store writes itself.
+pub const RETENTION_ACTOR: &str = "switchboard";
 
 /// File names inside a data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -445,7 +489,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = Store { conn, _lock: lock };
+        let mut store = Store {
+            conn,
+            _lock: lock,
+            retention: AuditRetention::default(),
+            audit_since_prune: 0,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -1000,7 +1049,73 @@ impl Store {
         Ok(())
     }
 
-    /// Append an entry to the audit log; returns its id.
+    /// The audit log's retention rule from now on (the default:
+    /// [`AuditRetention::default`]).
+    pub fn set_audit_retention(&mut self, retention: AuditRetention) {
+        self.retention = retention;
+    }
+
+    /// Apply the retention rule at `now`: remove the entries older than
+    /// `max_days` and all but the newest `max_entries` (counting the entry
+    /// that records the prune), in one transaction that also records the
+    /// prune as an audit entry, `pruned N entries older than TIME`. Nothing
+    /// to remove: nothing written, `None`.
+    pub fn prune_audit(&mut self, now: Timestamp) -> Result<Option<AuditPruned>> {
+        self.audit_since_prune = 0;
+        let r = self.retention;
+        let max_age = jiff::SignedDuration::from_hours(24 * i64::from(r.max_days));
+        let cutoff = now.checked_sub(max_age).unwrap_or(Timestamp::MIN);
+        // Whole seconds: stored times sort as text within a second's precision.
+        let cutoff = cutoff.round(jiff::Unit::Second).unwrap_or(cutoff);
+        let tx = self.conn.transaction()?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+        let max = i64::try_from(r.max_entries).unwrap_or(i64::MAX);
+        // Over the count: keep room for the entry that records the prune.
+        // Within it (an offset past the end): the count removes nothing.
+        let keep = if count > max {
+            max.saturating_sub(1)
+        } else {
+            i64::MAX
+        };
+        let removed = tx.execute(
+            "DELETE FROM audit WHERE at < ?1
+                OR id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![cutoff.to_string(), keep],
+        )?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        let oldest: Option<String> = tx
+            .query_row("SELECT at FROM audit ORDER BY id LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        let older_than = match oldest {
+            Some(at) => at.parse().map_err(|_| corrupt("audit time"))?,
+            None => now,
+        };
+        let outcome = format!(
+            "pruned {removed} entries older than {older_than} (keeping at most {} entries and {} days)",
+            r.max_entries, r.max_days
+        );
+        tx.execute(
+            "INSERT INTO audit (at, actor, address, action, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                now.to_string(),
+                RETENTION_ACTOR,
+                "the daemon",
+                "prune audit log",
+                outcome
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Some(AuditPruned {
+            entries: removed as u64,
+            older_than,
+        }))
+    }
+
+    /// Append an entry to the audit log; returns its id. Every
+    /// `prune_every` entries the retention rule is applied after the
+    /// insert ([`Store::prune_audit`], at the entry's time).
     pub fn record_audit(&mut self, entry: &NewAudit<'_>) -> Result<u64> {
         self.conn.execute(
             "INSERT INTO audit (at, actor, address, action, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1012,7 +1127,12 @@ impl Store {
                 entry.outcome
             ],
         )?;
-        Ok(self.conn.last_insert_rowid() as u64)
+        let id = self.conn.last_insert_rowid() as u64;
+        self.audit_since_prune += 1;
+        if self.audit_since_prune >= self.retention.prune_every {
+            self.prune_audit(entry.at)?;
+        }
+        Ok(id)
     }
 
     /// The last `limit` entries of the audit log, newest first.
@@ -1562,6 +1682,100 @@ mod tests {
         );
         assert_eq!(s.admin_hash("ops").expect("read").as_deref(), Some("third"));
         assert_eq!(s.admin_hash("nobody").expect("read"), None);
+    }
+
+    fn audit_at(s: &mut Store, at: &str, action: &str) {
+        s.record_audit(&NewAudit {
+            at: at.parse().expect("a time"),
+            actor: "admin",
+            address: "cli",
+            action,
+            outcome: "200",
+        })
+        .expect("recorded");
+    }
+
+    #[test]
+    fn a_prune_keeps_the_newest_entries_and_records_itself() {
+        let mut s = Store::open_in_memory().expect("store");
+        s.set_audit_retention(AuditRetention {
+            max_entries: 4,
+            max_days: 365,
+            prune_every: 1_000,
+        });
+        for i in 0..10 {
+            audit_at(
+                &mut s,
+                &format!("2026-01-01T00:00:{i:02}Z"),
+                &format!("POST /{i}"),
+            );
+        }
+        let now: Timestamp = "2026-01-02T00:00:00Z".parse().expect("a time");
+        let pruned = s.prune_audit(now).expect("pruned").expect("something");
+        assert_eq!(pruned.entries, 7);
+        assert_eq!(pruned.older_than.to_string(), "2026-01-01T00:00:07Z");
+        let log = s.audit(100).expect("audit");
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["prune audit log", "POST /9", "POST /8", "POST /7"]
+        );
+        assert_eq!(log[0].actor, RETENTION_ACTOR);
+        assert_eq!(log[0].at, now);
+        assert!(
+            log[0]
+                .outcome
+                .starts_with("pruned 7 entries older than 2026-01-01T00:00:07Z"),
+            "{}",
+            log[0].outcome
+        );
+        // Nothing to prune: nothing written.
+        assert_eq!(s.prune_audit(now).expect("pruned"), None);
+        assert_eq!(s.audit(100).expect("audit").len(), 4);
+    }
+
+    #[test]
+    fn entries_older_than_the_age_limit_are_pruned_and_inserts_prune_every_k() {
+        let mut s = Store::open_in_memory().expect("store");
+        s.set_audit_retention(AuditRetention {
+            max_entries: 100,
+            max_days: 30,
+            prune_every: 5,
+        });
+        audit_at(&mut s, "2025-01-01T00:00:00Z", "POST /old");
+        audit_at(&mut s, "2025-01-31T12:00:00Z", "POST /kept");
+        for _ in 0..2 {
+            audit_at(&mut s, "2025-02-01T00:00:00Z", "POST /new");
+        }
+        assert_eq!(s.audit(100).expect("audit").len(), 4, "not due yet");
+        // The fifth insert prunes, at its own time.
+        audit_at(&mut s, "2025-02-01T00:00:00Z", "POST /fifth");
+        let log = s.audit(100).expect("audit");
+        assert_eq!(log.len(), 5, "{log:?}");
+        assert_eq!(log[0].action, "prune audit log");
+        assert!(
+            log[0].outcome.starts_with("pruned 1 entries"),
+            "{}",
+            log[0].outcome
+        );
+        assert!(log.iter().all(|e| e.action != "POST /old"));
+        assert!(log.iter().any(|e| e.action == "POST /kept"));
+    }
+
+    #[test]
+    fn the_count_rule_holds_under_a_flood_of_inserts() {
+        let mut s = Store::open_in_memory().expect("store");
+        s.set_audit_retention(AuditRetention {
+            max_entries: 50,
+            max_days: 365,
+            prune_every: 10,
+        });
+        for i in 0..1_000 {
+            audit_at(&mut s, "2026-01-01T00:00:00Z", &format!("POST /{i}"));
+            assert!(s.audit(1_000).expect("audit").len() <= 50 + 10);
+        }
+        let log = s.audit(1_000).expect("audit");
+        assert!(log.iter().any(|e| e.action == "POST /999"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use switchboard_domain::ServiceId;
 use switchboard_engine::{Engine, EngineConfig, FirewallMode};
-use switchboard_store::Store;
+use switchboard_store::{AuditRetention, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// firewall still enforces the SIP rows).
     #[arg(long, value_enum, default_value_t = SipArg::Off)]
     sip: SipArg,
+    /// The audit log keeps at most this many entries (the newest).
+    #[arg(long, value_name = "N", default_value_t = AuditRetention::default().max_entries,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    audit_max_entries: u64,
+    /// The audit log keeps no entry older than this many days.
+    #[arg(long, value_name = "D", default_value_t = AuditRetention::default().max_days,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    audit_max_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,7 +109,20 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
 
     // The lock comes first: a second daemon is refused before it touches
     // anything, including the socket of the first.
-    let store = Store::open_dir(&data_dir)?;
+    let mut store = Store::open_dir(&data_dir)?;
+    // The audit log's retention: applied now, then every few entries written.
+    store.set_audit_retention(AuditRetention {
+        max_entries: args.audit_max_entries,
+        max_days: args.audit_max_days,
+        ..AuditRetention::default()
+    });
+    if let Some(pruned) = store.prune_audit(jiff::Timestamp::now())? {
+        info!(
+            entries = pruned.entries,
+            older_than = %pruned.older_than,
+            "pruned the audit log"
+        );
+    }
     // Owner-only, whatever the directory held before this start.
     let tightened = switchboard_engine::datadir::secure_data_dir(&data_dir)
         .with_context(|| format!("narrowing the modes in {}", data_dir.display()))?;

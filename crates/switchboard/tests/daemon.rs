@@ -946,3 +946,30 @@ fn a_loose_data_directory_is_made_owner_only_at_start_and_the_log_says_so() {
         tightened
     );
 }
+
+#[test]
+fn the_audit_log_is_pruned_at_start_to_its_retention_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start(None, dir.path(), &[]);
+    for port in 8501..8507 {
+        d.ok(&["port", "web", &port.to_string()]);
+    }
+    let before = d.json(&["audit", "--limit", "100"]);
+    let before = before.as_array().expect("entries").clone();
+    assert_eq!(before.len(), 6);
+    assert!(d.sigterm().success());
+
+    let d = Daemon::start(None, dir.path(), &["--audit-max-entries", "3"]);
+    let log = d.json(&["audit", "--limit", "100"]);
+    let log = log.as_array().expect("entries");
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[0]["actor"], "switchboard");
+    let outcome = log[0]["outcome"].as_str().expect("outcome");
+    assert!(
+        outcome.starts_with("pruned 4 entries older than "),
+        "{outcome}"
+    );
+    // The newest two entries are kept, as they were.
+    assert_eq!(log[1..], before[..2], "{log:?}");
+    assert!(d.log_text().contains("pruned the audit log"));
+}

@@ -2,7 +2,9 @@
 //! phone activates, takes the HA1 from its configuration document, and
 //! REGISTERs over TLS (verifying the certificate bound to sip-tls for
 //! voip.example.test) with digest authentication: 200 OK; a wrong digest
-//! is refused; a certificate rotation reloads Kamailio without a restart.
+//! is refused; SIP/TLS and the web services hold one TLS policy (weak
+//! suites and TLS 1.1 refused by handshakes); a certificate rotation reloads
+//! Kamailio without a restart.
 
 mod common;
 
@@ -23,6 +25,27 @@ fn activate_and_fetch(d: &Daemon, lab: &Lab, ca: &str, user: &str) -> Value {
     let (body, meta) = fetch(lab, ca, &link_in(sms[0]["text"].as_str().expect("outbox")));
     assert!(meta.starts_with("200 "), "{meta}: {body}");
     serde_json::from_str(&body).expect("the document")
+}
+
+/// `openssl s_client -brief ARGS` from the phone's side to the appliance's
+/// `port`, verifying HOST against `ca`: what it printed.
+fn handshake(lab: &Lab, ca: &str, port: &str, args: &str) -> String {
+    let out = lab
+        .wan
+        .command("sh")
+        .args([
+            "-c",
+            "timeout 3 openssl s_client -brief -connect \"$1:$2\" -verify_return_error -verify_hostname \"$3\" -CAfile \"$4\" $5 </dev/null 2>&1",
+            "sh",
+            Lab::WAN_APPLIANCE,
+            port,
+            HOST,
+            ca,
+            args,
+        ])
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The daemon runs Kamailio.
@@ -85,6 +108,45 @@ fn a_provisioned_phone_registers_over_tls_and_rotation_keeps_kamailio_running() 
         s_client.contains("Verify return code: 0 (ok)"),
         "{s_client}"
     );
+
+    // One TLS policy on SIP/TLS (Kamailio, OpenSSL) and on the web services
+    // (rustls): CBC suites, RSA key transport and TLS 1.1 are refused, the
+    // AEAD suites with ECDHE are accepted. SECLEVEL=0 so that the client
+    // itself offers what must be refused.
+    for port in ["5061", "443"] {
+        for weak in [
+            "-tls1_2 -cipher AES128-SHA:@SECLEVEL=0",
+            "-tls1_2 -cipher ECDHE-RSA-AES128-SHA:@SECLEVEL=0",
+            "-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0",
+            "-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0",
+            "-tls1_1 -cipher DEFAULT:@SECLEVEL=0",
+            "-tls1_3 -groups P-521:X448",
+        ] {
+            let out = handshake(&lab, &f("ca.pem"), port, weak);
+            assert!(
+                !out.contains("CONNECTION ESTABLISHED"),
+                "{weak} on {port} was accepted: {out}"
+            );
+        }
+        for (strong, suite) in [
+            (
+                "-tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+            ),
+            (
+                "-tls1_2 -cipher ECDHE-ECDSA-CHACHA20-POLY1305",
+                "ECDHE-ECDSA-CHACHA20-POLY1305",
+            ),
+            ("-tls1_3", "TLS_"),
+            ("-tls1_3 -groups P-384", "TLS_"),
+        ] {
+            let out = handshake(&lab, &f("ca.pem"), port, strong);
+            assert!(
+                out.contains("CONNECTION ESTABLISHED") && out.contains(suite),
+                "{strong} on {port}: {out}"
+            );
+        }
+    }
 
     // Register over verified TLS with digest authentication.
     let mut phone = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);

@@ -54,12 +54,29 @@ pub fn installed() -> bool {
         .any(|p| Path::new(p).exists())
 }
 
+/// The OpenSSL configuration Kamailio runs with, next to its `kamailio.cfg`
+/// (the TLS policy's groups, which `tls.cfg` cannot set): when the file is
+/// there, `OPENSSL_CONF` names it for `kamailio -c` and the supervised
+/// Kamailio.
+pub const OPENSSL_CONF: &str = "openssl.cnf";
+
+/// `OPENSSL_CONF` for the Kamailio of `cfg`, when its file exists.
+fn openssl_env(cfg: &Path) -> Vec<(&'static str, PathBuf)> {
+    let conf = cfg.with_file_name(OPENSSL_CONF);
+    if conf.exists() {
+        vec![("OPENSSL_CONF", conf)]
+    } else {
+        vec![]
+    }
+}
+
 /// `kamailio -c -f CFG`: does Kamailio accept this configuration?
 pub async fn check(cfg: &Path) -> Result<(), KamailioError> {
     let out = Command::new(KAMAILIO)
         .arg("-c")
         .arg("-f")
         .arg(cfg)
+        .envs(openssl_env(cfg))
         .stdin(Stdio::null())
         .output()
         .await
@@ -257,6 +274,7 @@ async fn supervise(
         let mut child = match Command::new(KAMAILIO)
             .args(["-DD", "-E", "-f"])
             .arg(&cfg)
+            .envs(openssl_env(&cfg))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

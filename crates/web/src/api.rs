@@ -22,7 +22,7 @@ use switchboard_domain::ServiceId;
 use switchboard_engine::views::*;
 use switchboard_engine::{Engine, EngineError, Origin};
 use switchboard_provision::AccountView;
-use tracing::error;
+use tracing::{debug, error};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
 
@@ -106,6 +106,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
 #[derive(Debug, Clone, Copy)]
 pub struct NotAudited;
 
+/// A request extension: nobody is signed in behind this request (the
+/// console's public routes). Its answer is written to the audit log only
+/// when it signed someone in ([`SignedInAs`]); otherwise it is only logged
+/// (tracing, debug level), so that no anonymous client can fill the
+/// durable log: not a malformed body, not a wrong password.
+#[derive(Debug, Clone, Copy)]
+pub struct Anonymous;
+
+/// A response extension: this answer to an [`Anonymous`] request signed
+/// someone in; it is audited under their origin.
+#[derive(Debug, Clone)]
+pub struct SignedInAs(pub Origin);
+
 /// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
 /// once a request that may change something (any method but GET, HEAD and
 /// OPTIONS) has been answered, write it to the audit log: the origin from
@@ -113,7 +126,8 @@ pub struct NotAudited;
 /// /path` (never the body or the query string) and the outcome, the status
 /// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
 /// `409 pending-confirmation`; answers marked [`NotAudited`] are left out,
-/// and so are requests whose body did not arrive in time
+/// and so are the answers to [`Anonymous`] requests, but for a sign-in
+/// ([`SignedInAs`]), and requests whose body did not arrive in time
 /// ([`crate::https::BodyDeadline`]: refused before they changed anything).
 /// A failed audit write is logged; the answer is sent all the same.
 pub async fn audit_changes(
@@ -133,6 +147,7 @@ pub async fn audit_changes(
             address: "unknown".into(),
             arrival: None,
         });
+    let anonymous = req.extensions().get::<Anonymous>().is_some();
     let action = format!("{} {}", req.method(), req.uri().path());
     let deadline = req
         .extensions()
@@ -146,6 +161,14 @@ pub async fn audit_changes(
     let outcome = match response.extensions().get::<ErrorCode>() {
         Some(ErrorCode(code)) => format!("{} {code}", response.status().as_u16()),
         None => response.status().as_u16().to_string(),
+    };
+    let origin = match (anonymous, response.extensions().get::<SignedInAs>()) {
+        (_, Some(SignedInAs(signed_in))) => signed_in.clone(),
+        (true, None) => {
+            debug!(%action, %outcome, from = %origin.address, "anonymous request, not audited");
+            return response;
+        }
+        (false, None) => origin,
     };
     if let Err(e) = engine.audit(&origin, &action, &outcome).await {
         error!(error = %e, %action, %outcome, "could not write the audit log");

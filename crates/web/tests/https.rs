@@ -1189,3 +1189,170 @@ async fn a_request_head_over_the_buffer_is_refused_and_an_idle_kept_alive_connec
     .await;
     server.shut_down().await.expect("shuts down cleanly");
 }
+
+/// An RSA 2048 certificate for `name` (openssl makes the key), for the
+/// suites with RSA authentication or RSA key transport.
+fn rsa_identity(pki: &Pki, name: &str) -> TlsIdentity {
+    let (pem, key) = (pki.ca_file().join("rsa.pem"), pki.ca_file().join("rsa.der"));
+    for args in [
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ][..],
+        &["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"],
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg(&pem)
+            .args(if args[0] == "pkcs8" {
+                vec!["-out".as_ref(), key.as_os_str()]
+            } else {
+                vec![]
+            })
+            .output()
+            .expect("these tests run openssl");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let der = std::fs::read(&key).expect("openssl wrote the key");
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &der.as_slice().into(),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .expect("rcgen loads the RSA key");
+    let leaf = pki
+        .ca
+        .leaf_with(switchboard_pki::testpki::leaf_params(&[name]), key);
+    let bundle = import(
+        [leaf.pem(), leaf.key_pem(), pki.ca.pem()]
+            .concat()
+            .as_bytes(),
+        None,
+        None,
+    )
+    .expect("the RSA certificate imports");
+    TlsIdentity::new(&bundle).expect("the bundle has its key")
+}
+
+/// `openssl s_client` with `args` (a version, a suite or a group).
+async fn s_client_with(
+    pki: &Pki,
+    addr: SocketAddr,
+    name: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let connect = addr.to_string();
+    let ca = pki.ca_file().join("ca.pem");
+    let mut all = vec![
+        "s_client",
+        "-connect",
+        &connect,
+        "-verify_return_error",
+        "-verify_hostname",
+        name,
+        "-CAfile",
+        ca.to_str().expect("a UTF-8 path"),
+        "-brief",
+    ];
+    all.extend_from_slice(args);
+    run("openssl", &all).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_policy_refuses_cbc_rsa_key_transport_old_versions_and_other_groups() {
+    let pki = Pki::new();
+    let rsa = rsa_identity(&pki, "rsa.test");
+    let (ecdsa, _) = pki.identity("ecdsa.test");
+    let server = Server::start(table(bindings(&rsa, &ecdsa)), &[ONE, TWO]).await;
+    let [rsa_addr, ecdsa_addr] = server.addrs[..] else {
+        panic!("two listeners")
+    };
+    // SECLEVEL=0 so that the client itself is willing to offer what is refused.
+    let weak: [(SocketAddr, &str, &[&str]); 7] = [
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0"],
+        ),
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_2", "-cipher", "AES128-GCM-SHA256"],
+        ),
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA:@SECLEVEL=0"],
+        ),
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"],
+        ),
+        (rsa_addr, "rsa.test", &["-tls1_3", "-groups", "X448:P-521"]),
+        (
+            ecdsa_addr,
+            "ecdsa.test",
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"],
+        ),
+        (ecdsa_addr, "ecdsa.test", &["-tls1_2", "-groups", "P-521"]),
+    ];
+    for (addr, name, args) in weak {
+        let out = s_client_with(&pki, addr, name, args).await;
+        assert!(
+            !out.status.success(),
+            "{args:?} to {addr} was accepted: {}",
+            stderr(&out)
+        );
+    }
+    let strong: [(SocketAddr, &str, &[&str], &str); 6] = [
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+            "ECDHE-RSA-AES128-GCM-SHA256",
+        ),
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"],
+            "ECDHE-RSA-CHACHA20-POLY1305",
+        ),
+        (
+            rsa_addr,
+            "rsa.test",
+            &["-tls1_3", "-groups", "P-384"],
+            "TLSv1.3",
+        ),
+        (
+            ecdsa_addr,
+            "ecdsa.test",
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+        (
+            ecdsa_addr,
+            "ecdsa.test",
+            &["-tls1_2", "-groups", "P-256"],
+            "TLSv1.2",
+        ),
+        (
+            ecdsa_addr,
+            "ecdsa.test",
+            &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+    ];
+    for (addr, name, args, shown) in strong {
+        let out = s_client_with(&pki, addr, name, args).await;
+        assert!(
+            out.status.success() && stderr(&out).contains(shown),
+            "{args:?} to {addr}: {}",
+            stderr(&out)
+        );
+    }
+    server.shut_down().await.expect("shuts down cleanly");
+}

@@ -173,6 +173,7 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
             arrival: None,
         };
         req.extensions_mut().insert(Requester(anonymous));
+        req.extensions_mut().insert(api::Anonymous);
         return next.run(req).await;
     }
     let signed_in = cookie(req.headers(), SESSION_COOKIE)
@@ -257,7 +258,9 @@ pub(crate) enum PasswordCheck {
 
 impl Console {
     /// Check `user`'s password, as throttled as a sign-in: the attempt is
-    /// counted before the (slow) check and refunded when it was right.
+    /// counted before the (slow) check and refunded when it was right; a
+    /// user name that failed often lately, from anywhere, waits a little
+    /// first (never refused for that).
     pub(crate) async fn check_password(
         &self,
         from: IpAddr,
@@ -268,6 +271,9 @@ impl Console {
             Ok(a) => a,
             Err(wait) => return Ok(PasswordCheck::Throttled(wait)),
         };
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
+        }
         match self.engine.verify_password(user, password).await {
             Ok(true) => {
                 self.throttle.succeeded(attempt);

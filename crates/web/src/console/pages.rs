@@ -379,6 +379,11 @@ async fn login(
             let id = c.sessions.create(user, generation);
             tracing::info!(user, %from, "console sign-in");
             let mut response = Redirect::to("/").into_response();
+            // Audited, under the user now signed in (failures are not:
+            // anonymous requests write no durable row).
+            response
+                .extensions_mut()
+                .insert(crate::api::SignedInAs(super::origin(user, &peer)));
             for value in [
                 set_cookie(SESSION_COOKIE, &id, None),
                 set_cookie(LOGIN_COOKIE, "", Some(0)),

@@ -8,9 +8,13 @@
 //! - Every session has its own CSRF token (synchronizer pattern), compared
 //!   in constant time; the sign-in form has one too, tied to a short-lived
 //!   pre-session cookie.
-//! - [`Throttle`]: failed sign-ins per source address and per user name in
-//!   a sliding window; past [`MAX_FAILURES`] the next attempts are refused
-//!   without checking the password until the window has moved on.
+//! - [`Throttle`]: failed sign-ins in a sliding window, as OWASP's
+//!   authentication cheat sheet recommends: refused (without checking the
+//!   password) per source address and user name past [`MAX_FAILURES`] and
+//!   per source address past [`MAX_ADDRESS_FAILURES`]; per user name only
+//!   slowed down ([`Attempt::delay`], at most [`MAX_USER_DELAY`]), never
+//!   refused, so that nobody can lock an administrator out by failing in
+//!   their name from elsewhere.
 //!
 //! **Limitations.** Sessions live in the daemon's memory: a restart signs
 //! everyone out (the safe direction). The table is bounded
@@ -38,8 +42,17 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after sign-in, busy or not.
 pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
-/// Failed sign-ins allowed per address and per user name in [`WINDOW`].
+/// Failed sign-ins allowed per (address, user name) in [`WINDOW`].
 pub const MAX_FAILURES: usize = 5;
+/// Failed sign-ins allowed per address, whatever the user names, in [`WINDOW`].
+pub const MAX_ADDRESS_FAILURES: usize = 20;
+/// Failed sign-ins for one user name, from anywhere, before each attempt
+/// for it is slowed down.
+pub const USER_DELAY_AFTER: usize = 5;
+/// The slow-down per failure past [`USER_DELAY_AFTER`].
+pub const USER_DELAY_STEP: Duration = Duration::from_millis(100);
+/// The longest slow-down for one user name: a delay, never a refusal.
+pub const MAX_USER_DELAY: Duration = Duration::from_secs(2);
 /// The throttle's sliding window.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Sessions held at most.
@@ -249,21 +262,45 @@ fn alive(s: &Session, now: Instant) -> bool {
         && now.duration_since(s.created) < ABSOLUTE_TIMEOUT
 }
 
-/// Password attempts per address and per user name. An attempt counts
-/// as failed from the moment it is let through ([`Throttle::attempt`],
-/// one lock for the check and the count): so parallel guesses cannot all
-/// pass the check before the first failure is counted. An attempt that
-/// checked nothing is taken back ([`Throttle::refund`]); a right password
-/// also clears the address's count ([`Throttle::succeeded`]).
+/// Password attempts, counted per address, per (address, user name) and
+/// per user name. An attempt counts as failed from the moment it is let
+/// through ([`Throttle::attempt`], one lock for the check and the count):
+/// so parallel guesses cannot all pass the check before the first failure
+/// is counted. An attempt that checked nothing is taken back
+/// ([`Throttle::refund`]); a right password also clears the counts of its
+/// address and of its (address, user name) ([`Throttle::succeeded`]).
+///
+/// Only the address and the (address, user name) counts refuse; the user
+/// name's count, which anyone anywhere can raise, only slows its attempts
+/// down ([`Attempt::delay`]).
 #[derive(Debug, Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    failures: Mutex<HashMap<Key, VecDeque<Instant>>>,
+}
+
+/// What a failure is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Addr(IpAddr),
+    AddrUser(IpAddr, String),
+    User(String),
+}
+
+impl Key {
+    /// Failures that refuse the next attempt; `None`: never refuses.
+    fn limit(&self) -> Option<usize> {
+        match self {
+            Key::Addr(_) => Some(MAX_ADDRESS_FAILURES),
+            Key::AddrUser(..) => Some(MAX_FAILURES),
+            Key::User(_) => None,
+        }
+    }
 }
 
 impl Throttle {
     /// Let an attempt from `from` for `user` through, counted as failed
-    /// until refunded; or, past [`MAX_FAILURES`] in [`WINDOW`], how long
-    /// until one may be tried.
+    /// until refunded; or, past a limit of the address or of the address
+    /// and user name in [`WINDOW`], how long until one may be tried.
     pub fn attempt(&self, from: IpAddr, user: &str) -> Result<Attempt, Duration> {
         self.attempt_at(from, user, Instant::now())
     }
@@ -276,18 +313,23 @@ impl Throttle {
         }
         let keys = keys(from, user);
         let mut wait = Duration::ZERO;
+        let mut user_failures = 0;
         for k in &keys {
-            if let Some(times) = failures.get_mut(k) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-                {
-                    times.pop_front();
+            let Some(times) = failures.get_mut(k) else {
+                continue;
+            };
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            {
+                times.pop_front();
+            }
+            match (k.limit(), times.front()) {
+                (Some(limit), Some(oldest)) if times.len() >= limit => {
+                    wait = wait.max(WINDOW - now.duration_since(*oldest));
                 }
-                if times.len() >= MAX_FAILURES {
-                    let oldest = *times.front().expect("not empty");
-                    wait = wait.max(WINDOW - now.duration_since(oldest));
-                }
+                (None, _) => user_failures = times.len(),
+                _ => {}
             }
         }
         if !wait.is_zero() {
@@ -296,7 +338,13 @@ impl Throttle {
         for k in &keys {
             failures.entry(k.clone()).or_default().push_back(now);
         }
-        Ok(Attempt { keys, at: now })
+        let past =
+            u32::try_from(user_failures.saturating_sub(USER_DELAY_AFTER)).unwrap_or(u32::MAX);
+        Ok(Attempt {
+            keys,
+            at: now,
+            delay: USER_DELAY_STEP.saturating_mul(past).min(MAX_USER_DELAY),
+        })
     }
 
     /// The attempt checked nothing (the request was refused for another
@@ -313,12 +361,14 @@ impl Throttle {
     }
 
     /// The password was right: the attempt does not count, and the
-    /// address's count starts again (a guesser of this user name
-    /// elsewhere stays throttled).
+    /// counts of the address and of the address and user name start again
+    /// (a guesser of this user name elsewhere stays slowed down).
     pub fn succeeded(&self, attempt: Attempt) {
-        let addr = attempt.keys[0].clone();
+        let [addr, pair, _] = attempt.keys.clone();
         self.refund(attempt);
-        self.failures.lock().expect("throttle lock").remove(&addr);
+        let mut failures = self.failures.lock().expect("throttle lock");
+        failures.remove(&addr);
+        failures.remove(&pair);
     }
 }
 
@@ -327,16 +377,29 @@ impl Throttle {
 #[derive(Debug)]
 #[must_use = "an attempt counts as failed unless refunded or succeeded"]
 pub struct Attempt {
-    /// The address's key, then the user name's.
-    keys: [String; 2],
+    /// The address's key, the address and user name's, the user name's.
+    keys: [Key; 3],
     at: Instant,
+    delay: Duration,
 }
 
-fn keys(from: IpAddr, user: &str) -> [String; 2] {
+impl Attempt {
+    /// How long to wait before checking the password: zero unless the
+    /// user name failed more than [`USER_DELAY_AFTER`] times in [`WINDOW`]
+    /// from anywhere, then [`USER_DELAY_STEP`] per failure past that, at
+    /// most [`MAX_USER_DELAY`].
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+}
+
+fn keys(from: IpAddr, user: &str) -> [Key; 3] {
     // Bounded length: user names are capped where they are accepted.
+    let user = user.to_lowercase();
     [
-        format!("addr {from}"),
-        format!("user {}", user.to_lowercase()),
+        Key::Addr(from),
+        Key::AddrUser(from, user.clone()),
+        Key::User(user),
     ]
 }
 
@@ -409,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn throttle_counts_per_address_and_per_user() {
+    fn throttle_refuses_per_address_and_user_and_per_address_and_only_slows_a_user_down() {
         let t = Throttle::default();
         let t0 = Instant::now();
         for i in 0..MAX_FAILURES {
@@ -417,14 +480,49 @@ mod tests {
         }
         let wait = t.attempt_at(A, "admin", t0).unwrap_err();
         assert!(wait <= WINDOW && wait > WINDOW - Duration::from_secs(1));
-        // Another user name from the same address: throttled (address).
-        assert!(t.attempt_at(A, "root", t0).is_err());
-        // The same user name from elsewhere: throttled (user).
-        assert!(t.attempt_at(B, "ADMIN", t0).is_err());
-        // Another user from elsewhere: free.
-        assert!(t.attempt_at(B, "other", t0).is_ok());
+        // The same user name from elsewhere: let through, not delayed yet.
+        let other = t.attempt_at(B, "ADMIN", t0).expect("another address");
+        assert_eq!(other.delay(), Duration::ZERO);
+        t.succeeded(other);
+        // Another user name from the same address: let through, up to the
+        // address's own limit.
+        for i in MAX_FAILURES..MAX_ADDRESS_FAILURES {
+            let _counted = t
+                .attempt_at(A, &format!("user{i}"), t0)
+                .expect("under the address limit");
+        }
+        assert!(t.attempt_at(A, "someone", t0).is_err());
         // The window moves on.
         assert!(t.attempt_at(A, "admin", t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_hundred_failures_for_a_user_elsewhere_delay_it_a_little_and_never_refuse() {
+        let t = Throttle::default();
+        let t0 = Instant::now();
+        for i in 0..100u8 {
+            let from = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, i));
+            for _ in 0..MAX_FAILURES {
+                let _counted = t.attempt_at(from, "admin", t0).expect("its own limit");
+            }
+        }
+        let right = t.attempt_at(A, "admin", t0).expect("never refused");
+        assert_eq!(right.delay(), MAX_USER_DELAY);
+        t.succeeded(right);
+        let early = Throttle::default();
+        for n in 0..USER_DELAY_AFTER + 3 {
+            let a = early.attempt_at(B, &format!("x{n}"), t0).expect("free");
+            early.refund(a);
+            let a = early
+                .attempt_at(
+                    IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, n as u8)),
+                    "root",
+                    t0,
+                )
+                .expect("free");
+            let past = n.saturating_sub(USER_DELAY_AFTER) as u32;
+            assert_eq!(a.delay(), USER_DELAY_STEP * past, "after {n} failures");
+        }
     }
 
     #[test]
@@ -442,13 +540,13 @@ mod tests {
             let _counted = t.attempt_at(A, "guess", t0).expect("let through");
         }
         for _ in 0..3 * MAX_FAILURES {
-            let a = t.attempt_at(A, "other", t0).expect("let through");
+            let a = t.attempt_at(A, "guess", t0).expect("let through");
             t.refund(a);
         }
         let _last = t.attempt_at(A, "guess", t0).expect("the fifth");
         assert!(
-            t.attempt_at(A, "anyone", t0).is_err(),
-            "the address is at its limit"
+            t.attempt_at(A, "guess", t0).is_err(),
+            "the address and user name are at their limit"
         );
         // Guesses in flight at once: the sixth is refused before any
         // answer came back.
