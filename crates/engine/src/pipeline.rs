@@ -60,6 +60,16 @@ impl Engine {
         let mut lines = Vec::new();
         for &step in steps {
             done.push(step);
+            // An Update fails for a listener socket it cannot bind only
+            // when it moves the sockets: a port that was already busy
+            // before (reported at boot) is no reason to refuse other
+            // changes.
+            let binding = if step == Step::Listeners && self.same_listeners(store, facts, from, to)
+            {
+                Binding::BestEffort
+            } else {
+                binding
+            };
             let result = match self.step(step, store, facts, to, binding).await {
                 Ok(_) if failpoint::step_fails(step.name()) && from != to => {
                     Err("verification failed (injected by SWITCHBOARD_FAIL_STEP)".to_owned())
@@ -91,6 +101,31 @@ impl Engine {
         }
         lines.retain(|l| !l.is_empty());
         Ok(lines.join("; "))
+    }
+
+    /// Whether `from` and `to` (`None`: the factory state) have the same
+    /// sockets for the built-in listeners.
+    fn same_listeners(
+        &self,
+        store: &Store,
+        facts: &Facts,
+        from: Option<&Plan>,
+        to: Option<&Plan>,
+    ) -> bool {
+        let sockets = |p: Option<&Plan>| -> Vec<switchboard_plan::Socket> {
+            match p {
+                Some(p) => p.builtin_sockets().cloned().collect(),
+                None => Self::candidate_of(store)
+                    .map(|c| {
+                        crate::diff::factory_plan(&c, facts, &self.context())
+                            .builtin_sockets()
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        };
+        sockets(from) == sockets(to)
     }
 
     /// One step towards `plan` (`None`: the factory state).
