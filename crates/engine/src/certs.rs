@@ -200,6 +200,7 @@ impl Engine {
         let parsed = self
             .cpu
             .run("certificate import", move || {
+                crate::failpoint::slow_import();
                 switchboard_pki::import(
                     &bundle,
                     key.as_deref().map(|k| &k[..]),

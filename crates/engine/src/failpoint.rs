@@ -9,6 +9,8 @@
 //! (`firewall`, `listeners`, `tls`, `kamailio`) fail its verification after
 //! it applied a change (not when it puts the same plan again, as boot
 //! does), so the tests can watch the pipeline undo what was done.
+//! `SWITCHBOARD_SLOW_IMPORT_MS=N` makes a certificate import's CPU job last
+//! N ms longer (see [`slow_import`]).
 
 use std::sync::OnceLock;
 
@@ -26,6 +28,23 @@ pub(crate) fn failpoint(name: &str) {
 }
 
 const FAIL_STEP_ENV: &str = "SWITCHBOARD_FAIL_STEP";
+
+const SLOW_IMPORT_ENV: &str = "SWITCHBOARD_SLOW_IMPORT_MS";
+
+/// With `SWITCHBOARD_SLOW_IMPORT_MS=N`, a certificate import's CPU job takes
+/// N ms more: a test can then act while one is surely running, whatever the
+/// speed of the machine. Unset, this is one atomic load.
+pub(crate) fn slow_import() {
+    static MS: OnceLock<Option<u64>> = OnceLock::new();
+    let ms = MS.get_or_init(|| {
+        std::env::var(SLOW_IMPORT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(ms) = ms {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
 
 /// Whether the step `name` must fail (see the module's doc).
 pub(crate) fn step_fails(name: &str) -> bool {

@@ -3,13 +3,14 @@
 //! daemon hands over to bind them.
 //!
 //! An Update asks for exactly its revision's sockets (the plan's
-//! `sockets` served by switchboard): a new port is bound
-//! before the old one stops accepting, and a port that cannot be bound
-//! fails the Update (which is then undone like any other failure). Putting
-//! a recorded revision back (boot, NIC changes, rollbacks of a failed or
-//! unconfirmed revision) binds what it can and reports the rest, so that
-//! a busy port never keeps the daemon from starting or from restoring the
-//! rest of a revision.
+//! `sockets` served by switchboard): a new port is bound before the old one
+//! stops accepting, and a new port that cannot be bound fails the Update
+//! that moves it (which is then undone like any other failure). An Update
+//! that keeps the sockets, and putting a recorded revision back (boot, NIC
+//! changes, rollbacks of a failed or unconfirmed revision), bind what they
+//! can and report the rest, so that a busy port never keeps the daemon from
+//! starting, from applying other changes, or from restoring the rest of a
+//! revision.
 
 use std::fmt::Write as _;
 use std::future::Future;

@@ -13,7 +13,14 @@ use switchboard_pki::testpki;
 #[test]
 fn a_killed_import_is_not_stored_and_the_daemon_answers_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = Daemon::start(None, dir.path(), &[]);
+    // Each import lasts 2 s more, so that the client is surely killed
+    // while its import runs, however fast the machine decrypts the key.
+    let d = Daemon::start_with_env(
+        None,
+        dir.path(),
+        &[],
+        &[("SWITCHBOARD_SLOW_IMPORT_MS", "2000")],
+    );
     let files = testpki::tempdir();
     let f = |name: &str| files.path().join(name).display().to_string();
     let p = testpki::pki();
