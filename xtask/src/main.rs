@@ -125,7 +125,8 @@ fn install_packages(packages: &[&'static str]) -> anyhow::Result<()> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"]).args(extra);
+    cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"])
+        .args(extra);
     if is_root() {
         install_packages(PACKAGES)?;
         cmd.env("SWITCHBOARD_REQUIRE_SYSTEM_TESTS", "1");
