@@ -106,7 +106,8 @@ mod tests {
     #[test]
     fn anything_but_https_host_and_port_is_refused_with_a_reason() {
         for (bad, reason) in [
-            ("", "does not start with https"),
+            ("", "empty or only white space"),
+            (" \t ", "empty or only white space"),
             ("voip.example.test", "does not start with https"),
             ("http://voip.example.test", "must be https"),
             ("ftp://voip.example.test", "only https"),
