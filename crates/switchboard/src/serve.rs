@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use switchboard_domain::ServiceId;
 use switchboard_engine::{Engine, EngineConfig, FirewallMode};
 use switchboard_store::{AuditRetention, Store};
 use tokio::signal::unix::{SignalKind, signal};
@@ -175,19 +174,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     // address a connection arrived on). The engine moves them with each
     // revision it installs, starting with boot's; a port that cannot be
     // bound then is logged and skipped: the rest of the appliance runs.
-    let https = Arc::new(switchboard_web::https::Listeners::new([
-        (
-            ServiceId::Console,
-            engine.tls_tables().console.clone(),
-            switchboard_web::console::router(engine.clone()),
-        ),
-        (
-            ServiceId::Web,
-            engine.tls_tables().web.clone(),
-            switchboard_web::pages::web(engine.clone()),
-        ),
-    ]));
-    engine.set_listener_control(https.clone());
+    let https = switchboard_web::https::Listeners::for_engine(&engine);
     // Boot reconciles before anything is served: an expired pending
     // revision is rolled back, the applied one is loaded again.
     let reconciled = engine

@@ -166,6 +166,27 @@ struct Running {
 }
 
 impl Listeners {
+    /// The console and the web services of `engine`, each with its
+    /// certificate table and router, handed to the engine, which moves
+    /// them with every revision it installs (boot's first): what `serve`
+    /// runs.
+    pub fn for_engine(engine: &Arc<switchboard_engine::Engine>) -> Arc<Self> {
+        let listeners = Arc::new(Listeners::new([
+            (
+                ServiceId::Console,
+                engine.tls_tables().console.clone(),
+                crate::console::router(engine.clone()),
+            ),
+            (
+                ServiceId::Web,
+                engine.tls_tables().web.clone(),
+                crate::pages::web(engine.clone()),
+            ),
+        ]));
+        engine.set_listener_control(listeners.clone());
+        listeners
+    }
+
     /// Listeners for `services` (each with the certificates it presents
     /// and its router), listening nowhere yet.
     pub fn new(services: impl IntoIterator<Item = (ServiceId, Arc<CertTable>, Router)>) -> Self {

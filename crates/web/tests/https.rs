@@ -804,19 +804,7 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         nics: vec![nic("lan0", Some("192.0.2.1"))],
         ..Facts::default()
     });
-    let listeners = Arc::new(Listeners::new([
-        (
-            ServiceId::Console,
-            engine.tls_tables().console.clone(),
-            switchboard_web::console::router(engine.clone()),
-        ),
-        (
-            ServiceId::Web,
-            engine.tls_tables().web.clone(),
-            switchboard_web::pages::web(engine.clone()),
-        ),
-    ]));
-    engine.set_listener_control(listeners.clone());
+    let listeners = Listeners::for_engine(&engine);
     let port = |p: u16| p.to_string().parse().expect("a port");
     let [console_port, moved] = free_ports();
     let busy = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
