@@ -1129,24 +1129,7 @@ mod tests {
     fn a_key_encrypted_with_too_many_iterations_is_refused_before_deriving() {
         let (pki, dir) = pki_files();
         let d = dir.path();
-        let too_many = (crate::MAX_PBKDF2_ITERATIONS + 1).to_string();
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-iter",
-                &too_many,
-                "-in",
-                "key.pem",
-                "-passout",
-                "pass:pw",
-                "-out",
-                "costly.pem",
-            ],
-        );
+        crate::testpki::encrypt_key(d, "key.pem", "costly.pem", crate::MAX_PBKDF2_ITERATIONS + 1);
         let err = import(
             pki.leaf.pem().as_bytes(),
             Some(&read_file(d, "costly.pem")),
@@ -1154,7 +1137,11 @@ mod tests {
         )
         .expect_err("refused");
         assert_eq!(err.code(), "key-too-costly", "{err}");
-        assert!(err.to_string().contains(&too_many), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&(crate::MAX_PBKDF2_ITERATIONS + 1).to_string()),
+            "{err}"
+        );
     }
 
     /// leaf.pem, key.pem and chain.pem (intermediate + root) in a new directory.

@@ -428,23 +428,7 @@ mod tests {
                 KeyPair::generate().expect("key").serialized_der(),
             ),
         );
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-iter",
-                "2000000",
-                "-in",
-                "k.pem",
-                "-passout",
-                "pass:pw",
-                "-out",
-                "slow.pem",
-            ],
-        );
+        crate::testpki::encrypt_key(d, "k.pem", "slow.pem", 2_000_000);
         let err = PrivateKey::parse(&read(d, "slow.pem"), Some("pw")).expect_err("refused");
         assert_eq!(
             err,

@@ -186,6 +186,29 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `dir/output`: the key in `dir/input` as encrypted PKCS#8 (PBES2,
+/// AES-256-CBC, PBKDF2 with `iterations`), password `pw`.
+pub fn encrypt_key(dir: &Path, input: &str, output: &str, iterations: u32) {
+    let iterations = iterations.to_string();
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-iter",
+            &iterations,
+            "-in",
+            input,
+            "-passout",
+            "pass:pw",
+            "-out",
+            output,
+        ],
+    );
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")
 }

@@ -32,23 +32,11 @@ fn a_killed_import_is_not_stored_and_the_daemon_answers_meanwhile() {
     testpki::write(files.path(), "key.pem", p.leaf.key_pem());
     testpki::write(files.path(), "pw", "pw\n");
     // The costliest key accepted: PBKDF2 at the most iterations allowed.
-    let iterations = switchboard_pki::MAX_PBKDF2_ITERATIONS.to_string();
-    testpki::openssl(
+    testpki::encrypt_key(
         files.path(),
-        &[
-            "pkcs8",
-            "-topk8",
-            "-v2",
-            "aes-256-cbc",
-            "-iter",
-            &iterations,
-            "-in",
-            "key.pem",
-            "-passout",
-            "pass:pw",
-            "-out",
-            "enc.pem",
-        ],
+        "key.pem",
+        "enc.pem",
+        switchboard_pki::MAX_PBKDF2_ITERATIONS,
     );
     let import = [
         "cert",

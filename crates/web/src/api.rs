@@ -1224,23 +1224,11 @@ mod tests {
         let dir = testpki::tempdir();
         let d = dir.path();
         testpki::write(d, "key.pem", p.leaf.key_pem());
-        let iterations = switchboard_pki::MAX_PBKDF2_ITERATIONS.to_string();
-        testpki::openssl(
+        testpki::encrypt_key(
             d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-iter",
-                &iterations,
-                "-in",
-                "key.pem",
-                "-passout",
-                "pass:pw",
-                "-out",
-                "enc.pem",
-            ],
+            "key.pem",
+            "enc.pem",
+            switchboard_pki::MAX_PBKDF2_ITERATIONS,
         );
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         json!({
