@@ -1,7 +1,7 @@
 //! Differences between two configurations (revisions or the candidate):
 //! the diff of their whole plans ([`switchboard_plan::diff()`]).
 
-use switchboard_domain::{Bindings, Candidate, Facts, Matrix};
+use switchboard_domain::{Candidate, Facts};
 use switchboard_plan::{Context, Plan};
 use switchboard_store::Revision;
 
@@ -34,35 +34,13 @@ impl Side {
         }
     }
 
-    /// A new appliance: see [`factory_plan`].
+    /// A new appliance: see [`switchboard_plan::factory`].
     pub(crate) fn nothing_applied(c: &Candidate, facts: &Facts, context: &Context) -> Side {
         Side {
             label: "nothing applied".into(),
-            plan: factory_plan(c, facts, context),
+            plan: switchboard_plan::factory(c, facts, context),
         }
     }
-}
-
-/// What runs before the first Update: no firewall (every service answers
-/// on every NIC), no SIP server, the built-in listeners on the candidate's
-/// ports presenting the candidate's default certificates (the first
-/// start's, until the administrator binds others).
-pub(crate) fn factory_plan(c: &Candidate, facts: &Facts, context: &Context) -> Plan {
-    let factory = Candidate {
-        matrix: Matrix::Factory,
-        bindings: Bindings {
-            defaults: c.bindings.defaults.clone(),
-            ..Bindings::default()
-        },
-        ports: c.ports.clone(),
-        ..Candidate::default()
-    };
-    let mut plan = switchboard_plan::render(&factory, facts, context);
-    plan.ruleset = String::new();
-    plan.kamailio = None;
-    plan.sockets
-        .retain(|s| s.server == switchboard_plan::Server::Switchboard);
-    plan
 }
 
 pub(crate) fn diff(from: &Side, to: &Side) -> DiffView {

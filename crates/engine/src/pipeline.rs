@@ -40,6 +40,25 @@ impl Step {
     }
 }
 
+/// One side of a [`Engine::put`]: the plan its steps put, and for the
+/// firewall, whether there is one at all (`None`: no revision, no table).
+struct Side<'a> {
+    firewall: Option<&'a Plan>,
+    plan: &'a Plan,
+}
+
+impl<'a> Side<'a> {
+    fn of(plan: Option<&'a Plan>, factory: &'a Option<Plan>) -> Result<Side<'a>, String> {
+        let resolved = plan
+            .or(factory.as_ref())
+            .ok_or("the factory plan of a side without revision is missing")?;
+        Ok(Side {
+            firewall: plan,
+            plan: resolved,
+        })
+    }
+}
+
 impl Engine {
     /// Make the system run `to` (`None`: nothing applied, the factory state)
     /// where it ran `from`, through `steps`; `binding` says whether a
@@ -56,22 +75,34 @@ impl Engine {
         steps: &[Step],
         binding: Binding,
     ) -> Result<String, String> {
+        // The factory state, for the side that is `None`: the firewall step
+        // removes its table, the others put the factory plan.
+        let factory = if from.is_none() || to.is_none() {
+            let candidate = Self::candidate_of(store).map_err(|e| e.to_string())?;
+            Some(switchboard_plan::factory(
+                &candidate,
+                facts,
+                &self.context(),
+            ))
+        } else {
+            None
+        };
+        let (from, to) = (Side::of(from, &factory)?, Side::of(to, &factory)?);
+        // An Update fails for a listener socket it cannot bind only when it
+        // moves the sockets: a port that was already busy before (reported
+        // at boot) is no reason to refuse other changes.
+        let same_listeners = from.plan.builtin_sockets().eq(to.plan.builtin_sockets());
         let mut done: Vec<Step> = Vec::new();
         let mut lines = Vec::new();
         for &step in steps {
             done.push(step);
-            // An Update fails for a listener socket it cannot bind only
-            // when it moves the sockets: a port that was already busy
-            // before (reported at boot) is no reason to refuse other
-            // changes.
-            let binding = if step == Step::Listeners && self.same_listeners(store, facts, from, to)
-            {
+            let binding = if step == Step::Listeners && same_listeners {
                 Binding::BestEffort
             } else {
                 binding
             };
-            let result = match self.step(step, store, facts, to, binding).await {
-                Ok(_) if failpoint::step_fails(step.name()) && from != to => {
+            let result = match self.step(step, store, facts, &to, binding).await {
+                Ok(_) if failpoint::step_fails(step.name()) && from.plan != to.plan => {
                     Err("verification failed (injected by SWITCHBOARD_FAIL_STEP)".to_owned())
                 }
                 other => other,
@@ -81,7 +112,7 @@ impl Engine {
                 Err(e) => {
                     let mut undo_errors = Vec::new();
                     for &s in done.iter().rev() {
-                        if let Err(e) = self.step(s, store, facts, from, Binding::BestEffort).await
+                        if let Err(e) = self.step(s, store, facts, &from, Binding::BestEffort).await
                         {
                             undo_errors.push(format!("{}: {e}", s.name()));
                         }
@@ -103,51 +134,18 @@ impl Engine {
         Ok(lines.join("; "))
     }
 
-    /// Whether `from` and `to` (`None`: the factory state) have the same
-    /// sockets for the built-in listeners.
-    fn same_listeners(
-        &self,
-        store: &Store,
-        facts: &Facts,
-        from: Option<&Plan>,
-        to: Option<&Plan>,
-    ) -> bool {
-        let sockets = |p: Option<&Plan>| -> Vec<switchboard_plan::Socket> {
-            match p {
-                Some(p) => p.builtin_sockets().cloned().collect(),
-                None => Self::candidate_of(store)
-                    .map(|c| {
-                        crate::diff::factory_plan(&c, facts, &self.context())
-                            .builtin_sockets()
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }
-        };
-        sockets(from) == sockets(to)
-    }
-
-    /// One step towards `plan` (`None`: the factory state).
+    /// One step towards `side`.
     async fn step(
         &self,
         step: Step,
         store: &mut Store,
         facts: &Facts,
-        plan: Option<&Plan>,
+        side: &Side<'_>,
         binding: Binding,
     ) -> Result<String, String> {
-        let factory;
-        let resolved = match plan {
-            Some(p) => p,
-            None => {
-                let candidate = Self::candidate_of(store).map_err(|e| e.to_string())?;
-                factory = crate::diff::factory_plan(&candidate, facts, &self.context());
-                &factory
-            }
-        };
+        let resolved = side.plan;
         match step {
-            Step::Firewall => firewall::put(self.config.firewall, plan).await,
+            Step::Firewall => firewall::put(self.config.firewall, side.firewall).await,
             Step::Listeners => self.listen(resolved, binding).await,
             Step::Tls => self
                 .tls

@@ -258,6 +258,27 @@ pub fn render(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
     plan
 }
 
+/// What runs before the first Update: no firewall (every service answers
+/// on every NIC: no ruleset), no SIP server, the built-in listeners on the
+/// candidate's ports presenting the candidate's default certificates (the
+/// first start's, until the administrator binds others).
+pub fn factory(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
+    let factory = Candidate {
+        matrix: switchboard_domain::Matrix::Factory,
+        bindings: switchboard_domain::Bindings {
+            defaults: candidate.bindings.defaults.clone(),
+            ..Default::default()
+        },
+        ports: candidate.ports.clone(),
+        ..Candidate::default()
+    };
+    let mut plan = render(&factory, facts, context);
+    plan.ruleset = String::new();
+    plan.kamailio = None;
+    plan.sockets.retain(|s| s.server == Server::Switchboard);
+    plan
+}
+
 impl Plan {
     /// Complete a plan recorded by an older version (its `version` says
     /// which) with the sections it lacks, rendered from the candidate it
