@@ -133,6 +133,17 @@ fn a_certificate_change_is_diffed_applied_and_rolled_back_on_the_wire() {
         "the rollback presents voip again"
     );
     assert_eq!(presented(&lab, 5061), old);
+    // An Update that changes nothing of SIP leaves Kamailio alone (no
+    // check, no reload), and it still presents the same certificate.
+    d.ok(&["matrix", "allow", "ssh", "wan0"]);
+    let u = d.json(&["update", "-m", "ssh on wan0"]);
+    assert!(
+        u["detail"]
+            .as_str()
+            .is_some_and(|t| t.contains("kamailio unchanged")),
+        "{u}"
+    );
+    assert_eq!(presented(&lab, 5061), old);
     let shown = d.ok(&["revisions", "show", &r.to_string()]);
     assert!(
         shown
