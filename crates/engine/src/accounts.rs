@@ -161,8 +161,12 @@ async fn group_commit(
                 Err(_) => break,
             }
         }
-        let hashes: Vec<&str> = batch.iter().map(|c| c.hash.as_str()).collect();
-        let result = store.lock().await.consume_tokens(&hashes, Timestamp::now());
+        let hashes: Vec<String> = batch.iter().map(|c| c.hash.clone()).collect();
+        let result = off_worker(&store, move |store| {
+            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+            Ok(store.consume_tokens(&hashes, Timestamp::now())?)
+        })
+        .await;
         match result {
             Ok((applied, rows)) => {
                 for (c, row) in batch.into_iter().zip(rows) {
@@ -177,6 +181,18 @@ async fn group_commit(
             }
         }
     }
+}
+
+/// Runs `f` on the store behind `store` on a blocking thread, so the
+/// async worker that asked is free while SQLite writes and fsyncs.
+pub(crate) async fn off_worker<T: Send + 'static>(
+    store: &std::sync::Arc<tokio::sync::Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let mut guard = store.clone().lock_owned().await;
+    tokio::task::spawn_blocking(move || f(&mut guard))
+        .await
+        .map_err(|e| EngineError::System(format!("a store task failed: {e}")))?
 }
 
 /// What every document of the running revision shares: computed once per
@@ -328,7 +344,7 @@ impl Engine {
     async fn consume(&self, hash: String) -> Result<(Option<u64>, Option<AccountRow>)> {
         let tx = self.consumer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(group_commit(self.store.clone(), rx));
+            tokio::spawn(group_commit(self.phones.clone(), rx));
             tx
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -352,13 +368,18 @@ impl Engine {
         {
             return Ok(c.clone());
         }
-        let store = self.store.lock().await;
-        let current = store
-            .applied_number()?
-            .ok_or(EngineError::ActivationUnavailable)?;
-        let applied = self
-            .applied(&store)?
-            .ok_or(EngineError::ActivationUnavailable)?;
+        let (facts, context) = (self.facts(), self.context());
+        let (current, applied) = off_worker(&self.phones, move |store| {
+            let current = store
+                .applied_number()?
+                .ok_or(EngineError::ActivationUnavailable)?;
+            let applied = store.applied()?.ok_or(EngineError::ActivationUnavailable)?;
+            Ok((
+                current,
+                Self::upgraded_with(store, facts, &context, applied)?,
+            ))
+        })
+        .await?;
         let port = NonZeroU16::new(applied.plan.provisioning.sip_tls_port)
             .ok_or_else(|| EngineError::System("port 0".into()))?;
         let pins = applied
@@ -387,7 +408,7 @@ impl Engine {
     /// The app store page for a phone whose browser sent `user_agent`, from
     /// the running revision's settings.
     pub async fn install_link(&self, user_agent: &str) -> Result<Option<String>> {
-        let applied = self.store.lock().await.applied()?;
+        let applied = off_worker(&self.phones, |store| Ok(store.applied()?)).await?;
         Ok(applied.and_then(|r| {
             switchboard_domain::install::install_link(
                 user_agent,

@@ -5,6 +5,14 @@
 //! and the TLS listeners are never the ones computing, and a burst of
 //! costly requests queues instead of taking every core.
 //!
+//! **Priority.** A job runs at nice [`JOB_NICE`]: when it competes for a
+//! core with the threads that serve phones (their own runtime, see
+//! `switchboard_web::https::Plane`), the kernel gives it about a tenth of
+//! their share, so a costly import slows down rather than the phones.
+//! The thread's priority is restored after the job (Linux keeps the nice
+//! value per thread; without `CAP_SYS_NICE` a thread cannot raise it back,
+//! and the blocking thread stays at the lower priority).
+//!
 //! **Cancellation.** A caller that is dropped (its client went away) stops
 //! waiting; a job that had started runs to its end, still holding its
 //! permit, and its result is dropped. So abandoned jobs never exceed the
@@ -20,6 +28,9 @@ use crate::{EngineError, Result};
 /// How many CPU-heavy jobs run at once: the appliance has few cores, and
 /// the listeners need some.
 pub const CPU_PERMITS: usize = 2;
+
+/// The nice value a job runs at (0 is the default, 19 the lowest).
+pub const JOB_NICE: i32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct CpuPool {
@@ -56,6 +67,7 @@ impl CpuPool {
             .map_err(|_| EngineError::System(format!("{what}: the CPU pool is closed")))?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _nice = Niced::enter();
             job()
         })
         .await
@@ -72,6 +84,33 @@ impl CpuPool {
         let all = u32::try_from(self.size).unwrap_or(u32::MAX);
         // Only a closed semaphore fails, and this one is never closed.
         let _all = self.permits.acquire_many(all).await;
+    }
+}
+
+/// The calling thread at [`JOB_NICE`] until dropped. (On Linux,
+/// `setpriority(PRIO_PROCESS, 0, …)` changes the calling thread only.)
+struct Niced {
+    before: Option<i32>,
+}
+
+impl Niced {
+    fn enter() -> Niced {
+        let before = rustix::process::getpriority_process(None).ok();
+        let lowered = before
+            .filter(|&b| b < JOB_NICE)
+            .and_then(|_| rustix::process::setpriority_process(None, JOB_NICE).ok());
+        Niced {
+            before: lowered.and(before),
+        }
+    }
+}
+
+impl Drop for Niced {
+    fn drop(&mut self) {
+        if let Some(before) = self.before {
+            // Fails without CAP_SYS_NICE: the thread stays lower.
+            let _ = rustix::process::setpriority_process(None, before);
+        }
     }
 }
 
@@ -111,5 +150,23 @@ mod tests {
         assert_eq!(running.load(Ordering::SeqCst), 0);
         assert_eq!(most.load(Ordering::SeqCst), 2);
         assert_eq!(pool.busy(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_at_a_lower_priority_than_its_caller() {
+        let pool = CpuPool::new(1);
+        let caller = rustix::process::getpriority_process(None).expect("nice");
+        let job = pool
+            .run("test", || {
+                rustix::process::getpriority_process(None).expect("nice")
+            })
+            .await
+            .expect("ran");
+        assert_eq!(job, JOB_NICE.max(caller));
+        assert_eq!(
+            rustix::process::getpriority_process(None).expect("nice"),
+            caller,
+            "the caller's thread is left as it was"
+        );
     }
 }

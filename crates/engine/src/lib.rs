@@ -113,6 +113,11 @@ impl EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     store: std::sync::Arc<Mutex<Store>>,
+    /// The phones' own connection to the store (the same one as `store`
+    /// for an in-memory store): activation links are consumed and their
+    /// documents read through it, so a fetch never waits for an Update,
+    /// which holds `store` from its plan to its record.
+    phones: std::sync::Arc<Mutex<Store>>,
     facts: RwLock<Facts>,
     /// The system's trusted CAs, read once.
     system_roots: std::sync::OnceLock<switchboard_pki::TrustAnchors>,
@@ -153,10 +158,17 @@ impl Engine {
         let sip = config
             .sip
             .then(|| Mutex::new(sip::Sip::new(&config.data_dir)));
+        let phones = store.second_connection()?;
+        let store = std::sync::Arc::new(Mutex::new(store));
+        let phones = match phones {
+            Some(second) => std::sync::Arc::new(Mutex::new(second)),
+            None => store.clone(),
+        };
         Ok(Engine {
             sip,
             config,
-            store: std::sync::Arc::new(Mutex::new(store)),
+            store,
+            phones,
             facts: RwLock::new(Facts::default()),
             system_roots: std::sync::OnceLock::new(),
             tls: TlsTables::new(),
@@ -280,10 +292,21 @@ impl Engine {
     }
 
     /// `r` with its plan completed when an older version recorded it.
-    fn upgraded(&self, store: &Store, mut r: Revision) -> Result<Revision> {
+    fn upgraded(&self, store: &Store, r: Revision) -> Result<Revision> {
+        Self::upgraded_with(store, self.facts(), &self.context(), r)
+    }
+
+    /// [`Engine::upgraded`] with the kernel's `facts` and the planner's
+    /// `context` given, for work off the engine (a blocking thread).
+    fn upgraded_with(
+        store: &Store,
+        facts: Facts,
+        context: &Context,
+        mut r: Revision,
+    ) -> Result<Revision> {
         if r.plan.version < PLAN_VERSION {
-            let facts = self.facts_with(store)?;
-            r.plan = r.plan.upgrade(&r.candidate, &facts, &self.context());
+            let facts = certs::with_certificates(facts, store)?;
+            r.plan = r.plan.upgrade(&r.candidate, &facts, context);
         }
         Ok(r)
     }

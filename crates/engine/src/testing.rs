@@ -15,12 +15,18 @@ pub async fn booted() -> Engine {
 
 /// [`booted`], sending SMS through `sms_gateway`.
 pub async fn booted_with(sms_gateway: Gateway) -> Engine {
+    let store = switchboard_store::Store::open_in_memory().expect("an in-memory store");
+    booted_on(store, sms_gateway).await
+}
+
+/// [`booted_with`] on `store`.
+pub async fn booted_on(store: switchboard_store::Store, sms_gateway: Gateway) -> Engine {
     let e = Engine::new(
         EngineConfig {
             sms_gateway,
             ..EngineConfig::detached()
         },
-        switchboard_store::Store::open_in_memory().expect("an in-memory store"),
+        store,
     )
     .expect("an engine");
     e.set_facts(Facts {

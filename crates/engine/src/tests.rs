@@ -407,6 +407,12 @@ async fn with_ann(
     gateway: switchboard_system::sms::Gateway,
 ) -> (Engine, switchboard_provision::Username) {
     let e = crate::testing::booted_with(gateway).await;
+    let ann = add_ann(&e).await;
+    (e, ann)
+}
+
+/// Provision `e` for phones (applied), and add Ann's account.
+async fn add_ann(e: &Engine) -> switchboard_provision::Username {
     let host = switchboard_system::dns::hostname();
     e.set_provisioning(switchboard_domain::provisioning::ProvisioningSettings {
         sip_tls_hostname: Some(host.parse().expect("the host name is a valid name")),
@@ -426,7 +432,36 @@ async fn with_ann(
         })
         .await
         .expect("account");
-    (e, a.username)
+    a.username
+}
+
+/// An Update holds the store from its plan to its record (a Kamailio
+/// restart, a firewall load); a phone fetching its document meanwhile is
+/// served through the phones' own connection, without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_is_served_while_an_update_holds_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = switchboard_store::Store::open_dir(dir.path()).expect("store");
+    let e = crate::testing::booted_on(store, switchboard_system::sms::Gateway::Outbox).await;
+    let ann = add_ann(&e).await;
+    e.activate(&ann).await.expect("activate");
+    let sms = e.sms().await.expect("sms");
+    let token = token_in(sms[0].text.as_deref().expect("the outbox shows its text"));
+    let update = e.store.lock().await;
+    let doc = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        e.fetch_document(&token, "198.51.100.2".parse().expect("ip")),
+    )
+    .await
+    .expect("the fetch does not wait for the Update")
+    .expect("the document");
+    assert!(doc.body.contains("\"ha1\""), "{}", doc.body);
+    drop(update);
+    assert!(matches!(
+        e.fetch_document(&token, "198.51.100.2".parse().expect("ip"))
+            .await,
+        Err(EngineError::LinkGone)
+    ));
 }
 
 fn token_in(text: &str) -> String {

@@ -480,6 +480,21 @@ impl Store {
         Self::init(conn, Some(lock))
     }
 
+    /// A second connection to this store's database, for work that must not
+    /// wait for this one (the engine consumes activation tokens through it
+    /// while an Update holds the first). SQLite serializes the two
+    /// connections' writes (WAL: readers never wait); neither holds the
+    /// directory's lock twice. `None` for an in-memory store, which has no
+    /// file to share.
+    pub fn second_connection(&self) -> Result<Option<Store>> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::init(conn, None).map(Some)
+    }
+
     /// A private in-memory store, for tests.
     pub fn open_in_memory() -> Result<Store> {
         Self::init(Connection::open_in_memory()?, None)
@@ -1433,6 +1448,55 @@ mod tests {
         assert_eq!(r1.candidate, c);
         assert_eq!(r1.plan, plan);
         assert_eq!(s.revision(3).expect("read"), None);
+    }
+
+    #[test]
+    fn a_second_connection_consumes_tokens_the_first_one_issued() {
+        let t = |s: &str| -> Timestamp { s.parse().expect("time") };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut first = Store::open_dir(dir.path()).expect("open");
+        assert!(
+            Store::open_in_memory()
+                .expect("open")
+                .second_connection()
+                .expect("in memory")
+                .is_none(),
+            "an in-memory store has no file to share"
+        );
+        let mut second = first
+            .second_connection()
+            .expect("second")
+            .expect("a file store has one");
+        let row = AccountRow {
+            username: "ann".into(),
+            display_name: None,
+            phone: "+33612345678".into(),
+            group: None,
+            profile: "linphone".into(),
+            realm: "switchboard".into(),
+            ha1: "00".repeat(16),
+        };
+        let at = t("2026-11-26T08:00:00Z");
+        first.insert_accounts(&[row], at).expect("insert");
+        first
+            .add_activation("ann", "h", t("2026-11-26T09:00:00Z"), at)
+            .expect("add");
+        // The first connection is inside a read transaction (an Update
+        // reading): the second still commits.
+        let reading = first.conn.transaction().expect("tx");
+        let _: i64 = reading
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .expect("read");
+        assert_eq!(
+            second.consume_token("h", at).expect("consume").as_deref(),
+            Some("ann")
+        );
+        drop(reading);
+        assert_eq!(first.consume_token("h", at).expect("again"), None);
+        assert!(
+            matches!(Store::open_dir(dir.path()), Err(StoreError::Locked { .. })),
+            "the directory's lock is still held once"
+        );
     }
 
     #[test]

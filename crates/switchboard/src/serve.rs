@@ -10,6 +10,10 @@ use switchboard_store::{AuditRetention, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+/// Threads of the phones' runtime (the web services); the main runtime has
+/// two more for the console, the API and the engine.
+const PHONE_WORKERS: usize = 2;
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// `plan` renders and records the ruleset of every revision without
@@ -174,7 +178,11 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     // address a connection arrived on). The engine moves them with each
     // revision it installs, starting with boot's; a port that cannot be
     // bound then is logged and skipped: the rest of the appliance runs.
-    let https = switchboard_web::https::Listeners::for_engine(&engine);
+    // The web services, which phones use, run on a runtime of their own:
+    // nothing the console, the API or an Update does can starve them.
+    let phones = switchboard_web::https::Plane::new("phones", PHONE_WORKERS)
+        .context("starting the phones' runtime")?;
+    let https = switchboard_web::https::Listeners::for_engine(&engine, &phones);
     // Boot reconciles before anything is served: an expired pending
     // revision is rolled back, the applied one is loaded again.
     let reconciled = engine
@@ -219,6 +227,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     if let Err(e) = std::fs::remove_file(&socket) {
         warn!(socket = %socket.display(), error = %e, "could not remove the socket");
     }
+    drop(phones);
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -27,8 +27,9 @@
 //! - at most [`MAX_PER_ADDRESS`] connections at once per client address
 //!   (IPv6: per /64) and service; a connection beyond that is closed as
 //!   soon as it is accepted;
-//! - at most 1,024 connections at once across all listeners; beyond that
-//!   the kernel's backlog holds new ones until one ends;
+//! - at most 1,024 connections at once per service; beyond that the
+//!   kernel's backlog holds new ones until one ends (so a flood of the
+//!   console never takes the web services' room);
 //! - the TLS handshake must finish within 10 s and each request head
 //!   arrive within 30 s, which also closes a kept-alive connection idle
 //!   for 30 s;
@@ -46,6 +47,13 @@
 //!
 //! The failure of one connection (handshake, protocol, even a panicking
 //! handler) ends only that connection.
+//!
+//! **Planes.** A service may be given a runtime of its own (a [`Plane`]):
+//! its sockets are registered with that runtime's reactor and its accept
+//! loops, handshakes and requests run on that runtime's threads, so no
+//! work of another service (a console flood, an Update, a certificate
+//! import waiting on the CPU pool) can keep them from being served. The
+//! daemon runs the web services, which phones use, on the `phones` plane.
 //!
 //! **Stopping.** A socket no longer wanted (its port moved) closes at once;
 //! its connections finish the request in flight (a connection still in its
@@ -87,6 +95,7 @@ use switchboard_domain::ServiceId;
 use switchboard_engine::{ListenSocket, ListenerControl};
 use switchboard_pki::CertTable;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -137,8 +146,6 @@ pub struct HttpsPeer {
 pub struct Listeners {
     services: BTreeMap<ServiceId, Site>,
     http: http1::Builder,
-    /// Shared by every socket: at most [`MAX_CONNECTIONS`] in all.
-    permits: Arc<Semaphore>,
     sockets: Mutex<Sockets>,
 }
 
@@ -149,6 +156,53 @@ struct Site {
     app: Router,
     /// Connections per client address, across this service's sockets.
     per_address: Arc<PerAddress>,
+    /// Connections at once, across this service's sockets.
+    permits: Arc<Semaphore>,
+    /// Where its sockets, accept loops and connections run (`None`: the
+    /// runtime that asks it to listen).
+    runtime: Option<Handle>,
+}
+
+/// A multi-threaded Tokio runtime of its own, for a service that must be
+/// served whatever the rest of the daemon is doing (see "Planes" above).
+/// Dropping it stops its threads without waiting (it may be dropped
+/// inside another runtime); shut the [`Listeners`] down first.
+pub struct Plane {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl Plane {
+    /// A runtime with `workers` threads named `name`.
+    pub fn new(name: &str, workers: usize) -> io::Result<Plane> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()?;
+        Ok(Plane {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plane").finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -167,11 +221,11 @@ struct Running {
 
 impl Listeners {
     /// The console and the web services of `engine`, each with its
-    /// certificate table and router, handed to the engine, which moves
-    /// them with every revision it installs (boot's first): what `serve`
-    /// runs.
-    pub fn for_engine(engine: &Arc<switchboard_engine::Engine>) -> Arc<Self> {
-        let listeners = Arc::new(Listeners::new([
+    /// certificate table and router, the web services on `phones`, handed
+    /// to the engine, which moves them with every revision it installs
+    /// (boot's first): what `serve` runs.
+    pub fn for_engine(engine: &Arc<switchboard_engine::Engine>, phones: &Plane) -> Arc<Self> {
+        let mut listeners = Listeners::new([
             (
                 ServiceId::Console,
                 engine.tls_tables().console.clone(),
@@ -182,7 +236,9 @@ impl Listeners {
                 engine.tls_tables().web.clone(),
                 crate::pages::web(engine.clone()),
             ),
-        ]));
+        ]);
+        listeners.run_on(ServiceId::Web, phones.handle().clone());
+        let listeners = Arc::new(listeners);
         engine.set_listener_control(listeners.clone());
         listeners
     }
@@ -194,20 +250,26 @@ impl Listeners {
             services: services
                 .into_iter()
                 .map(|(service, table, app)| {
-                    let per_address = PerAddress::new(MAX_PER_ADDRESS);
-                    (
-                        service,
-                        Site {
-                            table,
-                            app,
-                            per_address,
-                        },
-                    )
+                    let site = Site {
+                        table,
+                        app,
+                        per_address: PerAddress::new(MAX_PER_ADDRESS),
+                        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                        runtime: None,
+                    };
+                    (service, site)
                 })
                 .collect(),
             http: http(),
-            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             sockets: Mutex::new(Sockets::default()),
+        }
+    }
+
+    /// Serve `service` on `runtime` (see "Planes" above), from its next
+    /// socket on.
+    pub fn run_on(&mut self, service: ServiceId, runtime: Handle) {
+        if let Some(site) = self.services.get_mut(&service) {
+            site.runtime = Some(runtime);
         }
     }
 
@@ -254,6 +316,8 @@ impl Listeners {
                     socket.service
                 )
             })?;
+            // The socket belongs to the reactor of the runtime serving it.
+            let _runtime = site.runtime.as_ref().map(Handle::enter);
             let listener = bind_one(SocketAddr::from((Ipv6Addr::UNSPECIFIED, socket.port)))
                 .map_err(|e| format!("{}: {e}", socket.service))?;
             bound.push((socket, site, listener));
@@ -287,13 +351,17 @@ impl Listeners {
             table: site.table.clone(),
             app: site.app.clone(),
             http: self.http.clone(),
-            permits: self.permits.clone(),
+            permits: site.permits.clone(),
             per_address: site.per_address.clone(),
             stop: stopped,
         };
         info!(service = %socket.service, port = socket.port, "HTTPS listening on every address");
         let span = info_span!("https", service = %socket.service, port = socket.port);
-        let task = tokio::spawn(accept_loop(listener, shared).instrument(span));
+        let serve = accept_loop(listener, shared).instrument(span);
+        let task = match &site.runtime {
+            Some(runtime) => runtime.spawn(serve),
+            None => tokio::spawn(serve),
+        };
         Running { stop, task }
     }
 }

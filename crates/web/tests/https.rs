@@ -28,7 +28,7 @@ use switchboard_engine::{ListenSocket, ListenerControl};
 use switchboard_pki::testpki::Ca;
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
 use switchboard_web::https::{
-    BODY_GRACE, HttpsPeer, Listeners, MAX_PER_ADDRESS, MAX_REQUEST_BODY, bind, serve_https,
+    BODY_GRACE, HttpsPeer, Listeners, MAX_PER_ADDRESS, MAX_REQUEST_BODY, Plane, bind, serve_https,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -804,7 +804,8 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         nics: vec![nic("lan0", Some("192.0.2.1"))],
         ..Facts::default()
     });
-    let listeners = Listeners::for_engine(&engine);
+    let phones = Plane::new("phones", 1).expect("a runtime");
+    let listeners = Listeners::for_engine(&engine, &phones);
     let port = |p: u16| p.to_string().parse().expect("a port");
     let [console_port, moved] = free_ports();
     let busy = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
@@ -1332,4 +1333,89 @@ async fn the_tls_policy_refuses_cbc_rsa_key_transport_old_versions_and_other_gro
         );
     }
     server.shut_down().await.expect("shuts down cleanly");
+}
+
+/// The runtime that asked the listeners to listen (the daemon's main one,
+/// which also runs the console, the API and Updates) has every worker
+/// blocked; the web services, on their own plane, are still served, while
+/// the console waits for a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_its_own_plane_is_served_while_every_main_worker_is_blocked() {
+    const WORKERS: usize = 2;
+    let pki = Pki::new();
+    let (a, _) = pki.identity("a.test");
+    let (b, _) = pki.identity("b.test");
+    let phones = Plane::new("phones", 1).expect("a runtime");
+    let mut listeners = Listeners::new([
+        (ServiceId::Console, table(bindings(&a, &b)), app()),
+        (ServiceId::Web, table(bindings(&a, &b)), app()),
+    ]);
+    listeners.run_on(ServiceId::Web, phones.handle().clone());
+    let [console_port, web_port] = free_ports();
+    listeners
+        .listen(&[console(console_port), web(web_port)])
+        .await
+        .expect("binds");
+
+    // Block every worker of this runtime until `release`.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (release, released_rx) = std::sync::mpsc::channel::<()>();
+    let released_rx = Arc::new(std::sync::Mutex::new(released_rx));
+    let started = Arc::new(std::sync::Barrier::new(WORKERS + 1));
+    let blockers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (rx, started, released) = (released_rx.clone(), started.clone(), released.clone());
+            tokio::spawn(async move {
+                started.wait();
+                let _ = rx.lock().expect("lock").recv();
+                released.store(true, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    started.wait();
+
+    // A client on a thread and runtime of its own.
+    let tls = pki.client();
+    let (answers, answered) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a client runtime");
+        for port in [web_port, console_port] {
+            let tls = tls.clone();
+            let answers = answers.clone();
+            rt.block_on(async move {
+                let mut c = Client::connect(&tls, one(port), "a.test")
+                    .await
+                    .expect("connects");
+                let got = c.get("/").await.expect("answered");
+                answers.send((port, got)).expect("the test listens");
+            });
+        }
+    });
+    let (port, (status, _)) = answered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the web services answer while the main workers are blocked");
+    assert_eq!((port, status), (web_port, StatusCode::OK));
+    assert!(!released.load(Ordering::SeqCst));
+    // The console is stuck behind the blocked workers (this is what makes
+    // the web services' answer above meaningful) ...
+    assert!(
+        answered.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the console answered with every worker of its runtime blocked"
+    );
+    // ... and is answered once they are free.
+    for _ in 0..WORKERS {
+        release.send(()).expect("a blocker waits");
+    }
+    let (port, (status, _)) = answered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the console answers once its workers are free");
+    assert_eq!((port, status), (console_port, StatusCode::OK));
+    client.join().expect("the client thread");
+    for b in blockers {
+        b.await.expect("a blocker");
+    }
+    within(Duration::from_secs(15), "shutdown", listeners.shutdown()).await;
 }
