@@ -103,6 +103,7 @@ use tower::Service;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
 
 mod hygiene;
+pub mod memory;
 pub(crate) use hygiene::announced_too_large;
 use hygiene::{AddressPermit, PerAddress, TimedBody};
 pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
@@ -172,12 +173,23 @@ pub struct Plane {
     handle: Handle,
 }
 
+/// The nice value a plane's threads ask for: ahead of the management
+/// plane (0) and far ahead of the CPU pool's jobs (10). Raising a thread's
+/// priority needs `CAP_SYS_NICE` (the daemon runs as root); without it
+/// the threads stay at 0.
+pub const PLANE_NICE: i32 = -5;
+
 impl Plane {
-    /// A runtime with `workers` threads named `name`.
+    /// A runtime with `workers` threads named `name`, at [`PLANE_NICE`]
+    /// where allowed.
     pub fn new(name: &str, workers: usize) -> io::Result<Plane> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name(name)
+            .on_thread_start(|| {
+                // On Linux this changes the calling thread only.
+                let _ = rustix::process::setpriority_process(None, PLANE_NICE);
+            })
             .enable_all()
             .build()?;
         Ok(Plane {

@@ -28,7 +28,8 @@ use switchboard_engine::{ListenSocket, ListenerControl};
 use switchboard_pki::testpki::Ca;
 use switchboard_pki::{CertBindings, CertTable, TlsIdentity, import};
 use switchboard_web::https::{
-    BODY_GRACE, HttpsPeer, Listeners, MAX_PER_ADDRESS, MAX_REQUEST_BODY, Plane, bind, serve_https,
+    BODY_GRACE, HttpsPeer, Listeners, MAX_PER_ADDRESS, MAX_REQUEST_BODY, PLANE_NICE, Plane, bind,
+    serve_https,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1418,4 +1419,19 @@ async fn a_service_on_its_own_plane_is_served_while_every_main_worker_is_blocked
         b.await.expect("a blocker");
     }
     within(Duration::from_secs(15), "shutdown", listeners.shutdown()).await;
+}
+
+/// A plane's threads run ahead of the management plane where the daemon
+/// may raise their priority (root), and at the default otherwise.
+#[tokio::test]
+async fn a_plane_runs_at_a_higher_priority_where_it_may() {
+    let before = rustix::process::getpriority_process(None).expect("nice");
+    let phones = Plane::new("phones", 1).expect("a runtime");
+    let nice = phones
+        .handle()
+        .spawn(async { rustix::process::getpriority_process(None).expect("nice") })
+        .await
+        .expect("ran");
+    let may = rustix::process::geteuid().is_root();
+    assert_eq!(nice, if may { PLANE_NICE } else { before });
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each benchmark uses its own part
 
+pub mod docs;
+
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
