@@ -1471,3 +1471,175 @@ async fn a_request_head_over_the_buffer_is_refused_with_431() {
     drop(within(Duration::from_secs(60), "the writer", writer).await);
     server.shut_down().await.expect("shuts down cleanly");
 }
+
+/// The daemon's set-up (the web services on their own plane, the engine on
+/// a store in a directory): while one address floods the web services with
+/// connections that never finish their request, and certificate imports
+/// that cost the most a key may cost run on the management side, a phone
+/// from another address fetches its configuration documents: every fetch
+/// is answered, the flooding address gets no more than its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_fetch_their_documents_during_a_flood_and_a_hostile_import() {
+    use std::sync::atomic::AtomicBool;
+    use switchboard_domain::provisioning::ProvisioningSettings;
+    use switchboard_engine::Origin;
+    use switchboard_pki::testpki;
+
+    /// Fetches of the phone: the per-address limit of a minute.
+    const FETCHES: usize = 20;
+    let pki = Pki::new();
+    let data = tempfile::tempdir().expect("a data directory");
+    let store = switchboard_store::Store::open_dir(data.path()).expect("a store");
+    let engine = Arc::new(
+        switchboard_engine::testing::booted_on(store, switchboard_system::sms::Gateway::Outbox)
+            .await,
+    );
+    engine.set_facts(switchboard_domain::testing::facts(&[(
+        "lo0",
+        Some("127.0.0.1"),
+    )]));
+    let leaf = pki.ca.leaf(&["a.test"]);
+    let name = "phones".parse().expect("a name");
+    engine
+        .import_cert(
+            &name,
+            [leaf.pem(), leaf.key_pem(), pki.ca.pem()]
+                .concat()
+                .as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .expect("imports");
+    for service in [ServiceId::Web, ServiceId::SipTls] {
+        engine
+            .bind(service, None, &name, false)
+            .await
+            .expect("binds");
+    }
+    engine
+        .set_provisioning(ProvisioningSettings {
+            sip_tls_hostname: Some("a.test".parse().expect("a name")),
+            web_uri: Some("https://a.test".parse().expect("a URI")),
+            ..ProvisioningSettings::default()
+        })
+        .await
+        .expect("provisioning");
+    let phones = Plane::new("phones", 1).expect("a runtime");
+    let listeners = Listeners::for_engine(&engine, &phones);
+    let [console_port, web_port] = free_ports();
+    for (service, port) in [
+        (ServiceId::Console, console_port),
+        (ServiceId::Web, web_port),
+    ] {
+        engine
+            .set_port(service, port.to_string().parse().expect("a port"))
+            .await
+            .expect("a port");
+    }
+    let root = Origin::local(0, None);
+    engine.update(&root, "", None).await.expect("an Update");
+    let account = engine
+        .add_account(switchboard_provision::NewAccount {
+            username: None,
+            display_name: None,
+            phone: "+15550100199".parse().expect("a number"),
+            group: None,
+            profile: Default::default(),
+        })
+        .await
+        .expect("an account");
+    for _ in 0..FETCHES {
+        engine.activate(&account.username).await.expect("a link");
+    }
+    let tokens: Vec<String> = engine
+        .sms()
+        .await
+        .expect("the outbox")
+        .into_iter()
+        .filter_map(|m| Some(m.text?.split("/p/").nth(1)?[..22].to_owned()))
+        .collect();
+    assert_eq!(tokens.len(), FETCHES);
+    let web = one(web_port);
+    let tls = pki.client();
+
+    // The flood: twice what one address may hold, each sending half a head.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for _ in 0..2 * MAX_PER_ADDRESS {
+        match handshake_from(&tls, FLOODER, web).await {
+            Ok(mut held) => {
+                held.write_all(b"GET /p/").await.expect("sends");
+                held.flush().await.expect("sends");
+                flood.push(held);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    // Imports that cost all a key may: each derives a key at 1,000,000
+    // PBKDF2 iterations, for a wrong password.
+    let keys = testpki::tempdir();
+    testpki::write(keys.path(), "key.pem", leaf.key_pem());
+    testpki::encrypt_key(keys.path(), "key.pem", "key.enc.pem", 1_000_000);
+    let key = Arc::new(testpki::read(keys.path(), "key.enc.pem"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let imports: Vec<JoinHandle<usize>> = (0..3)
+        .map(|i| {
+            let (engine, key, stop, bundle) =
+                (engine.clone(), key.clone(), stop.clone(), leaf.pem());
+            tokio::spawn(async move {
+                let name = format!("hostile{i}").parse().expect("a name");
+                let mut refused = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let import =
+                        engine.import_cert(&name, bundle.as_bytes(), Some(&key), Some("wrong"));
+                    assert!(import.await.is_err(), "a wrong password is refused");
+                    refused += 1;
+                }
+                refused
+            })
+        })
+        .collect();
+    while engine.cpu().busy() < switchboard_engine::cpu::CPU_PERMITS {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut took = Vec::new();
+    for token in &tokens {
+        let start = Instant::now();
+        let answer = within(
+            Duration::from_secs(30),
+            "a document fetch",
+            exchange(
+                &tls,
+                NEIGHBOUR,
+                web,
+                &format!("GET /p/{token} HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n"),
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        took.push(start.elapsed());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut imported = 0;
+    for i in imports {
+        imported += within(Duration::from_secs(120), "the imports' end", i)
+            .await
+            .expect("no panic");
+    }
+    assert_eq!(
+        (flood.len(), refused),
+        (MAX_PER_ADDRESS, MAX_PER_ADDRESS),
+        "the flooding address holds its share, no more"
+    );
+    eprintln!(
+        "{FETCHES} document fetches from another address during a flood of {} held connections \
+         and {imported} hostile imports: p50 {:?} p99 {:?}",
+        flood.len(),
+        quantile(&took, 0.5),
+        quantile(&took, 0.99)
+    );
+    drop(flood);
+    within(Duration::from_secs(15), "shutdown", listeners.shutdown()).await;
+}
