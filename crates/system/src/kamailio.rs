@@ -32,6 +32,8 @@ pub enum KamailioError {
     Check(String),
     #[error("kamailio did not reload its TLS configuration: {0}")]
     Reload(String),
+    #[error("kamailio's RPC interface answered an error: {0}")]
+    Rpc(String),
     #[error("the subscriber database {path} cannot be made owner-only: {source}")]
     SubscribersFile {
         path: PathBuf,
@@ -125,6 +127,77 @@ pub async fn tls_reload(ctl: &Path) -> Result<(), KamailioError> {
     } else {
         Err(KamailioError::Reload(answer.trim().to_owned()))
     }
+}
+
+/// `kamcmd -s unix:CTL ARGS...`: what it printed, or an error when it
+/// could not run or Kamailio answered an error (kamcmd exits 0 either way).
+async fn kamcmd(ctl: &Path, args: &[&str]) -> Result<String, KamailioError> {
+    let run = Command::new(KAMCMD)
+        .arg("-s")
+        .arg(format!("unix:{}", ctl.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .map_err(|_| KamailioError::Rpc("kamcmd did not answer within 5 s".into()))?
+        .map_err(|source| KamailioError::Spawn {
+            program: KAMCMD,
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stdout.starts_with("error:") || stderr.contains("error") {
+        let text = format!("{stdout}{stderr}");
+        return Err(KamailioError::Rpc(text.trim().chars().take(300).collect()));
+    }
+    Ok(stdout)
+}
+
+/// The entries of Kamailio's htable `table` whose names are IP addresses,
+/// with their values (`kamcmd htable.dump`). Names that are not addresses
+/// are skipped; values are cut to 64 characters.
+pub async fn htable_addresses(
+    ctl: &Path,
+    table: &str,
+) -> Result<Vec<(std::net::IpAddr, String)>, KamailioError> {
+    let text = kamcmd(ctl, &["htable.dump", table]).await?;
+    Ok(parse_htable_dump(&text))
+}
+
+/// The `name:`/`value:` pairs of a `kamcmd htable.dump` answer.
+fn parse_htable_dump(text: &str) -> Vec<(std::net::IpAddr, String)> {
+    let mut out = Vec::new();
+    let mut name: Option<std::net::IpAddr> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("name: ") {
+            name = n.parse().ok();
+        } else if let Some(v) = line.strip_prefix("value: ")
+            && let Some(addr) = name.take()
+        {
+            out.push((addr, v.chars().take(64).collect()));
+        }
+    }
+    out
+}
+
+/// Delete `addr` from Kamailio's htables `tables` (`kamcmd htable.delete`;
+/// an absent entry is not an error).
+pub async fn htable_forget(
+    ctl: &Path,
+    tables: &[&str],
+    addr: std::net::IpAddr,
+) -> Result<(), KamailioError> {
+    let key = addr.to_string();
+    for table in tables {
+        match kamcmd(ctl, &["htable.delete", table, &key]).await {
+            Ok(_) => {}
+            Err(KamailioError::Rpc(e)) if e.contains("not found") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// One SIP account as Kamailio authenticates it.
@@ -493,6 +566,25 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         child
+    }
+
+    #[test]
+    fn an_htable_dump_parses_and_only_addresses_count() {
+        let text = "{\n\tentry: 383\n\tsize: 2\n\tslot: {\n\t\t{\n\t\t\tname: 192.0.2.9\n\t\t\tvalue: flood\n\t\t\ttype: str\n\t\t}\n\t\t{\n\t\t\tname: not-an-address\n\t\t\tvalue: x\n\t\t}\n\t\t{\n\t\t\tname: 2001:db8::1\n\t\t\tvalue: auth-failures\n\t\t}\n\t}\n}\n";
+        assert_eq!(
+            parse_htable_dump(text),
+            [
+                ("192.0.2.9".parse().expect("ip"), "flood".to_owned()),
+                (
+                    "2001:db8::1".parse().expect("ip"),
+                    "auth-failures".to_owned()
+                )
+            ]
+        );
+        assert!(parse_htable_dump("").is_empty());
+        assert!(parse_htable_dump("value: orphan\nname: 192.0.2.1\n").is_empty());
+        let long = format!("name: 192.0.2.1\nvalue: {}\n", "x".repeat(10_000));
+        assert_eq!(parse_htable_dump(&long)[0].1.len(), 64);
     }
 
     #[test]
