@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod bans;
 mod certs;
 pub mod cpu;
 pub mod datadir;
@@ -405,6 +406,7 @@ impl Engine {
             padlocks: checks.len(),
             open_padlocks,
             sip,
+            bans: Self::ban_counts(&store)?,
         })
     }
 

@@ -1761,7 +1761,10 @@ mod tests {
         }
         let mut s = Store::open(&path).expect("open migrates");
         assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
-        assert!(s.bans().expect("bans").is_empty(), "the bans table is there, empty");
+        assert!(
+            s.bans().expect("bans").is_empty(),
+            "the bans table is there, empty"
+        );
         assert_eq!(s.candidate().expect("read"), Some(c));
         assert!(!s.any_admin().expect("admins"), "no administrator yet");
         assert_eq!(s.admin_hash("admin").expect("read"), None);
@@ -1903,7 +1906,11 @@ mod tests {
         assert!(!ban.active(t("2026-01-01T00:05:00Z")));
         ban.offences = 2;
         s.put_ban(&ban).expect("again");
-        assert_eq!(s.bans().expect("bans"), [ban.clone()], "one row per address");
+        assert_eq!(
+            s.bans().expect("bans"),
+            [ban.clone()],
+            "one row per address"
+        );
         let v6 = BanRecord {
             address: "2001:db8::2".parse().expect("ip"),
             banned_at: t("2026-01-02T00:00:00Z"),
