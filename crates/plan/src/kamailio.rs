@@ -157,7 +157,12 @@ route[FAILED] {{
 {trusted}\tif ($sht({REGISTERED}=>$si) != $null) {{
 \t\treturn;
 \t}}
+\t# $shtinc does not create a missing item (it gives 0).
 \t$var(failures) = $shtinc({FAILED}=>$si);
+\tif ($var(failures) <= 0) {{
+\t\t$sht({FAILED}=>$si) = 1;
+\t\t$var(failures) = 1;
+\t}}
 \tif ($var(failures) >= {failures}) {{
 \t\t$sht({BANNED}=>$si) = \"auth-failures\";
 \t\t$sht({FAILED}=>$si) = $null;

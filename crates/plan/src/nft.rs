@@ -106,7 +106,7 @@ fn ban_rules(candidate: &Candidate) -> String {
         for (family, set) in [("ip", BANNED_V4), ("ip6", BANNED_V6)] {
             let _ = writeln!(
                 out,
-                "\t\t{family} saddr @{set} {proto} dport {ports} drop comment \"banned: {service}\""
+                "\t\t{family} saddr @{set} {proto} dport {ports} counter drop comment \"banned: {service}\""
             );
         }
     }
@@ -302,7 +302,11 @@ mod tests {
             chain[6].contains("ct state established"),
             "bans come before established"
         );
-        assert!(text.contains("ip saddr @banned_v4 tcp dport 8444 drop comment \"banned: web\""));
+        assert!(
+            text.contains(
+                "ip saddr @banned_v4 tcp dport 8444 counter drop comment \"banned: web\""
+            )
+        );
         assert!(
             !text.contains("dport 22 drop") && !text.contains("dport 8443 drop"),
             "never ssh nor the console"

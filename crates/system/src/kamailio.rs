@@ -452,6 +452,9 @@ async fn forward_log(stderr: tokio::process::ChildStderr) {
     while let Ok(Some(line)) = lines.next_line().await {
         if line.contains("ERROR") || line.contains("CRITICAL") {
             warn!(target: "kamailio", "{}", line.trim());
+        } else if line.contains("<script>: switchboard: ") {
+            // The script's own notes (an address banned).
+            info!(target: "kamailio", "{}", line.trim());
         } else {
             tracing::debug!(target: "kamailio", "{}", line.trim());
         }
