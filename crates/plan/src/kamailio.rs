@@ -282,8 +282,10 @@ modparam(\"auth_db\", \"db_url\", \"sqlite://{db}\")
 modparam(\"auth_db\", \"calculate_ha1\", 0)
 modparam(\"auth_db\", \"password_column\", \"ha1\")
 modparam(\"auth_db\", \"load_credentials\", \"\")
-modparam(\"usrloc\", \"db_mode\", 0)
+modparam(\"usrloc\", \"db_url\", \"sqlite://{db}\")
+modparam(\"usrloc\", \"db_mode\", 1)
 modparam(\"registrar\", \"max_expires\", 3600)
+modparam(\"registrar\", \"received_avp\", \"$avp(received)\")
 ",
         ctl = paths.ctl_socket.display(),
         db = paths.subscriber_db.display(),
@@ -327,6 +329,12 @@ request_route {
 \t}
 \troute(EDGE);
 \tif (is_method(\"REGISTER\")) {
+\t\t# Folded header lines (obsolete) would let a header's value pose as
+\t\t# other lines in the RPC's text dump of the registrations.
+\t\tif (search(\"\\r\\n[ \\t]\")) {
+\t\t\tsl_send_reply(\"400\", \"Bad Request: folded header lines are not accepted\");
+\t\t\texit;
+\t\t}
 \t\t# Digest authentication against the subscriber table (HA1 only).
 \t\t# Credentials that do not match count as a failure of the source
 \t\t# address (-1 bad credentials, -2 wrong password, -3 unknown user);
@@ -345,6 +353,8 @@ request_route {
 \t\t\texit;
 \t\t}
 \t\tconsume_credentials();
+\t\t# Where the registration came from (address, port, transport).
+\t\t$avp(received) = $su;
 \t\tif (!save(\"location\")) {
 \t\t\tsl_reply_error();
 \t\t\texit;
