@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use switchboard_domain::{Diagnostic, ServiceId};
+use switchboard_engine::accounts::RegistrationsView;
 use switchboard_engine::bans::{BanView, BansView};
 use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
@@ -1139,13 +1140,36 @@ async fn account(
             .await
         }
         AccountCommand::Show { username } => {
-            show(
-                client,
-                &format!("/v1/accounts/{username}"),
-                json,
-                |v: &switchboard_provision::AccountView| accounts_text(std::slice::from_ref(v)),
-            )
-            .await
+            let name = path_segment(username);
+            let account: switchboard_provision::AccountView =
+                client.get(&format!("/v1/accounts/{name}")).await?;
+            let reg: RegistrationsView = client
+                .get(&format!("/v1/accounts/{name}/registrations"))
+                .await?;
+            if json {
+                let mut v = serde_json::to_value(&account).unwrap_or_default();
+                v["registrations"] = serde_json::to_value(&reg).unwrap_or_default();
+                return Ok(pretty(&v));
+            }
+            let mut out = accounts_text(std::slice::from_ref(&account));
+            let _ = writeln!(out, "SIP: {}", reg.summary);
+            for c in &reg.contacts {
+                let _ = writeln!(
+                    out,
+                    "  {} from {} over {} ({}), {} s left, {}",
+                    c.contact,
+                    c.source.as_deref().unwrap_or("?"),
+                    c.transport.to_uppercase(),
+                    c.socket,
+                    c.expires_secs,
+                    if c.user_agent.is_empty() {
+                        "no user agent"
+                    } else {
+                        &c.user_agent
+                    }
+                );
+            }
+            Ok(out)
         }
         AccountCommand::Set {
             username,

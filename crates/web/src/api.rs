@@ -89,6 +89,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bans))
         .routes(routes!(set_ban_policy))
         .routes(routes!(unban))
+        .routes(routes!(registrations))
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -895,6 +896,31 @@ async fn accounts(State(e): State<AppState>) -> ApiResult {
 )]
 async fn account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
     ok(e.account(&parse_provision!(
+        switchboard_provision::Username,
+        username
+    )?)
+    .await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{username}/registrations",
+    operation_id = "getRegistrations",
+    summary = "The contacts an account has registered now, read from Kamailio",
+    tag = "accounts",
+    params(("username" = String, Path, description = "The account's user name.")),
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::accounts::RegistrationsView),
+        (status = 404, response = error::NotFound),
+        (status = 422, response = error::UnprocessableEntity),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
+async fn registrations(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
+    ok(e.registrations(&parse_provision!(
         switchboard_provision::Username,
         username
     )?)
