@@ -5,7 +5,10 @@
 //! in the attacker's own namespace: no answer after the ban — while the
 //! phone on the WAN side still registers over TLS; an Update during the ban
 //! keeps it; the ban expires by itself; a repeat offence is banned longer;
-//! `unban` lifts it at once; a trusted network is never banned.
+//! `unban` lifts it at once; a trusted network is never banned. Over SIP/TLS
+//! a guesser on the WAN side is banned the same way (its next TCP
+//! handshake is dropped), and an address that registered is not counted
+//! against while registered.
 
 mod common;
 
@@ -130,6 +133,20 @@ fn ban_log(d: &Daemon) -> String {
         .join("\n")
 }
 
+/// Whether a TCP connection to SIP/TLS on the WAN side is accepted
+/// within 2 s.
+fn tls_connects(ns: &Netns) -> bool {
+    ns.enter(|| {
+        std::net::TcpStream::connect_timeout(
+            &format!("{}:5061", Lab::WAN_APPLIANCE)
+                .parse()
+                .expect("addr"),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+    })
+}
+
 fn bans(d: &Daemon) -> Vec<Value> {
     d.json(&["bans"])["bans"].as_array().expect("bans").clone()
 }
@@ -202,6 +219,25 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
 
     assert!(answered(&lab.lan, ATTACKER), "served before the attack");
 
+    // SIP/TLS: a guesser on the WAN side (that never registered) is banned
+    // at its 5th wrong digest; its next connection is not even accepted.
+    // The LAN neighbour is still served.
+    let wrong = "0".repeat(32);
+    for i in 0..FAILURES {
+        let mut guess = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+        let code = guess.register(&user, &wrong, 1);
+        assert!(code == 401 || code == 403, "guess {i}: {code}");
+    }
+    wait_for("the TLS guesser's ban in the kernel", 5, || {
+        bans(&d)
+            .iter()
+            .any(|b| b["address"] == Lab::WAN_PHONE && b["in_kernel"] == true)
+    });
+    assert!(!tls_connects(&lab.wan), "banned: no TCP handshake on 5061");
+    assert!(answered(&lab.lan, ATTACKER), "the LAN neighbour is served");
+    d.ok(&["unban", Lab::WAN_PHONE]);
+    assert!(tls_connects(&lab.wan), "unbanned at once");
+
     // The attack, counted on the attacker's side of the wire.
     count_on_the_wire(&lab.lan, dir.path());
     let started = Instant::now();
@@ -240,6 +276,19 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
     // The phone on the other side still registers over TLS.
     let mut phone = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
     assert_eq!(phone.register(&user, &ha1, 1), 200);
+
+    // An address that registered is not counted against while registered:
+    // the phone's own wrong digests do not ban it.
+    for _ in 0..=FAILURES {
+        let mut guess = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
+        assert_ne!(guess.register(&user, &wrong, 1), 200);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !bans(&d).iter().any(|b| b["address"] == Lab::WAN_PHONE),
+        "a registered address was banned"
+    );
+    assert!(tls_connects(&lab.wan));
 
     // An Update during the ban (a new script: Kamailio restarts) keeps it.
     d.ok(&["bans", "policy", "--flood", "200"]);
