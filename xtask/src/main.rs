@@ -38,6 +38,7 @@ const PACKAGES: &[&str] = &[
     "kamailio",        // the SIP server switchboard configures (kamailio -c checks)
     "kamailio-tls-modules",
     "kamailio-sqlite-modules",
+    "sipvicious",        // svcrack: the real password-guessing attack of the ban tests
     "kannel",            // bearerbox and smsbox: the real SMS gateway of the SMS tests
     "kannel-extras",     // fakesmsc, the fake SMS centre those tests read
     "chromium",          // headless Chromium: the browser of the console tests

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bans::BanPolicy;
 use crate::catalog::{PortRange, ServiceId};
 use crate::matrix::Matrix;
 use crate::nic::NicName;
@@ -30,6 +31,9 @@ pub struct Candidate {
     /// The SIP/TLS host name and web services URI phones are given.
     #[serde(default, skip_serializing_if = "is_default")]
     pub provisioning: ProvisioningSettings,
+    /// When addresses that fail SIP authentication or flood are banned.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub bans: BanPolicy,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -2,7 +2,8 @@
 //!
 //! This crate is the vocabulary every other crate speaks: the service
 //! [`catalog`], the [`nic`]s the kernel reports, the service × NIC
-//! [`matrix`], the [`candidate`] configuration the administrator edits, the
+//! [`matrix`], the [`candidate`] configuration the administrator edits (with the SIP edge's
+//! [`bans`] policy), the
 //! [`diagnostic`]s that [`validate`] finds in it, the one [`tls_policy`] of every TLS socket, the changes the engine
 //! applies to it (absent keeps, blank clears) and a [`revision`]'s comment.
 //!
@@ -18,6 +19,7 @@
 //! **Limitations.** Every field added to the candidate defaults to empty,
 //! so candidates stored by older versions stay readable.
 
+pub mod bans;
 pub mod candidate;
 pub mod catalog;
 pub mod diagnostic;
@@ -35,6 +37,7 @@ pub mod tls;
 pub mod tls_policy;
 pub mod validate;
 
+pub use bans::{BanPolicy, BanPolicyChange, InvalidBanPolicy, IpNetwork};
 pub use candidate::Candidate;
 pub use catalog::{PortRange, ServiceId, Transport};
 pub use diagnostic::{Diagnostic, DiagnosticCode, Severity};

@@ -626,3 +626,138 @@ impl Engine {
         Ok(doc)
     }
 }
+
+/// One registered contact of an account, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegistrationView {
+    /// The Contact URI the phone registered.
+    pub contact: String,
+    /// The address the REGISTER came from (without port), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `udp`, `tcp` or `tls`: how it reached Kamailio.
+    pub transport: String,
+    /// The socket it arrived on (`tls:198.51.100.1:5061`).
+    pub socket: String,
+    pub user_agent: String,
+    /// Seconds until it expires.
+    pub expires_secs: u64,
+}
+
+/// An account's registrations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegistrationsView {
+    pub username: String,
+    /// `None` when Kamailio could not be asked (not driven, not running).
+    pub registered: Option<bool>,
+    pub contacts: Vec<RegistrationView>,
+    /// In words: "registered now from 192.0.2.2 over TLS", "not registered".
+    pub summary: String,
+}
+
+/// The address of a `sip:ADDR:PORT;...` received URI (IPv6 in brackets).
+fn source_of(received: &str) -> Option<String> {
+    let rest = received.strip_prefix("sip:")?;
+    let hostport = rest.split(';').next()?;
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split_once(']')?.0
+    } else {
+        hostport.rsplit_once(':').map_or(hostport, |(h, _)| h)
+    };
+    host.parse::<std::net::IpAddr>().ok().map(|a| a.to_string())
+}
+
+impl Engine {
+    /// The contacts `username` has registered now, read from Kamailio over
+    /// its RPC interface (`ul.dump`).
+    pub async fn registrations(&self, username: &Username) -> Result<RegistrationsView> {
+        Self::find(&*self.store.lock().await, username)?;
+        let name = username.to_string();
+        let ctl = self
+            .config
+            .sip
+            .then(|| crate::sip::env(&self.config.data_dir).paths.ctl_socket)
+            .filter(|c| c.exists());
+        let Some(ctl) = ctl else {
+            return Ok(RegistrationsView {
+                username: name,
+                registered: None,
+                contacts: vec![],
+                summary: "unknown: Kamailio is not running".into(),
+            });
+        };
+        let all = switchboard_system::kamailio::registrations(&ctl)
+            .await
+            .map_err(|e| EngineError::System(e.to_string()))?;
+        let contacts: Vec<RegistrationView> = all
+            .into_iter()
+            .filter(|c| c.aor == name)
+            .map(|c| RegistrationView {
+                source: c.received.as_deref().and_then(source_of),
+                transport: c.socket.split(':').next().unwrap_or("").to_owned(),
+                contact: c.address,
+                socket: c.socket,
+                user_agent: c.user_agent,
+                expires_secs: c.expires_secs,
+            })
+            .collect();
+        let summary = match contacts.first() {
+            None => "not registered".to_owned(),
+            Some(c) => format!(
+                "registered now from {} over {}{}",
+                c.source.as_deref().unwrap_or("an unrecorded address"),
+                c.transport.to_uppercase(),
+                if contacts.len() > 1 {
+                    format!(" (and {} more)", contacts.len() - 1)
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        Ok(RegistrationsView {
+            username: name,
+            registered: Some(!contacts.is_empty()),
+            contacts,
+            summary,
+        })
+    }
+}
+
+#[cfg(test)]
+mod registration_tests {
+    use super::*;
+
+    #[test]
+    fn the_source_address_comes_from_the_received_uri() {
+        assert_eq!(
+            source_of("sip:198.51.100.2:40000;transport=tls").as_deref(),
+            Some("198.51.100.2")
+        );
+        assert_eq!(
+            source_of("sip:[2001:db8::2]:5060").as_deref(),
+            Some("2001:db8::2")
+        );
+        assert_eq!(source_of("sip:192.0.2.2").as_deref(), Some("192.0.2.2"));
+        for bad in [
+            "",
+            "192.0.2.2",
+            "sip:host.example:5060",
+            "sip:[2001:db8::2",
+            "sip:<script>",
+        ] {
+            assert_eq!(source_of(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn registrations_of_an_unknown_account_and_without_kamailio() {
+        let e = Engine::in_memory().expect("engine");
+        let nobody: Username = "1999".parse().expect("name");
+        assert_eq!(
+            e.registrations(&nobody).await.expect_err("unknown").code(),
+            "no-such-account"
+        );
+    }
+}

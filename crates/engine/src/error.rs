@@ -46,6 +46,8 @@ pub enum InputError {
     PasswordBlank,
     #[error(transparent)]
     Comment(#[from] InvalidComment),
+    #[error("invalid ban policy: {0}")]
+    BanPolicy(#[from] switchboard_domain::InvalidBanPolicy),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,8 @@ pub enum EngineError {
     PendingConfirmation { revision: u64, deadline: Timestamp },
     #[error("no revision is waiting for confirmation")]
     NothingPending,
+    #[error("{0} is not banned")]
+    NotBanned(std::net::IpAddr),
     #[error("revision {revision} failed to apply: {detail}")]
     ApplyFailed { revision: u64, detail: String },
     #[error("the system refused: {0}")]
@@ -136,6 +140,8 @@ impl EngineError {
             EngineError::Input(InputError::PasswordTooLong(_)) => "password-too-long",
             EngineError::Input(InputError::PasswordBlank) => "password-blank",
             EngineError::Input(InputError::Comment(e)) => e.code(),
+            EngineError::Input(InputError::BanPolicy(_)) => "invalid-ban-policy",
+            EngineError::NotBanned(_) => "not-banned",
             EngineError::WrongPassword => "wrong-password",
             EngineError::Import { code, .. } => code,
             EngineError::NoSuchCert(_) => "no-such-cert",
@@ -185,6 +191,10 @@ impl EngineError {
             EngineError::Input(InputError::Address(_)) => "e.g. 198.51.100.7".into(),
             EngineError::Input(InputError::AdminName(_)) => "e.g. admin".into(),
             EngineError::Input(InputError::Comment(e)) => e.hint().into(),
+            EngineError::Input(InputError::BanPolicy(_)) => {
+                "e.g. `switchboard bans policy --failures 5 --window 600 --ban 300 --trusted 192.0.2.0/24`".into()
+            }
+            EngineError::NotBanned(_) => "list the banned addresses with `switchboard bans`".into(),
             EngineError::Input(
                 InputError::PasswordTooShort(_)
                 | InputError::PasswordTooLong(_)

@@ -1,5 +1,6 @@
 //! Putting a plan on the system: the firewall, checked, loaded in one
-//! transaction and verified.
+//! transaction and verified. The live elements of the ban sets are carried
+//! into the new table in the same transaction (`bans`).
 
 use switchboard_plan::Plan;
 use switchboard_plan::nft::{self as render, TABLE};
@@ -31,12 +32,23 @@ pub(crate) async fn put(mode: FirewallMode, plan: Option<&Plan>) -> Result<Done,
 }
 
 async fn enforce(plan: &Plan) -> Result<Done, String> {
-    nft::check(&plan.ruleset).await.map_err(|e| e.to_string())?;
-    nft::load(&plan.ruleset).await.map_err(|e| e.to_string())?;
+    // The live bans are read and put back in the transaction that replaces
+    // the table, with nothing changing them in between (see `bans`).
+    let _sets = crate::bans::SETS.lock().await;
+    let kept = crate::bans::restore_lines().await?;
+    let script = format!("{}{kept}", plan.ruleset);
+    nft::check(&script).await.map_err(|e| e.to_string())?;
+    nft::load(&script).await.map_err(|e| e.to_string())?;
     verify(plan).await?;
+    let bans = kept.lines().count();
     Ok(format!(
-        "firewall enforced: table inet {TABLE} loaded in one transaction and verified ({} allowed cells)",
-        plan.matrix.cells().count()
+        "firewall enforced: table inet {TABLE} loaded in one transaction and verified ({} allowed cells{})",
+        plan.matrix.cells().count(),
+        if bans > 0 {
+            format!(", {bans} ban(s) kept")
+        } else {
+            String::new()
+        }
     ))
 }
 

@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod bans;
 mod certs;
 pub mod cpu;
 pub mod datadir;
@@ -428,6 +429,7 @@ impl Engine {
             padlocks: checks.len(),
             open_padlocks,
             sip,
+            bans: Self::ban_counts(&store)?,
         })
     }
 

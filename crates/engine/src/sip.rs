@@ -1,6 +1,6 @@
 //! SIP through Kamailio: the running revision's configuration written
 //! where Kamailio reads it, checked first, and Kamailio restarted only when
-//! its listen sockets change (`tls.reload` when only certificates do); the
+//! its script changes (`tls.reload` when only certificates do); the
 //! subscriber table kept in step with the accounts.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use switchboard_provision::Realm;
 use switchboard_store::Store;
 use switchboard_system::files::{create_private_dir, write_atomic, write_if_changed};
 use switchboard_system::kamailio::{self, KamailioState, Subscriber, Supervisor};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{EngineError, Result};
 
@@ -174,8 +174,8 @@ impl Sip {
     }
 
     /// A new script (or none running yet): checked with `kamailio -c`
-    /// before it replaces the running files, then Kamailio started, or
-    /// restarted when its listen sockets change (`tls.reload` otherwise).
+    /// before it replaces the running files, then Kamailio started or
+    /// restarted (it reads its script only when it starts).
     async fn install_script(
         &mut self,
         store: &mut Store,
@@ -214,14 +214,13 @@ impl Sip {
                 s.restart();
                 "kamailio restarted: its listen sockets changed"
             }
-            Some(s) => match kamailio::tls_reload(&paths.ctl_socket).await {
-                Ok(()) => "kamailio reloaded its configuration (no restart)",
-                Err(e) => {
-                    warn!(error = %e, "tls.reload failed; restarting kamailio");
-                    s.restart();
-                    "kamailio restarted: tls.reload failed"
-                }
-            },
+            // Kamailio reads its routing script only when it starts
+            // (`tls.reload` reloads tls.cfg alone): a new script, such as a
+            // new ban policy or alias, needs a restart.
+            Some(s) => {
+                s.restart();
+                "kamailio restarted: its script changed"
+            }
         })
     }
 

@@ -107,6 +107,80 @@ pub fn openssl_conf() -> String {
     )
 }
 
+/// The htable of the failed authentications per source address.
+pub const FAILED: &str = "sbfail";
+/// The htable of the banned addresses, read by switchboard (`htable.dump`).
+pub const BANNED: &str = "sbban";
+/// The htable of the addresses that registered (never banned meanwhile).
+pub const REGISTERED: &str = "sbok";
+
+/// The routes of the ban policy: `EDGE` runs first for every request
+/// (trusted networks and registered addresses pass; a banned address is
+/// dropped without an answer; a flood bans), `FAILED` counts a failed
+/// authentication and bans at the policy's count, `REGISTERED` trusts the
+/// address of a successful registration. With the policy off, they do
+/// nothing.
+fn edge_routes(bans: &switchboard_domain::BanPolicy) -> String {
+    if !bans.enabled {
+        return "\nroute[EDGE] {\n\treturn;\n}\n\nroute[FAILED] {\n\treturn;\n}\n\nroute[REGISTERED] {\n\treturn;\n}\n".into();
+    }
+    // IpNetwork prints only digits, hex, '.', ':' and '/': nothing to escape.
+    let trusted = if bans.trusted.is_empty() {
+        String::new()
+    } else {
+        let nets: Vec<String> = bans.trusted.iter().map(ToString::to_string).collect();
+        format!(
+            "\tif (is_in_subnet(\"$si\", \"{}\")) {{\n\t\treturn;\n\t}}\n",
+            nets.join(",")
+        )
+    };
+    format!(
+        "
+route[EDGE] {{
+\t# The ban policy. Trusted networks are never banned.
+{trusted}\tif ($sht({BANNED}=>$si) != $null) {{
+\t\t# Banned: no answer (switchboard drops it in the kernel too).
+\t\texit;
+\t}}
+\tif ($sht({REGISTERED}=>$si) != $null) {{
+\t\treturn;
+\t}}
+\tif (!pike_check_req()) {{
+\t\t$sht({BANNED}=>$si) = \"flood\";
+\t\txlog(\"L_WARN\", \"switchboard: $si banned: request flood\\n\");
+\t\texit;
+\t}}
+\treturn;
+}}
+
+route[FAILED] {{
+{trusted}\tif ($sht({REGISTERED}=>$si) != $null) {{
+\t\treturn;
+\t}}
+\t# $shtinc does not create a missing item (it gives 0).
+\t$var(failures) = $shtinc({FAILED}=>$si);
+\tif ($var(failures) <= 0) {{
+\t\t$sht({FAILED}=>$si) = 1;
+\t\t$var(failures) = 1;
+\t}}
+\tif ($var(failures) >= {failures}) {{
+\t\t$sht({BANNED}=>$si) = \"auth-failures\";
+\t\t$sht({FAILED}=>$si) = $null;
+\t\txlog(\"L_WARN\", \"switchboard: $si banned: $var(failures) failed authentications\\n\");
+\t}}
+\treturn;
+}}
+
+route[REGISTERED] {{
+\t$sht({REGISTERED}=>$si) = 1;
+\t$sht({FAILED}=>$si) = $null;
+\treturn;
+}}
+",
+        failures = bans.failures,
+    )
+}
+
 /// Render Kamailio's configuration for `matrix` on the NICs of `facts`.
 /// `aliases` are the names the SIP/TLS service is known by.
 pub fn render(
@@ -187,6 +261,13 @@ pub fn render(
         "db_sqlite",
         "auth_db",
     ];
+    let bans = &candidate.bans;
+    if bans.enabled {
+        modules.extend(["htable", "pike"]);
+        if !bans.trusted.is_empty() {
+            modules.push("ipops");
+        }
+    }
     if has_tls {
         modules.push("tls");
     }
@@ -201,12 +282,34 @@ modparam(\"auth_db\", \"db_url\", \"sqlite://{db}\")
 modparam(\"auth_db\", \"calculate_ha1\", 0)
 modparam(\"auth_db\", \"password_column\", \"ha1\")
 modparam(\"auth_db\", \"load_credentials\", \"\")
-modparam(\"usrloc\", \"db_mode\", 0)
+modparam(\"usrloc\", \"db_url\", \"sqlite://{db}\")
+modparam(\"usrloc\", \"db_mode\", 1)
 modparam(\"registrar\", \"max_expires\", 3600)
+modparam(\"registrar\", \"received_avp\", \"$avp(received)\")
 ",
         ctl = paths.ctl_socket.display(),
         db = paths.subscriber_db.display(),
     );
+    if bans.enabled {
+        // FAILED: failed authentications per source address, forgotten
+        // `window` seconds after the last one; BANNED: the addresses banned
+        // (what switchboard reads with `htable.dump` and bans in the
+        // kernel); REGISTERED: addresses that registered, trusted for the
+        // longest registration (max_expires).
+        let _ = write!(
+            cfg,
+            "modparam(\"htable\", \"htable\", \"{FAILED}=>size=12;autoexpire={window};\")
+modparam(\"htable\", \"htable\", \"{BANNED}=>size=10;autoexpire={ban};\")
+modparam(\"htable\", \"htable\", \"{REGISTERED}=>size=12;autoexpire=3600;\")
+modparam(\"pike\", \"sampling_time_unit\", 2)
+modparam(\"pike\", \"reqs_density_per_unit\", {flood})
+modparam(\"pike\", \"remove_latency\", 4)
+",
+            window = bans.window_secs,
+            ban = bans.ban_secs,
+            flood = bans.flood_requests,
+        );
+    }
     if has_tls {
         let _ = writeln!(
             cfg,
@@ -224,20 +327,39 @@ request_route {
 \tif (!sanity_check(\"1511\", \"7\")) {
 \t\texit;
 \t}
+\troute(EDGE);
 \tif (is_method(\"REGISTER\")) {
+\t\t# Folded header lines (obsolete) would let a header's value pose as
+\t\t# other lines in the RPC's text dump of the registrations.
+\t\tif (search(\"\\r\\n[ \\t]\")) {
+\t\t\tsl_send_reply(\"400\", \"Bad Request: folded header lines are not accepted\");
+\t\t\texit;
+\t\t}
 \t\t# Digest authentication against the subscriber table (HA1 only).
+\t\t# Credentials that do not match count as a failure of the source
+\t\t# address (-1 bad credentials, -2 wrong password, -3 unknown user);
+\t\t# no credentials (-5) and a stale nonce (-4) do not.
 \t\tif (!www_authenticate(\"REALM\", \"subscriber\")) {
+\t\t\t$var(auth) = $rc;
+\t\t\tif ($var(auth) >= -3 && is_present_hf(\"Authorization\")) {
+\t\t\t\troute(FAILED);
+\t\t\t}
 \t\t\twww_challenge(\"REALM\", \"0\");
 \t\t\texit;
 \t\t}
 \t\tif ($au != $tU) {
+\t\t\troute(FAILED);
 \t\t\tsl_send_reply(\"403\", \"Forbidden: authentication and To user differ\");
 \t\t\texit;
 \t\t}
 \t\tconsume_credentials();
+\t\t# Where the registration came from (address, port, transport).
+\t\t$avp(received) = $su;
 \t\tif (!save(\"location\")) {
 \t\t\tsl_reply_error();
+\t\t\texit;
 \t\t}
+\t\troute(REGISTERED);
 \t\texit;
 \t}
 \tif (is_method(\"OPTIONS\") && uri == myself) {
@@ -249,6 +371,7 @@ request_route {
 }
 ",
     );
+    cfg.push_str(&edge_routes(bans));
 
     let cfg = cfg.replace("REALM", realm);
     let mut tls_cfg = String::from("# Generated by switchboard. Do not edit.\n");
@@ -346,6 +469,39 @@ pub(crate) mod tests {
         expect_file!["../test_data/kamailio-production.cfg"].assert_eq(&k.cfg);
         expect_file!["../test_data/kamailio-production.tls.cfg"].assert_eq(&k.tls_cfg);
         expect_file!["../test_data/kamailio.openssl.cnf"].assert_eq(&super::openssl_conf());
+    }
+
+    #[test]
+    fn the_ban_policy_is_in_the_routing_script() {
+        let f = facts(&[("lan0", Some("192.0.2.1"))]);
+        let mut c = candidate();
+        let render_cfg = |c: &Candidate| render(c, &c.matrix.resolve(&f), &f, &[], &[], &env()).cfg;
+        let on = render_cfg(&c);
+        assert!(on.contains("loadmodule \"pike.so\"") && !on.contains("ipops"));
+        assert!(on.contains("if ($var(failures) >= 5) {"));
+        assert!(on.contains("sbban=>size=10;autoexpire=300;"));
+        assert!(on.contains("sbfail=>size=12;autoexpire=600;"));
+        c.bans.failures = 10;
+        c.bans.trusted = vec![
+            "192.0.2.0/24".parse().expect("net"),
+            "2001:db8::/32".parse().expect("net"),
+        ];
+        let trusting = render_cfg(&c);
+        assert!(trusting.contains("if ($var(failures) >= 10) {"));
+        assert_eq!(
+            trusting
+                .matches("if (is_in_subnet(\"$si\", \"192.0.2.0/24,2001:db8::/32\")) {")
+                .count(),
+            2,
+            "trusted in EDGE and FAILED"
+        );
+        c.bans.enabled = false;
+        let off = render_cfg(&c);
+        assert!(!off.contains("pike") && !off.contains("htable") && !off.contains("$sht("));
+        assert!(
+            off.contains("route[FAILED] {\n\treturn;\n}"),
+            "the routes exist and do nothing"
+        );
     }
 
     #[test]

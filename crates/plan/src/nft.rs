@@ -79,6 +79,40 @@ pub fn allowed_nics(script: &str, service: ServiceId) -> Vec<String> {
         .collect()
 }
 
+/// The set of the banned IPv4 addresses.
+pub const BANNED_V4: &str = "banned_v4";
+/// The set of the banned IPv6 addresses.
+pub const BANNED_V6: &str = "banned_v6";
+
+/// The services a banned address cannot reach: the SIP edge and the web
+/// services phones use. Not the console nor SSH: a UDP source address can
+/// be forged, and a forged flood must not lock the administrator out.
+pub const BANNED_FROM: [ServiceId; 3] = [ServiceId::SipTls, ServiceId::SipUdp, ServiceId::Web];
+
+/// The drop rules of the banned addresses, first in the input chain (before
+/// the established connections are accepted: a ban cuts them too). None when
+/// the policy is off; the sets stay, so that turning it on again keeps them.
+fn ban_rules(candidate: &Candidate) -> String {
+    let mut out = String::new();
+    if !candidate.bans.enabled {
+        return out;
+    }
+    for service in BANNED_FROM {
+        let proto = match service.info().transport {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        };
+        let ports = candidate.port(service);
+        for (family, set) in [("ip", BANNED_V4), ("ip6", BANNED_V6)] {
+            let _ = writeln!(
+                out,
+                "\t\t{family} saddr @{set} {proto} dport {ports} counter drop comment \"banned: {service}\""
+            );
+        }
+    }
+    out
+}
+
 fn render_body(candidate: &Candidate, matrix: &ResolvedMatrix) -> String {
     let (mut sets, mut rules) = (String::new(), String::new());
     for service in ServiceId::all() {
@@ -109,6 +143,7 @@ fn render_body(candidate: &Candidate, matrix: &ResolvedMatrix) -> String {
     if rules.is_empty() {
         rules.push_str("\t\t# no cell of the matrix is allowed\n");
     }
+    let bans = ban_rules(candidate);
 
     format!(
         "\
@@ -118,9 +153,21 @@ fn render_body(candidate: &Candidate, matrix: &ResolvedMatrix) -> String {
 table inet {TABLE}
 delete table inet {TABLE}
 table inet {TABLE} {{
-{sets}\tchain input {{
+{sets}\t# Addresses banned by the SIP edge: the daemon adds them with a
+\t# timeout (no new revision), and an Update keeps them.
+\tset {BANNED_V4} {{
+\t\ttype ipv4_addr
+\t\tflags timeout
+\t}}
+
+\tset {BANNED_V6} {{
+\t\ttype ipv6_addr
+\t\tflags timeout
+\t}}
+
+\tchain input {{
 \t\ttype filter hook input priority filter; policy drop;
-\t\tct state established,related accept
+{bans}\t\tct state established,related accept
 \t\tct state invalid drop
 \t\tiif \"lo\" accept
 \t\ticmp type {{ echo-request, destination-unreachable, time-exceeded, parameter-problem }} accept
@@ -233,6 +280,44 @@ mod tests {
             ..Candidate::default()
         };
         check(&c, &f, expect_file!["../test_data/empty.nft"]);
+    }
+
+    #[test]
+    fn banned_addresses_are_dropped_first_on_the_sip_edge_and_web_only() {
+        let f = facts(&[("lan0", Some("192.0.2.1"))]);
+        let mut c = Candidate::default();
+        c.set_port(ServiceId::Web, "8444".parse().expect("port"));
+        let text = render(&c, &c.matrix.resolve(&f));
+        let chain: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.contains("chain input"))
+            .skip(2)
+            .take(7)
+            .collect();
+        assert!(
+            chain[..6].iter().all(|l| l.contains("saddr @banned_v")),
+            "{chain:?}"
+        );
+        assert!(
+            chain[6].contains("ct state established"),
+            "bans come before established"
+        );
+        assert!(
+            text.contains(
+                "ip saddr @banned_v4 tcp dport 8444 counter drop comment \"banned: web\""
+            )
+        );
+        assert!(
+            !text.contains("dport 22 drop") && !text.contains("dport 8443 drop"),
+            "never ssh nor the console"
+        );
+        c.bans.enabled = false;
+        let off = render(&c, &c.matrix.resolve(&f));
+        assert!(!off.contains("@banned_v"), "no drop rule");
+        assert!(
+            off.contains("set banned_v4 {") && off.contains("set banned_v6 {"),
+            "the sets stay"
+        );
     }
 
     #[test]

@@ -84,18 +84,31 @@ fn the_rendered_configuration_passes_kamailio_c() {
             realm: "switchboard".into(),
         }),
     };
-    // The whole plan's Kamailio section, as an Update would write it.
-    let k = render(&c, &f, &context)
-        .kamailio
-        .expect("kamailio is driven");
-    testpki::write(d, "kamailio.cfg", &k.cfg);
-    testpki::write(d, "tls.cfg", &k.tls_cfg);
-    let (ok, err) = kamailio_check(&ns, &d.join("kamailio.cfg"));
-    assert!(
-        ok,
-        "kamailio -c refused the rendered configuration:\n{err}\n{}",
-        k.cfg
-    );
+    // The whole plan's Kamailio section, as an Update would write it: with
+    // the default ban policy, with trusted networks (ipops), and without bans.
+    let mut trusting = c.clone();
+    trusting.bans.trusted = vec![
+        "192.0.2.0/24".parse().expect("net"),
+        "2001:db8::/32".parse().expect("net"),
+    ];
+    let mut unprotected = c.clone();
+    unprotected.bans.enabled = false;
+    let mut k = None;
+    for c in [&trusting, &unprotected, &c] {
+        let rendered = render(c, &f, &context)
+            .kamailio
+            .expect("kamailio is driven");
+        testpki::write(d, "kamailio.cfg", &rendered.cfg);
+        testpki::write(d, "tls.cfg", &rendered.tls_cfg);
+        let (ok, err) = kamailio_check(&ns, &d.join("kamailio.cfg"));
+        assert!(
+            ok,
+            "kamailio -c refused the rendered configuration:\n{err}\n{}",
+            rendered.cfg
+        );
+        k = Some(rendered);
+    }
+    let k = k.expect("rendered");
 
     // The check can fail: a broken script is refused.
     testpki::write(

@@ -125,6 +125,16 @@ const MIGRATIONS: &[&str] = &[
         action  TEXT NOT NULL,
         outcome TEXT NOT NULL
     );",
+    // 5: the addresses the SIP edge banned, one row per address (its last
+    // ban and how many it had: repeat offenders are banned longer).
+    "CREATE TABLE bans (
+        address    TEXT PRIMARY KEY,
+        reason     TEXT NOT NULL,
+        offences   INTEGER NOT NULL,
+        banned_at  TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        lifted_at  TEXT
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +314,33 @@ pub struct AuditRow {
     pub action: String,
     /// The HTTP status, followed by the error code for a failure.
     pub outcome: String,
+}
+
+/// An address the SIP edge banned: its last ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BanRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub address: std::net::IpAddr,
+    /// `auth-failures` or `flood`.
+    pub reason: String,
+    /// How many times the address was banned (this ban included).
+    pub offences: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub banned_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub expires_at: Timestamp,
+    /// When an administrator lifted it before it expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub lifted_at: Option<Timestamp>,
+}
+
+impl BanRecord {
+    /// Whether the ban holds at `now`.
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.lifted_at.is_none() && self.expires_at > now
+    }
 }
 
 /// A revision to record.
@@ -1150,6 +1187,76 @@ impl Store {
         Ok(id)
     }
 
+    /// Record the ban of an address (replacing its earlier one).
+    pub fn put_ban(&mut self, ban: &BanRecord) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO bans (address, reason, offences, banned_at, expires_at, lifted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                ban.address.to_string(),
+                ban.reason,
+                ban.offences,
+                ban.banned_at.to_string(),
+                ban.expires_at.to_string(),
+                ban.lifted_at.map(|t| t.to_string()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every address banned (the last ban of each, active or not), the
+    /// latest first.
+    pub fn bans(&self) -> Result<Vec<BanRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT address, reason, offences, banned_at, expires_at, lifted_at FROM bans ORDER BY banned_at DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (address, reason, offences, banned_at, expires_at, lifted_at) = row?;
+            let time = |t: String| t.parse().map_err(|_| corrupt("ban time"));
+            out.push(BanRecord {
+                address: address.parse().map_err(|_| corrupt("ban address"))?,
+                reason,
+                offences,
+                banned_at: time(banned_at)?,
+                expires_at: time(expires_at)?,
+                lifted_at: lifted_at.map(time).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last ban of `address`, if it ever was.
+    pub fn ban(&self, address: std::net::IpAddr) -> Result<Option<BanRecord>> {
+        Ok(self.bans()?.into_iter().find(|b| b.address == address))
+    }
+
+    /// Forget the bans that ended before `before` (their offences no
+    /// longer count); returns how many.
+    pub fn prune_bans(&mut self, before: Timestamp) -> Result<usize> {
+        let mut n = 0;
+        for b in self.bans()? {
+            let ended = b.lifted_at.unwrap_or(b.expires_at);
+            if ended < before {
+                n += self.conn.execute(
+                    "DELETE FROM bans WHERE address = ?1",
+                    [b.address.to_string()],
+                )?;
+            }
+        }
+        Ok(n)
+    }
+
     /// The last `limit` entries of the audit log, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
         let mut stmt = self.conn.prepare(
@@ -1717,7 +1824,11 @@ mod tests {
             .expect("candidate");
         }
         let mut s = Store::open(&path).expect("open migrates");
-        assert_eq!(s.schema_version().expect("v"), 4);
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        assert!(
+            s.bans().expect("bans").is_empty(),
+            "the bans table is there, empty"
+        );
         assert_eq!(s.candidate().expect("read"), Some(c));
         assert!(!s.any_admin().expect("admins"), "no administrator yet");
         assert_eq!(s.admin_hash("admin").expect("read"), None);
@@ -1840,6 +1951,42 @@ mod tests {
         }
         let log = s.audit(1_000).expect("audit");
         assert!(log.iter().any(|e| e.action == "POST /999"));
+    }
+
+    #[test]
+    fn bans_are_kept_per_address_and_pruned_once_over() {
+        let mut s = Store::open_in_memory().expect("open");
+        let t = |x: &str| x.parse::<Timestamp>().expect("time");
+        let mut ban = BanRecord {
+            address: "192.0.2.2".parse().expect("ip"),
+            reason: "auth-failures".into(),
+            offences: 1,
+            banned_at: t("2026-01-01T00:00:00Z"),
+            expires_at: t("2026-01-01T00:05:00Z"),
+            lifted_at: None,
+        };
+        s.put_ban(&ban).expect("put");
+        assert!(ban.active(t("2026-01-01T00:04:59Z")));
+        assert!(!ban.active(t("2026-01-01T00:05:00Z")));
+        ban.offences = 2;
+        s.put_ban(&ban).expect("again");
+        assert_eq!(
+            s.bans().expect("bans"),
+            [ban.clone()],
+            "one row per address"
+        );
+        let v6 = BanRecord {
+            address: "2001:db8::2".parse().expect("ip"),
+            banned_at: t("2026-01-02T00:00:00Z"),
+            expires_at: t("2026-01-02T00:05:00Z"),
+            lifted_at: Some(t("2026-01-02T00:01:00Z")),
+            ..ban.clone()
+        };
+        s.put_ban(&v6).expect("put");
+        assert_eq!(s.bans().expect("bans")[0], v6, "latest first");
+        assert_eq!(s.ban(ban.address).expect("one"), Some(ban.clone()));
+        assert_eq!(s.prune_bans(t("2026-01-01T12:00:00Z")).expect("prune"), 1);
+        assert_eq!(s.bans().expect("bans"), [v6]);
     }
 
     #[test]

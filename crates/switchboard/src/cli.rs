@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use switchboard_domain::{Diagnostic, ServiceId};
+use switchboard_engine::accounts::RegistrationsView;
+use switchboard_engine::bans::{BanView, BansView};
 use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
@@ -15,8 +17,8 @@ use switchboard_web::contract::*;
 use switchboard_web::error::ErrorDocument;
 
 use crate::{
-    AccountCommand, AdminCommand, CaCommand, CertCommand, Command, FirewallCommand, MatrixEdit,
-    NicCommand, Preset, ProvisioningCommand, RevisionsShow, SmsCommand,
+    AccountCommand, AdminCommand, BansCommand, CaCommand, CertCommand, Command, FirewallCommand,
+    MatrixEdit, NicCommand, Preset, ProvisioningCommand, RevisionsShow, SmsCommand,
 };
 
 /// Run one client command. API errors are printed compiler-style with
@@ -365,6 +367,48 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 format!("password of {username} changed\n")
             })
         }
+        Command::Bans { command: None } => {
+            show(client, "/v1/bans", json, |v: &BansView| bans_text(v)).await
+        }
+        Command::Bans {
+            command:
+                Some(BansCommand::Policy {
+                    enabled,
+                    failures,
+                    window,
+                    ban,
+                    max_ban,
+                    flood,
+                    trusted,
+                }),
+        } => {
+            let body = switchboard_domain::BanPolicyChange {
+                enabled: *enabled,
+                failures: *failures,
+                window_secs: *window,
+                ban_secs: *ban,
+                max_ban_secs: *max_ban,
+                flood_requests: *flood,
+                trusted: trusted.as_ref().map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }),
+            };
+            edit(client, "/v1/bans/policy", &body, json, "ban policy").await
+        }
+        Command::Unban { address } => {
+            let v: BanView = client
+                .delete(&format!("/v1/bans/{}", path_segment(address)))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("ban of {} lifted\n", v.address)
+            })
+        }
         Command::Audit { limit } => {
             show(
                 client,
@@ -375,6 +419,70 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
             .await
         }
     }
+}
+
+/// `text` as one path segment: everything but `[A-Za-z0-9.:_-]`
+/// percent-encoded, so that the server sees (and refuses) what was typed.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b':' | b'_' | b'-' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn bans_text(v: &BansView) -> String {
+    let mut out = String::new();
+    if v.bans.is_empty() {
+        out.push_str("no address is banned\n");
+    }
+    for b in &v.bans {
+        let _ = writeln!(
+            out,
+            "{:<40} {:<14} offence {:<3} {} s left (until {}){}",
+            b.address.to_string(),
+            b.reason,
+            b.offences,
+            b.remaining_secs,
+            b.expires_at,
+            match b.in_kernel {
+                Some(false) => " NOT in the kernel's set",
+                _ => "",
+            }
+        );
+    }
+    let p = &v.policy;
+    let _ = writeln!(
+        out,
+        "policy:   {}",
+        if p.enabled {
+            format!(
+                "ban after {} failed authentications within {} s, or {} requests within 2 s; {} s, doubled per repeat offence up to {} s",
+                p.failures, p.window_secs, p.flood_requests, p.ban_secs, p.max_ban_secs
+            )
+        } else {
+            "off: nobody is banned".into()
+        }
+    );
+    let trusted: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        out,
+        "trusted:  {}",
+        if trusted.is_empty() {
+            "none (addresses that registered are trusted while registered)".into()
+        } else {
+            trusted.join(", ")
+        }
+    );
+    if v.candidate_policy.is_some() {
+        out.push_str(
+            "(the candidate's policy differs: it applies at the next `switchboard update`)\n",
+        );
+    }
+    out
 }
 
 /// The first line of standard input, without its line break.
@@ -465,6 +573,11 @@ fn status_text(s: &StatusView) -> String {
         out,
         "SIP:       {}",
         s.sip.as_deref().unwrap_or("no SIP server is running (start the daemon with --sip kamailio); the firewall still enforces the SIP rows")
+    );
+    let _ = writeln!(
+        out,
+        "bans:      {} address(es) banned now, {} in the last day (see `switchboard bans`)",
+        s.bans.active, s.bans.recent
     );
     if s.open_padlocks.is_empty() {
         let _ = writeln!(
@@ -1027,13 +1140,36 @@ async fn account(
             .await
         }
         AccountCommand::Show { username } => {
-            show(
-                client,
-                &format!("/v1/accounts/{username}"),
-                json,
-                |v: &switchboard_provision::AccountView| accounts_text(std::slice::from_ref(v)),
-            )
-            .await
+            let name = path_segment(username);
+            let account: switchboard_provision::AccountView =
+                client.get(&format!("/v1/accounts/{name}")).await?;
+            let reg: RegistrationsView = client
+                .get(&format!("/v1/accounts/{name}/registrations"))
+                .await?;
+            if json {
+                let mut v = serde_json::to_value(&account).unwrap_or_default();
+                v["registrations"] = serde_json::to_value(&reg).unwrap_or_default();
+                return Ok(pretty(&v));
+            }
+            let mut out = accounts_text(std::slice::from_ref(&account));
+            let _ = writeln!(out, "SIP: {}", reg.summary);
+            for c in &reg.contacts {
+                let _ = writeln!(
+                    out,
+                    "  {} from {} over {} ({}), {} s left, {}",
+                    c.contact,
+                    c.source.as_deref().unwrap_or("?"),
+                    c.transport.to_uppercase(),
+                    c.socket,
+                    c.expires_secs,
+                    if c.user_agent.is_empty() {
+                        "no user agent"
+                    } else {
+                        &c.user_agent
+                    }
+                );
+            }
+            Ok(out)
         }
         AccountCommand::Set {
             username,

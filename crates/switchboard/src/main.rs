@@ -140,6 +140,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The SIP edge's bans: the addresses banned now (reason, offences,
+    /// expiry) and the ban policy; `bans policy` changes the policy.
+    Bans {
+        #[command(subcommand)]
+        command: Option<BansCommand>,
+    },
+    /// Lift the ban of ADDRESS at once (kernel and Kamailio).
+    Unban { address: String },
     /// The audit log: every change asked of the API, who asked, from where,
     /// and how it ended (newest first).
     Audit {
@@ -300,6 +308,35 @@ fn platform_url(arg: &str) -> Result<(String, String), String> {
     arg.split_once('=')
         .map(|(platform, url)| (platform.to_owned(), url.to_owned()))
         .ok_or_else(|| format!("{arg:?} is not PLATFORM=URL"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BansCommand {
+    /// Change the ban policy (candidate; what is not given is kept).
+    Policy {
+        /// Ban at all (true) or never (false).
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Failed authentications from one address that ban it.
+        #[arg(long)]
+        failures: Option<u32>,
+        /// Seconds the failures are counted in.
+        #[arg(long, value_name = "SECS")]
+        window: Option<u32>,
+        /// Seconds a first ban lasts (doubled for each repeat offence).
+        #[arg(long = "ban", value_name = "SECS")]
+        ban: Option<u32>,
+        /// The longest ban, seconds.
+        #[arg(long = "max-ban", value_name = "SECS")]
+        max_ban: Option<u32>,
+        /// Requests from one address within 2 s that count as a flood.
+        #[arg(long)]
+        flood: Option<u32>,
+        /// Networks never banned, comma-separated (replaces the list; an
+        /// empty value clears it).
+        #[arg(long, value_name = "NET,...")]
+        trusted: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

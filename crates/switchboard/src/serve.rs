@@ -201,6 +201,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     tokio::spawn(follow_nics(engine.clone(), changes));
     tokio::spawn(expire_pending(engine.clone()));
     tokio::spawn(deliver_sms(engine.clone()));
+    tokio::spawn(enforce_bans(engine.clone()));
     // What a burst of connections allocated goes back to the kernel after it.
     tokio::spawn(switchboard_web::https::memory::give_back_every(
         switchboard_web::https::memory::PERIOD,
@@ -247,6 +248,19 @@ async fn deliver_sms(engine: Arc<Engine>) {
         tick.tick().await;
         if let Err(e) = engine.deliver_sms().await {
             error!(error = %e, "delivering the SMS queue failed; retrying");
+        }
+    }
+}
+
+/// Put the addresses Kamailio banned into the kernel's ban set (see
+/// `switchboard_engine::bans`), twice a second.
+async fn enforce_bans(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = engine.poll_bans().await {
+            error!(error = %e, "enforcing the SIP edge's bans failed; retrying");
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum KamailioError {
     Check(String),
     #[error("kamailio did not reload its TLS configuration: {0}")]
     Reload(String),
+    #[error("kamailio's RPC interface answered an error: {0}")]
+    Rpc(String),
     #[error("the subscriber database {path} cannot be made owner-only: {source}")]
     SubscribersFile {
         path: PathBuf,
@@ -127,6 +129,156 @@ pub async fn tls_reload(ctl: &Path) -> Result<(), KamailioError> {
     }
 }
 
+/// `kamcmd -s unix:CTL ARGS...`: what it printed, or an error when it
+/// could not run or Kamailio answered an error (kamcmd exits 0 either way).
+async fn kamcmd(ctl: &Path, args: &[&str]) -> Result<String, KamailioError> {
+    let run = Command::new(KAMCMD)
+        .arg("-s")
+        .arg(format!("unix:{}", ctl.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .map_err(|_| KamailioError::Rpc("kamcmd did not answer within 5 s".into()))?
+        .map_err(|source| KamailioError::Spawn {
+            program: KAMCMD,
+            source,
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stdout.starts_with("error:") || stderr.contains("error") {
+        let text = format!("{stdout}{stderr}");
+        return Err(KamailioError::Rpc(text.trim().chars().take(300).collect()));
+    }
+    Ok(stdout)
+}
+
+/// The entries of Kamailio's htable `table` whose names are IP addresses,
+/// with their values (`kamcmd htable.dump`). Names that are not addresses
+/// are skipped; values are cut to 64 characters.
+pub async fn htable_addresses(
+    ctl: &Path,
+    table: &str,
+) -> Result<Vec<(std::net::IpAddr, String)>, KamailioError> {
+    let text = kamcmd(ctl, &["htable.dump", table]).await?;
+    Ok(parse_htable_dump(&text))
+}
+
+/// The `name:`/`value:` pairs of a `kamcmd htable.dump` answer.
+fn parse_htable_dump(text: &str) -> Vec<(std::net::IpAddr, String)> {
+    let mut out = Vec::new();
+    let mut name: Option<std::net::IpAddr> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("name: ") {
+            name = n.parse().ok();
+        } else if let Some(v) = line.strip_prefix("value: ")
+            && let Some(addr) = name.take()
+        {
+            out.push((addr, v.chars().take(64).collect()));
+        }
+    }
+    out
+}
+
+/// Delete `addr` from Kamailio's htables `tables` (`kamcmd htable.delete`;
+/// an absent entry is not an error).
+pub async fn htable_forget(
+    ctl: &Path,
+    tables: &[&str],
+    addr: std::net::IpAddr,
+) -> Result<(), KamailioError> {
+    let key = addr.to_string();
+    for table in tables {
+        match kamcmd(ctl, &["htable.delete", table, &key]).await {
+            Ok(_) => {}
+            Err(KamailioError::Rpc(e)) if e.contains("not found") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One registered contact, as Kamailio's registrar holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The account (the address-of-record's user).
+    pub aor: String,
+    /// The Contact URI the phone registered.
+    pub address: String,
+    /// Where the REGISTER came from (`sip:ADDR:PORT;transport=...`), when
+    /// recorded.
+    pub received: Option<String>,
+    /// The socket it arrived on (`tls:198.51.100.1:5061`).
+    pub socket: String,
+    /// The phone's User-Agent (control characters removed, at most 128).
+    pub user_agent: String,
+    /// Seconds until it expires.
+    pub expires_secs: u64,
+}
+
+/// Every registered contact (`kamcmd ul.dump`).
+pub async fn registrations(ctl: &Path) -> Result<Vec<Contact>, KamailioError> {
+    let text = kamcmd(ctl, &["ul.dump"]).await?;
+    Ok(parse_ul_dump(&text))
+}
+
+/// The contacts of a `kamcmd ul.dump` answer. The dump is text, so it is
+/// read by its structure: an `AoR:` line at the depth of records (5 tabs),
+/// contact fields at the depth of contacts (7 tabs); anything else is
+/// ignored. (Kamailio refuses REGISTERs with folded header lines, which
+/// could otherwise put a line of the attacker's choosing into the dump.)
+fn parse_ul_dump(text: &str) -> Vec<Contact> {
+    let clean = |v: &str| -> String { v.chars().filter(|c| !c.is_control()).take(128).collect() };
+    let mut out: Vec<Contact> = Vec::new();
+    let mut aor: Option<String> = None;
+    let mut current: Option<Contact> = None;
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let depth = line.chars().take_while(|c| *c == '\t').count();
+        let body = &line[depth..];
+        if depth == 5
+            && let Some(a) = body.strip_prefix("AoR: ")
+        {
+            out.extend(current.take());
+            aor = Some(clean(a));
+            continue;
+        }
+        if depth == 6 && body == "Contact: {" {
+            out.extend(current.take());
+            current = aor.clone().map(|aor| Contact {
+                aor,
+                address: String::new(),
+                received: None,
+                socket: String::new(),
+                user_agent: String::new(),
+                expires_secs: 0,
+            });
+            continue;
+        }
+        let Some(c) = current.as_mut().filter(|_| depth == 7) else {
+            continue;
+        };
+        let Some((key, value)) = body.split_once(": ") else {
+            continue;
+        };
+        match key {
+            "Address" if c.address.is_empty() => c.address = clean(value),
+            "Expires" => c.expires_secs = value.parse().unwrap_or(0),
+            "User-Agent" if c.user_agent.is_empty() => c.user_agent = clean(value),
+            "Received" if c.received.is_none() && value != "[not set]" => {
+                c.received = Some(clean(value));
+            }
+            "Socket" if c.socket.is_empty() => c.socket = clean(value),
+            _ => {}
+        }
+    }
+    out.extend(current);
+    out.retain(|c| !c.address.is_empty());
+    out
+}
+
 /// One SIP account as Kamailio authenticates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
@@ -165,7 +317,37 @@ pub fn sync_subscribers(db: &Path, subscribers: &[Subscriber]) -> Result<(), Kam
             ha1 VARCHAR(128) DEFAULT '' NOT NULL,
             ha1b VARCHAR(128) DEFAULT '' NOT NULL,
             CONSTRAINT subscriber_account_idx UNIQUE (username, domain));
-         INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('subscriber', 7);",
+         INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('subscriber', 7);
+         CREATE TABLE IF NOT EXISTS location (
+            id INTEGER PRIMARY KEY NOT NULL,
+            ruid VARCHAR(64) DEFAULT '' NOT NULL,
+            username VARCHAR(64) DEFAULT '' NOT NULL,
+            domain VARCHAR(64) DEFAULT NULL,
+            contact VARCHAR(512) DEFAULT '' NOT NULL,
+            received VARCHAR(128) DEFAULT NULL,
+            path VARCHAR(512) DEFAULT NULL,
+            expires TIMESTAMP WITHOUT TIME ZONE DEFAULT '2030-05-28 21:32:15' NOT NULL,
+            q REAL DEFAULT 1.0 NOT NULL,
+            callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
+            cseq INTEGER DEFAULT 1 NOT NULL,
+            last_modified TIMESTAMP WITHOUT TIME ZONE DEFAULT '2000-01-01 00:00:01' NOT NULL,
+            flags INTEGER DEFAULT 0 NOT NULL,
+            cflags INTEGER DEFAULT 0 NOT NULL,
+            user_agent VARCHAR(255) DEFAULT '' NOT NULL,
+            socket VARCHAR(64) DEFAULT NULL,
+            methods INTEGER DEFAULT NULL,
+            instance VARCHAR(255) DEFAULT NULL,
+            reg_id INTEGER DEFAULT 0 NOT NULL,
+            server_id INTEGER DEFAULT 0 NOT NULL,
+            connection_id INTEGER DEFAULT 0 NOT NULL,
+            keepalive INTEGER DEFAULT 0 NOT NULL,
+            partition INTEGER DEFAULT 0 NOT NULL,
+            CONSTRAINT location_ruid_idx UNIQUE (ruid));
+         CREATE INDEX IF NOT EXISTS location_account_contact_idx ON location (username, domain, contact);
+         CREATE INDEX IF NOT EXISTS location_expires_idx ON location (expires);
+         CREATE INDEX IF NOT EXISTS location_tcpcon_idx ON location (connection_id);
+         CREATE INDEX IF NOT EXISTS location_connection_idx ON location (server_id, connection_id);
+         INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('location', 9);",
     )
     .map_err(err)?;
     let tx = conn.transaction().map_err(err)?;
@@ -379,6 +561,9 @@ async fn forward_log(stderr: tokio::process::ChildStderr) {
     while let Ok(Some(line)) = lines.next_line().await {
         if line.contains("ERROR") || line.contains("CRITICAL") {
             warn!(target: "kamailio", "{}", line.trim());
+        } else if line.contains("<script>: switchboard: ") {
+            // The script's own notes (an address banned).
+            info!(target: "kamailio", "{}", line.trim());
         } else {
             tracing::debug!(target: "kamailio", "{}", line.trim());
         }
@@ -493,6 +678,67 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         child
+    }
+
+    #[test]
+    fn an_htable_dump_parses_and_only_addresses_count() {
+        let text = "{\n\tentry: 383\n\tsize: 2\n\tslot: {\n\t\t{\n\t\t\tname: 192.0.2.9\n\t\t\tvalue: flood\n\t\t\ttype: str\n\t\t}\n\t\t{\n\t\t\tname: not-an-address\n\t\t\tvalue: x\n\t\t}\n\t\t{\n\t\t\tname: 2001:db8::1\n\t\t\tvalue: auth-failures\n\t\t}\n\t}\n}\n";
+        assert_eq!(
+            parse_htable_dump(text),
+            [
+                ("192.0.2.9".parse().expect("ip"), "flood".to_owned()),
+                (
+                    "2001:db8::1".parse().expect("ip"),
+                    "auth-failures".to_owned()
+                )
+            ]
+        );
+        assert!(parse_htable_dump("").is_empty());
+        assert!(parse_htable_dump("value: orphan\nname: 192.0.2.1\n").is_empty());
+        let long = format!("name: 192.0.2.1\nvalue: {}\n", "x".repeat(10_000));
+        assert_eq!(parse_htable_dump(&long)[0].1.len(), 64);
+    }
+
+    #[test]
+    fn a_ul_dump_parses_by_its_structure() {
+        let contact = |addr: &str, ua: &str, rcv: &str| {
+            format!(
+                "\t\t\t\t\t\tContact: {{\n\t\t\t\t\t\t\tAddress: {addr}\n\t\t\t\t\t\t\tExpires: 598\n\t\t\t\t\t\t\tUser-Agent: {ua}\n\t\t\t\t\t\t\tReceived: {rcv}\n\t\t\t\t\t\t\tSocket: tls:198.51.100.1:5061\n\t\t\t\t\t\t}}\n"
+            )
+        };
+        let text = format!(
+            "{{\n\tDomains: {{\n\t\tDomain: {{\n\t\t\tDomain: location\n\t\t\tAoRs: {{\n\t\t\t\tInfo: {{\n\t\t\t\t\tAoR: 1000\n\t\t\t\t\tContacts: {{\n{}{}\t\t\t\t\t}}\n\t\t\t\t}}\n\t\t\t\tInfo: {{\n\t\t\t\t\tAoR: 1001\n\t\t\t\t\tContacts: {{\n{}\t\t\t\t\t}}\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n",
+            contact(
+                "sip:1000@198.51.100.2:5061;transport=tls",
+                "Phone 1.0",
+                "sip:198.51.100.2:40000;transport=tls"
+            ),
+            contact("sip:1000@192.0.2.7", "evil\r\n AoR: 9999\u{7}", "[not set]"),
+            contact("sip:1001@192.0.2.8", "Other", "[not set]"),
+        );
+        let c = parse_ul_dump(&text);
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0].aor, "1000");
+        assert_eq!(
+            c[0].received.as_deref(),
+            Some("sip:198.51.100.2:40000;transport=tls")
+        );
+        assert_eq!(
+            (c[0].socket.as_str(), c[0].expires_secs),
+            ("tls:198.51.100.1:5061", 598)
+        );
+        assert_eq!(
+            c[1].aor, "1000",
+            "an injected line at the wrong depth is ignored"
+        );
+        assert!(!c[1].user_agent.chars().any(char::is_control));
+        assert_eq!(c[1].received, None);
+        assert_eq!(c[2].aor, "1001");
+        assert!(parse_ul_dump("").is_empty());
+        assert!(
+            parse_ul_dump("\t\t\t\t\t\t\tAddress: sip:x\n").is_empty(),
+            "a field outside a contact"
+        );
     }
 
     #[test]

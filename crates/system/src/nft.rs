@@ -14,6 +14,7 @@
 //! flushes another table. Calls are serialized on one libnftables context
 //! and run on tokio's blocking pool.
 
+use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,97 @@ enum Mode {
     Apply,
     DryRun,
     Terse,
+    Json,
+}
+
+/// One element of a set with timeouts: an address, how long it was added
+/// for and how long it has left (whole seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedElement {
+    pub addr: IpAddr,
+    pub timeout_secs: u64,
+    pub expires_secs: u64,
+}
+
+/// The elements of the address set `table`.`set` (empty when the table or
+/// the set does not exist), read as JSON.
+pub async fn timed_elements(table: &str, set: &str) -> Result<Vec<TimedElement>, NftError> {
+    let text = match run(format!("list set inet {table} {set}"), Mode::Json).await? {
+        Ok(text) => text,
+        Err(e) if e.contains("No such file or directory") => return Ok(vec![]),
+        Err(e) => return Err(NftError::Read(e)),
+    };
+    parse_timed_elements(&text).map_err(NftError::Read)
+}
+
+/// The elements of a `list set` in libnftables' JSON output.
+fn parse_timed_elements(text: &str) -> Result<Vec<TimedElement>, String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("unexpected JSON from nft: {e}"))?;
+    let mut out = Vec::new();
+    let items = doc["nftables"].as_array().cloned().unwrap_or_default();
+    for item in items {
+        let Some(elems) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for e in elems {
+            let e = &e["elem"];
+            let addr = e["val"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("unexpected set element from nft: {e}"))?;
+            out.push(TimedElement {
+                addr,
+                timeout_secs: e["timeout"].as_u64().unwrap_or(0),
+                expires_secs: e["expires"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `add element` lines that put `elements` back into `table`.`set` with
+/// what they had left: appended to a script that redeclares the table, in
+/// the same transaction. Elements with less than a second left are gone.
+pub fn restore_elements(table: &str, set: &str, elements: &[TimedElement]) -> String {
+    elements
+        .iter()
+        .filter(|e| e.expires_secs >= 1)
+        .map(|e| {
+            format!(
+                "add element inet {table} {set} {{ {} timeout {}s expires {}s }}\n",
+                e.addr,
+                e.timeout_secs.max(e.expires_secs),
+                e.expires_secs
+            )
+        })
+        .collect()
+}
+
+/// Put `addr` into `table`.`set` for `secs` seconds, replacing an element
+/// already there (its timeout starts again), in one transaction.
+pub async fn add_timed(table: &str, set: &str, addr: IpAddr, secs: u64) -> Result<(), NftError> {
+    let script = format!(
+        "add element inet {table} {set} {{ {addr} timeout 1s }}\n\
+         delete element inet {table} {set} {{ {addr} }}\n\
+         add element inet {table} {set} {{ {addr} timeout {secs}s }}\n"
+    );
+    run(script, Mode::Apply)
+        .await?
+        .map(drop)
+        .map_err(NftError::Load)
+}
+
+/// Take `addr` out of `table`.`set` (nothing if it is not there).
+pub async fn remove_element(table: &str, set: &str, addr: IpAddr) -> Result<(), NftError> {
+    let script = format!(
+        "add element inet {table} {set} {{ {addr} timeout 1s }}\n\
+         delete element inet {table} {set} {{ {addr} }}\n"
+    );
+    run(script, Mode::Apply)
+        .await?
+        .map(drop)
+        .map_err(NftError::Load)
 }
 
 /// The process's libnftables context, opened on first use.
@@ -100,11 +192,12 @@ async fn run(buffer: String, mode: Mode) -> Result<Result<String, String>, NftEr
     tokio::task::spawn_blocking(move || {
         let mut ctx = ctx.lock().unwrap_or_else(|p| p.into_inner());
         let started = std::time::Instant::now();
-        let result = ctx.run(
-            &buffer,
-            matches!(mode, Mode::DryRun),
-            matches!(mode, Mode::Terse),
-        );
+        let flags = match mode {
+            Mode::Terse => ffi::OUTPUT_TERSE,
+            Mode::Json => ffi::OUTPUT_JSON,
+            Mode::Apply | Mode::DryRun => 0,
+        };
+        let result = ctx.run(&buffer, matches!(mode, Mode::DryRun), flags);
         tracing::debug!(?mode, elapsed = ?started.elapsed(), ok = result.is_ok(), "libnftables");
         result
     })
@@ -124,7 +217,9 @@ mod ffi {
 
     const LIBRARY: &str = "libnftables.so.1";
     /// `NFT_CTX_OUTPUT_TERSE` in libnftables.h: omit the elements of sets.
-    const OUTPUT_TERSE: c_uint = 1 << 11;
+    pub(super) const OUTPUT_TERSE: c_uint = 1 << 11;
+    /// `NFT_CTX_OUTPUT_JSON`: JSON output.
+    pub(super) const OUTPUT_JSON: c_uint = 1 << 4;
 
     type CtxNew = unsafe extern "C" fn(u32) -> *mut c_void;
     type CtxFree = unsafe extern "C" fn(*mut c_void);
@@ -215,7 +310,7 @@ mod ffi {
             &mut self,
             buffer: &str,
             dry_run: bool,
-            terse: bool,
+            flags: c_uint,
         ) -> Result<String, String> {
             let buffer =
                 CString::new(buffer).map_err(|_| "the script contains a NUL byte".to_owned())?;
@@ -225,7 +320,7 @@ mod ffi {
             // are copied before that.
             unsafe {
                 (self.set_dry_run)(self.ctx, dry_run);
-                (self.set_output_flags)(self.ctx, if terse { OUTPUT_TERSE } else { 0 });
+                (self.set_output_flags)(self.ctx, flags);
                 let rc = (self.run_cmd)(self.ctx, buffer.as_ptr());
                 let read = |p: *const c_char| {
                     if p.is_null() {
@@ -250,5 +345,49 @@ mod ffi {
             // SAFETY: the context was created by nft_ctx_new and is freed once.
             unsafe { (self.free)(self.ctx) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_elements_parse_from_json_and_hostile_output_is_an_error() {
+        let text = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "banned_v4", "table": "switchboard", "type": "ipv4_addr", "flags": ["timeout"], "elem": [{"elem": {"val": "192.0.2.5", "timeout": 300, "expires": 299}}]}}]}"#;
+        let e = parse_timed_elements(text).expect("parse");
+        assert_eq!(
+            e,
+            [TimedElement {
+                addr: "192.0.2.5".parse().expect("ip"),
+                timeout_secs: 300,
+                expires_secs: 299
+            }]
+        );
+        let empty = r#"{"nftables": [{"set": {"name": "banned_v6", "type": "ipv6_addr"}}]}"#;
+        assert!(parse_timed_elements(empty).expect("parse").is_empty());
+        for bad in [
+            "",
+            "not json",
+            r#"{"nftables": [{"set": {"elem": [{"elem": {"val": "x; flush ruleset"}}]}}]}"#,
+        ] {
+            assert!(parse_timed_elements(bad).is_err(), "{bad}");
+        }
+        let lines = restore_elements(
+            "switchboard",
+            "banned_v4",
+            &[
+                e[0],
+                TimedElement {
+                    addr: "192.0.2.6".parse().expect("ip"),
+                    timeout_secs: 300,
+                    expires_secs: 0,
+                },
+            ],
+        );
+        assert_eq!(
+            lines,
+            "add element inet switchboard banned_v4 { 192.0.2.5 timeout 300s expires 299s }\n"
+        );
     }
 }

@@ -103,4 +103,88 @@ async fn child_in_netns() {
         checked += 1;
     }
     assert!(checked >= 5, "golden files found: {checked}");
+
+    // Timed elements (the ban sets): added, re-added with a new timeout,
+    // read back, kept across a reload of the whole table by the lines
+    // restore_elements writes, removed.
+    let factory = std::fs::read_to_string(format!("{dir}/factory.nft")).expect("factory");
+    nft::load(&factory).await.expect("factory ruleset");
+    let a: std::net::IpAddr = "192.0.2.5".parse().expect("ip");
+    let b: std::net::IpAddr = "2001:db8::5".parse().expect("ip");
+    nft::add_timed("switchboard", "banned_v4", a, 60)
+        .await
+        .expect("ban");
+    nft::add_timed("switchboard", "banned_v4", a, 600)
+        .await
+        .expect("ban again");
+    nft::add_timed("switchboard", "banned_v6", b, 300)
+        .await
+        .expect("ban v6");
+    let v4 = nft::timed_elements("switchboard", "banned_v4")
+        .await
+        .expect("list");
+    assert_eq!(v4.len(), 1, "{v4:?}");
+    assert_eq!(
+        (v4[0].addr, v4[0].timeout_secs),
+        (a, 600),
+        "the timeout starts again"
+    );
+    assert!(v4[0].expires_secs > 590, "{v4:?}");
+    let v6 = nft::timed_elements("switchboard", "banned_v6")
+        .await
+        .expect("list");
+    assert_eq!(v6[0].addr, b);
+    let script = format!(
+        "{factory}{}{}",
+        nft::restore_elements("switchboard", "banned_v4", &v4),
+        nft::restore_elements("switchboard", "banned_v6", &v6)
+    );
+    nft::check(&script)
+        .await
+        .expect("restoring script passes the check");
+    nft::load(&script).await.expect("reload with the elements");
+    let kept = nft::timed_elements("switchboard", "banned_v4")
+        .await
+        .expect("list");
+    assert_eq!((kept[0].addr, kept[0].timeout_secs), (a, 600), "{kept:?}");
+    assert!(
+        kept[0].expires_secs <= v4[0].expires_secs,
+        "not restarted: {kept:?}"
+    );
+    assert_eq!(
+        nft::timed_elements("switchboard", "banned_v6")
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    nft::load(&factory).await.expect("reload without them");
+    assert!(
+        nft::timed_elements("switchboard", "banned_v4")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    nft::add_timed("switchboard", "banned_v4", a, 60)
+        .await
+        .expect("ban");
+    nft::remove_element("switchboard", "banned_v4", a)
+        .await
+        .expect("unban");
+    nft::remove_element("switchboard", "banned_v4", a)
+        .await
+        .expect("unban again: nothing");
+    assert!(
+        nft::timed_elements("switchboard", "banned_v4")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    nft::remove_table("switchboard").await.expect("remove");
+    assert!(
+        nft::timed_elements("switchboard", "banned_v4")
+            .await
+            .expect("no table")
+            .is_empty()
+    );
 }

@@ -86,6 +86,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resend_sms))
         .routes(routes!(audit))
         .routes(routes!(admin_password))
+        .routes(routes!(bans))
+        .routes(routes!(set_ban_policy))
+        .routes(routes!(unban))
+        .routes(routes!(registrations))
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -310,6 +314,56 @@ fn ok<T: serde::Serialize>(value: T) -> ApiResult {
 )]
 async fn status(State(e): State<AppState>) -> ApiResult {
     ok(e.status().await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/bans",
+    operation_id = "listBans",
+    summary = "The addresses banned now and the ban policy",
+    tag = "bans",
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::bans::BansView),
+    ),
+)]
+async fn bans(State(e): State<AppState>) -> ApiResult {
+    ok(e.bans().await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/bans/policy",
+    operation_id = "setBanPolicy",
+    summary = "Change the ban policy (candidate); what is not given is kept",
+    tag = "bans",
+    request_body = switchboard_domain::BanPolicyChange,
+    responses(
+        (status = 200, description = "Done.", body = Edit),
+        (status = 400, response = error::BadRequest),
+    ),
+)]
+async fn set_ban_policy(
+    State(e): State<AppState>,
+    Body(r): Body<switchboard_domain::BanPolicyChange>,
+) -> ApiResult {
+    ok(e.set_ban_policy(&r).await?)
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/bans/{address}",
+    operation_id = "unban",
+    summary = "Lift the ban of an address at once",
+    tag = "bans",
+    params(("address" = String, Path, description = "The banned IPv4 or IPv6 address.")),
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::bans::BanView),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+    ),
+)]
+async fn unban(State(e): State<AppState>, PathParam(address): PathParam<String>) -> ApiResult {
+    ok(e.unban(&address).await?)
 }
 
 #[utoipa::path(
@@ -842,6 +896,31 @@ async fn accounts(State(e): State<AppState>) -> ApiResult {
 )]
 async fn account(State(e): State<AppState>, PathParam(username): PathParam<String>) -> ApiResult {
     ok(e.account(&parse_provision!(
+        switchboard_provision::Username,
+        username
+    )?)
+    .await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{username}/registrations",
+    operation_id = "getRegistrations",
+    summary = "The contacts an account has registered now, read from Kamailio",
+    tag = "accounts",
+    params(("username" = String, Path, description = "The account's user name.")),
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::accounts::RegistrationsView),
+        (status = 404, response = error::NotFound),
+        (status = 422, response = error::UnprocessableEntity),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
+async fn registrations(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
+    ok(e.registrations(&parse_provision!(
         switchboard_provision::Username,
         username
     )?)

@@ -97,7 +97,9 @@ impl From<EngineError> for ApiError {
             | EngineError::WouldLockOut { .. }
             | EngineError::PendingConfirmation { .. }
             | EngineError::NothingPending => StatusCode::CONFLICT,
-            EngineError::NoSuchRevision(_) | EngineError::NoSuchCert(_) => StatusCode::NOT_FOUND,
+            EngineError::NoSuchRevision(_)
+            | EngineError::NoSuchCert(_)
+            | EngineError::NotBanned(_) => StatusCode::NOT_FOUND,
             EngineError::CertInUse { .. }
             | EngineError::CertUnbindable { .. }
             | EngineError::CertExists(_) => StatusCode::CONFLICT,

@@ -54,7 +54,7 @@ the candidate only: `POST /v1/update` applies it. Every error is the document \
 `{\"error\": {\"code\", \"message\", \"hint\", \"diagnostics\"?, \"problems\"?}}` \
 (`ErrorDocument`); `code` is stable, `message` and `hint` are for people.";
 
-const TAGS: [(&str, &str); 6] = [
+const TAGS: [(&str, &str); 7] = [
     ("status", "The appliance's state."),
     ("matrix", "Which service is reachable on which NIC."),
     ("revisions", "Update, rollback, confirm, history."),
@@ -64,6 +64,10 @@ const TAGS: [(&str, &str); 6] = [
     ),
     ("accounts", "SIP accounts and their provisioning."),
     ("admin", "Administrators and the audit log."),
+    (
+        "bans",
+        "The SIP edge: addresses banned for failed authentications or floods, and the policy.",
+    ),
 ];
 
 /// The error responses, one per status, all with the error document; the
