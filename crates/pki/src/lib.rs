@@ -12,8 +12,12 @@
 //!   for the candidate issuers it finds.
 //! - [`CertInfo`] summarizes a certificate for people and scripts.
 //! - [`check`] is the offline padlock check: trust (webpki path validation
-//!   against [`TrustAnchors`]), missing intermediates, the host name or
-//!   address (RFC 6125), the key, validity: a [`PadlockReport`].
+//!   against [`TrustAnchors`], the bundle as a pool of candidate
+//!   intermediates), missing intermediates, the host name or address
+//!   (RFC 6125), the key, validity (in whole seconds, of the certificates on
+//!   the path found): a [`PadlockReport`]. A leaf's public key is checked
+//!   for usability when the bundle is made (an EC point on its curve, an RSA
+//!   modulus odd and an exponent odd and at least 3), key or no key.
 //! - [`self_signed`] makes the certificate of the first start.
 //! - [`CertTable`] holds what the built-in HTTPS listeners present, per
 //!   local address and SNI, swapped atomically.
@@ -29,8 +33,9 @@
 //! AIA fetching (a missing intermediate is reported, as phones would fail);
 //! the resolver does not pick between an RSA and an ECDSA certificate for
 //! the same name by the client's signature schemes; chains are linked by
-//! issuer name, key identifier and signature, cross-signed alternatives are
-//! not explored; the contents of a PKCS#12 file are counted only once it is
+//! issuer name, key identifier and signature (of several that sign, the one
+//! valid longest is served; the check explores every alternative);
+//! Ed25519 public keys are checked for their length only; the contents of a PKCS#12 file are counted only once it is
 //! opened (`p12-keystore` caps each of its key derivations at 1,000,000
 //! iterations, not their number);
 //! PKCS#12 key bytes pass through `p12-keystore` buffers that are not
