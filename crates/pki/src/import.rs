@@ -518,6 +518,22 @@ impl CertBundle {
         })
     }
 
+    /// This bundle with `key`, made on the appliance for the leaf (see
+    /// [`make_request`](crate::make_request)): refused when the leaf
+    /// certifies another key.
+    pub fn with_key(mut self, key: PrivateKey) -> Result<Self, ImportError> {
+        if !same_public_key(
+            key.public_key(),
+            crate::subject_public_key_info(self.leaf())?.as_slice(),
+        ) {
+            return Err(ImportError::KeyMismatch {
+                leaf: self.info.subject.clone(),
+            });
+        }
+        self.key = Some(key);
+        Ok(self)
+    }
+
     /// The chain, leaf first, each certificate followed by its issuer.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain

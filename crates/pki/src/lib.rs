@@ -53,6 +53,7 @@ mod import;
 mod info;
 mod key;
 mod name;
+mod request;
 mod resolver;
 mod selfsigned;
 
@@ -67,6 +68,9 @@ pub use import::{
 };
 pub use info::{CertInfo, Fingerprint, InvalidFingerprint, subject_public_key_info};
 pub use key::{KeyAlgorithm, KeyPem, KeyType, MAX_PBKDF2_ITERATIONS, PrivateKey};
+pub use request::{
+    KeyRequest, MAX_REQUEST_NAMES, RequestError, RequestKeyType, RequestName, make_request,
+};
 pub use resolver::{
     CertBindings, CertTable, MissingKey, TlsIdentity, policy_provider, policy_versions,
 };

@@ -80,6 +80,11 @@ impl Ca {
     pub fn pem(&self) -> String {
         pem("CERTIFICATE", &self.der)
     }
+
+    /// The CA's private key, PKCS#8 DER: to sign with `openssl x509 -req`.
+    pub fn key_der(&self) -> &[u8] {
+        self.key.serialized_der()
+    }
 }
 
 pub fn ca_params(name: &str) -> CertificateParams {
