@@ -125,6 +125,17 @@ const MIGRATIONS: &[&str] = &[
         action  TEXT NOT NULL,
         outcome TEXT NOT NULL
     );",
+    // 5: keys made on the appliance waiting for their certificate (`cert
+    // request`), with the request given to the CA. The key, like a
+    // certificate's, is only readable by root.
+    "CREATE TABLE key_requests (
+        name       TEXT PRIMARY KEY,
+        key_pem    TEXT NOT NULL,
+        key_type   TEXT NOT NULL,
+        names      TEXT NOT NULL,
+        csr_pem    TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +155,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("a certificate named {0} already exists; delete it first or choose another name")]
+    #[error(
+        "a certificate or key request named {0} already exists; delete it first or choose another name"
+    )]
     CertExists(CertName),
+    #[error("no key request is named {0}")]
+    NoSuchRequest(CertName),
     #[error("corrupt record in the store ({what}): {source}")]
     Corrupt {
         what: &'static str,
@@ -224,6 +239,21 @@ pub struct StoredCert {
     pub info: CertInfo,
     /// Made by switchboard at first start (self-signed).
     pub bootstrap: bool,
+    pub created_at: Timestamp,
+}
+
+/// A key made on the appliance, waiting for its certificate. The key's
+/// `Debug` is redacted.
+#[derive(Debug)]
+pub struct StoredRequest {
+    /// The certificate's name once it is attached.
+    pub name: CertName,
+    pub key: KeyPem,
+    pub key_type: switchboard_pki::RequestKeyType,
+    /// The names requested, in order.
+    pub names: Vec<String>,
+    /// The PKCS#10 request, PEM (public).
+    pub csr_pem: String,
     pub created_at: Timestamp,
 }
 
@@ -660,7 +690,9 @@ impl Store {
     pub fn insert_cert(&mut self, cert: &StoredCert) -> Result<()> {
         let done = self.conn.execute(
             "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)
+             ON CONFLICT (name) DO NOTHING",
             params![
                 cert.name.as_str(),
                 cert.chain_pem,
@@ -726,6 +758,118 @@ impl Store {
                 created_at: created_at
                     .parse()
                     .map_err(|_| corrupt("certificate time"))?,
+            })
+        })())
+    }
+
+    /// Keep a key made on the appliance under a name that no certificate
+    /// or other request has.
+    pub fn insert_request(&mut self, request: &StoredRequest) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM certificates WHERE name = ?1)
+                 OR EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)",
+            [request.name.as_str()],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::CertExists(request.name.clone()));
+        }
+        tx.execute(
+            "INSERT INTO key_requests (name, key_pem, key_type, names, csr_pem, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                request.name.as_str(),
+                request.key.expose_secret(),
+                request.key_type.as_str(),
+                to_json(&request.names),
+                request.csr_pem,
+                request.created_at.to_string(),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every key waiting for its certificate, by name.
+    pub fn requests(&self) -> Result<Vec<StoredRequest>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, key_pem, key_type, names, csr_pem, created_at FROM key_requests ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], Self::request_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    pub fn request(&self, name: &CertName) -> Result<Option<StoredRequest>> {
+        self.conn
+            .query_row(
+                "SELECT name, key_pem, key_type, names, csr_pem, created_at FROM key_requests WHERE name = ?1",
+                [name.as_str()],
+                Self::request_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Forget a key waiting for its certificate; returns whether it existed.
+    pub fn delete_request(&mut self, name: &CertName) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM key_requests WHERE name = ?1", [name.as_str()])?
+            > 0)
+    }
+
+    /// Store the certificate of a request (with the request's key) and
+    /// forget the request, in one transaction. Refused when the request is
+    /// gone or the name taken meanwhile.
+    pub fn attach_request(&mut self, cert: &StoredCert) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute(
+            "DELETE FROM key_requests WHERE name = ?1",
+            [cert.name.as_str()],
+        )? == 0
+        {
+            return Err(StoreError::NoSuchRequest(cert.name.clone()));
+        }
+        let done = tx.execute(
+            "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+            params![
+                cert.name.as_str(),
+                cert.chain_pem,
+                cert.key.as_ref().map(KeyPem::expose_secret),
+                to_json(&cert.info),
+                cert.bootstrap,
+                cert.created_at.to_string(),
+            ],
+        )?;
+        if done == 0 {
+            return Err(StoreError::CertExists(cert.name.clone()));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRequest>> {
+        let name: String = r.get(0)?;
+        let key: String = r.get(1)?;
+        let key_type: String = r.get(2)?;
+        let names: String = r.get(3)?;
+        let csr_pem: String = r.get(4)?;
+        let created_at: String = r.get(5)?;
+        Ok((|| {
+            Ok(StoredRequest {
+                name: name.parse().map_err(|_| corrupt("request name"))?,
+                key: KeyPem::from_stored(key),
+                key_type: key_type.parse().map_err(|_| corrupt("request key type"))?,
+                names: from_json("request names", &names)?,
+                csr_pem,
+                created_at: created_at.parse().map_err(|_| corrupt("request time"))?,
             })
         })())
     }
@@ -1558,6 +1702,85 @@ mod tests {
     }
 
     #[test]
+    fn a_key_request_shares_the_certificates_names_and_becomes_one_when_attached() {
+        let mut s = Store::open_in_memory().expect("open");
+        let made = switchboard_pki::make_request(
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            &[switchboard_pki::RequestName::dns("voip.example.test").expect("name")],
+        )
+        .expect("request");
+        let key = made.key.to_key_pem();
+        let secret = key.expose_secret().to_owned();
+        let request = StoredRequest {
+            name: "voip".parse().expect("name"),
+            key,
+            key_type: switchboard_pki::RequestKeyType::EcdsaP256,
+            names: vec!["voip.example.test".into()],
+            csr_pem: made.csr_pem.clone(),
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert!(
+            !format!("{request:?}").contains(&secret[40..80]),
+            "Debug never shows the key"
+        );
+        s.insert_request(&request).expect("insert");
+        assert!(matches!(
+            s.insert_request(&request),
+            Err(StoreError::CertExists(_))
+        ));
+        let p = switchboard_pki::testpki::pki();
+        let bundle = switchboard_pki::import(p.leaf.pem().as_bytes(), None, None).expect("import");
+        let cert = |name: &str| StoredCert {
+            name: name.parse().expect("name"),
+            chain_pem: bundle.chain_pem(),
+            key: None,
+            info: bundle.info().clone(),
+            bootstrap: false,
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert!(
+            matches!(s.insert_cert(&cert("voip")), Err(StoreError::CertExists(_))),
+            "a certificate may not take a request's name"
+        );
+        s.insert_cert(&cert("other")).expect("another name");
+        let renamed = StoredRequest {
+            name: "other".parse().expect("name"),
+            ..request
+        };
+        assert!(matches!(
+            s.insert_request(&renamed),
+            Err(StoreError::CertExists(_))
+        ));
+        let read = s.requests().expect("list");
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            (read[0].names.clone(), read[0].csr_pem.clone()),
+            (vec!["voip.example.test".to_owned()], made.csr_pem)
+        );
+        assert_eq!(read[0].key.expose_secret(), secret);
+
+        s.attach_request(&cert("voip")).expect("attach");
+        assert!(
+            s.request(&"voip".parse().expect("name"))
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            s.cert(&"voip".parse().expect("name"))
+                .expect("read")
+                .is_some()
+        );
+        assert!(matches!(
+            s.attach_request(&cert("voip")),
+            Err(StoreError::NoSuchRequest(_))
+        ));
+        assert!(
+            !s.delete_request(&"voip".parse().expect("name"))
+                .expect("delete")
+        );
+    }
+
+    #[test]
     fn certificates_keep_their_key_in_a_private_file_and_names_are_unique() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
@@ -1653,7 +1876,8 @@ mod tests {
             .expect("candidate");
         }
         let mut s = Store::open(&path).expect("open migrates");
-        assert_eq!(s.schema_version().expect("v"), 4);
+        assert_eq!(s.schema_version().expect("v"), MIGRATIONS.len() as i64);
+        assert!(s.requests().expect("the key requests table").is_empty());
         assert_eq!(s.candidate().expect("read"), Some(c));
         assert!(!s.any_admin().expect("admins"), "no administrator yet");
         assert_eq!(s.admin_hash("admin").expect("read"), None);
