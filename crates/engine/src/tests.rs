@@ -868,3 +868,128 @@ async fn a_revision_comment_is_one_line_however_it_arrives() {
         "newest first"
     );
 }
+
+/// Signs `csr_pem` with the test intermediate as a CA would (`openssl x509
+/// -req`, extensions copied): the chain, PEM.
+fn sign_request(p: &switchboard_pki::testpki::Pki, csr_pem: &str) -> String {
+    use switchboard_pki::testpki::{openssl, pem, read, tempdir, write};
+    let dir = tempdir();
+    let d = dir.path();
+    write(d, "csr.pem", csr_pem);
+    write(d, "ca.pem", p.intermediate.pem());
+    write(d, "ca.key", pem("PRIVATE KEY", p.intermediate.key_der()));
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "csr.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-days",
+            "90",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "signed.pem",
+        ],
+    );
+    String::from_utf8(read(d, "signed.pem")).expect("PEM") + &p.intermediate.pem()
+}
+
+#[tokio::test]
+async fn a_key_made_here_gets_its_signed_certificate_attached_and_nothing_else() {
+    let e = engine().await;
+    let name: switchboard_domain::CertName = "made-here".parse().expect("name");
+    let names = vec![
+        switchboard_pki::RequestName::dns("voip.example.test").expect("name"),
+        switchboard_pki::RequestName::Ip("192.0.2.10".parse().expect("ip")),
+    ];
+    let request = e
+        .request_cert(
+            &name,
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            names.clone(),
+        )
+        .await
+        .expect("request");
+    assert_eq!(request.names, ["voip.example.test", "192.0.2.10"]);
+    assert!(
+        request
+            .csr_pem
+            .starts_with("-----BEGIN CERTIFICATE REQUEST-----")
+    );
+    let again = e
+        .request_cert(&name, switchboard_pki::RequestKeyType::EcdsaP256, names)
+        .await
+        .expect_err("the name is taken");
+    assert_eq!(again.code(), "cert-exists");
+    assert_eq!(e.cert_requests().await.expect("list").len(), 1);
+    assert!(
+        e.certs()
+            .await
+            .expect("certs")
+            .iter()
+            .all(|c| c.name != "made-here")
+    );
+
+    let p = switchboard_pki::testpki::pki();
+    // A certificate for another key, a key in the upload, garbage: refused,
+    // and the request is still there.
+    let other = format!("{}{}", p.leaf.pem(), p.intermediate.pem());
+    let with_key = format!("{other}{}", p.leaf.key_pem());
+    for (upload, key, code) in [
+        (other.as_bytes(), None, "request-key-mismatch"),
+        (with_key.as_bytes(), None, "key-not-expected"),
+        (other.as_bytes(), Some(p.leaf.key_pem()), "key-not-expected"),
+        (
+            &b"-----BEGIN CERTIFICATE-----\nAAAA\n"[..],
+            None,
+            "truncated",
+        ),
+        (
+            &[0u8; switchboard_pki::MAX_UPLOAD + 1][..],
+            None,
+            "oversize",
+        ),
+    ] {
+        let err = e
+            .import_cert(&name, upload, key.as_deref().map(str::as_bytes), None)
+            .await
+            .expect_err(code);
+        assert_eq!(err.code(), code, "{err}");
+        assert!(!err.to_string().contains("PRIVATE"), "{err}");
+        assert_eq!(
+            e.cert_requests().await.expect("list").len(),
+            1,
+            "{code}: nothing changed"
+        );
+    }
+
+    let signed = sign_request(&p, &request.csr_pem);
+    let cert = e
+        .import_cert(&name, signed.as_bytes(), None, None)
+        .await
+        .expect("the CA's answer is attached to the key");
+    assert!(cert.has_key, "{cert:?}");
+    assert_eq!(cert.info.dns_names, ["voip.example.test"]);
+    assert!(e.cert_requests().await.expect("list").is_empty());
+    e.bind(ServiceId::SipTls, Some(&n("wan0")), &name, false)
+        .await
+        .expect("bindable: it has its key");
+
+    // A request can be withdrawn with `cert delete`.
+    let gone: switchboard_domain::CertName = "withdrawn".parse().expect("name");
+    e.request_cert(
+        &gone,
+        switchboard_pki::RequestKeyType::EcdsaP256,
+        vec![switchboard_pki::RequestName::dns("a.example.test").expect("name")],
+    )
+    .await
+    .expect("request");
+    e.delete_cert(&gone).await.expect("delete the request");
+    assert!(e.cert_requests().await.expect("list").is_empty());
+}

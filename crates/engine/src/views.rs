@@ -208,6 +208,35 @@ pub struct CertView {
     pub used_by: Vec<String>,
 }
 
+/// A key made on the appliance waiting for its certificate (`cert
+/// request`): its request, never its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CertRequestView {
+    /// The name the certificate will have once imported.
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ecdsa-p256"))]
+    pub key_type: switchboard_pki::RequestKeyType,
+    /// The DNS names and addresses requested, in order.
+    pub names: Vec<String>,
+    /// The PKCS#10 request, PEM: give it to the CA, then import its answer
+    /// with `cert import NAME --bundle signed.pem` (no key).
+    pub csr_pem: String,
+    pub created_at: Timestamp,
+}
+
+impl From<&switchboard_store::StoredRequest> for CertRequestView {
+    fn from(r: &switchboard_store::StoredRequest) -> Self {
+        CertRequestView {
+            name: r.name.to_string(),
+            key_type: r.key_type,
+            names: r.names.clone(),
+            csr_pem: r.csr_pem.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// A CA certificate the administrator trusts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
