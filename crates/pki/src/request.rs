@@ -18,13 +18,14 @@ pub const MAX_REQUEST_NAMES: usize = 100;
 
 /// The keys `cert request` makes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RequestKeyType {
     /// ECDSA on P-256: small, fast, what every current phone verifies.
     #[default]
+    #[serde(rename = "ecdsa-p256")]
     EcdsaP256,
     /// RSA with a 3072-bit modulus, for CAs or clients that want RSA.
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
 }
 

@@ -193,7 +193,26 @@ pub enum CertCommand {
     /// Would this certificate give a closed padlock for NAME? Offline: no
     /// daemon needed, nothing stored. Exit status 0 only if it would.
     Check(certcheck::CheckArgs),
+    /// Make a key on the appliance (kept there, never shown) and print a
+    /// PKCS#10 signing request for it; import the CA's answer with `cert
+    /// import NAME --bundle signed.pem` (no key).
+    Request {
+        name: String,
+        /// A DNS name to certify (repeat for more; `*.` for a wildcard).
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address to certify (repeat for more).
+        #[arg(long, value_name = "ADDRESS")]
+        ip: Vec<String>,
+        /// `ecdsa-p256` (default) or `rsa-3072`.
+        #[arg(long, value_name = "TYPE")]
+        key_type: Option<String>,
+    },
+    /// The keys made with `cert request` that wait for their certificate.
+    Requests,
     /// Store a certificate (PEM chain and key in any order, DER, PKCS#12).
+    /// For a key made with `cert request NAME`, give the CA's answer
+    /// without --key: it is attached to that key.
     Import {
         name: String,
         #[arg(long, value_name = "FILE")]
