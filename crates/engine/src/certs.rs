@@ -15,7 +15,9 @@ use switchboard_store::{Store, StoredAnchor, StoredCert, StoredRequest};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::views::{CaView, CertRequestView, CertView, EditView, PadlockFinding, PadlockView};
+use crate::views::{
+    CaView, CertRequestView, CertView, EditView, ExpiryView, PadlockFinding, PadlockView,
+};
 use crate::{Engine, EngineError, Result};
 
 /// The name of the first start's self-signed certificate.
@@ -153,7 +155,73 @@ fn view(c: &StoredCert, now: Timestamp, used: &BTreeMap<CertName, Vec<String>>) 
     }
 }
 
+/// The bound certificates of `store` close to their end at `now`: a
+/// warning under [`EXPIRY_WARNING`](switchboard_pki::EXPIRY_WARNING), an
+/// error under [`EXPIRY_ERROR`](switchboard_pki::EXPIRY_ERROR) or once
+/// expired; soonest first. Unbound certificates are nobody's concern.
+pub(crate) fn expiring(store: &Store, now: Timestamp) -> Result<Vec<ExpiryView>> {
+    use switchboard_domain::Severity;
+    let used = uses(store)?;
+    let mut out: Vec<ExpiryView> = store
+        .certs()?
+        .into_iter()
+        .filter_map(|c| {
+            let used_by = used.get(&c.name)?.clone();
+            let left = c.info.not_after.duration_since(now);
+            let days = left.as_hours().div_euclid(24);
+            let (code, severity, message) = if left.is_negative() {
+                (
+                    "cert-expired",
+                    Severity::Error,
+                    format!("certificate {} expired at {}", c.name, c.info.not_after),
+                )
+            } else if left < switchboard_pki::EXPIRY_ERROR {
+                (
+                    "cert-expiring",
+                    Severity::Error,
+                    format!(
+                        "certificate {} expires at {}, in {days} day(s)",
+                        c.name, c.info.not_after
+                    ),
+                )
+            } else if left < switchboard_pki::EXPIRY_WARNING {
+                (
+                    "cert-expires-soon",
+                    Severity::Warning,
+                    format!(
+                        "certificate {} expires at {}, in {days} days",
+                        c.name, c.info.not_after
+                    ),
+                )
+            } else {
+                return None;
+            };
+            Some(ExpiryView {
+                code: code.to_owned(),
+                severity,
+                hint: format!(
+                    "get a new certificate (`switchboard cert request {}-next --dns ...` makes the key here), import it, bind it where {} is used and Update",
+                    c.name, c.name
+                ),
+                message: format!("{message}; presented by {}", used_by.join(", ")),
+                cert: c.name.to_string(),
+                not_after: c.info.not_after,
+                days_left: days,
+                used_by,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| (e.not_after, e.cert.clone()));
+    Ok(out)
+}
+
 impl Engine {
+    /// Bound certificates close to their end, as of now (see
+    /// [`StatusView::expiring`](crate::views::StatusView)).
+    pub async fn expiring(&self) -> Result<Vec<ExpiryView>> {
+        expiring(&*self.store.lock().await, Timestamp::now())
+    }
+
     /// First start: a self-signed certificate for the host name and every
     /// NIC address, bound as the default of every TLS service, so the
     /// console works out of the box (flagged self-signed everywhere).

@@ -405,6 +405,7 @@ impl Engine {
             padlocks: checks.len(),
             open_padlocks,
             sip,
+            expiring: certs::expiring(&store, Timestamp::now())?,
         })
     }
 

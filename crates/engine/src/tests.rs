@@ -993,3 +993,81 @@ async fn a_key_made_here_gets_its_signed_certificate_attached_and_nothing_else()
     e.delete_cert(&gone).await.expect("delete the request");
     assert!(e.cert_requests().await.expect("list").is_empty());
 }
+
+#[tokio::test]
+async fn bound_certificates_near_their_end_are_a_warning_at_30_days_and_an_error_at_7() {
+    use switchboard_pki::testpki::{leaf_params, with_validity};
+    let e = engine().await;
+    let p = switchboard_pki::testpki::pki();
+    let now = jiff::Timestamp::now();
+    let days = |d: i64| now + jiff::SignedDuration::from_hours(24 * d);
+    for (name, until, bound) in [
+        ("far", days(40), true),
+        ("soon", days(20), true),
+        ("imminent", days(5), true),
+        ("gone", days(-1), true),
+        ("unbound", days(3), false),
+    ] {
+        let params = with_validity(leaf_params(&["voip.example.test"]), days(-100), until);
+        let leaf = p
+            .intermediate
+            .leaf_with(params, rcgen::KeyPair::generate().expect("key"));
+        let cert: switchboard_domain::CertName = name.parse().expect("name");
+        e.import_cert(
+            &cert,
+            format!("{}{}{}", leaf.pem(), leaf.key_pem(), p.intermediate.pem()).as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .expect("import");
+        if bound {
+            let service = if name == "soon" {
+                ServiceId::Web
+            } else {
+                ServiceId::SipTls
+            };
+            let nic = if name == "gone" { "lan0" } else { "wan0" };
+            e.bind(service, Some(&n(nic)), &cert, true)
+                .await
+                .unwrap_or_else(|err| panic!("bind {name}: {err}"));
+        }
+    }
+    // Later bindings of the same (service, NIC) replace earlier ones:
+    // `imminent` replaced `far` on sip-tls/wan0; bind `far` elsewhere.
+    e.bind(
+        ServiceId::Console,
+        Some(&n("lan0")),
+        &"far".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    let status = e.status().await.expect("status");
+    let seen: Vec<(&str, &str, switchboard_domain::Severity)> = status
+        .expiring
+        .iter()
+        .map(|x| (x.cert.as_str(), x.code.as_str(), x.severity))
+        .collect();
+    use switchboard_domain::Severity::{Error, Warning};
+    assert_eq!(
+        seen,
+        [
+            ("gone", "cert-expired", Error),
+            ("imminent", "cert-expiring", Error),
+            ("soon", "cert-expires-soon", Warning),
+        ],
+        "{:#?}",
+        status.expiring
+    );
+    let soon = &status.expiring[2];
+    assert_eq!(soon.days_left, 19, "{soon:?}");
+    assert_eq!(soon.used_by, ["web on wan0"]);
+    assert!(
+        soon.message.contains("presented by web on wan0"),
+        "{soon:?}"
+    );
+    assert!(soon.hint.contains("cert request"), "{soon:?}");
+    assert_eq!(status.expiring[1].days_left, 4);
+    assert_eq!(status.expiring[0].days_left, -1);
+}

@@ -38,6 +38,28 @@ pub struct StatusView {
     pub open_padlocks: Vec<String>,
     /// The SIP server's state; `None` when the daemon does not drive one.
     pub sip: Option<String>,
+    /// Bound certificates that expire in less than 30 days (a warning),
+    /// less than 7 or have expired (an error), soonest first.
+    pub expiring: Vec<ExpiryView>,
+}
+
+/// A bound certificate close to its end (see [`StatusView::expiring`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExpiryView {
+    /// `cert-expires-soon` (warning, under 30 days), `cert-expiring`
+    /// (error, under 7 days) or `cert-expired` (error).
+    pub code: String,
+    pub severity: switchboard_domain::Severity,
+    /// The certificate's name.
+    pub cert: String,
+    pub not_after: Timestamp,
+    /// Whole days left (negative once expired).
+    pub days_left: i64,
+    /// The bindings that present it, in the candidate or the applied revision.
+    pub used_by: Vec<String>,
+    pub message: String,
+    pub hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,11 @@ pub const DEBIAN_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// A certificate expiring in less than this gets a warning.
 pub const EXPIRY_WARNING: SignedDuration = SignedDuration::from_hours(30 * 24);
 
+/// A bound certificate expiring in less than this is an error of the
+/// appliance's status (not of the padlock check: phones still see a closed
+/// padlock until the certificate expires).
+pub const EXPIRY_ERROR: SignedDuration = SignedDuration::from_hours(7 * 24);
+
 /// The CAs a chain may end at: system roots and CA certificates the
 /// administrator added.
 #[derive(Clone, Default)]

@@ -58,7 +58,7 @@ mod resolver;
 mod selfsigned;
 
 pub use check::{
-    DEBIAN_CA_BUNDLE, EXPIRY_WARNING, Finding, FindingCode, PadlockReport, Severity, TrustAnchors,
+    DEBIAN_CA_BUNDLE, EXPIRY_ERROR, EXPIRY_WARNING, Finding, FindingCode, PadlockReport, Severity, TrustAnchors,
     check, system_roots,
 };
 pub use error::ImportError;

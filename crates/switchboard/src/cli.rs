@@ -466,6 +466,17 @@ fn status_text(s: &StatusView) -> String {
         "SIP:       {}",
         s.sip.as_deref().unwrap_or("no SIP server is running (start the daemon with --sip kamailio); the firewall still enforces the SIP rows")
     );
+    for x in &s.expiring {
+        let level = match x.severity {
+            switchboard_domain::Severity::Error => "error",
+            switchboard_domain::Severity::Warning => "warning",
+        };
+        let _ = writeln!(
+            out,
+            "{level}[{}]: {}\n  = hint: {}",
+            x.code, x.message, x.hint
+        );
+    }
     if s.open_padlocks.is_empty() {
         let _ = writeln!(
             out,

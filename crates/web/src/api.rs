@@ -1516,11 +1516,7 @@ mod tests {
                 400,
                 "malformed-json",
             ),
-            (
-                json!({"name": "r1", "dns": [long_name]}),
-                413,
-                "too-large",
-            ),
+            (json!({"name": "r1", "dns": [long_name]}), 413, "too-large"),
         ];
         for (body, status, code) in cases {
             let (got, got_code) =
