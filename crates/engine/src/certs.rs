@@ -59,7 +59,39 @@ pub(crate) fn with_certificates(mut facts: Facts, store: &Store) -> Result<Facts
             (c.name, f)
         })
         .collect();
+    facts.next_keys = store
+        .requests()?
+        .into_iter()
+        .map(|r| switchboard_domain::tls::NextKey {
+            name: r.name,
+            names: r.names,
+            pin: r.pin,
+        })
+        .collect();
+    facts.pinned_phones = pinned_phones(store)?;
     Ok(facts)
+}
+
+/// The native phones activated so far, grouped by the pins of the revision
+/// their last activation was answered from.
+fn pinned_phones(store: &Store) -> Result<Vec<switchboard_domain::tls::PinnedPhones>> {
+    let native = switchboard_provision::ClientProfile::Native.as_str();
+    let mut by_revision: BTreeMap<Option<u64>, Vec<String>> = BTreeMap::new();
+    for (user, revision) in store.activated_accounts(native)? {
+        by_revision.entry(revision).or_default().push(user);
+    }
+    let mut out = Vec::with_capacity(by_revision.len());
+    for (revision, usernames) in by_revision {
+        let pins = match revision {
+            Some(n) => store
+                .revision(n)?
+                .map(|r| r.plan.provisioning.pins)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        out.push(switchboard_domain::tls::PinnedPhones { pins, usernames });
+    }
+    Ok(out)
 }
 
 /// The pin (`sha256/BASE64` of the SubjectPublicKeyInfo) of the leaf of a
@@ -362,6 +394,8 @@ impl Engine {
             .await??;
         let row = StoredRequest {
             name: name.clone(),
+            pin: switchboard_provision::CertPin::of_spki_der(made.key.subject_public_key_info())
+                .to_string(),
             key: made.key.to_key_pem(),
             key_type,
             names: shown,

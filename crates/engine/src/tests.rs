@@ -869,6 +869,12 @@ async fn a_revision_comment_is_one_line_however_it_arrives() {
     );
 }
 
+/// The token of the newest message of the outbox.
+async fn latest_token(e: &Engine) -> String {
+    let sms = e.sms().await.expect("sms");
+    token_in(sms[0].text.as_deref().expect("outbox text"))
+}
+
 /// Signs `csr_pem` with the test intermediate as a CA would (`openssl x509
 /// -req`, extensions copied): the chain, PEM.
 fn sign_request(p: &switchboard_pki::testpki::Pki, csr_pem: &str) -> String {
@@ -1070,4 +1076,124 @@ async fn bound_certificates_near_their_end_are_a_warning_at_30_days_and_an_error
     assert!(soon.hint.contains("cert request"), "{soon:?}");
     assert_eq!(status.expiring[1].days_left, 4);
     assert_eq!(status.expiring[0].days_left, -1);
+}
+
+#[tokio::test]
+async fn a_next_key_is_pinned_ahead_and_a_rotation_names_the_phones_it_breaks() {
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Outbox).await;
+    let host = switchboard_system::dns::hostname();
+    let from = std::net::IpAddr::from([192, 0, 2, 9]);
+    let pins_of = |body: &str| -> Vec<String> {
+        let doc: serde_json::Value = serde_json::from_str(body).expect("JSON document");
+        doc["tls_pins"]
+            .as_array()
+            .expect("native documents carry pins")
+            .iter()
+            .map(|p| p.as_str().expect("pin").to_owned())
+            .collect()
+    };
+    // Ann is activated with the current key's pin only.
+    e.activate(&ann).await.expect("activate");
+    let token = latest_token(&e).await;
+    let ann_pins = pins_of(&e.fetch_document(&token, from).await.expect("document").body);
+    assert_eq!(ann_pins.len(), 1, "{ann_pins:?}");
+
+    // The next key is made ahead; the Update publishes its pin too.
+    let next: switchboard_domain::CertName = "next".parse().expect("name");
+    let request = e
+        .request_cert(
+            &next,
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            vec![switchboard_pki::RequestName::dns(&host).expect("the host name")],
+        )
+        .await
+        .expect("request");
+    let d = e.diff(None, None).await.expect("diff");
+    let pins = d.diff.pins.as_ref().expect("the pins change");
+    assert_eq!(
+        pins.to,
+        [ann_pins[0].clone(), request.pin.clone()],
+        "{pins:?}"
+    );
+    assert!(
+        d.diff.notes.iter().all(|n| n.code != "pins-rotated"),
+        "{:?}",
+        d.diff.notes
+    );
+    e.update(&origin(), "publish the next key's pin", None)
+        .await
+        .expect("update");
+    let bob = e
+        .add_account(switchboard_provision::NewAccount {
+            username: None,
+            display_name: Some("Bob".parse().expect("name")),
+            phone: "+15550100198".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        })
+        .await
+        .expect("account")
+        .username;
+    e.activate(&bob).await.expect("activate");
+    let token = latest_token(&e).await;
+    let bob_pins = pins_of(&e.fetch_document(&token, from).await.expect("document").body);
+    assert_eq!(bob_pins, [ann_pins[0].clone(), request.pin.clone()]);
+
+    // The rotation: the CA's answer for the next key, bound to sip-tls.
+    let p = switchboard_pki::testpki::pki();
+    let signed = sign_request(&p, &request.csr_pem);
+    e.import_cert(&next, signed.as_bytes(), None, None)
+        .await
+        .expect("import");
+    e.bind(ServiceId::SipTls, None, &next, false)
+        .await
+        .expect("bind");
+    let status = e.status().await.expect("status");
+    let broken: Vec<&switchboard_domain::Diagnostic> = status
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == DiagnosticCode::PinsBreakPhones)
+        .collect();
+    assert_eq!(broken.len(), 1, "{:#?}", status.diagnostics);
+    let message = &broken[0].message;
+    assert!(
+        message.contains("1 native phone(s)") && message.contains(ann.as_str()),
+        "{message}"
+    );
+    assert!(
+        !message.contains(bob.as_str()),
+        "Bob pins the next key: {message}"
+    );
+    assert!(
+        broken[0].hint.contains("switchboard activate"),
+        "{}",
+        broken[0].hint
+    );
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(
+        d.diff.pins.as_ref().map(|p| p.to.clone()),
+        Some(vec![request.pin.clone()])
+    );
+    assert!(
+        d.diff.notes.iter().all(|n| n.code != "pins-rotated"),
+        "the new key was published ahead: {:?}",
+        d.diff.notes
+    );
+    e.update(&origin(), "rotate to the next key", None)
+        .await
+        .expect("a warning does not block the Update");
+
+    // Ann, activated again, pins the new key: nobody is broken any more.
+    e.activate(&ann).await.expect("activate");
+    let token = latest_token(&e).await;
+    e.fetch_document(&token, from).await.expect("document");
+    let status = e.status().await.expect("status");
+    assert!(
+        status
+            .diagnostics
+            .iter()
+            .all(|d| d.code != DiagnosticCode::PinsBreakPhones),
+        "{:#?}",
+        status.diagnostics
+    );
 }

@@ -241,6 +241,9 @@ pub struct CertRequestView {
     pub key_type: switchboard_pki::RequestKeyType,
     /// The DNS names and addresses requested, in order.
     pub names: Vec<String>,
+    /// The key's pin (`sha256/BASE64`): published to native phones next to
+    /// the current one when the key is requested for the SIP/TLS host name.
+    pub pin: String,
     /// The PKCS#10 request, PEM: give it to the CA, then import its answer
     /// with `cert import NAME --bundle signed.pem` (no key).
     pub csr_pem: String,
@@ -253,6 +256,7 @@ impl From<&switchboard_store::StoredRequest> for CertRequestView {
             name: r.name.to_string(),
             key_type: r.key_type,
             names: r.names.clone(),
+            pin: r.pin.clone(),
             csr_pem: r.csr_pem.clone(),
             created_at: r.created_at,
         }

@@ -322,6 +322,12 @@ impl PrivateKey {
         self.key_type
     }
 
+    /// The DER SubjectPublicKeyInfo of the public half (public: what a
+    /// certificate for this key certifies, and what a pin hashes).
+    pub fn subject_public_key_info(&self) -> &[u8] {
+        &self.spki
+    }
+
     /// The key as an unencrypted PKCS#8 PEM: the one way key bytes leave
     /// this crate, for the store to write to a file mode 0600.
     pub fn to_key_pem(&self) -> KeyPem {

@@ -126,16 +126,20 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL
     );",
     // 5: keys made on the appliance waiting for their certificate (`cert
-    // request`), with the request given to the CA. The key, like a
-    // certificate's, is only readable by root.
+    // request`), with the request given to the CA and the key's pin (its
+    // public half: published ahead of a rotation). The key, like a
+    // certificate's, is only readable by root. An activation records the
+    // revision whose document it was answered with (so, its pins).
     "CREATE TABLE key_requests (
         name       TEXT PRIMARY KEY,
         key_pem    TEXT NOT NULL,
         key_type   TEXT NOT NULL,
         names      TEXT NOT NULL,
         csr_pem    TEXT NOT NULL,
+        pin        TEXT NOT NULL,
         created_at TEXT NOT NULL
-    );",
+    );
+    ALTER TABLE activations ADD COLUMN revision INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +258,8 @@ pub struct StoredRequest {
     pub names: Vec<String>,
     /// The PKCS#10 request, PEM (public).
     pub csr_pem: String,
+    /// The key's pin, `sha256/BASE64` of its SubjectPublicKeyInfo.
+    pub pin: String,
     pub created_at: Timestamp,
 }
 
@@ -776,14 +782,15 @@ impl Store {
             return Err(StoreError::CertExists(request.name.clone()));
         }
         tx.execute(
-            "INSERT INTO key_requests (name, key_pem, key_type, names, csr_pem, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO key_requests (name, key_pem, key_type, names, csr_pem, pin, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 request.name.as_str(),
                 request.key.expose_secret(),
                 request.key_type.as_str(),
                 to_json(&request.names),
                 request.csr_pem,
+                request.pin,
                 request.created_at.to_string(),
             ],
         )?;
@@ -794,7 +801,7 @@ impl Store {
     /// Every key waiting for its certificate, by name.
     pub fn requests(&self) -> Result<Vec<StoredRequest>> {
         let mut stmt = self.conn.prepare(
-            "SELECT name, key_pem, key_type, names, csr_pem, created_at FROM key_requests ORDER BY name",
+            "SELECT name, key_pem, key_type, names, csr_pem, created_at, pin FROM key_requests ORDER BY name",
         )?;
         let rows = stmt.query_map([], Self::request_row)?;
         let mut out = Vec::new();
@@ -807,7 +814,7 @@ impl Store {
     pub fn request(&self, name: &CertName) -> Result<Option<StoredRequest>> {
         self.conn
             .query_row(
-                "SELECT name, key_pem, key_type, names, csr_pem, created_at FROM key_requests WHERE name = ?1",
+                "SELECT name, key_pem, key_type, names, csr_pem, created_at, pin FROM key_requests WHERE name = ?1",
                 [name.as_str()],
                 Self::request_row,
             )
@@ -862,6 +869,7 @@ impl Store {
         let names: String = r.get(3)?;
         let csr_pem: String = r.get(4)?;
         let created_at: String = r.get(5)?;
+        let pin: String = r.get(6)?;
         Ok((|| {
             Ok(StoredRequest {
                 name: name.parse().map_err(|_| corrupt("request name"))?,
@@ -869,6 +877,7 @@ impl Store {
                 key_type: key_type.parse().map_err(|_| corrupt("request key type"))?,
                 names: from_json("request names", &names)?,
                 csr_pem,
+                pin,
                 created_at: created_at.parse().map_err(|_| corrupt("request time"))?,
             })
         })())
@@ -1028,9 +1037,10 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
+        let applied_number: Option<i64> = applied.as_deref().and_then(|v| v.parse().ok());
         {
             let mut consume = tx.prepare_cached(
-                "UPDATE activations SET used_at = ?2
+                "UPDATE activations SET used_at = ?2, revision = ?3
                  WHERE token_hash = ?1 AND used_at IS NULL
                    AND unixepoch(expires_at, 'subsec') > unixepoch(?2, 'subsec')
                  RETURNING username",
@@ -1041,7 +1051,7 @@ impl Store {
             let now = now.to_string();
             for hash in token_hashes {
                 let user: Option<String> = consume
-                    .query_row(params![hash, now], |r| r.get(0))
+                    .query_row(params![hash, now, applied_number], |r| r.get(0))
                     .optional()?;
                 out.push(match user {
                     Some(u) => account.query_row([u], account_row).optional()?,
@@ -1051,6 +1061,31 @@ impl Store {
         }
         tx.commit()?;
         Ok((applied.and_then(|v| v.parse().ok()), out))
+    }
+
+    /// The accounts of `profile` activated at least once, each with the
+    /// revision its last activation was answered from (`None` for an
+    /// activation recorded before revisions were: its pins are unknown).
+    pub fn activated_accounts(&self, profile: &str) -> Result<Vec<(String, Option<u64>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.username,
+                    (SELECT v.revision FROM activations v
+                      WHERE v.username = a.username AND v.used_at IS NOT NULL
+                      ORDER BY unixepoch(v.used_at, 'subsec') DESC LIMIT 1)
+             FROM accounts a
+             WHERE a.profile = ?1
+               AND EXISTS (SELECT 1 FROM activations v WHERE v.username = a.username AND v.used_at IS NOT NULL)
+             ORDER BY a.username",
+        )?;
+        let rows = stmt.query_map([profile], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, revision) = row?;
+            out.push((user, revision.and_then(|n| u64::try_from(n).ok())));
+        }
+        Ok(out)
     }
 
     /// The SMS queue and outbox, newest first.
@@ -1717,6 +1752,7 @@ mod tests {
             key_type: switchboard_pki::RequestKeyType::EcdsaP256,
             names: vec!["voip.example.test".into()],
             csr_pem: made.csr_pem.clone(),
+            pin: "sha256/AAAA".into(),
             created_at: Timestamp::UNIX_EPOCH,
         };
         assert!(
