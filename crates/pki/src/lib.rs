@@ -18,12 +18,16 @@
 //!   the path found): a [`PadlockReport`]. A leaf's public key is checked
 //!   for usability when the bundle is made (an EC point on its curve, an RSA
 //!   modulus odd and an exponent odd and at least 3), key or no key.
+//! - [`make_request`] makes a key on the appliance (ECDSA P-256, or RSA
+//!   3072) and a PKCS#10 request for it; [`CertBundle::with_key`] attaches
+//!   the CA's answer to that key, refusing a certificate for another.
 //! - [`self_signed`] makes the certificate of the first start.
 //! - [`CertTable`] holds what the built-in HTTPS listeners present, per
 //!   local address and SNI, swapped atomically.
 //!
 //! **Boundary.** Pure functions over bytes, with the clock passed in. The
-//! only I/O is [`system_roots`], which reads the system's CA bundle. No
+//! only I/O is [`system_roots`], which reads the system's CA bundle, and
+//! the operating system's random numbers that key generation draws. No
 //! async, no sockets: listeners call [`CertTable::server_config`] for each
 //! accepted connection. Private keys never appear in `Debug` output or
 //! error messages, and leave this crate only through
@@ -40,7 +44,8 @@
 //! iterations, not their number);
 //! PKCS#12 key bytes pass through `p12-keystore` buffers that are not
 //! wiped; legacy PEM encryption (`Proc-Type: 4,ENCRYPTED`) and PBES1 are
-//! refused rather than decrypted.
+//! refused rather than decrypted; requests name DNS names and addresses
+//! only (no other subject fields, no extensions but subjectAltName).
 //!
 //! **Tests** build their PKI with rcgen and run the real `openssl` binary
 //! for what rcgen does not write (PKCS#12, encrypted PKCS#8, RSA keys);
