@@ -181,7 +181,12 @@ fn tls(candidate: &Candidate, facts: &Facts, resolved: &ResolvedMatrix, out: &mu
 /// phones already activated pin, or those that enforce their pins refuse
 /// it: a warning naming them (a rotation may be meant, with the phones
 /// activated again), with the way to rotate without breaking any.
-fn pins(candidate: &Candidate, facts: &Facts, resolved: &ResolvedMatrix, out: &mut Vec<Diagnostic>) {
+fn pins(
+    candidate: &Candidate,
+    facts: &Facts,
+    resolved: &ResolvedMatrix,
+    out: &mut Vec<Diagnostic>,
+) {
     let certs: BTreeSet<&crate::tls::CertName> = resolved
         .nics_of(ServiceId::SipTls)
         .iter()

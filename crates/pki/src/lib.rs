@@ -63,8 +63,8 @@ mod resolver;
 mod selfsigned;
 
 pub use check::{
-    DEBIAN_CA_BUNDLE, EXPIRY_ERROR, EXPIRY_WARNING, Finding, FindingCode, PadlockReport, Severity, TrustAnchors,
-    check, system_roots,
+    DEBIAN_CA_BUNDLE, EXPIRY_ERROR, EXPIRY_WARNING, Finding, FindingCode, PadlockReport, Severity,
+    TrustAnchors, check, system_roots,
 };
 pub use error::ImportError;
 pub use import::{

@@ -310,7 +310,7 @@ fn a_next_key_for_the_sip_tls_host_is_pinned_ahead_and_rotating_to_it_is_no_rota
         let published = render(&c, &ahead, &ctx);
         let z = format!("sha256/{}=", "Z".repeat(43));
         assert_eq!(published.provisioning.pins.last(), Some(&z), "{names:?}");
-        assert_eq!(published.provisioning.next_pins, [z.clone()]);
+        assert_eq!(published.provisioning.next_pins, std::slice::from_ref(&z));
         let d = diff(&before, &published, ("revision 1", "candidate"));
         assert!(
             d.notes.iter().all(|n| n.code != "pins-rotated"),
