@@ -61,6 +61,10 @@ pub enum DiagnosticCode {
     SipTlsHostnameNotCovered,
     /// The certificate `web` presents does not cover the host of the web URI.
     WebUriNotCovered,
+    /// The certificate `sip-tls` would present has a key that native
+    /// phones already activated do not pin: those that enforce their pins
+    /// will refuse it.
+    PinsBreakPhones,
 }
 
 impl DiagnosticCode {
@@ -82,7 +86,8 @@ impl DiagnosticCode {
             | DiagnosticCode::CertSelfSigned
             | DiagnosticCode::ProvisioningOrphaned
             | DiagnosticCode::SipTlsHostnameUnset
-            | DiagnosticCode::WebUriUnset => Severity::Warning,
+            | DiagnosticCode::WebUriUnset
+            | DiagnosticCode::PinsBreakPhones => Severity::Warning,
         }
     }
 
@@ -105,6 +110,7 @@ impl DiagnosticCode {
             DiagnosticCode::WebUriUnset => "web-uri-unset",
             DiagnosticCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
             DiagnosticCode::WebUriNotCovered => "web-uri-not-covered",
+            DiagnosticCode::PinsBreakPhones => "pins-break-phones",
         }
     }
 }

@@ -140,6 +140,15 @@ pub struct Facts {
     /// The certificates in the store, as validation needs them.
     #[serde(default)]
     pub certificates: std::collections::BTreeMap<crate::tls::CertName, crate::tls::CertFacts>,
+    /// Keys made on the appliance that wait for their certificate (`cert
+    /// request`): the next keys, whose pins are published ahead of a
+    /// rotation.
+    #[serde(default)]
+    pub next_keys: Vec<crate::tls::NextKey>,
+    /// The native phones activated so far, by the pins their document
+    /// carried.
+    #[serde(default)]
+    pub pinned_phones: Vec<crate::tls::PinnedPhones>,
 }
 
 impl Facts {

@@ -52,6 +52,7 @@ pub fn facts(nics: &[(&str, Option<&str>)]) -> Facts {
             .collect(),
         unsupported_nics: vec![],
         certificates: [(cert(CERT), test_cert)].into(),
+        ..Facts::default()
     }
 }
 

@@ -216,6 +216,41 @@ pub struct CertFacts {
     pub pin: String,
 }
 
+/// A key made on the appliance ahead of its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextKey {
+    /// The name its certificate will have.
+    pub name: CertName,
+    /// The DNS names and addresses it was requested for.
+    pub names: Vec<String>,
+    /// Its pin, `sha256/BASE64` of its SubjectPublicKeyInfo.
+    pub pin: String,
+}
+
+impl NextKey {
+    /// Whether it was requested for `host` (exactly, or by a wildcard
+    /// standing for `host`'s left-most label).
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            let n = n.to_ascii_lowercase();
+            n == host
+                || n.strip_prefix("*.").is_some_and(|parent| {
+                    host.split_once('.').is_some_and(|(_, rest)| rest == parent)
+                })
+        })
+    }
+}
+
+/// The native phones whose last activation gave them `pins`: a phone that
+/// enforces its pins accepts only a certificate for one of these keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedPhones {
+    pub pins: Vec<String>,
+    /// Their accounts' user names.
+    pub usernames: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

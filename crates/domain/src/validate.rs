@@ -67,6 +67,7 @@ pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
 
     port_conflicts(candidate, &resolved, &mut out);
     tls(candidate, facts, &resolved, &mut out);
+    pins(candidate, facts, &resolved, &mut out);
     orphans(candidate, facts, &resolved, &mut out);
 
     for nic in candidate.matrix.new_nics(facts) {
@@ -172,6 +173,62 @@ fn tls(candidate: &Candidate, facts: &Facts, resolved: &ResolvedMatrix, out: &mu
                 "certificate {cert} is self-signed: browsers and phones show a warning unless they were given it"
             ),
             "import a certificate from a CA the clients trust and bind it",
+        ));
+    }
+}
+
+/// A certificate `sip-tls` would present must be for a key that the native
+/// phones already activated pin, or those that enforce their pins refuse
+/// it: a warning naming them (a rotation may be meant, with the phones
+/// activated again), with the way to rotate without breaking any.
+fn pins(
+    candidate: &Candidate,
+    facts: &Facts,
+    resolved: &ResolvedMatrix,
+    out: &mut Vec<Diagnostic>,
+) {
+    let certs: BTreeSet<&crate::tls::CertName> = resolved
+        .nics_of(ServiceId::SipTls)
+        .iter()
+        .filter(|n| facts.nic(n).is_some())
+        .filter_map(|nic| candidate.bindings.resolve(ServiceId::SipTls, nic))
+        .collect();
+    for cert in certs {
+        let Some(c) = facts.certificates.get(cert).filter(|c| !c.pin.is_empty()) else {
+            continue;
+        };
+        let broken: Vec<&str> = facts
+            .pinned_phones
+            .iter()
+            .filter(|p| !p.pins.is_empty() && !p.pins.contains(&c.pin))
+            .flat_map(|p| p.usernames.iter().map(String::as_str))
+            .collect();
+        if broken.is_empty() {
+            continue;
+        }
+        const SHOWN: usize = 5;
+        let mut shown = broken[..broken.len().min(SHOWN)].join(", ");
+        if broken.len() > SHOWN {
+            shown.push_str(&format!(" and {} more", broken.len() - SHOWN));
+        }
+        let host = candidate
+            .provisioning
+            .sip_tls_hostname
+            .as_ref()
+            .map_or_else(|| "HOST".to_owned(), ToString::to_string);
+        out.push(Diagnostic::new(
+            Code::PinsBreakPhones,
+            Some(ServiceId::SipTls),
+            None,
+            format!(
+                "sip-tls would present certificate {cert}, whose key {} native phone(s) activated earlier do not pin ({shown}): those that enforce their pins will refuse it",
+                broken.len()
+            ),
+            format!(
+                "activate these phones again after the Update (`switchboard activate USER`), or keep a certificate for a key they pin. \
+                 To rotate without breaking any: make the next key ahead (`switchboard cert request NAME --dns {host}`) and Update, \
+                 so that its pin is published next to the current one; phones activated from then on accept both"
+            ),
         ));
     }
 }

@@ -10,11 +10,14 @@ use switchboard_domain::{
     tls::NicSettingsChange,
 };
 use switchboard_pki::{CertBundle, ImportError, TrustAnchors};
-use switchboard_store::{Store, StoredAnchor, StoredCert};
+use switchboard_pki::{PrivateKey, RequestError, RequestKeyType, RequestName};
+use switchboard_store::{Store, StoredAnchor, StoredCert, StoredRequest};
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::views::{CaView, CertView, EditView, PadlockFinding, PadlockView};
+use crate::views::{
+    CaView, CertRequestView, CertView, EditView, ExpiryView, PadlockFinding, PadlockView,
+};
 use crate::{Engine, EngineError, Result};
 
 /// The name of the first start's self-signed certificate.
@@ -56,7 +59,39 @@ pub(crate) fn with_certificates(mut facts: Facts, store: &Store) -> Result<Facts
             (c.name, f)
         })
         .collect();
+    facts.next_keys = store
+        .requests()?
+        .into_iter()
+        .map(|r| switchboard_domain::tls::NextKey {
+            name: r.name,
+            names: r.names,
+            pin: r.pin,
+        })
+        .collect();
+    facts.pinned_phones = pinned_phones(store)?;
     Ok(facts)
+}
+
+/// The native phones activated so far, grouped by the pins of the revision
+/// their last activation was answered from.
+fn pinned_phones(store: &Store) -> Result<Vec<switchboard_domain::tls::PinnedPhones>> {
+    let native = switchboard_provision::ClientProfile::Native.as_str();
+    let mut by_revision: BTreeMap<Option<u64>, Vec<String>> = BTreeMap::new();
+    for (user, revision) in store.activated_accounts(native)? {
+        by_revision.entry(revision).or_default().push(user);
+    }
+    let mut out = Vec::with_capacity(by_revision.len());
+    for (revision, usernames) in by_revision {
+        let pins = match revision {
+            Some(n) => store
+                .revision(n)?
+                .map(|r| r.plan.provisioning.pins)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        out.push(switchboard_domain::tls::PinnedPhones { pins, usernames });
+    }
+    Ok(out)
 }
 
 /// The pin (`sha256/BASE64` of the SubjectPublicKeyInfo) of the leaf of a
@@ -73,6 +108,16 @@ fn leaf_pin(chain_pem: &str) -> String {
 
 impl From<ImportError> for EngineError {
     fn from(e: ImportError) -> Self {
+        EngineError::Import {
+            code: e.code(),
+            message: e.to_string(),
+            hint: e.hint(),
+        }
+    }
+}
+
+impl From<RequestError> for EngineError {
+    fn from(e: RequestError) -> Self {
         EngineError::Import {
             code: e.code(),
             message: e.to_string(),
@@ -142,7 +187,73 @@ fn view(c: &StoredCert, now: Timestamp, used: &BTreeMap<CertName, Vec<String>>) 
     }
 }
 
+/// The bound certificates of `store` close to their end at `now`: a
+/// warning under [`EXPIRY_WARNING`](switchboard_pki::EXPIRY_WARNING), an
+/// error under [`EXPIRY_ERROR`](switchboard_pki::EXPIRY_ERROR) or once
+/// expired; soonest first. Unbound certificates are nobody's concern.
+pub(crate) fn expiring(store: &Store, now: Timestamp) -> Result<Vec<ExpiryView>> {
+    use switchboard_domain::Severity;
+    let used = uses(store)?;
+    let mut out: Vec<ExpiryView> = store
+        .certs()?
+        .into_iter()
+        .filter_map(|c| {
+            let used_by = used.get(&c.name)?.clone();
+            let left = c.info.not_after.duration_since(now);
+            let days = left.as_hours().div_euclid(24);
+            let (code, severity, message) = if left.is_negative() {
+                (
+                    "cert-expired",
+                    Severity::Error,
+                    format!("certificate {} expired at {}", c.name, c.info.not_after),
+                )
+            } else if left < switchboard_pki::EXPIRY_ERROR {
+                (
+                    "cert-expiring",
+                    Severity::Error,
+                    format!(
+                        "certificate {} expires at {}, in {days} day(s)",
+                        c.name, c.info.not_after
+                    ),
+                )
+            } else if left < switchboard_pki::EXPIRY_WARNING {
+                (
+                    "cert-expires-soon",
+                    Severity::Warning,
+                    format!(
+                        "certificate {} expires at {}, in {days} days",
+                        c.name, c.info.not_after
+                    ),
+                )
+            } else {
+                return None;
+            };
+            Some(ExpiryView {
+                code: code.to_owned(),
+                severity,
+                hint: format!(
+                    "get a new certificate (`switchboard cert request {}-next --dns ...` makes the key here), import it, bind it where {} is used and Update",
+                    c.name, c.name
+                ),
+                message: format!("{message}; presented by {}", used_by.join(", ")),
+                cert: c.name.to_string(),
+                not_after: c.info.not_after,
+                days_left: days,
+                used_by,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| (e.not_after, e.cert.clone()));
+    Ok(out)
+}
+
 impl Engine {
+    /// Bound certificates close to their end, as of now (see
+    /// [`StatusView::expiring`](crate::views::StatusView)).
+    pub async fn expiring(&self) -> Result<Vec<ExpiryView>> {
+        expiring(&*self.store.lock().await, Timestamp::now())
+    }
+
     /// First start: a self-signed certificate for the host name and every
     /// NIC address, bound as the default of every TLS service, so the
     /// console works out of the box (flagged self-signed everywhere).
@@ -187,6 +298,10 @@ impl Engine {
     /// its chain ordered, its key decrypted) in the CPU pool, without the
     /// store's lock; the lock is taken only to store the result. A caller
     /// dropped meanwhile (its client went away) stores nothing.
+    ///
+    /// When a key was made on the appliance under `name` (`cert request`),
+    /// the upload is the CA's answer: it must hold no key, its leaf must
+    /// certify that key, and the request becomes the certificate.
     pub async fn import_cert(
         &self,
         name: &CertName,
@@ -194,28 +309,116 @@ impl Engine {
         key: Option<&[u8]>,
         password: Option<&str>,
     ) -> Result<CertView> {
+        let pending = self.store.lock().await.request(name)?;
         let bundle = bundle.to_vec();
         let key = key.map(|k| Zeroizing::new(k.to_vec()));
         let password = password.map(|p| Zeroizing::new(p.to_owned()));
+        let has_key_file = key.is_some();
+        let request_key = pending
+            .as_ref()
+            .map(|r| r.key.expose_secret().to_owned())
+            .map(Zeroizing::new);
         let parsed = self
             .cpu
             .run("certificate import", move || {
                 crate::failpoint::slow_import();
-                switchboard_pki::import(
+                let parsed = switchboard_pki::import(
                     &bundle,
                     key.as_deref().map(|k| &k[..]),
                     password.as_deref().map(|p| p.as_str()),
-                )
+                )?;
+                let Some(request_key) = request_key else {
+                    return Ok(parsed);
+                };
+                if has_key_file || parsed.key().is_some() {
+                    return Err(EngineError::Import {
+                        code: "key-not-expected",
+                        message: format!(
+                            "the key of {} was made on the appliance: the upload must not hold a key",
+                            parsed.info().subject
+                        ),
+                        hint: "import only the certificate the CA signed (and its chain), without --key;                                to import a key made elsewhere, choose another name",
+                    });
+                }
+                let own = PrivateKey::from_key_pem(&switchboard_pki::KeyPem::from_stored(
+                    request_key.as_str().to_owned(),
+                ))?;
+                parsed.with_key(own).map_err(|e| match e {
+                    ImportError::KeyMismatch { leaf } => EngineError::Import {
+                        code: "request-key-mismatch",
+                        message: format!(
+                            "the certificate {leaf} does not certify the key made on the appliance for this name"
+                        ),
+                        hint: "have the CA sign the request printed by `switchboard cert request` for this name                                (`switchboard cert requests` shows it again), and import what it returns",
+                    },
+                    other => other.into(),
+                })
             })
             .await??;
         let mut store = self.store.lock().await;
         let row = stored(name.clone(), &parsed, false);
-        store.insert_cert(&row).map_err(|e| match e {
+        let outcome = match pending {
+            Some(_) => store.attach_request(&row),
+            None => store.insert_cert(&row),
+        };
+        outcome.map_err(|e| match e {
+            switchboard_store::StoreError::CertExists(n)
+            | switchboard_store::StoreError::NoSuchRequest(n) => EngineError::CertExists(n),
+            other => other.into(),
+        })?;
+        info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, made_here = row.key.is_some() && !has_key_file, "certificate imported");
+        Ok(view(&row, Timestamp::now(), &uses(&store)?))
+    }
+
+    /// Make a key on the appliance under `name` and a signing request for
+    /// `names`: the key is stored (never shown), the request returned. Key
+    /// generation runs in the CPU pool.
+    pub async fn request_cert(
+        &self,
+        name: &CertName,
+        key_type: RequestKeyType,
+        names: Vec<RequestName>,
+    ) -> Result<CertRequestView> {
+        {
+            let store = self.store.lock().await;
+            if store.cert(name)?.is_some() || store.request(name)?.is_some() {
+                return Err(EngineError::CertExists(name.clone()));
+            }
+        }
+        let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
+        let made = self
+            .cpu
+            .run("key and signing request", move || {
+                switchboard_pki::make_request(key_type, &names)
+            })
+            .await??;
+        let row = StoredRequest {
+            name: name.clone(),
+            pin: switchboard_provision::CertPin::of_spki_der(made.key.subject_public_key_info())
+                .to_string(),
+            key: made.key.to_key_pem(),
+            key_type,
+            names: shown,
+            csr_pem: made.csr_pem,
+            created_at: Timestamp::now(),
+        };
+        let mut store = self.store.lock().await;
+        store.insert_request(&row).map_err(|e| match e {
             switchboard_store::StoreError::CertExists(n) => EngineError::CertExists(n),
             other => other.into(),
         })?;
-        info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, "certificate imported");
-        Ok(view(&row, Timestamp::now(), &uses(&store)?))
+        info!(cert = %name, key_type = %key_type, names = ?row.names, "key made on the appliance; signing request issued");
+        Ok(CertRequestView::from(&row))
+    }
+
+    /// The keys made on the appliance that wait for their certificate.
+    pub async fn cert_requests(&self) -> Result<Vec<CertRequestView>> {
+        let store = self.store.lock().await;
+        Ok(store
+            .requests()?
+            .iter()
+            .map(CertRequestView::from)
+            .collect())
     }
 
     pub async fn certs(&self) -> Result<Vec<CertView>> {
@@ -243,7 +446,7 @@ impl Engine {
                 used_by,
             });
         }
-        if !store.delete_cert(name)? {
+        if !store.delete_cert(name)? && !store.delete_request(name)? {
             return Err(EngineError::NoSuchCert(name.clone()));
         }
         info!(cert = %name, "certificate deleted");

@@ -430,6 +430,7 @@ impl Engine {
             open_padlocks,
             sip,
             bans: Self::ban_counts(&store)?,
+            expiring: certs::expiring(&store, Timestamp::now())?,
         })
     }
 

@@ -903,3 +903,332 @@ async fn a_revision_comment_is_one_line_however_it_arrives() {
         "newest first"
     );
 }
+
+/// The token of the newest message of the outbox.
+async fn latest_token(e: &Engine) -> String {
+    let sms = e.sms().await.expect("sms");
+    token_in(sms[0].text.as_deref().expect("outbox text"))
+}
+
+/// Signs `csr_pem` with the test intermediate as a CA would (`openssl x509
+/// -req`, extensions copied): the chain, PEM.
+fn sign_request(p: &switchboard_pki::testpki::Pki, csr_pem: &str) -> String {
+    use switchboard_pki::testpki::{openssl, pem, read, tempdir, write};
+    let dir = tempdir();
+    let d = dir.path();
+    write(d, "csr.pem", csr_pem);
+    write(d, "ca.pem", p.intermediate.pem());
+    write(d, "ca.key", pem("PRIVATE KEY", p.intermediate.key_der()));
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "csr.pem",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-days",
+            "90",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "signed.pem",
+        ],
+    );
+    String::from_utf8(read(d, "signed.pem")).expect("PEM") + &p.intermediate.pem()
+}
+
+#[tokio::test]
+async fn a_key_made_here_gets_its_signed_certificate_attached_and_nothing_else() {
+    let e = engine().await;
+    let name: switchboard_domain::CertName = "made-here".parse().expect("name");
+    let names = vec![
+        switchboard_pki::RequestName::dns("voip.example.test").expect("name"),
+        switchboard_pki::RequestName::Ip("192.0.2.10".parse().expect("ip")),
+    ];
+    let request = e
+        .request_cert(
+            &name,
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            names.clone(),
+        )
+        .await
+        .expect("request");
+    assert_eq!(request.names, ["voip.example.test", "192.0.2.10"]);
+    assert!(
+        request
+            .csr_pem
+            .starts_with("-----BEGIN CERTIFICATE REQUEST-----")
+    );
+    let again = e
+        .request_cert(&name, switchboard_pki::RequestKeyType::EcdsaP256, names)
+        .await
+        .expect_err("the name is taken");
+    assert_eq!(again.code(), "cert-exists");
+    assert_eq!(e.cert_requests().await.expect("list").len(), 1);
+    assert!(
+        e.certs()
+            .await
+            .expect("certs")
+            .iter()
+            .all(|c| c.name != "made-here")
+    );
+
+    let p = switchboard_pki::testpki::pki();
+    // A certificate for another key, a key in the upload, garbage: refused,
+    // and the request is still there.
+    let other = format!("{}{}", p.leaf.pem(), p.intermediate.pem());
+    let with_key = format!("{other}{}", p.leaf.key_pem());
+    for (upload, key, code) in [
+        (other.as_bytes(), None, "request-key-mismatch"),
+        (with_key.as_bytes(), None, "key-not-expected"),
+        (other.as_bytes(), Some(p.leaf.key_pem()), "key-not-expected"),
+        (
+            &b"-----BEGIN CERTIFICATE-----\nAAAA\n"[..],
+            None,
+            "truncated",
+        ),
+        (
+            &[0u8; switchboard_pki::MAX_UPLOAD + 1][..],
+            None,
+            "oversize",
+        ),
+    ] {
+        let err = e
+            .import_cert(&name, upload, key.as_deref().map(str::as_bytes), None)
+            .await
+            .expect_err(code);
+        assert_eq!(err.code(), code, "{err}");
+        assert!(!err.to_string().contains("PRIVATE"), "{err}");
+        assert_eq!(
+            e.cert_requests().await.expect("list").len(),
+            1,
+            "{code}: nothing changed"
+        );
+    }
+
+    let signed = sign_request(&p, &request.csr_pem);
+    let cert = e
+        .import_cert(&name, signed.as_bytes(), None, None)
+        .await
+        .expect("the CA's answer is attached to the key");
+    assert!(cert.has_key, "{cert:?}");
+    assert_eq!(cert.info.dns_names, ["voip.example.test"]);
+    assert!(e.cert_requests().await.expect("list").is_empty());
+    e.bind(ServiceId::SipTls, Some(&n("wan0")), &name, false)
+        .await
+        .expect("bindable: it has its key");
+
+    // A request can be withdrawn with `cert delete`.
+    let gone: switchboard_domain::CertName = "withdrawn".parse().expect("name");
+    e.request_cert(
+        &gone,
+        switchboard_pki::RequestKeyType::EcdsaP256,
+        vec![switchboard_pki::RequestName::dns("a.example.test").expect("name")],
+    )
+    .await
+    .expect("request");
+    e.delete_cert(&gone).await.expect("delete the request");
+    assert!(e.cert_requests().await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn bound_certificates_near_their_end_are_a_warning_at_30_days_and_an_error_at_7() {
+    use switchboard_pki::testpki::{leaf_params, with_validity};
+    let e = engine().await;
+    let p = switchboard_pki::testpki::pki();
+    let now = jiff::Timestamp::now();
+    let days = |d: i64| now + jiff::SignedDuration::from_hours(24 * d);
+    for (name, until, bound) in [
+        ("far", days(40), true),
+        ("soon", days(20), true),
+        ("imminent", days(5), true),
+        ("gone", days(-1), true),
+        ("unbound", days(3), false),
+    ] {
+        let params = with_validity(leaf_params(&["voip.example.test"]), days(-100), until);
+        let leaf = p
+            .intermediate
+            .leaf_with(params, rcgen::KeyPair::generate().expect("key"));
+        let cert: switchboard_domain::CertName = name.parse().expect("name");
+        e.import_cert(
+            &cert,
+            format!("{}{}{}", leaf.pem(), leaf.key_pem(), p.intermediate.pem()).as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .expect("import");
+        if bound {
+            let service = if name == "soon" {
+                ServiceId::Web
+            } else {
+                ServiceId::SipTls
+            };
+            let nic = if name == "gone" { "lan0" } else { "wan0" };
+            e.bind(service, Some(&n(nic)), &cert, true)
+                .await
+                .unwrap_or_else(|err| panic!("bind {name}: {err}"));
+        }
+    }
+    // Later bindings of the same (service, NIC) replace earlier ones:
+    // `imminent` replaced `far` on sip-tls/wan0; bind `far` elsewhere.
+    e.bind(
+        ServiceId::Console,
+        Some(&n("lan0")),
+        &"far".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    let status = e.status().await.expect("status");
+    let seen: Vec<(&str, &str, switchboard_domain::Severity)> = status
+        .expiring
+        .iter()
+        .map(|x| (x.cert.as_str(), x.code.as_str(), x.severity))
+        .collect();
+    use switchboard_domain::Severity::{Error, Warning};
+    assert_eq!(
+        seen,
+        [
+            ("gone", "cert-expired", Error),
+            ("imminent", "cert-expiring", Error),
+            ("soon", "cert-expires-soon", Warning),
+        ],
+        "{:#?}",
+        status.expiring
+    );
+    let soon = &status.expiring[2];
+    assert_eq!(soon.days_left, 19, "{soon:?}");
+    assert_eq!(soon.used_by, ["web on wan0"]);
+    assert!(
+        soon.message.contains("presented by web on wan0"),
+        "{soon:?}"
+    );
+    assert!(soon.hint.contains("cert request"), "{soon:?}");
+    assert_eq!(status.expiring[1].days_left, 4);
+    assert_eq!(status.expiring[0].days_left, -1);
+}
+
+#[tokio::test]
+async fn a_next_key_is_pinned_ahead_and_a_rotation_names_the_phones_it_breaks() {
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Outbox).await;
+    let host = switchboard_system::dns::hostname();
+    let from = std::net::IpAddr::from([192, 0, 2, 9]);
+    let pins_of = |body: &str| -> Vec<String> {
+        let doc: serde_json::Value = serde_json::from_str(body).expect("JSON document");
+        doc["tls_pins"]
+            .as_array()
+            .expect("native documents carry pins")
+            .iter()
+            .map(|p| p.as_str().expect("pin").to_owned())
+            .collect()
+    };
+    // Ann is activated with the current key's pin only.
+    e.activate(&ann).await.expect("activate");
+    let token = latest_token(&e).await;
+    let ann_pins = pins_of(&e.fetch_document(&token, from).await.expect("document").body);
+    assert_eq!(ann_pins.len(), 1, "{ann_pins:?}");
+
+    // The next key is made ahead; the Update publishes its pin too.
+    let next: switchboard_domain::CertName = "next".parse().expect("name");
+    let request = e
+        .request_cert(
+            &next,
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            vec![switchboard_pki::RequestName::dns(&host).expect("the host name")],
+        )
+        .await
+        .expect("request");
+    let d = e.diff(None, None).await.expect("diff");
+    let pins = d.diff.pins.as_ref().expect("the pins change");
+    assert_eq!(
+        pins.to,
+        [ann_pins[0].clone(), request.pin.clone()],
+        "{pins:?}"
+    );
+    assert!(
+        d.diff.notes.iter().all(|n| n.code != "pins-rotated"),
+        "{:?}",
+        d.diff.notes
+    );
+    e.update(&origin(), "publish the next key's pin", None)
+        .await
+        .expect("update");
+    let bob = e
+        .add_account(switchboard_provision::NewAccount {
+            username: None,
+            display_name: Some("Bob".parse().expect("name")),
+            phone: "+15550100198".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        })
+        .await
+        .expect("account")
+        .username;
+    e.activate(&bob).await.expect("activate");
+    let token = latest_token(&e).await;
+    let bob_pins = pins_of(&e.fetch_document(&token, from).await.expect("document").body);
+    assert_eq!(bob_pins, [ann_pins[0].clone(), request.pin.clone()]);
+
+    // The rotation: the CA's answer for the next key, bound to sip-tls.
+    let p = switchboard_pki::testpki::pki();
+    let signed = sign_request(&p, &request.csr_pem);
+    e.import_cert(&next, signed.as_bytes(), None, None)
+        .await
+        .expect("import");
+    e.bind(ServiceId::SipTls, None, &next, false)
+        .await
+        .expect("bind");
+    let status = e.status().await.expect("status");
+    let broken: Vec<&switchboard_domain::Diagnostic> = status
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == DiagnosticCode::PinsBreakPhones)
+        .collect();
+    assert_eq!(broken.len(), 1, "{:#?}", status.diagnostics);
+    let message = &broken[0].message;
+    assert!(
+        message.contains("1 native phone(s)") && message.contains(ann.as_str()),
+        "{message}"
+    );
+    assert!(
+        !message.contains(bob.as_str()),
+        "Bob pins the next key: {message}"
+    );
+    assert!(
+        broken[0].hint.contains("switchboard activate"),
+        "{}",
+        broken[0].hint
+    );
+    let d = e.diff(None, None).await.expect("diff");
+    assert_eq!(
+        d.diff.pins.as_ref().map(|p| p.to.clone()),
+        Some(vec![request.pin.clone()])
+    );
+    assert!(
+        d.diff.notes.iter().all(|n| n.code != "pins-rotated"),
+        "the new key was published ahead: {:?}",
+        d.diff.notes
+    );
+    e.update(&origin(), "rotate to the next key", None)
+        .await
+        .expect("a warning does not block the Update");
+
+    // Ann, activated again, pins the new key: nobody is broken any more.
+    e.activate(&ann).await.expect("activate");
+    let token = latest_token(&e).await;
+    e.fetch_document(&token, from).await.expect("document");
+    let status = e.status().await.expect("status");
+    assert!(
+        status
+            .diagnostics
+            .iter()
+            .all(|d| d.code != DiagnosticCode::PinsBreakPhones),
+        "{:#?}",
+        status.diagnostics
+    );
+}

@@ -41,6 +41,28 @@ pub struct StatusView {
     /// The SIP edge's bans.
     #[serde(default)]
     pub bans: crate::bans::BanCounts,
+    /// Bound certificates that expire in less than 30 days (a warning),
+    /// less than 7 or have expired (an error), soonest first.
+    pub expiring: Vec<ExpiryView>,
+}
+
+/// A bound certificate close to its end (see [`StatusView::expiring`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExpiryView {
+    /// `cert-expires-soon` (warning, under 30 days), `cert-expiring`
+    /// (error, under 7 days) or `cert-expired` (error).
+    pub code: String,
+    pub severity: switchboard_domain::Severity,
+    /// The certificate's name.
+    pub cert: String,
+    pub not_after: Timestamp,
+    /// Whole days left (negative once expired).
+    pub days_left: i64,
+    /// The bindings that present it, in the candidate or the applied revision.
+    pub used_by: Vec<String>,
+    pub message: String,
+    pub hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +231,39 @@ pub struct CertView {
     pub expires_in_days: i64,
     /// Bindings that name it, in the candidate or the applied revision.
     pub used_by: Vec<String>,
+}
+
+/// A key made on the appliance waiting for its certificate (`cert
+/// request`): its request, never its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CertRequestView {
+    /// The name the certificate will have once imported.
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ecdsa-p256"))]
+    pub key_type: switchboard_pki::RequestKeyType,
+    /// The DNS names and addresses requested, in order.
+    pub names: Vec<String>,
+    /// The key's pin (`sha256/BASE64`): published to native phones next to
+    /// the current one when the key is requested for the SIP/TLS host name.
+    pub pin: String,
+    /// The PKCS#10 request, PEM: give it to the CA, then import its answer
+    /// with `cert import NAME --bundle signed.pem` (no key).
+    pub csr_pem: String,
+    pub created_at: Timestamp,
+}
+
+impl From<&switchboard_store::StoredRequest> for CertRequestView {
+    fn from(r: &switchboard_store::StoredRequest) -> Self {
+        CertRequestView {
+            name: r.name.to_string(),
+            key_type: r.key_type,
+            names: r.names.clone(),
+            pin: r.pin.clone(),
+            csr_pem: r.csr_pem.clone(),
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// A CA certificate the administrator trusts.

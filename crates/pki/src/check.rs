@@ -22,6 +22,11 @@ pub const DEBIAN_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// A certificate expiring in less than this gets a warning.
 pub const EXPIRY_WARNING: SignedDuration = SignedDuration::from_hours(30 * 24);
 
+/// A bound certificate expiring in less than this is an error of the
+/// appliance's status (not of the padlock check: phones still see a closed
+/// padlock until the certificate expires).
+pub const EXPIRY_ERROR: SignedDuration = SignedDuration::from_hours(7 * 24);
+
 /// The CAs a chain may end at: system roots and CA certificates the
 /// administrator added.
 #[derive(Clone, Default)]
@@ -125,6 +130,13 @@ pub enum FindingCode {
     ExpiresSoon,
     /// The leaf is self-signed: only clients that were given it trust it.
     SelfSigned,
+    /// A certificate of the bundle is not on the leaf's chain: kept apart,
+    /// never sent to clients.
+    UnrelatedCertificate,
+    /// A certificate sent with the chain is not on the path to a trusted
+    /// CA (an alternative a client may ignore), and is expired or is no CA
+    /// the path ends at.
+    UnusedCertificate,
 }
 
 impl FindingCode {
@@ -136,7 +148,10 @@ impl FindingCode {
             | FindingCode::KeyMismatch
             | FindingCode::Expired
             | FindingCode::NotYetValid => Severity::Error,
-            FindingCode::ExpiresSoon | FindingCode::SelfSigned => Severity::Warning,
+            FindingCode::ExpiresSoon
+            | FindingCode::SelfSigned
+            | FindingCode::UnrelatedCertificate
+            | FindingCode::UnusedCertificate => Severity::Warning,
         }
     }
 
@@ -150,6 +165,8 @@ impl FindingCode {
             FindingCode::NotYetValid => "not-yet-valid",
             FindingCode::ExpiresSoon => "expires-soon",
             FindingCode::SelfSigned => "self-signed",
+            FindingCode::UnrelatedCertificate => "unrelated-certificate",
+            FindingCode::UnusedCertificate => "unused-certificate",
         }
     }
 }
@@ -204,6 +221,11 @@ pub struct PadlockReport {
 /// Checks `bundle` as a phone connecting to `host` at time `now` would,
 /// trusting `anchors`; with `key`, also that it is the leaf's key (the
 /// bundle's own key always is: pass a separately loaded key to check it).
+///
+/// The bundle is a pool, as for a TLS client: when a path to a trusted CA
+/// exists now, only its certificates are judged for validity, and the
+/// others are warnings. The leaf's public key was found usable when the
+/// bundle was made ([`CertBundle::from_parts`]), with or without a key.
 pub fn check(
     bundle: &CertBundle,
     key: Option<&PrivateKey>,
@@ -211,19 +233,12 @@ pub fn check(
     host: &Host,
     now: Timestamp,
 ) -> PadlockReport {
-    let certs: Vec<X509Certificate<'_>> = bundle
-        .chain()
-        .iter()
-        .map(|der| {
-            X509Certificate::from_der(der)
-                .expect("a CertBundle holds parsed certificates")
-                .1
-        })
-        .collect();
+    let certs: Vec<X509Certificate<'_>> = bundle.chain().iter().map(parse).collect();
     let info = bundle.info();
     let mut findings = Vec::new();
 
-    findings.extend(trust(bundle, &certs, anchors, now));
+    let (untrusted, path) = trust(bundle, &certs, anchors, now);
+    findings.extend(untrusted);
     if !info.covers(host) {
         let names: Vec<String> = info
             .dns_names
@@ -258,8 +273,54 @@ pub fn check(
             "use the key made with this certificate's signing request",
         ));
     }
-    for (i, cert) in certs.iter().enumerate() {
-        findings.extend(validity(i, cert, now));
+    match &path {
+        Some(path) => {
+            findings.extend(validity(0, &certs[0], now));
+            for der in &path.intermediates {
+                findings.extend(validity(1, &parse(der), now));
+            }
+            for (der, cert) in bundle.chain().iter().zip(&certs).skip(1) {
+                if path.intermediates.contains(der) {
+                    continue;
+                }
+                let ends_path = split_tlv(cert.subject().as_raw())
+                    .is_some_and(|(_, name, _)| name == path.anchor_subject.as_slice())
+                    && split_tlv(cert.public_key().raw)
+                        .is_some_and(|(_, spki, _)| spki == path.anchor_spki.as_slice());
+                let invalid = validity(1, cert, now)
+                    .filter(|f| f.severity == Severity::Error)
+                    .map(|f| f.message);
+                match (ends_path, invalid) {
+                    // The root the path ends at, sent along: harmless.
+                    (true, None) => {}
+                    (_, invalid) => findings.push(Finding::new(
+                        FindingCode::UnusedCertificate,
+                        format!(
+                            "the CA certificate {} is sent with the chain but is not on the path to the trusted CA{}",
+                            cert.subject(),
+                            invalid.map_or_else(String::new, |m| format!(" ({m})"))
+                        ),
+                        "phones that trust the same CA ignore it; drop it from the bundle unless older phones need it",
+                    )),
+                }
+            }
+        }
+        None => {
+            for (i, cert) in certs.iter().enumerate() {
+                findings.extend(validity(i, cert, now));
+            }
+        }
+    }
+    for der in bundle.unused() {
+        findings.push(Finding::new(
+            FindingCode::UnrelatedCertificate,
+            format!(
+                "the certificate {} is not on the chain of {}: it is ignored and not sent to clients",
+                parse(der).subject(),
+                info.subject
+            ),
+            "remove it from the bundle; a bundle needs only the server certificate and its intermediates",
+        ));
     }
     if info.is_self_signed {
         findings.push(Finding::new(
@@ -274,27 +335,78 @@ pub fn check(
     }
 }
 
+fn parse<'a>(der: &'a CertificateDer<'static>) -> X509Certificate<'a> {
+    X509Certificate::from_der(der)
+        .expect("a CertBundle holds parsed certificates")
+        .1
+}
+
+/// The path a TLS client would build now: the intermediates it uses
+/// (certificates of the bundle) and the trusted CA it ends at.
+struct VerifiedPath {
+    intermediates: Vec<CertificateDer<'static>>,
+    /// The anchor's subject and SubjectPublicKeyInfo, DER contents.
+    anchor_subject: Vec<u8>,
+    anchor_spki: Vec<u8>,
+}
+
 /// Path validation with webpki, as rustls clients do it, for server
-/// authentication. Validity is reported separately, so the path is checked
-/// at a moment when every certificate of the chain is valid, if there is one.
+/// authentication, with every certificate of the bundle as a candidate.
+/// First at `now`: the path found is returned. Otherwise validity is
+/// reported separately, so the chain is checked again at a moment when
+/// every certificate of it is valid, if there is one, to tell why.
 fn trust(
     bundle: &CertBundle,
     certs: &[X509Certificate<'_>],
     anchors: &TrustAnchors,
     now: Timestamp,
-) -> Option<Finding> {
+) -> (Option<Finding>, Option<VerifiedPath>) {
     let untrusted = |message: String, hint: &str| {
         Some(Finding::new(FindingCode::ChainUntrusted, message, hint))
     };
     let leaf = match webpki::EndEntityCert::try_from(bundle.leaf()) {
         Ok(leaf) => leaf,
         Err(e) => {
-            return untrusted(
-                format!("TLS clients cannot parse the certificate ({e})"),
-                "get the certificate issued again",
+            return (
+                untrusted(
+                    format!("TLS clients cannot parse the certificate ({e})"),
+                    "get the certificate issued again",
+                ),
+                None,
             );
         }
     };
+    let pool: Vec<CertificateDer<'static>> = bundle.chain()[1..]
+        .iter()
+        .chain(bundle.unused())
+        .cloned()
+        .collect();
+    let algorithms = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    let verify = |at: i64| {
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(at.max(0).unsigned_abs()));
+        leaf.verify_for_usage(
+            algorithms,
+            &anchors.anchors,
+            &pool,
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map(|path| VerifiedPath {
+            intermediates: path
+                .intermediate_certificates()
+                .map(|c| c.der().into_owned())
+                .collect(),
+            anchor_subject: path.anchor().subject.to_vec(),
+            anchor_spki: path.anchor().subject_public_key_info.to_vec(),
+        })
+    };
+    if let Ok(path) = verify(now.as_second()) {
+        return (None, Some(path));
+    }
     let starts = certs.iter().map(|c| c.validity().not_before.timestamp());
     let ends = certs.iter().map(|c| c.validity().not_after.timestamp());
     let (latest_start, earliest_end) = (starts.max().unwrap_or(0), ends.min().unwrap_or(0));
@@ -302,22 +414,22 @@ fn trust(
     if latest_start <= earliest_end {
         at = at.clamp(latest_start, earliest_end);
     }
-    let time = UnixTime::since_unix_epoch(Duration::from_secs(at.max(0).unsigned_abs()));
-    let algorithms = rustls::crypto::ring::default_provider()
-        .signature_verification_algorithms
-        .all;
-    let error = leaf
-        .verify_for_usage(
-            algorithms,
-            &anchors.anchors,
-            &bundle.chain()[1..],
-            time,
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        )
-        .err()?;
+    let error = match verify(at) {
+        Ok(_) => return (None, None),
+        Err(error) => error,
+    };
+    (why_untrusted(error, certs, anchors), None)
+}
 
+/// The finding for a path validation error.
+fn why_untrusted(
+    error: webpki::Error,
+    certs: &[X509Certificate<'_>],
+    anchors: &TrustAnchors,
+) -> Option<Finding> {
+    let untrusted = |message: String, hint: &str| {
+        Some(Finding::new(FindingCode::ChainUntrusted, message, hint))
+    };
     let ca_hint =
         "if it is your own CA, add it with `switchboard cert ca add` and install it on the phones";
     if matches!(error, webpki::Error::UnknownIssuer) {
@@ -365,6 +477,9 @@ fn trust(
         webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => {
             "the certificates of the chain are never all valid at the same time".to_owned()
         }
+        webpki::Error::BadDerTime => {
+            "a validity date of the chain is not in the form TLS clients require (DER: whole seconds, `Z`)".to_owned()
+        }
         other => format!("path validation fails: {other}"),
     };
     untrusted(
@@ -383,13 +498,16 @@ fn validity(index: usize, cert: &X509Certificate<'_>, now: Timestamp) -> Option<
         0 => "renew the certificate and import the new one",
         _ => "get the current intermediate from your CA and import the bundle again",
     };
-    let time = |t: &x509_parser::time::ASN1Time| {
-        Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::MAX)
-    };
+    // TLS clients judge validity in whole seconds (webpki and OpenSSL
+    // alike): the second named by notAfter is still valid, and a fraction
+    // of a second in a certificate's date (which DER forbids) is ignored.
     let (not_before, not_after) = (
-        time(&cert.validity().not_before),
-        time(&cert.validity().not_after),
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
     );
+    let shown = |t: i64| Timestamp::from_second(t).unwrap_or(Timestamp::MAX);
+    let second = now.as_second();
+    let (not_before, not_after, now) = (shown(not_before), shown(not_after), shown(second));
     if now > not_after {
         Some(Finding::new(
             FindingCode::Expired,
@@ -771,6 +889,221 @@ mod tests {
         );
         assert_eq!(codes(&report), ["chain-untrusted", "self-signed"]);
         assert!(!report.ok);
+    }
+
+    #[test]
+    fn an_extra_certificate_off_the_chain_is_a_warning_not_a_refusal() {
+        let pki = pki();
+        let stranger = Ca::root("Unrelated Root CA");
+        let other_leaf = stranger.intermediate("Unrelated Intermediate");
+        let b = bundle(&[
+            pki.leaf.pem(),
+            stranger.pem(),
+            pki.intermediate.pem(),
+            other_leaf.pem(),
+        ]);
+        let report = check(
+            &b,
+            None,
+            &anchors(&pki.root),
+            &host("voip.example.test"),
+            ts(NOW),
+        );
+        assert!(report.ok, "{report:?}");
+        assert_eq!(
+            codes(&report),
+            ["unrelated-certificate", "unrelated-certificate"]
+        );
+        assert!(
+            report.findings[0]
+                .message
+                .contains("CN=Unrelated Root CA is not on the chain of CN=voip.example.test"),
+            "{report:?}"
+        );
+        assert_eq!(report.findings[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn an_expired_cross_signed_root_off_the_chosen_path_does_not_fail_the_check() {
+        // As Let's Encrypt's chain did: the leaf, its intermediate, and the
+        // trusted root cross-signed by an older root, since expired.
+        let pki = pki();
+        let old_root = Ca::root("Old Root CA");
+        let cross = pki.root.cross_signed_by(
+            &old_root,
+            ts("2020-01-01T00:00:00Z"),
+            ts("2025-01-01T00:00:00Z"),
+        );
+        let cross_pem = crate::testpki::pem("CERTIFICATE", &cross);
+        let b = bundle(&[pki.leaf.pem(), pki.intermediate.pem(), cross_pem]);
+        assert_eq!(b.chain().len(), 3, "the cross-signed root is sent along");
+        let report = check(
+            &b,
+            None,
+            &anchors(&pki.root),
+            &host("voip.example.test"),
+            ts(NOW),
+        );
+        assert!(report.ok, "{report:?}");
+        assert_eq!(codes(&report), ["unused-certificate"]);
+        assert!(
+            report.findings[0].message.contains("CN=Test Root CA")
+                && report.findings[0].message.contains("expired at 2025-01-01"),
+            "{report:?}"
+        );
+        // Trusting only the old root, the cross-signed one is on the path,
+        // and its expiry is an error.
+        let old = check(
+            &b,
+            None,
+            &anchors(&old_root),
+            &host("voip.example.test"),
+            ts(NOW),
+        );
+        assert_eq!(codes(&old), ["expired"], "{old:?}");
+    }
+
+    #[test]
+    fn a_fraction_of_a_second_does_not_expire_a_certificate() {
+        let (b, roots) = expiring_at("2030-01-01T00:00:00Z", "2031-01-01T00:00:00Z");
+        let at = |t: &str| codes(&check(&b, None, &roots, &host("voip.example.test"), ts(t)));
+        assert_eq!(at("2031-01-01T00:00:00.005Z"), ["expires-soon"]);
+        assert_eq!(at("2031-01-01T00:00:00.999999Z"), ["expires-soon"]);
+        assert_eq!(at("2031-01-01T00:00:01Z"), ["expired"]);
+        assert_eq!(at("2029-12-31T23:59:59.995Z"), ["not-yet-valid"]);
+
+        // A notAfter written with a fraction (DER forbids it, TLS clients
+        // refuse the chain) is judged by its second, not expired 5 ms on.
+        let pki = pki();
+        let leaf = pki.intermediate.leaf_with(
+            with_validity(
+                leaf_params(&["voip.example.test"]),
+                ts("2030-01-01T00:00:00Z"),
+                ts("2031-01-01T00:00:00Z"),
+            ),
+            KeyPair::generate().expect("key"),
+        );
+        let fractional = pki
+            .intermediate
+            .resign_with_not_after(&leaf.der, "20310101000000.5Z");
+        let b = bundle(&[
+            crate::testpki::pem("CERTIFICATE", &fractional),
+            pki.intermediate.pem(),
+        ]);
+        let roots = anchors(&pki.root);
+        let report = check(
+            &b,
+            None,
+            &roots,
+            &host("voip.example.test"),
+            ts("2031-01-01T00:00:00.005Z"),
+        );
+        assert_eq!(
+            codes(&report),
+            ["chain-untrusted", "expires-soon"],
+            "{report:?}"
+        );
+        assert!(
+            report.findings[0].message.contains("whole seconds"),
+            "{report:?}"
+        );
+        let later = check(
+            &b,
+            None,
+            &roots,
+            &host("voip.example.test"),
+            ts("2031-01-01T00:00:01Z"),
+        );
+        assert_eq!(codes(&later), ["chain-untrusted", "expired"], "{later:?}");
+    }
+
+    #[test]
+    fn a_leaf_with_an_unusable_public_key_never_gets_a_padlock_even_without_a_key() {
+        let pki = pki();
+        let mut modulus = [0xc5u8; 256];
+        modulus[255] = 0x02;
+        let mut odd = modulus;
+        odd[255] = 0x03;
+        let mut off_curve = [0x11u8; 32];
+        off_curve[0] = 0x01;
+        let cases = [
+            (
+                crate::testpki::RawPublicKey::rsa(&modulus, &[1, 0, 1]),
+                Some("an even modulus"),
+            ),
+            (
+                crate::testpki::RawPublicKey::rsa(&odd, &[1]),
+                Some("the public exponent 1"),
+            ),
+            (
+                crate::testpki::RawPublicKey::rsa(&odd, &[4]),
+                Some("the even public exponent 4"),
+            ),
+            (
+                crate::testpki::RawPublicKey::p256(off_curve, off_curve),
+                Some("whose point is not on the curve"),
+            ),
+            (crate::testpki::RawPublicKey::rsa(&odd, &[1, 0, 1]), None),
+        ];
+        for (key, refused) in cases {
+            let der = pki.intermediate.certify_raw(&["voip.example.test"], &key);
+            let text = [
+                crate::testpki::pem("CERTIFICATE", &der),
+                pki.intermediate.pem(),
+            ]
+            .concat();
+            let result = import(text.as_bytes(), None, None);
+            match refused {
+                Some(what) => {
+                    let err = result.expect_err("an unusable key is refused");
+                    assert_eq!(err.code(), "unusable-key", "{err}");
+                    assert!(err.to_string().contains(what), "{err}");
+                }
+                None => {
+                    let b = result.expect("an odd modulus with e = 65537 is usable");
+                    let report = check(
+                        &b,
+                        None,
+                        &anchors(&pki.root),
+                        &host("voip.example.test"),
+                        ts(NOW),
+                    );
+                    assert!(report.ok, "{report:?}");
+                }
+            }
+        }
+        // A real P-256 key's point is on the curve (checked by arithmetic).
+        assert!(
+            bundle(&[pki.leaf.pem(), pki.intermediate.pem()])
+                .chain()
+                .len()
+                == 2
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_pem_line_keeps_the_leaf() {
+        let pki = pki();
+        let text = format!(
+            "\u{feff}{}\u{feff}{}",
+            pki.leaf.pem(),
+            pki.intermediate.pem()
+        );
+        let b = import(text.as_bytes(), None, None).expect("a BOM is accepted");
+        assert_eq!(b.leaf(), &pki.leaf.der);
+        assert_eq!(b.chain().len(), 2);
+        let report = check(
+            &b,
+            None,
+            &anchors(&pki.root),
+            &host("voip.example.test"),
+            ts(NOW),
+        );
+        assert!(report.ok, "{report:?}");
+        // Anything else before -----BEGIN on its line is refused, not skipped.
+        let glued = format!("junk{}{}", pki.leaf.pem(), pki.intermediate.pem());
+        let err = import(glued.as_bytes(), None, None).expect_err("refused");
+        assert_eq!(err.code(), "malformed", "{err}");
     }
 
     #[test]

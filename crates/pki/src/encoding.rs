@@ -18,6 +18,9 @@ pub(crate) struct PemBlock {
     pub legacy_encrypted: bool,
 }
 
+/// The UTF-8 encoding of U+FEFF, the byte-order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 pub(crate) fn is_pem(input: &[u8]) -> bool {
     input.windows(11).any(|w| w == b"-----BEGIN ")
 }
@@ -33,6 +36,15 @@ pub(crate) fn parse_pem(input: &[u8]) -> Result<Vec<PemBlock>, ImportError> {
     while let Some(line) = lines.next() {
         let line = line.trim_ascii();
         let Some(block) = &mut open else {
+            // Editors on Windows start a UTF-8 file with a byte-order mark,
+            // and `cat` of such files puts one at the start of a line.
+            let line = line.strip_prefix(UTF8_BOM).unwrap_or(line).trim_ascii();
+            if !line.starts_with(b"-----BEGIN ") && line.windows(11).any(|w| w == b"-----BEGIN ") {
+                // Skipping the line would silently drop the block.
+                return Err(malformed(
+                    "a PEM BEGIN line has something before -----BEGIN on the same line",
+                ));
+            }
             if let Some(rest) = line.strip_prefix(b"-----BEGIN ") {
                 let Some(label) = rest.strip_suffix(b"-----") else {
                     return Err(match lines.peek() {

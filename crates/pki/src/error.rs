@@ -28,8 +28,6 @@ pub enum ImportError {
     CaAsLeaf { subject: String },
     #[error("the upload holds several server certificates: {}", subjects.join("; "))]
     SeveralLeaves { subjects: Vec<String> },
-    #[error("{subject} is not in the issuer chain of {leaf}")]
-    UnrelatedCertificate { subject: String, leaf: String },
     #[error("the upload holds several different private keys")]
     SeveralKeys,
     #[error("the {what} is protected by a password, and none was given")]
@@ -42,6 +40,8 @@ pub enum ImportError {
     UnsupportedEncryption { what: &'static str },
     #[error("unsupported key: {what}")]
     UnsupportedKey { what: String },
+    #[error("the certificate's public key is unusable: {what}")]
+    UnusableKey { what: String },
     #[error("{subject} is not a CA certificate, so it cannot be a trusted CA")]
     NotACa { subject: String },
     #[error(
@@ -82,13 +82,13 @@ impl ImportError {
             ImportError::KeyMismatch { .. } => "key-mismatch",
             ImportError::CaAsLeaf { .. } => "ca-as-leaf",
             ImportError::SeveralLeaves { .. } => "several-leaves",
-            ImportError::UnrelatedCertificate { .. } => "unrelated-certificate",
             ImportError::SeveralKeys => "several-keys",
             ImportError::PasswordRequired { .. } => "password-required",
             ImportError::WrongPkcs12Password => "wrong-pkcs12-password",
             ImportError::WrongKeyPassphrase => "wrong-key-passphrase",
             ImportError::UnsupportedEncryption { .. } => "unsupported-encryption",
             ImportError::UnsupportedKey { .. } => "unsupported-key",
+            ImportError::UnusableKey { .. } => "unusable-key",
             ImportError::NotACa { .. } => "not-a-ca",
             ImportError::TooManyCertificates { .. } => "too-many-certificates",
             ImportError::TooManyKeys { .. } => "too-many-keys",
@@ -132,9 +132,6 @@ impl ImportError {
             ImportError::SeveralLeaves { .. } => {
                 "import one server certificate at a time, each with its own chain and key"
             }
-            ImportError::UnrelatedCertificate { .. } => {
-                "remove the certificates that did not issue the server certificate or its intermediates"
-            }
             ImportError::SeveralKeys => "upload only the private key of this certificate",
             ImportError::PasswordRequired { .. } => "give the password that protects the file",
             ImportError::WrongPkcs12Password => {
@@ -147,6 +144,10 @@ impl ImportError {
             }
             ImportError::UnsupportedKey { .. } => {
                 "get a certificate for an RSA key of 2048 to 4096 bits, an ECDSA P-256 or P-384 key, or an Ed25519 key"
+            }
+            ImportError::UnusableKey { .. } => {
+                "no client can verify a signature made with this key, whatever the private key: make a new key \
+                 (`switchboard cert request` makes one on the appliance) and get a certificate for it"
             }
             ImportError::NotACa { .. } => {
                 "add the CA certificate that issued your server certificates, not a server certificate"

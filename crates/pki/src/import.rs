@@ -396,12 +396,15 @@ pub fn read_certificates(upload: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
 /// A server certificate with its chain and, usually, its private key.
 ///
 /// Whoever holds one holds: a chain ordered leaf first, each certificate
-/// followed by its issuer; a leaf that is not a CA and has a key switchboard
+/// followed by its issuer (of several candidates, the one that signed it and
+/// is valid longest); the other certificates of the upload apart; a leaf that is not a CA and has a key switchboard
 /// can serve with; a key, if any, that matches the leaf. `Debug` never shows
 /// the key.
 #[derive(Clone)]
 pub struct CertBundle {
     chain: Vec<CertificateDer<'static>>,
+    /// Certificates of the upload that are not on the leaf's chain.
+    unused: Vec<CertificateDer<'static>>,
     key: Option<PrivateKey>,
     info: CertInfo,
 }
@@ -475,19 +478,26 @@ impl CertBundle {
                     .verify_signature(Some(parsed[j].public_key()))
                     .is_ok()
             };
-            let Some(&next) = candidates.iter().find(signs).or(candidates.first()) else {
+            // Of several that sign (a renewed intermediate with the same key,
+            // a cross-signed CA), the one valid longest.
+            let not_after = |&&j: &&usize| parsed[j].validity().not_after.timestamp();
+            let Some(&next) = candidates
+                .iter()
+                .filter(signs)
+                .max_by_key(not_after)
+                .or(candidates.first())
+            else {
                 break;
             };
             placed[next] = true;
             order.push(next);
         }
-        let rest: Vec<usize> = (0..parsed.len()).filter(|&i| !placed[i]).collect();
-        if let Some(&stray) = rest.first() {
-            return Err(ImportError::UnrelatedCertificate {
-                subject: subject(stray),
-                leaf: subject(leaf),
-            });
-        }
+        // A bundle is a pool of candidate intermediates, as for a TLS
+        // client: what is not on the leaf's chain is kept apart, not served.
+        let unused = (0..parsed.len())
+            .filter(|&i| !placed[i])
+            .map(|i| certs[i].clone())
+            .collect();
 
         let leaf_key = parsed[leaf].public_key().raw;
         classify_public_key(leaf_key)?;
@@ -500,12 +510,39 @@ impl CertBundle {
         }
         let info = CertInfo::from_parsed(&parsed[leaf], &certs[leaf])?;
         let chain = order.into_iter().map(|i| certs[i].clone()).collect();
-        Ok(CertBundle { chain, key, info })
+        Ok(CertBundle {
+            chain,
+            unused,
+            key,
+            info,
+        })
+    }
+
+    /// This bundle with `key`, made on the appliance for the leaf (see
+    /// [`make_request`](crate::make_request)): refused when the leaf
+    /// certifies another key.
+    pub fn with_key(mut self, key: PrivateKey) -> Result<Self, ImportError> {
+        if !same_public_key(
+            key.public_key(),
+            crate::subject_public_key_info(self.leaf())?.as_slice(),
+        ) {
+            return Err(ImportError::KeyMismatch {
+                leaf: self.info.subject.clone(),
+            });
+        }
+        self.key = Some(key);
+        Ok(self)
     }
 
     /// The chain, leaf first, each certificate followed by its issuer.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
+    }
+
+    /// The certificates of the upload that are not on the leaf's chain:
+    /// candidates the padlock check may still use, never served.
+    pub fn unused(&self) -> &[CertificateDer<'static>] {
+        &self.unused
     }
 
     pub fn leaf(&self) -> &CertificateDer<'static> {
@@ -610,6 +647,7 @@ impl fmt::Debug for CertBundle {
             .field("leaf", &self.info.subject)
             .field("fingerprint", &self.info.fingerprint)
             .field("chain_len", &self.chain.len())
+            .field("unused", &self.unused.len())
             .field("key", &self.key)
             .finish()
     }
@@ -857,17 +895,53 @@ mod tests {
     }
 
     #[test]
-    fn a_certificate_outside_the_leaf_chain_is_refused() {
+    fn a_certificate_outside_the_leaf_chain_is_kept_apart_not_refused() {
         let pki = pki();
         let stranger = Ca::root("Unrelated Root CA");
-        let text = [pki.leaf.pem(), pki.intermediate.pem(), stranger.pem()].concat();
+        let text = [pki.leaf.pem(), stranger.pem(), pki.intermediate.pem()].concat();
+        let bundle =
+            import(text.as_bytes(), None, None).expect("a stray CA is no reason to refuse");
         assert_eq!(
-            import(text.as_bytes(), None, None).expect_err("a stray CA is refused"),
-            ImportError::UnrelatedCertificate {
-                subject: "CN=Unrelated Root CA".to_owned(),
-                leaf: "CN=voip.example.test".to_owned(),
-            }
+            bundle.chain(),
+            [pki.leaf.der.clone(), pki.intermediate.der.clone()]
         );
+        assert_eq!(bundle.unused(), std::slice::from_ref(&stranger.der));
+        assert!(
+            !bundle.chain_pem().contains(&stranger.pem()),
+            "never served"
+        );
+    }
+
+    #[test]
+    fn of_two_issuers_with_one_key_the_one_valid_longest_is_chained() {
+        // A renewed intermediate: same name and key, later notAfter. The
+        // expired one is kept apart whatever the order of the upload.
+        let root = Ca::root("Test Root CA");
+        let key = KeyPair::generate().expect("key");
+        let params = |until: &str| {
+            let mut p = crate::testpki::ca_params("Renewed Intermediate");
+            p.not_before = crate::testpki::time(crate::testpki::ts("2020-01-01T00:00:00Z"));
+            p.not_after = crate::testpki::time(crate::testpki::ts(until));
+            p
+        };
+        let old = root.sign(&params("2025-01-01T00:00:00Z"), &key);
+        let new = root.sign(&params("2035-01-01T00:00:00Z"), &key);
+        let issuer = rcgen::Issuer::new(params("2035-01-01T00:00:00Z"), key);
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf = crate::testpki::leaf_params(&["voip.example.test"])
+            .signed_by(&leaf_key, &issuer)
+            .expect("signed");
+        for (a, b) in [(&old, &new), (&new, &old)] {
+            let text = [
+                pem("CERTIFICATE", leaf.der()),
+                pem("CERTIFICATE", a),
+                pem("CERTIFICATE", b),
+            ]
+            .concat();
+            let bundle = import(text.as_bytes(), None, None).expect("imports");
+            assert_eq!(bundle.chain(), [leaf.der().clone(), new.clone()]);
+            assert_eq!(bundle.unused(), std::slice::from_ref(&old));
+        }
     }
 
     #[test]
@@ -1042,8 +1116,8 @@ mod tests {
         // finds them all, the signature picks the right one, and the root
         // ends the chain, so the 18 others are strays.
         let text = crate::testpki::same_subject_bundle(MAX_CERTIFICATES - 1);
-        let err = import(text.as_bytes(), None, None).expect_err("strays");
-        assert_eq!(err.code(), "unrelated-certificate", "{err}");
+        let bundle = import(text.as_bytes(), None, None).expect("strays are kept apart");
+        assert_eq!((bundle.chain().len(), bundle.unused().len()), (2, 18));
         let issuer_and_leaf: String = text
             .split_inclusive("-----END CERTIFICATE-----\n")
             .take(2)
@@ -1341,16 +1415,13 @@ mod tests {
             ImportError::SeveralLeaves {
                 subjects: vec![s()],
             },
-            ImportError::UnrelatedCertificate {
-                subject: s(),
-                leaf: s(),
-            },
             ImportError::SeveralKeys,
             ImportError::PasswordRequired { what: "x" },
             ImportError::WrongPkcs12Password,
             ImportError::WrongKeyPassphrase,
             ImportError::UnsupportedEncryption { what: "x" },
             ImportError::UnsupportedKey { what: s() },
+            ImportError::UnusableKey { what: s() },
             ImportError::NotACa { subject: s() },
             ImportError::TooManyCertificates { found: 1, max: 1 },
             ImportError::TooManyKeys { found: 1, max: 1 },

@@ -72,41 +72,134 @@ const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=4096;
 pub(crate) fn classify_public_key(spki_der: &[u8]) -> Result<KeyType, ImportError> {
     let ok = |algorithm, bits| Ok(KeyType { algorithm, bits });
     let unsupported = |what: String| Err(ImportError::UnsupportedKey { what });
+    let unusable = |what: String| Err(ImportError::UnusableKey { what });
     let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(spki_der) else {
         return unsupported("a public key that cannot be parsed".to_owned());
     };
     let oid = &spki.algorithm.algorithm;
     if *oid == OID_PKCS1_RSAENCRYPTION {
-        let bits = match spki.parsed() {
-            Ok(PublicKey::RSA(rsa)) => integer_bits(rsa.modulus),
-            _ => 0,
+        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+            return unusable("an RSA public key that cannot be parsed".to_owned());
         };
-        if RSA_BITS.contains(&bits) {
-            ok(KeyAlgorithm::Rsa, bits)
-        } else {
-            unsupported(format!(
+        let bits = integer_bits(rsa.modulus);
+        if !RSA_BITS.contains(&bits) {
+            return unsupported(format!(
                 "RSA with {bits} bits (switchboard accepts 2048 to 4096)"
-            ))
+            ));
         }
+        rsa_usable(rsa.modulus, rsa.exponent)?;
+        ok(KeyAlgorithm::Rsa, bits)
     } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = spki
             .algorithm
             .parameters
             .as_ref()
             .and_then(|p| p.as_oid().ok());
+        let point = spki.subject_public_key.data.as_ref();
         match curve {
-            Some(c) if c == OID_EC_P256 => ok(KeyAlgorithm::EcdsaP256, 256),
-            Some(c) if c == OID_NIST_EC_P384 => ok(KeyAlgorithm::EcdsaP384, 384),
+            Some(c) if c == OID_EC_P256 => {
+                ec_point_usable(&P256, point)?;
+                ok(KeyAlgorithm::EcdsaP256, 256)
+            }
+            Some(c) if c == OID_NIST_EC_P384 => {
+                ec_point_usable(&P384, point)?;
+                ok(KeyAlgorithm::EcdsaP384, 384)
+            }
             Some(c) if c == OID_NIST_EC_P521 => unsupported("ECDSA P-521".to_owned()),
             _ => unsupported("ECDSA on a curve other than P-256 and P-384".to_owned()),
         }
     } else if *oid == OID_SIG_ED25519 {
+        if spki.subject_public_key.data.len() != 32 {
+            return unusable("an Ed25519 public key that is not 32 bytes long".to_owned());
+        }
         ok(KeyAlgorithm::Ed25519, 256)
     } else if *oid == OID_SIG_ED448 {
         unsupported("Ed448".to_owned())
     } else {
         unsupported(format!("a key of algorithm {oid}"))
     }
+}
+
+/// Refuses an RSA public key no signature can be verified with: an even
+/// modulus (not a product of two odd primes) or an exponent that is even,
+/// below 3 (e = 1 makes every "signature" its own message) or above 2^33
+/// (what ring, and so every rustls client, accepts).
+fn rsa_usable(modulus: &[u8], exponent: &[u8]) -> Result<(), ImportError> {
+    let unusable = |what: &str| {
+        Err(ImportError::UnusableKey {
+            what: format!("an RSA public key with {what}"),
+        })
+    };
+    if modulus.last().is_none_or(|last| last & 1 == 0) {
+        return unusable("an even modulus");
+    }
+    let exponent = &exponent[exponent.iter().take_while(|&&b| b == 0).count()..];
+    if exponent.len() > 5 || integer_bits(exponent) > 33 {
+        return unusable("a public exponent above 2^33");
+    }
+    let e = exponent
+        .iter()
+        .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte));
+    if e < 3 {
+        return unusable(&format!("the public exponent {e}"));
+    }
+    if e & 1 == 0 {
+        return unusable(&format!("the even public exponent {e}"));
+    }
+    Ok(())
+}
+
+/// A short-Weierstrass curve y² = x³ - 3x + b over the prime field p (the
+/// NIST curves), with its coordinates' size in bytes.
+struct Curve {
+    name: &'static str,
+    bytes: usize,
+    p: &'static str,
+    b: &'static str,
+}
+
+const P256: Curve = Curve {
+    name: "P-256",
+    bytes: 32,
+    p: "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+    b: "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
+};
+
+const P384: Curve = Curve {
+    name: "P-384",
+    bytes: 48,
+    p: "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+    b: "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+};
+
+/// Refuses an ECDSA public key that is not a point of its curve (in the
+/// uncompressed form TLS clients take): no signature verifies with it.
+fn ec_point_usable(curve: &Curve, point: &[u8]) -> Result<(), ImportError> {
+    use num_bigint::BigUint;
+    let unusable = |what: &str| {
+        Err(ImportError::UnusableKey {
+            what: format!("an ECDSA {} public key {what}", curve.name),
+        })
+    };
+    let n = curve.bytes;
+    if point.first() != Some(&0x04) || point.len() != 1 + 2 * n {
+        return unusable("that is not an uncompressed point");
+    }
+    let hex = |s: &str| BigUint::parse_bytes(s.as_bytes(), 16).expect("a curve constant");
+    let (p, b) = (hex(curve.p), hex(curve.b));
+    let x = BigUint::from_bytes_be(&point[1..=n]);
+    let y = BigUint::from_bytes_be(&point[1 + n..]);
+    if x >= p || y >= p {
+        return unusable("whose coordinates are outside the field");
+    }
+    // y² = x³ - 3x + b (mod p), with -3x written as + (p - 3)·x.
+    let three = BigUint::from(3u8);
+    let left = (&y * &y) % &p;
+    let right = ((&x * &x % &p) * &x + (&p - &three) * &x + &b) % &p;
+    if left != right {
+        return unusable("whose point is not on the curve");
+    }
+    Ok(())
 }
 
 /// Whether two DER SubjectPublicKeyInfos hold the same key (compared
@@ -227,6 +320,12 @@ impl PrivateKey {
 
     pub fn key_type(&self) -> KeyType {
         self.key_type
+    }
+
+    /// The DER SubjectPublicKeyInfo of the public half (public: what a
+    /// certificate for this key certifies, and what a pin hashes).
+    pub fn subject_public_key_info(&self) -> &[u8] {
+        &self.spki
     }
 
     /// The key as an unencrypted PKCS#8 PEM: the one way key bytes leave

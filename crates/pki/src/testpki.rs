@@ -21,7 +21,7 @@ pub fn ts(rfc3339: &str) -> Timestamp {
     rfc3339.parse().expect("a valid RFC 3339 timestamp")
 }
 
-fn time(t: Timestamp) -> time::OffsetDateTime {
+pub fn time(t: Timestamp) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(t.as_second()).expect("in range")
 }
 
@@ -80,9 +80,14 @@ impl Ca {
     pub fn pem(&self) -> String {
         pem("CERTIFICATE", &self.der)
     }
+
+    /// The CA's private key, PKCS#8 DER: to sign with `openssl x509 -req`.
+    pub fn key_der(&self) -> &[u8] {
+        self.key.serialized_der()
+    }
 }
 
-fn ca_params(name: &str) -> CertificateParams {
+pub fn ca_params(name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name.remove(DnType::CommonName);
     params.distinguished_name.push(DnType::CommonName, name);
@@ -219,4 +224,105 @@ pub fn read(dir: &Path, name: &str) -> Vec<u8> {
 
 pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), contents).expect("the temporary directory is writable");
+}
+
+/// The values inside the outer value of `der`, each whole (tag, length
+/// and contents).
+fn children(der: &[u8]) -> Vec<&[u8]> {
+    let mut rest = crate::encoding::split_tlv(der).map_or(&[][..], |(_, value, _)| value);
+    std::iter::from_fn(|| {
+        let (_, _, next) = crate::encoding::split_tlv(rest)?;
+        let whole = &rest[..rest.len() - next.len()];
+        rest = next;
+        Some(whole)
+    })
+    .collect()
+}
+
+impl Ca {
+    /// This CA's certificate (its name and key) issued by `other`, valid
+    /// `from` to `until`: a cross-signed CA.
+    pub fn cross_signed_by(
+        &self,
+        other: &Ca,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> CertificateDer<'static> {
+        other.sign(&with_validity(self.params.clone(), from, until), &self.key)
+    }
+
+    /// `cert` (issued by this CA) with its notAfter replaced by the
+    /// GeneralizedTime `not_after` (such as `20310101000000.5Z`, which rcgen
+    /// does not write), signed again.
+    pub fn resign_with_not_after(&self, cert: &[u8], not_after: &str) -> CertificateDer<'static> {
+        use crate::encoding::tlv;
+        use rcgen::SigningKey as _;
+        let parts = children(cert);
+        let (tbs, algorithm) = (parts[0], parts[1]);
+        let mut fields = children(tbs);
+        // version [0], serial, signature, issuer, validity, ...
+        let validity_at = 4;
+        let not_before = children(fields[validity_at])[0];
+        let time = tlv(0x18, &[not_after.as_bytes()]);
+        let validity = tlv(0x30, &[not_before, &time]);
+        fields[validity_at] = &validity;
+        let tbs = tlv(0x30, &fields);
+        let signature = self.key.sign(&tbs).expect("signs");
+        let bits = tlv(0x03, &[&[0], &signature]);
+        CertificateDer::from(tlv(0x30, &[&tbs, algorithm, &bits]).to_vec())
+    }
+}
+
+/// A public key of any bytes, to certify keys no key pair has (an EC point
+/// off the curve, an RSA key with an even modulus).
+pub struct RawPublicKey {
+    /// The subjectPublicKey: the point, or the DER RSAPublicKey.
+    pub bytes: Vec<u8>,
+    pub algorithm: &'static rcgen::SignatureAlgorithm,
+}
+
+impl RawPublicKey {
+    /// `RSAPublicKey { modulus, publicExponent }` from big-endian bytes.
+    pub fn rsa(modulus: &[u8], exponent: &[u8]) -> Self {
+        use crate::encoding::tlv;
+        let integer = |bytes: &[u8]| match bytes.first() {
+            Some(b) if b & 0x80 != 0 => tlv(0x02, &[&[0], bytes]),
+            _ => tlv(0x02, &[bytes]),
+        };
+        RawPublicKey {
+            bytes: tlv(0x30, &[&integer(modulus), &integer(exponent)]).to_vec(),
+            algorithm: &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+
+    /// An uncompressed P-256 point `04 || x || y`.
+    pub fn p256(x: [u8; 32], y: [u8; 32]) -> Self {
+        RawPublicKey {
+            bytes: [&[4][..], &x, &y].concat(),
+            algorithm: &rcgen::PKCS_ECDSA_P256_SHA256,
+        }
+    }
+}
+
+impl rcgen::PublicKeyData for RawPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl Ca {
+    /// A server certificate for `sans` certifying `key`, which has no
+    /// private half.
+    pub fn certify_raw(&self, sans: &[&str], key: &RawPublicKey) -> CertificateDer<'static> {
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        leaf_params(sans)
+            .signed_by(key, &issuer)
+            .expect("rcgen signs")
+            .der()
+            .clone()
+    }
 }

@@ -77,6 +77,9 @@ pub struct SettingChange {
 pub struct PinChange {
     pub from: Vec<String>,
     pub to: Vec<String>,
+    /// Those of `to` that are next keys, published ahead of a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
 }
 
 /// Kamailio's files, as unified diffs (empty when equal).
@@ -186,8 +189,12 @@ impl PlanDiff {
             ));
         }
         if let Some(p) = &self.pins {
+            let ahead = match p.next.len() {
+                0 => String::new(),
+                n => format!(" ({n} of them for a next key, published ahead of its rotation)"),
+            };
             out.push(format!(
-                "native documents' key pins: {} → {}",
+                "native documents' key pins: {} → {}{ahead}",
                 list(&p.from),
                 list(&p.to)
             ));
@@ -281,6 +288,7 @@ pub fn diff(from: &Plan, to: &Plan, labels: (&str, &str)) -> PlanDiff {
         d.pins = Some(PinChange {
             from: from.provisioning.pins.clone(),
             to: to.provisioning.pins.clone(),
+            next: to.provisioning.next_pins.clone(),
         });
     }
     let (ka, kb) = (from.kamailio.as_ref(), to.kamailio.as_ref());
@@ -394,7 +402,10 @@ fn notes(from: &Plan, to: &Plan, d: &PlanDiff) -> Vec<Note> {
     };
     if let Some(p) = &d.pins
         && !p.from.is_empty()
-        && p.to.iter().any(|pin| !p.from.contains(pin))
+        && p.to
+            .iter()
+            .filter(|pin| !p.next.contains(pin))
+            .any(|pin| !p.from.contains(pin))
     {
         note(
             "pins-rotated",

@@ -193,6 +193,10 @@ pub struct Provisioning {
     /// its pins accepts only these keys.
     #[serde(default)]
     pub pins: Vec<String>,
+    /// Those of `pins` that are next keys made on the appliance, published
+    /// ahead of a rotation (RFC 7469's backup pins), not presented yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_pins: Vec<String>,
 }
 
 /// What the plan needs to know of the daemon beyond candidate and facts.
@@ -306,8 +310,10 @@ impl Plan {
         self.certificates = certificates(facts, &self.tls, &self.tls_defaults);
         self.nics = fresh.nics;
         self.kamailio = fresh.kamailio;
+        let (pins, next_pins) = pins(candidate, facts, &self.tls);
         self.provisioning = Provisioning {
-            pins: pins(facts, &self.tls),
+            pins,
+            next_pins,
             ..fresh.provisioning
         };
         self.sockets = sockets(&self);
@@ -497,9 +503,13 @@ fn certificates(
         .collect()
 }
 
-/// The pins of the keys `sip-tls` presents, in the order of the TLS table.
-fn pins(facts: &Facts, tls: &[TlsAssignment]) -> Vec<String> {
+/// The pins of the keys `sip-tls` presents, in the order of the TLS table,
+/// then those of the next keys made on the appliance for the SIP/TLS host
+/// name (backup pins, as RFC 7469 describes): a phone activated now keeps
+/// accepting the certificate after a planned rotation to one of them.
+fn pins(candidate: &Candidate, facts: &Facts, tls: &[TlsAssignment]) -> (Vec<String>, Vec<String>) {
     let mut out: Vec<String> = Vec::new();
+    let mut next_pins = Vec::new();
     for a in tls.iter().filter(|a| a.service == ServiceId::SipTls) {
         if let Some(c) = facts.certificates.get(&a.cert.cert)
             && !c.pin.is_empty()
@@ -508,14 +518,27 @@ fn pins(facts: &Facts, tls: &[TlsAssignment]) -> Vec<String> {
             out.push(c.pin.clone());
         }
     }
-    out
+    if out.is_empty() {
+        return (out, next_pins);
+    }
+    if let Some(host) = &candidate.provisioning.sip_tls_hostname {
+        for next in facts.next_keys.iter().filter(|k| k.covers(host.as_str())) {
+            if !next.pin.is_empty() && !out.contains(&next.pin) {
+                out.push(next.pin.clone());
+                next_pins.push(next.pin.clone());
+            }
+        }
+    }
+    (out, next_pins)
 }
 
 fn provisioning(candidate: &Candidate, facts: &Facts, tls: &[TlsAssignment]) -> Provisioning {
+    let (pins, next_pins) = pins(candidate, facts, tls);
     Provisioning {
         settings: candidate.provisioning.clone(),
         sip_tls_port: candidate.port(ServiceId::SipTls).first(),
-        pins: pins(facts, tls),
+        pins,
+        next_pins,
     }
 }
 

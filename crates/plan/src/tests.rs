@@ -284,3 +284,73 @@ fn a_version_1_plan_is_completed_from_its_candidate() {
         "completed, it is the plan the candidate renders today"
     );
 }
+
+#[test]
+fn a_next_key_for_the_sip_tls_host_is_pinned_ahead_and_rotating_to_it_is_no_rotation_for_phones() {
+    let (c, f, ctx) = story();
+    let before = render(&c, &f, &ctx);
+    let host = c
+        .provisioning
+        .sip_tls_hostname
+        .clone()
+        .expect("the story names the SIP/TLS host");
+    let next = |names: &[&str], seed: char| switchboard_domain::tls::NextKey {
+        name: cert("voip-next"),
+        names: names.iter().map(|n| n.to_string()).collect(),
+        pin: format!("sha256/{}=", seed.to_string().repeat(43)),
+    };
+    // A next key for another name is not published; one for the host (or
+    // a wildcard over it) is, after the presented keys.
+    let mut other = f.clone();
+    other.next_keys = vec![next(&["console.lan.test"], 'Y')];
+    assert_eq!(render(&c, &other, &ctx).provisioning, before.provisioning);
+    for names in [vec![host.as_str()], vec!["*.example.test"]] {
+        let mut ahead = f.clone();
+        ahead.next_keys = vec![next(&names, 'Z')];
+        let published = render(&c, &ahead, &ctx);
+        let z = format!("sha256/{}=", "Z".repeat(43));
+        assert_eq!(published.provisioning.pins.last(), Some(&z), "{names:?}");
+        assert_eq!(published.provisioning.next_pins, std::slice::from_ref(&z));
+        let d = diff(&before, &published, ("revision 1", "candidate"));
+        assert!(
+            d.notes.iter().all(|n| n.code != "pins-rotated"),
+            "{:?}",
+            d.notes
+        );
+        assert!(
+            d.summary()
+                .iter()
+                .any(|l| l.contains("published ahead of its rotation")),
+            "{:?}",
+            d.summary()
+        );
+    }
+    // The rotation to a key published ahead breaks no phone; to one that
+    // was not, it does.
+    let mut ahead = f.clone();
+    ahead.next_keys = vec![next(&[host.as_str()], 'Z')];
+    let published = render(&c, &ahead, &ctx);
+    let mut rotated_c = c.clone();
+    rotated_c
+        .bindings
+        .bind(ServiceId::SipTls, Some(&name("wan0")), cert("voip-next"))
+        .expect("bind");
+    let mut rotated_f = f.clone();
+    let mut facts_next = cert_facts(
+        4,
+        "CN=voip.example.test",
+        "2029-01-01T00:00:00Z",
+        &["voip.example.test"],
+    );
+    facts_next.pin = format!("sha256/{}=", "Z".repeat(43));
+    rotated_f.certificates.insert(cert("voip-next"), facts_next);
+    let rotated = render(&rotated_c, &rotated_f, &ctx);
+    let d = diff(&published, &rotated, ("revision 2", "candidate"));
+    assert!(
+        d.notes.iter().all(|n| n.code != "pins-rotated"),
+        "{:?}",
+        d.notes
+    );
+    let unplanned = diff(&before, &rotated, ("revision 1", "candidate"));
+    assert!(unplanned.notes.iter().any(|n| n.code == "pins-rotated"));
+}

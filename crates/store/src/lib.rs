@@ -135,6 +135,21 @@ const MIGRATIONS: &[&str] = &[
         expires_at TEXT NOT NULL,
         lifted_at  TEXT
     );",
+    // 6: keys made on the appliance waiting for their certificate (`cert
+    // request`), with the request given to the CA and the key's pin (its
+    // public half: published ahead of a rotation). The key, like a
+    // certificate's, is only readable by root. An activation records the
+    // revision whose document it was answered with (so, its pins).
+    "CREATE TABLE key_requests (
+        name       TEXT PRIMARY KEY,
+        key_pem    TEXT NOT NULL,
+        key_type   TEXT NOT NULL,
+        names      TEXT NOT NULL,
+        csr_pem    TEXT NOT NULL,
+        pin        TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE activations ADD COLUMN revision INTEGER;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +169,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("a certificate named {0} already exists; delete it first or choose another name")]
+    #[error(
+        "a certificate or key request named {0} already exists; delete it first or choose another name"
+    )]
     CertExists(CertName),
+    #[error("no key request is named {0}")]
+    NoSuchRequest(CertName),
     #[error("corrupt record in the store ({what}): {source}")]
     Corrupt {
         what: &'static str,
@@ -234,6 +253,23 @@ pub struct StoredCert {
     pub info: CertInfo,
     /// Made by switchboard at first start (self-signed).
     pub bootstrap: bool,
+    pub created_at: Timestamp,
+}
+
+/// A key made on the appliance, waiting for its certificate. The key's
+/// `Debug` is redacted.
+#[derive(Debug)]
+pub struct StoredRequest {
+    /// The certificate's name once it is attached.
+    pub name: CertName,
+    pub key: KeyPem,
+    pub key_type: switchboard_pki::RequestKeyType,
+    /// The names requested, in order.
+    pub names: Vec<String>,
+    /// The PKCS#10 request, PEM (public).
+    pub csr_pem: String,
+    /// The key's pin, `sha256/BASE64` of its SubjectPublicKeyInfo.
+    pub pin: String,
     pub created_at: Timestamp,
 }
 
@@ -712,7 +748,9 @@ impl Store {
     pub fn insert_cert(&mut self, cert: &StoredCert) -> Result<()> {
         let done = self.conn.execute(
             "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)
+             ON CONFLICT (name) DO NOTHING",
             params![
                 cert.name.as_str(),
                 cert.chain_pem,
@@ -778,6 +816,121 @@ impl Store {
                 created_at: created_at
                     .parse()
                     .map_err(|_| corrupt("certificate time"))?,
+            })
+        })())
+    }
+
+    /// Keep a key made on the appliance under a name that no certificate
+    /// or other request has.
+    pub fn insert_request(&mut self, request: &StoredRequest) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM certificates WHERE name = ?1)
+                 OR EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)",
+            [request.name.as_str()],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::CertExists(request.name.clone()));
+        }
+        tx.execute(
+            "INSERT INTO key_requests (name, key_pem, key_type, names, csr_pem, pin, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                request.name.as_str(),
+                request.key.expose_secret(),
+                request.key_type.as_str(),
+                to_json(&request.names),
+                request.csr_pem,
+                request.pin,
+                request.created_at.to_string(),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every key waiting for its certificate, by name.
+    pub fn requests(&self) -> Result<Vec<StoredRequest>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, key_pem, key_type, names, csr_pem, created_at, pin FROM key_requests ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], Self::request_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    pub fn request(&self, name: &CertName) -> Result<Option<StoredRequest>> {
+        self.conn
+            .query_row(
+                "SELECT name, key_pem, key_type, names, csr_pem, created_at, pin FROM key_requests WHERE name = ?1",
+                [name.as_str()],
+                Self::request_row,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Forget a key waiting for its certificate; returns whether it existed.
+    pub fn delete_request(&mut self, name: &CertName) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM key_requests WHERE name = ?1", [name.as_str()])?
+            > 0)
+    }
+
+    /// Store the certificate of a request (with the request's key) and
+    /// forget the request, in one transaction. Refused when the request is
+    /// gone or the name taken meanwhile.
+    pub fn attach_request(&mut self, cert: &StoredCert) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute(
+            "DELETE FROM key_requests WHERE name = ?1",
+            [cert.name.as_str()],
+        )? == 0
+        {
+            return Err(StoreError::NoSuchRequest(cert.name.clone()));
+        }
+        let done = tx.execute(
+            "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+            params![
+                cert.name.as_str(),
+                cert.chain_pem,
+                cert.key.as_ref().map(KeyPem::expose_secret),
+                to_json(&cert.info),
+                cert.bootstrap,
+                cert.created_at.to_string(),
+            ],
+        )?;
+        if done == 0 {
+            return Err(StoreError::CertExists(cert.name.clone()));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRequest>> {
+        let name: String = r.get(0)?;
+        let key: String = r.get(1)?;
+        let key_type: String = r.get(2)?;
+        let names: String = r.get(3)?;
+        let csr_pem: String = r.get(4)?;
+        let created_at: String = r.get(5)?;
+        let pin: String = r.get(6)?;
+        Ok((|| {
+            Ok(StoredRequest {
+                name: name.parse().map_err(|_| corrupt("request name"))?,
+                key: KeyPem::from_stored(key),
+                key_type: key_type.parse().map_err(|_| corrupt("request key type"))?,
+                names: from_json("request names", &names)?,
+                csr_pem,
+                pin,
+                created_at: created_at.parse().map_err(|_| corrupt("request time"))?,
             })
         })())
     }
@@ -936,9 +1089,10 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
+        let applied_number: Option<i64> = applied.as_deref().and_then(|v| v.parse().ok());
         {
             let mut consume = tx.prepare_cached(
-                "UPDATE activations SET used_at = ?2
+                "UPDATE activations SET used_at = ?2, revision = ?3
                  WHERE token_hash = ?1 AND used_at IS NULL
                    AND unixepoch(expires_at, 'subsec') > unixepoch(?2, 'subsec')
                  RETURNING username",
@@ -949,7 +1103,7 @@ impl Store {
             let now = now.to_string();
             for hash in token_hashes {
                 let user: Option<String> = consume
-                    .query_row(params![hash, now], |r| r.get(0))
+                    .query_row(params![hash, now, applied_number], |r| r.get(0))
                     .optional()?;
                 out.push(match user {
                     Some(u) => account.query_row([u], account_row).optional()?,
@@ -959,6 +1113,31 @@ impl Store {
         }
         tx.commit()?;
         Ok((applied.and_then(|v| v.parse().ok()), out))
+    }
+
+    /// The accounts of `profile` activated at least once, each with the
+    /// revision its last activation was answered from (`None` for an
+    /// activation recorded before revisions were: its pins are unknown).
+    pub fn activated_accounts(&self, profile: &str) -> Result<Vec<(String, Option<u64>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.username,
+                    (SELECT v.revision FROM activations v
+                      WHERE v.username = a.username AND v.used_at IS NOT NULL
+                      ORDER BY unixepoch(v.used_at, 'subsec') DESC LIMIT 1)
+             FROM accounts a
+             WHERE a.profile = ?1
+               AND EXISTS (SELECT 1 FROM activations v WHERE v.username = a.username AND v.used_at IS NOT NULL)
+             ORDER BY a.username",
+        )?;
+        let rows = stmt.query_map([profile], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, revision) = row?;
+            out.push((user, revision.and_then(|n| u64::try_from(n).ok())));
+        }
+        Ok(out)
     }
 
     /// The SMS queue and outbox, newest first.
@@ -1729,6 +1908,86 @@ mod tests {
     }
 
     #[test]
+    fn a_key_request_shares_the_certificates_names_and_becomes_one_when_attached() {
+        let mut s = Store::open_in_memory().expect("open");
+        let made = switchboard_pki::make_request(
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            &[switchboard_pki::RequestName::dns("voip.example.test").expect("name")],
+        )
+        .expect("request");
+        let key = made.key.to_key_pem();
+        let secret = key.expose_secret().to_owned();
+        let request = StoredRequest {
+            name: "voip".parse().expect("name"),
+            key,
+            key_type: switchboard_pki::RequestKeyType::EcdsaP256,
+            names: vec!["voip.example.test".into()],
+            csr_pem: made.csr_pem.clone(),
+            pin: "sha256/AAAA".into(),
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert!(
+            !format!("{request:?}").contains(&secret[40..80]),
+            "Debug never shows the key"
+        );
+        s.insert_request(&request).expect("insert");
+        assert!(matches!(
+            s.insert_request(&request),
+            Err(StoreError::CertExists(_))
+        ));
+        let p = switchboard_pki::testpki::pki();
+        let bundle = switchboard_pki::import(p.leaf.pem().as_bytes(), None, None).expect("import");
+        let cert = |name: &str| StoredCert {
+            name: name.parse().expect("name"),
+            chain_pem: bundle.chain_pem(),
+            key: None,
+            info: bundle.info().clone(),
+            bootstrap: false,
+            created_at: Timestamp::UNIX_EPOCH,
+        };
+        assert!(
+            matches!(s.insert_cert(&cert("voip")), Err(StoreError::CertExists(_))),
+            "a certificate may not take a request's name"
+        );
+        s.insert_cert(&cert("other")).expect("another name");
+        let renamed = StoredRequest {
+            name: "other".parse().expect("name"),
+            ..request
+        };
+        assert!(matches!(
+            s.insert_request(&renamed),
+            Err(StoreError::CertExists(_))
+        ));
+        let read = s.requests().expect("list");
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            (read[0].names.clone(), read[0].csr_pem.clone()),
+            (vec!["voip.example.test".to_owned()], made.csr_pem)
+        );
+        assert_eq!(read[0].key.expose_secret(), secret);
+
+        s.attach_request(&cert("voip")).expect("attach");
+        assert!(
+            s.request(&"voip".parse().expect("name"))
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            s.cert(&"voip".parse().expect("name"))
+                .expect("read")
+                .is_some()
+        );
+        assert!(matches!(
+            s.attach_request(&cert("voip")),
+            Err(StoreError::NoSuchRequest(_))
+        ));
+        assert!(
+            !s.delete_request(&"voip".parse().expect("name"))
+                .expect("delete")
+        );
+    }
+
+    #[test]
     fn certificates_keep_their_key_in_a_private_file_and_names_are_unique() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
@@ -1829,6 +2088,7 @@ mod tests {
             s.bans().expect("bans").is_empty(),
             "the bans table is there, empty"
         );
+        assert!(s.requests().expect("the key requests table").is_empty());
         assert_eq!(s.candidate().expect("read"), Some(c));
         assert!(!s.any_admin().expect("admins"), "no administrator yet");
         assert_eq!(s.admin_hash("admin").expect("read"), None);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use crate::CliError;
 use serde_json::json;
 use switchboard_pki::{Host, ImportError, PrivateKey, TrustAnchors};
 
@@ -32,21 +32,34 @@ pub struct CheckArgs {
     at: Option<jiff::Timestamp>,
 }
 
+fn unreadable(what: &str, path: &Path, e: &std::io::Error) -> CliError {
+    CliError::new(
+        "unreadable-file",
+        format!("cannot read {what}{}: {e}", path.display()),
+        "check the path and that you may read the file",
+    )
+}
+
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     // The upload limit is enforced by the parser; refuse absurd files early.
     let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+        .map_err(|e| unreadable("", path, &e))?
         .len();
     if len > 16 * switchboard_pki::MAX_UPLOAD as u64 {
-        anyhow::bail!("{} is {len} bytes: not a certificate file", path.display());
+        return Err(CliError::new(
+            "oversize",
+            format!("{} is {len} bytes: not a certificate file", path.display()),
+            "a certificate, its chain and its key take a few kilobytes: check that you picked the right file",
+        )
+        .into());
     }
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    Ok(std::fs::read(path).map_err(|e| unreadable("", path, &e))?)
 }
 
 /// The first line of a password file, without its line ending.
 pub fn read_password(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| unreadable("the password file ", path, &e))?;
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
@@ -61,10 +74,13 @@ fn import_error(what: &str, e: &ImportError, json: bool) -> anyhow::Result<ExitC
 }
 
 pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let host: Host = args
-        .hostname
-        .parse()
-        .with_context(|| format!("--hostname {:?}", args.hostname))?;
+    let host: Host = args.hostname.parse().map_err(|e| {
+        CliError::new(
+            "invalid-hostname",
+            format!("--hostname {:?}: {e}", args.hostname),
+            "give the DNS name or IP address phones connect to, such as voip.example.test",
+        )
+    })?;
     let password = args
         .password_file
         .as_deref()

@@ -579,6 +579,17 @@ fn status_text(s: &StatusView) -> String {
         "bans:      {} address(es) banned now, {} in the last day (see `switchboard bans`)",
         s.bans.active, s.bans.recent
     );
+    for x in &s.expiring {
+        let level = match x.severity {
+            switchboard_domain::Severity::Error => "error",
+            switchboard_domain::Severity::Warning => "warning",
+        };
+        let _ = writeln!(
+            out,
+            "{level}[{}]: {}\n  = hint: {}",
+            x.code, x.message, x.hint
+        );
+    }
     if s.open_padlocks.is_empty() {
         let _ = writeln!(
             out,
@@ -914,6 +925,58 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
             } else {
                 format!("imported {}\n{}", v.name, cert_text(&v))
             })
+        }
+        CertCommand::Request {
+            name,
+            dns,
+            ip,
+            key_type,
+        } => {
+            let body = CertRequestRequest {
+                name: name.clone(),
+                dns: dns.clone(),
+                ips: ip.clone(),
+                key_type: key_type.clone(),
+            };
+            let v: CertRequestView = client.post("/v1/cert-requests", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                // The request alone on standard output, so that it can be
+                // redirected to a file for the CA; the rest on standard error.
+                eprintln!(
+                    "made a {} key for {} on the appliance (kept there, never shown); give this request to your CA, then: switchboard cert import {} --bundle signed.pem",
+                    v.key_type,
+                    v.names.join(", "),
+                    v.name
+                );
+                v.csr_pem
+            })
+        }
+        CertCommand::Requests => {
+            show(
+                client,
+                "/v1/cert-requests",
+                json,
+                |v: &Vec<CertRequestView>| {
+                    if v.is_empty() {
+                        return "no key waits for its certificate\n".to_owned();
+                    }
+                    v.iter()
+                        .map(|r| {
+                            format!(
+                                "{}  {}  {}  made {}\n{}",
+                                r.name,
+                                r.key_type,
+                                r.names.join(", "),
+                                r.created_at,
+                                r.csr_pem
+                            )
+                        })
+                        .collect()
+                },
+            )
+            .await
         }
         CertCommand::List => {
             show(client, "/v1/certs", json, |v: &Vec<CertView>| certs_text(v)).await

@@ -201,7 +201,26 @@ pub enum CertCommand {
     /// Would this certificate give a closed padlock for NAME? Offline: no
     /// daemon needed, nothing stored. Exit status 0 only if it would.
     Check(certcheck::CheckArgs),
+    /// Make a key on the appliance (kept there, never shown) and print a
+    /// PKCS#10 signing request for it; import the CA's answer with `cert
+    /// import NAME --bundle signed.pem` (no key).
+    Request {
+        name: String,
+        /// A DNS name to certify (repeat for more; `*.` for a wildcard).
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address to certify (repeat for more).
+        #[arg(long, value_name = "ADDRESS")]
+        ip: Vec<String>,
+        /// `ecdsa-p256` (default) or `rsa-3072`.
+        #[arg(long, value_name = "TYPE")]
+        key_type: Option<String>,
+    },
+    /// The keys made with `cert request` that wait for their certificate.
+    Requests,
     /// Store a certificate (PEM chain and key in any order, DER, PKCS#12).
+    /// For a key made with `cert request NAME`, give the CA's answer
+    /// without --key: it is attached to that key.
     Import {
         name: String,
         #[arg(long, value_name = "FILE")]
@@ -430,8 +449,76 @@ fn reader_gone(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A refusal of the command line's own, before the daemon is asked (an
+/// argument that does not parse, a file that cannot be read): a stable code
+/// and a hint, like the API's errors, so `--json` can print it as one.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub code: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+impl CliError {
+    pub(crate) fn new(
+        code: &'static str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// The API's error document (`{"error": {code, message, hint}}`), on
+/// standard output, for a failure under `--json`.
+fn print_json_error(code: &str, message: &str, hint: &str) {
+    let doc = serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } });
+    // A reader gone away has nothing left to read.
+    let _ = print_out(&format!("{doc:#}\n"));
+}
+
+/// Whether `--json` is among the raw arguments, for errors found before
+/// they are parsed (it is a global flag: it may come anywhere).
+fn wants_json() -> bool {
+    std::env::args_os()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if wants_json() && e.use_stderr() => {
+            let message = e.kind().as_str().map_or_else(
+                || e.to_string(),
+                |kind| {
+                    // clap's first line, without its `error: ` prefix.
+                    let rendered = e.to_string();
+                    let first = rendered.lines().next().unwrap_or(kind);
+                    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+                },
+            );
+            print_json_error(
+                "invalid-arguments",
+                &message,
+                "see `switchboard help` and the command's --help",
+            );
+            return std::process::ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -455,6 +542,17 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if reader_gone(&e) => std::process::ExitCode::from(EXIT_READER_GONE),
+        Err(e) if args.json => {
+            let (code, hint) = match e.downcast_ref::<CliError>() {
+                Some(refusal) => (refusal.code, refusal.hint.as_str()),
+                None => (
+                    "failed",
+                    "see the message; run again without --json for details",
+                ),
+            };
+            print_json_error(code, &format!("{e:#}"), hint);
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

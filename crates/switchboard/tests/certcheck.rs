@@ -331,3 +331,123 @@ fn hostile_bundles_are_refused_by_their_limit_before_any_work() {
     let line = refused("encrypted.pem", &["--password-file", "pw"]);
     assert!(line.starts_with("error[key-too-costly]"), "{line}");
 }
+
+#[test]
+fn json_errors_of_the_command_line_are_json_documents() {
+    let p = pki();
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    testpki::write(
+        d,
+        "full.pem",
+        format!("{}{}", p.leaf.pem(), p.intermediate.pem()),
+    );
+    let cases: [(&[&str], &str, i32); 5] = [
+        (
+            &["--bundle", "full.pem", "--hostname", "not a host", "--json"],
+            "invalid-hostname",
+            1,
+        ),
+        (
+            &[
+                "--bundle",
+                "missing.pem",
+                "--hostname",
+                "voip.example.test",
+                "--json",
+            ],
+            "unreadable-file",
+            1,
+        ),
+        (
+            &[
+                "--bundle",
+                "full.pem",
+                "--hostname",
+                "voip.example.test",
+                "--password-file",
+                "missing.txt",
+                "--json",
+            ],
+            "unreadable-file",
+            1,
+        ),
+        (&["--json", "--bundle", "full.pem"], "invalid-arguments", 2),
+        (
+            &[
+                "--bundle",
+                "full.pem",
+                "--hostname",
+                "voip.example.test",
+                "--at",
+                "yesterday",
+                "--json",
+            ],
+            "invalid-arguments",
+            2,
+        ),
+    ];
+    for (args, code, status) in cases {
+        let out = check(d, args);
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)));
+        assert_eq!(doc["error"]["code"], code, "{args:?}: {doc}");
+        assert!(
+            doc["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{doc}"
+        );
+        assert!(
+            doc["error"]["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{doc}"
+        );
+    }
+    // Without --json the same refusals stay text, on standard error.
+    let text = check(d, &["--bundle", "full.pem", "--hostname", "not a host"]);
+    assert!(text.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&text.stderr).contains("--hostname"));
+}
+
+#[test]
+fn a_bundle_with_a_byte_order_mark_and_a_stray_ca_gives_a_closed_padlock_with_a_warning() {
+    let p = pki();
+    let stranger = testpki::Ca::root("Unrelated Root CA");
+    let dir = testpki::tempdir();
+    let d = dir.path();
+    testpki::write(
+        d,
+        "b.pem",
+        format!(
+            "\u{feff}{}{}{}",
+            p.leaf.pem(),
+            stranger.pem(),
+            p.intermediate.pem()
+        ),
+    );
+    testpki::write(d, "ca.pem", p.root.pem());
+    let out = check(
+        d,
+        &[
+            "--bundle",
+            "b.pem",
+            "--ca-file",
+            "ca.pem",
+            "--hostname",
+            "voip.example.test",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("certificate: CN=voip.example.test"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("warning[unrelated-certificate]"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("closed padlock for voip.example.test"));
+}

@@ -71,6 +71,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(firewall))
         .routes(routes!(certs, import_cert).layer(body_limit(MAX_UPLOAD_BODY)))
         .routes(routes!(cert, delete_cert))
+        .routes(routes!(cert_requests, request_cert))
         .routes(routes!(bind))
         .routes(routes!(unbind))
         .routes(routes!(cas, add_cas).layer(body_limit(MAX_UPLOAD_BODY)))
@@ -722,6 +723,63 @@ async fn delete_cert(State(e): State<AppState>, PathParam(name): PathParam<Strin
     ok(Deleted {
         deleted: name.to_string(),
     })
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/cert-requests",
+    operation_id = "requestCert",
+    summary = "Make a key on the appliance and a signing request (PKCS#10) for it",
+    description = "The key is kept under the certificate's name and never shown; import the CA's answer with `POST /v1/certs` without a key.",
+    tag = "certificates",
+    request_body = CertRequestRequest,
+    responses(
+        (status = 200, description = "Done.", body = CertRequestView),
+        (status = 400, response = error::BadRequest),
+        (status = 409, response = error::Conflict),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
+async fn request_cert(State(e): State<AppState>, Body(r): Body<CertRequestRequest>) -> ApiResult {
+    let name = parse(&r.name)?;
+    let key_type = match r.key_type.as_deref() {
+        Some(t) => t.parse().map_err(EngineError::from)?,
+        None => switchboard_pki::RequestKeyType::default(),
+    };
+    let total = r.dns.len() + r.ips.len();
+    if total > switchboard_pki::MAX_REQUEST_NAMES {
+        return Err(
+            EngineError::from(switchboard_pki::RequestError::TooManyNames { found: total }).into(),
+        );
+    }
+    let mut names = Vec::with_capacity(total);
+    for dns in &r.dns {
+        names.push(switchboard_pki::RequestName::dns(dns).map_err(EngineError::from)?);
+    }
+    for ip in &r.ips {
+        let addr = ip.parse().map_err(|_| {
+            EngineError::from(switchboard_pki::RequestError::InvalidName {
+                given: ip.chars().take(80).collect(),
+                reason: "not an IP address".to_owned(),
+            })
+        })?;
+        names.push(switchboard_pki::RequestName::Ip(addr));
+    }
+    ok(e.request_cert(&name, key_type, names).await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/cert-requests",
+    operation_id = "listCertRequests",
+    summary = "The keys made on the appliance that wait for their certificate, with their requests",
+    tag = "certificates",
+    responses(
+        (status = 200, description = "Done.", body = Vec<CertRequestView>),
+    ),
+)]
+async fn cert_requests(State(e): State<AppState>) -> ApiResult {
+    ok(e.cert_requests().await?)
 }
 
 #[utoipa::path(
@@ -1493,5 +1551,93 @@ mod tests {
                 "round {i}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_key_request_answers_its_csr_and_bad_input_changes_nothing() {
+        let e = engine();
+        let requests = |e: Arc<Engine>| async move { e.cert_requests().await.expect("list").len() };
+        let long_name = "a".repeat(70_000);
+        let cases = [
+            (
+                json!({"name": "r1", "dns": ["voip.example.test"], "key_type": "dsa"}),
+                422,
+                "unknown-key-type",
+            ),
+            (
+                json!({"name": "r1", "dns": ["not a name"]}),
+                422,
+                "invalid-name",
+            ),
+            (
+                json!({"name": "r1", "dns": ["*.test"]}),
+                422,
+                "invalid-name",
+            ),
+            (
+                json!({"name": "r1", "ips": ["300.1.1.1"]}),
+                422,
+                "invalid-name",
+            ),
+            (json!({"name": "r1"}), 422, "request-without-names"),
+            (
+                json!({"name": "r1", "dns": (0..=100).map(|i| format!("h{i}.example.test")).collect::<Vec<_>>()}),
+                422,
+                "too-many-names",
+            ),
+            (
+                json!({"name": "../etc", "dns": ["voip.example.test"]}),
+                400,
+                "invalid-cert-name",
+            ),
+            (
+                json!({"name": "r1", "dns": ["voip.example.test"], "key": "x"}),
+                400,
+                "malformed-json",
+            ),
+            (json!({"name": "r1", "dns": [long_name]}), 413, "too-large"),
+        ];
+        for (body, status, code) in cases {
+            let (got, got_code) =
+                post(&e, Some(console()), "/v1/cert-requests", body.clone()).await;
+            assert_eq!(
+                (got, got_code.as_str()),
+                (status, code),
+                "{}",
+                &body.to_string()[..body.to_string().len().min(200)]
+            );
+            assert_eq!(requests(e.clone()).await, 0, "{code}: nothing stored");
+        }
+
+        let body = json!({"name": "r1", "dns": ["voip.example.test"], "ips": ["192.0.2.10"]});
+        let resp = router(e.clone())
+            .oneshot(request("POST", "/v1/cert-requests", Some(&body)))
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(doc["key_type"], "ecdsa-p256");
+        assert_eq!(doc["names"], json!(["voip.example.test", "192.0.2.10"]));
+        assert!(
+            doc["csr_pem"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("-----BEGIN CERTIFICATE REQUEST-----"))
+        );
+        assert_eq!(
+            post(&e, Some(console()), "/v1/cert-requests", body).await,
+            (409, "cert-exists".to_owned())
+        );
+
+        let resp = router(e.clone())
+            .oneshot(request("GET", "/v1/cert-requests", None))
+            .await
+            .expect("answer");
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(!String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"));
+        let list: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(list.as_array().map(Vec::len), Some(1));
     }
 }

@@ -121,6 +121,26 @@ impl fmt::Debug for ImportCertRequest {
     }
 }
 
+/// `POST /v1/cert-requests`: make a key on the appliance and a signing
+/// request for it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertRequestRequest {
+    /// The name the certificate will have (a certificate name).
+    #[schema(value_type = String, max_length = 64)]
+    pub name: String,
+    /// DNS names (`*.` allowed as the first label), in order; the first
+    /// name overall is also the subject's common name.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// IP addresses.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// `ecdsa-p256` (default) or `rsa-3072`.
+    #[schema(example = "ecdsa-p256")]
+    pub key_type: Option<String>,
+}
+
 /// `POST /v1/certs/bind`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

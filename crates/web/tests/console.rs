@@ -1432,3 +1432,57 @@ async fn anonymous_garbage_writes_no_audit_row() {
         a.status
     );
 }
+
+#[tokio::test]
+async fn the_expiry_banner_warns_at_30_days_and_turns_to_an_error_at_7() {
+    use switchboard_pki::testpki::{leaf_params, pki, with_validity};
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let page = c.get(&b, "/").await;
+    assert!(!page.body.contains(r#"id="expiry""#), "nothing expires yet");
+    let p = pki();
+    let now = jiff::Timestamp::now();
+    let days = |d: i64| now + jiff::SignedDuration::from_hours(24 * d);
+    for (name, left, nic) in [("month", 20, "wan0"), ("week", 5, "lan0")] {
+        let params = with_validity(leaf_params(&["voip.example.test"]), days(-60), days(left));
+        let leaf = p
+            .intermediate
+            .leaf_with(params, rcgen::KeyPair::generate().unwrap());
+        let cert: switchboard_domain::CertName = name.parse().unwrap();
+        c.engine
+            .import_cert(
+                &cert,
+                format!("{}{}", leaf.pem(), leaf.key_pem()).as_bytes(),
+                None,
+                None,
+            )
+            .await
+            .expect("import");
+        c.engine
+            .bind(
+                switchboard_domain::ServiceId::SipTls,
+                Some(&nic.parse().unwrap()),
+                &cert,
+                false,
+            )
+            .await
+            .expect("bind");
+        let page = c.get(&b, "/").await;
+        let banner = page
+            .body
+            .split(r#"<section id="expiry""#)
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .unwrap_or_else(|| panic!("{name}: no expiry banner"));
+        let (class, headline) = match name {
+            "month" => (r#"class="banner warn""#, "within 30 days"),
+            _ => (r#"class="banner error""#, "within 7 days"),
+        };
+        assert!(
+            banner.contains(class) && banner.contains(headline),
+            "{name}: {banner}"
+        );
+        assert!(banner.contains("certificate month expires"), "{banner}");
+        assert!(banner.contains("presented by sip-tls on wan0"), "{banner}");
+    }
+}

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 use switchboard_domain::install::Platform;
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
-    CertView, DiffView, NicState, NicView, PadlockView, PendingView, ServiceView, SmsView,
+    CertView, DiffView, ExpiryView, NicState, NicView, PadlockView, PendingView, ServiceView,
+    SmsView,
 };
 use switchboard_engine::{EngineError, InputError};
 use switchboard_store::RevisionSummary;
@@ -83,6 +84,18 @@ pub struct Chrome {
     pub csrf: String,
     pub flash: Option<Flash>,
     pub pending: Option<PendingView>,
+    /// Bound certificates near their end: the expiry banner.
+    pub expiring: Vec<ExpiryView>,
+}
+
+impl Chrome {
+    /// Whether a certificate of the expiry banner is an error (under 7
+    /// days, or expired).
+    pub fn expiry_is_error(&self) -> bool {
+        self.expiring
+            .iter()
+            .any(|x| x.severity == switchboard_domain::Severity::Error)
+    }
 }
 
 async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static str) -> Chrome {
@@ -100,6 +113,7 @@ async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static st
         csrf: s.session.csrf.clone(),
         flash: c.sessions.take_flash(&s.id),
         pending,
+        expiring: c.engine.expiring().await.unwrap_or_default(),
     }
 }
 

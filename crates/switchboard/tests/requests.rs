@@ -1,0 +1,187 @@
+//! Keys made on the appliance (needs root: the lab's NICs): `cert request`
+//! makes the key and prints a PKCS#10 request, a CA signs it with `openssl
+//! x509 -req`, `cert import` without a key attaches the answer, and the
+//! certificate, bound and applied, is what a phone gets on the wire. The
+//! key never comes out: not on the CLI, the API or in the log.
+
+mod common;
+
+use common::Daemon;
+use common::console::story_hosts;
+use switchboard_pki::testpki::{self, pki};
+use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
+
+/// The SHA-256 fingerprint (`AB:CD:...`) of the certificate `addr:port`
+/// presents to a client in `ns` verifying it for `name` against `ca`.
+fn presented(ns: &Netns, ca: &str, addr: &str, port: u16, name: &str) -> Option<String> {
+    let out = ns
+        .command("sh")
+        .args([
+            "-c",
+            "openssl s_client -connect \"$1\" -servername \"$2\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            "sh",
+            &format!("{addr}:{port}"),
+            name,
+            ca,
+        ])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    text.strip_prefix("sha256 Fingerprint=")
+        .or_else(|| text.strip_prefix("SHA256 Fingerprint="))
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire() {
+    if !require_root_or_skip(
+        "requests::a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire",
+    ) {
+        return;
+    }
+    let lab = Lab::new().expect("lab");
+    story_hosts(&lab);
+    let p = pki();
+    let files = testpki::tempdir();
+    let dir = files.path();
+    let f = |n: &str| dir.join(n).display().to_string();
+    testpki::write(dir, "ca.pem", p.root.pem());
+    testpki::write(dir, "inter.pem", p.intermediate.pem());
+    testpki::write(
+        dir,
+        "inter.key",
+        testpki::pem("PRIVATE KEY", p.intermediate.key_der()),
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), data.path(), &[]);
+
+    // The request: only the CSR on standard output.
+    let started = std::time::Instant::now();
+    let csr = d.ok(&[
+        "cert",
+        "request",
+        "voip-here",
+        "--dns",
+        "voip.example.test",
+        "--ip",
+        "198.51.100.1",
+        "--key-type",
+        "rsa-3072",
+    ]);
+    eprintln!("cert request (rsa-3072) took {:?}", started.elapsed());
+    assert!(
+        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n")
+            && csr.ends_with("-----END CERTIFICATE REQUEST-----\n"),
+        "{csr}"
+    );
+    testpki::write(dir, "voip.csr", &csr);
+    let listed = d.json(&["cert", "requests"]);
+    assert_eq!(listed[0]["name"], "voip-here");
+    assert_eq!(listed[0]["key_type"], "rsa-3072");
+    assert_eq!(listed[0]["csr_pem"], csr.as_str());
+    d.fails(
+        &["cert", "request", "voip-here", "--dns", "voip.example.test"],
+        "cert-exists",
+    );
+    d.fails(
+        &["cert", "request", "bad", "--dns", "not a name"],
+        "invalid-name",
+    );
+    d.fails(
+        &[
+            "cert",
+            "request",
+            "bad",
+            "--dns",
+            "x.test",
+            "--key-type",
+            "dsa",
+        ],
+        "unknown-key-type",
+    );
+    // Not a certificate yet: it cannot be bound.
+    d.fails(&["cert", "bind", "web", "voip-here"], "no-such-cert");
+
+    // The CA signs it.
+    testpki::openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "voip.csr",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-days",
+            "90",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "voip.crt",
+        ],
+    );
+    let signed = [
+        testpki::read(dir, "voip.crt"),
+        testpki::read(dir, "inter.pem"),
+    ]
+    .concat();
+    testpki::write(dir, "signed.pem", &signed);
+    // Someone else's certificate is refused for this key, and changes nothing.
+    testpki::write(
+        dir,
+        "other.pem",
+        [p.leaf.pem(), p.intermediate.pem()].concat(),
+    );
+    d.fails(
+        &["cert", "import", "voip-here", "--bundle", &f("other.pem")],
+        "request-key-mismatch",
+    );
+    assert_eq!(
+        d.json(&["cert", "requests"]).as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let imported = d.json(&["cert", "import", "voip-here", "--bundle", &f("signed.pem")]);
+    assert_eq!(imported["has_key"], true, "{imported}");
+    assert_eq!(d.json(&["cert", "requests"]), serde_json::json!([]));
+
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "web", "voip-here", "--nic", "wan0"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip-here", "--nic", "wan0"]);
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    d.ok(&["update", "-m", "the key made here"]);
+
+    let fingerprint = imported["fingerprint"].as_str().expect("fingerprint");
+    let on_wire = presented(
+        &lab.wan,
+        &f("ca.pem"),
+        Lab::WAN_APPLIANCE,
+        443,
+        "voip.example.test",
+    )
+    .expect("the phone verifies the web services for voip.example.test");
+    assert_eq!(
+        on_wire.replace(':', "").to_lowercase(),
+        fingerprint.replace(':', "").to_lowercase()
+    );
+    let padlock = d.json(&["padlock"]);
+    let web = padlock
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["service"] == "web" && p["nic"] == "wan0")
+        .expect("web on wan0");
+    assert_eq!(web["ok"], true, "{web:#}");
+
+    // The key never came out.
+    let shown = [
+        d.ok(&["--json", "cert", "list"]),
+        d.ok(&["--json", "cert", "show", "voip-here"]),
+        d.log_text(),
+    ]
+    .concat();
+    assert!(!shown.contains("PRIVATE KEY"), "no key is ever shown");
+}
