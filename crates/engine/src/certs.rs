@@ -587,7 +587,7 @@ impl Engine {
         .await
     }
 
-    fn anchors(&self, store: &Store) -> Result<TrustAnchors> {
+    pub(crate) fn anchors(&self, store: &Store) -> Result<TrustAnchors> {
         let mut anchors = self
             .system_roots
             .get_or_init(|| {

@@ -119,6 +119,10 @@ pub enum EngineError {
     WrongPassword,
     #[error("cannot list the NICs: {0}")]
     Discovery(String),
+    /// An ACME issuance that did not end in a certificate: the CA's own
+    /// words (RFC 7807 problem type and detail) when it answered.
+    #[error("{message}")]
+    Acme { code: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -167,6 +171,7 @@ impl EngineError {
             EngineError::System(_) => "system-failed",
             EngineError::Discovery(_) => "discovery-failed",
             EngineError::Store(_) => "store-failed",
+            EngineError::Acme { code, .. } => code,
         }
     }
 
@@ -249,6 +254,13 @@ impl EngineError {
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 "this is a problem of the appliance, not of the request: see the daemon's log".into()
             }
+            EngineError::Acme { code: "acme-unreachable", .. } => {
+                "check the directory URL, that the appliance reaches it, and that its CA is trusted (`switchboard cert ca add`)".into()
+            }
+            EngineError::Acme { code: "acme-challenge-failed", .. } => {
+                "the CA must reach the web services (tls-alpn-01) at each name: check that the names resolve to the appliance and the matrix opens web there".into()
+            }
+            EngineError::Acme { .. } => "see the CA's answer above; nothing was changed".into(),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! kernel in [`FirewallMode::Enforce`].
 
 pub mod accounts;
+pub mod acme;
 pub mod auth;
 pub mod bans;
 mod certs;

@@ -77,6 +77,13 @@ impl TrustAnchors {
         Ok(TrustAnchors { anchors })
     }
 
+    /// The same CAs for a rustls client.
+    pub fn root_store(&self) -> rustls::RootCertStore {
+        rustls::RootCertStore {
+            roots: self.anchors.clone(),
+        }
+    }
+
     pub fn extend(&mut self, other: TrustAnchors) {
         self.anchors.extend(other.anchors);
     }

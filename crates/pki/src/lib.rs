@@ -51,6 +51,7 @@
 //! for what rcgen does not write (PKCS#12, encrypted PKCS#8, RSA keys);
 //! the resolver test handshakes over 127.0.0.1 and 127.0.0.2.
 
+pub mod acme;
 mod check;
 mod encoding;
 mod error;

@@ -28,6 +28,7 @@ use rustls::sign::CertifiedKey;
 use switchboard_domain::TLS_POLICY;
 use switchboard_domain::tls_policy::{CipherSuite, KxGroup, TlsVersion};
 
+use crate::acme::{ACME_TLS_ALPN, Challenges};
 use crate::{CertBundle, CertInfo, Host, Hostname};
 
 /// A certificate chain with its key, ready to present.
@@ -95,6 +96,9 @@ impl CertBindings {
 pub struct CertTable {
     provider: Arc<CryptoProvider>,
     alpn_protocols: Vec<Vec<u8>>,
+    /// ACME `tls-alpn-01` answers, presented only to clients that offer
+    /// `acme-tls/1` alone (see [`crate::acme`]).
+    challenges: Arc<Challenges>,
     /// Shared by every configuration, across swaps, so resumption keeps working.
     sessions: Arc<dyn StoresServerSessions>,
     current: ArcSwap<Configs>,
@@ -116,6 +120,7 @@ impl CertTable {
         let table = CertTable {
             provider: Arc::new(policy_provider()),
             alpn_protocols,
+            challenges: Arc::default(),
             sessions: ServerSessionMemoryCache::new(4096),
             current: ArcSwap::default(),
         };
@@ -174,13 +179,23 @@ impl CertTable {
         }
     }
 
+    /// The ACME challenges this table answers (on every address).
+    pub fn challenges(&self) -> &Challenges {
+        &self.challenges
+    }
+
     fn config(&self, identities: Vec<TlsIdentity>) -> Arc<ServerConfig> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&policy_versions())
             .expect("the policy's suites and groups are the ring provider's own")
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver { identities }));
+            .with_cert_resolver(Arc::new(SniResolver {
+                identities,
+                challenges: self.challenges.clone(),
+            }));
         config.alpn_protocols = self.alpn_protocols.clone();
+        // Chosen only when a client offers nothing else the table speaks.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
         config.session_storage = self.sessions.clone();
         Arc::new(config)
     }
@@ -236,10 +251,19 @@ pub fn policy_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
 #[derive(Debug)]
 struct SniResolver {
     identities: Vec<TlsIdentity>,
+    challenges: Arc<Challenges>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A validation server offers `acme-tls/1` alone: it gets the
+        // challenge's answer for the name it asks, or nothing.
+        if hello
+            .alpn()
+            .is_some_and(|mut offered| offered.all(|p| p == ACME_TLS_ALPN))
+        {
+            return hello.server_name().and_then(|n| self.challenges.get(n));
+        }
         let sni = hello.server_name().and_then(|s| s.parse::<Hostname>().ok());
         sni.and_then(|name| {
             let host = Host::Name(name);
@@ -426,5 +450,107 @@ mod tests {
         let bundle = import(&pki.leaf.der, None, None).expect("imports");
         let err = TlsIdentity::new(&bundle).expect_err("no key");
         assert_eq!(err.subject, "CN=voip.example.test");
+    }
+
+    /// Accepts any server certificate: the challenge's is self-signed.
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &[rustls_pki_types::CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        // webpki refuses to parse a certificate with an unknown critical
+        // extension (acmeIdentifier) at all: the signatures go unchecked.
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// A handshake offering only `acme-tls/1`, as a validation server
+    /// makes: the certificate presented and the protocol agreed.
+    async fn acme_handshake(
+        addr: SocketAddr,
+        name: &str,
+    ) -> std::io::Result<(rustls_pki_types::CertificateDer<'static>, Option<Vec<u8>>)> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+        let stream = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(name.to_owned()).expect("a server name");
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await?;
+        let (_, conn) = tls.get_ref();
+        Ok((
+            conn.peer_certificates().expect("a certificate")[0].clone(),
+            conn.alpn_protocol().map(<[u8]>::to_vec),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_validation_server_gets_the_challenge_answer_and_other_clients_the_bound_certificate()
+    {
+        let pki = pki();
+        let (a, a_der) = identity(&pki.intermediate, &["acme.example.test"]);
+        let mut bindings = CertBindings::new();
+        bindings.bind(ip("127.0.0.1"), a);
+        let table = Arc::new(CertTable::new(vec![b"http/1.1".to_vec()], bindings));
+        let addr = serve(table.clone(), "127.0.0.1").await;
+        let name: Hostname = "acme.example.test".parse().expect("a name");
+
+        // No challenge: a validation server gets nothing.
+        assert!(acme_handshake(addr, "acme.example.test").await.is_err());
+        table.challenges().add(&name, &[9u8; 32]).expect("added");
+        let (answer, protocol) = acme_handshake(addr, "acme.example.test")
+            .await
+            .expect("the challenge's answer");
+        assert_eq!(protocol.as_deref(), Some(ACME_TLS_ALPN));
+        assert_ne!(answer, a_der);
+        let (_, cert) = x509_parser::parse_x509_certificate(&answer).expect("a certificate");
+        assert!(
+            cert.extensions()
+                .iter()
+                .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31" && e.critical)
+        );
+        // Another name, or an ordinary client, is not shown the answer.
+        assert!(acme_handshake(addr, "other.example.test").await.is_err());
+        assert_eq!(
+            presented(&connect(addr, "acme.example.test", &pki.root).await),
+            a_der
+        );
+        table.challenges().remove(&name);
+        assert!(acme_handshake(addr, "acme.example.test").await.is_err());
     }
 }

@@ -480,6 +480,8 @@ const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 const APPLIED_KEY: &str = "applied";
 const PENDING_KEY: &str = "pending";
+/// Followed by the directory URL: an ACME account's credentials.
+const ACME_ACCOUNT_KEY: &str = "acme-account ";
 
 impl Store {
     /// Open (creating if needed) the store at `path` and bring its schema up
@@ -566,6 +568,27 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         Self::init(conn, None).map(Some)
+    }
+
+    /// The credentials (JSON, with the account's private key) of the ACME
+    /// account at `directory`, if one was made.
+    pub fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                [format!("{ACME_ACCOUNT_KEY}{directory}")],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Keeps the credentials of the ACME account at `directory`.
+    pub fn set_acme_account(&mut self, directory: &str, credentials: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        set_state(&tx, &format!("{ACME_ACCOUNT_KEY}{directory}"), credentials)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A private in-memory store, for tests.

@@ -119,6 +119,11 @@ impl From<EngineError> for ApiError {
             // The message says what the system answered: the administrator
             // needs it, and it holds no secret.
             EngineError::ApplyFailed { .. } | EngineError::System(_) => StatusCode::BAD_GATEWAY,
+            EngineError::Acme {
+                code: "invalid-acme-request",
+                ..
+            } => StatusCode::BAD_REQUEST,
+            EngineError::Acme { .. } => StatusCode::BAD_GATEWAY,
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 error!(error = %e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -726,6 +726,14 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         sni = state.server_name(),
         "TLS handshake done"
     );
+    if state.alpn_protocol() == Some(switchboard_pki::acme::ACME_TLS_ALPN) {
+        // An ACME validation: the handshake was the answer (RFC 8737).
+        info!(
+            sni = state.server_name(),
+            "ACME tls-alpn-01 validation answered"
+        );
+        return;
+    }
     let app = shared.app;
     let requested = Arc::new(AtomicBool::new(false));
     let service = {

@@ -1,0 +1,329 @@
+//! Certificates from an ACME CA (RFC 8555), obtained by the appliance.
+//!
+//! [`Engine::acme_issue`] makes the key and the signing request on the
+//! appliance (as `cert request` does: the key never leaves it), orders a
+//! certificate for the names from the CA's directory, proves control of
+//! each name with the `tls-alpn-01` challenge (RFC 8737) answered by the
+//! web services' own listener (see `switchboard_pki::acme`: no port 80,
+//! nothing else listening), finalizes the order with the request, and
+//! attaches the CA's chain to the key, like `cert import` of a signed
+//! request. The certificate is then bound and applied like any other.
+//!
+//! The ACME account is made once per directory and its credentials (with
+//! its private key) kept in the store. The directory is reached over
+//! HTTPS trusting the system's CAs and those added with `cert ca add`.
+//!
+//! Whatever fails, nothing is left behind: the challenge answers are
+//! withdrawn, the key made for the order is forgotten, and the error
+//! carries the CA's problem document (type and detail) when it sent one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls_pki_types::CertificateSigningRequestDer;
+use rustls_pki_types::pem::PemObject;
+use switchboard_domain::CertName;
+use switchboard_pki::{Hostname, RequestKeyType, RequestName};
+use tracing::{info, warn};
+
+use crate::views::CertView;
+use crate::{Engine, EngineError, Result};
+
+/// The most names one order may carry.
+pub const MAX_ACME_NAMES: usize = 10;
+/// The longest directory URL or contact accepted.
+const MAX_URL: usize = 2048;
+/// How long the CA may take to validate, then to issue.
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(250))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(90));
+
+/// What [`Engine::acme_issue`] is asked for.
+#[derive(Debug, Clone)]
+pub struct AcmeOrder {
+    /// The certificate's name on the appliance.
+    pub name: CertName,
+    /// The DNS names to certify (the first is the subject's).
+    pub domains: Vec<Hostname>,
+    /// The CA's directory URL (`https://…`).
+    pub directory: String,
+    /// Contact URIs for the account (`mailto:…`), used when it is made.
+    pub contact: Vec<String>,
+}
+
+impl AcmeOrder {
+    /// Refuses what no CA could accept, before anything is made.
+    fn check(&self) -> Result<()> {
+        let invalid = |message: String| {
+            Err(EngineError::Acme {
+                code: "invalid-acme-request",
+                message,
+            })
+        };
+        if self.domains.is_empty() || self.domains.len() > MAX_ACME_NAMES {
+            return invalid(format!(
+                "an order names 1 to {MAX_ACME_NAMES} DNS names, not {}",
+                self.domains.len()
+            ));
+        }
+        let url_like =
+            |s: &str| s.len() <= MAX_URL && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        let rest = self.directory.strip_prefix("https://").unwrap_or("");
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if host.is_empty() || !url_like(&self.directory) {
+            return invalid("the directory is an https:// URL, e.g. https://acme-v02.api.letsencrypt.org/directory".into());
+        }
+        for c in &self.contact {
+            if !c.starts_with("mailto:") || c.len() <= "mailto:".len() || !url_like(c) {
+                return invalid(
+                    "a contact is a mailto: URI, e.g. mailto:admin@example.test".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The CA's words, as an error.
+fn acme_error(e: instant_acme::Error) -> EngineError {
+    match e {
+        instant_acme::Error::Api(problem) => EngineError::Acme {
+            code: "acme-refused",
+            message: format!(
+                "the CA refused: {} ({})",
+                problem.detail.as_deref().unwrap_or("no detail"),
+                problem.r#type.as_deref().unwrap_or("no problem type"),
+            ),
+        },
+        instant_acme::Error::Timeout(_) => EngineError::Acme {
+            code: "acme-unreachable",
+            message: "the CA did not finish the order in time".into(),
+        },
+        other => EngineError::Acme {
+            code: "acme-unreachable",
+            message: format!("the CA could not be reached: {other}"),
+        },
+    }
+}
+
+impl Engine {
+    /// Obtains a certificate for `order.domains` from the ACME CA at
+    /// `order.directory`, stored under `order.name` (see the module).
+    pub async fn acme_issue(&self, order: AcmeOrder) -> Result<CertView> {
+        order.check()?;
+        let names = order
+            .domains
+            .iter()
+            .map(|d| RequestName::Dns {
+                wildcard: false,
+                name: d.clone(),
+            })
+            .collect();
+        let request = self
+            .request_cert(&order.name, RequestKeyType::EcdsaP256, names)
+            .await?;
+        let issued = self.acme_order(&order, &request.csr_pem).await;
+        let chain = match issued {
+            Ok(chain) => chain,
+            Err(e) => {
+                // Nothing is left of a failed order.
+                if let Err(cleanup) = self.delete_cert(&order.name).await {
+                    warn!(cert = %order.name, error = %cleanup, "the key made for a failed ACME order could not be forgotten");
+                }
+                return Err(e);
+            }
+        };
+        let view = self
+            .import_cert(&order.name, chain.as_bytes(), None, None)
+            .await?;
+        info!(cert = %order.name, directory = %order.directory, names = ?order.domains.iter().map(ToString::to_string).collect::<Vec<_>>(), "certificate issued by the ACME CA");
+        Ok(view)
+    }
+
+    /// The order itself: the CA's chain (PEM) for the request `csr_pem`.
+    async fn acme_order(&self, order: &AcmeOrder, csr_pem: &str) -> Result<String> {
+        let csr = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+            .map_err(|e| EngineError::System(format!("the signing request just made: {e}")))?;
+        let account = self.acme_account(order).await?;
+        let identifiers: Vec<Identifier> = order
+            .domains
+            .iter()
+            .map(|d| Identifier::Dns(d.to_string()))
+            .collect();
+        let mut acme = account
+            .new_order(&NewOrder::new(&identifiers))
+            .await
+            .map_err(acme_error)?;
+        let challenges = self.tls.web.challenges();
+        let mut answering = Answering {
+            challenges,
+            names: Vec::new(),
+        };
+        let mut authorizations = acme.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization.map_err(acme_error)?;
+            match authorization.status {
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(EngineError::Acme {
+                        code: "acme-challenge-failed",
+                        message: format!("an authorization is {other:?}, not pending"),
+                    });
+                }
+            }
+            let mut challenge = authorization
+                .challenge(ChallengeType::TlsAlpn01)
+                .ok_or_else(|| EngineError::Acme {
+                    code: "acme-refused",
+                    message:
+                        "the CA offers no tls-alpn-01 challenge, the only one the appliance answers"
+                            .into(),
+                })?;
+            let name: Hostname = challenge
+                .identifier()
+                .to_string()
+                .parse()
+                .map_err(|e| EngineError::System(format!("the CA's identifier: {e}")))?;
+            challenges
+                .add(&name, challenge.key_authorization().digest().as_ref())
+                .map_err(EngineError::System)?;
+            answering.names.push(name);
+            challenge.set_ready().await.map_err(acme_error)?;
+        }
+        let status = acme.poll_ready(&POLL).await.map_err(acme_error)?;
+        if status != OrderStatus::Ready {
+            let why = acme
+                .state()
+                .error
+                .as_ref()
+                .map_or_else(|| format!("the order is {status:?}"), ToString::to_string);
+            return Err(EngineError::Acme {
+                code: "acme-challenge-failed",
+                message: format!("the CA did not validate the names: {why}"),
+            });
+        }
+        drop(answering);
+        acme.finalize_csr(csr.as_ref()).await.map_err(acme_error)?;
+        acme.poll_certificate(&POLL).await.map_err(acme_error)
+    }
+
+    /// The account at the order's directory: made (and kept) the first
+    /// time, then restored from its credentials.
+    async fn acme_account(&self, order: &AcmeOrder) -> Result<Account> {
+        let (kept, anchors): (Option<String>, _) = {
+            let store = self.store.lock().await;
+            (store.acme_account(&order.directory)?, self.anchors(&store)?)
+        };
+        let http = http_client(anchors.root_store());
+        if let Some(json) = kept {
+            let credentials: AccountCredentials = serde_json::from_str(&json)
+                .map_err(|e| EngineError::System(format!("the kept ACME account: {e}")))?;
+            return Account::builder_with_http(http)
+                .from_credentials(credentials)
+                .await
+                .map_err(acme_error);
+        }
+        let contact: Vec<&str> = order.contact.iter().map(String::as_str).collect();
+        let (account, credentials) = Account::builder_with_http(http)
+            .create(
+                &NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                order.directory.clone(),
+                None,
+            )
+            .await
+            .map_err(acme_error)?;
+        let json = serde_json::to_string(&credentials)
+            .map_err(|e| EngineError::System(format!("the new ACME account: {e}")))?;
+        self.store
+            .lock()
+            .await
+            .set_acme_account(&order.directory, &json)?;
+        info!(directory = %order.directory, "ACME account made");
+        Ok(account)
+    }
+}
+
+/// The challenge answers of an order, withdrawn when it ends, whichever way.
+struct Answering<'a> {
+    challenges: &'a switchboard_pki::acme::Challenges,
+    names: Vec<Hostname>,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.challenges.remove(name);
+        }
+    }
+}
+
+/// An HTTPS client for the CA, trusting `roots`, with the appliance's TLS
+/// policy.
+fn http_client(roots: rustls::RootCertStore) -> Box<dyn instant_acme::HttpClient> {
+    let tls =
+        rustls::ClientConfig::builder_with_provider(Arc::new(switchboard_pki::policy_provider()))
+            .with_protocol_versions(&switchboard_pki::policy_versions())
+            .expect("the policy's versions are the provider's")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    Box::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, instant_acme::BodyWrapper<bytes::Bytes>>(https),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(directory: &str, domains: usize, contact: &[&str]) -> AcmeOrder {
+        AcmeOrder {
+            name: "acme".parse().expect("a name"),
+            domains: (0..domains)
+                .map(|i| format!("n{i}.example.test").parse().expect("a name"))
+                .collect(),
+            directory: directory.into(),
+            contact: contact.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_order_no_ca_could_accept_is_refused_before_anything_is_made() {
+        let ok = "https://acme.example.test/directory";
+        assert!(order(ok, 1, &["mailto:admin@example.test"]).check().is_ok());
+        for bad in [
+            order(ok, 0, &[]),
+            order(ok, MAX_ACME_NAMES + 1, &[]),
+            order("http://acme.example.test/directory", 1, &[]),
+            order("https://", 1, &[]),
+            order("https://acme.example.test/dir ectory", 1, &[]),
+            order(&format!("https://{}", "a".repeat(MAX_URL)), 1, &[]),
+            order(ok, 1, &["admin@example.test"]),
+            order(ok, 1, &["mailto:"]),
+            order(ok, 1, &["mailto:a@b\nInjected: header"]),
+        ] {
+            match bad.check() {
+                Err(EngineError::Acme {
+                    code: "invalid-acme-request",
+                    ..
+                }) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+}
