@@ -362,8 +362,15 @@ impl Engine {
             None => store.insert_cert(&row),
         };
         outcome.map_err(|e| match e {
-            switchboard_store::StoreError::CertExists(n)
-            | switchboard_store::StoreError::NoSuchRequest(n) => EngineError::CertExists(n),
+            switchboard_store::StoreError::CertExists(n) => EngineError::CertExists(n),
+            // Withdrawn (`cert delete`) while the upload was being read.
+            switchboard_store::StoreError::NoSuchRequest(n) => EngineError::Import {
+                code: "request-gone",
+                message: format!(
+                    "the key request {n} was deleted while its certificate was being imported"
+                ),
+                hint: "make a new request with `switchboard cert request` and have the CA sign it",
+            },
             other => other.into(),
         })?;
         info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, made_here = row.key.is_some() && !has_key_file, "certificate imported");
