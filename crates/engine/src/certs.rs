@@ -23,6 +23,11 @@ use crate::{Engine, EngineError, Result};
 /// The name of the first start's self-signed certificate.
 pub const BOOTSTRAP: &str = "self-signed";
 
+/// The most keys made with `cert request` that may wait for their
+/// certificate at once: each is a stored key, and an RSA one costs a
+/// second of the CPU pool to make.
+pub const MAX_PENDING_REQUESTS: usize = 20;
+
 fn validity(info: &switchboard_pki::CertInfo, now: Timestamp) -> Validity {
     if now < info.not_before {
         Validity::NotYetValid
@@ -390,6 +395,16 @@ impl Engine {
             let store = self.store.lock().await;
             if store.cert(name)?.is_some() || store.request(name)?.is_some() {
                 return Err(EngineError::CertExists(name.clone()));
+            }
+            let pending = store.requests()?.len();
+            if pending >= MAX_PENDING_REQUESTS {
+                return Err(EngineError::Import {
+                    code: "too-many-requests",
+                    message: format!(
+                        "{pending} keys already wait for their certificate; switchboard keeps at most {MAX_PENDING_REQUESTS}"
+                    ),
+                    hint: "import the certificates of the pending requests, or withdraw those you no longer need (`switchboard cert requests`, `switchboard cert delete NAME`)",
+                });
             }
         }
         let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
