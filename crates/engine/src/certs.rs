@@ -88,10 +88,7 @@ fn pinned_phones(store: &Store) -> Result<Vec<switchboard_domain::tls::PinnedPho
     let mut out = Vec::with_capacity(by_revision.len());
     for (revision, usernames) in by_revision {
         let pins = match revision {
-            Some(n) => store
-                .revision(n)?
-                .map(|r| r.plan.provisioning.pins)
-                .unwrap_or_default(),
+            Some(n) => store.revision_pins(n)?.unwrap_or_default(),
             None => Vec::new(),
         };
         out.push(switchboard_domain::tls::PinnedPhones { pins, usernames });
