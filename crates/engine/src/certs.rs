@@ -23,6 +23,11 @@ use crate::{Engine, EngineError, Result};
 /// The name of the first start's self-signed certificate.
 pub const BOOTSTRAP: &str = "self-signed";
 
+/// The most keys made with `cert request` that may wait for their
+/// certificate at once: each is a stored key, and an RSA one costs a
+/// second of the CPU pool to make.
+pub const MAX_PENDING_REQUESTS: usize = 20;
+
 fn validity(info: &switchboard_pki::CertInfo, now: Timestamp) -> Validity {
     if now < info.not_before {
         Validity::NotYetValid
@@ -83,10 +88,7 @@ fn pinned_phones(store: &Store) -> Result<Vec<switchboard_domain::tls::PinnedPho
     let mut out = Vec::with_capacity(by_revision.len());
     for (revision, usernames) in by_revision {
         let pins = match revision {
-            Some(n) => store
-                .revision(n)?
-                .map(|r| r.plan.provisioning.pins)
-                .unwrap_or_default(),
+            Some(n) => store.revision_pins(n)?.unwrap_or_default(),
             None => Vec::new(),
         };
         out.push(switchboard_domain::tls::PinnedPhones { pins, usernames });
@@ -362,8 +364,15 @@ impl Engine {
             None => store.insert_cert(&row),
         };
         outcome.map_err(|e| match e {
-            switchboard_store::StoreError::CertExists(n)
-            | switchboard_store::StoreError::NoSuchRequest(n) => EngineError::CertExists(n),
+            switchboard_store::StoreError::CertExists(n) => EngineError::CertExists(n),
+            // Withdrawn (`cert delete`) while the upload was being read.
+            switchboard_store::StoreError::NoSuchRequest(n) => EngineError::Import {
+                code: "request-gone",
+                message: format!(
+                    "the key request {n} was deleted while its certificate was being imported"
+                ),
+                hint: "make a new request with `switchboard cert request` and have the CA sign it",
+            },
             other => other.into(),
         })?;
         info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, made_here = row.key.is_some() && !has_key_file, "certificate imported");
@@ -383,6 +392,16 @@ impl Engine {
             let store = self.store.lock().await;
             if store.cert(name)?.is_some() || store.request(name)?.is_some() {
                 return Err(EngineError::CertExists(name.clone()));
+            }
+            let pending = store.requests()?.len();
+            if pending >= MAX_PENDING_REQUESTS {
+                return Err(EngineError::Import {
+                    code: "too-many-requests",
+                    message: format!(
+                        "{pending} keys already wait for their certificate; switchboard keeps at most {MAX_PENDING_REQUESTS}"
+                    ),
+                    hint: "import the certificates of the pending requests, or withdraw those you no longer need (`switchboard cert requests`, `switchboard cert delete NAME`)",
+                });
             }
         }
         let shown: Vec<String> = names.iter().map(ToString::to_string).collect();

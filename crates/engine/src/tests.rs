@@ -1033,6 +1033,28 @@ async fn a_key_made_here_gets_its_signed_certificate_attached_and_nothing_else()
     .expect("request");
     e.delete_cert(&gone).await.expect("delete the request");
     assert!(e.cert_requests().await.expect("list").is_empty());
+
+    // The pending requests are bounded.
+    let one = || vec![switchboard_pki::RequestName::dns("a.example.test").expect("name")];
+    for i in 0..crate::certs::MAX_PENDING_REQUESTS {
+        let name = format!("pending-{i}").parse().expect("name");
+        e.request_cert(&name, switchboard_pki::RequestKeyType::EcdsaP256, one())
+            .await
+            .expect("within the limit");
+    }
+    let over = e
+        .request_cert(
+            &"one-too-many".parse().expect("name"),
+            switchboard_pki::RequestKeyType::EcdsaP256,
+            one(),
+        )
+        .await
+        .expect_err("over the limit");
+    assert_eq!(over.code(), "too-many-requests");
+    assert_eq!(
+        e.cert_requests().await.expect("list").len(),
+        crate::certs::MAX_PENDING_REQUESTS
+    );
 }
 
 #[tokio::test]

@@ -1163,6 +1163,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The key pins native documents carried at revision `number` (its
+    /// plan's `provisioning.pins`), read without building the whole plan.
+    pub fn revision_pins(&self, number: u64) -> Result<Option<Vec<String>>> {
+        #[derive(Deserialize)]
+        struct PlanPins {
+            #[serde(default)]
+            provisioning: Pins,
+        }
+        #[derive(Deserialize, Default)]
+        struct Pins {
+            #[serde(default)]
+            pins: Vec<String>,
+        }
+        let plan: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT plan FROM revisions WHERE number = ?1",
+                [number as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        plan.map(|text| from_json::<PlanPins>("revision plan", &text).map(|p| p.provisioning.pins))
+            .transpose()
+    }
+
     /// The SMS queue and outbox, newest first.
     pub fn sms(&self) -> Result<Vec<SmsRow>> {
         let mut stmt = self.conn.prepare(

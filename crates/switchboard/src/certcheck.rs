@@ -118,7 +118,7 @@ pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
     let report = switchboard_pki::check(&bundle, key.as_ref(), &anchors, &host, now);
     let mut text = String::new();
     if json {
-        let doc = json!({ "ok": report.ok, "host": host, "at": now, "certificate": bundle.info(), "chain_length": bundle.chain().len(), "findings": report.findings });
+        let doc = json!({ "ok": report.ok, "host": host, "at": now, "certificate": bundle.info(), "chain_length": bundle.chain().len(), "unrelated_certificates": bundle.unused().len(), "findings": report.findings });
         let _ = writeln!(text, "{doc:#}");
     } else {
         let info = bundle.info();
@@ -133,6 +133,13 @@ pub fn run(args: &CheckArgs, json: bool) -> anyhow::Result<ExitCode> {
         );
         let _ = writeln!(text, "sha256:      {}", info.fingerprint);
         let _ = writeln!(text, "chain:       {} certificate(s)", bundle.chain().len());
+        if !bundle.unused().is_empty() {
+            let _ = writeln!(
+                text,
+                "unrelated:   {} certificate(s) of the bundle, not on the chain (ignored, never served)",
+                bundle.unused().len()
+            );
+        }
         for f in &report.findings {
             let _ = writeln!(text, "{f}");
         }

@@ -450,4 +450,31 @@ fn a_bundle_with_a_byte_order_mark_and_a_stray_ca_gives_a_closed_padlock_with_a_
         stdout(&out)
     );
     assert!(stdout(&out).contains("closed padlock for voip.example.test"));
+    assert!(
+        stdout(&out).contains("unrelated:   1 certificate(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let json = check(
+        d,
+        &[
+            "--bundle",
+            "b.pem",
+            "--ca-file",
+            "ca.pem",
+            "--hostname",
+            "voip.example.test",
+            "--json",
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        (
+            doc["ok"].clone(),
+            doc["chain_length"].clone(),
+            doc["unrelated_certificates"].clone()
+        ),
+        (Value::from(true), Value::from(2), Value::from(1)),
+        "{doc}"
+    );
 }

@@ -176,6 +176,42 @@ fn a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire(
         .expect("web on wan0");
     assert_eq!(web["ok"], true, "{web:#}");
 
+    // A certificate the CA signed for 5 days only, bound: an error of the
+    // status, in text and JSON (a warning from 30 days).
+    let short_csr = d.ok(&["cert", "request", "short", "--dns", "console.lan.test"]);
+    testpki::write(dir, "short.csr", &short_csr);
+    testpki::openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "short.csr",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-days",
+            "5",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            "short.crt",
+        ],
+    );
+    d.ok(&["cert", "import", "short", "--bundle", &f("short.crt")]);
+    d.ok(&["cert", "bind", "console", "short", "--nic", "lan0"]);
+    let text = d.ok(&["status"]);
+    assert!(
+        text.contains("error[cert-expiring]: certificate short expires at")
+            && text.contains("in 4 day(s); presented by console on lan0"),
+        "{text}"
+    );
+    let status = d.json(&["status"]);
+    assert_eq!(status["expiring"][0]["code"], "cert-expiring", "{status:#}");
+    assert_eq!(status["expiring"][0]["severity"], "error");
+    assert_eq!(status["expiring"][0]["days_left"], 4);
+
     // The key never came out.
     let shown = [
         d.ok(&["--json", "cert", "list"]),

@@ -742,29 +742,9 @@ async fn delete_cert(State(e): State<AppState>, PathParam(name): PathParam<Strin
 )]
 async fn request_cert(State(e): State<AppState>, Body(r): Body<CertRequestRequest>) -> ApiResult {
     let name = parse(&r.name)?;
-    let key_type = match r.key_type.as_deref() {
-        Some(t) => t.parse().map_err(EngineError::from)?,
-        None => switchboard_pki::RequestKeyType::default(),
-    };
-    let total = r.dns.len() + r.ips.len();
-    if total > switchboard_pki::MAX_REQUEST_NAMES {
-        return Err(
-            EngineError::from(switchboard_pki::RequestError::TooManyNames { found: total }).into(),
-        );
-    }
-    let mut names = Vec::with_capacity(total);
-    for dns in &r.dns {
-        names.push(switchboard_pki::RequestName::dns(dns).map_err(EngineError::from)?);
-    }
-    for ip in &r.ips {
-        let addr = ip.parse().map_err(|_| {
-            EngineError::from(switchboard_pki::RequestError::InvalidName {
-                given: ip.chars().take(80).collect(),
-                reason: "not an IP address".to_owned(),
-            })
-        })?;
-        names.push(switchboard_pki::RequestName::Ip(addr));
-    }
+    let dns: Vec<&str> = r.dns.iter().map(String::as_str).collect();
+    let ips: Vec<&str> = r.ips.iter().map(String::as_str).collect();
+    let (key_type, names) = crate::input::cert_request(&dns, &ips, r.key_type.as_deref())?;
     ok(e.request_cert(&name, key_type, names).await?)
 }
 

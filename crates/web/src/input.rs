@@ -138,3 +138,43 @@ pub(crate) fn nic_settings_change(
         public_address: change(public_address, address)?,
     })
 }
+
+/// The key type and names of a `cert request` (API and console alike):
+/// at most [`MAX_REQUEST_NAMES`](switchboard_pki::MAX_REQUEST_NAMES)
+/// names, counted before any is parsed; DNS names then addresses.
+pub fn cert_request<'a>(
+    dns: &[&'a str],
+    ips: &[&'a str],
+    key_type: Option<&str>,
+) -> Result<
+    (
+        switchboard_pki::RequestKeyType,
+        Vec<switchboard_pki::RequestName>,
+    ),
+    ApiError,
+> {
+    use switchboard_pki::{RequestError, RequestName};
+    let refused = |e: RequestError| ApiError::from(EngineError::from(e));
+    let key_type = match key_type.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.parse().map_err(refused)?,
+        None => switchboard_pki::RequestKeyType::default(),
+    };
+    let total = dns.len() + ips.len();
+    if total > switchboard_pki::MAX_REQUEST_NAMES {
+        return Err(refused(RequestError::TooManyNames { found: total }));
+    }
+    let mut names = Vec::with_capacity(total);
+    for name in dns {
+        names.push(RequestName::dns(name).map_err(refused)?);
+    }
+    for ip in ips {
+        let addr = ip.parse().map_err(|_| {
+            refused(RequestError::InvalidName {
+                given: ip.chars().take(80).collect(),
+                reason: "not an IP address".to_owned(),
+            })
+        })?;
+        names.push(RequestName::Ip(addr));
+    }
+    Ok((key_type, names))
+}

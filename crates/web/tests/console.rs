@@ -1486,3 +1486,79 @@ async fn the_expiry_banner_warns_at_30_days_and_turns_to_an_error_at_7() {
         assert!(banner.contains("presented by sip-tls on wan0"), "{banner}");
     }
 }
+
+#[tokio::test]
+async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    // Hostile and malformed fields: refused with the API's codes, nothing made.
+    for (fields, code) in [
+        (vec![("name", "r1"), ("dns", "not a name!")], "invalid-name"),
+        (vec![("name", "r1"), ("ips", "999.1.1.1")], "invalid-name"),
+        (
+            vec![("name", "r1"), ("dns", "a.test"), ("key_type", "dsa")],
+            "unknown-key-type",
+        ),
+        (vec![("name", "r1")], "request-without-names"),
+        (
+            vec![("name", "<script>"), ("dns", "a.test")],
+            "invalid-cert-name",
+        ),
+    ] {
+        let a = c.form(&b, "/cert-requests", &fields).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{fields:?}");
+        let last = &c.engine.audit_log(1).await.unwrap()[0];
+        assert_eq!(
+            (last.action.as_str(), last.outcome.clone()),
+            ("POST /cert-requests", format!("303 {code}")),
+            "{fields:?}"
+        );
+        let page = c.get(&b, "/").await;
+        assert!(
+            page.body.contains(r#"class="flash error""#),
+            "{fields:?}: the error is shown"
+        );
+        assert!(
+            c.engine.cert_requests().await.unwrap().is_empty(),
+            "{fields:?}"
+        );
+    }
+    let many = (0..=100)
+        .map(|i| format!("h{i}.example.test"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    c.form(&b, "/cert-requests", &[("name", "r1"), ("dns", &many)])
+        .await;
+    assert_eq!(
+        c.engine.audit_log(1).await.unwrap()[0].outcome,
+        "303 too-many-names"
+    );
+
+    let a = c
+        .form(
+            &b,
+            "/cert-requests",
+            &[
+                ("name", "voip-next"),
+                ("dns", "voip.example.test, *.example.test"),
+                ("ips", "198.51.100.1"),
+                ("key_type", "ecdsa-p256"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let page = c.get(&b, "/").await;
+    assert!(
+        page.body.contains(r#"id="request-voip-next""#),
+        "the request is listed"
+    );
+    assert!(page.body.contains("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert!(
+        page.body
+            .contains("voip.example.test, *.example.test, 198.51.100.1")
+    );
+    assert!(!page.body.contains("PRIVATE KEY"), "never the key");
+    // Withdrawn with the certificates' delete.
+    c.form(&b, "/certs/voip-next/delete", &[]).await;
+    assert!(c.engine.cert_requests().await.unwrap().is_empty());
+}

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use switchboard_domain::install::Platform;
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
-    CertView, DiffView, ExpiryView, NicState, NicView, PadlockView, PendingView, ServiceView,
-    SmsView,
+    CertRequestView, CertView, DiffView, ExpiryView, NicState, NicView, PadlockView, PendingView,
+    ServiceView, SmsView,
 };
 use switchboard_engine::{EngineError, InputError};
 use switchboard_store::RevisionSummary;
@@ -48,6 +48,7 @@ pub(super) fn routes() -> Router<St> {
         .route("/ports", post(set_port))
         .route("/discard", post(discard))
         .route("/certs", post(upload_cert))
+        .route("/cert-requests", post(request_key))
         .route("/cas", post(add_cas))
         .route("/certs/{name}", get(cert_page))
         .route("/certs/{name}/delete", post(delete_cert))
@@ -567,6 +568,8 @@ struct ServicesPage {
     /// The production preset's default internal and external NICs.
     preset: (String, String),
     certs: Vec<CertRow>,
+    /// Keys made on the appliance that wait for their certificate.
+    requests: Vec<CertRequestView>,
     padlocks: Vec<PadlockRow>,
     tls_services: Vec<String>,
     sip_tls_hostname: String,
@@ -748,6 +751,7 @@ async fn services_page(
             })
             .collect();
         let certs = c.engine.certs().await?;
+        let requests = c.engine.cert_requests().await?;
         let preset = preset_defaults(&nics, &origin);
         let store = |p: Platform| {
             candidate
@@ -765,6 +769,7 @@ async fn services_page(
             preset,
             new_nics: matrix.new_nics.clone(),
             certs: certs.iter().map(|v| cert_row(v, &snap.padlocks)).collect(),
+            requests,
             padlocks: snap.padlocks.iter().map(padlock_row).collect(),
             tls_services: ServiceId::all()
                 .filter(|s| s.info().tls)
@@ -1074,6 +1079,53 @@ async fn delete_cert(
     }
     .await;
     done(&c, &s, outcome, "/#certificates")
+}
+
+/// The form that makes a key on the appliance: names separated by spaces
+/// or commas.
+#[derive(Deserialize)]
+struct RequestForm {
+    name: String,
+    #[serde(default)]
+    dns: String,
+    #[serde(default)]
+    ips: String,
+    #[serde(default)]
+    key_type: String,
+}
+
+async fn request_key(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Fields(f): Fields<RequestForm>,
+) -> Response {
+    let outcome = async {
+        let name: CertName = parse(&f.name)?;
+        let split = |text: &str| -> Vec<String> {
+            text.split(|ch: char| ch == ',' || ch.is_whitespace())
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (dns, ips) = (split(&f.dns), split(&f.ips));
+        let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        let (key_type, names) =
+            crate::input::cert_request(&dns, &ips, Some(&f.key_type)).map_err(failure)?;
+        let v = c
+            .engine
+            .request_cert(&name, key_type, names)
+            .await
+            .map_err(failure)?;
+        ok(format!(
+            "a {} key was made on the appliance for {}: give its signing request (below) to your CA, then import the certificate it returns under the name {} without a key",
+            v.key_type,
+            v.names.join(", "),
+            v.name
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#requests")
 }
 
 #[derive(Deserialize)]
