@@ -45,6 +45,7 @@ const PACKAGES: &[&str] = &[
     "chromium-driver",   // chromedriver: WebDriver, how the tests drive Chromium
     "libnss3-tools",     // certutil: the NSS database where Chromium finds the test CA
     "fonts-dejavu-core", // a font, so that pages have text to lay out, click and screenshot
+    "pebble",            // pebble and pebble-challtestsrv: the real ACME CA of the ACME tests
 ];
 
 /// Debian packages the TLS benchmark uses.

@@ -106,9 +106,25 @@ fn acme_error(e: instant_acme::Error) -> EngineError {
         },
         other => EngineError::Acme {
             code: "acme-unreachable",
-            message: format!("the CA could not be reached: {other}"),
+            message: format!("the CA could not be reached: {}", with_causes(&other)),
         },
     }
+}
+
+/// `e` and what caused it, down to the root (a TLS client's "Connect"
+/// says little; the certificate it refused says what to do).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Engine {

@@ -953,6 +953,30 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
                 v.csr_pem
             })
         }
+        CertCommand::Acme {
+            name,
+            domain,
+            directory,
+            contact,
+        } => {
+            let body = AcmeRequest {
+                name: name.clone(),
+                domains: domain.clone(),
+                directory: directory.clone(),
+                contact: contact.clone(),
+            };
+            let v: CertView = client.post("/v1/acme", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!(
+                    "issued {} by {directory} (key made on the appliance)\n{}\nbind it: switchboard cert bind SERVICE {}",
+                    v.name,
+                    cert_text(&v),
+                    v.name
+                )
+            })
+        }
         CertCommand::Requests => {
             show(
                 client,

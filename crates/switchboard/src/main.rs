@@ -218,6 +218,22 @@ pub enum CertCommand {
     },
     /// The keys made with `cert request` that wait for their certificate.
     Requests,
+    /// Obtain a certificate from an ACME CA (RFC 8555), e.g. Let's Encrypt:
+    /// the key is made on the appliance, each name proven by tls-alpn-01 on
+    /// the web services' listener (the names must resolve to the appliance
+    /// and web be open there). Bind it like any other certificate.
+    Acme {
+        name: String,
+        /// A DNS name to certify (repeat for more, at most 10).
+        #[arg(long, value_name = "NAME", required = true)]
+        domain: Vec<String>,
+        /// The CA's directory URL.
+        #[arg(long, value_name = "URL")]
+        directory: String,
+        /// A contact for the account, `mailto:…` (repeat for more).
+        #[arg(long, value_name = "URI")]
+        contact: Vec<String>,
+    },
     /// Store a certificate (PEM chain and key in any order, DER, PKCS#12).
     /// For a key made with `cert request NAME`, give the CA's answer
     /// without --key: it is attached to that key.

@@ -72,6 +72,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certs, import_cert).layer(body_limit(MAX_UPLOAD_BODY)))
         .routes(routes!(cert, delete_cert))
         .routes(routes!(cert_requests, request_cert))
+        .routes(routes!(acme_cert))
         .routes(routes!(bind))
         .routes(routes!(unbind))
         .routes(routes!(cas, add_cas).layer(body_limit(MAX_UPLOAD_BODY)))
@@ -746,6 +747,37 @@ async fn request_cert(State(e): State<AppState>, Body(r): Body<CertRequestReques
     let ips: Vec<&str> = r.ips.iter().map(String::as_str).collect();
     let (key_type, names) = crate::input::cert_request(&dns, &ips, r.key_type.as_deref())?;
     ok(e.request_cert(&name, key_type, names).await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/acme",
+    operation_id = "acmeCert",
+    summary = "Obtain a certificate from an ACME CA (RFC 8555)",
+    description = "The key and its request are made on the appliance; the CA validates each name with tls-alpn-01 on the web services' listener (the names must resolve to the appliance, the matrix must open web there). The certificate is stored under its name, to bind like any other. A CA's refusal comes with its problem type and detail; nothing is stored then.",
+    tag = "certificates",
+    request_body = AcmeRequest,
+    responses(
+        (status = 200, description = "Issued and stored.", body = CertView),
+        (status = 400, response = error::BadRequest),
+        (status = 409, response = error::Conflict),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
+async fn acme_cert(State(e): State<AppState>, Body(r): Body<AcmeRequest>) -> ApiResult {
+    let name = parse(&r.name)?;
+    let domains = r
+        .domains
+        .iter()
+        .map(|d| parse::<switchboard_pki::Hostname>(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    ok(e.acme_issue(switchboard_engine::acme::AcmeOrder {
+        name,
+        domains,
+        directory: r.directory,
+        contact: r.contact,
+    })
+    .await?)
 }
 
 #[utoipa::path(

@@ -121,6 +121,26 @@ impl fmt::Debug for ImportCertRequest {
     }
 }
 
+/// Obtain a certificate from an ACME CA (RFC 8555): the key is made on the
+/// appliance, control of each name proven by tls-alpn-01 on the web
+/// services' listener.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeRequest {
+    /// The name the certificate will have (a certificate name).
+    #[schema(value_type = String, max_length = 64)]
+    pub name: String,
+    /// The DNS names to certify, 1 to 10; each must resolve (for the CA)
+    /// to an address where the web services listen.
+    pub domains: Vec<String>,
+    /// The CA's directory URL.
+    #[schema(example = "https://acme-v02.api.letsencrypt.org/directory")]
+    pub directory: String,
+    /// Contact URIs (`mailto:`) for the account, when it is made.
+    #[serde(default)]
+    pub contact: Vec<String>,
+}
+
 /// `POST /v1/cert-requests`: make a key on the appliance and a signing
 /// request for it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
