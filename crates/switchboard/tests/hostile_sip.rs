@@ -2,7 +2,8 @@
 //! packages): garbage, oversize, malformed and truncated messages over
 //! SIP/UDP and SIP/TLS from one neighbour, then Kamailio still answers the
 //! other neighbour at once, with the same pid (no crash, no restart), and
-//! an oversize message is answered 513.
+//! an oversize message is answered 513; a request flood gets its address
+//! banned.
 
 mod common;
 
@@ -129,6 +130,43 @@ fn hostile_sip_never_wedges_kamailio() {
         Some(pid),
         "the same Kamailio: no crash, no restart"
     );
+
+    // A request flood from the WAN side (never registered, not trusted):
+    // 300 OPTIONS on one TLS connection at once; pike bans the address.
+    let flood: String = (0..300)
+        .map(|i| {
+            options(&format!("fl{i}"), "").replace(
+                "SIP/2.0/UDP 192.0.2.2:5999;rport",
+                "SIP/2.0/TLS 198.51.100.2:5061",
+            )
+        })
+        .collect();
+    let _ = phone.tls.write_all(flood.as_bytes());
+    let _ = phone.tls.flush();
+    let since = std::time::Instant::now();
+    while !d.json(&["bans"])["bans"]
+        .as_array()
+        .expect("bans")
+        .iter()
+        .any(|b| b["address"] == Lab::WAN_PHONE && b["reason"] == "flood")
+    {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the flood was not banned: {}",
+            d.ok(&["bans"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = lab.wan.enter(|| {
+        std::net::TcpStream::connect_timeout(
+            &format!("{}:5061", Lab::WAN_APPLIANCE)
+                .parse()
+                .expect("addr"),
+            Duration::from_secs(2),
+        )
+        .is_err()
+    });
+    assert!(refused, "a flooder's new connection is dropped");
     assert!(
         udp(&lab.lan, options("end", "").as_bytes()).is_some_and(|l| l.starts_with("SIP/2.0 200"))
     );
