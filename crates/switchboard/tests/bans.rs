@@ -136,11 +136,14 @@ fn ban_log(d: &Daemon) -> String {
 /// Whether a TCP connection to SIP/TLS on the WAN side is accepted
 /// within 2 s.
 fn tls_connects(ns: &Netns) -> bool {
+    connects(ns, Lab::WAN_APPLIANCE, 5061)
+}
+
+/// Whether a TCP connection from `ns` to `addr:port` is accepted within 2 s.
+fn connects(ns: &Netns, addr: &str, port: u16) -> bool {
     ns.enter(|| {
         std::net::TcpStream::connect_timeout(
-            &format!("{}:5061", Lab::WAN_APPLIANCE)
-                .parse()
-                .expect("addr"),
+            &format!("{addr}:{port}").parse().expect("addr"),
             Duration::from_secs(2),
         )
         .is_ok()
@@ -234,6 +237,10 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
             .any(|b| b["address"] == Lab::WAN_PHONE && b["in_kernel"] == true)
     });
     assert!(!tls_connects(&lab.wan), "banned: no TCP handshake on 5061");
+    assert!(
+        !connects(&lab.wan, Lab::WAN_APPLIANCE, 443),
+        "banned from the web services too"
+    );
     assert!(answered(&lab.lan, ATTACKER), "the LAN neighbour is served");
     d.ok(&["unban", Lab::WAN_PHONE]);
     assert!(tls_connects(&lab.wan), "unbanned at once");
@@ -268,6 +275,10 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
     assert_eq!(listed[0]["reason"], "auth-failures");
     assert_eq!(listed[0]["offences"], 1);
     assert!(!answered(&lab.lan, ATTACKER), "banned: no answer");
+    assert!(
+        connects(&lab.lan, Lab::LAN_APPLIANCE, 8443),
+        "never banned from the console (a forged UDP source must not lock the administrator out)"
+    );
     let status = d.json(&["status"]);
     assert_eq!(status["bans"]["active"], 1, "{status}");
     let audit = d.ok(&["audit"]);
