@@ -992,6 +992,20 @@ async fn accounts_are_imported_and_edited_from_the_console() {
     // Edit Bob: every field; a bad phone number changes nothing.
     let page = c.get(&b, &format!("/accounts/{bob}")).await;
     assert!(page.body.contains("value=\"Bob\""), "{}", page.body);
+    // No Kamailio here: the registration is said to be unknown, not absent.
+    assert!(
+        page.body
+            .contains("id=\"registration\">unknown: Kamailio is not running"),
+        "{}",
+        page.body
+    );
+    let list = c.get(&b, "/accounts").await;
+    assert!(
+        list.body
+            .contains("<td class=\"sip\">unknown (Kamailio is not running)</td>"),
+        "{}",
+        list.body
+    );
     let a = c
         .form(
             &b,

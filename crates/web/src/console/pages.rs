@@ -1838,7 +1838,8 @@ struct SmsRow {
 #[template(path = "accounts.html")]
 struct AccountsPage {
     c: Chrome,
-    accounts: Vec<AccountRow>,
+    /// Each account and its registration in words.
+    accounts: Vec<(AccountRow, String)>,
     sms: Vec<SmsRow>,
 }
 
@@ -1846,9 +1847,22 @@ async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
     let page = async {
         let accounts = c.engine.accounts().await?;
         let sms = c.engine.sms().await?;
+        let registered = c.engine.registration_summaries().await;
         Ok::<_, ApiError>(AccountsPage {
             c: chrome(&c, &s, "Accounts", "accounts").await,
-            accounts: accounts.iter().map(|a| account_row(a, &sms)).collect(),
+            accounts: accounts
+                .iter()
+                .map(|a| {
+                    let sip = match &registered {
+                        None => "unknown (Kamailio is not running)".to_owned(),
+                        Some(r) => r
+                            .get(a.username.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| "not registered".into()),
+                    };
+                    (account_row(a, &sms), sip)
+                })
+                .collect(),
             sms: sms
                 .iter()
                 .rev()
