@@ -131,14 +131,17 @@ fn hostile_sip_never_wedges_kamailio() {
         "the same Kamailio: no crash, no restart"
     );
 
-    // A request flood from the WAN side (never registered, not trusted):
-    // 300 OPTIONS on one TLS connection at once; pike bans the address.
+    // A REGISTER flood from the WAN side (never registered, not trusted):
+    // 300 REGISTERs on one TLS connection at once; pike bans the address.
     let flood: String = (0..300)
         .map(|i| {
-            options(&format!("fl{i}"), "").replace(
-                "SIP/2.0/UDP 192.0.2.2:5999;rport",
-                "SIP/2.0/TLS 198.51.100.2:5061",
-            )
+            options(&format!("fl{i}"), "")
+                .replace(
+                    "SIP/2.0/UDP 192.0.2.2:5999;rport",
+                    "SIP/2.0/TLS 198.51.100.2:5061",
+                )
+                .replace("OPTIONS sip:", "REGISTER sip:")
+                .replace("CSeq: 1 OPTIONS", "CSeq: 1 REGISTER")
         })
         .collect();
     let _ = phone.tls.write_all(flood.as_bytes());
