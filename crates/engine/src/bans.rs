@@ -87,17 +87,26 @@ fn set_of(addr: IpAddr) -> &'static str {
 }
 
 /// The lines that put the live elements of the ban sets back after the
-/// table is redeclared (appended to the ruleset, one transaction). The
-/// caller holds [`SETS`].
-pub(crate) async fn restore_lines() -> std::result::Result<String, String> {
+/// table is redeclared by `ruleset` (appended to it, one transaction).
+/// A ruleset without a ban set (a revision recorded before bans existed,
+/// put back by a rollback) gets no lines for it. The caller holds [`SETS`].
+pub(crate) async fn restore_lines(ruleset: &str) -> std::result::Result<String, String> {
     let mut out = String::new();
-    for set in [BANNED_V4, BANNED_V6] {
+    for set in ban_sets_declared(ruleset) {
         let live = nft::timed_elements(TABLE, set)
             .await
             .map_err(|e| e.to_string())?;
         out.push_str(&nft::restore_elements(TABLE, set, &live));
     }
     Ok(out)
+}
+
+/// The ban sets `ruleset` declares.
+fn ban_sets_declared(ruleset: &str) -> Vec<&'static str> {
+    [BANNED_V4, BANNED_V6]
+        .into_iter()
+        .filter(|set| ruleset.contains(&format!("\tset {set} {{\n")))
+        .collect()
 }
 
 /// One ban, as the API shows it.
@@ -448,6 +457,21 @@ mod tests {
         assert!(view.bans.is_empty());
         assert_eq!(view.policy, BanPolicy::default(), "nothing applied yet");
         assert_eq!(view.candidate_policy, Some(before.bans));
+    }
+
+    #[test]
+    fn only_the_ban_sets_a_ruleset_declares_are_restored() {
+        let now = switchboard_plan::nft::render(
+            &switchboard_domain::Candidate::default(),
+            &switchboard_domain::Candidate::default()
+                .matrix
+                .resolve(&switchboard_domain::Facts::default()),
+        );
+        assert_eq!(ban_sets_declared(&now), [BANNED_V4, BANNED_V6]);
+        // A revision recorded before bans existed has no ban set: a rollback
+        // to it must load, so nothing is restored into it.
+        let old = "table inet switchboard {\n\tset nics_ssh {\n\t\ttype ifname\n\t}\n}\n";
+        assert!(ban_sets_declared(old).is_empty());
     }
 
     #[tokio::test]
