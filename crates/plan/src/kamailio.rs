@@ -176,7 +176,25 @@ route[FAILED] {{
 }}
 
 route[REGISTERED] {{
+\t# Trusted for the registration's lifetime: the expiry asked for (the
+\t# Contact's expires parameter, else the Expires header, else the
+\t# registrar's default), at most max_expires; an unregistration ends it.
+\t$var(expires) = 3600;
+\tif (is_present_hf(\"Expires\")) {{
+\t\t$var(expires) = $(hdr(Expires){{s.int}});
+\t}}
+\tif ($(ct{{tobody.params}}{{param.value,expires}}) != \"\") {{
+\t\t$var(expires) = $(ct{{tobody.params}}{{param.value,expires}}{{s.int}});
+\t}}
+\tif ($var(expires) <= 0) {{
+\t\t$sht({REGISTERED}=>$si) = $null;
+\t\treturn;
+\t}}
+\tif ($var(expires) > 3600) {{
+\t\t$var(expires) = 3600;
+\t}}
 \t$sht({REGISTERED}=>$si) = 1;
+\t$shtex({REGISTERED}=>$si) = $var(expires);
 \t$sht({FAILED}=>$si) = $null;
 \treturn;
 }}
