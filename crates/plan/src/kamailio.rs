@@ -322,8 +322,9 @@ modparam(\"registrar\", \"received_avp\", \"$avp(received)\")
         // FAILED: failed authentications per source address, forgotten
         // `window` seconds after the last one; BANNED: the addresses banned
         // (what switchboard reads with `htable.dump` and bans in the
-        // kernel); REGISTERED: addresses that registered, trusted for the
-        // longest registration (max_expires).
+        // kernel); REGISTERED: addresses that registered, trusted while
+        // their registration lasts (each item's own expiry, at most
+        // max_expires).
         let _ = write!(
             cfg,
             "modparam(\"htable\", \"htable\", \"{FAILED}=>size=12;autoexpire={window};\")
