@@ -281,6 +281,20 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
     );
     let status = d.json(&["status"]);
     assert_eq!(status["bans"]["active"], 1, "{status}");
+    let text = d.ok(&["status"]);
+    assert!(
+        text.contains("bans:      1 address(es) banned now"),
+        "{text}"
+    );
+    let text = d.ok(&["bans"]);
+    assert!(
+        text.contains(ATTACKER) && text.contains("auth-failures") && text.contains("offence 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy:   ban after 5 failed authentications within 600 s"),
+        "{text}"
+    );
     let audit = d.ok(&["audit"]);
     assert!(audit.contains(&format!("ban {ATTACKER}")), "{audit}");
 
