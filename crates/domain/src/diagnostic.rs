@@ -61,6 +61,9 @@ pub enum DiagnosticCode {
     SipTlsHostnameNotCovered,
     /// The certificate `web` presents does not cover the host of the web URI.
     WebUriNotCovered,
+    /// A SIP service is enabled and nobody is banned: the ban policy is
+    /// off, or a trusted network covers every address.
+    BansOff,
 }
 
 impl DiagnosticCode {
@@ -82,7 +85,8 @@ impl DiagnosticCode {
             | DiagnosticCode::CertSelfSigned
             | DiagnosticCode::ProvisioningOrphaned
             | DiagnosticCode::SipTlsHostnameUnset
-            | DiagnosticCode::WebUriUnset => Severity::Warning,
+            | DiagnosticCode::WebUriUnset
+            | DiagnosticCode::BansOff => Severity::Warning,
         }
     }
 
@@ -105,6 +109,7 @@ impl DiagnosticCode {
             DiagnosticCode::WebUriUnset => "web-uri-unset",
             DiagnosticCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
             DiagnosticCode::WebUriNotCovered => "web-uri-not-covered",
+            DiagnosticCode::BansOff => "bans-off",
         }
     }
 }
