@@ -65,6 +65,9 @@ pub enum DiagnosticCode {
     /// phones already activated do not pin: those that enforce their pins
     /// will refuse it.
     PinsBreakPhones,
+    /// A SIP service is enabled and nobody is banned: the ban policy is
+    /// off, or a trusted network covers every address.
+    BansOff,
 }
 
 impl DiagnosticCode {
@@ -87,7 +90,8 @@ impl DiagnosticCode {
             | DiagnosticCode::ProvisioningOrphaned
             | DiagnosticCode::SipTlsHostnameUnset
             | DiagnosticCode::WebUriUnset
-            | DiagnosticCode::PinsBreakPhones => Severity::Warning,
+            | DiagnosticCode::PinsBreakPhones
+            | DiagnosticCode::BansOff => Severity::Warning,
         }
     }
 
@@ -111,6 +115,7 @@ impl DiagnosticCode {
             DiagnosticCode::SipTlsHostnameNotCovered => "sip-tls-hostname-not-covered",
             DiagnosticCode::WebUriNotCovered => "web-uri-not-covered",
             DiagnosticCode::PinsBreakPhones => "pins-break-phones",
+            DiagnosticCode::BansOff => "bans-off",
         }
     }
 }

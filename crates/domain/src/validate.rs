@@ -94,6 +94,29 @@ pub fn validate(candidate: &Candidate, facts: &Facts) -> Vec<Diagnostic> {
         out.push(d);
     }
 
+    let sip_enabled = [ServiceId::SipTls, ServiceId::SipUdp]
+        .iter()
+        .any(|s| !resolved.nics_of(*s).is_empty());
+    let everyone = candidate
+        .bans
+        .trusted
+        .iter()
+        .filter(|n| n.prefix() == 0)
+        .count();
+    if sip_enabled && (!candidate.bans.enabled || everyone > 0) {
+        out.push(Diagnostic::new(
+            Code::BansOff,
+            None,
+            None,
+            if candidate.bans.enabled {
+                "a trusted network covers every IPv4 or IPv6 address: those are never banned for guessing SIP passwords".to_owned()
+            } else {
+                "the ban policy is off: addresses that guess SIP passwords or flood Kamailio are never banned".to_owned()
+            },
+            "turn it on with `switchboard bans policy --enabled true`, and trust only your own networks (`--trusted`)",
+        ));
+    }
+
     out.sort_by_key(|d| d.severity);
     out
 }
@@ -611,6 +634,29 @@ mod tests {
         assert!(
             got.iter()
                 .all(|(code, _, nic)| code == "provisioning-orphaned" && nic.is_none())
+        );
+    }
+
+    #[test]
+    fn bans_off_or_trusting_everyone_is_a_warning_when_sip_is_enabled() {
+        let f = facts(&[("lan0", Some("192.0.2.1"))]);
+        let mut c = Candidate::default();
+        let codes =
+            |c: &Candidate| -> Vec<Code> { validate(c, &f).iter().map(|d| d.code).collect() };
+        assert!(!codes(&c).contains(&Code::BansOff));
+        c.bans.trusted = vec!["0.0.0.0/0".parse().expect("net")];
+        assert!(codes(&c).contains(&Code::BansOff));
+        c.bans.trusted.clear();
+        c.bans.enabled = false;
+        let d = validate(&c, &f);
+        let off = d.iter().find(|d| d.code == Code::BansOff).expect("warned");
+        assert!(!off.is_error() && off.message.contains("off"), "{off:?}");
+        for s in [ServiceId::SipTls, ServiceId::SipUdp] {
+            c.matrix.set(s, &name("lan0"), false, &f).expect("deny");
+        }
+        assert!(
+            !codes(&c).contains(&Code::BansOff),
+            "no SIP service: nothing to say"
         );
     }
 }

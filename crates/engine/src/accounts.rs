@@ -691,6 +691,43 @@ impl Engine {
         let all = switchboard_system::kamailio::registrations(&ctl)
             .await
             .map_err(|e| EngineError::System(e.to_string()))?;
+        Ok(registrations_of(name, all))
+    }
+
+    /// Every account's registration in words, by user name (accounts not
+    /// listed are not registered); `None` when Kamailio cannot be asked.
+    pub async fn registration_summaries(&self) -> Option<HashMap<String, String>> {
+        let ctl = self
+            .config
+            .sip
+            .then(|| crate::sip::env(&self.config.data_dir).paths.ctl_socket)
+            .filter(|c| c.exists())?;
+        let all = switchboard_system::kamailio::registrations(&ctl)
+            .await
+            .ok()?;
+        let mut by_user: HashMap<String, Vec<switchboard_system::kamailio::Contact>> =
+            HashMap::new();
+        for c in all {
+            by_user.entry(c.aor.clone()).or_default().push(c);
+        }
+        Some(
+            by_user
+                .into_iter()
+                .map(|(user, contacts)| {
+                    let v = registrations_of(user.clone(), contacts);
+                    (user, v.summary)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The registrations of `name` among `all` Kamailio's contacts.
+fn registrations_of(
+    name: String,
+    all: Vec<switchboard_system::kamailio::Contact>,
+) -> RegistrationsView {
+    {
         let contacts: Vec<RegistrationView> = all
             .into_iter()
             .filter(|c| c.aor == name)
@@ -716,12 +753,12 @@ impl Engine {
                 }
             ),
         };
-        Ok(RegistrationsView {
+        RegistrationsView {
             username: name,
             registered: Some(!contacts.is_empty()),
             contacts,
             summary,
-        })
+        }
     }
 }
 

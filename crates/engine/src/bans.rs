@@ -47,6 +47,35 @@ pub(crate) static SETS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new((
 /// repeat (the ban doubles); older ones are forgotten.
 const REPEAT_WITHIN: SignedDuration = SignedDuration::from_hours(24);
 
+/// At most this many new bans per poll (twice a second): the store's lock
+/// is held while they are recorded.
+const MAX_NEW_PER_POLL: usize = 64;
+
+/// What a poll does with one reported address afterwards.
+enum Forget {
+    /// Kamailio forgets it; no ban (trusted, or bans are off).
+    Only,
+    /// Banned in the kernel: Kamailio forgets it.
+    AndBanned(Box<BanView>),
+    /// Banned by Kamailio alone (`--firewall plan`): it keeps it.
+    No(Box<BanView>),
+}
+
+impl Forget {
+    fn forget(&self) -> bool {
+        !matches!(self, Forget::No(_))
+    }
+}
+
+impl From<Forget> for Option<BanView> {
+    fn from(f: Forget) -> Self {
+        match f {
+            Forget::Only => None,
+            Forget::AndBanned(v) | Forget::No(v) => Some(*v),
+        }
+    }
+}
+
 /// The actor of the audit rows of bans.
 const ACTOR: &str = "sip-edge";
 
@@ -58,17 +87,26 @@ fn set_of(addr: IpAddr) -> &'static str {
 }
 
 /// The lines that put the live elements of the ban sets back after the
-/// table is redeclared (appended to the ruleset, one transaction). The
-/// caller holds [`SETS`].
-pub(crate) async fn restore_lines() -> std::result::Result<String, String> {
+/// table is redeclared by `ruleset` (appended to it, one transaction).
+/// A ruleset without a ban set (a revision recorded before bans existed,
+/// put back by a rollback) gets no lines for it. The caller holds [`SETS`].
+pub(crate) async fn restore_lines(ruleset: &str) -> std::result::Result<String, String> {
     let mut out = String::new();
-    for set in [BANNED_V4, BANNED_V6] {
+    for set in ban_sets_declared(ruleset) {
         let live = nft::timed_elements(TABLE, set)
             .await
             .map_err(|e| e.to_string())?;
         out.push_str(&nft::restore_elements(TABLE, set, &live));
     }
     Ok(out)
+}
+
+/// The ban sets `ruleset` declares.
+fn ban_sets_declared(ruleset: &str) -> Vec<&'static str> {
+    [BANNED_V4, BANNED_V6]
+        .into_iter()
+        .filter(|set| ruleset.contains(&format!("\tset {set} {{\n")))
+        .collect()
 }
 
 /// One ban, as the API shows it.
@@ -172,27 +210,47 @@ impl Engine {
             return Ok(vec![]);
         }
         let enforce = self.config.firewall == FirewallMode::Enforce;
+        let made = self.ban_reported(reported, enforce).await?;
+        // Kamailio's entries of the addresses the kernel now drops (and of
+        // trusted ones) go, outside the locks: each is a `kamcmd` call.
+        for (addr, _) in made.iter().filter(|(_, f)| f.forget()) {
+            let _ = kamailio::htable_forget(&ctl, &[BANNED, FAILED], *addr).await;
+        }
+        Ok(made.into_iter().filter_map(|(_, v)| v.into()).collect())
+    }
+
+    /// Record and enforce the bans Kamailio reported (at most
+    /// [`MAX_NEW_PER_POLL`] new ones: the rest wait for the next poll,
+    /// Kamailio dropping them meanwhile). Returns, per address to act on,
+    /// whether Kamailio should forget it and the ban made, if any.
+    async fn ban_reported(
+        &self,
+        reported: Vec<(IpAddr, String)>,
+        enforce: bool,
+    ) -> Result<Vec<(IpAddr, Forget)>> {
         let _sets = SETS.lock().await;
         let mut store = self.store.lock().await;
         let policy = Self::running_policy(&store)?;
         let now = Timestamp::now();
-        let mut made = Vec::new();
+        let mut out = Vec::new();
+        let mut new = 0;
         for (addr, value) in reported {
             if policy.is_trusted(addr) || !policy.enabled {
                 warn!(%addr, "kamailio banned a trusted address (or bans are off): forgotten");
-                let _ = kamailio::htable_forget(&ctl, &[BANNED, FAILED], addr).await;
+                out.push((addr, Forget::Only));
                 continue;
+            }
+            if new >= MAX_NEW_PER_POLL {
+                break;
             }
             let last = store.ban(addr)?;
             let fresh = |b: &BanRecord| {
                 b.active(now) || now.duration_since(b.banned_at) < SignedDuration::from_secs(10)
             };
             if last.as_ref().is_some_and(fresh) {
-                if enforce {
-                    let _ = kamailio::htable_forget(&ctl, &[BANNED, FAILED], addr).await;
-                }
                 continue;
             }
+            new += 1;
             let offences = match &last {
                 Some(b)
                     if now.duration_since(b.lifted_at.unwrap_or(b.expires_at)) < REPEAT_WITHIN =>
@@ -233,17 +291,23 @@ impl Engine {
                 outcome: &outcome,
             })?;
             info!(%addr, reason = %record.reason, secs, offences, "address banned");
-            if enforce {
-                // The kernel drops it now; Kamailio starts afresh when the
-                // kernel's ban ends.
-                let _ = kamailio::htable_forget(&ctl, &[BANNED, FAILED], addr).await;
-            }
-            made.push(view(&record, now, Some(enforce)));
+            // With the kernel dropping it, Kamailio forgets it (it starts
+            // afresh when the kernel's ban ends); without, Kamailio's own
+            // drop is the ban.
+            let v = view(&record, now, Some(enforce));
+            out.push((
+                addr,
+                if enforce {
+                    Forget::AndBanned(Box::new(v))
+                } else {
+                    Forget::No(Box::new(v))
+                },
+            ));
         }
-        if !made.is_empty() {
+        if new > 0 {
             store.prune_bans(now - REPEAT_WITHIN)?;
         }
-        Ok(made)
+        Ok(out)
     }
 
     /// The addresses banned now, and the policy.
@@ -393,6 +457,21 @@ mod tests {
         assert!(view.bans.is_empty());
         assert_eq!(view.policy, BanPolicy::default(), "nothing applied yet");
         assert_eq!(view.candidate_policy, Some(before.bans));
+    }
+
+    #[test]
+    fn only_the_ban_sets_a_ruleset_declares_are_restored() {
+        let now = switchboard_plan::nft::render(
+            &switchboard_domain::Candidate::default(),
+            &switchboard_domain::Candidate::default()
+                .matrix
+                .resolve(&switchboard_domain::Facts::default()),
+        );
+        assert_eq!(ban_sets_declared(&now), [BANNED_V4, BANNED_V6]);
+        // A revision recorded before bans existed has no ban set: a rollback
+        // to it must load, so nothing is restored into it.
+        let old = "table inet switchboard {\n\tset nics_ssh {\n\t\ttype ifname\n\t}\n}\n";
+        assert!(ban_sets_declared(old).is_empty());
     }
 
     #[tokio::test]

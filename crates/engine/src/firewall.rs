@@ -35,7 +35,7 @@ async fn enforce(plan: &Plan) -> Result<Done, String> {
     // The live bans are read and put back in the transaction that replaces
     // the table, with nothing changing them in between (see `bans`).
     let _sets = crate::bans::SETS.lock().await;
-    let kept = crate::bans::restore_lines().await?;
+    let kept = crate::bans::restore_lines(&plan.ruleset).await?;
     let script = format!("{}{kept}", plan.ruleset);
     nft::check(&script).await.map_err(|e| e.to_string())?;
     nft::load(&script).await.map_err(|e| e.to_string())?;

@@ -14,6 +14,8 @@
 //!   store has it on disk.
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
+//! - The ban sets of the firewall change only under [`bans`]' lock, which
+//!   the firewall step shares: an Update keeps the live bans.
 //! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
 //!   bounded [`cpu`] pool, never on an async worker and never under the
 //!   lock; a caller dropped meanwhile writes nothing.

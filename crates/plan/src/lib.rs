@@ -5,10 +5,10 @@
 //!
 //! | section | what it is | applied by |
 //! |---|---|---|
-//! | `matrix`, `ruleset` | the resolved matrix and the nftables script ([`nft`]) | the firewall step |
+//! | `matrix`, `ruleset` | the resolved matrix and the nftables script ([`nft`]), with the empty ban sets and their drop rules | the firewall step (which carries the live bans over) |
 //! | `sockets` | every socket a service listens on: the built-in HTTPS listeners (every address) and Kamailio's (per address) | the listeners step, Kamailio |
 //! | `tls`, `tls_defaults`, `certificates` | the TLS table: per service and NIC, the addresses and the certificate presented there (name, fingerprint); per service the default for any other address; once per certificate its subject, expiry and the names it answers for | the TLS tables step, Kamailio's `tls.cfg` |
-//! | `kamailio` | `kamailio.cfg` and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
+//! | `kamailio` | `kamailio.cfg` (registrar, ban policy, limits) and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
 //! | `nics` | the NICs' declared host names and public addresses | the padlock check |
 //! | `provisioning` | the SIP/TLS host name and port, the web services URI, the app store links, and the key pins native documents carry | the documents served to phones |
 //!

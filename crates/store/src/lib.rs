@@ -1434,10 +1434,14 @@ impl Store {
     /// Every address banned (the last ban of each, active or not), the
     /// latest first.
     pub fn bans(&self) -> Result<Vec<BanRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT address, reason, offences, banned_at, expires_at, lifted_at FROM bans ORDER BY banned_at DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
+        self.query_bans("", [])
+    }
+
+    fn query_bans<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<BanRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT address, reason, offences, banned_at, expires_at, lifted_at FROM bans {filter} ORDER BY banned_at DESC"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -1465,7 +1469,10 @@ impl Store {
 
     /// The last ban of `address`, if it ever was.
     pub fn ban(&self, address: std::net::IpAddr) -> Result<Option<BanRecord>> {
-        Ok(self.bans()?.into_iter().find(|b| b.address == address))
+        Ok(self
+            .query_bans("WHERE address = ?1", [address.to_string()])?
+            .into_iter()
+            .next())
     }
 
     /// Forget the bans that ended before `before` (their offences no

@@ -8,11 +8,13 @@
 //!   over rtnetlink, and a change feed.
 //! - [`nft`]: check, load, read back and remove switchboard's own nftables
 //!   table, through libnftables (the only `unsafe` code of the project,
-//!   confined to `nft::ffi`).
+//!   confined to `nft::ffi`); timed elements of its sets (the bans).
 //! - [`proc`]: what the kernel says about a local client process.
 //! - [`dns`]: the host name, and what the system resolver says a name is.
 //! - [`files`]: atomic writes of the files other programs read.
-//! - [`kamailio`]: check, supervise and reload Kamailio; its subscriber table.
+//! - [`kamailio`]: check, supervise and reload Kamailio; its subscriber and
+//!   location tables; its htables (`htable.dump`, `htable.delete`) and
+//!   registrations (`ul.dump`) over `kamcmd`.
 //! - [`sms`]: send an SMS through Kannel's `sendsms`, an HTTP webhook, or the outbox.
 //!
 //! Current limitations:

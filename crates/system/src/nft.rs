@@ -135,7 +135,9 @@ fn parse_timed_elements(text: &str) -> Result<Vec<TimedElement>, String> {
 
 /// `add element` lines that put `elements` back into `table`.`set` with
 /// what they had left: appended to a script that redeclares the table, in
-/// the same transaction. Elements with less than a second left are gone.
+/// the same transaction. The kernel reports whole seconds left, rounded
+/// down, so a second is added: a ban may end up to a second late, never
+/// early. Elements with less than a second left are gone.
 pub fn restore_elements(table: &str, set: &str, elements: &[TimedElement]) -> String {
     elements
         .iter()
@@ -144,8 +146,8 @@ pub fn restore_elements(table: &str, set: &str, elements: &[TimedElement]) -> St
             format!(
                 "add element inet {table} {set} {{ {} timeout {}s expires {}s }}\n",
                 e.addr,
-                e.timeout_secs.max(e.expires_secs),
-                e.expires_secs
+                e.timeout_secs.max(e.expires_secs + 1),
+                e.expires_secs + 1
             )
         })
         .collect()
@@ -387,7 +389,7 @@ mod tests {
         );
         assert_eq!(
             lines,
-            "add element inet switchboard banned_v4 { 192.0.2.5 timeout 300s expires 299s }\n"
+            "add element inet switchboard banned_v4 { 192.0.2.5 timeout 300s expires 300s }\n"
         );
     }
 }

@@ -146,9 +146,13 @@ async fn child_in_netns() {
     let kept = nft::timed_elements("switchboard", "banned_v4")
         .await
         .expect("list");
-    assert_eq!((kept[0].addr, kept[0].timeout_secs), (a, 600), "{kept:?}");
+    assert_eq!(kept[0].addr, a);
     assert!(
-        kept[0].expires_secs <= v4[0].expires_secs,
+        (600..=601).contains(&kept[0].timeout_secs),
+        "the timeout is kept (a second may be added, never taken): {kept:?}"
+    );
+    assert!(
+        kept[0].expires_secs <= v4[0].expires_secs + 1,
         "not restarted: {kept:?}"
     );
     assert_eq!(

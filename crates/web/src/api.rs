@@ -1364,6 +1364,56 @@ mod tests {
         )
     }
 
+    #[tokio::test]
+    async fn ban_endpoints_refuse_bad_input_and_change_nothing() {
+        let e = engine();
+        let before = e.candidate().await.expect("candidate");
+        for body in [
+            json!({"failures": 0}),
+            json!({"failures": -1}),
+            json!({"failures": "5"}),
+            json!({"failures": 4294967296u64}),
+            json!({"trusted": ["192.0.2.1/24"]}),
+            json!({"trusted": "192.0.2.0/24"}),
+            json!({"trusted": ["x".repeat(10_000)]}),
+            json!({"unknown": 1}),
+            json!({"ban_secs": 600, "max_ban_secs": 60}),
+        ] {
+            let (status, code) = post(&e, Some(console()), "/v1/bans/policy", body.clone()).await;
+            assert_eq!(status, 400, "{body}: {code}");
+        }
+        assert_eq!(e.candidate().await.expect("candidate"), before);
+        let (status, _) = post(
+            &e,
+            Some(console()),
+            "/v1/bans/policy",
+            json!({"failures": 8}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(e.candidate().await.expect("candidate").bans.failures, 8);
+        for (path, want) in [
+            ("/v1/bans/not-an-address", (400, "invalid-address")),
+            ("/v1/bans/192.0.2.0%2F24", (400, "invalid-address")),
+            ("/v1/bans/198.51.100.9", (404, "not-banned")),
+            ("/v1/bans/2001:db8::9", (404, "not-banned")),
+        ] {
+            let mut req = HttpRequest::delete(path)
+                .body(HttpBody::empty())
+                .expect("request");
+            req.extensions_mut().insert(Requester(console()));
+            let resp = router(e.clone()).oneshot(req).await.expect("answer");
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+            let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(
+                (status, doc["error"]["code"].as_str().unwrap_or("")),
+                want,
+                "{path}"
+            );
+        }
+    }
+
     /// A leaf and its key encrypted with PBKDF2 at the most iterations
     /// accepted: the costliest import allowed, a second or more of CPU.
     fn costly_import(name: &str) -> serde_json::Value {

@@ -817,6 +817,81 @@ async fn ports_and_app_store_pages_from_the_console() {
 }
 
 #[tokio::test]
+async fn the_bans_page_edits_the_policy_and_refuses_bad_input() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let page = c.get(&b, "/bans").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"no-bans\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("ban after 5 failed authentications within 600 s")
+    );
+    let policy = |failures: &str, trusted: &str| {
+        vec![
+            ("enabled", "1".to_owned()),
+            ("failures", failures.to_owned()),
+            ("window_secs", "60".to_owned()),
+            ("ban_secs", "300".to_owned()),
+            ("max_ban_secs", "3600".to_owned()),
+            ("flood_requests", "100".to_owned()),
+            ("trusted", trusted.to_owned()),
+        ]
+    };
+    let candidate = c.engine.candidate().await.unwrap();
+    let long = "9".repeat(5000);
+    for fields in [
+        policy("0", ""),
+        policy("five", ""),
+        policy(&long, ""),
+        policy("5", "192.0.2.1/24"),
+        policy("5", "<script>alert(1)</script>"),
+    ] {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = c.form(&b, "/bans/policy", &fields).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER);
+        let page = c.get(&b, a.location()).await;
+        assert!(
+            page.body.contains("class=\"flash error\""),
+            "{fields:?}: no error shown"
+        );
+        assert!(!page.body.contains(&long) && !page.body.contains("<script>alert"));
+    }
+    for path in [
+        "/bans/192.0.2.0%2F24/unban",
+        "/bans/not-an-address/unban",
+        "/bans/198.51.100.9/unban",
+    ] {
+        let a = c.form(&b, path, &[]).await;
+        let page = c.get(&b, a.location()).await;
+        assert!(
+            page.body.contains("class=\"flash error\""),
+            "{path}: no error shown"
+        );
+    }
+    assert_eq!(
+        c.engine.candidate().await.unwrap(),
+        candidate,
+        "nothing changed"
+    );
+    let fields = policy("10", "192.0.2.0/24, 2001:db8::/32");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    c.form(&b, "/bans/policy", &fields).await;
+    let now = c.engine.candidate().await.unwrap().bans;
+    assert_eq!(
+        (now.failures, now.window_secs, now.trusted.len()),
+        (10, 60, 2)
+    );
+    let page = c.get(&b, "/bans").await;
+    assert!(
+        page.body.contains("The candidate&#x27;s policy differs")
+            || page.body.contains("The candidate's policy differs"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
 async fn accounts_activation_and_revocation_from_the_console() {
     let c = Console::new().await;
     let b = c.sign_in().await;
@@ -917,6 +992,20 @@ async fn accounts_are_imported_and_edited_from_the_console() {
     // Edit Bob: every field; a bad phone number changes nothing.
     let page = c.get(&b, &format!("/accounts/{bob}")).await;
     assert!(page.body.contains("value=\"Bob\""), "{}", page.body);
+    // No Kamailio here: the registration is said to be unknown, not absent.
+    assert!(
+        page.body
+            .contains("id=\"registration\">unknown: Kamailio is not running"),
+        "{}",
+        page.body
+    );
+    let list = c.get(&b, "/accounts").await;
+    assert!(
+        list.body
+            .contains("<td class=\"sip\">unknown (Kamailio is not running)</td>"),
+        "{}",
+        list.body
+    );
     let a = c
         .form(
             &b,

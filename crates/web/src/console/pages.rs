@@ -63,6 +63,9 @@ pub(super) fn routes() -> Router<St> {
         .route("/revisions/{number}/rollback", post(rollback))
         .route("/compare", get(compare_page))
         .route("/audit", get(audit_page))
+        .route("/bans", get(bans_page))
+        .route("/bans/policy", post(ban_policy))
+        .route("/bans/{address}/unban", post(unban))
         .route("/accounts", get(accounts_page).post(add_account))
         .route("/accounts/import", post(import_accounts))
         .route("/accounts/{username}", get(account_page).post(edit_account))
@@ -1676,6 +1679,175 @@ async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> R
     }
 }
 
+// ---- bans -------------------------------------------------------------------------
+
+struct BanRow {
+    address: String,
+    reason: String,
+    offences: u32,
+    remaining: u64,
+    until: String,
+    in_kernel: &'static str,
+}
+
+/// The policy's fields as the form shows them.
+#[derive(Default)]
+struct BanPolicyFields {
+    enabled: bool,
+    failures: String,
+    window_secs: String,
+    ban_secs: String,
+    max_ban_secs: String,
+    flood_requests: String,
+    trusted: String,
+}
+
+#[derive(Template)]
+#[template(path = "bans.html")]
+struct BansPage {
+    c: Chrome,
+    bans: Vec<BanRow>,
+    policy: String,
+    /// The candidate's policy in words when it differs, else empty.
+    candidate: String,
+    form: BanPolicyFields,
+}
+
+fn policy_words(p: &switchboard_domain::BanPolicy) -> String {
+    if !p.enabled {
+        return "off: nobody is banned".into();
+    }
+    let trusted: Vec<String> = p.trusted.iter().map(ToString::to_string).collect();
+    format!(
+        "ban after {} failed authentications within {} s, or {} requests within 2 s; for {} s, doubled per repeat offence up to {} s; trusted: {}",
+        p.failures,
+        p.window_secs,
+        p.flood_requests,
+        p.ban_secs,
+        p.max_ban_secs,
+        if trusted.is_empty() {
+            "none".into()
+        } else {
+            trusted.join(", ")
+        }
+    )
+}
+
+async fn bans_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let page = async {
+        let v = c.engine.bans().await?;
+        let shown = v
+            .candidate_policy
+            .clone()
+            .unwrap_or_else(|| v.policy.clone());
+        Ok::<_, ApiError>(BansPage {
+            c: chrome(&c, &s, "Bans", "bans").await,
+            bans: v
+                .bans
+                .iter()
+                .map(|b| BanRow {
+                    address: b.address.to_string(),
+                    reason: b.reason.clone(),
+                    offences: b.offences,
+                    remaining: b.remaining_secs,
+                    until: when(b.expires_at),
+                    in_kernel: match b.in_kernel {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "not enforced (--firewall plan)",
+                    },
+                })
+                .collect(),
+            policy: policy_words(&v.policy),
+            candidate: v
+                .candidate_policy
+                .as_ref()
+                .map(policy_words)
+                .unwrap_or_default(),
+            form: BanPolicyFields {
+                enabled: shown.enabled,
+                failures: shown.failures.to_string(),
+                window_secs: shown.window_secs.to_string(),
+                ban_secs: shown.ban_secs.to_string(),
+                max_ban_secs: shown.max_ban_secs.to_string(),
+                flood_requests: shown.flood_requests.to_string(),
+                trusted: shown
+                    .trusted
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        })
+    }
+    .await;
+    show(page)
+}
+
+#[derive(Deserialize)]
+struct BanPolicyForm {
+    #[serde(default)]
+    enabled: Option<String>,
+    failures: String,
+    window_secs: String,
+    ban_secs: String,
+    max_ban_secs: String,
+    flood_requests: String,
+    #[serde(default)]
+    trusted: String,
+}
+
+/// Every field of the form is the policy's new value.
+async fn ban_policy(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Fields(f): Fields<BanPolicyForm>,
+) -> Response {
+    let outcome = async {
+        let number = |name: &str, v: &str| {
+            v.trim().parse::<u32>().map_err(|_| {
+                bad_form(format!(
+                    "{name} must be a whole number, not {:?}",
+                    v.chars().take(32).collect::<String>()
+                ))
+            })
+        };
+        let change = switchboard_domain::BanPolicyChange {
+            enabled: Some(f.enabled.is_some()),
+            failures: Some(number("failures", &f.failures)?),
+            window_secs: Some(number("the window", &f.window_secs)?),
+            ban_secs: Some(number("the first ban", &f.ban_secs)?),
+            max_ban_secs: Some(number("the longest ban", &f.max_ban_secs)?),
+            flood_requests: Some(number("the flood limit", &f.flood_requests)?),
+            trusted: Some(
+                f.trusted
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+        };
+        c.engine.set_ban_policy(&change).await.map_err(failure)?;
+        ok("ban policy saved; press Update to apply it")
+    }
+    .await;
+    done(&c, &s, outcome, "/bans")
+}
+
+async fn unban(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    PagePath(address): PagePath<String>,
+) -> Response {
+    let outcome = async {
+        let v = c.engine.unban(&address).await.map_err(failure)?;
+        ok(format!("ban of {} lifted", v.address))
+    }
+    .await;
+    done(&c, &s, outcome, "/bans")
+}
+
 // ---- accounts and activation ------------------------------------------------------
 
 struct AccountRow {
@@ -1732,7 +1904,8 @@ struct SmsRow {
 #[template(path = "accounts.html")]
 struct AccountsPage {
     c: Chrome,
-    accounts: Vec<AccountRow>,
+    /// Each account and its registration in words.
+    accounts: Vec<(AccountRow, String)>,
     sms: Vec<SmsRow>,
 }
 
@@ -1740,9 +1913,22 @@ async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -
     let page = async {
         let accounts = c.engine.accounts().await?;
         let sms = c.engine.sms().await?;
+        let registered = c.engine.registration_summaries().await;
         Ok::<_, ApiError>(AccountsPage {
             c: chrome(&c, &s, "Accounts", "accounts").await,
-            accounts: accounts.iter().map(|a| account_row(a, &sms)).collect(),
+            accounts: accounts
+                .iter()
+                .map(|a| {
+                    let sip = match &registered {
+                        None => "unknown (Kamailio is not running)".to_owned(),
+                        Some(r) => r
+                            .get(a.username.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| "not registered".into()),
+                    };
+                    (account_row(a, &sms), sip)
+                })
+                .collect(),
             sms: sms
                 .iter()
                 .rev()
@@ -1866,6 +2052,17 @@ async fn activate_in_person(
 struct AccountPage {
     c: Chrome,
     a: AccountRow,
+    /// "registered now from 192.0.2.2 over TLS", "not registered".
+    registration: String,
+    contacts: Vec<ContactRow>,
+}
+
+struct ContactRow {
+    contact: String,
+    source: String,
+    transport: String,
+    user_agent: String,
+    expires: u64,
 }
 
 async fn account_page(
@@ -1885,9 +2082,28 @@ async fn account_page(
                 })?;
         let a = c.engine.account(&u).await?;
         let sms = c.engine.sms().await?;
+        // Kamailio not answering is not the page's failure: it says so.
+        let (registration, contacts) = match c.engine.registrations(&u).await {
+            Ok(r) => (
+                r.summary,
+                r.contacts
+                    .into_iter()
+                    .map(|r| ContactRow {
+                        contact: r.contact,
+                        source: r.source.unwrap_or_default(),
+                        transport: r.transport.to_uppercase(),
+                        user_agent: r.user_agent,
+                        expires: r.expires_secs,
+                    })
+                    .collect(),
+            ),
+            Err(e) => (format!("unknown: {e}"), vec![]),
+        };
         Ok::<_, ApiError>(AccountPage {
             c: chrome(&c, &s, format!("Account {}", a.username), "accounts").await,
             a: account_row(&a, &sms),
+            registration,
+            contacts,
         })
     }
     .await;
