@@ -6,32 +6,10 @@
 
 mod common;
 
-use common::Daemon;
 use common::console::story_hosts;
+use common::{Daemon, presented};
 use switchboard_pki::testpki::{self, pki};
-use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
-
-/// The SHA-256 fingerprint (`AB:CD:...`) of the certificate `addr:port`
-/// presents to a client in `ns` verifying it for `name` against `ca`.
-fn presented(ns: &Netns, ca: &str, addr: &str, port: u16, name: &str) -> Option<String> {
-    let out = ns
-        .command("sh")
-        .args([
-            "-c",
-            "openssl s_client -connect \"$1\" -servername \"$2\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
-            "sh",
-            &format!("{addr}:{port}"),
-            name,
-            ca,
-        ])
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let text = text.trim();
-    text.strip_prefix("sha256 Fingerprint=")
-        .or_else(|| text.strip_prefix("SHA256 Fingerprint="))
-        .map(str::to_owned)
-}
+use switchboard_system::testlab::{Lab, require_root_or_skip};
 
 #[test]
 fn a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire() {

@@ -10,8 +10,8 @@ use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::Daemon;
 use common::console::{chain, story_files, story_hosts};
+use common::{Daemon, presented};
 use switchboard_pki::testpki::{self, pki};
 use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
 
@@ -20,30 +20,6 @@ fn run(ns: &Netns, program: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run a client")
-}
-
-/// The SHA-256 fingerprint of the certificate `host:port` presents to a
-/// client in `ns` that verifies it for `name` against `ca`; `None` when
-/// verification fails.
-fn presented(ns: &Netns, ca: &str, addr: &str, port: u16, name: &str) -> Option<String> {
-    let connect = format!("{addr}:{port}");
-    let out = ns
-        .command("sh")
-        .args([
-            "-c",
-            "openssl s_client -connect \"$1\" -servername \"$2\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
-            "sh",
-            &connect,
-            name,
-            ca,
-        ])
-        .output()
-        .expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .strip_prefix("sha256 Fingerprint=")
-        .or_else(|| text.trim().strip_prefix("SHA256 Fingerprint="))
-        .map(str::to_owned)
 }
 
 #[test]

@@ -269,3 +269,27 @@ pub fn kannel_serve_args(kannel: &Kannel, dir: &Path) -> [String; 8] {
     ]
     .map(str::to_owned)
 }
+
+/// The SHA-256 fingerprint (`AB:CD:...`, as openssl prints it) of the
+/// certificate `addr:port` presents to a client in `ns` that verifies it
+/// for `name` against the CA file `ca`; `None` if it does not verify.
+pub fn presented(ns: &Netns, ca: &str, addr: &str, port: u16, name: &str) -> Option<String> {
+    let connect = format!("{addr}:{port}");
+    let out = ns
+        .command("sh")
+        .args([
+            "-c",
+            "openssl s_client -connect \"$1\" -servername \"$2\" -verify_return_error -verify_hostname \"$2\" -CAfile \"$3\" </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            "sh",
+            &connect,
+            name,
+            ca,
+        ])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("sha256 Fingerprint=")
+        .or_else(|| text.trim().strip_prefix("SHA256 Fingerprint="))
+        .map(str::to_owned)
+}
