@@ -1,7 +1,7 @@
 //! The bounded pool for CPU-heavy work: certificate imports (parsing,
 //! chain ordering, key decryption), argon2id password hashing and QR
 //! codes. Such work runs on tokio's blocking threads, at most
-//! [`cpu_permits`] jobs at a time (one core fewer than the machine has), so the async workers that serve the API
+//! [`CPU_PERMITS`] jobs at a time, so the async workers that serve the API
 //! and the TLS listeners are never the ones computing, and a burst of
 //! costly requests queues instead of taking every core.
 //!
@@ -25,12 +25,9 @@ use tokio::sync::Semaphore;
 
 use crate::{EngineError, Result};
 
-/// How many CPU-heavy jobs run at once: one core fewer than the machine
-/// has (at least one), so that a burst of costly requests never takes
-/// every core from the listeners.
-pub fn cpu_permits() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
+/// How many CPU-heavy jobs run at once: the appliance has few cores, and
+/// the listeners need some.
+pub const CPU_PERMITS: usize = 2;
 
 /// The nice value a job runs at (0 is the default, 19 the lowest).
 pub const JOB_NICE: i32 = 10;
@@ -43,7 +40,7 @@ pub struct CpuPool {
 
 impl Default for CpuPool {
     fn default() -> Self {
-        CpuPool::new(cpu_permits())
+        CpuPool::new(CPU_PERMITS)
     }
 }
 

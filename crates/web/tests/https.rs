@@ -1600,7 +1600,7 @@ async fn phones_fetch_their_documents_during_a_flood_and_a_hostile_import() {
             })
         })
         .collect();
-    while engine.cpu().busy() < switchboard_engine::cpu::cpu_permits() {
+    while engine.cpu().busy() < switchboard_engine::cpu::CPU_PERMITS {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
