@@ -9,25 +9,23 @@
 //! attaches the CA's chain to the key, like `cert import` of a signed
 //! request. The certificate is then bound and applied like any other.
 //!
-//! The ACME account is made once per directory and its credentials (with
-//! its private key) kept in the store. The directory is reached over
-//! HTTPS trusting the system's CAs and those added with `cert ca add`.
+//! The protocol is spoken by `switchboard_system::acme` (the adapter);
+//! here the order is put together. The ACME account is made once per
+//! directory and its credentials (with its private key) kept in the store.
+//! The directory is reached over HTTPS trusting the system's CAs and those
+//! added with `cert ca add`.
 //!
 //! Whatever fails, nothing is left behind: the challenge answers are
 //! withdrawn, the key made for the order is forgotten, and the error
 //! carries the CA's problem document (type and detail) when it sent one.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
-};
 use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject;
 use switchboard_domain::CertName;
 use switchboard_pki::{Hostname, RequestKeyType, RequestName};
+use switchboard_system::acme::{AcmeAccount, AcmeError, Answers};
 use tracing::{info, warn};
 
 use crate::views::CertView;
@@ -37,11 +35,6 @@ use crate::{Engine, EngineError, Result};
 pub const MAX_ACME_NAMES: usize = 10;
 /// The longest directory URL or contact accepted.
 const MAX_URL: usize = 2048;
-/// How long the CA may take to validate, then to issue.
-const POLL: RetryPolicy = RetryPolicy::new()
-    .initial_delay(Duration::from_millis(250))
-    .backoff(1.5)
-    .timeout(Duration::from_secs(90));
 
 /// What [`Engine::acme_issue`] is asked for.
 #[derive(Debug, Clone)]
@@ -89,42 +82,36 @@ impl AcmeOrder {
     }
 }
 
-/// The CA's words, as an error.
-fn acme_error(e: instant_acme::Error) -> EngineError {
-    match e {
-        instant_acme::Error::Api(problem) => EngineError::Acme {
-            code: "acme-refused",
-            message: format!(
-                "the CA refused: {} ({})",
-                problem.detail.as_deref().unwrap_or("no detail"),
-                problem.r#type.as_deref().unwrap_or("no problem type"),
-            ),
-        },
-        instant_acme::Error::Timeout(_) => EngineError::Acme {
-            code: "acme-unreachable",
-            message: "the CA did not finish the order in time".into(),
-        },
-        other => EngineError::Acme {
-            code: "acme-unreachable",
-            message: format!("the CA could not be reached: {}", with_causes(&other)),
-        },
+/// The CA's words (or why it could not be heard), as an error with its code.
+fn acme_error(e: AcmeError) -> EngineError {
+    let code = match e {
+        AcmeError::Refused { .. } => "acme-refused",
+        AcmeError::Unreachable(_) => "acme-unreachable",
+        AcmeError::NotValidated(_) => "acme-challenge-failed",
+        AcmeError::Answer(_) => return EngineError::System(e.to_string()),
+    };
+    EngineError::Acme {
+        code,
+        message: e.to_string(),
     }
 }
 
-/// `e` and what caused it, down to the root (a TLS client's "Connect"
-/// says little; the certificate it refused says what to do).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let line = c.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        cause = c.source();
+/// The answers to `tls-alpn-01`, shown by the web services' listener.
+struct WebListener<'a>(&'a switchboard_pki::acme::Challenges);
+
+impl Answers for WebListener<'_> {
+    fn show(&self, name: &str, digest: &[u8]) -> std::result::Result<(), String> {
+        let name: Hostname = name
+            .parse()
+            .map_err(|e| format!("the CA's identifier {name:?}: {e}"))?;
+        self.0.add(&name, digest)
     }
-    text
+
+    fn withdraw(&self, name: &str) {
+        if let Ok(name) = name.parse::<Hostname>() {
+            self.0.remove(&name);
+        }
+    }
 }
 
 impl Engine {
@@ -166,141 +153,49 @@ impl Engine {
         let csr = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
             .map_err(|e| EngineError::System(format!("the signing request just made: {e}")))?;
         let account = self.acme_account(order).await?;
-        let identifiers: Vec<Identifier> = order
-            .domains
-            .iter()
-            .map(|d| Identifier::Dns(d.to_string()))
-            .collect();
-        let mut acme = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(acme_error)?;
-        let challenges = self.tls.web.challenges();
-        let mut answering = Answering {
-            challenges,
-            names: Vec::new(),
-        };
-        let mut authorizations = acme.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(acme_error)?;
-            match authorization.status {
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(EngineError::Acme {
-                        code: "acme-challenge-failed",
-                        message: format!("an authorization is {other:?}, not pending"),
-                    });
-                }
-            }
-            let mut challenge = authorization
-                .challenge(ChallengeType::TlsAlpn01)
-                .ok_or_else(|| EngineError::Acme {
-                    code: "acme-refused",
-                    message:
-                        "the CA offers no tls-alpn-01 challenge, the only one the appliance answers"
-                            .into(),
-                })?;
-            let name: Hostname = challenge
-                .identifier()
-                .to_string()
-                .parse()
-                .map_err(|e| EngineError::System(format!("the CA's identifier: {e}")))?;
-            challenges
-                .add(&name, challenge.key_authorization().digest().as_ref())
-                .map_err(EngineError::System)?;
-            answering.names.push(name);
-            challenge.set_ready().await.map_err(acme_error)?;
-        }
-        let status = acme.poll_ready(&POLL).await.map_err(acme_error)?;
-        if status != OrderStatus::Ready {
-            let why = acme
-                .state()
-                .error
-                .as_ref()
-                .map_or_else(|| format!("the order is {status:?}"), ToString::to_string);
-            return Err(EngineError::Acme {
-                code: "acme-challenge-failed",
-                message: format!("the CA did not validate the names: {why}"),
-            });
-        }
-        drop(answering);
-        acme.finalize_csr(csr.as_ref()).await.map_err(acme_error)?;
-        acme.poll_certificate(&POLL).await.map_err(acme_error)
+        let domains: Vec<String> = order.domains.iter().map(ToString::to_string).collect();
+        switchboard_system::acme::order(
+            &account,
+            &domains,
+            csr.as_ref(),
+            &WebListener(self.tls.web.challenges()),
+        )
+        .await
+        .map_err(acme_error)
     }
 
     /// The account at the order's directory: made (and kept) the first
-    /// time, then restored from its credentials.
-    async fn acme_account(&self, order: &AcmeOrder) -> Result<Account> {
+    /// time, then restored from its credentials. The directory is trusted
+    /// like any HTTPS server, with the appliance's TLS policy.
+    async fn acme_account(&self, order: &AcmeOrder) -> Result<AcmeAccount> {
         let (kept, anchors): (Option<String>, _) = {
             let store = self.store.lock().await;
             (store.acme_account(&order.directory)?, self.anchors(&store)?)
         };
-        let http = http_client(anchors.root_store());
-        if let Some(json) = kept {
-            let credentials: AccountCredentials = serde_json::from_str(&json)
-                .map_err(|e| EngineError::System(format!("the kept ACME account: {e}")))?;
-            return Account::builder_with_http(http)
-                .from_credentials(credentials)
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            switchboard_pki::policy_provider(),
+        ))
+        .with_protocol_versions(&switchboard_pki::policy_versions())
+        .expect("the policy's versions are the provider's")
+        .with_root_certificates(anchors.root_store())
+        .with_no_client_auth();
+        let (account, made) = switchboard_system::acme::account(
+            &order.directory,
+            tls,
+            kept.as_deref(),
+            &order.contact,
+        )
+        .await
+        .map_err(acme_error)?;
+        if let Some(credentials) = made {
+            self.store
+                .lock()
                 .await
-                .map_err(acme_error);
+                .set_acme_account(&order.directory, &credentials)?;
+            info!(directory = %order.directory, "ACME account made");
         }
-        let contact: Vec<&str> = order.contact.iter().map(String::as_str).collect();
-        let (account, credentials) = Account::builder_with_http(http)
-            .create(
-                &NewAccount {
-                    contact: &contact,
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                order.directory.clone(),
-                None,
-            )
-            .await
-            .map_err(acme_error)?;
-        let json = serde_json::to_string(&credentials)
-            .map_err(|e| EngineError::System(format!("the new ACME account: {e}")))?;
-        self.store
-            .lock()
-            .await
-            .set_acme_account(&order.directory, &json)?;
-        info!(directory = %order.directory, "ACME account made");
         Ok(account)
     }
-}
-
-/// The challenge answers of an order, withdrawn when it ends, whichever way.
-struct Answering<'a> {
-    challenges: &'a switchboard_pki::acme::Challenges,
-    names: Vec<Hostname>,
-}
-
-impl Drop for Answering<'_> {
-    fn drop(&mut self) {
-        for name in &self.names {
-            self.challenges.remove(name);
-        }
-    }
-}
-
-/// An HTTPS client for the CA, trusting `roots`, with the appliance's TLS
-/// policy.
-fn http_client(roots: rustls::RootCertStore) -> Box<dyn instant_acme::HttpClient> {
-    let tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(switchboard_pki::policy_provider()))
-            .with_protocol_versions(&switchboard_pki::policy_versions())
-            .expect("the policy's versions are the provider's")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    Box::new(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build::<_, instant_acme::BodyWrapper<bytes::Bytes>>(https),
-    )
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Everything here returns plain data (no domain types); the domain and
 //! engine crates decide what it means.
 //!
+//! - [`acme`]: an ACME CA over HTTPS (accounts, orders proven by
+//!   `tls-alpn-01`); the caller shows the challenges' answers.
 //! - [`nics`]: links and addresses of the daemon's network namespace, read
 //!   over rtnetlink, and a change feed.
 //! - [`nft`]: check, load, read back and remove switchboard's own nftables
@@ -21,6 +23,7 @@
 //! - Linux only, and every async function needs a tokio runtime (the daemon
 //!   runs the multi-thread one).
 
+pub mod acme;
 pub mod dns;
 pub mod files;
 pub mod kamailio;

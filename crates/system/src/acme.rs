@@ -1,0 +1,223 @@
+//! An ACME CA (RFC 8555), spoken to over HTTPS with instant-acme: accounts,
+//! and orders whose names are proven by `tls-alpn-01`. Plain data in and
+//! out: the caller decides how a challenge is answered (the engine shows
+//! the answer on the web services' listener) and where the account's
+//! credentials are kept.
+
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+
+/// How long the CA may take to validate, then to issue.
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(250))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(90));
+
+/// Why an ACME exchange did not end well.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The CA answered with a problem document (RFC 7807).
+    #[error("the CA refused: {detail} ({kind})")]
+    Refused { kind: String, detail: String },
+    /// The CA could not be reached, trusted, or did not finish in time.
+    #[error("the CA could not be reached: {0}")]
+    Unreachable(String),
+    /// The names were not validated.
+    #[error("the CA did not validate the names: {0}")]
+    NotValidated(String),
+    /// The caller could not show a challenge's answer.
+    #[error("the challenge's answer could not be shown: {0}")]
+    Answer(String),
+}
+
+impl From<instant_acme::Error> for AcmeError {
+    fn from(e: instant_acme::Error) -> Self {
+        match e {
+            instant_acme::Error::Api(problem) => AcmeError::Refused {
+                kind: problem.r#type.unwrap_or_else(|| "no problem type".into()),
+                detail: problem.detail.unwrap_or_else(|| "no detail".into()),
+            },
+            instant_acme::Error::Timeout(_) => {
+                AcmeError::Unreachable("the CA did not finish the order in time".into())
+            }
+            other => AcmeError::Unreachable(with_causes(&other)),
+        }
+    }
+}
+
+/// `e` and what caused it, down to the root (a TLS client's "Connect"
+/// says little; the certificate it refused says what to do).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Shows and withdraws the answers to `tls-alpn-01` challenges.
+pub trait Answers: Sync {
+    /// Show, for `name`, the answer whose key authorization has the
+    /// SHA-256 `digest`.
+    fn show(&self, name: &str, digest: &[u8]) -> Result<(), String>;
+    fn withdraw(&self, name: &str);
+}
+
+/// An account at a CA's directory.
+pub struct AcmeAccount(Account);
+
+impl std::fmt::Debug for AcmeAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeAccount").finish_non_exhaustive()
+    }
+}
+
+/// The account at `directory`: restored from `kept` credentials, or made
+/// (with `contact`), when the new credentials (JSON, with the account's
+/// private key: a secret) come back to be kept. `tls` is the client
+/// configuration the directory is reached with.
+pub async fn account(
+    directory: &str,
+    tls: rustls::ClientConfig,
+    kept: Option<&str>,
+    contact: &[String],
+) -> Result<(AcmeAccount, Option<String>), AcmeError> {
+    let builder = Account::builder_with_http(http_client(tls));
+    if let Some(json) = kept {
+        let credentials: AccountCredentials = serde_json::from_str(json)
+            .map_err(|e| AcmeError::Unreachable(format!("the kept account: {e}")))?;
+        return Ok((
+            AcmeAccount(builder.from_credentials(credentials).await?),
+            None,
+        ));
+    }
+    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let (account, credentials) = builder
+        .create(
+            &NewAccount {
+                contact: &contact,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            directory.to_owned(),
+            None,
+        )
+        .await?;
+    let json = serde_json::to_string(&credentials)
+        .map_err(|e| AcmeError::Unreachable(format!("the new account: {e}")))?;
+    Ok((AcmeAccount(account), Some(json)))
+}
+
+/// Orders a certificate for `domains`, proves each by `tls-alpn-01`
+/// through `answers` (every answer withdrawn at the end, whatever
+/// happens), finalizes with the request `csr_der`, and returns the CA's
+/// chain (PEM).
+pub async fn order(
+    account: &AcmeAccount,
+    domains: &[String],
+    csr_der: &[u8],
+    answers: &dyn Answers,
+) -> Result<String, AcmeError> {
+    let identifiers: Vec<Identifier> = domains.iter().cloned().map(Identifier::Dns).collect();
+    let mut order = account.0.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut shown = Shown {
+        answers,
+        names: Vec::new(),
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let mut authorization = authorization?;
+        match authorization.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(AcmeError::NotValidated(format!(
+                    "an authorization is {other:?}, not pending"
+                )));
+            }
+        }
+        let mut challenge = authorization
+            .challenge(ChallengeType::TlsAlpn01)
+            .ok_or_else(|| AcmeError::Refused {
+                kind: "no tls-alpn-01".into(),
+                detail:
+                    "the CA offers no tls-alpn-01 challenge, the only one the appliance answers"
+                        .into(),
+            })?;
+        let name = challenge.identifier().to_string();
+        answers
+            .show(&name, challenge.key_authorization().digest().as_ref())
+            .map_err(AcmeError::Answer)?;
+        shown.names.push(name);
+        challenge.set_ready().await?;
+    }
+    let status = order.poll_ready(&POLL).await?;
+    if status != OrderStatus::Ready {
+        let why = order
+            .state()
+            .error
+            .as_ref()
+            .map_or_else(|| format!("the order is {status:?}"), ToString::to_string);
+        return Err(AcmeError::NotValidated(why));
+    }
+    drop(shown);
+    order.finalize_csr(csr_der).await?;
+    Ok(order.poll_certificate(&POLL).await?)
+}
+
+/// The answers shown for an order, withdrawn when it ends, whichever way.
+struct Shown<'a> {
+    answers: &'a dyn Answers,
+    names: Vec<String>,
+}
+
+impl Drop for Shown<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.answers.withdraw(name);
+        }
+    }
+}
+
+/// An HTTPS-only client with `tls`.
+fn http_client(tls: rustls::ClientConfig) -> Box<dyn instant_acme::HttpClient> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    Box::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, instant_acme::BodyWrapper<bytes::Bytes>>(https),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_unreachable_ca_is_described_down_to_its_cause() {
+        let e = Outer(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert_eq!(
+            with_causes(&e),
+            "outer: invalid peer certificate: UnknownIssuer"
+        );
+    }
+}
