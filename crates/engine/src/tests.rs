@@ -913,31 +913,13 @@ async fn latest_token(e: &Engine) -> String {
 /// Signs `csr_pem` with the test intermediate as a CA would (`openssl x509
 /// -req`, extensions copied): the chain, PEM.
 fn sign_request(p: &switchboard_pki::testpki::Pki, csr_pem: &str) -> String {
-    use switchboard_pki::testpki::{openssl, pem, read, tempdir, write};
+    use switchboard_pki::testpki::{pem, read, tempdir, write};
     let dir = tempdir();
     let d = dir.path();
     write(d, "csr.pem", csr_pem);
     write(d, "ca.pem", p.intermediate.pem());
     write(d, "ca.key", pem("PRIVATE KEY", p.intermediate.key_der()));
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "csr.pem",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-days",
-            "90",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            "signed.pem",
-        ],
-    );
+    switchboard_pki::testpki::sign_request(d, "csr.pem", "ca.pem", "ca.key", 90, "signed.pem");
     String::from_utf8(read(d, "signed.pem")).expect("PEM") + &p.intermediate.pem()
 }
 

@@ -255,25 +255,7 @@ mod tests {
             "ca.key",
             crate::testpki::pem("PRIVATE KEY", pki.intermediate.key_der()),
         );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "csr.pem",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-days",
-                "30",
-                "-copy_extensions",
-                "copy",
-                "-out",
-                "signed.pem",
-            ],
-        );
+        crate::testpki::sign_request(dir, "csr.pem", "ca.pem", "ca.key", 30, "signed.pem");
     }
 
     #[test]

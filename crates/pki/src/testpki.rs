@@ -214,6 +214,32 @@ pub fn encrypt_key(dir: &Path, input: &str, output: &str, iterations: u32) {
     );
 }
 
+/// A CA's answer to a signing request, as `openssl x509 -req` makes it:
+/// `csr` (a file in `dir`) signed by `ca` and `ca_key` for `days`, its
+/// extensions (the names) copied, written to `out`.
+pub fn sign_request(dir: &Path, csr: &str, ca: &str, ca_key: &str, days: u32, out: &str) {
+    let days = days.to_string();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-days",
+            &days,
+            "-copy_extensions",
+            "copy",
+            "-out",
+            out,
+        ],
+    );
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")
 }

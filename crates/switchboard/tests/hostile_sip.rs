@@ -10,6 +10,7 @@ mod common;
 use std::io::Write as _;
 use std::time::Duration;
 
+use common::kamailio_pid;
 use common::phone::{HOST, Phone};
 use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
 
@@ -35,15 +36,6 @@ fn options(port_tag: &str, extra: &str) -> String {
         "OPTIONS sip:{HOST} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2:5999;rport;branch=z9hG4bK{port_tag}\r\nMax-Forwards: 70\r\n\
          From: <sip:probe@{HOST}>;tag={port_tag}\r\nTo: <sip:{HOST}>\r\nCall-ID: {port_tag}@probe\r\nCSeq: 1 OPTIONS\r\n{extra}Content-Length: 0\r\n\r\n"
     )
-}
-
-fn kamailio_pid(d: &common::Daemon) -> Option<String> {
-    d.json(&["status"])["sip"]
-        .as_str()?
-        .strip_prefix("kamailio running (pid ")?
-        .split(',')
-        .next()
-        .map(str::to_owned)
 }
 
 #[test]

@@ -108,24 +108,13 @@ fn a_phone_activated_before_a_planned_rotation_keeps_verifying_its_pins_after_it
         testpki::pem("PRIVATE KEY", p.intermediate.key_der()),
     );
     testpki::write(files.path(), "inter.pem", p.intermediate.pem());
-    testpki::openssl(
+    testpki::sign_request(
         files.path(),
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "next.csr",
-            "-CA",
-            "inter.pem",
-            "-CAkey",
-            "inter.key",
-            "-days",
-            "90",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            "next.crt",
-        ],
+        "next.csr",
+        "inter.pem",
+        "inter.key",
+        90,
+        "next.crt",
     );
     let signed = [
         testpki::read(files.path(), "next.crt"),

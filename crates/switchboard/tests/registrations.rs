@@ -11,8 +11,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
 use common::phone::{HOST, Phone, fetch, link_in};
+use common::{Daemon, kamailio_pid};
 use serde_json::Value;
 use switchboard_system::testlab::{Lab, is_root, require_or_skip};
 
@@ -29,16 +29,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// The pid in `status`'s "kamailio running (pid N, ...)".
-fn kamailio_pid(d: &Daemon) -> Option<i32> {
-    let sip = d.json(&["status"])["sip"].as_str()?.to_owned();
-    sip.strip_prefix("kamailio running (pid ")?
-        .split(',')
-        .next()?
-        .parse()
-        .ok()
 }
 
 #[test]

@@ -82,25 +82,7 @@ fn a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire(
     d.fails(&["cert", "bind", "web", "voip-here"], "no-such-cert");
 
     // The CA signs it.
-    testpki::openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "voip.csr",
-            "-CA",
-            "inter.pem",
-            "-CAkey",
-            "inter.key",
-            "-days",
-            "90",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            "voip.crt",
-        ],
-    );
+    testpki::sign_request(dir, "voip.csr", "inter.pem", "inter.key", 90, "voip.crt");
     let signed = [
         testpki::read(dir, "voip.crt"),
         testpki::read(dir, "inter.pem"),
@@ -158,25 +140,7 @@ fn a_request_signed_by_a_ca_and_imported_without_a_key_is_presented_on_the_wire(
     // status, in text and JSON (a warning from 30 days).
     let short_csr = d.ok(&["cert", "request", "short", "--dns", "console.lan.test"]);
     testpki::write(dir, "short.csr", &short_csr);
-    testpki::openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "short.csr",
-            "-CA",
-            "inter.pem",
-            "-CAkey",
-            "inter.key",
-            "-days",
-            "5",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            "short.crt",
-        ],
-    );
+    testpki::sign_request(dir, "short.csr", "inter.pem", "inter.key", 5, "short.crt");
     d.ok(&["cert", "import", "short", "--bundle", &f("short.crt")]);
     d.ok(&["cert", "bind", "console", "short", "--nic", "lan0"]);
     let text = d.ok(&["status"]);

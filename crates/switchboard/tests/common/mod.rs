@@ -270,6 +270,17 @@ pub fn kannel_serve_args(kannel: &Kannel, dir: &Path) -> [String; 8] {
     .map(str::to_owned)
 }
 
+/// The pid in `status`'s "kamailio running (pid N, ...)".
+pub fn kamailio_pid(d: &Daemon) -> Option<i32> {
+    d.json(&["status"])["sip"]
+        .as_str()?
+        .strip_prefix("kamailio running (pid ")?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The SHA-256 fingerprint (`AB:CD:...`, as openssl prints it) of the
 /// certificate `addr:port` presents to a client in `ns` that verifies it
 /// for `name` against the CA file `ca`; `None` if it does not verify.
