@@ -110,7 +110,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         .with_writer(std::io::stderr)
         .init();
     // Memory a burst took goes back to the kernel (see the task below).
-    switchboard_web::https::memory::configure();
+    switchboard_system::memory::configure();
 
     // The lock comes first: a second daemon is refused before it touches
     // anything, including the socket of the first.
@@ -203,8 +203,8 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     tokio::spawn(deliver_sms(engine.clone()));
     tokio::spawn(enforce_bans(engine.clone()));
     // What a burst of connections allocated goes back to the kernel after it.
-    tokio::spawn(switchboard_web::https::memory::give_back_every(
-        switchboard_web::https::memory::PERIOD,
+    tokio::spawn(switchboard_system::memory::give_back_every(
+        switchboard_system::memory::PERIOD,
     ));
 
     let listener = switchboard_web::bind_unix(&socket).await?;

@@ -9,8 +9,10 @@
 //! - [`nics`]: links and addresses of the daemon's network namespace, read
 //!   over rtnetlink, and a change feed.
 //! - [`nft`]: check, load, read back and remove switchboard's own nftables
-//!   table, through libnftables (the only `unsafe` code of the project,
-//!   confined to `nft::ffi`); timed elements of its sets (the bans).
+//!   table, through libnftables (`unsafe` confined to `nft::ffi`, and to the
+//!   two libc calls of [`memory`]: the project's only `unsafe`); timed elements of its sets (the bans).
+//! - [`memory`]: what a burst of connections allocated goes back to the
+//!   kernel after it (glibc's allocator: a fixed mmap threshold, `malloc_trim`).
 //! - [`proc`]: what the kernel says about a local client process.
 //! - [`dns`]: the host name, and what the system resolver says a name is.
 //! - [`files`]: atomic writes of the files other programs read.
@@ -27,6 +29,7 @@ pub mod acme;
 pub mod dns;
 pub mod files;
 pub mod kamailio;
+pub mod memory;
 pub mod nft;
 pub mod nics;
 pub mod proc;

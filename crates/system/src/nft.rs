@@ -209,7 +209,8 @@ async fn run(buffer: String, mode: Mode) -> Result<Result<String, String>, NftEr
 
 /// The few libnftables functions switchboard uses, loaded with `dlopen`.
 ///
-/// This is the only `unsafe` code of the project: calls into a C library
+/// With [`crate::memory`]'s two libc calls, this is the only `unsafe` code
+/// of the project: calls into a C library
 /// through the ABI its header (`nftables/libnftables.h`) declares.
 #[allow(unsafe_code)]
 mod ffi {

@@ -103,7 +103,6 @@ use tower::Service;
 use tracing::{Instrument, debug, debug_span, error, info, info_span, warn};
 
 mod hygiene;
-pub mod memory;
 pub(crate) use hygiene::announced_too_large;
 use hygiene::{AddressPermit, PerAddress, TimedBody};
 pub use hygiene::{BODY_GRACE, BodyDeadline, MAX_PER_ADDRESS, MIN_BODY_RATE};
