@@ -675,12 +675,7 @@ impl Engine {
     pub async fn registrations(&self, username: &Username) -> Result<RegistrationsView> {
         Self::find(&*self.store.lock().await, username)?;
         let name = username.to_string();
-        let ctl = self
-            .config
-            .sip
-            .then(|| crate::sip::env(&self.config.data_dir).paths.ctl_socket)
-            .filter(|c| c.exists());
-        let Some(ctl) = ctl else {
+        let Some(ctl) = self.kamailio_ctl() else {
             return Ok(RegistrationsView {
                 username: name,
                 registered: None,
@@ -697,11 +692,7 @@ impl Engine {
     /// Every account's registration in words, by user name (accounts not
     /// listed are not registered); `None` when Kamailio cannot be asked.
     pub async fn registration_summaries(&self) -> Option<HashMap<String, String>> {
-        let ctl = self
-            .config
-            .sip
-            .then(|| crate::sip::env(&self.config.data_dir).paths.ctl_socket)
-            .filter(|c| c.exists())?;
+        let ctl = self.kamailio_ctl()?;
         let all = switchboard_system::kamailio::registrations(&ctl)
             .await
             .ok()?;
@@ -727,38 +718,36 @@ fn registrations_of(
     name: String,
     all: Vec<switchboard_system::kamailio::Contact>,
 ) -> RegistrationsView {
-    {
-        let contacts: Vec<RegistrationView> = all
-            .into_iter()
-            .filter(|c| c.aor == name)
-            .map(|c| RegistrationView {
-                source: c.received.as_deref().and_then(source_of),
-                transport: c.socket.split(':').next().unwrap_or("").to_owned(),
-                contact: c.address,
-                socket: c.socket,
-                user_agent: c.user_agent,
-                expires_secs: c.expires_secs,
-            })
-            .collect();
-        let summary = match contacts.first() {
-            None => "not registered".to_owned(),
-            Some(c) => format!(
-                "registered now from {} over {}{}",
-                c.source.as_deref().unwrap_or("an unrecorded address"),
-                c.transport.to_uppercase(),
-                if contacts.len() > 1 {
-                    format!(" (and {} more)", contacts.len() - 1)
-                } else {
-                    String::new()
-                }
-            ),
-        };
-        RegistrationsView {
-            username: name,
-            registered: Some(!contacts.is_empty()),
-            contacts,
-            summary,
-        }
+    let contacts: Vec<RegistrationView> = all
+        .into_iter()
+        .filter(|c| c.aor == name)
+        .map(|c| RegistrationView {
+            source: c.received.as_deref().and_then(source_of),
+            transport: c.socket.split(':').next().unwrap_or("").to_owned(),
+            contact: c.address,
+            socket: c.socket,
+            user_agent: c.user_agent,
+            expires_secs: c.expires_secs,
+        })
+        .collect();
+    let summary = match contacts.first() {
+        None => "not registered".to_owned(),
+        Some(c) => format!(
+            "registered now from {} over {}{}",
+            c.source.as_deref().unwrap_or("an unrecorded address"),
+            c.transport.to_uppercase(),
+            if contacts.len() > 1 {
+                format!(" (and {} more)", contacts.len() - 1)
+            } else {
+                String::new()
+            }
+        ),
+    };
+    RegistrationsView {
+        username: name,
+        registered: Some(!contacts.is_empty()),
+        contacts,
+        summary,
     }
 }
 

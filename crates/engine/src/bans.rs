@@ -26,7 +26,6 @@
 //! the offences.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -174,13 +173,6 @@ fn reason(value: &str) -> &'static str {
 }
 
 impl Engine {
-    /// Kamailio's control socket, when the daemon drives Kamailio.
-    fn ctl_socket(&self) -> Option<PathBuf> {
-        self.config
-            .sip
-            .then(|| crate::sip::env(&self.config.data_dir).paths.ctl_socket)
-    }
-
     /// The ban policy of the running revision (the default before any).
     fn running_policy(store: &Store) -> Result<BanPolicy> {
         Ok(store
@@ -193,12 +185,9 @@ impl Engine {
     /// kernel (see the module). Returns the bans made. Kamailio not
     /// running (or not driven) is not an error: nothing to read.
     pub async fn poll_bans(&self) -> Result<Vec<BanView>> {
-        let Some(ctl) = self.ctl_socket() else {
+        let Some(ctl) = self.kamailio_ctl() else {
             return Ok(vec![]);
         };
-        if !ctl.exists() {
-            return Ok(vec![]);
-        }
         let reported = match kamailio::htable_addresses(&ctl, BANNED).await {
             Ok(r) => r,
             Err(e) => {
@@ -386,7 +375,7 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::System(e.to_string()))?;
         }
-        if let Some(ctl) = self.ctl_socket().filter(|c| c.exists())
+        if let Some(ctl) = self.kamailio_ctl()
             && let Err(e) = kamailio::htable_forget(&ctl, &[BANNED, FAILED], addr).await
         {
             warn!(%addr, error = %e, "kamailio did not forget the address");

@@ -50,6 +50,18 @@ pub(crate) fn env(data_dir: &std::path::Path) -> Env {
     }
 }
 
+impl crate::Engine {
+    /// Kamailio's control socket, when the daemon drives Kamailio and it
+    /// is there to be asked (the RPC of bans and registrations).
+    pub(crate) fn kamailio_ctl(&self) -> Option<PathBuf> {
+        let config = self.config();
+        config
+            .sip
+            .then(|| env(&config.data_dir).paths.ctl_socket)
+            .filter(|c| c.exists())
+    }
+}
+
 fn system(e: impl std::fmt::Display) -> EngineError {
     EngineError::System(e.to_string())
 }

@@ -769,24 +769,7 @@ impl Store {
 
     /// Store a certificate under a name that is not taken yet.
     pub fn insert_cert(&mut self, cert: &StoredCert) -> Result<()> {
-        let done = self.conn.execute(
-            "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6
-             WHERE NOT EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)
-             ON CONFLICT (name) DO NOTHING",
-            params![
-                cert.name.as_str(),
-                cert.chain_pem,
-                cert.key.as_ref().map(KeyPem::expose_secret),
-                to_json(&cert.info),
-                cert.bootstrap,
-                cert.created_at.to_string(),
-            ],
-        )?;
-        if done == 0 {
-            return Err(StoreError::CertExists(cert.name.clone()));
-        }
-        Ok(())
+        insert_cert_row(&self.conn, cert)
     }
 
     /// Every certificate, by name.
@@ -917,21 +900,7 @@ impl Store {
         {
             return Err(StoreError::NoSuchRequest(cert.name.clone()));
         }
-        let done = tx.execute(
-            "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
-            params![
-                cert.name.as_str(),
-                cert.chain_pem,
-                cert.key.as_ref().map(KeyPem::expose_secret),
-                to_json(&cert.info),
-                cert.bootstrap,
-                cert.created_at.to_string(),
-            ],
-        )?;
-        if done == 0 {
-            return Err(StoreError::CertExists(cert.name.clone()));
-        }
+        insert_cert_row(&tx, cert)?;
         tx.commit()?;
         Ok(())
     }
@@ -1612,6 +1581,29 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
         realm: r.get(5)?,
         ha1: r.get(6)?,
     })
+}
+
+/// Stores `cert` under its name, refused (`CertExists`) when the name is a
+/// certificate's or a waiting request's: one name space for both.
+fn insert_cert_row(conn: &Connection, cert: &StoredCert) -> Result<()> {
+    let done = conn.execute(
+        "INSERT INTO certificates (name, chain_pem, key_pem, info, bootstrap, created_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6
+         WHERE NOT EXISTS (SELECT 1 FROM key_requests WHERE name = ?1)
+         ON CONFLICT (name) DO NOTHING",
+        params![
+            cert.name.as_str(),
+            cert.chain_pem,
+            cert.key.as_ref().map(KeyPem::expose_secret),
+            to_json(&cert.info),
+            cert.bootstrap,
+            cert.created_at.to_string(),
+        ],
+    )?;
+    if done == 0 {
+        return Err(StoreError::CertExists(cert.name.clone()));
+    }
+    Ok(())
 }
 
 fn set_state(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> Result<()> {
