@@ -12,6 +12,9 @@ use crate::catalog::{ServiceId, truncate_for_message};
 use crate::host::Hostname;
 use crate::nic::NicName;
 
+/// The longest certificate name.
+pub const MAX_CERT_NAME: usize = 64;
+
 /// The name a certificate is stored under: 1 to 64 of `A-Z a-z 0-9 _ . -`,
 /// starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,7 +36,7 @@ impl CertName {
 impl FromStr for CertName {
     type Err = InvalidCertName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (1..=64).contains(&s.len())
+        let ok = (1..=MAX_CERT_NAME).contains(&s.len())
             && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -133,6 +136,21 @@ impl Bindings {
                 self.defaults.remove(&service);
             }
         }
+    }
+
+    /// Make every binding of `from` name `to` instead (a renewed
+    /// certificate taking its predecessor's place). Whether any did.
+    pub fn replace(&mut self, from: &CertName, to: &CertName) -> bool {
+        let mut replaced = false;
+        let bound = self
+            .defaults
+            .values_mut()
+            .chain(self.overrides.values_mut().flat_map(|o| o.values_mut()));
+        for cert in bound.filter(|c| *c == from) {
+            *cert = to.clone();
+            replaced = true;
+        }
+        replaced
     }
 
     /// Every certificate some binding names.
@@ -302,5 +320,24 @@ mod tests {
         b.unbind(ServiceId::SipTls, Some(&wan));
         assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("default")));
         assert!(b.overrides.is_empty());
+    }
+
+    #[test]
+    fn a_renewed_certificate_takes_every_place_of_its_predecessor_and_no_other() {
+        let lan: NicName = "lan0".parse().expect("nic");
+        let wan: NicName = "wan0".parse().expect("nic");
+        let mut b = Bindings::default();
+        b.bind(ServiceId::Web, None, c("old")).expect("bind");
+        b.bind(ServiceId::Web, Some(&wan), c("old")).expect("bind");
+        b.bind(ServiceId::SipTls, Some(&lan), c("old"))
+            .expect("bind");
+        b.bind(ServiceId::SipTls, Some(&wan), c("other"))
+            .expect("bind");
+        assert!(b.replace(&c("old"), &c("new")));
+        assert_eq!(b.resolve(ServiceId::Web, &lan), Some(&c("new")));
+        assert_eq!(b.resolve(ServiceId::Web, &wan), Some(&c("new")));
+        assert_eq!(b.resolve(ServiceId::SipTls, &lan), Some(&c("new")));
+        assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("other")));
+        assert!(!b.replace(&c("old"), &c("newer")), "nothing names it now");
     }
 }

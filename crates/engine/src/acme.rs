@@ -33,6 +33,11 @@ use crate::{Engine, EngineError, Result};
 
 /// The most names one order may carry.
 pub const MAX_ACME_NAMES: usize = 10;
+/// The longest an order may take, from the first request to the chain: a
+/// CA that stops answering mid-order must not hold a renewal forever.
+const ORDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+/// The problem type of a CA that does not know the account (RFC 8555 §6.7).
+const ACCOUNT_UNKNOWN: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 /// The longest directory URL or contact accepted.
 const MAX_URL: usize = 2048;
 
@@ -116,9 +121,26 @@ impl Answers for WebListener<'_> {
 
 impl Engine {
     /// Obtains a certificate for `order.domains` from the ACME CA at
-    /// `order.directory`, stored under `order.name` (see the module).
+    /// `order.directory`, stored under `order.name` (see the module), and
+    /// renewed by itself from then on (see [`crate::renewal`]).
     pub async fn acme_issue(&self, order: AcmeOrder) -> Result<CertView> {
         order.check()?;
+        let view = self.acme_certificate(&order).await?;
+        let record = crate::renewal::Renewal::first(&order);
+        let json = serde_json::to_string(&record).expect("a renewal record serializes");
+        let mut store = self.store.lock().await;
+        store.set_acme_renewal(order.name.as_str(), Some(&json))?;
+        let view = CertView {
+            acme: crate::renewal::view_of(&store, &order.name)?,
+            ..view
+        };
+        Ok(view)
+    }
+
+    /// The certificate of `order`: key and request made here, the order
+    /// put, the chain attached to the key. Nothing is left of a failed
+    /// order.
+    pub(crate) async fn acme_certificate(&self, order: &AcmeOrder) -> Result<CertView> {
         let names = order
             .domains
             .iter()
@@ -130,11 +152,22 @@ impl Engine {
         let request = self
             .request_cert(&order.name, RequestKeyType::EcdsaP256, names)
             .await?;
-        let issued = self.acme_order(&order, &request.csr_pem).await;
+        let issued =
+            match tokio::time::timeout(ORDER_TIMEOUT, self.acme_order(order, &request.csr_pem))
+                .await
+            {
+                Ok(issued) => issued,
+                Err(_) => Err(EngineError::Acme {
+                    code: "acme-unreachable",
+                    message: format!(
+                        "the CA did not finish the order within {} s",
+                        ORDER_TIMEOUT.as_secs()
+                    ),
+                }),
+            };
         let chain = match issued {
             Ok(chain) => chain,
             Err(e) => {
-                // Nothing is left of a failed order.
                 if let Err(cleanup) = self.delete_cert(&order.name).await {
                     warn!(cert = %order.name, error = %cleanup, "the key made for a failed ACME order could not be forgotten");
                 }
@@ -154,14 +187,25 @@ impl Engine {
             .map_err(|e| EngineError::System(format!("the signing request just made: {e}")))?;
         let account = self.acme_account(order).await?;
         let domains: Vec<String> = order.domains.iter().map(ToString::to_string).collect();
-        switchboard_system::acme::order(
+        let issued = switchboard_system::acme::order(
             &account,
             &domains,
             csr.as_ref(),
             &WebListener(self.tls.web.challenges()),
         )
-        .await
-        .map_err(acme_error)
+        .await;
+        if let Err(AcmeError::Refused { kind, .. }) = &issued
+            && kind == ACCOUNT_UNKNOWN
+        {
+            // The CA lost or removed the account: the next order makes a
+            // new one instead of failing the same way for ever.
+            self.store
+                .lock()
+                .await
+                .forget_acme_account(&order.directory)?;
+            warn!(directory = %order.directory, "the CA no longer knows the kept ACME account: forgotten, the next order makes a new one");
+        }
+        issued.map_err(acme_error)
     }
 
     /// The account at the order's directory: made (and kept) the first

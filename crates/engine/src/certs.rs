@@ -150,7 +150,7 @@ fn stored(name: CertName, bundle: &CertBundle, bootstrap: bool) -> StoredCert {
 
 /// Where each certificate is used, in the candidate and the applied
 /// revision: `console (default)`, `sip-tls on wan0`.
-fn uses(engine_store: &Store) -> Result<BTreeMap<CertName, Vec<String>>> {
+pub(crate) fn uses(engine_store: &Store) -> Result<BTreeMap<CertName, Vec<String>>> {
     let mut out: BTreeMap<CertName, Vec<String>> = BTreeMap::new();
     let mut bindings = vec![Engine::candidate_of(engine_store)?.bindings];
     if let Some(r) = engine_store.applied()? {
@@ -177,8 +177,13 @@ fn uses(engine_store: &Store) -> Result<BTreeMap<CertName, Vec<String>>> {
     Ok(out)
 }
 
-fn view(c: &StoredCert, now: Timestamp, used: &BTreeMap<CertName, Vec<String>>) -> CertView {
-    CertView {
+fn view(
+    store: &Store,
+    c: &StoredCert,
+    now: Timestamp,
+    used: &BTreeMap<CertName, Vec<String>>,
+) -> Result<CertView> {
+    Ok(CertView {
         name: c.name.to_string(),
         info: c.info.clone(),
         has_key: c.key.is_some(),
@@ -186,7 +191,8 @@ fn view(c: &StoredCert, now: Timestamp, used: &BTreeMap<CertName, Vec<String>>) 
         validity: validity(&c.info, now),
         expires_in_days: c.info.not_after.duration_since(now).as_hours() / 24,
         used_by: used.get(&c.name).cloned().unwrap_or_default(),
-    }
+        acme: crate::renewal::view_of(store, &c.name)?,
+    })
 }
 
 /// The bound certificates of `store` close to their end at `now`: a
@@ -376,7 +382,7 @@ impl Engine {
             other => other.into(),
         })?;
         info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, made_here = row.key.is_some() && !has_key_file, "certificate imported");
-        Ok(view(&row, Timestamp::now(), &uses(&store)?))
+        view(&store, &row, Timestamp::now(), &uses(&store)?)
     }
 
     /// Make a key on the appliance under `name` and a signing request for
@@ -444,7 +450,11 @@ impl Engine {
         let store = self.store.lock().await;
         let used = uses(&store)?;
         let now = Timestamp::now();
-        Ok(store.certs()?.iter().map(|c| view(c, now, &used)).collect())
+        store
+            .certs()?
+            .iter()
+            .map(|c| view(&store, c, now, &used))
+            .collect()
     }
 
     pub async fn cert(&self, name: &CertName) -> Result<(CertView, String)> {
@@ -452,7 +462,10 @@ impl Engine {
         let c = store
             .cert(name)?
             .ok_or_else(|| EngineError::NoSuchCert(name.clone()))?;
-        Ok((view(&c, Timestamp::now(), &uses(&store)?), c.chain_pem))
+        Ok((
+            view(&store, &c, Timestamp::now(), &uses(&store)?)?,
+            c.chain_pem,
+        ))
     }
 
     /// Delete a certificate that no binding uses (in the candidate or the
@@ -468,6 +481,7 @@ impl Engine {
         if !store.delete_cert(name)? && !store.delete_request(name)? {
             return Err(EngineError::NoSuchCert(name.clone()));
         }
+        crate::renewal::forget(&mut store, name)?;
         info!(cert = %name, "certificate deleted");
         Ok(())
     }

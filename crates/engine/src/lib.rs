@@ -40,6 +40,7 @@ pub mod firewall;
 pub mod listeners;
 mod origin;
 mod pipeline;
+pub mod renewal;
 mod sip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -147,6 +148,8 @@ pub struct Engine {
     listeners: std::sync::OnceLock<std::sync::Arc<dyn ListenerControl>>,
     /// Where CPU-heavy work runs, off the async workers (see [`cpu`]).
     cpu: cpu::CpuPool,
+    /// Held by an ACME renewal: one at a time (the timer's or `cert renew`).
+    renewing: Mutex<()>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -183,6 +186,7 @@ impl Engine {
             trial_applied: std::sync::Mutex::new(None),
             listeners: std::sync::OnceLock::new(),
             cpu: cpu::CpuPool::default(),
+            renewing: Mutex::new(()),
         })
     }
 

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{
-    Diagnostic, PortRange, ResolvedMatrix, ServiceId, Severity, Transport, Validity,
+    CertName, Diagnostic, PortRange, ResolvedMatrix, ServiceId, Severity, Transport, Validity,
 };
 use switchboard_pki::CertInfo;
 use switchboard_store::Outcome;
@@ -231,6 +231,60 @@ pub struct CertView {
     pub expires_in_days: i64,
     /// Bindings that name it, in the candidate or the applied revision.
     pub used_by: Vec<String>,
+    /// For a certificate from an ACME CA: its renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeView>,
+}
+
+/// How a certificate from an ACME CA renews itself (see `cert show`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AcmeView {
+    /// The name of the first certificate of the order; renewals are named
+    /// after it (`NAME-2`, ...).
+    pub first_name: String,
+    pub directory: String,
+    pub domains: Vec<String>,
+    /// Which certificate of the order this is (1 for the first).
+    pub generation: u32,
+    /// When the next attempt is made: a third of the lifetime before the
+    /// end, or later after failed attempts.
+    pub next_renewal: Timestamp,
+    pub renewed_at: Option<Timestamp>,
+    pub last_attempt: Option<Timestamp>,
+    /// Why the last attempt failed (the CA's problem type and detail when
+    /// it answered).
+    pub last_error: Option<String>,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// Why a due renewal waits, if it does.
+    pub waiting: Option<String>,
+}
+
+/// What `cert renew` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenewalView {
+    /// Whether a new certificate took the old one's place.
+    pub renewed: bool,
+    /// The certificate in use now.
+    pub cert: String,
+    /// The certificate it replaced.
+    pub replaced: Option<String>,
+    /// The revision that put it in place, when the running revision
+    /// presented the one replaced.
+    pub revision: Option<u64>,
+}
+
+impl RenewalView {
+    pub(crate) fn not_due(current: &CertName) -> RenewalView {
+        RenewalView {
+            renewed: false,
+            cert: current.to_string(),
+            replaced: None,
+            revision: None,
+        }
+    }
 }
 
 /// A key made on the appliance waiting for its certificate (`cert

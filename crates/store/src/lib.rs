@@ -482,6 +482,9 @@ const APPLIED_KEY: &str = "applied";
 const PENDING_KEY: &str = "pending";
 /// Followed by the directory URL: an ACME account's credentials.
 const ACME_ACCOUNT_KEY: &str = "acme-account ";
+/// Followed by a certificate's first name: how that ACME certificate is
+/// renewed, and how its renewals went (JSON, the engine's).
+const ACME_RENEWAL_KEY: &str = "acme-renewal ";
 
 impl Store {
     /// Open (creating if needed) the store at `path` and bring its schema up
@@ -588,6 +591,52 @@ impl Store {
         let tx = self.conn.transaction()?;
         set_state(&tx, &format!("{ACME_ACCOUNT_KEY}{directory}"), credentials)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets the ACME account at `directory` (the CA no longer knows
+    /// it): the next order makes a new one.
+    pub fn forget_acme_account(&mut self, directory: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM state WHERE key = ?1",
+            [format!("{ACME_ACCOUNT_KEY}{directory}")],
+        )?;
+        Ok(())
+    }
+
+    /// Every ACME certificate's renewal record, by the certificate's first
+    /// name.
+    pub fn acme_renewals(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT substr(key, ?2), value FROM state
+             WHERE substr(key, 1, ?3) = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                ACME_RENEWAL_KEY,
+                ACME_RENEWAL_KEY.len() + 1,
+                ACME_RENEWAL_KEY.len()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Keeps (`Some`) or forgets (`None`) the renewal record of the ACME
+    /// certificate first named `name`.
+    pub fn set_acme_renewal(&mut self, name: &str, record: Option<&str>) -> Result<()> {
+        let key = format!("{ACME_RENEWAL_KEY}{name}");
+        match record {
+            Some(value) => {
+                let tx = self.conn.transaction()?;
+                set_state(&tx, &key, value)?;
+                tx.commit()?;
+            }
+            None => {
+                self.conn
+                    .execute("DELETE FROM state WHERE key = ?1", [key])?;
+            }
+        }
         Ok(())
     }
 
@@ -1635,6 +1684,34 @@ mod tests {
     use switchboard_domain::{Facts, ServiceId};
 
     use super::*;
+
+    #[test]
+    fn acme_renewal_records_are_kept_apart_from_accounts_and_forgotten() {
+        let mut s = Store::open_in_memory().expect("store");
+        s.set_acme_account("https://ca.example.test/dir", "{\"secret\":1}")
+            .expect("account");
+        s.set_acme_renewal("voip", Some("{\"n\":1}")).expect("kept");
+        s.set_acme_renewal("web_1", Some("{\"n\":2}"))
+            .expect("kept");
+        s.set_acme_renewal("voip", Some("{\"n\":3}"))
+            .expect("replaced");
+        assert_eq!(
+            s.acme_renewals().expect("read"),
+            vec![
+                ("voip".to_owned(), "{\"n\":3}".to_owned()),
+                ("web_1".to_owned(), "{\"n\":2}".to_owned()),
+            ]
+        );
+        s.set_acme_renewal("voip", None).expect("forgotten");
+        assert_eq!(s.acme_renewals().expect("read").len(), 1);
+        s.forget_acme_account("https://ca.example.test/dir")
+            .expect("forgotten");
+        assert_eq!(
+            s.acme_account("https://ca.example.test/dir").expect("read"),
+            None
+        );
+        assert_eq!(s.acme_renewals().expect("read").len(), 1);
+    }
 
     /// The store keeps whatever plan it is given; a rendered one will do.
     fn plan_for(c: &Candidate) -> Plan {

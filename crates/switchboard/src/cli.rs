@@ -977,6 +977,24 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
                 )
             })
         }
+        CertCommand::Renew { name } => {
+            let v: RenewalView = client
+                .post(&format!("/v1/certs/{}/renew", path_segment(name)), &())
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                let applied = match v.revision {
+                    Some(n) => format!("applied as revision {n}"),
+                    None => "bound in the candidate only: the running revision did not present it"
+                        .to_owned(),
+                };
+                match &v.replaced {
+                    Some(old) => format!("renewed: {} replaces {old}, {applied}\n", v.cert),
+                    None => format!("{} is not due: nothing renewed\n", v.cert),
+                }
+            })
+        }
         CertCommand::Requests => {
             show(
                 client,
@@ -1116,6 +1134,30 @@ fn cert_text(c: &CertView) -> String {
     );
     let _ = writeln!(out, "sha256:   {}", c.info.fingerprint);
     let _ = writeln!(out, "used by:  {}", list(&c.used_by));
+    if let Some(a) = &c.acme {
+        let _ = writeln!(
+            out,
+            "ACME:     {} for {} (certificate {} of the order {})",
+            a.directory,
+            list(&a.domains),
+            a.generation,
+            a.first_name
+        );
+        let _ = writeln!(out, "renewal:  next at {}", a.next_renewal);
+        if let Some(w) = &a.waiting {
+            let _ = writeln!(out, "          waiting: {w}");
+        }
+        if let Some(at) = a.renewed_at {
+            let _ = writeln!(out, "          last renewed at {at}");
+        }
+        if let (Some(at), Some(error)) = (a.last_attempt, &a.last_error) {
+            let _ = writeln!(
+                out,
+                "          last attempt at {at} failed ({} in a row): {error}",
+                a.failures
+            );
+        }
+    }
     out
 }
 

@@ -234,6 +234,11 @@ pub enum CertCommand {
         #[arg(long, value_name = "URI")]
         contact: Vec<String>,
     },
+    /// Renew a certificate from an ACME CA now (the daemon does it by
+    /// itself when a third of its lifetime is left): a new key and
+    /// certificate, `NAME-N`, take its place in every binding, applied as a
+    /// revision by `acme`.
+    Renew { name: String },
     /// Store a certificate (PEM chain and key in any order, DER, PKCS#12).
     /// For a key made with `cert request NAME`, give the CA's answer
     /// without --key: it is attached to that key.

@@ -202,6 +202,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     tokio::spawn(expire_pending(engine.clone()));
     tokio::spawn(deliver_sms(engine.clone()));
     tokio::spawn(enforce_bans(engine.clone()));
+    tokio::spawn(renew_certificates(engine.clone()));
     // What a burst of connections allocated goes back to the kernel after it.
     tokio::spawn(switchboard_system::memory::give_back_every(
         switchboard_system::memory::PERIOD,
@@ -262,6 +263,18 @@ async fn enforce_bans(engine: Arc<Engine>) {
         if let Err(e) = engine.poll_bans().await {
             error!(error = %e, "enforcing the SIP edge's bans failed; retrying");
         }
+    }
+}
+
+/// Renew the ACME certificates that are due (see
+/// `switchboard_engine::renewal`): a look at the store every second, the
+/// CA asked only when one is due.
+async fn renew_certificates(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        engine.acme_renew_due(jiff::Timestamp::now()).await;
     }
 }
 

@@ -35,10 +35,11 @@ impl Drop for Pebble {
 }
 
 impl Pebble {
-    /// Starts both, pebble serving `cert.pem`/`key.pem` of `dir`, and waits
-    /// until the directory answers.
-    fn start(ns: &Netns, dir: &std::path::Path) -> Pebble {
-        let config = serde_json::json!({
+    /// Starts both, pebble serving `cert.pem`/`key.pem` of `dir` and
+    /// issuing certificates valid for `validity` seconds (its default, 5
+    /// years, when `None`), and waits until the directory answers.
+    fn start(ns: &Netns, dir: &std::path::Path, validity: Option<u64>) -> Pebble {
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("{}:14000", Lab::WAN_PHONE),
                 "managementListenAddress": format!("{}:15000", Lab::WAN_PHONE),
@@ -52,6 +53,9 @@ impl Pebble {
                 "retryAfter": { "authz": 1, "order": 1 },
             }
         });
+        if let Some(seconds) = validity {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         testpki::write(dir, "pebble.json", config.to_string());
         let quiet = |c: &mut std::process::Command| {
             c.stdout(Stdio::null()).stderr(Stdio::null());
@@ -129,30 +133,61 @@ fn fetch(ns: &Netns, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
-fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_presented() {
-    const NAME: &str = "acme::a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_presented";
-    if !require_root_or_skip(NAME) {
-        return;
+/// Whether the test can run: as root, with pebble installed.
+fn can_run(name: &str) -> bool {
+    if !require_root_or_skip(name) {
+        return false;
     }
     let installed = ["/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"]
         .iter()
         .all(|p| std::path::Path::new(p).exists());
-    if !require_or_skip(NAME, installed, "pebble is not installed") {
-        return;
-    }
+    require_or_skip(name, installed, "pebble is not installed")
+}
+
+/// The lab with the story's host names, and pebble (certificates valid
+/// for `validity` seconds) on the WAN neighbour; its HTTPS certificate's CA
+/// is `wfe-ca.pem` in the directory returned.
+fn pebble_lab(validity: Option<u64>) -> (Lab, tempfile::TempDir, Pebble) {
     let lab = Lab::new().expect("lab");
     story_hosts(&lab);
     let files = testpki::tempdir();
     let dir = files.path();
-    let f = |n: &str| dir.join(n).display().to_string();
     // pebble's own HTTPS certificate, from a CA the appliance is told to trust.
     let wfe_ca = Ca::root("Pebble WFE Test CA");
     let wfe = wfe_ca.leaf(&[Lab::WAN_PHONE]);
     testpki::write(dir, "cert.pem", wfe.pem());
     testpki::write(dir, "key.pem", wfe.key_pem());
     testpki::write(dir, "wfe-ca.pem", wfe_ca.pem());
-    let _pebble = Pebble::start(&lab.wan, dir);
+    let pebble = Pebble::start(&lab.wan, dir, validity);
+    (lab, files, pebble)
+}
+
+/// pebble's root (it makes a new one at each start), written to `dir`;
+/// its path.
+fn acme_root(lab: &Lab, dir: &std::path::Path) -> String {
+    let root = fetch(
+        &lab.wan,
+        &format!("https://{}:15000/roots/0", Lab::WAN_PHONE),
+    )
+    .expect("pebble's root");
+    testpki::write(dir, "acme-root.pem", &root);
+    dir.join("acme-root.pem").display().to_string()
+}
+
+/// A SHA-256 fingerprint as lowercase hex without colons.
+fn hex(fingerprint: &str) -> String {
+    fingerprint.replace(':', "").to_lowercase()
+}
+
+#[test]
+fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_presented() {
+    const NAME: &str = "acme::a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_presented";
+    if !can_run(NAME) {
+        return;
+    }
+    let (lab, files, _pebble) = pebble_lab(None);
+    let dir = files.path();
+    let f = |n: &str| dir.join(n).display().to_string();
 
     let data = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(Some(&lab.appliance), data.path(), &[]);
@@ -236,28 +271,17 @@ fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_pr
 
     d.ok(&["cert", "bind", "web", "voip-acme", "--nic", "wan0"]);
     d.ok(&["update", "-m", "the ACME certificate"]);
-    let root = fetch(
-        &lab.wan,
-        &format!("https://{}:15000/roots/0", Lab::WAN_PHONE),
-    )
-    .expect("pebble's root");
-    testpki::write(dir, "acme-root.pem", &root);
+    let root = acme_root(&lab, dir);
     let on_wire = presented(
         &lab.wan,
-        &f("acme-root.pem"),
+        &root,
         Lab::WAN_APPLIANCE,
         443,
         "voip.example.test",
     )
-    .expect("a phone verifies the web services against the ACME CA's root")
-    .replace(':', "")
-    .to_lowercase();
-    let fingerprint = issued["fingerprint"]
-        .as_str()
-        .expect("a fingerprint")
-        .replace(':', "")
-        .to_lowercase();
-    assert_eq!(on_wire, fingerprint);
+    .expect("a phone verifies the web services against the ACME CA's root");
+    let fingerprint = issued["fingerprint"].as_str().expect("a fingerprint");
+    assert_eq!(hex(&on_wire), hex(fingerprint));
     eprintln!(
         "cert acme to certificate stored: {issuance:?}; to presented on the wire: {:?}",
         started.elapsed()
@@ -267,4 +291,246 @@ fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_pr
     d.ok(&acme("voip-acme-2", "voip.example.test", DIRECTORY, &[]));
     let made = d.log_text().matches("ACME account made").count();
     assert_eq!(made, 1, "one account per directory");
+}
+
+/// `cert show NAME` (the certificate part), once `ready` holds of it;
+/// panics after `within`.
+fn wait_for_cert(
+    d: &Daemon,
+    name: &str,
+    within: Duration,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = d.cli(&["--json", "cert", "show", name]);
+        if out.status.success() {
+            let shown: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("cert show --json");
+            if ready(&shown["cert"]) {
+                return shown["cert"].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; cert show {name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The revisions, newest first.
+fn revisions(d: &Daemon) -> Vec<serde_json::Value> {
+    d.json(&["revisions"])
+        .as_array()
+        .expect("a list of revisions")
+        .clone()
+}
+
+/// The CA unreachable from the appliance: pebble's port refused in the
+/// WAN neighbour's own namespace (the lab's, never the host's), until
+/// dropped.
+struct Outage<'a>(&'a Netns);
+
+impl<'a> Outage<'a> {
+    fn begin(ns: &'a Netns) -> Outage<'a> {
+        let rules = "table inet outage {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 14000 reject with tcp reset\n }\n}\n";
+        let status = ns
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(rules.as_bytes())?;
+                c.wait()
+            })
+            .expect("nft runs");
+        assert!(status.success(), "the outage's rule loads");
+        Outage(ns)
+    }
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .command("nft")
+            .args(["delete", "table", "inet", "outage"])
+            .status();
+    }
+}
+
+#[test]
+fn an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_waits_for_a_trial() {
+    const NAME: &str = "acme::an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_waits_for_a_trial";
+    if !can_run(NAME) {
+        return;
+    }
+    // Due two thirds into its life: 16 s after it is issued.
+    const LIFETIME: Duration = Duration::from_secs(24);
+    let (lab, files, _pebble) = pebble_lab(Some(LIFETIME.as_secs()));
+    let dir = files.path();
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), data.path(), &[]);
+    d.ok(&[
+        "cert",
+        "ca",
+        "add",
+        &dir.join("wfe-ca.pem").display().to_string(),
+    ]);
+    d.ok(&["update", "-m", "the web services on every NIC"]);
+    let first = d.json(&acme("voip", "voip.example.test", DIRECTORY, &[]));
+    assert_eq!(first["acme"]["generation"], 1, "{first}");
+    assert_eq!(first["acme"]["directory"], DIRECTORY, "{first}");
+    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
+    d.ok(&["update", "-m", "the ACME certificate"]);
+    let root = acme_root(&lab, dir);
+    let on_wire = || {
+        hex(&presented(
+            &lab.wan,
+            &root,
+            Lab::WAN_APPLIANCE,
+            443,
+            "voip.example.test",
+        )
+        .expect("a phone verifies the web services against the ACME CA's root"))
+    };
+    let fingerprint = |c: &serde_json::Value| hex(c["fingerprint"].as_str().expect("fingerprint"));
+    assert_eq!(on_wire(), fingerprint(&first));
+    // An edit the administrator has not applied: a renewal leaves it alone.
+    d.ok(&["matrix", "deny", "ssh", "wan0"]);
+    let before = revisions(&d).len();
+
+    // Renewed by itself two thirds into its life: a new key and
+    // certificate, applied as a revision by `acme`.
+    let second = wait_for_cert(&d, "voip-2", LIFETIME, "the first renewal", |c| {
+        c["acme"]["generation"] == 2
+    });
+    assert_ne!(fingerprint(&second), fingerprint(&first));
+    let history = revisions(&d);
+    assert_eq!(history.len(), before + 1, "{history:?}");
+    let renewal = history.first().expect("a revision");
+    assert_eq!(renewal["actor"], "acme", "{renewal}");
+    assert_eq!(renewal["outcome"], "applied", "{renewal}");
+    assert!(
+        renewal["comment"]
+            .as_str()
+            .is_some_and(|c| c.contains("voip-2 replaces voip")),
+        "{renewal}"
+    );
+    let number = renewal["number"].as_u64().expect("a number");
+    let diff = d.ok(&[
+        "diff",
+        "--from",
+        &(number - 1).to_string(),
+        "--to",
+        &number.to_string(),
+    ]);
+    assert!(
+        diff.contains("voip-2"),
+        "the diff shows the certificate change: {diff}"
+    );
+    assert!(
+        !diff.contains("ssh"),
+        "and nothing the administrator has not applied: {diff}"
+    );
+    assert_eq!(
+        on_wire(),
+        fingerprint(&second),
+        "the renewed certificate is presented"
+    );
+    let candidate = d.json(&["diff"]);
+    assert!(
+        candidate.to_string().contains("ssh"),
+        "the administrator's edit is still in the candidate: {candidate}"
+    );
+    let used = d.json(&["cert", "list"]);
+    let voip = used
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "voip"))
+        .expect("the replaced certificate is kept, for a rollback");
+    assert_eq!(voip["used_by"], serde_json::json!([]), "{voip}");
+    assert!(voip.get("acme").is_none(), "no longer renewed: {voip}");
+
+    // A CA outage when the next one is due: the current certificate stays
+    // presented, the attempts back off, then the renewal goes through.
+    let outage = Outage::begin(&lab.wan);
+    let failing = wait_for_cert(&d, "voip-2", LIFETIME, "two failed attempts", |c| {
+        c["acme"]["failures"].as_u64().is_some_and(|f| f >= 2)
+    });
+    let error = failing["acme"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("could not be reached"), "{failing}");
+    assert!(
+        failing["acme"]["next_renewal"].as_str() > failing["acme"]["last_attempt"].as_str(),
+        "{failing}"
+    );
+    assert_eq!(
+        on_wire(),
+        fingerprint(&second),
+        "the current certificate stays"
+    );
+    assert_eq!(revisions(&d).len(), before + 1, "nothing applied");
+    drop(outage);
+    let third = wait_for_cert(
+        &d,
+        "voip-3",
+        LIFETIME,
+        "the renewal after the outage",
+        |c| c["acme"]["generation"] == 3,
+    );
+    assert_eq!(third["acme"]["failures"], 0, "{third}");
+    assert_eq!(
+        third["acme"]["last_error"],
+        serde_json::Value::Null,
+        "{third}"
+    );
+    assert_eq!(on_wire(), fingerprint(&third));
+    d.fails(&["cert", "show", "voip"], "no-such-cert");
+    assert!(
+        d.ok(&["cert", "show", "voip-2"]).contains("voip-2"),
+        "the one replaced is kept"
+    );
+    assert!(
+        d.log_text().contains("ACME renewal failed"),
+        "the failures are in the log"
+    );
+
+    // A revision on trial: a due renewal waits for its confirmation.
+    d.ok(&["update", "-m", "on trial", "--confirm-within", "300"]);
+    let trial = revisions(&d).len();
+    let waiting = wait_for_cert(&d, "voip-3", LIFETIME, "the renewal waiting", |c| {
+        c["acme"]["waiting"].is_string()
+    });
+    assert!(
+        waiting["acme"]["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("on trial")),
+        "{waiting}"
+    );
+    d.fails(&["cert", "renew", "voip-3"], "pending-confirmation");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(revisions(&d).len(), trial, "no renewal while on trial");
+    d.ok(&["confirm"]);
+    let fourth = wait_for_cert(
+        &d,
+        "voip-4",
+        LIFETIME,
+        "the renewal after the confirmation",
+        |c| c["acme"]["generation"] == 4,
+    );
+    assert_eq!(revisions(&d).len(), trial + 1);
+    assert_eq!(on_wire(), fingerprint(&fourth));
+
+    // Asked for by hand; and refused for a certificate not from ACME.
+    let by_hand = d.json(&["cert", "renew", "voip-4"]);
+    assert_eq!(by_hand["cert"], "voip-5", "{by_hand}");
+    assert_eq!(by_hand["replaced"], "voip-4", "{by_hand}");
+    d.fails(&["cert", "renew", "self-signed"], "not-renewable");
+    d.fails(&["cert", "renew", "voip-4"], "not-renewable");
+    d.fails(&["cert", "renew", "no-such"], "no-such-cert");
+    d.fails(&["cert", "renew", "../etc"], "invalid-cert-name");
+    assert!(!d.log_text().contains("PRIVATE KEY"), "no key in the log");
 }

@@ -73,6 +73,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cert, delete_cert))
         .routes(routes!(cert_requests, request_cert))
         .routes(routes!(acme_cert))
+        .routes(routes!(renew_cert))
         .routes(routes!(bind))
         .routes(routes!(unbind))
         .routes(routes!(cas, add_cas).layer(body_limit(MAX_UPLOAD_BODY)))
@@ -778,6 +779,26 @@ async fn acme_cert(State(e): State<AppState>, Body(r): Body<AcmeRequest>) -> Api
         contact: r.contact,
     })
     .await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/certs/{name}/renew",
+    operation_id = "renewCert",
+    summary = "Renew a certificate from an ACME CA now",
+    description = "A new key and certificate for the same names, stored as `NAME-N`, take the old one's place in every binding: applied as a new revision (actor `acme`) when the running revision presents it. The daemon does this by itself when a third of the lifetime is left; this asks for it now. Refused while a revision is on trial.",
+    tag = "certificates",
+    params(("name" = String, Path, description = "The certificate's name (the one in use).")),
+    responses(
+        (status = 200, description = "Renewed.", body = RenewalView),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+        (status = 502, response = error::BadGateway),
+    ),
+)]
+async fn renew_cert(State(e): State<AppState>, PathParam(name): PathParam<String>) -> ApiResult {
+    ok(e.acme_renew(&parse(&name)?).await?)
 }
 
 #[utoipa::path(
@@ -1613,6 +1634,30 @@ mod tests {
                 "round {i}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn renewing_what_is_not_an_acme_certificate_is_refused_and_changes_nothing() {
+        let e = Arc::new(switchboard_engine::testing::booted().await);
+        let certs = e.certs().await.expect("certs").len();
+        let revisions = e.revisions().await.expect("revisions").len();
+        let long = format!("/v1/certs/{}/renew", "a".repeat(20_000));
+        for (path, status, code) in [
+            ("/v1/certs/self-signed/renew", 409, "not-renewable"),
+            ("/v1/certs/nope/renew", 404, "no-such-cert"),
+            ("/v1/certs/..%2Fetc/renew", 400, "invalid-cert-name"),
+            ("/v1/certs/%00/renew", 400, "invalid-cert-name"),
+            (long.as_str(), 400, "invalid-cert-name"),
+        ] {
+            assert_eq!(
+                post(&e, Some(console()), path, json!({})).await,
+                (status, code.to_owned()),
+                "{}",
+                &path[..path.len().min(60)]
+            );
+        }
+        assert_eq!(e.certs().await.expect("certs").len(), certs);
+        assert_eq!(e.revisions().await.expect("revisions").len(), revisions);
     }
 
     #[tokio::test]

@@ -123,6 +123,10 @@ impl From<EngineError> for ApiError {
                 code: "invalid-acme-request",
                 ..
             } => StatusCode::BAD_REQUEST,
+            EngineError::Acme {
+                code: "not-renewable",
+                ..
+            } => StatusCode::CONFLICT,
             EngineError::Acme { .. } => StatusCode::BAD_GATEWAY,
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 error!(error = %e, "internal error");
