@@ -371,7 +371,7 @@ fn an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_wait
     }
     // Due two thirds into its life: 16 s after it is issued.
     const LIFETIME: Duration = Duration::from_secs(24);
-    let (lab, files, _pebble) = pebble_lab(Some(LIFETIME.as_secs()));
+    let (lab, files, pebble) = pebble_lab(Some(LIFETIME.as_secs()));
     let dir = files.path();
     let data = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(Some(&lab.appliance), data.path(), &[]);
@@ -532,5 +532,33 @@ fn an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_wait
     d.fails(&["cert", "renew", "voip-4"], "not-renewable");
     d.fails(&["cert", "renew", "no-such"], "no-such-cert");
     d.fails(&["cert", "renew", "../etc"], "invalid-cert-name");
-    assert!(!d.log_text().contains("PRIVATE KEY"), "no key in the log");
+
+    // The CA forgets the account (pebble keeps nothing across a restart):
+    // a clear error that changes nothing, then a new account.
+    drop(pebble);
+    let _pebble = Pebble::start(&lab.wan, dir, Some(LIFETIME.as_secs()));
+    let stored = || {
+        let list = d.json(&["cert", "list"]);
+        let list = list.as_array().expect("a list");
+        list.iter()
+            .map(|c| (c["name"].to_string(), c["fingerprint"].to_string()))
+            .collect::<Vec<_>>()
+    };
+    let (certs, history) = (stored(), revisions(&d).len());
+    let lost = d.fails(&["cert", "renew", "voip-5"], "acme-refused");
+    assert!(lost.contains("accountDoesNotExist"), "{lost}");
+    assert_eq!(stored(), certs, "nothing changed");
+    let shown = d.json(&["cert", "show", "voip-5"]);
+    assert!(
+        shown["cert"]["acme"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("accountDoesNotExist")),
+        "{shown}"
+    );
+    assert_eq!(revisions(&d).len(), history);
+    let again = d.json(&["cert", "renew", "voip-5"]);
+    assert_eq!(again["cert"], "voip-6", "{again}");
+    let log = d.log_text();
+    assert_eq!(log.matches("ACME account made").count(), 2, "a new account");
+    assert!(!log.contains("PRIVATE KEY"), "no key in the log");
 }
