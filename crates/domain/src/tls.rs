@@ -186,6 +186,85 @@ pub struct NicSettings {
     pub hostname: Option<Hostname>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_address: Option<IpAddr>,
+    /// The DNS servers the clients of this NIC use, when they do not see
+    /// the names as the appliance's own resolver does (split horizon): the
+    /// padlock check asks them.
+    #[serde(default, skip_serializing_if = "Resolvers::is_empty")]
+    pub resolvers: Resolvers,
+}
+
+/// The most DNS servers a NIC's clients are declared to use (as in
+/// `resolv.conf`).
+pub const MAX_RESOLVERS: usize = 3;
+
+/// Up to [`MAX_RESOLVERS`] unicast addresses of DNS servers, no duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<IpAddr>", into = "Vec<IpAddr>")]
+pub struct Resolvers(Vec<IpAddr>);
+
+/// Why a list of DNS servers is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidResolvers {
+    #[error("{0} DNS servers given: at most {MAX_RESOLVERS} are accepted")]
+    TooMany(usize),
+    #[error("{0} cannot be a DNS server: give a unicast address")]
+    NotUnicast(IpAddr),
+    #[error("{0} is given twice")]
+    Duplicate(IpAddr),
+}
+
+impl Resolvers {
+    pub fn new(addrs: Vec<IpAddr>) -> Result<Resolvers, InvalidResolvers> {
+        if addrs.len() > MAX_RESOLVERS {
+            return Err(InvalidResolvers::TooMany(addrs.len()));
+        }
+        for (i, a) in addrs.iter().enumerate() {
+            let unicast = match a {
+                IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+                IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+            };
+            if !unicast {
+                return Err(InvalidResolvers::NotUnicast(*a));
+            }
+            if addrs[..i].contains(a) {
+                return Err(InvalidResolvers::Duplicate(*a));
+            }
+        }
+        Ok(Resolvers(addrs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn addrs(&self) -> &[IpAddr] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<IpAddr>> for Resolvers {
+    type Error = InvalidResolvers;
+    fn try_from(v: Vec<IpAddr>) -> Result<Self, Self::Error> {
+        Resolvers::new(v)
+    }
+}
+
+impl From<Resolvers> for Vec<IpAddr> {
+    fn from(r: Resolvers) -> Self {
+        r.0
+    }
+}
+
+impl fmt::Display for Resolvers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A change of a NIC's settings: a field left `None` keeps its value,
@@ -194,6 +273,7 @@ pub struct NicSettings {
 pub struct NicSettingsChange {
     pub hostname: Option<Option<Hostname>>,
     pub public_address: Option<Option<IpAddr>>,
+    pub resolvers: Option<Resolvers>,
 }
 
 impl NicSettingsChange {
@@ -205,6 +285,10 @@ impl NicSettingsChange {
                 .clone()
                 .unwrap_or_else(|| settings.hostname.clone()),
             public_address: self.public_address.unwrap_or(settings.public_address),
+            resolvers: self
+                .resolvers
+                .clone()
+                .unwrap_or_else(|| settings.resolvers.clone()),
         }
     }
 }
@@ -339,5 +423,44 @@ mod tests {
         assert_eq!(b.resolve(ServiceId::SipTls, &lan), Some(&c("new")));
         assert_eq!(b.resolve(ServiceId::SipTls, &wan), Some(&c("other")));
         assert!(!b.replace(&c("old"), &c("newer")), "nothing names it now");
+    }
+
+    #[test]
+    fn resolvers_are_a_few_distinct_unicast_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let ok = Resolvers::new(vec![ip("198.51.100.53"), ip("2001:db8::53")]).expect("ok");
+        assert_eq!(ok.to_string(), "198.51.100.53, 2001:db8::53");
+        let json = serde_json::to_string(&ok).expect("json");
+        assert_eq!(json, r#"["198.51.100.53","2001:db8::53"]"#);
+        assert_eq!(serde_json::from_str::<Resolvers>(&json).expect("back"), ok);
+        for (bad, err) in [
+            (vec!["0.0.0.0"], InvalidResolvers::NotUnicast(ip("0.0.0.0"))),
+            (
+                vec!["224.0.0.1"],
+                InvalidResolvers::NotUnicast(ip("224.0.0.1")),
+            ),
+            (
+                vec!["255.255.255.255"],
+                InvalidResolvers::NotUnicast(ip("255.255.255.255")),
+            ),
+            (vec!["::"], InvalidResolvers::NotUnicast(ip("::"))),
+            (vec!["ff02::1"], InvalidResolvers::NotUnicast(ip("ff02::1"))),
+            (
+                vec!["192.0.2.1", "192.0.2.1"],
+                InvalidResolvers::Duplicate(ip("192.0.2.1")),
+            ),
+            (
+                vec!["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"],
+                InvalidResolvers::TooMany(4),
+            ),
+        ] {
+            let addrs = bad.iter().map(|s| ip(s)).collect();
+            assert_eq!(Resolvers::new(addrs), Err(err));
+        }
+        assert!(serde_json::from_str::<Resolvers>(r#"["0.0.0.0"]"#).is_err());
+        // Absent from a NIC's settings when empty: older documents still read.
+        let settings: NicSettings = serde_json::from_str("{}").expect("settings");
+        assert!(settings.resolvers.is_empty());
+        assert_eq!(serde_json::to_string(&settings).expect("json"), "{}");
     }
 }

@@ -610,7 +610,7 @@ mod tests {
             name("wan0"),
             crate::tls::NicSettings {
                 hostname: Some("voip.example.test".parse().expect("host")),
-                public_address: None,
+                ..Default::default()
             },
         );
         assert_eq!(validate(&c, &f), vec![]);

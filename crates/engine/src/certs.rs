@@ -587,17 +587,19 @@ impl Engine {
         .await
     }
 
-    /// Declare a NIC's host name and public address (NAT), replacing both.
+    /// Declare a NIC's host name, public address (NAT) and its clients'
+    /// DNS servers, replacing all three.
     pub async fn set_nic(&self, nic: &NicName, settings: NicSettings) -> Result<EditView<()>> {
         let change = NicSettingsChange {
             hostname: Some(settings.hostname),
             public_address: Some(settings.public_address),
+            resolvers: Some(settings.resolvers),
         };
         self.change_nic(nic, change).await
     }
 
-    /// Change a NIC's host name or public address and keep the other, in
-    /// one edit under the engine's lock.
+    /// Change some of a NIC's settings and keep the others, in one edit
+    /// under the engine's lock.
     pub async fn change_nic(
         &self,
         nic: &NicName,
@@ -722,7 +724,7 @@ impl Engine {
                     },
                 }
                 if let Some(h) = &settings.hostname {
-                    findings.extend(dns_finding(h, nic, &addresses).await);
+                    findings.extend(dns_finding(h, nic, &addresses, &settings.resolvers).await);
                 }
                 out.push(PadlockView {
                     service,
@@ -743,19 +745,40 @@ impl Engine {
 
 /// "The certificates are strictly bound to the name they are released
 /// for, so make sure you assigned via DNS the proper name to the IP where
-/// the service is published."
+/// the service is published." Asked of the DNS servers `nic`'s clients
+/// use when they are declared (split horizon), of the appliance's own
+/// resolver otherwise; the finding names which.
 async fn dns_finding(
     host: &Hostname,
     nic: &NicName,
     addresses: &[IpAddr],
+    resolvers: &switchboard_domain::tls::Resolvers,
 ) -> Option<PadlockFinding> {
     let shown: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-    match switchboard_system::dns::resolve(host.as_str()).await {
+    let (answer, asked) = if resolvers.is_empty() {
+        (
+            switchboard_system::dns::resolve(host.as_str()).await,
+            "the appliance's resolver".to_owned(),
+        )
+    } else {
+        (
+            switchboard_system::dns::resolve_with(host.as_str(), resolvers.addrs()).await,
+            format!("{resolvers} (the DNS servers of {nic}'s clients)"),
+        )
+    };
+    let split_horizon = if resolvers.is_empty() {
+        format!(
+            "; if {nic}'s clients use other DNS servers (split horizon), declare them with `switchboard nic set {nic} --resolvers ADDRESSES`"
+        )
+    } else {
+        String::new()
+    };
+    match answer {
         Err(e) => Some(PadlockFinding::error(
             "dns-unresolved",
-            format!("{host} does not resolve ({e})"),
+            format!("{host} does not resolve for {asked} ({e})"),
             format!(
-                "publish {host} in DNS with the address of {nic} ({})",
+                "publish {host} in DNS with the address of {nic} ({}){split_horizon}",
                 shown.join(", ")
             ),
         )),
@@ -764,12 +787,12 @@ async fn dns_finding(
             Some(PadlockFinding::error(
                 "dns-mismatch",
                 format!(
-                    "{host} resolves to {}, not to an address of {nic} ({})",
+                    "{host} resolves to {} for {asked}, not to an address of {nic} ({})",
                     found.join(", "),
                     shown.join(", ")
                 ),
                 format!(
-                    "point {host} at {nic}'s address in DNS, or declare the public address in front of it with `switchboard nic set {nic} --public-address IP`"
+                    "point {host} at {nic}'s address in DNS, or declare the public address in front of it with `switchboard nic set {nic} --public-address IP`{split_horizon}"
                 ),
             ))
         }

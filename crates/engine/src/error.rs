@@ -30,6 +30,8 @@ pub enum InputError {
     NotTls(#[from] NotTls),
     #[error("invalid address {0:?}: give an IPv4 or IPv6 address")]
     Address(String),
+    #[error("invalid DNS servers: {0}")]
+    Resolvers(#[from] switchboard_domain::tls::InvalidResolvers),
     #[error("invalid administrator name {0:?}: 1 to 32 characters of a-z, 0-9, '.', '_' and '-'")]
     AdminName(String),
     #[error(
@@ -139,6 +141,7 @@ impl EngineError {
             EngineError::Input(InputError::Hostname(_)) => "invalid-hostname",
             EngineError::Input(InputError::NotTls(_)) => "not-a-tls-service",
             EngineError::Input(InputError::Address(_)) => "invalid-address",
+            EngineError::Input(InputError::Resolvers(_)) => "invalid-resolvers",
             EngineError::Input(InputError::AdminName(_)) => "invalid-admin-name",
             EngineError::Input(InputError::PasswordTooShort(_)) => "password-too-short",
             EngineError::Input(InputError::PasswordTooLong(_)) => "password-too-long",
@@ -194,6 +197,10 @@ impl EngineError {
                 "bind certificates to console, web or sip-tls".into()
             }
             EngineError::Input(InputError::Address(_)) => "e.g. 198.51.100.7".into(),
+            EngineError::Input(InputError::Resolvers(_)) => format!(
+                "give the DNS servers this NIC's clients use: 1 to {} distinct unicast addresses, e.g. 198.51.100.53, 192.0.2.53; an empty value clears them",
+                switchboard_domain::tls::MAX_RESOLVERS
+            ),
             EngineError::Input(InputError::AdminName(_)) => "e.g. admin".into(),
             EngineError::Input(InputError::Comment(e)) => e.hint().into(),
             EngineError::Input(InputError::BanPolicy(_)) => {

@@ -644,7 +644,7 @@ async fn every_kind_of_edit_is_pending_in_the_diff_and_discarded() {
         &n("wan0"),
         switchboard_domain::NicSettings {
             hostname: Some("sip.example.test".parse().expect("host")),
-            public_address: None,
+            ..Default::default()
         },
     )
     .await
@@ -821,14 +821,18 @@ async fn a_nic_change_keeps_the_setting_it_does_not_name() {
     use switchboard_domain::tls::NicSettingsChange;
     let e = engine().await;
     let wan = n("wan0");
-    let both = NicSettingsChange {
+    let resolvers =
+        switchboard_domain::tls::Resolvers::new(vec!["198.51.100.53".parse().expect("ip")])
+            .expect("resolvers");
+    let all = NicSettingsChange {
         hostname: Some(Some("voip.example.test".parse().expect("name"))),
         public_address: Some(Some("203.0.113.7".parse().expect("ip"))),
+        resolvers: Some(resolvers.clone()),
     };
-    e.change_nic(&wan, both).await.expect("both");
+    e.change_nic(&wan, all).await.expect("all");
     let hostname_only = NicSettingsChange {
         hostname: Some(Some("voip2.example.test".parse().expect("name"))),
-        public_address: None,
+        ..Default::default()
     };
     e.change_nic(&wan, hostname_only).await.expect("hostname");
     let settings = e.candidate().await.expect("candidate").nics[&wan].clone();
@@ -836,6 +840,7 @@ async fn a_nic_change_keeps_the_setting_it_does_not_name() {
         settings.public_address,
         Some("203.0.113.7".parse().expect("ip"))
     );
+    assert_eq!(settings.resolvers, resolvers);
     assert_eq!(
         settings.hostname.map(|h| h.to_string()).as_deref(),
         Some("voip2.example.test")
@@ -843,6 +848,7 @@ async fn a_nic_change_keeps_the_setting_it_does_not_name() {
     let clear = NicSettingsChange {
         hostname: Some(None),
         public_address: Some(None),
+        resolvers: Some(Default::default()),
     };
     e.change_nic(&wan, clear).await.expect("clear");
     assert!(

@@ -87,7 +87,7 @@ fn story() -> (Candidate, Facts, Context) {
             name(nic),
             NicSettings {
                 hostname: Some(host.parse().expect("host")),
-                public_address: None,
+                ..Default::default()
             },
         );
     }

@@ -252,12 +252,14 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                     nic,
                     hostname,
                     public_address,
+                    resolvers,
                 },
         } => {
             let body = NicSettingsRequest {
                 nic: nic.clone(),
                 hostname: hostname.clone(),
                 public_address: public_address.clone(),
+                resolvers: resolvers.clone(),
             };
             edit(
                 client,

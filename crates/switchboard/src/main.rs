@@ -397,15 +397,20 @@ pub enum CaCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NicCommand {
-    /// Declare the DNS name clients use for this NIC's address, and the
-    /// public address in front of it (NAT). What is not given is kept; an
-    /// empty value clears it.
+    /// Declare the DNS name clients use for this NIC's address, the
+    /// public address in front of it (NAT), and the DNS servers its clients
+    /// use when they differ from the appliance's (split horizon: the
+    /// padlock check asks them). What is not given is kept; an empty value
+    /// clears it.
     Set {
         nic: String,
         #[arg(long)]
         hostname: Option<String>,
         #[arg(long)]
         public_address: Option<String>,
+        /// Up to 3 addresses, separated by commas.
+        #[arg(long, value_name = "ADDRESSES")]
+        resolvers: Option<String>,
     },
 }
 

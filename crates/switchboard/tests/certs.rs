@@ -8,7 +8,7 @@ mod common;
 use common::Daemon;
 use serde_json::Value;
 use switchboard_pki::testpki::{self, leaf_params, pki, ts, with_validity};
-use switchboard_system::testlab::{Lab, require_root_or_skip};
+use switchboard_system::testlab::{Lab, Netns, require_or_skip, require_root_or_skip};
 
 /// The padlock check of `service` on `nic`, which must be checked.
 fn padlock(d: &Daemon, service: &str, nic: &str) -> Value {
@@ -294,4 +294,157 @@ fn certificates_from_import_to_padlock() {
         .expect("a base64 line")
         .to_owned();
     assert!(!d.log_text().contains(&key_line));
+}
+
+/// A DNS server in the WAN neighbour's namespace (the phones' side),
+/// answering every name with the appliance's WAN address unless told
+/// otherwise through its management port: Debian's `pebble-challtestsrv`.
+struct PhonesDns<'a> {
+    child: std::process::Child,
+    ns: &'a Netns,
+}
+
+impl<'a> PhonesDns<'a> {
+    const MANAGEMENT: &'static str = "198.51.100.2:8055";
+
+    fn start(ns: &'a Netns) -> PhonesDns<'a> {
+        let child = ns
+            .command("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                Lab::WAN_APPLIANCE,
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &format!("{}:53", Lab::WAN_PHONE),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                Self::MANAGEMENT,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv starts");
+        let dns = PhonesDns { child, ns };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !dns.manage("clear-a", r#"{"host":"probe.example.test."}"#) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the DNS server never answered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        dns
+    }
+
+    /// A call of its management API, from its own namespace; whether it
+    /// succeeded.
+    fn manage(&self, call: &str, body: &str) -> bool {
+        self.ns
+            .command("curl")
+            .args(["-sf", "--max-time", "2", "-o", "/dev/null", "-d", body])
+            .arg(format!("http://{}/{call}", Self::MANAGEMENT))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PhonesDns<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_padlock_check_asks_the_dns_servers_the_phones_use() {
+    const NAME: &str = "certs::the_padlock_check_asks_the_dns_servers_the_phones_use";
+    if !require_root_or_skip(NAME) {
+        return;
+    }
+    let installed = std::path::Path::new("/usr/bin/pebble-challtestsrv").exists();
+    if !require_or_skip(NAME, installed, "pebble-challtestsrv is not installed") {
+        return;
+    }
+    // Split horizon: the appliance's own resolver does not know the
+    // public name; the phones' DNS server does.
+    let lab = Lab::new().expect("lab");
+    lab.appliance.set_hosts(&[]).expect("hosts file");
+    let dns = PhonesDns::start(&lab.wan);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &[]);
+    let p = pki();
+    let files = testpki::tempdir();
+    common::console::story_files(&p, files.path());
+    let f = |name: &str| files.path().join(name).display().to_string();
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    let codes = |v: &Value| -> Vec<String> {
+        v["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["code"].as_str().expect("code").to_owned())
+            .collect()
+    };
+
+    let own = padlock(&d, "web", "wan0");
+    assert_eq!(own["ok"], false, "{own}");
+    assert_eq!(codes(&own), ["dns-unresolved"], "{own}");
+    let finding = own["findings"][0].to_string();
+    assert!(finding.contains("the appliance's resolver"), "{finding}");
+    assert!(
+        finding.contains("--resolvers"),
+        "the hint says how: {finding}"
+    );
+
+    // Bad lists are refused and change nothing.
+    let before = d.json(&["diff"]);
+    for (list, code) in [
+        (
+            "198.51.100.2,192.0.2.53,192.0.2.54,192.0.2.55",
+            "invalid-resolvers",
+        ),
+        ("0.0.0.0", "invalid-resolvers"),
+        ("224.0.0.53", "invalid-resolvers"),
+        ("198.51.100.2, 198.51.100.2", "invalid-resolvers"),
+        ("dns.example.test", "invalid-address"),
+        (&"1".repeat(10_000), "invalid-address"),
+    ] {
+        d.fails(&["nic", "set", "wan0", "--resolvers", list], code);
+    }
+    assert_eq!(d.json(&["diff"]), before, "nothing changed");
+
+    d.ok(&["nic", "set", "wan0", "--resolvers", Lab::WAN_PHONE]);
+    let phones = padlock(&d, "web", "wan0");
+    assert_eq!(phones["ok"], true, "closed for the phones' DNS: {phones}");
+    assert!(
+        codes(&phones).iter().all(|c| !c.starts_with("dns-")),
+        "{phones}"
+    );
+
+    // The phones' DNS points elsewhere: the finding names who said so.
+    assert!(dns.manage(
+        "add-a",
+        r#"{"host":"voip.example.test.","addresses":["192.0.2.99"]}"#
+    ));
+    let elsewhere = padlock(&d, "web", "wan0");
+    assert_eq!(codes(&elsewhere), ["dns-mismatch"], "{elsewhere}");
+    let finding = elsewhere["findings"][0].to_string();
+    assert!(
+        finding.contains("192.0.2.99")
+            && finding.contains("198.51.100.2 (the DNS servers of wan0's clients)"),
+        "{finding}"
+    );
+
+    // Cleared: the appliance's own resolver again.
+    d.ok(&["nic", "set", "wan0", "--resolvers", ""]);
+    assert_eq!(codes(&padlock(&d, "web", "wan0")), ["dns-unresolved"]);
 }

@@ -1,5 +1,6 @@
-//! Names: this machine's host name, and what the system resolver (hosts
-//! file, DNS) says a name resolves to.
+//! Names: this machine's host name, and what a name resolves to, for the
+//! system resolver (hosts file, DNS) or for given DNS servers (those the
+//! phones use, with hickory's resolver: split horizon).
 
 use std::io;
 use std::net::IpAddr;
@@ -31,6 +32,47 @@ pub async fn resolve(name: &str) -> io::Result<Vec<IpAddr>> {
         })??
         .map(|sa| sa.ip().to_canonical())
         .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The addresses (A and AAAA) `name` resolves to for the DNS servers
+/// `servers` (port 53, asked in turn), without duplicates, ignoring the
+/// hosts file and the system's resolver; an error after [`TIMEOUT`] per
+/// server.
+pub async fn resolve_with(name: &str, servers: &[IpAddr]) -> io::Result<Vec<IpAddr>> {
+    use hickory_resolver::config::{
+        LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts,
+    };
+    let group = NameServerConfigGroup::from_ips_clear(servers, 53, true);
+    let config = ResolverConfig::from_parts(None, vec![], group);
+    let mut opts = ResolverOpts::default();
+    opts.timeout = TIMEOUT;
+    opts.attempts = 1;
+    opts.cache_size = 0;
+    opts.ndots = 0;
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    let resolver = hickory_resolver::Resolver::builder_with_config(
+        config,
+        hickory_resolver::name_server::TokioConnectionProvider::default(),
+    )
+    .with_options(opts)
+    .build();
+    // A fully qualified name: no search domain is ever appended.
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    let budget = TIMEOUT * u32::try_from(servers.len().max(1)).unwrap_or(u32::MAX);
+    let found = tokio::time::timeout(budget, resolver.lookup_ip(fqdn))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {budget:?}"),
+            )
+        })?
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out: Vec<IpAddr> = found.iter().map(|a| a.to_canonical()).collect();
     out.sort();
     out.dedup();
     Ok(out)

@@ -898,7 +898,11 @@ async fn cas(State(e): State<AppState>) -> ApiResult {
     ),
 )]
 async fn set_nic(State(e): State<AppState>, Body(r): Body<NicSettingsRequest>) -> ApiResult {
-    let change = nic_settings_change(r.hostname.as_deref(), r.public_address.as_deref())?;
+    let change = nic_settings_change(
+        r.hostname.as_deref(),
+        r.public_address.as_deref(),
+        r.resolvers.as_deref(),
+    )?;
     ok(e.change_nic(&parse(&r.nic)?, change).await?)
 }
 

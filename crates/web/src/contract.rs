@@ -209,6 +209,11 @@ pub struct NicSettingsRequest {
     pub hostname: Option<String>,
     /// The address clients reach it at (behind NAT). Absent: kept; empty: cleared.
     pub public_address: Option<String>,
+    /// The DNS servers its clients use, when they differ from the
+    /// appliance's (split horizon): 1 to 3 addresses separated by commas.
+    /// The padlock check asks them. Absent: kept; empty: cleared.
+    #[schema(example = "198.51.100.53, 192.0.2.53")]
+    pub resolvers: Option<String>,
 }
 
 /// `POST /v1/accounts`.

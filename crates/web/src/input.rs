@@ -128,15 +128,42 @@ impl ProvisioningChange<'_> {
 }
 
 /// A change of a NIC's settings as text: `None` keeps a value, an empty
-/// text clears it.
+/// text clears it. DNS servers are addresses separated by commas or
+/// spaces.
 pub(crate) fn nic_settings_change(
     hostname: Option<&str>,
     public_address: Option<&str>,
+    resolvers: Option<&str>,
 ) -> Result<switchboard_domain::tls::NicSettingsChange, ApiError> {
     Ok(switchboard_domain::tls::NicSettingsChange {
         hostname: change(hostname, parse)?,
         public_address: change(public_address, address)?,
+        resolvers: resolvers.map(dns_servers).transpose()?,
     })
+}
+
+/// `198.51.100.53, 192.0.2.53`: at most a few addresses (counted before
+/// any is parsed).
+fn dns_servers(text: &str) -> Result<switchboard_domain::tls::Resolvers, ApiError> {
+    use switchboard_domain::tls::{InvalidResolvers, MAX_RESOLVERS, Resolvers};
+    let given: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .take(MAX_RESOLVERS + 1)
+        .collect();
+    if given.len() > MAX_RESOLVERS {
+        return Err(
+            EngineError::Input(InputError::Resolvers(InvalidResolvers::TooMany(
+                given.len(),
+            )))
+            .into(),
+        );
+    }
+    let addrs = given
+        .into_iter()
+        .map(address)
+        .collect::<Result<Vec<_>, _>>()?;
+    Resolvers::new(addrs).map_err(|e| EngineError::Input(InputError::Resolvers(e)).into())
 }
 
 /// The key type and names of a `cert request` (API and console alike):

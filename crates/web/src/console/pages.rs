@@ -516,6 +516,7 @@ struct NicColumn {
     state: &'static str,
     hostname: String,
     public_address: String,
+    resolvers: String,
 }
 
 /// One cell of the matrix.
@@ -603,6 +604,9 @@ fn nic_column(n: &NicView, settings: Option<&switchboard_domain::NicSettings>) -
         public_address: settings
             .and_then(|s| s.public_address)
             .map(|a| a.to_string())
+            .unwrap_or_default(),
+        resolvers: settings
+            .map(|s| s.resolvers.to_string())
             .unwrap_or_default(),
     }
 }
@@ -749,6 +753,7 @@ async fn services_page(
                         state: "gone",
                         hostname: String::new(),
                         public_address: String::new(),
+                        resolvers: String::new(),
                     },
                 }
             })
@@ -1200,6 +1205,8 @@ struct NicForm {
     hostname: String,
     #[serde(default)]
     public_address: String,
+    #[serde(default)]
+    resolvers: String,
 }
 
 async fn nic_settings(
@@ -1210,9 +1217,13 @@ async fn nic_settings(
 ) -> Response {
     let outcome = async {
         let nic: NicName = parse(&nic)?;
-        // Both fields of the form are the new values (blank: none).
-        let change = input::nic_settings_change(Some(&f.hostname), Some(&f.public_address))
-            .map_err(failure)?;
+        // The fields of the form are the new values (blank: none).
+        let change = input::nic_settings_change(
+            Some(&f.hostname),
+            Some(&f.public_address),
+            Some(&f.resolvers),
+        )
+        .map_err(failure)?;
         c.engine.change_nic(&nic, change).await.map_err(failure)?;
         ok(format!(
             "settings of {nic} saved; press Update to apply them"
