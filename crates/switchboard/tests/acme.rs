@@ -12,7 +12,8 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::console::story_hosts;
+use common::browser::{self, Browser};
+use common::console::{PASSWORD, click, fill, first_start, flash_ok, sign_in, story_hosts};
 use common::{Daemon, presented};
 use switchboard_pki::testpki::{self, Ca};
 use switchboard_system::testlab::{Lab, Netns, require_or_skip, require_root_or_skip};
@@ -291,6 +292,34 @@ fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_pr
     d.ok(&acme("voip-acme-2", "voip.example.test", DIRECTORY, &[]));
     let made = d.log_text().matches("ACME account made").count();
     assert_eq!(made, 1, "one account per directory");
+
+    // The same from the console, in Chromium on the admin host.
+    if !browser::installed() {
+        panic!("the console part needs {}", browser::PACKAGES);
+    }
+    testpki::write(dir, "password", PASSWORD);
+    let pin = first_start(&d, dir);
+    let b = Browser::start(&lab.lan, &dir.join("wfe-ca.pem"));
+    let pinned = [format!("--ignore-certificate-errors-spki-list={pin}")];
+    b.run_with(&pinned, |c| async move {
+        sign_in(&c).await?;
+        fill(&c, "#acme-name", "voip-console").await?;
+        fill(&c, "#acme-domains", "voip.example.test").await?;
+        fill(&c, "#acme-directory", DIRECTORY).await?;
+        fill(&c, "#acme-contact", "admin@example.test").await?;
+        click(&c, "#acme-order").await?;
+        let done = flash_ok(&c).await?;
+        anyhow::ensure!(done.contains("voip-console"), "{done}");
+        let row = browser::text_of(&c, "#acme-voip-console").await?;
+        anyhow::ensure!(row.contains("renews itself at"), "{row}");
+        anyhow::ensure!(
+            browser::wait_for(&c, "#renew-voip-console").await.is_ok(),
+            "a Renew now button"
+        );
+        Ok(())
+    });
+    let shown = d.json(&["cert", "show", "voip-console"]);
+    assert_eq!(shown["cert"]["acme"]["generation"], 1, "{shown}");
 }
 
 /// `cert show NAME` (the certificate part), once `ready` holds of it;

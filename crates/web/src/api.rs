@@ -766,19 +766,9 @@ async fn request_cert(State(e): State<AppState>, Body(r): Body<CertRequestReques
     ),
 )]
 async fn acme_cert(State(e): State<AppState>, Body(r): Body<AcmeRequest>) -> ApiResult {
-    let name = parse(&r.name)?;
-    let domains = r
-        .domains
-        .iter()
-        .map(|d| parse::<switchboard_pki::Hostname>(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    ok(e.acme_issue(switchboard_engine::acme::AcmeOrder {
-        name,
-        domains,
-        directory: r.directory,
-        contact: r.contact,
-    })
-    .await?)
+    let domains: Vec<&str> = r.domains.iter().map(String::as_str).collect();
+    let order = crate::input::acme_order(&r.name, &domains, r.directory, r.contact)?;
+    ok(e.acme_issue(order).await?)
 }
 
 #[utoipa::path(

@@ -205,3 +205,22 @@ pub fn cert_request<'a>(
     }
     Ok((key_type, names))
 }
+
+/// An ACME order from its parts as typed (API and console alike): the
+/// name and each domain parsed; the rest is the engine's to judge.
+pub(crate) fn acme_order(
+    name: &str,
+    domains: &[&str],
+    directory: String,
+    contact: Vec<String>,
+) -> Result<switchboard_engine::acme::AcmeOrder, ApiError> {
+    Ok(switchboard_engine::acme::AcmeOrder {
+        name: parse(name)?,
+        domains: domains
+            .iter()
+            .map(|d| parse::<switchboard_pki::Hostname>(d))
+            .collect::<Result<Vec<_>, _>>()?,
+        directory,
+        contact,
+    })
+}

@@ -1577,6 +1577,105 @@ async fn the_expiry_banner_warns_at_30_days_and_turns_to_an_error_at_7() {
 }
 
 #[tokio::test]
+async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let certs = c.engine.certs().await.unwrap().len();
+    let dir = "https://acme.example.test/directory";
+    let many = (0..=10)
+        .map(|i| format!("h{i}.example.test"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let huge = "a".repeat(5000);
+    for (fields, code) in [
+        (
+            vec![
+                ("name", "le"),
+                ("domains", "voip.example.test"),
+                ("directory", "http://acme.example.test/dir"),
+            ],
+            "invalid-acme-request",
+        ),
+        (
+            vec![("name", "le"), ("domains", ""), ("directory", dir)],
+            "invalid-acme-request",
+        ),
+        (
+            vec![("name", "le"), ("domains", &many), ("directory", dir)],
+            "invalid-acme-request",
+        ),
+        (
+            vec![
+                ("name", "le"),
+                ("domains", "not_a name!"),
+                ("directory", dir),
+            ],
+            "invalid-hostname",
+        ),
+        (
+            vec![
+                ("name", "le"),
+                ("domains", "voip.example.test"),
+                ("directory", dir),
+                ("contact", "a@b\r\nBcc: x@y"),
+            ],
+            "invalid-acme-request",
+        ),
+        (
+            vec![
+                ("name", "le"),
+                ("domains", "voip.example.test"),
+                ("directory", &huge),
+            ],
+            "invalid-acme-request",
+        ),
+        (
+            vec![
+                ("name", "<script>"),
+                ("domains", "voip.example.test"),
+                ("directory", dir),
+            ],
+            "invalid-cert-name",
+        ),
+    ] {
+        let a = c.form(&b, "/acme", &fields).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{fields:?}");
+        let last = &c.engine.audit_log(1).await.unwrap()[0];
+        assert_eq!(
+            (last.action.as_str(), last.outcome.clone()),
+            ("POST /acme", format!("303 {code}")),
+            "{:?}",
+            &fields[..fields.len().min(2)]
+        );
+        let page = c.get(&b, "/").await;
+        assert!(
+            page.body.contains(r#"class="flash error""#),
+            "the error is shown"
+        );
+    }
+    assert_eq!(
+        c.engine.certs().await.unwrap().len(),
+        certs,
+        "nothing stored"
+    );
+    assert!(
+        c.engine.cert_requests().await.unwrap().is_empty(),
+        "no key left"
+    );
+    // Renewing what is not from an ACME CA: refused, said so.
+    let a = c.form(&b, "/certs/self-signed/renew", &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        c.engine.audit_log(1).await.unwrap()[0].outcome,
+        "303 not-renewable"
+    );
+    // The form is on the page, labelled.
+    let page = c.get(&b, "/").await;
+    assert!(page.body.contains(r#"id="acme-form""#));
+    assert!(page.body.contains("Directory URL"));
+}
+
+#[tokio::test]
 async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
     let c = Console::new().await;
     let b = c.sign_in().await;

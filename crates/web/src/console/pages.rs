@@ -49,6 +49,8 @@ pub(super) fn routes() -> Router<St> {
         .route("/discard", post(discard))
         .route("/certs", post(upload_cert))
         .route("/cert-requests", post(request_key))
+        .route("/acme", post(acme_order))
+        .route("/certs/{name}/renew", post(renew_cert))
         .route("/cas", post(add_cas))
         .route("/certs/{name}", get(cert_page))
         .route("/certs/{name}/delete", post(delete_cert))
@@ -550,6 +552,14 @@ struct CertRow {
     used_by: String,
     /// `closed`, `open`, or empty when no binding is checked.
     padlock: &'static str,
+    /// For a certificate from an ACME CA, how it renews itself.
+    acme: Option<AcmeRow>,
+}
+
+struct AcmeRow {
+    next: String,
+    /// Why a due renewal waits, or why the last attempt failed.
+    problem: String,
 }
 
 struct PadlockRow {
@@ -667,6 +677,16 @@ fn cert_row(v: &CertView, padlocks: &[PadlockView]) -> CertRow {
         } else {
             "open"
         },
+        acme: v.acme.as_ref().map(|a| AcmeRow {
+            next: when(a.next_renewal),
+            problem: match (&a.waiting, &a.last_error) {
+                (Some(w), _) => w.clone(),
+                (None, Some(e)) => {
+                    format!("the last attempt failed ({} in a row): {e}", a.failures)
+                }
+                (None, None) => String::new(),
+            },
+        }),
     }
 }
 
@@ -1089,6 +1109,69 @@ async fn delete_cert(
     done(&c, &s, outcome, "/#certificates")
 }
 
+/// The form that orders a certificate from an ACME CA: names separated
+/// by spaces or commas, one contact address (optional).
+#[derive(Deserialize)]
+struct AcmeForm {
+    name: String,
+    #[serde(default)]
+    domains: String,
+    #[serde(default)]
+    directory: String,
+    #[serde(default)]
+    contact: String,
+}
+
+async fn acme_order(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Fields(f): Fields<AcmeForm>,
+) -> Response {
+    let outcome = async {
+        let domains: Vec<&str> = words(&f.domains);
+        let contact = match f.contact.trim() {
+            "" => vec![],
+            email if email.starts_with("mailto:") => vec![email.to_owned()],
+            email => vec![format!("mailto:{email}")],
+        };
+        let order =
+            crate::input::acme_order(&f.name, &domains, f.directory.trim().to_owned(), contact)
+                .map_err(failure)?;
+        let v = c.engine.acme_issue(order).await.map_err(failure)?;
+        ok(format!(
+            "certificate {} issued by the ACME CA; bind it below, then Update. It renews itself.",
+            v.name
+        ))
+    }
+    .await;
+    done(&c, &s, outcome, "/#certificates")
+}
+
+async fn renew_cert(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    PagePath(name): PagePath<String>,
+) -> Response {
+    let outcome = async {
+        let name: CertName = parse(&name)?;
+        let v = c.engine.acme_renew(&name).await.map_err(failure)?;
+        ok(match (&v.replaced, v.revision) {
+            (Some(old), Some(n)) => format!("{} replaces {old}, applied as revision {n}", v.cert),
+            (Some(old), None) => format!("{} replaces {old} in the candidate", v.cert),
+            (None, _) => format!("{} is not due", v.cert),
+        })
+    }
+    .await;
+    done(&c, &s, outcome, "/#certificates")
+}
+
+/// The words of a form field, separated by spaces or commas.
+fn words(text: &str) -> Vec<&str> {
+    text.split(|ch: char| ch == ',' || ch.is_whitespace())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
 /// The form that makes a key on the appliance: names separated by spaces
 /// or commas.
 #[derive(Deserialize)]
@@ -1109,15 +1192,7 @@ async fn request_key(
 ) -> Response {
     let outcome = async {
         let name: CertName = parse(&f.name)?;
-        let split = |text: &str| -> Vec<String> {
-            text.split(|ch: char| ch == ',' || ch.is_whitespace())
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let (dns, ips) = (split(&f.dns), split(&f.ips));
-        let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
-        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        let (dns, ips) = (words(&f.dns), words(&f.ips));
         let (key_type, names) =
             crate::input::cert_request(&dns, &ips, Some(&f.key_type)).map_err(failure)?;
         let v = c
