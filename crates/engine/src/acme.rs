@@ -125,7 +125,7 @@ impl Engine {
     /// renewed by itself from then on (see [`crate::renewal`]).
     pub async fn acme_issue(&self, order: AcmeOrder) -> Result<CertView> {
         order.check()?;
-        let view = self.acme_certificate(&order).await?;
+        let view = self.acme_certificate(&order, None).await?;
         let record = crate::renewal::Renewal::first(&order);
         let json = serde_json::to_string(&record).expect("a renewal record serializes");
         let mut store = self.store.lock().await;
@@ -139,8 +139,12 @@ impl Engine {
 
     /// The certificate of `order`: key and request made here, the order
     /// put, the chain attached to the key. Nothing is left of a failed
-    /// order.
-    pub(crate) async fn acme_certificate(&self, order: &AcmeOrder) -> Result<CertView> {
+    /// order. `replaces` is the leaf (DER) of the certificate renewed.
+    pub(crate) async fn acme_certificate(
+        &self,
+        order: &AcmeOrder,
+        replaces: Option<&[u8]>,
+    ) -> Result<CertView> {
         let names = order
             .domains
             .iter()
@@ -152,19 +156,21 @@ impl Engine {
         let request = self
             .request_cert(&order.name, RequestKeyType::EcdsaP256, names)
             .await?;
-        let issued =
-            match tokio::time::timeout(ORDER_TIMEOUT, self.acme_order(order, &request.csr_pem))
-                .await
-            {
-                Ok(issued) => issued,
-                Err(_) => Err(EngineError::Acme {
-                    code: "acme-unreachable",
-                    message: format!(
-                        "the CA did not finish the order within {} s",
-                        ORDER_TIMEOUT.as_secs()
-                    ),
-                }),
-            };
+        let issued = match tokio::time::timeout(
+            ORDER_TIMEOUT,
+            self.acme_order(order, &request.csr_pem, replaces),
+        )
+        .await
+        {
+            Ok(issued) => issued,
+            Err(_) => Err(EngineError::Acme {
+                code: "acme-unreachable",
+                message: format!(
+                    "the CA did not finish the order within {} s",
+                    ORDER_TIMEOUT.as_secs()
+                ),
+            }),
+        };
         let chain = match issued {
             Ok(chain) => chain,
             Err(e) => {
@@ -182,16 +188,22 @@ impl Engine {
     }
 
     /// The order itself: the CA's chain (PEM) for the request `csr_pem`.
-    async fn acme_order(&self, order: &AcmeOrder, csr_pem: &str) -> Result<String> {
+    async fn acme_order(
+        &self,
+        order: &AcmeOrder,
+        csr_pem: &str,
+        replaces: Option<&[u8]>,
+    ) -> Result<String> {
         let csr = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
             .map_err(|e| EngineError::System(format!("the signing request just made: {e}")))?;
-        let account = self.acme_account(order).await?;
+        let account = self.acme_account(&order.directory, &order.contact).await?;
         let domains: Vec<String> = order.domains.iter().map(ToString::to_string).collect();
         let issued = switchboard_system::acme::order(
             &account,
             &domains,
             csr.as_ref(),
             &WebListener(self.tls.web.challenges()),
+            replaces,
         )
         .await;
         if let Err(AcmeError::Refused { kind, .. }) = &issued
@@ -211,10 +223,14 @@ impl Engine {
     /// The account at the order's directory: made (and kept) the first
     /// time, then restored from its credentials. The directory is trusted
     /// like any HTTPS server, with the appliance's TLS policy.
-    async fn acme_account(&self, order: &AcmeOrder) -> Result<AcmeAccount> {
+    pub(crate) async fn acme_account(
+        &self,
+        directory: &str,
+        contact: &[String],
+    ) -> Result<AcmeAccount> {
         let (kept, anchors): (Option<String>, _) = {
             let store = self.store.lock().await;
-            (store.acme_account(&order.directory)?, self.anchors(&store)?)
+            (store.acme_account(directory)?, self.anchors(&store)?)
         };
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             switchboard_pki::policy_provider(),
@@ -223,20 +239,16 @@ impl Engine {
         .expect("the policy's versions are the provider's")
         .with_root_certificates(anchors.root_store())
         .with_no_client_auth();
-        let (account, made) = switchboard_system::acme::account(
-            &order.directory,
-            tls,
-            kept.as_deref(),
-            &order.contact,
-        )
-        .await
-        .map_err(acme_error)?;
+        let (account, made) =
+            switchboard_system::acme::account(directory, tls, kept.as_deref(), contact)
+                .await
+                .map_err(acme_error)?;
         if let Some(credentials) = made {
             self.store
                 .lock()
                 .await
-                .set_acme_account(&order.directory, &credentials)?;
-            info!(directory = %order.directory, "ACME account made");
+                .set_acme_account(directory, &credentials)?;
+            info!(%directory, "ACME account made");
         }
         Ok(account)
     }

@@ -2,8 +2,9 @@
 //!
 //! A certificate issued by [`Engine::acme_issue`] keeps its order (names,
 //! directory, contact) in a renewal record, kept in the store under the
-//! certificate's first name. When a third of its lifetime is left, the
-//! daemon's timer ([`Engine::acme_renew_due`]) orders a new one, with a new
+//! certificate's first name. When a third of its lifetime is left (or
+//! when the CA's renewal information, RFC 9773, says: a CA that offers it
+//! is asked daily, or when it says), the daemon's timer ([`Engine::acme_renew_due`]) orders a new one, with a new
 //! key, under a new name (`NAME-2`, `NAME-3`, ...): a certificate never
 //! changes under its name, so every revision keeps presenting exactly what
 //! it recorded, and a rollback brings back the certificate it had.
@@ -59,6 +60,13 @@ pub(crate) struct Renewal {
     /// Not before then, after a failure.
     pub retry_at: Option<Timestamp>,
     pub renewed_at: Option<Timestamp>,
+    /// When the CA's renewal information (RFC 9773) says to renew the
+    /// current certificate: a moment in its suggested window.
+    #[serde(default)]
+    pub ari_at: Option<Timestamp>,
+    /// When to ask the CA for it (again).
+    #[serde(default)]
+    pub ari_ask_at: Option<Timestamp>,
 }
 
 impl Renewal {
@@ -76,14 +84,18 @@ impl Renewal {
             failures: 0,
             retry_at: None,
             renewed_at: None,
+            ari_at: None,
+            ari_ask_at: None,
         }
     }
 
     /// When the current certificate (valid from `not_before` to
-    /// `not_after`) is due: a third of its lifetime before its end, or
-    /// later after failures.
+    /// `not_after`) is due: when the CA's renewal information says, or
+    /// else a third of its lifetime before its end; later after failures.
     pub(crate) fn due(&self, not_before: Timestamp, not_after: Timestamp) -> Timestamp {
-        let renew_at = renew_at(not_before, not_after);
+        let renew_at = self
+            .ari_at
+            .unwrap_or_else(|| renew_at(not_before, not_after));
         match self.retry_at {
             Some(retry) if retry > renew_at => retry,
             _ => renew_at,
@@ -104,6 +116,29 @@ pub(crate) fn renew_at(not_before: Timestamp, not_after: Timestamp) -> Timestamp
     not_before + lifetime * 2 / 3
 }
 
+/// The moment to renew in a CA's suggested window `[start, end]`: spread
+/// over the window by the certificate's fingerprint (RFC 9773 §4.2 asks
+/// for a random point, so that a CA's many clients do not come at once;
+/// this one is stable for a certificate). A moment past is due at once.
+pub(crate) fn in_window(start: Timestamp, end: Timestamp, fingerprint: &str) -> Timestamp {
+    if end <= start {
+        return start;
+    }
+    let spread: u32 = fingerprint
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1000;
+    start + end.duration_since(start) * (spread as i32) / 1000
+}
+
+/// How long to wait before asking a CA for renewal information again:
+/// what it said (`Retry-After`), within a minute and a day.
+fn ask_again(said: std::time::Duration) -> SignedDuration {
+    SignedDuration::try_from(said)
+        .unwrap_or(SignedDuration::from_hours(24))
+        .clamp(SignedDuration::from_mins(1), SignedDuration::from_hours(24))
+}
+
 /// The wait after the `failures`-th failure in a row, for a certificate
 /// valid for `lifetime`: from a thousandth of it (at least a second, at
 /// most a minute), doubling, up to [`MAX_RETRY`].
@@ -122,6 +157,15 @@ fn generation_name(first: &str, generation: u32) -> CertName {
     format!("{stem}{suffix}")
         .parse()
         .expect("a certificate name with a number after it is one")
+}
+
+/// The leaf (DER) of a stored chain.
+fn leaf_der(chain_pem: &str) -> Option<Vec<u8>> {
+    switchboard_pki::read_certificates(chain_pem.as_bytes())
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|c| c.as_ref().to_vec())
 }
 
 /// The renewal records of `store`, by first name; a record that no longer
@@ -200,7 +244,10 @@ impl Engine {
     /// timer). Failures are recorded in each certificate's renewal state,
     /// and logged.
     /// While a revision is on trial, nothing is due (`cert show` says so).
+    /// The CAs that offer renewal information are asked about their
+    /// certificates first, when it is time to (see [`Renewal::ari_ask_at`]).
     pub async fn acme_renew_due(&self, now: Timestamp) {
+        self.ask_renewal_info(now).await;
         let due: Vec<String> = {
             let store = self.store.lock().await;
             let Ok(None) = store.pending() else {
@@ -224,6 +271,61 @@ impl Engine {
         for first in due {
             if let Err(e) = self.renew(&first, now, false).await {
                 warn!(cert = %first, error = %e, "ACME renewal not done");
+            }
+        }
+    }
+
+    /// Asks each CA for the renewal information (RFC 9773) of its
+    /// certificates whose time has come; a CA without it is asked again a
+    /// day later, one that failed to answer an hour later.
+    async fn ask_renewal_info(&self, now: Timestamp) {
+        let asking: Vec<(String, Renewal, Vec<u8>, String)> = {
+            let store = self.store.lock().await;
+            let Ok(records) = records(&store) else {
+                return;
+            };
+            records
+                .into_iter()
+                .filter(|(_, r)| r.ari_ask_at.is_none_or(|t| t <= now))
+                .filter_map(|(first, r)| {
+                    let cert = store.cert(&r.current).ok().flatten()?;
+                    let der = leaf_der(&cert.chain_pem)?;
+                    Some((first, r, der, cert.info.fingerprint.to_string()))
+                })
+                .collect()
+        };
+        for (first, mut record, der, fingerprint) in asking {
+            let answer = match self.acme_account(&record.directory, &record.contact).await {
+                Ok(account) => switchboard_system::acme::renewal_window(&account, &der)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let next_ask = match answer {
+                Ok(Some(w)) => {
+                    let at = |unix: i64| Timestamp::from_second(unix).unwrap_or(now);
+                    record.ari_at = Some(in_window(at(w.start), at(w.end), &fingerprint));
+                    info!(cert = %record.current, renew_at = ?record.ari_at, explanation = ?w.explanation, "the CA's renewal information");
+                    ask_again(w.ask_again)
+                }
+                Ok(None) => {
+                    record.ari_at = None;
+                    SignedDuration::from_hours(24)
+                }
+                Err(e) => {
+                    tracing::debug!(cert = %record.current, error = %e, "no renewal information from the CA");
+                    SignedDuration::from_hours(1)
+                }
+            };
+            record.ari_ask_at = Some(now + next_ask);
+            let mut store = self.store.lock().await;
+            // Only if nothing renewed or deleted it meanwhile.
+            let unchanged = records(&store)
+                .ok()
+                .and_then(|rs| rs.into_iter().find(|(f, _)| *f == first))
+                .is_some_and(|(_, r)| r.current == record.current);
+            if unchanged && let Err(e) = keep(&mut store, &first, &record) {
+                warn!(cert = %record.current, error = %e, "the CA's renewal information not kept");
             }
         }
     }
@@ -315,6 +417,9 @@ impl Engine {
                 record.retry_at = None;
                 record.last_attempt = Some(now);
                 record.renewed_at = Some(Timestamp::now());
+                // The CA is asked about the new certificate.
+                record.ari_at = None;
+                record.ari_ask_at = None;
                 keep(&mut store, first, &record)?;
                 info!(cert = %replaced, renewed = %renewed, revision = ?revision, "ACME certificate renewed");
                 Ok(RenewalView {
@@ -358,7 +463,13 @@ impl Engine {
             directory: record.directory.clone(),
             contact: record.contact.clone(),
         };
-        self.acme_certificate(&order).await?;
+        let replaces = {
+            let store = self.store.lock().await;
+            store
+                .cert(&record.current)?
+                .and_then(|c| leaf_der(&c.chain_pem))
+        };
+        self.acme_certificate(&order, replaces.as_deref()).await?;
         Ok(name)
     }
 
@@ -460,6 +571,51 @@ mod tests {
             retry_after(SignedDuration::from_hours(10), 1),
             SignedDuration::from_secs(36)
         );
+    }
+
+    #[test]
+    fn the_cas_window_decides_when_it_gives_one_spread_by_certificate() {
+        let (start, end) = (at("2027-01-10T00:00:00Z"), at("2027-01-12T00:00:00Z"));
+        let a = in_window(start, end, "AA:BB");
+        let b = in_window(start, end, "CC:DD");
+        for t in [a, b] {
+            assert!(start <= t && t <= end, "{t}");
+        }
+        assert_ne!(a, b, "two certificates, two moments");
+        assert_eq!(a, in_window(start, end, "AA:BB"), "stable for one");
+        assert_eq!(in_window(end, start, "AA:BB"), end, "an empty window");
+        let nb = at("2026-12-01T00:00:00Z");
+        let na = at("2027-03-01T00:00:00Z");
+        let order = AcmeOrder {
+            name: "voip".parse().expect("name"),
+            domains: vec!["voip.example.test".parse().expect("name")],
+            directory: "https://ca.example.test/dir".into(),
+            contact: vec![],
+        };
+        let mut r = Renewal::first(&order);
+        // Sooner than two thirds (the CA wants it replaced) or later.
+        r.ari_at = Some(at("2026-12-15T00:00:00Z"));
+        assert_eq!(r.due(nb, na), at("2026-12-15T00:00:00Z"));
+        r.ari_at = Some(at("2027-02-10T00:00:00Z"));
+        assert_eq!(r.due(nb, na), at("2027-02-10T00:00:00Z"));
+        assert_eq!(
+            ask_again(std::time::Duration::from_secs(5)),
+            SignedDuration::from_mins(1)
+        );
+        assert_eq!(
+            ask_again(std::time::Duration::from_secs(6 * 3600)),
+            SignedDuration::from_hours(6)
+        );
+        assert_eq!(
+            ask_again(std::time::Duration::MAX),
+            SignedDuration::from_hours(24)
+        );
+        // A record kept before these fields existed still reads.
+        let mut old = serde_json::to_value(Renewal::first(&order)).expect("json");
+        old.as_object_mut().expect("object").remove("ari_at");
+        old.as_object_mut().expect("object").remove("ari_ask_at");
+        let back: Renewal = serde_json::from_value(old).expect("reads");
+        assert_eq!(back.ari_at, None);
     }
 
     #[test]

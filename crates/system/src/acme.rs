@@ -118,18 +118,71 @@ pub async fn account(
     Ok((AcmeAccount(account), Some(json)))
 }
 
+/// The CA's suggested renewal window (RFC 9773, ACME Renewal
+/// Information) for the certificate `leaf_der`, as Unix seconds (start,
+/// end), with how long to wait before asking again; `None` when the CA
+/// offers no renewal information.
+pub async fn renewal_window(
+    account: &AcmeAccount,
+    leaf_der: &[u8],
+) -> Result<Option<RenewalWindow>, AcmeError> {
+    let leaf = rustls::pki_types::CertificateDer::from(leaf_der);
+    let id =
+        instant_acme::CertificateIdentifier::try_from(&leaf).map_err(AcmeError::Unreachable)?;
+    match account.0.renewal_info(&id).await {
+        Ok((info, ask_again)) => Ok(Some(RenewalWindow {
+            start: info.suggested_window.start.unix_timestamp(),
+            end: info.suggested_window.end.unix_timestamp(),
+            ask_again,
+            explanation: info.explanation_url,
+        })),
+        Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A CA's suggested renewal window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalWindow {
+    /// Unix seconds.
+    pub start: i64,
+    pub end: i64,
+    /// The CA's `Retry-After`: when to ask again.
+    pub ask_again: Duration,
+    /// A page explaining the window, if the CA gave one.
+    pub explanation: Option<String>,
+}
+
 /// Orders a certificate for `domains`, proves each by `tls-alpn-01`
 /// through `answers` (every answer withdrawn at the end, whatever
 /// happens), finalizes with the request `csr_der`, and returns the CA's
-/// chain (PEM).
+/// chain (PEM). `replaces` is the certificate renewed, named to a CA that
+/// offers renewal information (RFC 9773 §5).
 pub async fn order(
     account: &AcmeAccount,
     domains: &[String],
     csr_der: &[u8],
     answers: &dyn Answers,
+    replaces: Option<&[u8]>,
 ) -> Result<String, AcmeError> {
     let identifiers: Vec<Identifier> = domains.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account.0.new_order(&NewOrder::new(&identifiers)).await?;
+    let replaced = replaces.map(rustls::pki_types::CertificateDer::from);
+    let id = replaced
+        .as_ref()
+        .and_then(|leaf| instant_acme::CertificateIdentifier::try_from(leaf).ok());
+    let mut order = match id {
+        Some(id) => {
+            let renewal = NewOrder::new(&identifiers).replaces(id);
+            match account.0.new_order(&renewal).await {
+                // A CA without renewal information: a plain order.
+                Err(instant_acme::Error::Unsupported(_)) => {
+                    account.0.new_order(&NewOrder::new(&identifiers)).await?
+                }
+                other => other?,
+            }
+        }
+        None => account.0.new_order(&NewOrder::new(&identifiers)).await?,
+    };
     let mut shown = Shown {
         answers,
         names: Vec::new(),
