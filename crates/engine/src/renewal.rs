@@ -528,17 +528,21 @@ mod tests {
         s.parse().expect("a time")
     }
 
+    fn order() -> AcmeOrder {
+        AcmeOrder {
+            name: "voip".parse().expect("name"),
+            domains: vec!["voip.example.test".parse().expect("name")],
+            directory: "https://ca.example.test/dir".into(),
+            contact: vec![],
+        }
+    }
+
     #[test]
     fn a_certificate_is_due_two_thirds_into_its_life_or_after_its_retry() {
         let nb = at("2026-12-01T00:00:00Z");
         let na = at("2027-03-01T00:00:00Z"); // 90 days
         assert_eq!(renew_at(nb, na), at("2027-01-30T00:00:00Z"));
-        let order = AcmeOrder {
-            name: "voip".parse().expect("name"),
-            domains: vec!["voip.example.test".parse().expect("name")],
-            directory: "https://ca.example.test/dir".into(),
-            contact: vec![],
-        };
+        let order = order();
         let mut r = Renewal::first(&order);
         assert_eq!(r.due(nb, na), renew_at(nb, na));
         r.failed(
@@ -586,12 +590,7 @@ mod tests {
         assert_eq!(in_window(end, start, "AA:BB"), end, "an empty window");
         let nb = at("2026-12-01T00:00:00Z");
         let na = at("2027-03-01T00:00:00Z");
-        let order = AcmeOrder {
-            name: "voip".parse().expect("name"),
-            domains: vec!["voip.example.test".parse().expect("name")],
-            directory: "https://ca.example.test/dir".into(),
-            contact: vec![],
-        };
+        let order = order();
         let mut r = Renewal::first(&order);
         // Sooner than two thirds (the CA wants it replaced) or later.
         r.ari_at = Some(at("2026-12-15T00:00:00Z"));

@@ -94,17 +94,12 @@ fn acme_issuance_switchboard_next_to_lego() {
     let wfe_ca = dir.join("wfe-ca.pem");
     let lego = lego_namespace(&lab.wan);
     // pebble's DNS sends lego's name to lego's namespace.
-    let added = lab
-        .wan
-        .command("curl")
-        .args(["-sf", "-o", "/dev/null", "-d"])
-        .arg(format!(
-            r#"{{"host":"{LEGO_NAME}.","addresses":["{LEGO_SIDE}"]}}"#
-        ))
-        .arg("http://198.51.100.2:8055/add-a")
-        .status()
-        .expect("curl");
-    assert!(added.success(), "lego's name in pebble's DNS");
+    let added = manage_dns(
+        &lab.wan,
+        "add-a",
+        &format!(r#"{{"host":"{LEGO_NAME}.","addresses":["{LEGO_SIDE}"]}}"#),
+    );
+    assert!(added, "lego's name in pebble's DNS");
 
     let data = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(Some(&lab.appliance), data.path(), &[]);

@@ -6,6 +6,7 @@
 mod common;
 
 use common::Daemon;
+use common::acme::{MANAGEMENT, challtestsrv, manage_dns};
 use serde_json::Value;
 use switchboard_pki::testpki::{self, leaf_params, pki, ts, with_validity};
 use switchboard_system::testlab::{Lab, Netns, require_or_skip, require_root_or_skip};
@@ -296,36 +297,16 @@ fn certificates_from_import_to_padlock() {
     assert!(!d.log_text().contains(&key_line));
 }
 
-/// A DNS server in the WAN neighbour's namespace (the phones' side),
-/// answering every name with the appliance's WAN address unless told
-/// otherwise through its management port: Debian's `pebble-challtestsrv`.
+/// A DNS server in the WAN neighbour's namespace (the phones' side) on
+/// port 53, killed on drop.
 struct PhonesDns<'a> {
     child: std::process::Child,
     ns: &'a Netns,
 }
 
 impl<'a> PhonesDns<'a> {
-    const MANAGEMENT: &'static str = "198.51.100.2:8055";
-
     fn start(ns: &'a Netns) -> PhonesDns<'a> {
-        let child = ns
-            .command("pebble-challtestsrv")
-            .args([
-                "-defaultIPv4",
-                Lab::WAN_APPLIANCE,
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                &format!("{}:53", Lab::WAN_PHONE),
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                Self::MANAGEMENT,
-            ])
+        let child = challtestsrv(ns, &format!("{}:53", Lab::WAN_PHONE), MANAGEMENT)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -342,15 +323,8 @@ impl<'a> PhonesDns<'a> {
         dns
     }
 
-    /// A call of its management API, from its own namespace; whether it
-    /// succeeded.
     fn manage(&self, call: &str, body: &str) -> bool {
-        self.ns
-            .command("curl")
-            .args(["-sf", "--max-time", "2", "-o", "/dev/null", "-d", body])
-            .arg(format!("http://{}/{call}", Self::MANAGEMENT))
-            .status()
-            .is_ok_and(|s| s.success())
+        manage_dns(self.ns, call, body)
     }
 }
 

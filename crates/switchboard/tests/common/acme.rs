@@ -52,23 +52,7 @@ impl Pebble {
         let quiet = |c: &mut std::process::Command| {
             c.stdout(Stdio::null()).stderr(Stdio::null());
         };
-        let mut dns = ns.command("pebble-challtestsrv");
-        dns.args([
-            "-defaultIPv4",
-            Lab::WAN_APPLIANCE,
-            "-defaultIPv6",
-            "",
-            "-dns01",
-            &format!("{}:8053", Lab::WAN_PHONE),
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-management",
-            &format!("{}:8055", Lab::WAN_PHONE),
-        ]);
+        let mut dns = challtestsrv(ns, &format!("{}:8053", Lab::WAN_PHONE), MANAGEMENT);
         quiet(&mut dns);
         let mut pebble = ns.command("pebble");
         pebble
@@ -95,6 +79,30 @@ impl Pebble {
         }
         running
     }
+}
+
+/// Where pebble-challtestsrv takes orders (`add-a`, `clear-a`, ...).
+pub const MANAGEMENT: &str = "198.51.100.2:8055";
+
+/// `pebble-challtestsrv` in `ns` as a DNS server only, on `dns` (address
+/// and port): every name resolves to the appliance's WAN address unless
+/// told otherwise through `management`.
+pub fn challtestsrv(ns: &Netns, dns: &str, management: &str) -> std::process::Command {
+    let mut c = ns.command("pebble-challtestsrv");
+    c.args(["-defaultIPv4", Lab::WAN_APPLIANCE, "-defaultIPv6", ""])
+        .args(["-dns01", dns, "-management", management])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""]);
+    c
+}
+
+/// A call of pebble-challtestsrv's management API (`call`, a JSON
+/// `body`), from `ns`; whether it succeeded.
+pub fn manage_dns(ns: &Netns, call: &str, body: &str) -> bool {
+    ns.command("curl")
+        .args(["-sf", "--max-time", "2", "-o", "/dev/null", "-d", body])
+        .arg(format!("http://{MANAGEMENT}/{call}"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The arguments of `cert acme NAME --domain DOMAIN --directory DIRECTORY`
