@@ -11,6 +11,7 @@
 
 mod certcheck;
 mod cli;
+mod config;
 mod serve;
 
 use std::path::PathBuf;
@@ -410,7 +411,7 @@ pub enum FirewallCommand {
     Show,
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 

@@ -10,22 +10,30 @@ use switchboard_store::{AuditRetention, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use crate::config::{FirewallArg, SipArg, SmsArg};
+
 /// Threads of the phones' runtime (the web services); the main runtime has
 /// two more for the console, the API and the engine.
 const PHONE_WORKERS: usize = 2;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// The configuration file (TOML; see `switchboard.toml(5)` in the
+    /// README). Default: /etc/switchboard/switchboard.toml as root, when it
+    /// exists; none otherwise. A flag below wins over the file.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// `plan` renders and records the ruleset of every revision without
     /// touching the host firewall (the safe default for a daemon started by
     /// hand); `enforce` loads it into the kernel (table inet switchboard).
-    #[arg(long, value_enum, default_value_t = FirewallArg::Plan)]
-    firewall: FirewallArg,
+    /// [default: plan]
+    #[arg(long, value_enum)]
+    firewall: Option<FirewallArg>,
     /// Where activation SMS go: `outbox` keeps them for `switchboard sms
     /// list` (no gateway needed); `kannel` posts to Kannel's sendsms
-    /// interface; `webhook` posts JSON {to, text}.
-    #[arg(long, value_enum, default_value_t = SmsArg::Outbox)]
-    sms_gateway: SmsArg,
+    /// interface; `webhook` posts JSON {to, text}. [default: outbox]
+    #[arg(long, value_enum)]
+    sms_gateway: Option<SmsArg>,
     /// The gateway's URL (kannel: e.g. http://127.0.0.1:13013/cgi-bin/sendsms).
     #[arg(long, value_name = "URL")]
     sms_url: Option<String>,
@@ -37,33 +45,74 @@ pub struct ServeArgs {
     sms_secret_file: Option<PathBuf>,
     /// `kamailio` runs Kamailio (supervised) for the SIP services with the
     /// running revision's configuration; `off` leaves SIP to no one (the
-    /// firewall still enforces the SIP rows).
-    #[arg(long, value_enum, default_value_t = SipArg::Off)]
-    sip: SipArg,
+    /// firewall still enforces the SIP rows). [default: off]
+    #[arg(long, value_enum)]
+    sip: Option<SipArg>,
     /// The audit log keeps at most this many entries (the newest).
-    #[arg(long, value_name = "N", default_value_t = AuditRetention::default().max_entries,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    audit_max_entries: u64,
-    /// The audit log keeps no entry older than this many days.
-    #[arg(long, value_name = "D", default_value_t = AuditRetention::default().max_days,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    audit_max_days: u32,
+    /// [default: 100000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_max_entries: Option<u64>,
+    /// The audit log keeps no entry older than this many days. [default: 365]
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
+    audit_max_days: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SipArg {
-    Off,
-    Kamailio,
+/// What the daemon runs with: each setting from its flag, else from the
+/// configuration file, else its default.
+#[derive(Debug)]
+struct Settings {
+    firewall: FirewallArg,
+    sip: SipArg,
+    sms_gateway: SmsArg,
+    sms_url: Option<String>,
+    sms_user: Option<String>,
+    sms_secret_file: Option<PathBuf>,
+    audit: AuditRetention,
+    /// The file read, if any (for the log).
+    config: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum SmsArg {
-    Outbox,
-    Kannel,
-    Webhook,
+impl Settings {
+    fn new(args: &ServeArgs, root: bool) -> anyhow::Result<Settings> {
+        let path = crate::config::locate(args.config.as_deref(), root);
+        let file = match &path {
+            Some(p) => crate::config::load(p).map_err(|e| {
+                crate::CliError::new(
+                    "invalid-config",
+                    e.to_string(),
+                    "correct the file (every key is listed in the README, section \"Configuration file\"), or name another with --config",
+                )
+            })?,
+            None => crate::config::ConfigFile::default(),
+        };
+        let defaults = AuditRetention::default();
+        Ok(Settings {
+            firewall: args.firewall.or(file.firewall).unwrap_or(FirewallArg::Plan),
+            sip: args.sip.or(file.sip).unwrap_or(SipArg::Off),
+            sms_gateway: args
+                .sms_gateway
+                .or(file.sms.gateway)
+                .unwrap_or(SmsArg::Outbox),
+            sms_url: args.sms_url.clone().or(file.sms.url),
+            sms_user: args.sms_user.clone().or(file.sms.user),
+            sms_secret_file: args.sms_secret_file.clone().or(file.sms.secret_file),
+            audit: AuditRetention {
+                max_entries: args
+                    .audit_max_entries
+                    .or(file.audit.max_entries.map(|n| n.into_inner()))
+                    .unwrap_or(defaults.max_entries),
+                max_days: args
+                    .audit_max_days
+                    .or(file.audit.max_days.map(|n| n.into_inner()))
+                    .unwrap_or(defaults.max_days),
+                ..defaults
+            },
+            config: path,
+        })
+    }
 }
 
-fn sms_gateway(args: &ServeArgs) -> anyhow::Result<switchboard_system::sms::Gateway> {
+fn sms_gateway(args: &Settings) -> anyhow::Result<switchboard_system::sms::Gateway> {
     use switchboard_system::sms::{Gateway, Secret};
     let secret = args
         .sms_secret_file
@@ -74,16 +123,15 @@ fn sms_gateway(args: &ServeArgs) -> anyhow::Result<switchboard_system::sms::Gate
     let url = || {
         args.sms_url
             .clone()
-            .ok_or_else(|| anyhow::anyhow!("--sms-gateway needs --sms-url"))
+            .ok_or_else(|| anyhow::anyhow!("--sms-gateway needs --sms-url (or sms.url)"))
     };
     Ok(match args.sms_gateway {
         SmsArg::Outbox => Gateway::Outbox,
         SmsArg::Kannel => Gateway::Kannel {
             url: url()?,
-            username: args
-                .sms_user
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("--sms-gateway kannel needs --sms-user"))?,
+            username: args.sms_user.clone().ok_or_else(|| {
+                anyhow::anyhow!("--sms-gateway kannel needs --sms-user (or sms.user)")
+            })?,
             password: secret.unwrap_or_else(|| Secret::new("")),
             from: None,
             smsc: None,
@@ -95,13 +143,10 @@ fn sms_gateway(args: &ServeArgs) -> anyhow::Result<switchboard_system::sms::Gate
     })
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum FirewallArg {
-    Plan,
-    Enforce,
-}
-
 pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    // The configuration is read before anything else: a file refused
+    // stops the start with nothing touched.
+    let settings = Settings::new(args, crate::is_root())?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -116,11 +161,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     // anything, including the socket of the first.
     let mut store = Store::open_dir(&data_dir)?;
     // The audit log's retention: applied now, then every few entries written.
-    store.set_audit_retention(AuditRetention {
-        max_entries: args.audit_max_entries,
-        max_days: args.audit_max_days,
-        ..AuditRetention::default()
-    });
+    store.set_audit_retention(settings.audit);
     if let Some(pruned) = store.prune_audit(jiff::Timestamp::now())? {
         info!(
             entries = pruned.entries,
@@ -139,7 +180,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             t.to
         );
     }
-    let firewall = match args.firewall {
+    let firewall = match settings.firewall {
         FirewallArg::Plan => FirewallMode::Plan,
         FirewallArg::Enforce => FirewallMode::Enforce,
     };
@@ -148,8 +189,8 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             data_dir: data_dir.clone(),
             firewall,
             discover: true,
-            sms_gateway: sms_gateway(args)?,
-            sip: args.sip == SipArg::Kamailio,
+            sms_gateway: sms_gateway(&settings)?,
+            sip: settings.sip == SipArg::Kamailio,
         },
         store,
     )?);
@@ -165,6 +206,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         nics = facts.nics.len(),
         applied_revision = ?applied,
         firewall = ?firewall,
+        config = %settings.config.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
         "switchboard starting"
     );
     match firewall {

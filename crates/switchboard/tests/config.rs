@@ -1,0 +1,108 @@
+//! The daemon's configuration file, through the real binary: a file refused
+//! stops `serve` before it touches anything, with the line and the key; a
+//! good one is used, and a flag wins over it.
+
+mod common;
+
+use common::{Daemon, serve_command};
+
+/// `serve --config FILE` with `text` in FILE: its exit status and stderr.
+fn serve_with(dir: &std::path::Path, text: &[u8]) -> (Option<i32>, String) {
+    let file = dir.join("switchboard.toml");
+    std::fs::write(&file, text).expect("write the file");
+    let out = serve_command(None, &dir.join("data"), &dir.join("api.sock"), &[])
+        .env("SWITCHBOARD_CONFIG", &file)
+        .output()
+        .expect("serve");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_configuration_file_is_refused_at_start_with_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("switchboard.toml");
+    let file = file.display();
+    for (text, place, key) in [
+        // malformed: an unterminated string
+        (
+            &b"firewall = \"plan\"\nsip = \"kamailio\n"[..],
+            ":2:",
+            "`sip`",
+        ),
+        // an unknown key, in its table
+        (
+            b"[sms]\ngateway = \"outbox\"\nurl_ = \"x\"\n",
+            ":3:1:",
+            "`sms.url_`",
+        ),
+        // a wrong type
+        (
+            b"[audit]\nmax_days = \"a year\"\n",
+            ":2:",
+            "`audit.max_days`",
+        ),
+        // a value out of range
+        (
+            b"[audit]\n\nmax_entries = 0\n",
+            ":3:",
+            "`audit.max_entries`",
+        ),
+        // not a value of the enumeration
+        (b"firewall = \"yes\"\n", ":1:", "`firewall`"),
+    ] {
+        let (code, err) = serve_with(dir.path(), text);
+        let shown = String::from_utf8_lossy(text);
+        assert_eq!(code, Some(1), "{shown:?} started: {err}");
+        assert!(err.contains(&format!("{file}{place}")), "{shown:?}: {err}");
+        assert!(err.contains(&format!("key {key}")), "{shown:?}: {err}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "{shown:?}: the data directory was made"
+        );
+        assert!(!dir.path().join("api.sock").exists(), "{shown:?} listened");
+    }
+    // Oversize: refused before it is parsed.
+    let (code, err) = serve_with(dir.path(), &vec![b'#'; 70_000]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("over 65536 bytes"), "{err}");
+    // A file named that does not exist is an error, not the defaults.
+    let out = serve_command(None, &dir.path().join("data"), &dir.path().join("s"), &[])
+        .env("SWITCHBOARD_CONFIG", dir.path().join("absent.toml"))
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open it"));
+    // What a key needs is still checked: a webhook without its URL.
+    let (code, err) = serve_with(dir.path(), b"[sms]\ngateway = \"webhook\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("needs --sms-url (or sms.url)"), "{err}");
+}
+
+#[test]
+fn the_file_is_used_and_a_flag_wins_over_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("switchboard.toml");
+    // `enforce` in the file, `plan` on the command line: plan (this test
+    // must never touch the host's firewall, and it does not).
+    std::fs::write(
+        &file,
+        "firewall = \"enforce\"\nsip = \"off\"\n[sms]\ngateway = \"outbox\"\n[audit]\nmax_days = 30\n",
+    )
+    .expect("write");
+    let file_arg = file.to_str().expect("utf-8").to_owned();
+    let d = Daemon::start(
+        None,
+        dir.path(),
+        &["--config", &file_arg, "--firewall", "plan"],
+    );
+    let status = d.json(&["status"]);
+    assert_eq!(status["firewall_mode"], "plan", "{status}");
+    assert!(
+        d.log_text().contains(&file_arg),
+        "the log names the file read: {}",
+        d.log_text()
+    );
+}
