@@ -38,6 +38,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 pub mod listeners;
+pub mod monitor;
 mod origin;
 mod pipeline;
 mod sip;

@@ -10,6 +10,7 @@
 //! allowed here and nowhere else).
 
 mod certcheck;
+mod check;
 mod cli;
 mod config;
 mod serve;
@@ -47,6 +48,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The appliance at a glance: applied revision, pending changes, diagnostics.
     Status,
+    /// Health for monitoring: OK, WARNING or CRITICAL, and why (exit status
+    /// 0, 1, 2; 3 when the daemon cannot be asked), the Nagios plugin
+    /// convention; `--nagios` prints the plugin's line with perfdata.
+    Check(check::CheckArgs),
     /// The NICs the kernel reports, with their addresses and services.
     Nics,
     /// The service catalog, with ports and NICs.
@@ -554,6 +559,7 @@ fn main() -> std::process::ExitCode {
         Command::Cert {
             command: CertCommand::Check(check),
         } => certcheck::run(check, args.json),
+        Command::Check(check) => runtime.block_on(check::run(check, &args.socket(), args.json)),
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {
