@@ -33,7 +33,16 @@ pub struct CheckArgs {
     sms_critical: i64,
 }
 
+/// The monitoring socket: `monitor.sock` beside the API's socket.
+pub fn monitor_socket(api_socket: &Path) -> std::path::PathBuf {
+    api_socket.with_file_name("monitor.sock")
+}
+
+/// `socket` is the API's; the check reads the monitoring socket beside it
+/// (which a monitoring agent's group may be given, see `serve
+/// --monitor-group`).
 pub async fn run(args: &CheckArgs, socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let socket = &monitor_socket(socket);
     let thresholds = Thresholds {
         cert_warning_days: args.cert_warning,
         cert_critical_days: args.cert_critical,

@@ -59,6 +59,17 @@ pub struct ConfigFile {
     pub sms: SmsSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub monitor: MonitorSection,
+}
+
+/// `[monitor]`: the monitoring socket (`monitor.sock`, beside the API's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSection {
+    /// The group that may read it (e.g. `nagios`, NRPE's user): mode 0660.
+    /// Absent: root only.
+    pub group: Option<Spanned<String>>,
 }
 
 /// `[sms]`: the SMS gateway.
@@ -175,7 +186,28 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     {
         return Err(at_least_one("audit.max_days", n.span()));
     }
+    if let Some(g) = &config.monitor.group
+        && group_id(g.get_ref()).is_none()
+    {
+        return Err(ConfigError {
+            path: path.to_owned(),
+            at: Some(line_col(text, g.span().start)),
+            key: Some("monitor.group".into()),
+            message: format!("no group {:?} on this system (see /etc/group)", g.get_ref()),
+        });
+    }
     Ok(config)
+}
+
+/// The id of the group `name`, from `/etc/group`.
+pub fn group_id(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name)
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// The 1-based line and column (in characters) of byte `offset` of `text`.
@@ -235,6 +267,9 @@ secret_file = "/etc/switchboard/sms.secret"
 [audit]
 max_entries = 5000
 max_days = 90
+
+[monitor]
+group = "root"
 "#,
         )
         .expect("parses");
@@ -244,6 +279,13 @@ max_days = 90
         assert_eq!(c.sms.user.as_deref(), Some("switchboard"));
         assert_eq!(c.audit.max_entries.map(|n| n.into_inner()), Some(5000));
         assert_eq!(c.audit.max_days.map(|n| n.into_inner()), Some(90));
+        assert_eq!(
+            c.monitor.group.map(|g| g.into_inner()).as_deref(),
+            Some("root")
+        );
+        let e = refused("[monitor]\ngroup = \"no-such-group-here\"\n");
+        assert_eq!(e.at, Some((2, 9)), "{e}");
+        assert_eq!(e.key.as_deref(), Some("monitor.group"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// The audit log keeps no entry older than this many days. [default: 365]
     #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
     audit_max_days: Option<u32>,
+    /// The group that may read the monitoring socket (`monitor.sock`
+    /// beside the API socket; `switchboard check` reads it), e.g. `nagios`
+    /// for NRPE. [default: none, root only]
+    #[arg(long, value_name = "GROUP")]
+    monitor_group: Option<String>,
 }
 
 /// What the daemon runs with: each setting from its flag, else from the
@@ -68,6 +73,8 @@ struct Settings {
     sms_user: Option<String>,
     sms_secret_file: Option<PathBuf>,
     audit: AuditRetention,
+    /// The monitoring socket's group id.
+    monitor_group: Option<u32>,
     /// The file read, if any (for the log).
     config: Option<PathBuf>,
 }
@@ -106,6 +113,20 @@ impl Settings {
                     .or(file.audit.max_days.map(|n| n.into_inner()))
                     .unwrap_or(defaults.max_days),
                 ..defaults
+            },
+            monitor_group: match &args.monitor_group {
+                Some(name) => Some(crate::config::group_id(name).ok_or_else(|| {
+                    crate::CliError::new(
+                        "invalid-arguments",
+                        format!("--monitor-group {name:?}: no such group on this system"),
+                        "name a group of /etc/group, such as nagios",
+                    )
+                })?),
+                None => file
+                    .monitor
+                    .group
+                    .as_ref()
+                    .and_then(|g| crate::config::group_id(g.get_ref())),
             },
             config: path,
         })
@@ -251,6 +272,10 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
 
     let listener = switchboard_web::bind_unix(&socket).await?;
     info!(socket = %socket.display(), "API listening");
+    let monitor_socket = crate::check::monitor_socket(&socket);
+    let monitor_listener =
+        switchboard_web::bind_monitor_unix(&monitor_socket, settings.monitor_group).await?;
+    info!(socket = %monitor_socket.display(), group = ?settings.monitor_group, "monitoring socket listening");
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -263,6 +288,14 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     };
     // The HTTPS listeners drain alongside the API (the sender gone, when
     // the API ends on its own, is a stop too).
+    let mut monitor_stopped = stopped.clone();
+    let monitor = tokio::spawn(switchboard_web::serve_monitor_unix(
+        monitor_listener,
+        engine.clone(),
+        async move {
+            let _ = monitor_stopped.wait_for(|s| *s).await;
+        },
+    ));
     let https_shutdown = async {
         let _ = stopped.wait_for(|s| *s).await;
         https.shutdown().await;
@@ -273,8 +306,13 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         https_shutdown
     );
     engine_for_shutdown.shutdown().await;
-    if let Err(e) = std::fs::remove_file(&socket) {
-        warn!(socket = %socket.display(), error = %e, "could not remove the socket");
+    if let Ok(Err(e)) = monitor.await {
+        warn!(error = %e, "the monitoring socket failed");
+    }
+    for path in [&socket, &monitor_socket] {
+        if let Err(e) = std::fs::remove_file(path) {
+            warn!(socket = %path.display(), error = %e, "could not remove the socket");
+        }
     }
     drop(phones);
     served.context("serving the API")?;

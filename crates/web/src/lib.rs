@@ -8,6 +8,9 @@
 //!   with `SO_PEERCRED`). The peer's uid and pid become the request's
 //!   [`Origin`](switchboard_engine::Origin) (including the SSH session the
 //!   client runs in, for the anti-lockout rule).
+//! - [`serve_monitor_unix`]: the monitoring socket beside it: `GET
+//!   /v1/monitor` only (no secret in it), for any peer its mode and group
+//!   admit (an NRPE agent's user), so monitoring needs no root.
 //! - [`client`]: the typed client the CLI uses over that socket.
 //! - [`https`]: the built-in HTTPS listeners (console, web services): TLS
 //!   with the certificate the [engine's tables](switchboard_engine::TlsTables)
@@ -106,6 +109,46 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     let listener = UnixListener::bind(path).map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     Ok(listener)
+}
+
+/// Bind the monitoring socket at `path`: mode 0600, or 0660 and owned by
+/// `group` when one is given (the NRPE agent's group).
+pub async fn bind_monitor_unix(
+    path: &Path,
+    group: Option<u32>,
+) -> Result<UnixListener, ServeError> {
+    let listener = bind_unix(path).await?;
+    if let Some(gid) = group {
+        let io = |source| ServeError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| io(e.into()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    }
+    Ok(listener)
+}
+
+/// Serve the monitoring view (`GET /v1/monitor`, nothing else) on
+/// `listener` until `shutdown` resolves. The socket's mode decides who
+/// may connect; requests change nothing and are not audited.
+pub async fn serve_monitor_unix(
+    listener: UnixListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    async fn monitor(
+        axum::extract::State(engine): axum::extract::State<Arc<Engine>>,
+    ) -> Result<axum::Json<switchboard_engine::monitor::MonitorView>, ApiError> {
+        Ok(axum::Json(engine.monitor().await?))
+    }
+    let app = axum::Router::new()
+        .route("/v1/monitor", axum::routing::get(monitor))
+        .with_state(engine);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

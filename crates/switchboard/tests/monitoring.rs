@@ -1,0 +1,284 @@
+//! Monitoring with the real parts: Debian's `nagios-nrpe-server` runs the
+//! shipped NRPE command (`switchboard check --nagios`, as the unprivileged
+//! `nagios` user, through the monitoring socket) and `check_nrpe` (from
+//! `nagios-nrpe-plugin`) reads it, inside the appliance's namespace:
+//! OK, WARNING once a bound certificate nears its end, CRITICAL while a
+//! commit-confirmed revision is past half its window and while Kamailio is
+//! down.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::console::{chain, story_files, story_hosts};
+use common::{BIN, Daemon, kamailio_pid};
+use switchboard_pki::testpki::{self, leaf_params, pki, with_validity};
+use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
+
+const NRPE: &str = "/usr/sbin/nrpe";
+const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
+
+/// The NRPE daemon, stopped on drop.
+struct Nrpe(Child);
+
+impl Drop for Nrpe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `nrpe` in `ns` on 127.0.0.1:5666 as user `nagios`, with the
+/// package's command definition (`check_switchboard`) pointing at `bin`
+/// and `socket`.
+fn start_nrpe(ns: &Netns, dir: &Path, bin: &Path, socket: &Path) -> Nrpe {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/debian/nrpe.cfg"))
+        .expect("the shipped nrpe.d snippet");
+    // The shipped command, with this test's binary and socket.
+    let command = shipped
+        .lines()
+        .find(|l| l.starts_with("command[check_switchboard]="))
+        .expect("the shipped command")
+        .replace(
+            "/usr/bin/switchboard",
+            &format!("{} --socket {}", bin.display(), socket.display()),
+        );
+    let cfg = dir.join("nrpe.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "log_file={log}\npid_file={pid}\nserver_address=127.0.0.1\nserver_port=5666\n\
+             nrpe_user=nagios\nnrpe_group=nagios\nallowed_hosts=127.0.0.1\n\
+             dont_blame_nrpe=0\ncommand_timeout=30\nconnection_timeout=60\n{command}\n",
+            log = dir.join("nrpe.log").display(),
+            pid = dir.join("nrpe.pid").display(),
+        ),
+    )
+    .expect("nrpe.cfg");
+    let child = ns
+        .command(NRPE)
+        .args(["-n", "-c"])
+        .arg(&cfg)
+        .arg("-f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nrpe");
+    let nrpe = Nrpe(child);
+    // It answers once it listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_nrpe_version(ns).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "nrpe did not answer; its log:\n{}",
+            std::fs::read_to_string(dir.join("nrpe.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nrpe
+}
+
+fn check_nrpe_version(ns: &Netns) -> Option<String> {
+    let out = ns
+        .command(CHECK_NRPE)
+        .args(["-H", "127.0.0.1", "-p", "5666", "-n"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `check_nrpe -c check_switchboard`: its exit status and line.
+fn check(ns: &Netns) -> (i32, String) {
+    let out = ns
+        .command(CHECK_NRPE)
+        .args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            "5666",
+            "-n",
+            "-t",
+            "30",
+            "-c",
+            "check_switchboard",
+        ])
+        .output()
+        .expect("check_nrpe");
+    (
+        out.status.code().expect("an exit status"),
+        String::from_utf8_lossy(&out.stdout).trim_end().to_owned(),
+    )
+}
+
+#[test]
+fn nrpe_reads_ok_then_warning_for_a_certificate_near_its_end_then_critical() {
+    if !require_root_or_skip(
+        "monitoring::nrpe_reads_ok_then_warning_for_a_certificate_near_its_end_then_critical",
+    ) {
+        return;
+    }
+    for program in [NRPE, CHECK_NRPE] {
+        assert!(
+            Path::new(program).exists(),
+            "{program} is missing: apt-get install nagios-nrpe-server nagios-nrpe-plugin (cargo xtask test installs them)"
+        );
+    }
+    let lab = Lab::new().expect("lab");
+    story_hosts(&lab);
+    let p = pki();
+    let files = testpki::tempdir();
+    let d0 = files.path();
+    story_files(&p, d0);
+    // A certificate for the console that ends in 20 days.
+    let now = jiff::Timestamp::now();
+    let short = p.intermediate.leaf_with(
+        with_validity(
+            leaf_params(&["console.lan.test"]),
+            now - jiff::SignedDuration::from_hours(24),
+            now + jiff::SignedDuration::from_hours(20 * 24 + 12),
+        ),
+        rcgen::KeyPair::generate().expect("key"),
+    );
+    testpki::write(d0, "short.pem", chain(&p, &short));
+    let f = |n: &str| d0.join(n).display().to_string();
+
+    // The daemon's directory must be reachable by `nagios` (the socket's
+    // group gives it the rest); so must the binary NRPE runs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.path().join("switchboard");
+    std::fs::copy(BIN, &bin).expect("copy the binary");
+    let d = Daemon::start(
+        Some(&lab.appliance),
+        dir.path(),
+        &[
+            "--firewall",
+            "enforce",
+            "--sip",
+            "kamailio",
+            "--monitor-group",
+            "nagios",
+        ],
+    );
+    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "import", "short", "--bundle", &f("short.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "console", "console"]);
+    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
+    d.ok(&["nic", "set", "lan0", "--hostname", "console.lan.test"]);
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+    d.ok(&["update", "-m", "production, with real certificates"]);
+    let _nrpe = start_nrpe(&lab.appliance, dir.path(), &bin, &d.socket);
+
+    // OK: every padlock closed, Kamailio running, nothing pending.
+    let (code, line) = check(&lab.appliance);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("SWITCHBOARD OK - all is well | revision=1 "),
+        "{line}"
+    );
+    assert!(line.contains("open_padlocks=0;1;;0;3"), "{line}");
+    assert!(line.contains("kamailio_up=1"), "{line}");
+
+    // WARNING: the console presents a certificate that ends in 20 days.
+    d.ok(&["cert", "bind", "console", "short"]);
+    d.ok(&["update", "-m", "a certificate near its end"]);
+    let (code, line) = check(&lab.appliance);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with("SWITCHBOARD WARNING - certificate short expires in 20 day(s)"),
+        "{line}"
+    );
+    assert!(line.contains("cert_days_left=20;30;7"), "{line}");
+    d.ok(&["cert", "bind", "console", "console"]);
+    d.ok(&["update", "-m", "the long certificate again"]);
+    assert_eq!(check(&lab.appliance).0, 0);
+
+    // CRITICAL: a commit-confirmed revision past half its window.
+    d.ok(&["matrix", "allow", "ssh", "wan0"]);
+    d.ok(&[
+        "update",
+        "--confirm-within",
+        "8",
+        "-m",
+        "ssh from outside, on trial",
+    ]);
+    let (code, line) = check(&lab.appliance);
+    assert_eq!(code, 1, "pending, before half its window: {line}");
+    std::thread::sleep(Duration::from_millis(4_200));
+    let (code, line) = check(&lab.appliance);
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.starts_with("SWITCHBOARD CRITICAL - revision 4 pending confirmation for "),
+        "{line}"
+    );
+    d.ok(&["confirm"]);
+    assert_eq!(check(&lab.appliance).0, 0);
+
+    // CRITICAL: Kamailio down. The supervisor starts it again after a
+    // pause; a check in that pause reads CRITICAL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        if let Some(pid) = kamailio_pid(&d) {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pid).expect("pid"),
+                rustix::process::Signal::KILL,
+            );
+        }
+        let (code, line) = check(&lab.appliance);
+        if code == 2 {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "never CRITICAL: {line}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        line.starts_with("SWITCHBOARD CRITICAL - kamailio is not running"),
+        "{line}"
+    );
+    assert!(line.contains("kamailio_up=0"), "{line}");
+    // And back to OK once the supervisor has it running again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, line) = check(&lab.appliance);
+        if code == 0 {
+            assert!(!line.contains("kamailio_restarts=0c"), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never OK again: {line}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn check_says_unknown_when_no_daemon_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(BIN)
+        .arg("--socket")
+        .arg(dir.path().join("api.sock"))
+        .args(["check", "--nagios"])
+        .output()
+        .expect("check");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{line}");
+    assert!(
+        line.starts_with("SWITCHBOARD UNKNOWN - cannot read the daemon's state on "),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+}
