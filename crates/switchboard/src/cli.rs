@@ -100,6 +100,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
     match command {
         Command::Serve(_)
         | Command::Check(_)
+        | Command::Assets { .. }
         | Command::Cert {
             command: CertCommand::Check(_),
         } => unreachable!("not a client command"),

@@ -289,6 +289,17 @@ group = "root"
     }
 
     #[test]
+    fn the_packaged_file_parses() {
+        let c = parse(
+            Path::new("debian/switchboard.toml"),
+            include_str!("../debian/switchboard.toml"),
+        )
+        .expect("the packaged configuration parses");
+        assert_eq!(c.firewall, Some(FirewallArg::Enforce));
+        assert_eq!(c.sms.gateway, Some(SmsArg::Outbox));
+    }
+
+    #[test]
     fn an_empty_file_is_every_default() {
         let c = parse(Path::new("t.toml"), "# nothing set\n").expect("parses");
         assert!(c.firewall.is_none() && c.sip.is_none() && c.sms.gateway.is_none());

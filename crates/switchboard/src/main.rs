@@ -161,6 +161,28 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         limit: usize,
     },
+    /// Write the man pages (man1/) and shell completions (bash, zsh, fish)
+    /// of this command line into DIR (for the package; `cargo xtask deb`).
+    #[command(hide = true)]
+    Assets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The man pages and completions, generated from the CLI's definition.
+fn assets(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let man = out.join("man1");
+    let completions = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    clap_mangen::generate_to(Args::command(), &man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Args::command(), "switchboard", &completions)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
@@ -560,6 +582,7 @@ fn main() -> std::process::ExitCode {
             command: CertCommand::Check(check),
         } => certcheck::run(check, args.json),
         Command::Check(check) => runtime.block_on(check::run(check, &args.socket(), args.json)),
+        Command::Assets { out } => assets(out),
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {

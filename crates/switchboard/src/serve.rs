@@ -68,10 +68,8 @@ pub struct ServeArgs {
 struct Settings {
     firewall: FirewallArg,
     sip: SipArg,
-    sms_gateway: SmsArg,
-    sms_url: Option<String>,
-    sms_user: Option<String>,
-    sms_secret_file: Option<PathBuf>,
+    /// The gateway, with its secret read (checked before anything is touched).
+    sms: switchboard_system::sms::Gateway,
     audit: AuditRetention,
     /// The monitoring socket's group id.
     monitor_group: Option<u32>,
@@ -93,16 +91,18 @@ impl Settings {
             None => crate::config::ConfigFile::default(),
         };
         let defaults = AuditRetention::default();
+        let sms = sms_gateway(
+            args.sms_gateway
+                .or(file.sms.gateway)
+                .unwrap_or(SmsArg::Outbox),
+            args.sms_url.clone().or(file.sms.url),
+            args.sms_user.clone().or(file.sms.user),
+            args.sms_secret_file.clone().or(file.sms.secret_file),
+        )?;
         Ok(Settings {
             firewall: args.firewall.or(file.firewall).unwrap_or(FirewallArg::Plan),
             sip: args.sip.or(file.sip).unwrap_or(SipArg::Off),
-            sms_gateway: args
-                .sms_gateway
-                .or(file.sms.gateway)
-                .unwrap_or(SmsArg::Outbox),
-            sms_url: args.sms_url.clone().or(file.sms.url),
-            sms_user: args.sms_user.clone().or(file.sms.user),
-            sms_secret_file: args.sms_secret_file.clone().or(file.sms.secret_file),
+            sms,
             audit: AuditRetention {
                 max_entries: args
                     .audit_max_entries
@@ -133,24 +133,27 @@ impl Settings {
     }
 }
 
-fn sms_gateway(args: &Settings) -> anyhow::Result<switchboard_system::sms::Gateway> {
+fn sms_gateway(
+    gateway: SmsArg,
+    url: Option<String>,
+    user: Option<String>,
+    secret_file: Option<PathBuf>,
+) -> anyhow::Result<switchboard_system::sms::Gateway> {
     use switchboard_system::sms::{Gateway, Secret};
-    let secret = args
-        .sms_secret_file
+    let secret = secret_file
         .as_deref()
         .map(crate::certcheck::read_password)
         .transpose()?
         .map(Secret::new);
     let url = || {
-        args.sms_url
-            .clone()
+        url.clone()
             .ok_or_else(|| anyhow::anyhow!("--sms-gateway needs --sms-url (or sms.url)"))
     };
-    Ok(match args.sms_gateway {
+    Ok(match gateway {
         SmsArg::Outbox => Gateway::Outbox,
         SmsArg::Kannel => Gateway::Kannel {
             url: url()?,
-            username: args.sms_user.clone().ok_or_else(|| {
+            username: user.ok_or_else(|| {
                 anyhow::anyhow!("--sms-gateway kannel needs --sms-user (or sms.user)")
             })?,
             password: secret.unwrap_or_else(|| Secret::new("")),
@@ -210,7 +213,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             data_dir: data_dir.clone(),
             firewall,
             discover: true,
-            sms_gateway: sms_gateway(&settings)?,
+            sms_gateway: settings.sms,
             sip: settings.sip == SipArg::Kamailio,
         },
         store,
@@ -276,6 +279,9 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     let monitor_listener =
         switchboard_web::bind_monitor_unix(&monitor_socket, settings.monitor_group).await?;
     info!(socket = %monitor_socket.display(), group = ?settings.monitor_group, "monitoring socket listening");
+    // Boot is reconciled and every socket listens: tell systemd
+    // (Type=notify), and keep its watchdog fed while the runtime runs.
+    notify_ready(engine.clone());
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -318,6 +324,39 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `READY=1` to systemd (nothing when not started by it), and a task that
+/// sends `WATCHDOG=1` at half the unit's `WatchdogSec` once the engine has
+/// answered a read (so a wedged store lock, or a runtime that no longer
+/// runs tasks, gets the daemon restarted).
+fn notify_ready(engine: Arc<Engine>) {
+    use sd_notify::NotifyState;
+    if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]) {
+        warn!(error = %e, "cannot tell systemd the daemon is ready");
+    }
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        info!(?period, "systemd watchdog: keep-alive every half period");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                match tokio::time::timeout(period / 2, engine.audit_log(1)).await {
+                    Ok(Ok(_)) => {
+                        if let Err(e) = sd_notify::notify(&[NotifyState::Watchdog]) {
+                            warn!(error = %e, "cannot feed systemd's watchdog");
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "the store does not answer; systemd's watchdog is not fed")
+                    }
+                    Err(_) => {
+                        warn!("the engine did not answer in time; systemd's watchdog is not fed")
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Send what the SMS queue holds, now and then; the queue is in the store,
