@@ -38,6 +38,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 pub mod listeners;
+pub mod metrics;
 pub mod monitor;
 mod origin;
 mod pipeline;
@@ -148,6 +149,8 @@ pub struct Engine {
     listeners: std::sync::OnceLock<std::sync::Arc<dyn ListenerControl>>,
     /// Where CPU-heavy work runs, off the async workers (see [`cpu`]).
     cpu: cpu::CpuPool,
+    /// What the daemon counts for Prometheus (see [`metrics`]).
+    counters: metrics::Counters,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -184,6 +187,7 @@ impl Engine {
             trial_applied: std::sync::Mutex::new(None),
             listeners: std::sync::OnceLock::new(),
             cpu: cpu::CpuPool::default(),
+            counters: metrics::Counters::default(),
         })
     }
 
@@ -706,7 +710,10 @@ impl Engine {
             rollback_of: None,
             window,
         };
-        self.apply(&mut store, &facts, change).await
+        let started = std::time::Instant::now();
+        let done = self.apply(&mut store, &facts, change).await;
+        self.counters.update_took(started.elapsed());
+        done
     }
 
     /// Whether an Update of the candidate now would stop the console or
@@ -760,7 +767,10 @@ impl Engine {
             rollback_of: Some(number),
             window,
         };
-        self.apply(&mut store, &facts, change).await
+        let started = std::time::Instant::now();
+        let done = self.apply(&mut store, &facts, change).await;
+        self.counters.update_took(started.elapsed());
+        done
     }
 
     async fn apply(
