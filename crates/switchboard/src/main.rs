@@ -208,7 +208,7 @@ pub enum MatrixEdit {
 
 #[derive(Debug, Subcommand)]
 pub enum Preset {
-    /// Console, SSH, SQL, NRPE and SIP/UDP on the internal NIC; SIP/TLS, web
+    /// Console, SSH, SQL, NRPE, metrics and SIP/UDP on the internal NIC; SIP/TLS, web
     /// services and RTP on the external one.
     Production {
         #[arg(long)]

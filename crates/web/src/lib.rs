@@ -26,6 +26,8 @@
 //!   the QR code of an activation link, [`openapi`] describes the API
 //!   (generated from the route table and the types).
 //! - [`pages`]: the web services listener (`/p/TOKEN`, `/install`).
+//! - [`metrics`]: the `metrics` service, `GET /metrics` for Prometheus, in
+//!   plain HTTP on the same listeners' machinery (no certificate).
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
 //! routes stay here; engine errors become statuses in one exhaustive match
@@ -39,6 +41,7 @@ pub mod error;
 pub mod https;
 mod input;
 pub mod map;
+pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod qr;
