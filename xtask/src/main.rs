@@ -51,6 +51,10 @@ const PACKAGES: &[&str] = &[
     // the appliance's namespace, and never talks to the host's)
     "nagios-nrpe-server",
     "nagios-nrpe-plugin",
+    // the real Prometheus of the metrics test: it runs in the admin host's
+    // namespace with its own config and storage (the package's own service,
+    // if started on the host, is neither used nor disturbed)
+    "prometheus",
     "systemd", // systemd-analyze: the package test verifies the unit and measures its exposure
 ];
 

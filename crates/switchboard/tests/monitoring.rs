@@ -282,3 +282,175 @@ fn check_says_unknown_when_no_daemon_answers() {
     );
     assert_eq!(line.lines().count(), 1, "{line}");
 }
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// Prometheus, stopped on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A PromQL instant query against Prometheus's HTTP API in `ns`: the
+/// first sample's value, when there is one.
+fn promql(ns: &Netns, query: &str) -> Option<f64> {
+    let out = ns
+        .command("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-G",
+            "http://127.0.0.1:9090/api/v1/query",
+            "--data-urlencode",
+        ])
+        .arg(format!("query={query}"))
+        .output()
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    assert_ne!(doc["status"], "error", "{query}: {doc}");
+    doc["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Poll `query` until it has a value meeting `good` (at most 60 s).
+fn wait_for_value(ns: &Netns, query: &str, good: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = promql(ns, query);
+        if let Some(v) = got.filter(|v| good(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{query}: no good value in time (last {got:?})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_metrics_service_from_the_lan_and_promql_reads_them() {
+    if !require_root_or_skip(
+        "monitoring::prometheus_scrapes_the_metrics_service_from_the_lan_and_promql_reads_them",
+    ) {
+        return;
+    }
+    assert!(
+        Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is missing: apt-get install prometheus (cargo xtask test installs it)"
+    );
+    let lab = Lab::new().expect("lab");
+    story_hosts(&lab);
+    let p = pki();
+    let files = testpki::tempdir();
+    let d0 = files.path();
+    story_files(&p, d0);
+    let f = |n: &str| d0.join(n).display().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "web", "voip"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+    d.ok(&["update", "-m", "production"]);
+    let not_after = d.json(&["cert", "show", "voip"])["cert"]["not_after"]
+        .as_str()
+        .expect("not_after")
+        .parse::<jiff::Timestamp>()
+        .expect("a time")
+        .as_second();
+
+    // The phone's side does not reach the metrics; the admin's does.
+    let target = format!("{}:9469", Lab::LAN_APPLIANCE);
+    let from_wan = lab
+        .wan
+        .command("curl")
+        .args(["-sS", "--max-time", "2"])
+        .arg(format!("http://{}:9469/metrics", Lab::WAN_APPLIANCE))
+        .output()
+        .expect("curl");
+    assert!(!from_wan.status.success(), "metrics answered on wan0");
+    // A TLS handshake on the web services, to be counted.
+    let healthz = lab
+        .wan
+        .command("curl")
+        .args(["-sS", "--max-time", "5", "--cacert", &f("ca.pem")])
+        .arg("https://voip.example.test/healthz")
+        .output()
+        .expect("curl");
+    assert!(healthz.status.success(), "{healthz:?}");
+
+    // Prometheus on the admin host, scraping every second.
+    let prom = tempfile::tempdir().expect("tempdir");
+    let cfg = prom.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: switchboard\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("prometheus.yml");
+    let log = std::fs::File::create(prom.path().join("prometheus.log")).expect("log");
+    let _prometheus = Prometheus(
+        lab.lan
+            .command(PROMETHEUS)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus"),
+    );
+
+    let up = wait_for_value(&lab.lan, "up{job=\"switchboard\"}", |v| v == 1.0);
+    assert_eq!(up, 1.0);
+    // The Update count, two ways: revisions applied and the histogram.
+    let applied = wait_for_value(
+        &lab.lan,
+        "switchboard_revisions{outcome=\"applied\"}",
+        |v| v >= 1.0,
+    );
+    assert_eq!(applied, 1.0);
+    let updates = wait_for_value(&lab.lan, "switchboard_update_duration_seconds_count", |v| {
+        v >= 1.0
+    });
+    assert_eq!(updates, 1.0);
+    // The certificate's end, as Unix time.
+    let end = wait_for_value(
+        &lab.lan,
+        "switchboard_certificate_not_after_timestamp_seconds{cert=\"voip\"}",
+        |_| true,
+    );
+    assert_eq!(end, not_after as f64);
+    assert!(
+        wait_for_value(
+            &lab.lan,
+            "switchboard_tls_handshakes_total{service=\"web\"}",
+            |v| v >= 1.0
+        ) >= 1.0
+    );
+
+    // A second Update shows in the next scrapes.
+    d.ok(&["matrix", "allow", "ssh", "wan0"]);
+    d.ok(&["update", "-m", "ssh from outside"]);
+    wait_for_value(&lab.lan, "switchboard_revision", |v| v == 2.0);
+    wait_for_value(&lab.lan, "switchboard_update_duration_seconds_count", |v| {
+        v == 2.0
+    });
+}
