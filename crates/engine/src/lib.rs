@@ -19,6 +19,9 @@
 //! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
 //!   bounded [`cpu`] pool, never on an async worker and never under the
 //!   lock; a caller dropped meanwhile writes nothing.
+//! - Monitoring ([`monitor`], [`metrics`]) is derived from what the store
+//!   and the supervisor hold, and from counters kept in memory: nothing is
+//!   recorded for it, and nothing in it is a secret.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio restart, a firewall load) delays reads too. The firewall is

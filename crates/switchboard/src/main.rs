@@ -5,9 +5,13 @@
 //! console lacks. Read commands take `--json` and print the API's document
 //! as is (the README lists the fields).
 //!
-//! This crate is the edge: it wires the crates together, parses arguments,
-//! renders text for people and turns errors into exit codes (`anyhow` is
-//! allowed here and nowhere else).
+//! This crate is the edge: it wires the crates together, parses arguments
+//! and the configuration file (`config`: `serve`'s settings, flags winning
+//! over the file), renders text for people and turns errors into exit
+//! codes (`anyhow` is allowed here and nowhere else). `check` is the
+//! Nagios plugin over the monitoring socket; `serve` tells systemd when it
+//! is ready and feeds its watchdog; `debian/` holds what the Debian package
+//! adds to the binary (unit, configuration, NRPE example).
 
 mod certcheck;
 mod check;
