@@ -171,13 +171,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     // The configuration is read before anything else: a file refused
     // stops the start with nothing touched.
     let settings = Settings::new(args, crate::is_root())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     // Memory a burst took goes back to the kernel (see the task below).
     switchboard_system::memory::configure();
 
@@ -324,6 +318,35 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     served.context("serving the API")?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The log: to the journal, with every span's and event's fields as journal
+/// fields (`SB_REVISION`, `SB_ACTOR`, `SB_ID` the request's number...), when
+/// systemd started the daemon with its output on the journal
+/// (`JOURNAL_STREAM`); to stderr, as text, otherwise (or when journald
+/// does not answer). `RUST_LOG` filters both.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| {
+            layer
+                .with_field_prefix(Some("SB".into()))
+                .with_syslog_identifier("switchboard".into())
+        });
+    match journald {
+        Some(journald) => tracing_subscriber::registry()
+            .with(filter)
+            .with(journald)
+            .init(),
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
 }
 
 /// `READY=1` to systemd (nothing when not started by it), and a task that

@@ -100,9 +100,34 @@ fn the_file_is_used_and_a_flag_wins_over_it() {
     );
     let status = d.json(&["status"]);
     assert_eq!(status["firewall_mode"], "plan", "{status}");
+    // Each request's lines carry its number (the journal's SB_ID).
+    let log = without_ansi(&d.log_text());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request{id=") && l.contains("path=/v1/status")),
+        "{log}"
+    );
     assert!(
         d.log_text().contains(&file_arg),
         "the log names the file read: {}",
         d.log_text()
     );
+}
+
+/// `text` without its ANSI colour sequences.
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

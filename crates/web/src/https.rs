@@ -862,7 +862,9 @@ async fn answer(
     request
         .extensions_mut()
         .insert(BodyDeadline(expired.clone()));
-    let response = app.call(request).await?;
+    // Never the path: a web services path may hold an activation token.
+    let span = info_span!("request", id = crate::next_request_id(), method = %request.method());
+    let response = app.call(request).instrument(span).await?;
     if expired.load(Ordering::Relaxed) {
         debug!("the request body did not arrive in time: 408");
         return Ok(hygiene::body_timeout());

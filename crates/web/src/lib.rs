@@ -154,6 +154,14 @@ pub async fn serve_monitor_unix(
         .await
 }
 
+/// A number for each request the daemon answers (API socket and HTTPS
+/// listeners), carried by its tracing span as `id`, so that one request's
+/// lines can be picked out of the journal.
+pub fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serve the API on `listener` until `shutdown` resolves.
 pub async fn serve_unix(
     listener: UnixListener,
@@ -200,7 +208,7 @@ async fn unix_origin(
         .into_response();
     }
     let origin = Origin::local(cred.uid(), cred.pid().and_then(|p| u32::try_from(p).ok()));
-    let span = info_span!("request", method = %req.method(), path = %req.uri().path(), actor = %origin.actor, from = %origin.address);
+    let span = info_span!("request", id = next_request_id(), method = %req.method(), path = %req.uri().path(), actor = %origin.actor, from = %origin.address);
     req.extensions_mut().insert(Requester(origin));
     async move {
         let response = next.run(req).await;
