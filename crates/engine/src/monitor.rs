@@ -339,7 +339,7 @@ pub fn assess(v: &MonitorView, t: &Thresholds) -> Assessment {
             format!("{} address(es) banned", v.bans.active),
         ));
     }
-    problems.sort_by(|a, b| b.0.cmp(&a.0));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
     let state = problems.first().map_or(State::Ok, |p| p.0);
     let days = v.certificates.first().map(|c| c.days_left);
     let mut perfdata = vec![
