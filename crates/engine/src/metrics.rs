@@ -65,8 +65,20 @@ fn gauge(v: i64) -> Gauge {
     g
 }
 
-/// The exposition text of `counters` and `view`.
-pub fn render(counters: &Counters, view: &MonitorView) -> String {
+/// Kamailio's registrations: contacts, and the accounts they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registrations {
+    pub contacts: usize,
+    pub accounts: usize,
+}
+
+/// The exposition text of `counters`, `view` and the registrations (when
+/// Kamailio could be asked).
+pub fn render(
+    counters: &Counters,
+    view: &MonitorView,
+    registrations: Option<Registrations>,
+) -> String {
     let mut r = Registry::with_prefix("switchboard");
     r.register(
         "update_duration_seconds",
@@ -144,6 +156,18 @@ pub fn render(counters: &Counters, view: &MonitorView) -> String {
             gauge(i64::from(sip.restarts)),
         );
     }
+    if let Some(reg) = registrations {
+        r.register(
+            "registrations",
+            "Contacts registered with Kamailio now",
+            gauge(reg.contacts as i64),
+        );
+        r.register(
+            "registered_accounts",
+            "Accounts with at least one contact registered now",
+            gauge(reg.accounts as i64),
+        );
+    }
     r.register(
         "sms_queued",
         "SMS waiting for the gateway",
@@ -185,7 +209,21 @@ impl Engine {
     /// The exposition text of `GET /metrics`.
     pub async fn metrics_text(&self) -> Result<String> {
         let view = self.monitor().await?;
-        Ok(render(&self.counters, &view))
+        let registrations = match self.kamailio_ctl() {
+            Some(ctl) => switchboard_system::kamailio::registrations(&ctl)
+                .await
+                .ok()
+                .map(|all| Registrations {
+                    contacts: all.len(),
+                    accounts: all
+                        .iter()
+                        .map(|c| c.aor.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len(),
+                }),
+            None => None,
+        };
+        Ok(render(&self.counters, &view, registrations))
     }
 }
 
@@ -210,7 +248,14 @@ mod tests {
             "bans": {"active": 0, "recent": 1}
         }))
         .expect("a view");
-        let text = render(&c, &view);
+        let text = render(
+            &c,
+            &view,
+            Some(Registrations {
+                contacts: 3,
+                accounts: 2,
+            }),
+        );
         for line in [
             "switchboard_update_duration_seconds_count 1",
             "switchboard_tls_handshakes_total{service=\"web\"} 2",
@@ -222,6 +267,8 @@ mod tests {
             "switchboard_kamailio_up 1",
             "switchboard_sms_oldest_queued_seconds 42",
             "switchboard_bans_recent 1",
+            "switchboard_registrations 3",
+            "switchboard_registered_accounts 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
         }
