@@ -131,3 +131,59 @@ fn without_ansi(text: &str) -> String {
     }
     out
 }
+
+/// systemd's side of `Type=notify`, played by the test: a datagram socket
+/// named by `NOTIFY_SOCKET`. The daemon says READY once it answers, and
+/// then feeds the watchdog at half the period it was given.
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&notify).expect("the notify socket");
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log");
+    let mut child = serve_command(
+        None,
+        &dir.path().join("data"),
+        &dir.path().join("api.sock"),
+        &[],
+    )
+    .env("NOTIFY_SOCKET", &notify)
+    .env("WATCHDOG_USEC", "1000000")
+    .stdout(std::process::Stdio::null())
+    .stderr(log)
+    .spawn()
+    .expect("serve");
+    let mut buf = [0u8; 512];
+    let n = systemd.recv(&mut buf).expect("READY within 20 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Ready means answering: the API is served when systemd hears it.
+    let status = std::process::Command::new(common::BIN)
+        .arg("--socket")
+        .arg(dir.path().join("api.sock"))
+        .arg("status")
+        .output()
+        .expect("status");
+    let started = Instant::now();
+    let mut keepalives = 0;
+    while keepalives < 3 {
+        let n = systemd.recv(&mut buf).expect("a keep-alive");
+        if &buf[..n] == b"WATCHDOG=1\n" || &buf[..n] == b"WATCHDOG=1" {
+            keepalives += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    assert!(status.status.success(), "not answering when READY was sent");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "three keep-alives at half a 1 s period took {elapsed:?}"
+    );
+}

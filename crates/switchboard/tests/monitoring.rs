@@ -183,6 +183,41 @@ fn nrpe_reads_ok_then_warning_for_a_certificate_near_its_end_then_critical() {
         "wan0",
     ]);
     d.ok(&["update", "-m", "production, with real certificates"]);
+    // The monitoring socket: the nagios group's, and one read only.
+    let monitor_sock = d.socket.with_file_name("monitor.sock");
+    let meta = std::fs::metadata(&monitor_sock).expect("monitor.sock");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let nagios_gid = std::fs::read_to_string("/etc/group")
+        .expect("/etc/group")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("nagios:x:")?
+                .split(':')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .expect("the nagios group");
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), nagios_gid);
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("POST", "/v1/update"),
+        ("GET", "/v1/certs/voip"),
+        ("POST", "/v1/monitor"),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+            .arg("--unix-socket")
+            .arg(&monitor_sock)
+            .arg(format!("http://switchboard{path}"))
+            .output()
+            .expect("curl");
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            code == "404" || code == "405",
+            "{method} {path} on the monitoring socket: {code}"
+        );
+    }
     let _nrpe = start_nrpe(&lab.appliance, dir.path(), &bin, &d.socket);
 
     // OK: every padlock closed, Kamailio running, nothing pending.
