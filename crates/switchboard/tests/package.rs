@@ -73,7 +73,8 @@ fn build_deb(out: &Path) -> PathBuf {
 
 #[test]
 fn the_package_holds_the_service_its_config_docs_and_a_unit_that_verifies() {
-    let tools = runs("cargo", &["deb", "--version"])
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tools = runs(&cargo, &["deb", "--version"])
         && runs("dpkg-deb", &["--version"])
         && runs("systemd-analyze", &["--version"]);
     if !require_or_skip(
