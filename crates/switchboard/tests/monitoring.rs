@@ -489,3 +489,65 @@ fn prometheus_scrapes_the_metrics_service_from_the_lan_and_promql_reads_them() {
         v == 2.0
     });
 }
+
+#[test]
+fn a_failed_last_update_is_a_warning_until_one_succeeds_in_three_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nagios = |d: &Daemon| {
+        let out = d.cli(&["check", "--nagios"]);
+        (
+            out.status.code().expect("an exit status"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The pipeline's firewall step fails its verification after a change
+    // (test-only), so the Update fails and the previous state stays.
+    let d = Daemon::start_with_env(
+        None,
+        dir.path(),
+        &[],
+        &[("SWITCHBOARD_FAIL_STEP", "firewall")],
+    );
+    // A fresh appliance presents its self-signed certificate: open padlocks.
+    let (code, line) = nagios(&d);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with("SWITCHBOARD WARNING - open padlock: "),
+        "{line}"
+    );
+    assert!(!line.contains("the last Update"), "{line}");
+    let out = d.cli(&["update", "-m", "a change that fails"]);
+    assert!(!out.status.success(), "the Update should fail");
+    let (code, line) = nagios(&d);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.starts_with(
+            "SWITCHBOARD WARNING - the last Update (revision 1) failed; open padlock: "
+        ),
+        "{line}"
+    );
+    assert!(line.contains("updates_failed=1c"), "{line}");
+    // The human form says the same, with the exit status.
+    let out = d.cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("WARNING\n  WARNING: the last Update (revision 1) failed\n"),
+        "{text}"
+    );
+    // --json: the view, the state and the reasons (exit status 1 still).
+    let out = d.cli(&["--json", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["state"], "WARNING", "{doc}");
+    assert_eq!(doc["updates"]["failed"], 1, "{doc}");
+    assert_eq!(doc["last_update"]["outcome"], "failed", "{doc}");
+    drop(d);
+
+    // Without the injected failure, the next Update succeeds: no longer.
+    let d = Daemon::start(None, dir.path(), &[]);
+    d.ok(&["update", "-m", "this one applies"]);
+    let (_, line) = nagios(&d);
+    assert!(!line.contains("the last Update"), "{line}");
+    assert!(line.contains("revision=2 "), "{line}");
+}
