@@ -33,6 +33,28 @@ pub struct CheckArgs {
     sms_critical: i64,
 }
 
+/// The system daemon's monitoring socket (the package's unit runs it as root).
+pub const SYSTEM_MONITOR_SOCKET: &str = "/run/switchboard/monitor.sock";
+
+/// The API socket whose monitoring socket `check` reads: the one named
+/// (`--socket`, `SWITCHBOARD_SOCKET`); else the system daemon's when it
+/// runs, whoever asks (NRPE's user is not root); else `default`.
+pub fn api_socket(named: Option<&Path>, default: std::path::PathBuf) -> std::path::PathBuf {
+    choose_socket(named, Path::new(SYSTEM_MONITOR_SOCKET).exists(), default)
+}
+
+fn choose_socket(
+    named: Option<&Path>,
+    system_daemon: bool,
+    default: std::path::PathBuf,
+) -> std::path::PathBuf {
+    match named {
+        Some(s) => s.to_owned(),
+        None if system_daemon => Path::new(SYSTEM_MONITOR_SOCKET).with_file_name("api.sock"),
+        None => default,
+    }
+}
+
 /// The monitoring socket: `monitor.sock` beside the API's socket.
 pub fn monitor_socket(api_socket: &Path) -> std::path::PathBuf {
     api_socket.with_file_name("monitor.sock")
@@ -136,4 +158,29 @@ fn text(v: &MonitorView, a: &Assessment) -> String {
         v.bans.active, v.bans.recent
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    #[test]
+    fn nrpe_s_user_finds_the_system_daemon_without_being_told() {
+        let mine = PathBuf::from("/var/lib/nagios/.local/state/switchboard/api.sock");
+        assert_eq!(
+            monitor_socket(&choose_socket(None, true, mine.clone())),
+            Path::new("/run/switchboard/monitor.sock")
+        );
+        assert_eq!(choose_socket(None, false, mine.clone()), mine);
+        assert_eq!(
+            monitor_socket(&choose_socket(
+                Some(Path::new("/tmp/x/api.sock")),
+                true,
+                mine
+            )),
+            Path::new("/tmp/x/monitor.sock")
+        );
+    }
 }

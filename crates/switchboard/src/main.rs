@@ -585,7 +585,10 @@ fn main() -> std::process::ExitCode {
         Command::Cert {
             command: CertCommand::Check(check),
         } => certcheck::run(check, args.json),
-        Command::Check(check) => runtime.block_on(check::run(check, &args.socket(), args.json)),
+        Command::Check(check) => {
+            let socket = check::api_socket(args.socket.as_deref(), args.socket());
+            runtime.block_on(check::run(check, &socket, args.json))
+        }
         Command::Assets { out } => assets(out),
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
