@@ -2,7 +2,9 @@
 //! bound to the local address each connection arrived on.
 //!
 //! - [`Listeners`] are the daemon's built-in listeners (console, web
-//!   services), one socket per service on every address (`[::]:PORT`),
+//!   services; and the `metrics` service, the one site without a
+//!   certificate table, served in plain HTTP with the same limits: see
+//!   [`Listeners::add_plain`]), one socket per service on every address (`[::]:PORT`),
 //!   moved by [`ListenerControl::listen`] while they run: the new port is
 //!   bound before the old one stops accepting (a port that cannot be bound
 //!   changes nothing), and the old port's connections, including those the
