@@ -46,7 +46,21 @@ const PACKAGES: &[&str] = &[
     "libnss3-tools",     // certutil: the NSS database where Chromium finds the test CA
     "fonts-dejavu-core", // a font, so that pages have text to lay out, click and screenshot
     "pebble",            // pebble and pebble-challtestsrv: the real ACME CA of the ACME tests
+    // nrpe and check_nrpe: the real Nagios parts of the monitoring test (the
+    // package may start its own nrpe on the host; the test runs another, in
+    // the appliance's namespace, and never talks to the host's)
+    "nagios-nrpe-server",
+    "nagios-nrpe-plugin",
+    // the real Prometheus of the metrics test: it runs in the admin host's
+    // namespace with its own config and storage (the package's own service,
+    // if started on the host, is neither used nor disturbed)
+    "prometheus",
+    "systemd", // systemd-analyze: the package test verifies the unit and measures its exposure
 ];
+
+/// The cargo subcommand that builds the Debian package (`cargo xtask deb`,
+/// and the package test), installed from crates.io when missing.
+const CARGO_DEB: &str = "cargo-deb";
 
 /// Debian packages the TLS benchmark uses.
 const BENCH_TLS_PACKAGES: &[&str] = &[
@@ -65,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench-tls") => bench_with_nginx("handshakes", "bench-tls"),
         Some("bench-docs") => bench_with_nginx("documents", "bench-docs"),
         Some("lab") => lab::main(&args[1..]),
+        Some("deb") => deb().map(|path| println!("{}", path.display())),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -73,7 +88,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | bench | bench-tls | bench-docs | packages | lab up|down [--purge]|status"
+                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | deb | bench | bench-tls | bench-docs | packages | lab up|down [--purge]|status"
             );
             std::process::exit(2);
         }
@@ -129,6 +144,8 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut cmd = Command::new(cargo);
     cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .args(extra);
+    // The package test builds the .deb with cargo-deb.
+    ensure_cargo_deb()?;
     if is_root() {
         install_packages(PACKAGES)?;
         cmd.env("SWITCHBOARD_REQUIRE_SYSTEM_TESTS", "1");
@@ -138,6 +155,65 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         );
     }
     run(&mut cmd)
+}
+
+/// Install cargo-deb (`cargo install --locked`) unless `cargo deb` runs.
+fn ensure_cargo_deb() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let present = Command::new(&cargo)
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    run(Command::new(&cargo).args(["install", "--locked", CARGO_DEB]))
+}
+
+/// The workspace's root (xtask lives one level down).
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_owned()
+}
+
+/// Build the Debian package of the release binary: the binary, then its man
+/// pages and completions (`switchboard assets`), then the .deb (cargo-deb,
+/// from `[package.metadata.deb]` of crates/switchboard). Returns its path.
+fn deb() -> anyhow::Result<std::path::PathBuf> {
+    ensure_cargo_deb()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    run(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "switchboard",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let release = target.join("release");
+    run(Command::new(release.join("switchboard"))
+        .arg("assets")
+        .arg("--out")
+        .arg(release.join("assets")))?;
+    let out = target.join("debian");
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["deb", "--locked", "--no-build", "-p", "switchboard", "-o"])
+        .arg(&out))?;
+    let version = env!("CARGO_PKG_VERSION");
+    let deb = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!("switchboard_{version}-")) && n.ends_with(".deb")
+            })
+        })
+        .with_context(|| format!("no switchboard_{version}-*.deb in {}", out.display()))?;
+    Ok(deb)
 }
 
 fn lint() -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ pub enum ServiceId {
     Nrpe,
     Web,
     Rtp,
+    Metrics,
 }
 
 /// Layer-4 protocol a service listens on.
@@ -65,8 +66,9 @@ const fn single(port: u16) -> PortRange {
     }
 }
 
-/// The eight services of the appliance, in the order the console shows them.
-pub const CATALOG: [ServiceInfo; 8] = [
+/// The services of the appliance, in the order the console shows them: the
+/// eight of the source document, and switchboard's own Prometheus metrics.
+pub const CATALOG: [ServiceInfo; 9] = [
     ServiceInfo {
         id: ServiceId::Sql,
         label: "SQL/3306 – Database (remote DBMS access)",
@@ -134,6 +136,14 @@ pub const CATALOG: [ServiceInfo; 8] = [
         tls: false,
         served_by: "the media path of the SIP services",
     },
+    ServiceInfo {
+        id: ServiceId::Metrics,
+        label: "HTTP – Prometheus metrics",
+        transport: Transport::Tcp,
+        default_ports: single(9469),
+        tls: false,
+        served_by: "switchboard",
+    },
 ];
 
 impl ServiceId {
@@ -159,6 +169,7 @@ impl ServiceId {
             ServiceId::Nrpe => "nrpe",
             ServiceId::Web => "web",
             ServiceId::Rtp => "rtp",
+            ServiceId::Metrics => "metrics",
         }
     }
 }
@@ -172,7 +183,7 @@ impl fmt::Display for ServiceId {
 /// A service id that is not in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown service {0:?}; the services are: sql, console, ssh, sip-tls, sip-udp, nrpe, web, rtp"
+    "unknown service {0:?}; the services are: sql, console, ssh, sip-tls, sip-udp, nrpe, web, rtp, metrics"
 )]
 pub struct UnknownService(pub String);
 
@@ -305,12 +316,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_has_the_eight_services_of_the_product_brief() {
+    fn catalog_has_the_eight_services_of_the_product_brief_and_metrics() {
         let ids: Vec<&str> = ServiceId::all().map(ServiceId::as_str).collect();
         assert_eq!(
             ids,
             [
-                "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp"
+                "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp", "metrics"
             ]
         );
         let tls: Vec<ServiceId> = CATALOG.iter().filter(|s| s.tls).map(|s| s.id).collect();

@@ -222,6 +222,7 @@ impl Matrix {
                     | ServiceId::Ssh
                     | ServiceId::Sql
                     | ServiceId::Nrpe
+                    | ServiceId::Metrics
                     | ServiceId::SipUdp => internal,
                     ServiceId::SipTls | ServiceId::Web | ServiceId::Rtp => external,
                 };
@@ -245,7 +246,7 @@ mod tests {
     fn factory_default_is_every_service_on_every_nic_even_late_ones() {
         let m = Matrix::Factory;
         let mut f = lan_wan();
-        assert_eq!(m.resolve(&f).cells().count(), 16);
+        assert_eq!(m.resolve(&f).cells().count(), 18, "9 services x 2 NICs");
         f.nics.push(nic("dmz0", None));
         let r = m.resolve(&f);
         assert!(ServiceId::all().all(|s| r.allows(s, &name("dmz0"))));
@@ -284,7 +285,7 @@ mod tests {
             "a no-op edit leaves factory mode alone"
         );
         let r = m.resolve(&f);
-        assert_eq!(r.cells().count(), 15);
+        assert_eq!(r.cells().count(), 17);
         assert!(!r.allows(ServiceId::Ssh, &name("wan0")));
     }
 
@@ -330,6 +331,7 @@ mod tests {
             ServiceId::Ssh,
             ServiceId::Sql,
             ServiceId::Nrpe,
+            ServiceId::Metrics,
             ServiceId::SipUdp,
         ] {
             assert_eq!(on(s), ["lan0"], "{s}");

@@ -199,6 +199,32 @@ fn view(
 /// warning under [`EXPIRY_WARNING`](switchboard_pki::EXPIRY_WARNING), an
 /// error under [`EXPIRY_ERROR`](switchboard_pki::EXPIRY_ERROR) or once
 /// expired; soonest first. Unbound certificates are nobody's concern.
+/// Every bound certificate's end (in the candidate or the applied
+/// revision), soonest first: what monitoring exports.
+pub(crate) fn bound_expiries(
+    store: &Store,
+    now: Timestamp,
+) -> Result<Vec<crate::monitor::CertExpiry>> {
+    let used = uses(store)?;
+    let mut out: Vec<crate::monitor::CertExpiry> = store
+        .certs()?
+        .into_iter()
+        .filter(|c| used.contains_key(&c.name))
+        .map(|c| crate::monitor::CertExpiry {
+            cert: c.name.to_string(),
+            not_after: c.info.not_after,
+            days_left: c
+                .info
+                .not_after
+                .duration_since(now)
+                .as_hours()
+                .div_euclid(24),
+        })
+        .collect();
+    out.sort_by_key(|e| (e.not_after, e.cert.clone()));
+    Ok(out)
+}
+
 pub(crate) fn expiring(store: &Store, now: Timestamp) -> Result<Vec<ExpiryView>> {
     use switchboard_domain::Severity;
     let used = uses(store)?;

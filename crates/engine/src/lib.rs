@@ -19,6 +19,9 @@
 //! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
 //!   bounded [`cpu`] pool, never on an async worker and never under the
 //!   lock; a caller dropped meanwhile writes nothing.
+//! - Monitoring ([`monitor`], [`metrics`]) is derived from what the store
+//!   and the supervisor hold, and from counters kept in memory: nothing is
+//!   recorded for it, and nothing in it is a secret.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio restart, a firewall load) delays reads too. The firewall is
@@ -38,6 +41,8 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 pub mod listeners;
+pub mod metrics;
+pub mod monitor;
 mod origin;
 mod pipeline;
 pub mod renewal;
@@ -150,6 +155,8 @@ pub struct Engine {
     cpu: cpu::CpuPool,
     /// Held by an ACME renewal: one at a time (the timer's or `cert renew`).
     renewing: Mutex<()>,
+    /// What the daemon counts for Prometheus (see [`metrics`]).
+    counters: metrics::Counters,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -187,6 +194,7 @@ impl Engine {
             listeners: std::sync::OnceLock::new(),
             cpu: cpu::CpuPool::default(),
             renewing: Mutex::new(()),
+            counters: metrics::Counters::default(),
         })
     }
 
@@ -709,7 +717,10 @@ impl Engine {
             rollback_of: None,
             window,
         };
-        self.apply(&mut store, &facts, change).await
+        let started = std::time::Instant::now();
+        let done = self.apply(&mut store, &facts, change).await;
+        self.counters.update_took(started.elapsed());
+        done
     }
 
     /// Whether an Update of the candidate now would stop the console or
@@ -763,7 +774,10 @@ impl Engine {
             rollback_of: Some(number),
             window,
         };
-        self.apply(&mut store, &facts, change).await
+        let started = std::time::Instant::now();
+        let done = self.apply(&mut store, &facts, change).await;
+        self.counters.update_took(started.elapsed());
+        done
     }
 
     async fn apply(

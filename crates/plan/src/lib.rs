@@ -562,7 +562,7 @@ fn sip_aliases(candidate: &Candidate, matrix: &ResolvedMatrix) -> Vec<Hostname> 
 }
 
 fn sockets(plan: &Plan) -> Vec<Socket> {
-    let mut out: Vec<Socket> = [ServiceId::Console, ServiceId::Web]
+    let mut out: Vec<Socket> = [ServiceId::Console, ServiceId::Web, ServiceId::Metrics]
         .into_iter()
         .map(|service| Socket {
             service,

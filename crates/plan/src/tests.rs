@@ -138,8 +138,8 @@ fn the_story_plan_has_every_section() {
     assert!(bare.kamailio.is_none());
     assert_eq!(
         bare.sockets.len(),
-        2,
-        "console and web only: {:?}",
+        3,
+        "console, web and metrics only: {:?}",
         bare.sockets
     );
     assert_eq!(

@@ -99,6 +99,8 @@ async fn edit<B: Serialize>(
 async fn call(client: &Client, command: &Command, json: bool) -> Result<String, ClientError> {
     match command {
         Command::Serve(_)
+        | Command::Check(_)
+        | Command::Assets { .. }
         | Command::Cert {
             command: CertCommand::Check(_),
         } => unreachable!("not a client command"),

@@ -5,12 +5,18 @@
 //! console lacks. Read commands take `--json` and print the API's document
 //! as is (the README lists the fields).
 //!
-//! This crate is the edge: it wires the crates together, parses arguments,
-//! renders text for people and turns errors into exit codes (`anyhow` is
-//! allowed here and nowhere else).
+//! This crate is the edge: it wires the crates together, parses arguments
+//! and the configuration file (`config`: `serve`'s settings, flags winning
+//! over the file), renders text for people and turns errors into exit
+//! codes (`anyhow` is allowed here and nowhere else). `check` is the
+//! Nagios plugin over the monitoring socket; `serve` tells systemd when it
+//! is ready and feeds its watchdog; `debian/` holds what the Debian package
+//! adds to the binary (unit, configuration, NRPE example).
 
 mod certcheck;
+mod check;
 mod cli;
+mod config;
 mod serve;
 
 use std::path::PathBuf;
@@ -46,6 +52,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The appliance at a glance: applied revision, pending changes, diagnostics.
     Status,
+    /// Health for monitoring: OK, WARNING or CRITICAL, and why (exit status
+    /// 0, 1, 2; 3 when the daemon cannot be asked), the Nagios plugin
+    /// convention; `--nagios` prints the plugin's line with perfdata.
+    Check(check::CheckArgs),
     /// The NICs the kernel reports, with their addresses and services.
     Nics,
     /// The service catalog, with ports and NICs.
@@ -155,6 +165,28 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         limit: usize,
     },
+    /// Write the man pages (man1/) and shell completions (bash, zsh, fish)
+    /// of this command line into DIR (for the package; `cargo xtask deb`).
+    #[command(hide = true)]
+    Assets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// The man pages and completions, generated from the CLI's definition.
+fn assets(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let man = out.join("man1");
+    let completions = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    clap_mangen::generate_to(Args::command(), &man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Args::command(), "switchboard", &completions)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +212,7 @@ pub enum MatrixEdit {
 
 #[derive(Debug, Subcommand)]
 pub enum Preset {
-    /// Console, SSH, SQL, NRPE and SIP/UDP on the internal NIC; SIP/TLS, web
+    /// Console, SSH, SQL, NRPE, metrics and SIP/UDP on the internal NIC; SIP/TLS, web
     /// services and RTP on the external one.
     Production {
         #[arg(long)]
@@ -420,7 +452,7 @@ pub enum FirewallCommand {
     Show,
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
@@ -563,6 +595,11 @@ fn main() -> std::process::ExitCode {
         Command::Cert {
             command: CertCommand::Check(check),
         } => certcheck::run(check, args.json),
+        Command::Check(check) => {
+            let socket = check::api_socket(args.socket.as_deref(), args.socket());
+            runtime.block_on(check::run(check, &socket, args.json))
+        }
+        Command::Assets { out } => assets(out),
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {

@@ -28,12 +28,13 @@ fn service_port(service: &str) -> Port {
         "nrpe" => Port::Tcp(5666),
         "web" => Port::Tcp(443),
         "rtp" => Port::Udp(15000),
+        "metrics" => Port::Tcp(9469),
         other => panic!("unknown service {other}"),
     }
 }
 
-const SERVICES: [&str; 8] = [
-    "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp",
+const SERVICES: [&str; 9] = [
+    "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp", "metrics",
 ];
 
 fn fake_services(lab: &Lab) -> Listeners {
@@ -149,6 +150,11 @@ fn every_cell_of_the_matrix_is_true_on_the_wire() {
         !got[&("console".into(), "wan0".into())],
         "the console is not reachable from the phone's side"
     );
+    assert!(
+        !got[&("metrics".into(), "wan0".into())],
+        "nor are the metrics"
+    );
+    assert!(got[&("metrics".into(), "lan0".into())]);
     assert!(got[&("sip-tls".into(), "wan0".into())]);
 
     let seed = 0x5eed_cafe_u64 ^ u64::from(std::process::id());

@@ -83,6 +83,26 @@ fn a_registration_is_listed_and_survives_kamailio_and_daemon_restarts() {
         listed["summary"],
         format!("registered now from {} over TLS", Lab::WAN_PHONE)
     );
+    // The metrics, as Prometheus on the admin's side reads them: the
+    // registration and the document counted, no name, number or secret.
+    let metrics = lab
+        .lan
+        .command("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://{}:9469/metrics", Lab::LAN_APPLIANCE))
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    for line in [
+        "switchboard_registrations 1",
+        "switchboard_registered_accounts 1",
+        "switchboard_documents_served_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    for secret in ["15550100166", ha1.as_str(), &format!("\"{user}\"")] {
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+    }
     let text = d.ok(&["account", "show", &user]);
     assert!(
         text.contains("SIP: registered now from 198.51.100.2 over TLS"),

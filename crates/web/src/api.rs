@@ -54,6 +54,7 @@ type AppState = Arc<Engine>;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(status))
+        .routes(routes!(monitor))
         .routes(routes!(nics))
         .routes(routes!(services))
         .routes(routes!(matrix))
@@ -317,6 +318,20 @@ fn ok<T: serde::Serialize>(value: T) -> ApiResult {
 )]
 async fn status(State(e): State<AppState>) -> ApiResult {
     ok(e.status().await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/monitor",
+    operation_id = "getMonitor",
+    summary = "The state monitoring reads (what `switchboard check` judges)",
+    tag = "status",
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::monitor::MonitorView),
+    ),
+)]
+async fn monitor(State(e): State<AppState>) -> ApiResult {
+    ok(e.monitor().await?)
 }
 
 #[utoipa::path(

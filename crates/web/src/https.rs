@@ -2,7 +2,9 @@
 //! bound to the local address each connection arrived on.
 //!
 //! - [`Listeners`] are the daemon's built-in listeners (console, web
-//!   services), one socket per service on every address (`[::]:PORT`),
+//!   services; and the `metrics` service, the one site without a
+//!   certificate table, served in plain HTTP with the same limits: see
+//!   [`Listeners::add_plain`]), one socket per service on every address (`[::]:PORT`),
 //!   moved by [`ListenerControl::listen`] while they run: the new port is
 //!   bound before the old one stops accepting (a port that cannot be bound
 //!   changes nothing), and the old port's connections, including those the
@@ -147,12 +149,17 @@ pub struct Listeners {
     services: BTreeMap<ServiceId, Site>,
     http: http1::Builder,
     sockets: Mutex<Sockets>,
+    handshakes: Option<HandshakeCounter>,
 }
+
+/// Called once per completed TLS handshake, with the service's name.
+pub type HandshakeCounter = Arc<dyn Fn(ServiceId) + Send + Sync>;
 
 /// What one service serves.
 #[derive(Clone)]
 struct Site {
-    table: Arc<CertTable>,
+    /// The certificates it presents; `None`: plain HTTP (the metrics).
+    table: Option<Arc<CertTable>>,
     app: Router,
     /// Connections per client address, across this service's sockets.
     per_address: Arc<PerAddress>,
@@ -249,6 +256,11 @@ impl Listeners {
             ),
         ]);
         listeners.run_on(ServiceId::Web, phones.handle().clone());
+        listeners.add_plain(ServiceId::Metrics, crate::metrics::router(engine.clone()));
+        let counters = engine.counters().clone();
+        listeners.count_handshakes(Arc::new(move |service| {
+            counters.handshake(service.as_str())
+        }));
         let listeners = Arc::new(listeners);
         engine.set_listener_control(listeners.clone());
         listeners
@@ -262,7 +274,7 @@ impl Listeners {
                 .into_iter()
                 .map(|(service, table, app)| {
                     let site = Site {
-                        table,
+                        table: Some(table),
                         app,
                         per_address: PerAddress::new(MAX_PER_ADDRESS),
                         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -273,7 +285,27 @@ impl Listeners {
                 .collect(),
             http: http(),
             sockets: Mutex::new(Sockets::default()),
+            handshakes: None,
         }
+    }
+
+    /// Serve `service` too, in plain HTTP (no certificate: the metrics,
+    /// which carry no secret), with the same limits per client.
+    pub fn add_plain(&mut self, service: ServiceId, app: Router) {
+        let site = Site {
+            table: None,
+            app,
+            per_address: PerAddress::new(MAX_PER_ADDRESS),
+            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            runtime: None,
+        };
+        self.services.insert(service, site);
+    }
+
+    /// Count every completed TLS handshake with `counter`, from the next
+    /// socket on.
+    pub fn count_handshakes(&mut self, counter: HandshakeCounter) {
+        self.handshakes = Some(counter);
     }
 
     /// Serve `service` on `runtime` (see "Planes" above), from its next
@@ -360,6 +392,10 @@ impl Listeners {
         let (stop, stopped) = watch::channel(Stop::Serving);
         let shared = Shared {
             table: site.table.clone(),
+            handshakes: self.handshakes.clone().map(|count| {
+                let service = socket.service;
+                Arc::new(move || count(service)) as Arc<dyn Fn() + Send + Sync>
+            }),
             app: site.app.clone(),
             http: self.http.clone(),
             permits: site.permits.clone(),
@@ -476,7 +512,8 @@ pub async fn serve_https(
     }
     let (stop_tx, stop) = watch::channel(Stop::Serving);
     let shared = Shared {
-        table,
+        table: Some(table),
+        handshakes: None,
         app,
         http: http(),
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -528,7 +565,10 @@ enum Stop {
 /// What every listener and connection shares.
 #[derive(Clone)]
 struct Shared {
-    table: Arc<CertTable>,
+    /// `None`: plain HTTP.
+    table: Option<Arc<CertTable>>,
+    /// Counts a completed handshake of this socket's service.
+    handshakes: Option<Arc<dyn Fn() + Send + Sync>>,
     app: Router,
     http: http1::Builder,
     permits: Arc<Semaphore>,
@@ -694,11 +734,16 @@ async fn connection(
 }
 
 async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
-    let Some(config) = shared.table.server_config(peer.local.ip()) else {
+    let Some(table) = shared.table.clone() else {
+        // A plain HTTP service (metrics): no handshake.
+        let stop = shared.stop.clone();
+        return serve_http(TokioIo::new(stream), peer, shared, stop).await;
+    };
+    let Some(config) = table.server_config(peer.local.ip()) else {
         debug!("no certificate for this address: connection closed");
         return;
     };
-    let mut stop = shared.stop;
+    let mut stop = shared.stop.clone();
     let handshake =
         tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream));
     let tls = tokio::select! {
@@ -725,6 +770,9 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         sni = state.server_name(),
         "TLS handshake done"
     );
+    if let Some(counted) = &shared.handshakes {
+        counted();
+    }
     if state.alpn_protocol() == Some(switchboard_pki::acme::ACME_TLS_ALPN) {
         // An ACME validation: the handshake was the answer (RFC 8737).
         info!(
@@ -733,6 +781,15 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
         );
         return;
     }
+    serve_http(TokioIo::new(tls), peer, shared, stop).await
+}
+
+/// HTTP/1.1 on an established connection (TLS or plain), until it closes
+/// or the socket stops.
+async fn serve_http<I>(io: I, peer: HttpsPeer, shared: Shared, mut stop: watch::Receiver<Stop>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let app = shared.app;
     let requested = Arc::new(AtomicBool::new(false));
     let service = {
@@ -753,7 +810,7 @@ async fn serve_connection(stream: TcpStream, peer: HttpsPeer, shared: Shared) {
             }
         })
     };
-    let conn = shared.http.serve_connection(TokioIo::new(tls), service);
+    let conn = shared.http.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let served = tokio::select! {
         served = conn.as_mut() => served,
@@ -807,7 +864,9 @@ async fn answer(
     request
         .extensions_mut()
         .insert(BodyDeadline(expired.clone()));
-    let response = app.call(request).await?;
+    // Never the path: a web services path may hold an activation token.
+    let span = info_span!("request", id = crate::next_request_id(), method = %request.method());
+    let response = app.call(request).instrument(span).await?;
     if expired.load(Ordering::Relaxed) {
         debug!("the request body did not arrive in time: 408");
         return Ok(hygiene::body_timeout());

@@ -8,6 +8,9 @@
 //!   with `SO_PEERCRED`). The peer's uid and pid become the request's
 //!   [`Origin`](switchboard_engine::Origin) (including the SSH session the
 //!   client runs in, for the anti-lockout rule).
+//! - [`serve_monitor_unix`]: the monitoring socket beside it: `GET
+//!   /v1/monitor` only (no secret in it), for any peer its mode and group
+//!   admit (an NRPE agent's user), so monitoring needs no root.
 //! - [`client`]: the typed client the CLI uses over that socket.
 //! - [`https`]: the built-in HTTPS listeners (console, web services): TLS
 //!   with the certificate the [engine's tables](switchboard_engine::TlsTables)
@@ -23,6 +26,8 @@
 //!   the QR code of an activation link, [`openapi`] describes the API
 //!   (generated from the route table and the types).
 //! - [`pages`]: the web services listener (`/p/TOKEN`, `/install`).
+//! - [`metrics`]: the `metrics` service, `GET /metrics` for Prometheus, in
+//!   plain HTTP on the same listeners' machinery (no certificate).
 //!
 //! **Boundary.** The only crate that knows HTTP: status codes, headers and
 //! routes stay here; engine errors become statuses in one exhaustive match
@@ -36,6 +41,7 @@ pub mod error;
 pub mod https;
 mod input;
 pub mod map;
+pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod qr;
@@ -108,6 +114,54 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
+/// Bind the monitoring socket at `path`: mode 0600, or 0660 and owned by
+/// `group` when one is given (the NRPE agent's group).
+pub async fn bind_monitor_unix(
+    path: &Path,
+    group: Option<u32>,
+) -> Result<UnixListener, ServeError> {
+    let listener = bind_unix(path).await?;
+    if let Some(gid) = group {
+        let io = |source| ServeError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| io(e.into()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    }
+    Ok(listener)
+}
+
+/// Serve the monitoring view (`GET /v1/monitor`, nothing else) on
+/// `listener` until `shutdown` resolves. The socket's mode decides who
+/// may connect; requests change nothing and are not audited.
+pub async fn serve_monitor_unix(
+    listener: UnixListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    async fn monitor(
+        axum::extract::State(engine): axum::extract::State<Arc<Engine>>,
+    ) -> Result<axum::Json<switchboard_engine::monitor::MonitorView>, ApiError> {
+        Ok(axum::Json(engine.monitor().await?))
+    }
+    let app = axum::Router::new()
+        .route("/v1/monitor", axum::routing::get(monitor))
+        .with_state(engine);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A number for each request the daemon answers (API socket and HTTPS
+/// listeners), carried by its tracing span as `id`, so that one request's
+/// lines can be picked out of the journal.
+pub fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Serve the API on `listener` until `shutdown` resolves.
 pub async fn serve_unix(
     listener: UnixListener,
@@ -154,7 +208,7 @@ async fn unix_origin(
         .into_response();
     }
     let origin = Origin::local(cred.uid(), cred.pid().and_then(|p| u32::try_from(p).ok()));
-    let span = info_span!("request", method = %req.method(), path = %req.uri().path(), actor = %origin.actor, from = %origin.address);
+    let span = info_span!("request", id = next_request_id(), method = %req.method(), path = %req.uri().path(), actor = %origin.actor, from = %origin.address);
     req.extensions_mut().insert(Requester(origin));
     async move {
         let response = next.run(req).await;

@@ -76,6 +76,7 @@ async fn document(
     ];
     match engine.fetch_document(&token, peer.remote.ip()).await {
         Ok(doc) => {
+            engine.counters().document();
             let disposition = format!("inline; filename=\"{}\"", doc.filename);
             (
                 private,

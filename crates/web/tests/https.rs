@@ -619,6 +619,30 @@ fn web(port: u16) -> ListenSocket {
     }
 }
 
+fn metrics(port: u16) -> ListenSocket {
+    ListenSocket {
+        service: ServiceId::Metrics,
+        port,
+    }
+}
+
+/// One plain HTTP/1.1 exchange on 127.0.0.1:`port`: the whole answer.
+async fn plain_http(port: u16, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the metrics port answers");
+    tcp.write_all(request).await.expect("request");
+    let mut answer = Vec::new();
+    within(
+        Duration::from_secs(5),
+        "a plain HTTP answer",
+        tcp.read_to_end(&mut answer),
+    )
+    .await
+    .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 fn one(port: u16) -> SocketAddr {
     SocketAddr::new(ONE.parse().expect("an address"), port)
 }
@@ -808,7 +832,11 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     let phones = Plane::new("phones", 1).expect("a runtime");
     let listeners = Listeners::for_engine(&engine, &phones);
     let port = |p: u16| p.to_string().parse().expect("a port");
-    let [console_port, moved] = free_ports();
+    let [console_port, moved, metrics_port] = free_ports();
+    engine
+        .set_port(ServiceId::Metrics, port(metrics_port))
+        .await
+        .expect("edit");
     let busy = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
     let busy_port = busy.local_addr().expect("bound").port();
     engine
@@ -825,13 +853,55 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         .boot()
         .await
         .expect("boot starts despite a busy port");
-    assert_eq!(listeners.bound(), [console(console_port)]);
+    assert_eq!(
+        listeners.bound(),
+        [console(console_port), metrics(metrics_port)]
+    );
 
     // Once the port is free, an Update binds it.
     drop(busy);
     let root = Origin::local(0, None);
     engine.update(&root, "", None).await.expect("an Update");
-    assert_eq!(listeners.bound(), [console(console_port), web(busy_port)]);
+    assert_eq!(
+        listeners.bound(),
+        [console(console_port), web(busy_port), metrics(metrics_port)]
+    );
+
+    // The metrics, in plain HTTP: the exposition, and nothing else.
+    let answer = plain_http(
+        metrics_port,
+        b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains(
+            "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
+        "{answer}"
+    );
+    assert!(answer.contains("\nswitchboard_revision 1\n"), "{answer}");
+    assert!(
+        answer.contains("\nswitchboard_update_duration_seconds_count 1\n"),
+        "{answer}"
+    );
+    let other = plain_http(
+        metrics_port,
+        b"GET /v1/status HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+    let post = plain_http(
+        metrics_port,
+        b"POST /metrics HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let garbage = plain_http(metrics_port, b"\x16\x03\x01\x00\x05hello\r\n\r\n").await;
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400 "),
+        "{garbage}"
+    );
 
     // A new console port, without a restart.
     engine
@@ -844,7 +914,10 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         "{}",
         done.detail
     );
-    assert_eq!(listeners.bound(), [console(moved), web(busy_port)]);
+    assert_eq!(
+        listeners.bound(),
+        [console(moved), web(busy_port), metrics(metrics_port)]
+    );
 
     // A port in use fails the Update, which changes nothing.
     let taken = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
@@ -861,7 +934,10 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         ),
         other => panic!("expected a failed Update, got {other:?}"),
     }
-    assert_eq!(listeners.bound(), [console(moved), web(busy_port)]);
+    assert_eq!(
+        listeners.bound(),
+        [console(moved), web(busy_port), metrics(metrics_port)]
+    );
     listeners.shutdown().await;
 }
 

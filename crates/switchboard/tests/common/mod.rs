@@ -45,7 +45,10 @@ pub fn serve_command(
         .arg(socket)
         .arg("serve")
         .args(extra)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        // No configuration file, whatever /etc holds on this machine (an
+        // empty file is every default); a test names its own with --config.
+        .env("SWITCHBOARD_CONFIG", "/dev/null");
     cmd
 }
 
