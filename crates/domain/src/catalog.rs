@@ -25,6 +25,7 @@ pub enum ServiceId {
     Web,
     Rtp,
     Metrics,
+    Http,
 }
 
 /// Layer-4 protocol a service listens on.
@@ -67,8 +68,9 @@ const fn single(port: u16) -> PortRange {
 }
 
 /// The services of the appliance, in the order the console shows them: the
-/// eight of the source document, and switchboard's own Prometheus metrics.
-pub const CATALOG: [ServiceInfo; 9] = [
+/// eight of the source document, switchboard's own Prometheus metrics, and
+/// the plain HTTP port where an ACME CA checks http-01 challenges.
+pub const CATALOG: [ServiceInfo; 10] = [
     ServiceInfo {
         id: ServiceId::Sql,
         label: "SQL/3306 – Database (remote DBMS access)",
@@ -144,6 +146,14 @@ pub const CATALOG: [ServiceInfo; 9] = [
         tls: false,
         served_by: "switchboard",
     },
+    ServiceInfo {
+        id: ServiceId::Http,
+        label: "HTTP/80 – ACME http-01 challenges",
+        transport: Transport::Tcp,
+        default_ports: single(80),
+        tls: false,
+        served_by: "switchboard (the answers to an ACME CA's http-01 challenges, nothing else)",
+    },
 ];
 
 impl ServiceId {
@@ -170,6 +180,7 @@ impl ServiceId {
             ServiceId::Web => "web",
             ServiceId::Rtp => "rtp",
             ServiceId::Metrics => "metrics",
+            ServiceId::Http => "http",
         }
     }
 }
@@ -183,7 +194,7 @@ impl fmt::Display for ServiceId {
 /// A service id that is not in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown service {0:?}; the services are: sql, console, ssh, sip-tls, sip-udp, nrpe, web, rtp, metrics"
+    "unknown service {0:?}; the services are: sql, console, ssh, sip-tls, sip-udp, nrpe, web, rtp, metrics, http"
 )]
 pub struct UnknownService(pub String);
 
@@ -316,14 +327,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_has_the_eight_services_of_the_product_brief_and_metrics() {
+    fn catalog_has_the_eight_services_of_the_product_brief_metrics_and_http() {
         let ids: Vec<&str> = ServiceId::all().map(ServiceId::as_str).collect();
         assert_eq!(
             ids,
             [
-                "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp", "metrics"
+                "sql", "console", "ssh", "sip-tls", "sip-udp", "nrpe", "web", "rtp", "metrics",
+                "http"
             ]
         );
+        assert_eq!(ServiceId::Http.info().default_ports.to_string(), "80");
         let tls: Vec<ServiceId> = CATALOG.iter().filter(|s| s.tls).map(|s| s.id).collect();
         assert_eq!(tls, [ServiceId::Console, ServiceId::SipTls, ServiceId::Web]);
         assert_eq!(

@@ -30,7 +30,7 @@ pub enum Matrix {
 }
 
 /// The matrix made concrete for a given set of facts: for every service of
-/// the catalog (always all eight keys), the NICs it is reachable on.
+/// the catalog (always every key), the NICs it is reachable on.
 ///
 /// Stored in every revision's plan. A stored matrix that lacks a service
 /// (written before that service was in the catalog, or edited by hand)
@@ -193,7 +193,8 @@ impl Matrix {
     /// The suggested production layout (section 2.9 of the admin manual):
     /// console, SSH, SQL, NRPE and SIP/UDP (legacy PBX trunks) on the
     /// internal NIC; SIP/TLS, web services and RTP media on the external
-    /// one; nothing anywhere else.
+    /// one; the metrics internal; nothing anywhere else (the http-01 port
+    /// is the administrator's to open).
     pub fn production(
         &self,
         internal: &NicName,
@@ -217,16 +218,20 @@ impl Matrix {
         }
         let cells = ServiceId::all()
             .map(|service| {
-                let nic = match service {
+                let nics = match service {
                     ServiceId::Console
                     | ServiceId::Ssh
                     | ServiceId::Sql
                     | ServiceId::Nrpe
                     | ServiceId::Metrics
-                    | ServiceId::SipUdp => internal,
-                    ServiceId::SipTls | ServiceId::Web | ServiceId::Rtp => external,
+                    | ServiceId::SipUdp => BTreeSet::from([internal.clone()]),
+                    ServiceId::SipTls | ServiceId::Web | ServiceId::Rtp => {
+                        BTreeSet::from([external.clone()])
+                    }
+                    // Opened by the administrator who wants http-01.
+                    ServiceId::Http => BTreeSet::new(),
                 };
-                (service, BTreeSet::from([nic.clone()]))
+                (service, nics)
             })
             .collect();
         Ok(Matrix::Explicit { known_nics, cells })
@@ -246,7 +251,7 @@ mod tests {
     fn factory_default_is_every_service_on_every_nic_even_late_ones() {
         let m = Matrix::Factory;
         let mut f = lan_wan();
-        assert_eq!(m.resolve(&f).cells().count(), 18, "9 services x 2 NICs");
+        assert_eq!(m.resolve(&f).cells().count(), 20, "10 services x 2 NICs");
         f.nics.push(nic("dmz0", None));
         let r = m.resolve(&f);
         assert!(ServiceId::all().all(|s| r.allows(s, &name("dmz0"))));
@@ -285,7 +290,7 @@ mod tests {
             "a no-op edit leaves factory mode alone"
         );
         let r = m.resolve(&f);
-        assert_eq!(r.cells().count(), 17);
+        assert_eq!(r.cells().count(), 19);
         assert!(!r.allows(ServiceId::Ssh, &name("wan0")));
     }
 
@@ -339,6 +344,7 @@ mod tests {
         for s in [ServiceId::SipTls, ServiceId::Web, ServiceId::Rtp] {
             assert_eq!(on(s), ["wan0"], "{s}");
         }
+        assert!(on(ServiceId::Http).is_empty(), "http-01 is opened by hand");
         assert!(
             m.new_nics(&f).is_empty(),
             "dmz0 was seen when the preset was chosen"

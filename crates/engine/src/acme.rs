@@ -24,8 +24,9 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateSigningRequestDer;
 use rustls_pki_types::pem::PemObject;
 use switchboard_domain::CertName;
+use switchboard_domain::ServiceId;
 use switchboard_pki::{Hostname, RequestKeyType, RequestName};
-use switchboard_system::acme::{AcmeAccount, AcmeError, Answers};
+use switchboard_system::acme::{AcmeAccount, AcmeError, Answer, Answers, Challenge};
 use tracing::{info, warn};
 
 use crate::views::CertView;
@@ -52,6 +53,97 @@ pub struct AcmeOrder {
     pub directory: String,
     /// Contact URIs for the account (`mailto:…`), used when it is made.
     pub contact: Vec<String>,
+    /// How the CA checks the names.
+    pub challenge: AcmeChallenge,
+}
+
+/// How the CA checks that the appliance answers for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum AcmeChallenge {
+    /// On the web services' port (443 for a public CA), by TLS with ALPN
+    /// `acme-tls/1` (RFC 8737): nothing else to open.
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// On the `http` service's port, which must be 80 and open where the
+    /// CA comes from (RFC 8555 §8.3).
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            AcmeChallenge::Http01 => "http-01",
+        }
+    }
+}
+
+impl std::fmt::Display for AcmeChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AcmeChallenge {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tls-alpn-01" => Ok(AcmeChallenge::TlsAlpn01),
+            "http-01" => Ok(AcmeChallenge::Http01),
+            _ => Err(EngineError::Acme {
+                code: "invalid-acme-request",
+                message: format!(
+                    "unknown challenge {:?}: tls-alpn-01 or http-01",
+                    s.chars().take(32).collect::<String>()
+                ),
+            }),
+        }
+    }
+}
+
+/// The longest token of an http-01 challenge accepted (RFC 8555 asks for
+/// at least 128 bits of base64url; CAs send 43 characters).
+pub const MAX_HTTP01_TOKEN: usize = 128;
+
+/// The answers to http-01 challenges being checked now: token → key
+/// authorization, served on the `http` service's port.
+#[derive(Debug, Default)]
+pub struct Http01Answers(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Http01Answers {
+    /// The key authorization for `token`, while its challenge is checked.
+    pub fn get(&self, token: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    fn add(&self, token: &str, key_authorization: &str) -> std::result::Result<(), String> {
+        let plain = !token.is_empty()
+            && token.len() <= MAX_HTTP01_TOKEN
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain {
+            return Err("the CA's token is not base64url".into());
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_owned(), key_authorization.to_owned());
+        Ok(())
+    }
+
+    fn remove(&self, token: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+    }
 }
 
 impl AcmeOrder {
@@ -101,20 +193,41 @@ fn acme_error(e: AcmeError) -> EngineError {
     }
 }
 
-/// The answers to `tls-alpn-01`, shown by the web services' listener.
-struct WebListener<'a>(&'a switchboard_pki::acme::Challenges);
+/// The answers to `tls-alpn-01`, shown by the web services' listener, and
+/// to `http-01`, served on the `http` port.
+struct Listeners<'a> {
+    tls_alpn: &'a switchboard_pki::acme::Challenges,
+    http: &'a Http01Answers,
+}
 
-impl Answers for WebListener<'_> {
-    fn show(&self, name: &str, digest: &[u8]) -> std::result::Result<(), String> {
-        let name: Hostname = name
-            .parse()
-            .map_err(|e| format!("the CA's identifier {name:?}: {e}"))?;
-        self.0.add(&name, digest)
+impl Answers for Listeners<'_> {
+    fn show(&self, name: &str, answer: Answer<'_>) -> std::result::Result<(), String> {
+        match answer {
+            Answer::TlsAlpn { digest } => {
+                let name: Hostname = name
+                    .parse()
+                    .map_err(|e| format!("the CA's identifier {name:?}: {e}"))?;
+                self.tls_alpn.add(&name, digest)
+            }
+            Answer::Http {
+                token,
+                key_authorization,
+            } => {
+                self.http.add(token, key_authorization)?;
+                info!(%name, "ACME http-01 answer shown on the http port");
+                Ok(())
+            }
+        }
     }
 
-    fn withdraw(&self, name: &str) {
-        if let Ok(name) = name.parse::<Hostname>() {
-            self.0.remove(&name);
+    fn withdraw(&self, name: &str, answer: Answer<'_>) {
+        match answer {
+            Answer::TlsAlpn { .. } => {
+                if let Ok(name) = name.parse::<Hostname>() {
+                    self.tls_alpn.remove(&name);
+                }
+            }
+            Answer::Http { token, .. } => self.http.remove(token),
         }
     }
 }
@@ -145,6 +258,9 @@ impl Engine {
         order: &AcmeOrder,
         replaces: Option<&[u8]>,
     ) -> Result<CertView> {
+        if order.challenge == AcmeChallenge::Http01 {
+            self.http01_reachable().await?;
+        }
         let names = order
             .domains
             .iter()
@@ -187,6 +303,35 @@ impl Engine {
         Ok(view)
     }
 
+    /// The answers to http-01 challenges being checked now.
+    pub fn http01(&self) -> &Http01Answers {
+        &self.http01
+    }
+
+    /// Refuses http-01 unless the running revision opens the `http`
+    /// service on port 80 (where every CA looks) on a NIC with an address.
+    async fn http01_reachable(&self) -> Result<()> {
+        let store = self.store.lock().await;
+        let applied = self.applied(&store)?;
+        let facts = self.facts();
+        let open = applied.as_ref().is_some_and(|r| {
+            let reachable = r
+                .plan
+                .matrix
+                .nics_of(ServiceId::Http)
+                .iter()
+                .any(|nic| facts.nic(nic).is_some_and(|n| !n.addrs.is_empty()));
+            reachable && r.candidate.port(ServiceId::Http).first() == 80
+        });
+        if open {
+            return Ok(());
+        }
+        Err(EngineError::Acme {
+            code: "invalid-acme-request",
+            message: "http-01 needs the http service on port 80, open on the NIC the CA reaches (allow http there and Update), or choose tls-alpn-01".into(),
+        })
+    }
+
     /// The order itself: the CA's chain (PEM) for the request `csr_pem`.
     async fn acme_order(
         &self,
@@ -198,11 +343,20 @@ impl Engine {
             .map_err(|e| EngineError::System(format!("the signing request just made: {e}")))?;
         let account = self.acme_account(&order.directory, &order.contact).await?;
         let domains: Vec<String> = order.domains.iter().map(ToString::to_string).collect();
+        let challenge = match order.challenge {
+            AcmeChallenge::TlsAlpn01 => Challenge::TlsAlpn01,
+            AcmeChallenge::Http01 => Challenge::Http01,
+        };
+        let answers = Listeners {
+            tls_alpn: self.tls.web.challenges(),
+            http: &self.http01,
+        };
         let issued = switchboard_system::acme::order(
             &account,
             &domains,
             csr.as_ref(),
-            &WebListener(self.tls.web.challenges()),
+            challenge,
+            &answers,
             replaces,
         )
         .await;
@@ -266,6 +420,7 @@ mod tests {
                 .collect(),
             directory: directory.into(),
             contact: contact.iter().map(|c| (*c).to_owned()).collect(),
+            challenge: AcmeChallenge::TlsAlpn01,
         }
     }
 

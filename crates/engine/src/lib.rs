@@ -155,6 +155,8 @@ pub struct Engine {
     cpu: cpu::CpuPool,
     /// Held by an ACME renewal: one at a time (the timer's or `cert renew`).
     renewing: Mutex<()>,
+    /// The answers to ACME http-01 challenges, served on the `http` port.
+    http01: acme::Http01Answers,
     /// What the daemon counts for Prometheus (see [`metrics`]).
     counters: metrics::Counters,
 }
@@ -194,6 +196,7 @@ impl Engine {
             listeners: std::sync::OnceLock::new(),
             cpu: cpu::CpuPool::default(),
             renewing: Mutex::new(()),
+            http01: acme::Http01Answers::default(),
             counters: metrics::Counters::default(),
         })
     }

@@ -45,6 +45,8 @@ pub(crate) struct Renewal {
     pub domains: Vec<String>,
     pub directory: String,
     pub contact: Vec<String>,
+    #[serde(default)]
+    pub challenge: crate::acme::AcmeChallenge,
     /// The certificate in use: the first name, or a renewal's.
     pub current: CertName,
     /// The one it replaced, kept for a rollback.
@@ -75,6 +77,7 @@ impl Renewal {
             domains: order.domains.iter().map(ToString::to_string).collect(),
             directory: order.directory.clone(),
             contact: order.contact.clone(),
+            challenge: order.challenge,
             current: order.name.clone(),
             previous: None,
             generation: 1,
@@ -229,6 +232,7 @@ pub(crate) fn view_of(store: &Store, name: &CertName) -> Result<Option<AcmeView>
         first_name: first,
         directory: record.directory,
         domains: record.domains,
+        challenge: record.challenge.to_string(),
         generation: record.generation,
         next_renewal,
         renewed_at: record.renewed_at,
@@ -462,6 +466,7 @@ impl Engine {
                 .map_err(|e| EngineError::System(format!("a name of the kept order: {e}")))?,
             directory: record.directory.clone(),
             contact: record.contact.clone(),
+            challenge: record.challenge,
         };
         let replaces = {
             let store = self.store.lock().await;
@@ -534,6 +539,7 @@ mod tests {
             domains: vec!["voip.example.test".parse().expect("name")],
             directory: "https://ca.example.test/dir".into(),
             contact: vec![],
+            challenge: Default::default(),
         }
     }
 

@@ -245,6 +245,8 @@ pub struct AcmeView {
     pub first_name: String,
     pub directory: String,
     pub domains: Vec<String>,
+    /// `tls-alpn-01` or `http-01`.
+    pub challenge: String,
     /// Which certificate of the order this is (1 for the first).
     pub generation: u32,
     /// When the next attempt is made: a third of the lifetime before the

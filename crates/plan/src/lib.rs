@@ -562,16 +562,21 @@ fn sip_aliases(candidate: &Candidate, matrix: &ResolvedMatrix) -> Vec<Hostname> 
 }
 
 fn sockets(plan: &Plan) -> Vec<Socket> {
-    let mut out: Vec<Socket> = [ServiceId::Console, ServiceId::Web, ServiceId::Metrics]
-        .into_iter()
-        .map(|service| Socket {
-            service,
-            server: Server::Switchboard,
-            transport: Transport::Tcp,
-            address: None,
-            port: plan.port(service).first(),
-        })
-        .collect();
+    let mut out: Vec<Socket> = [
+        ServiceId::Console,
+        ServiceId::Web,
+        ServiceId::Metrics,
+        ServiceId::Http,
+    ]
+    .into_iter()
+    .map(|service| Socket {
+        service,
+        server: Server::Switchboard,
+        transport: Transport::Tcp,
+        address: None,
+        port: plan.port(service).first(),
+    })
+    .collect();
     if let Some(k) = &plan.kamailio {
         out.extend(k.sockets.iter().cloned());
     }

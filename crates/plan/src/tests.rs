@@ -138,8 +138,8 @@ fn the_story_plan_has_every_section() {
     assert!(bare.kamailio.is_none());
     assert_eq!(
         bare.sockets.len(),
-        3,
-        "console, web and metrics only: {:?}",
+        4,
+        "console, web, metrics and http only: {:?}",
         bare.sockets
     );
     assert_eq!(

@@ -962,12 +962,14 @@ async fn cert(client: &Client, command: &CertCommand, json: bool) -> Result<Stri
             domain,
             directory,
             contact,
+            challenge,
         } => {
             let body = AcmeRequest {
                 name: name.clone(),
                 domains: domain.clone(),
                 directory: directory.clone(),
                 contact: contact.clone(),
+                challenge: challenge.clone(),
             };
             let v: CertView = client.post("/v1/acme", &body).await?;
             Ok(if json {
@@ -1141,9 +1143,10 @@ fn cert_text(c: &CertView) -> String {
     if let Some(a) = &c.acme {
         let _ = writeln!(
             out,
-            "ACME:     {} for {} (certificate {} of the order {})",
+            "ACME:     {} for {} by {} (certificate {} of the order {})",
             a.directory,
             list(&a.domains),
+            a.challenge,
             a.generation,
             a.first_name
         );

@@ -265,6 +265,10 @@ pub enum CertCommand {
         /// A contact for the account, `mailto:…` (repeat for more).
         #[arg(long, value_name = "URI")]
         contact: Vec<String>,
+        /// `tls-alpn-01` (default; on the web services' port) or `http-01`
+        /// (on the http service, which must be open on port 80).
+        #[arg(long)]
+        challenge: Option<String>,
     },
     /// Renew a certificate from an ACME CA now (the daemon does it by
     /// itself when a third of its lifetime is left): a new key and

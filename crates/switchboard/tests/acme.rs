@@ -132,6 +132,62 @@ fn a_certificate_from_an_acme_ca_validated_by_tls_alpn_on_the_web_listener_is_pr
     let made = d.log_text().matches("ACME account made").count();
     assert_eq!(made, 1, "one account per directory");
 
+    // http-01, on the http service's port 80: refused while it is closed
+    // everywhere, issued once it is open where the CA comes from.
+    let http01 = |name: &'static str| {
+        acme(
+            name,
+            "voip.example.test",
+            DIRECTORY,
+            &["--challenge", "http-01"],
+        )
+    };
+    d.fails(
+        &acme(
+            "voip-http",
+            "voip.example.test",
+            DIRECTORY,
+            &["--challenge", "dns-01"],
+        ),
+        "invalid-acme-request",
+    );
+    d.ok(&["matrix", "deny", "http", "lan0"]);
+    d.ok(&["matrix", "deny", "http", "wan0"]);
+    d.ok(&["update", "-m", "no plain HTTP"]);
+    let closed = d.fails(&http01("voip-http"), "invalid-acme-request");
+    assert!(closed.contains("port 80"), "{closed}");
+    d.ok(&["matrix", "allow", "http", "wan0"]);
+    d.ok(&["update", "-m", "plain HTTP on wan0 for http-01"]);
+    let by_http = d.json(&http01("voip-http"));
+    assert_eq!(by_http["acme"]["challenge"], "http-01", "{by_http}");
+    assert!(d.log_text().contains("ACME http-01 answer shown"));
+    // The port answers nothing but challenges being checked.
+    let http = format!("http://{}", Lab::WAN_APPLIANCE);
+    for path in [
+        "/.well-known/acme-challenge/not-a-token-being-checked",
+        "/",
+        "/.well-known/acme-challenge/",
+        &format!("/.well-known/acme-challenge/{}", "A".repeat(5000)),
+    ] {
+        let code = lab
+            .wan
+            .command("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .arg(format!("{http}{path}"))
+            .output()
+            .expect("curl");
+        let code = String::from_utf8_lossy(&code.stdout).into_owned();
+        assert!(code == "404" || code == "431", "{path}: {code}");
+    }
+
     // The same from the console, in Chromium on the admin host.
     if !browser::installed() {
         panic!("the console part needs {}", browser::PACKAGES);

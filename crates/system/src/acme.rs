@@ -1,8 +1,8 @@
 //! An ACME CA (RFC 8555), spoken to over HTTPS with instant-acme: accounts,
-//! and orders whose names are proven by `tls-alpn-01`. Plain data in and
-//! out: the caller decides how a challenge is answered (the engine shows
-//! the answer on the web services' listener) and where the account's
-//! credentials are kept.
+//! and orders whose names are proven by `tls-alpn-01` or `http-01`. Plain
+//! data in and out: the caller decides how a challenge is answered (the
+//! engine shows the answer on the web services' listener, or on the plain
+//! HTTP port) and where the account's credentials are kept.
 
 use std::time::Duration;
 
@@ -65,12 +65,37 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Shows and withdraws the answers to `tls-alpn-01` challenges.
+/// How the names of an order are proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Challenge {
+    /// RFC 8737: a certificate shown on port 443 to a client offering
+    /// `acme-tls/1`.
+    #[default]
+    TlsAlpn01,
+    /// RFC 8555 §8.3: a file at `/.well-known/acme-challenge/TOKEN` on
+    /// port 80.
+    Http01,
+}
+
+/// One challenge's answer, as the CA will look for it.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'a> {
+    /// The SHA-256 digest of the key authorization, for the certificate
+    /// shown to `acme-tls/1` clients.
+    TlsAlpn { digest: &'a [u8] },
+    /// The key authorization, served at the token's path.
+    Http {
+        token: &'a str,
+        key_authorization: &'a str,
+    },
+}
+
+/// Shows and withdraws the answers to challenges.
 pub trait Answers: Sync {
-    /// Show, for `name`, the answer whose key authorization has the
-    /// SHA-256 `digest`.
-    fn show(&self, name: &str, digest: &[u8]) -> Result<(), String>;
-    fn withdraw(&self, name: &str);
+    /// Show `answer` for the name `name`.
+    fn show(&self, name: &str, answer: Answer<'_>) -> Result<(), String>;
+    /// Withdraw what `show` showed for `name` (with the same `answer`).
+    fn withdraw(&self, name: &str, answer: Answer<'_>);
 }
 
 /// An account at a CA's directory.
@@ -153,7 +178,7 @@ pub struct RenewalWindow {
     pub explanation: Option<String>,
 }
 
-/// Orders a certificate for `domains`, proves each by `tls-alpn-01`
+/// Orders a certificate for `domains`, proves each by `challenge`
 /// through `answers` (every answer withdrawn at the end, whatever
 /// happens), finalizes with the request `csr_der`, and returns the CA's
 /// chain (PEM). `replaces` is the certificate renewed, named to a CA that
@@ -162,6 +187,7 @@ pub async fn order(
     account: &AcmeAccount,
     domains: &[String],
     csr_der: &[u8],
+    challenge: Challenge,
     answers: &dyn Answers,
     replaces: Option<&[u8]>,
 ) -> Result<String, AcmeError> {
@@ -199,20 +225,34 @@ pub async fn order(
                 )));
             }
         }
-        let mut challenge = authorization
-            .challenge(ChallengeType::TlsAlpn01)
+        let (kind, named) = match challenge {
+            Challenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+            Challenge::Http01 => (ChallengeType::Http01, "http-01"),
+        };
+        let mut offered = authorization
+            .challenge(kind)
             .ok_or_else(|| AcmeError::Refused {
-                kind: "no tls-alpn-01".into(),
-                detail:
-                    "the CA offers no tls-alpn-01 challenge, the only one the appliance answers"
-                        .into(),
+                kind: format!("no {named}"),
+                detail: format!(
+                    "the CA offers no {named} challenge for this name: choose the other challenge"
+                ),
             })?;
-        let name = challenge.identifier().to_string();
+        let name = offered.identifier().to_string();
+        let key_authorization = offered.key_authorization();
+        let token = offered.token.clone();
+        let digest = key_authorization.digest();
+        let kept = match challenge {
+            Challenge::TlsAlpn01 => Kept::TlsAlpn(digest.as_ref().to_vec()),
+            Challenge::Http01 => Kept::Http {
+                token,
+                key_authorization: key_authorization.as_str().to_owned(),
+            },
+        };
         answers
-            .show(&name, challenge.key_authorization().digest().as_ref())
+            .show(&name, kept.answer())
             .map_err(AcmeError::Answer)?;
-        shown.names.push(name);
-        challenge.set_ready().await?;
+        shown.names.push((name, kept));
+        offered.set_ready().await?;
     }
     let status = order.poll_ready(&POLL).await?;
     if status != OrderStatus::Ready {
@@ -231,13 +271,37 @@ pub async fn order(
 /// The answers shown for an order, withdrawn when it ends, whichever way.
 struct Shown<'a> {
     answers: &'a dyn Answers,
-    names: Vec<String>,
+    names: Vec<(String, Kept)>,
+}
+
+/// An answer shown, kept to be withdrawn.
+enum Kept {
+    TlsAlpn(Vec<u8>),
+    Http {
+        token: String,
+        key_authorization: String,
+    },
+}
+
+impl Kept {
+    fn answer(&self) -> Answer<'_> {
+        match self {
+            Kept::TlsAlpn(digest) => Answer::TlsAlpn { digest },
+            Kept::Http {
+                token,
+                key_authorization,
+            } => Answer::Http {
+                token,
+                key_authorization,
+            },
+        }
+    }
 }
 
 impl Drop for Shown<'_> {
     fn drop(&mut self) {
-        for name in &self.names {
-            self.answers.withdraw(name);
+        for (name, kept) in &self.names {
+            self.answers.withdraw(name, kept.answer());
         }
     }
 }

@@ -782,7 +782,13 @@ async fn request_cert(State(e): State<AppState>, Body(r): Body<CertRequestReques
 )]
 async fn acme_cert(State(e): State<AppState>, Body(r): Body<AcmeRequest>) -> ApiResult {
     let domains: Vec<&str> = r.domains.iter().map(String::as_str).collect();
-    let order = crate::input::acme_order(&r.name, &domains, r.directory, r.contact)?;
+    let order = crate::input::acme_order(
+        &r.name,
+        &domains,
+        r.directory,
+        r.contact,
+        r.challenge.as_deref(),
+    )?;
     ok(e.acme_issue(order).await?)
 }
 

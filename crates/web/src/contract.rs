@@ -139,6 +139,11 @@ pub struct AcmeRequest {
     /// Contact URIs (`mailto:`) for the account, when it is made.
     #[serde(default)]
     pub contact: Vec<String>,
+    /// `tls-alpn-01` (default: on the web services' port) or `http-01`
+    /// (on the `http` service, which must be open on port 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "tls-alpn-01")]
+    pub challenge: Option<String>,
 }
 
 /// `POST /v1/cert-requests`: make a key on the appliance and a signing

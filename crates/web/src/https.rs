@@ -257,6 +257,7 @@ impl Listeners {
         ]);
         listeners.run_on(ServiceId::Web, phones.handle().clone());
         listeners.add_plain(ServiceId::Metrics, crate::metrics::router(engine.clone()));
+        listeners.add_plain(ServiceId::Http, crate::challenges::router(engine.clone()));
         let counters = engine.counters().clone();
         listeners.count_handshakes(Arc::new(move |service| {
             counters.handshake(service.as_str())

@@ -213,8 +213,14 @@ pub(crate) fn acme_order(
     domains: &[&str],
     directory: String,
     contact: Vec<String>,
+    challenge: Option<&str>,
 ) -> Result<switchboard_engine::acme::AcmeOrder, ApiError> {
+    let challenge = match challenge.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) => c.parse()?,
+        None => Default::default(),
+    };
     Ok(switchboard_engine::acme::AcmeOrder {
+        challenge,
         name: parse(name)?,
         domains: domains
             .iter()

@@ -34,6 +34,7 @@
 //! (`error.rs`). Internal error details are logged, never sent.
 
 pub mod api;
+pub mod challenges;
 pub mod client;
 pub mod console;
 pub mod contract;

@@ -37,7 +37,7 @@ impl Pebble {
                 "managementListenAddress": format!("{}:15000", Lab::WAN_PHONE),
                 "certificate": dir.join("cert.pem"),
                 "privateKey": dir.join("key.pem"),
-                "httpPort": 5002,
+                "httpPort": 80,
                 "tlsPort": 443,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,

@@ -1120,6 +1120,8 @@ struct AcmeForm {
     directory: String,
     #[serde(default)]
     contact: String,
+    #[serde(default)]
+    challenge: String,
 }
 
 async fn acme_order(
@@ -1134,9 +1136,14 @@ async fn acme_order(
             email if email.starts_with("mailto:") => vec![email.to_owned()],
             email => vec![format!("mailto:{email}")],
         };
-        let order =
-            crate::input::acme_order(&f.name, &domains, f.directory.trim().to_owned(), contact)
-                .map_err(failure)?;
+        let order = crate::input::acme_order(
+            &f.name,
+            &domains,
+            f.directory.trim().to_owned(),
+            contact,
+            Some(&f.challenge),
+        )
+        .map_err(failure)?;
         let v = c.engine.acme_issue(order).await.map_err(failure)?;
         ok(format!(
             "certificate {} issued by the ACME CA; bind it below, then Update. It renews itself.",
