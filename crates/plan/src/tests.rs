@@ -95,6 +95,7 @@ fn story() -> (Candidate, Facts, Context) {
     c.provisioning.web_uri = Some("https://voip.example.test".parse().expect("uri"));
     let context = Context {
         kamailio: Some(env()),
+        media: Some(crate::media::Env::default()),
     };
     (c, f, context)
 }
@@ -113,6 +114,9 @@ fn sections(p: &Plan) -> String {
             k.tls_cfg.lines().count()
         );
     }
+    if let Some(m) = &mut p.media {
+        m.conf = format!("<{} lines: see rtpengine-*.conf>", m.conf.lines().count());
+    }
     serde_json::to_string_pretty(&p).expect("json") + "\n"
 }
 
@@ -128,6 +132,10 @@ fn the_story_plan_has_every_section() {
     expect_file!["../test_data/plan-story.txt"].assert_eq(&(p.summary().join("\n") + "\n"));
     let k = p.kamailio.as_ref().expect("kamailio");
     expect_file!["../test_data/plan-story.kamailio.tls.cfg"].assert_eq(&k.tls_cfg);
+    // With the media relay, Kamailio routes calls through it.
+    expect_file!["../test_data/plan-story.kamailio.cfg"].assert_eq(&k.cfg);
+    let m = p.media.as_ref().expect("media");
+    expect_file!["../test_data/plan-story.rtpengine.conf"].assert_eq(&m.conf);
     assert_eq!(
         p.ruleset,
         nft::render(&c, &p.matrix),
@@ -135,7 +143,7 @@ fn the_story_plan_has_every_section() {
     );
     // Without Kamailio, its section and sockets are absent, the rest the same.
     let bare = render(&c, &f, &Context::default());
-    assert!(bare.kamailio.is_none());
+    assert!(bare.kamailio.is_none() && bare.media.is_none());
     assert_eq!(
         bare.sockets.len(),
         2,
