@@ -38,6 +38,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 pub mod listeners;
+mod media;
 mod origin;
 mod pipeline;
 mod sip;
@@ -97,6 +98,9 @@ pub struct EngineConfig {
     pub sms_gateway: switchboard_system::sms::Gateway,
     /// Drive Kamailio for the SIP services (`serve --sip kamailio`).
     pub sip: bool,
+    /// Drive rtpengine as the media relay of calls (`serve --media
+    /// rtpengine`); Kamailio routes calls only then.
+    pub media: bool,
 }
 
 impl EngineConfig {
@@ -109,6 +113,7 @@ impl EngineConfig {
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: false,
+            media: false,
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct Engine {
     fetch_limit: accounts::RateLimit,
     /// Kamailio, when the daemon drives it.
     sip: Option<Mutex<sip::Sip>>,
+    /// rtpengine, when the daemon drives it.
+    media: Option<Mutex<media::Media>>,
     /// Token consumptions waiting for the next group commit.
     consumer: std::sync::OnceLock<tokio::sync::mpsc::Sender<accounts::Consume>>,
     /// What the documents of the running revision share.
@@ -162,6 +169,9 @@ impl Engine {
         let sip = config
             .sip
             .then(|| Mutex::new(sip::Sip::new(&config.data_dir)));
+        let media = config
+            .media
+            .then(|| Mutex::new(media::Media::new(&config.data_dir)));
         let phones = store.second_connection()?;
         let store = std::sync::Arc::new(Mutex::new(store));
         let phones = match phones {
@@ -170,6 +180,7 @@ impl Engine {
         };
         Ok(Engine {
             sip,
+            media,
             config,
             store,
             phones,
@@ -244,7 +255,7 @@ impl Engine {
                 &facts_now,
                 replanned.as_ref(),
                 replanned.as_ref(),
-                &[Step::Tls, Step::Kamailio],
+                &[Step::Tls, Step::Media, Step::Kamailio],
                 Binding::BestEffort,
             )
             .await
@@ -272,6 +283,7 @@ impl Engine {
     pub(crate) fn context(&self) -> Context {
         Context {
             kamailio: self.config.sip.then(|| sip::env(&self.config.data_dir)),
+            media: self.config.media.then(media::env),
         }
     }
 
@@ -347,10 +359,21 @@ impl Engine {
         }
     }
 
-    /// Stop what the daemon runs (Kamailio).
+    /// The media relay's state, when the daemon drives it.
+    pub async fn media_state(&self) -> Option<switchboard_system::kamailio::KamailioState> {
+        match &self.media {
+            Some(m) => Some(m.lock().await.state().unwrap_or_default()),
+            None => None,
+        }
+    }
+
+    /// Stop what the daemon runs (Kamailio, then the media relay).
     pub async fn shutdown(&self) {
         if let Some(sip) = &self.sip {
             sip.lock().await.stop().await;
+        }
+        if let Some(media) = &self.media {
+            media.lock().await.stop().await;
         }
     }
 
@@ -387,6 +410,18 @@ impl Engine {
             _ => format!(
                 "kamailio not running{}",
                 k.last_exit
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ),
+        });
+        let media = self.media_state().await.map(|m| match (m.running, m.pid) {
+            (true, Some(pid)) => format!(
+                "media relay running (rtpengine, pid {pid}, restarted {} time(s))",
+                m.restarts
+            ),
+            _ => format!(
+                "media relay not running{}",
+                m.last_exit
                     .map(|e| format!(" (last: {e})"))
                     .unwrap_or_default()
             ),
@@ -432,6 +467,7 @@ impl Engine {
             padlocks: checks.len(),
             open_padlocks,
             sip,
+            media,
             bans: Self::ban_counts(&store)?,
             expiring: certs::expiring(&store, Timestamp::now())?,
         })

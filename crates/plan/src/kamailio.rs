@@ -204,10 +204,16 @@ route[REGISTERED] {{
     )
 }
 
-/// The flags of every offer and answer: SRTP (SDES) on both legs, ICE
-/// candidates removed (the relay is the only path), the relay's address in
-/// the SDP's origin and connection lines.
-const RELAY_FLAGS: &str = "RTP/SAVP ICE=remove replace-origin replace-session-connection";
+/// The flags of every offer and answer: SRTP (SDES) on both legs, never
+/// a NULL cipher offered, no DTLS, ICE candidates removed (the relay is the
+/// only path), the relay's address in the SDP's origin and connection
+/// lines.
+const RELAY_FLAGS: &str = "RTP/SAVP SDES-no-NULL_HMAC_SHA1_80 SDES-no-NULL_HMAC_SHA1_32 DTLS=off ICE=remove replace-origin replace-session-connection";
+
+/// An SDP that is SRTP: an audio stream over RTP/SAVP(F) and a crypto
+/// attribute with a suite that encrypts (a NULL cipher does not).
+const SRTP_SDP: &str =
+    r#"search_body("m=audio [0-9]+ RTP/SAVP") && search_body("a=crypto:[0-9]+ +(AES_|AEAD_|F8_)")"#;
 
 /// The rest of `request_route` when the daemon drives the media relay:
 /// calls between the accounts (INVITE, ACK, BYE, CANCEL, re-INVITE), and
@@ -287,7 +293,7 @@ fn call_routes(sides: &[(Socket, Option<NicName>)]) -> String {
 	consume_credentials();
 	# SRTP is mandatory (the phones' documents say so): an offer without
 	# it, or without an offer, is refused; never relayed as plain RTP.
-	if (!has_body("application/sdp") || !search_body("m=audio [0-9]+ RTP/SAVP") || !search_body("a=crypto:")) {{
+	if (!has_body("application/sdp") || !({SRTP_SDP})) {{
 		sl_send_reply("488", "Not Acceptable Here: SRTP is mandatory");
 		exit;
 	}}
@@ -348,7 +354,7 @@ route[WITHIN_DIALOG] {{
 	}} else if (is_method("INVITE") && has_body("application/sdp")) {{
 		# A re-INVITE: the new offer through the relay, on the sides the
 		# first one set; SRTP still mandatory.
-		if (!search_body("m=audio [0-9]+ RTP/SAVP") || !search_body("a=crypto:")) {{
+		if (!({SRTP_SDP})) {{
 			sl_send_reply("488", "Not Acceptable Here: SRTP is mandatory");
 			exit;
 		}}
@@ -364,7 +370,7 @@ route[WITHIN_DIALOG] {{
 
 onreply_route[MEDIA] {{
 	if (has_body("application/sdp")) {{
-		if (search_body("m=audio [0-9]+ RTP/SAVP") && search_body("a=crypto:")) {{
+		if ({SRTP_SDP}) {{
 			rtpengine_answer("{RELAY_FLAGS}");
 		}} else {{
 			# An answer without SRTP: its media is not relayed (never plain).

@@ -576,6 +576,11 @@ fn status_text(s: &StatusView) -> String {
     );
     let _ = writeln!(
         out,
+        "media:     {}",
+        s.media.as_deref().unwrap_or("no media relay is running (start the daemon with --media rtpengine); calls are refused, the firewall still enforces the rtp row")
+    );
+    let _ = writeln!(
+        out,
         "bans:      {} address(es) banned now, {} in the last day (see `switchboard bans`)",
         s.bans.active, s.bans.recent
     );

@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// firewall still enforces the SIP rows).
     #[arg(long, value_enum, default_value_t = SipArg::Off)]
     sip: SipArg,
+    /// `rtpengine` runs rtpengine (supervised, userspace forwarding) as the
+    /// media relay of calls, on the NICs of the `rtp` row, and Kamailio
+    /// routes calls through it; `off`: no relay, and no calls (Kamailio
+    /// answers INVITE 405).
+    #[arg(long, value_enum, default_value_t = MediaArg::Off)]
+    media: MediaArg,
     /// The audit log keeps at most this many entries (the newest).
     #[arg(long, value_name = "N", default_value_t = AuditRetention::default().max_entries,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -54,6 +60,12 @@ pub struct ServeArgs {
 enum SipArg {
     Off,
     Kamailio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MediaArg {
+    Off,
+    Rtpengine,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -150,6 +162,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             discover: true,
             sms_gateway: sms_gateway(args)?,
             sip: args.sip == SipArg::Kamailio,
+            media: args.media == MediaArg::Rtpengine,
         },
         store,
     )?);

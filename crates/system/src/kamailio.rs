@@ -407,14 +407,39 @@ pub struct Supervisor {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A program the [`Supervisor`] runs in the foreground: its name in the
+/// log, the command line, the environment, and the file its pid is kept in.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: &'static str,
+    pub program: &'static str,
+    pub args: Vec<std::ffi::OsString>,
+    pub envs: Vec<(&'static str, PathBuf)>,
+    pub pidfile: PathBuf,
+}
+
 impl Supervisor {
     /// Start Kamailio on `cfg` and keep it running; its pid is kept in
     /// `pidfile` (see [`kill_stale`]).
     pub fn start(cfg: PathBuf, pidfile: PathBuf) -> Supervisor {
+        let mut args: Vec<std::ffi::OsString> = ["-DD", "-E", "-f"].map(Into::into).to_vec();
+        args.push(cfg.clone().into());
+        Supervisor::run(Program {
+            name: "kamailio",
+            program: KAMAILIO,
+            args,
+            envs: openssl_env(&cfg),
+            pidfile,
+        })
+    }
+
+    /// Run `program` (in the foreground, logging to stderr) and keep it
+    /// running, in its own process group, like Kamailio.
+    pub fn run(program: Program) -> Supervisor {
         let state = Arc::new(Mutex::new(KamailioState::default()));
         let (restart, restart_rx) = watch::channel(0u64);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(cfg, pidfile, state.clone(), restart_rx, stop_rx));
+        let task = tokio::spawn(supervise(program, state.clone(), restart_rx, stop_rx));
         Supervisor {
             state,
             restart,
@@ -440,8 +465,7 @@ impl Supervisor {
 }
 
 async fn supervise(
-    cfg: PathBuf,
-    pidfile: PathBuf,
+    program: Program,
     state: Arc<Mutex<KamailioState>>,
     mut restart: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
@@ -453,10 +477,11 @@ async fn supervise(
         let started = Instant::now();
         // Its own process group: Kamailio forks workers, and a stop or a
         // restart must take them all (they hold the listen sockets).
-        let mut child = match Command::new(KAMAILIO)
-            .args(["-DD", "-E", "-f"])
-            .arg(&cfg)
-            .envs(openssl_env(&cfg))
+        let name = program.name;
+        let pidfile = &program.pidfile;
+        let mut child = match Command::new(program.program)
+            .args(&program.args)
+            .envs(program.envs.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -466,7 +491,7 @@ async fn supervise(
         {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "cannot start kamailio");
+                warn!(error = %e, "cannot start {name}");
                 set(&|s| s.last_exit = Some(format!("cannot start: {e}")));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -477,12 +502,12 @@ async fn supervise(
             }
         };
         let pid = child.id();
-        info!(?pid, cfg = %cfg.display(), "kamailio started");
+        info!(?pid, args = ?program.args, "{name} started");
         if let Some(pid) = pid {
-            let _ = std::fs::write(&pidfile, format!("{pid}\n"));
+            let _ = std::fs::write(pidfile, format!("{pid}\n"));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_log(stderr));
+            tokio::spawn(forward_log(name, stderr));
         }
         set(&|s| {
             s.running = true;
@@ -492,7 +517,7 @@ async fn supervise(
             status = child.wait() => {
                 kill_group(pid);
                 let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                warn!(%how, "kamailio ended; starting it again");
+                warn!(%how, "{name} ended; starting it again");
                 set(&|s| { s.running = false; s.pid = None; s.last_exit = Some(how.clone()); s.restarts += 1; });
                 false
             }
@@ -500,8 +525,8 @@ async fn supervise(
             _ = stopped(&mut stop) => {
                 terminate(&mut child).await;
                 set(&|s| { s.running = false; s.pid = None; s.last_exit = Some("stopped".into()); });
-                let _ = std::fs::remove_file(&pidfile);
-                info!("kamailio stopped");
+                let _ = std::fs::remove_file(pidfile);
+                info!("{name} stopped");
                 return;
             }
         };
@@ -554,18 +579,24 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Kamailio's log lines (it logs to stderr with -E) into ours.
-async fn forward_log(stderr: tokio::process::ChildStderr) {
+/// A supervised program's log lines (on its stderr) into ours: errors as
+/// warnings, the script's own notes (an address banned) as information,
+/// the rest at debug level.
+async fn forward_log(name: &'static str, stderr: tokio::process::ChildStderr) {
     use tokio::io::AsyncBufReadExt as _;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.contains("ERROR") || line.contains("CRITICAL") {
-            warn!(target: "kamailio", "{}", line.trim());
-        } else if line.contains("<script>: switchboard: ") {
-            // The script's own notes (an address banned).
-            info!(target: "kamailio", "{}", line.trim());
+        let l = line.trim();
+        if l.contains("ERROR")
+            || l.contains("CRITICAL")
+            || l.contains("[crit]")
+            || l.contains("[err]")
+        {
+            warn!(process = name, "{l}");
+        } else if l.contains("<script>: switchboard: ") {
+            info!(process = name, "{l}");
         } else {
-            tracing::debug!(target: "kamailio", "{}", line.trim());
+            tracing::debug!(process = name, "{l}");
         }
     }
 }
