@@ -298,7 +298,7 @@ fn call_routes(sides: &[(Socket, Option<NicName>)]) -> String {
 		exit;
 	}}
 	if (!lookup("location")) {{
-		if (is_subscriber("$ru", "subscriber", "0")) {{
+		if (is_subscriber("$ru", "subscriber", "2")) {{
 			sl_send_reply("480", "Temporarily Unavailable");
 		}} else {{
 			sl_send_reply("404", "Not Found");
