@@ -29,6 +29,7 @@ pub mod accounts;
 pub mod acme;
 pub mod auth;
 pub mod bans;
+pub mod calls;
 mod certs;
 pub mod cpu;
 pub mod datadir;

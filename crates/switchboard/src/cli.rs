@@ -10,6 +10,7 @@ use serde_json::json;
 use switchboard_domain::{Diagnostic, ServiceId};
 use switchboard_engine::accounts::RegistrationsView;
 use switchboard_engine::bans::{BanView, BansView};
+use switchboard_engine::calls::CallView;
 use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
@@ -367,6 +368,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 format!("password of {username} changed\n")
             })
         }
+        Command::Calls => show(client, "/v1/calls", json, |v: &Vec<CallView>| calls_text(v)).await,
         Command::Bans { command: None } => {
             show(client, "/v1/bans", json, |v: &BansView| bans_text(v)).await
         }
@@ -432,6 +434,41 @@ fn path_segment(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn calls_text(calls: &[CallView]) -> String {
+    if calls.is_empty() {
+        return "no call in progress\n".into();
+    }
+    let mut out = String::new();
+    for c in calls {
+        let who = if c.caller.is_empty() {
+            format!("(call {})", c.call_id)
+        } else {
+            format!("{} -> {}", c.caller, c.callee)
+        };
+        let since = c
+            .answered_at
+            .or(c.started_at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into());
+        let media = match c.srtp {
+            Some(true) => format!(
+                "SRTP ({}) via {}, {} packets relayed",
+                c.crypto_suites.join(", "),
+                c.media_nics.join(" <-> "),
+                c.packets
+            ),
+            Some(false) => format!(
+                "NOT SRTP via {}, {} packets relayed",
+                c.media_nics.join(" <-> "),
+                c.packets
+            ),
+            None => "no media at the relay".into(),
+        };
+        let _ = writeln!(out, "{who:<30} {:<10} since {since}  {media}", c.state);
+    }
+    out
 }
 
 fn bans_text(v: &BansView) -> String {

@@ -279,6 +279,87 @@ fn parse_ul_dump(text: &str) -> Vec<Contact> {
     out
 }
 
+/// One dialog (a call) as Kamailio's dialog module tracks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dialog {
+    pub call_id: String,
+    pub from_uri: String,
+    pub to_uri: String,
+    /// 1 unconfirmed, 2 early (ringing), 3 answered (no ACK yet),
+    /// 4 confirmed, 5 ended.
+    pub state: u8,
+    /// When it was answered (seconds since the epoch; 0 before).
+    pub start_ts: i64,
+    /// When the INVITE came.
+    pub init_ts: i64,
+    /// The sockets of the caller's and the callee's legs.
+    pub caller_socket: String,
+    pub callee_socket: String,
+}
+
+/// Every dialog Kamailio tracks (`kamcmd dlg.list`).
+pub async fn dialogs(ctl: &Path) -> Result<Vec<Dialog>, KamailioError> {
+    let text = kamcmd(ctl, &["dlg.list"]).await?;
+    Ok(parse_dlg_list(&text))
+}
+
+/// The dialogs of a `kamcmd dlg.list` answer, read by its structure: a
+/// `{` at depth 0 opens a dialog, its fields at depth 1, the `socket` of
+/// its `caller: {` and `callee: {` blocks at depth 2; values cleaned of
+/// control characters and cut to 256 characters.
+fn parse_dlg_list(text: &str) -> Vec<Dialog> {
+    let clean = |v: &str| -> String { v.chars().filter(|c| !c.is_control()).take(256).collect() };
+    let mut out = Vec::new();
+    let mut current: Option<Dialog> = None;
+    let mut leg = "";
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let depth = line.chars().take_while(|c| *c == '\t').count();
+        let body = &line[depth..];
+        match (depth, body) {
+            (0, "{") => {
+                out.extend(current.take());
+                current = Some(Dialog::default());
+                continue;
+            }
+            (0, "}") => {
+                out.extend(current.take());
+                continue;
+            }
+            _ => {}
+        }
+        let Some(d) = current.as_mut() else { continue };
+        let (key, value) = body
+            .split_once(':')
+            .map_or((body, ""), |(k, v)| (k, v.trim()));
+        match depth {
+            1 => {
+                leg = "";
+                match key {
+                    "call-id" => d.call_id = clean(value),
+                    "from_uri" => d.from_uri = clean(value),
+                    "to_uri" => d.to_uri = clean(value),
+                    "state" => d.state = value.parse().unwrap_or(0),
+                    "start_ts" => d.start_ts = value.parse().unwrap_or(0),
+                    "init_ts" => d.init_ts = value.parse().unwrap_or(0),
+                    "caller" => leg = "caller",
+                    "callee" => leg = "callee",
+                    _ => {}
+                }
+            }
+            2 if key == "socket" => match leg {
+                "caller" => d.caller_socket = clean(value),
+                "callee" => d.callee_socket = clean(value),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    out.extend(current);
+    out.retain(|d| !d.call_id.is_empty());
+    out
+}
+
 /// One SIP account as Kamailio authenticates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
@@ -687,6 +768,28 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dialogs_are_read_by_their_structure() {
+        let text = "{\n\th_entry: 1252\n\tcall-id: c1@test\n\tfrom_uri: sip:1000@voip.example.test\n\tto_uri: sip:1001@voip.example.test\n\tstate: 4\n\tstart_ts: 1796311481\n\tinit_ts: 1796311480\n\tcaller: {\n\t\ttag: f1\n\t\tsocket: tls:198.51.100.1:5061\n\t}\n\tcallee: {\n\t\tsocket: tls:192.0.2.1:5061\n\t}\n\tvariables: {\n\t\tsocket: forged\n\t}\n}\n{\n\tcall-id: c2\n\tstate: 2\n\tfrom_uri: \u{1b}[31mx\n}\nnonsense\n\tcall-id: orphan\n";
+        let d = parse_dlg_list(text);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(
+            d[0],
+            Dialog {
+                call_id: "c1@test".into(),
+                from_uri: "sip:1000@voip.example.test".into(),
+                to_uri: "sip:1001@voip.example.test".into(),
+                state: 4,
+                start_ts: 1796311481,
+                init_ts: 1796311480,
+                caller_socket: "tls:198.51.100.1:5061".into(),
+                callee_socket: "tls:192.0.2.1:5061".into(),
+            }
+        );
+        assert_eq!((d[1].state, d[1].from_uri.as_str()), (2, "[31mx"));
+        assert!(parse_dlg_list("").is_empty());
+    }
     use super::*;
     use std::os::unix::process::CommandExt as _;
 

@@ -116,7 +116,11 @@ pub fn media_of(sdp: &str) -> (String, u16, Option<String>) {
         if let Some(a) = l.strip_prefix("c=IN IP4 ") {
             addr = a.trim().to_owned();
         } else if let Some(m) = l.strip_prefix("m=audio ") {
-            port = m.split(' ').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            port = m
+                .split(' ')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
         } else if key.is_none()
             && l.starts_with("a=crypto:")
             && l.contains(" AES_CM_128_HMAC_SHA1_80 ")
@@ -130,7 +134,14 @@ pub fn media_of(sdp: &str) -> (String, u16, Option<String>) {
 impl SoftPhone {
     /// Connect from `ns` (where the phone is `addr`) to the appliance's
     /// SIP/TLS at `appliance`, verifying it for voip.example.test.
-    pub fn connect(ns: &Netns, ca_pem: &[u8], appliance: &str, addr: &str, user: &str, ha1: &str) -> SoftPhone {
+    pub fn connect(
+        ns: &Netns,
+        ca_pem: &[u8],
+        appliance: &str,
+        addr: &str,
+        user: &str,
+        ha1: &str,
+    ) -> SoftPhone {
         let mut roots = rustls::RootCertStore::empty();
         for c in switchboard_pki::read_certificates(ca_pem).expect("CA") {
             roots.add(c).expect("root");
@@ -261,7 +272,10 @@ impl SoftPhone {
                 self.queue.push(m);
             }
         }
-        panic!("{}: no {what} within 10 s (queued: {:?})", self.user, self.queue);
+        panic!(
+            "{}: no {what} within 10 s (queued: {:?})",
+            self.user, self.queue
+        );
     }
 
     /// The final response to the request with CSeq `cseq`.
@@ -292,7 +306,13 @@ impl SoftPhone {
             if r.code() != 401 {
                 return r.code();
             }
-            auth = self.digest("Authorization", &r.header("WWW-Authenticate"), "REGISTER", &uri, &self.ha1.clone());
+            auth = self.digest(
+                "Authorization",
+                &r.header("WWW-Authenticate"),
+                "REGISTER",
+                &uri,
+                &self.ha1.clone(),
+            );
         }
         401
     }
@@ -303,7 +323,10 @@ impl SoftPhone {
             .nth(1)
             .and_then(|r| r.split('"').next())
             .expect("a nonce");
-        let response = md5_hex(&format!("{ha1}:{nonce}:{}", md5_hex(&format!("{method}:{uri}"))));
+        let response = md5_hex(&format!(
+            "{ha1}:{nonce}:{}",
+            md5_hex(&format!("{method}:{uri}"))
+        ));
         format!(
             "{header}: Digest username=\"{}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5\r\n",
             self.user
@@ -355,7 +378,13 @@ impl SoftPhone {
             }
             if r.code() == 407 && challenges == 0 {
                 challenges += 1;
-                auth = self.digest("Proxy-Authorization", &r.header("Proxy-Authenticate"), "INVITE", ruri, ha1);
+                auth = self.digest(
+                    "Proxy-Authorization",
+                    &r.header("Proxy-Authenticate"),
+                    "INVITE",
+                    ruri,
+                    ha1,
+                );
                 continue;
             }
             return (r, call);

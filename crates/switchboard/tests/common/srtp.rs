@@ -153,7 +153,10 @@ fn rfc_3711_b2_key_derivation_and_a_round_trip() {
     let inline = base64::engine::general_purpose::STANDARD.encode(&raw);
     let s = Srtp::from_inline(&inline, 7);
     assert_eq!(s.salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
-    assert_eq!(s.auth[..20].to_vec(), hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4"));
+    assert_eq!(
+        s.auth[..20].to_vec(),
+        hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")
+    );
     let mut tx = Srtp::from_inline(&inline, 7);
     let packet = tx.protect(b"hello");
     assert!(!packet.windows(5).any(|w| w == b"hello"), "encrypted");
