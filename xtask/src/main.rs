@@ -46,6 +46,8 @@ const PACKAGES: &[&str] = &[
     "libnss3-tools",     // certutil: the NSS database where Chromium finds the test CA
     "fonts-dejavu-core", // a font, so that pages have text to lay out, click and screenshot
     "pebble",            // pebble and pebble-challtestsrv: the real ACME CA of the ACME tests
+    "rtpengine-daemon", // rtpengine: the media relay of calls (Kamailio's rtpengine module is in `kamailio`)
+    "tcpdump", // captures on the phones' links: the call tests check the media is SRTP on the wire
 ];
 
 /// Debian packages the TLS benchmark uses.
