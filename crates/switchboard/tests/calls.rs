@@ -340,6 +340,27 @@ fn phones_on_both_sides_call_each_other_over_tls_with_srtp_through_the_relay() {
     let text = d.ok(&["calls"]);
     assert!(text.contains(&alice) && text.contains("SRTP"), "{text}");
 
+    // A re-INVITE (a new offer within the call) goes through the relay
+    // on the same sides, and media still flows.
+    let reinvite = a.next_cseq();
+    let offer2 = offer.replace("o=- 1 1 ", "o=- 1 2 ");
+    a.in_dialog_with(&call, "INVITE", reinvite, &offer2);
+    let re_at_bob = b.wait("re-INVITE", |m| m.method() == "INVITE");
+    assert_eq!(
+        media_of(&re_at_bob.body).0,
+        Lab::LAN_APPLIANCE,
+        "{}",
+        re_at_bob.body
+    );
+    let answer2 = sdp(Lab::LAN_ADMIN, b.media_port(), Some(&b_key)).replace("o=- 1 1 ", "o=- 1 2 ");
+    b.respond(&re_at_bob, 200, "OK", &answer2);
+    let ok2 = a.final_response(reinvite);
+    assert_eq!(ok2.code(), 200, "{ok2:?}");
+    a.in_dialog(&call, "ACK", reinvite);
+    b.wait("ACK of the re-INVITE", |m| m.method() == "ACK");
+    let again = send_media(&a, &a_key, &ok2.body, &b, &re_at_bob.body, 20);
+    assert!(again >= 18, "after the re-INVITE: {again} of 20");
+
     // Alice hangs up.
     let bye = a.next_cseq();
     a.in_dialog(&call, "BYE", bye);
@@ -381,6 +402,37 @@ fn phones_on_both_sides_call_each_other_over_tls_with_srtp_through_the_relay() {
         );
     }
     eprintln!("call set up in {setup:?}");
+
+    // A call cancelled while it rings: Bob's phone gets the CANCEL, Alice
+    // a 487, and nothing is left at the relay or in `calls`.
+    let pending = a.invite_pending(&uri(&bob), &offer, &alice_ha1);
+    let inv = b.wait("INVITE to cancel", |m| m.method() == "INVITE");
+    b.respond(&inv, 180, "Ringing", "");
+    a.wait("180", |m| m.code() == 180);
+    let ringing = d.json(&["calls"]);
+    assert_eq!(ringing[0]["state"], "ringing", "{ringing}");
+    a.cancel(&pending);
+    let cancel = b.wait("CANCEL", |m| m.method() == "CANCEL");
+    b.respond(&cancel, 200, "OK", "");
+    b.respond(&inv, 487, "Request Terminated", "");
+    let r = a.wait("the INVITE's final response", |m| {
+        m.code() >= 200 && m.header("CSeq") == format!("{} INVITE", pending.cseq)
+    });
+    assert_eq!(r.code(), 487, "{r:?}");
+    a.ack_failure(&pending, &r);
+    b.wait("ACK of the 487", |m| m.method() == "ACK");
+    wait_for("the cancelled call to be gone", || {
+        d.json(&["calls"]).as_array().is_some_and(Vec::is_empty)
+    });
+
+    // No key or digest in the daemon's log (nor in `calls`).
+    let log = d.log_text();
+    for secret in [&a_key, &b_key, &alice_ha1, &bob_ha1] {
+        assert!(!log.contains(secret.as_str()), "a secret in the log");
+    }
+    if let Some(k) = &bob_key_from_relay {
+        assert!(!log.contains(k.as_str()), "the relay's key in the log");
+    }
 
     // rtp denied on lan0: the relay drops its LAN interface, and a call
     // whose media would need it fails cleanly; nothing reaches the LAN.

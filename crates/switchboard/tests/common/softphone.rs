@@ -279,9 +279,7 @@ impl SoftPhone {
     }
 
     /// The final response to the request with CSeq `cseq`.
-    fn final_response(&mut self, cseq: u32) -> Msg {
-        let user = self.user.clone();
-        let _ = user;
+    pub fn final_response(&mut self, cseq: u32) -> Msg {
         self.wait("final response", |m| {
             m.code() >= 200 && m.header("CSeq").starts_with(&format!("{cseq} "))
         })
@@ -337,6 +335,26 @@ impl SoftPhone {
     /// phone's own, or a wrong one) when challenged; returns the final
     /// response (after ACKing a failure) and the call's identity.
     pub fn invite(&mut self, ruri: &str, body: &str, ha1: &str) -> (Msg, Call) {
+        self.invite_with(ruri, body, ha1, true)
+            .map(|(m, c)| (m.expect("a final response"), c))
+            .expect("an INVITE")
+    }
+
+    /// [`SoftPhone::invite`] that returns once the authenticated INVITE
+    /// is sent (`wait_final` false), without its final response.
+    pub fn invite_pending(&mut self, ruri: &str, body: &str, ha1: &str) -> Call {
+        self.invite_with(ruri, body, ha1, false)
+            .expect("an INVITE")
+            .1
+    }
+
+    fn invite_with(
+        &mut self,
+        ruri: &str,
+        body: &str,
+        ha1: &str,
+        wait_final: bool,
+    ) -> Option<(Option<Msg>, Call)> {
         self.branch += 1;
         let call_id = format!("call-{}-{}@test", self.user, self.branch);
         let from_tag = format!("f{}{}", self.user, self.branch);
@@ -355,6 +373,21 @@ impl SoftPhone {
                 u = self.user
             );
             self.send(&msg);
+            if challenges > 0 && !wait_final {
+                return Some((
+                    None,
+                    Call {
+                        ruri: ruri.to_owned(),
+                        call_id: call_id.clone(),
+                        from_tag: from_tag.clone(),
+                        to_tag: String::new(),
+                        cseq,
+                        route: Vec::new(),
+                        remote: String::new(),
+                        via: via.clone(),
+                    },
+                ));
+            }
             let r = self.final_response(cseq);
             let call = Call {
                 ruri: ruri.to_owned(),
@@ -367,14 +400,7 @@ impl SoftPhone {
                 via: via.clone(),
             };
             if r.code() >= 300 {
-                // ACK of a failure: the INVITE's branch, hop by hop.
-                let ack = format!(
-                    "ACK {ruri} SIP/2.0\r\n{via}Max-Forwards: 70\r\nFrom: <sip:{u}@{HOST}>;tag={from_tag}\r\n\
-                     To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
-                    to = r.header("To"),
-                    u = self.user
-                );
-                self.send(&ack);
+                self.ack_failure(&call, &r);
             }
             if r.code() == 407 && challenges == 0 {
                 challenges += 1;
@@ -387,13 +413,45 @@ impl SoftPhone {
                 );
                 continue;
             }
-            return (r, call);
+            return Some((Some(r), call));
         }
+    }
+
+    /// ACK of a failure `r` to the INVITE of `call`: the INVITE's branch,
+    /// hop by hop.
+    pub fn ack_failure(&mut self, call: &Call, r: &Msg) {
+        let ack = format!(
+            "ACK {ruri} SIP/2.0\r\n{via}Max-Forwards: 70\r\nFrom: <sip:{u}@{HOST}>;tag={ft}\r\n\
+             To: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+            ruri = call.ruri,
+            via = call.via,
+            u = self.user,
+            ft = call.from_tag,
+            to = r.header("To"),
+            cid = call.call_id,
+            cseq = call.cseq,
+        );
+        self.send(&ack);
     }
 
     /// A request within the dialog `call` (ACK of a 2xx, BYE).
     pub fn in_dialog(&mut self, call: &Call, method: &str, cseq: u32) {
+        self.in_dialog_with(call, method, cseq, "");
+    }
+
+    /// A request within the dialog `call`, with an SDP `body` when not
+    /// empty (a re-INVITE).
+    pub fn in_dialog_with(&mut self, call: &Call, method: &str, cseq: u32, body: &str) {
         let via = self.via();
+        let tail = if body.is_empty() {
+            "Content-Length: 0\r\n\r\n".to_owned()
+        } else {
+            format!(
+                "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                self.contact(),
+                body.len()
+            )
+        };
         let routes: String = call
             .route
             .iter()
@@ -401,7 +459,7 @@ impl SoftPhone {
             .collect();
         let msg = format!(
             "{method} {remote} SIP/2.0\r\n{via}{routes}Max-Forwards: 70\r\nFrom: <sip:{u}@{HOST}>;tag={ft}\r\n\
-             To: <{ruri}>;tag={tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+             To: <{ruri}>;tag={tt}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{tail}",
             remote = call.remote,
             u = self.user,
             ft = call.from_tag,
