@@ -20,8 +20,15 @@
 //!   bounded [`cpu`] pool, never on an async worker and never under the
 //!   lock; a caller dropped meanwhile writes nothing.
 //!
+//! - The media relay (rtpengine, [`calls`] lists what it relays) runs the
+//!   interfaces of the plan's `rtp` row only, and Kamailio routes calls
+//!   only when the daemon drives the relay.
+//!
 //! **Limitations.** One lock for every action: a slow system step (a
-//! Kamailio restart, a firewall load) delays reads too. The firewall is
+//! Kamailio or rtpengine restart, a firewall load) delays reads too. A
+//! change of the `rtp` row restarts rtpengine, which ends the media of the
+//! calls in progress; a change of Kamailio's script restarts Kamailio, whose
+//! phones connect again. The firewall is
 //! only rendered and recorded in [`FirewallMode::Plan`], loaded into the
 //! kernel in [`FirewallMode::Enforce`].
 

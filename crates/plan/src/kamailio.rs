@@ -11,7 +11,12 @@
 //! the rest of the policy that `tls.cfg` cannot say (the groups, the TLS 1.3
 //! suites). The routing script is a registrar
 //! with digest authentication against the subscriber table (HA1 only, no
-//! clear passwords).
+//! clear passwords), and, when the daemon drives the media relay
+//! ([`crate::media`]), a proxy for calls between the accounts: INVITE
+//! (digest of the caller, no relaying to other domains, SRTP mandatory,
+//! 404 unknown / 480 not registered, record-route, dialog), ACK, BYE,
+//! CANCEL and re-INVITEs, the media offered and answered through rtpengine
+//! on the interface of each side's NIC (488 when a side's NIC has no `rtp`).
 //!
 //! Everything named in the files comes from validated newtypes (addresses,
 //! ports, host names, certificate names), so nothing can inject
