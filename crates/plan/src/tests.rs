@@ -294,6 +294,33 @@ fn a_version_1_plan_is_completed_from_its_candidate() {
 }
 
 #[test]
+fn a_version_2_plan_gains_the_media_relay_and_the_calls_in_kamailio() {
+    let (c, f, ctx) = story();
+    let fresh = render(&c, &f, &ctx);
+    // What version 2 recorded: everything but the media section, and a
+    // Kamailio script without calls.
+    let without = Context {
+        media: None,
+        ..ctx.clone()
+    };
+    let mut v2 = render(&c, &f, &without);
+    v2.version = 2;
+    let json = serde_json::to_value(&v2).expect("json");
+    assert!(json.get("media").is_some_and(serde_json::Value::is_null));
+    let old: Plan = serde_json::from_value(json).expect("a version-2 plan reads");
+    assert!(old.media.is_none());
+    let upgraded = old.upgrade(&c, &f, &ctx);
+    assert_eq!(upgraded, fresh, "the media section and the calls added");
+    assert!(
+        upgraded
+            .kamailio
+            .expect("kamailio")
+            .cfg
+            .contains("rtpengine_offer(")
+    );
+}
+
+#[test]
 fn a_next_key_for_the_sip_tls_host_is_pinned_ahead_and_rotating_to_it_is_no_rotation_for_phones() {
     let (c, f, ctx) = story();
     let before = render(&c, &f, &ctx);
