@@ -21,10 +21,9 @@ mod srtp;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
-use common::phone::{HOST, fetch, link_in};
+use common::phone::HOST;
 use serde_json::Value;
-use softphone::{SoftPhone, media_of, sdp};
+use softphone::{SoftPhone, activated, media_of, sdp};
 use srtp::Srtp;
 use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
 
@@ -37,27 +36,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// An account activated through its link: (username, HA1).
-fn activated(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -> (String, String) {
-    let user = d.json(&["account", "add", "--phone", phone, "--name", name])["username"]
-        .as_str()
-        .expect("user")
-        .to_owned();
-    d.ok(&["activate", &user]);
-    let sms = d.json(&["sms", "list"]);
-    let text = sms
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|m| m["username"] == user.as_str())
-        .and_then(|m| m["text"].as_str())
-        .expect("the outbox has the SMS");
-    let (body, _) = fetch(lab, ca, &link_in(text));
-    let doc: Value = serde_json::from_str(&body).expect("document");
-    assert_eq!(doc["srtp"], "mandatory", "{doc}");
-    (user, doc["ha1"].as_str().expect("ha1").to_owned())
 }
 
 /// tcpdump on `eth0` of `ns`, writing raw packets to `file`.

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use switchboard_system::testlab::Netns;
 
-use crate::common::phone::{HOST, md5_hex};
+use serde_json::Value;
+use switchboard_system::testlab::Lab;
+
+use crate::common::Daemon;
+use crate::common::phone::{HOST, fetch, link_in, md5_hex};
 
 /// A SIP message read off the connection.
 #[derive(Debug, Clone)]
@@ -166,6 +170,8 @@ impl SoftPhone {
         });
         sock.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
+        // A phone sends each message at once (no Nagle delay).
+        sock.set_nodelay(true).expect("nodelay");
         media
             .set_read_timeout(Some(Duration::from_millis(500)))
             .expect("timeout");
@@ -540,4 +546,25 @@ pub struct Call {
     pub remote: String,
     /// The INVITE's Via (for a CANCEL).
     pub via: String,
+}
+
+/// An account activated through its link: (username, HA1).
+pub fn activated(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -> (String, String) {
+    let user = d.json(&["account", "add", "--phone", phone, "--name", name])["username"]
+        .as_str()
+        .expect("user")
+        .to_owned();
+    d.ok(&["activate", &user]);
+    let sms = d.json(&["sms", "list"]);
+    let text = sms
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|m| m["username"] == user.as_str())
+        .and_then(|m| m["text"].as_str())
+        .expect("the outbox has the SMS");
+    let (body, _) = fetch(lab, ca, &link_in(text));
+    let doc: Value = serde_json::from_str(&body).expect("document");
+    assert_eq!(doc["srtp"], "mandatory", "{doc}");
+    (user, doc["ha1"].as_str().expect("ha1").to_owned())
 }
