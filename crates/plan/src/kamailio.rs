@@ -282,6 +282,12 @@ fn call_routes(sides: &[(Socket, Option<NicName>)]) -> String {
 	# against its address like a failed registration.
 	if (!proxy_authenticate("REALM", "subscriber")) {{
 		$var(auth) = $rc;
+		if ($var(auth) == -1) {{
+			# Not a verdict on the credentials: the check itself failed.
+			append_to_reply("Retry-After: 1\r\n");
+			sl_send_reply("500", "Server Internal Error: try again");
+			exit;
+		}}
 		if ($var(auth) >= -3 && is_present_hf("Proxy-Authorization")) {{
 			route(FAILED);
 			sl_send_reply("403", "Forbidden: wrong credentials");

@@ -57,8 +57,16 @@ fn measure(
     let uri = format!("sip:{b_user}@{HOST}");
     let offer = sdp(Lab::WAN_PHONE, a.media_port(), Some(&a_key));
     let answer = sdp(Lab::LAN_ADMIN, b.media_port(), Some(&b_key));
-    // Bob answers everything until told to stop; returns the last INVITE.
+    // Bob answers everything until told to stop (also when this thread
+    // panics: the scope waits for him); returns the last INVITE.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let (calls_per_sec, held, invite_at_b) = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let bob = s.spawn(|| {
             let mut last = None;
             while !stop.load(Ordering::Relaxed) {
@@ -126,6 +134,7 @@ fn measure(
     // the others are counted by their size.
     const WINDOW: usize = 64;
     let received = std::sync::atomic::AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
     let (delivered, elapsed) = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
             let mut buf = [0u8; 2048];
@@ -142,16 +151,21 @@ fn measure(
                     last = Instant::now();
                 }
             }
+            done.store(true, Ordering::Relaxed);
             (received.load(Ordering::Relaxed), last)
         });
         let start = Instant::now();
         for (sent, p) in packets.iter().enumerate() {
             let waiting = Instant::now();
-            // A packet lost does not stall the loop for more than 20 ms.
+            // A packet lost does not stall the loop for more than 2 ms;
+            // a receiver that gave up (1 s without a packet) ends it.
             while sent - received.load(Ordering::Relaxed).min(sent) >= WINDOW
-                && waiting.elapsed() < Duration::from_millis(20)
+                && waiting.elapsed() < Duration::from_millis(2)
             {
-                std::hint::spin_loop();
+                std::thread::yield_now();
+            }
+            if done.load(Ordering::Relaxed) {
+                break;
             }
             let _ = a.media.send_to(p, (relay.as_str(), port));
         }

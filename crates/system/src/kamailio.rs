@@ -383,6 +383,15 @@ pub fn sync_subscribers(db: &Path, subscribers: &[Subscriber]) -> Result<(), Kam
         source,
     })?;
     let mut conn = Connection::open(db).map_err(err)?;
+    // Write-ahead logging (a property of the file, kept): Kamailio's
+    // readers (auth_db, per request) never meet a lock while usrloc writes
+    // its registrations back or the accounts are synced; in the rollback
+    // journal's mode such a read fails at once (its driver sets no busy
+    // timeout) and the request is refused as if its credentials were wrong.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS version (
             id INTEGER PRIMARY KEY NOT NULL,
