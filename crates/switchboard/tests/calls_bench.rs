@@ -141,7 +141,7 @@ fn measure(
             let mut last = Instant::now();
             while let Ok(n) = b.media.recv(&mut buf) {
                 let seen = received.load(Ordering::Relaxed);
-                let good = if seen % 64 == 0 {
+                let good = if seen.is_multiple_of(64) {
                     rx.unprotect(&buf[..n]).is_some()
                 } else {
                     n == 12 + 160 + 10

@@ -3,6 +3,8 @@
 //! answering, ACK, BYE, CANCEL), with SDES-keyed SRTP media on a UDP
 //! socket of its own namespace.
 
+#![allow(dead_code)] // the call test and the call benchmark use different parts
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
