@@ -5,15 +5,22 @@
 //! written as linphonerc, plus the test CA and the transports), one in the
 //! LAN neighbour's namespace and one in the WAN neighbour's. Alice calls
 //! Bob, who answers by himself; `calls` shows the call with SRTP through
-//! both NICs and packets relayed; media packets cross both links; Alice
-//! hangs up and `calls` is empty again.
+//! both NICs and packets relayed; the media on both links is SRTP
+//! (captured: RTP headers, PCMU with the suite's tag, a payload that looks
+//! random — the phones play a square wave, which in clear PCMU is two
+//! byte values);
+//! Alice hangs up and `calls` is empty again.
 
 mod common;
+
+#[path = "common/capture.rs"]
+mod capture;
 
 use std::io::Write as _;
 use std::process::{Child, ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
+use capture::Capture;
 use common::Daemon;
 use common::phone::{HOST, fetch, link_in};
 use serde_json::Value;
@@ -22,7 +29,14 @@ use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
 /// The account's Linphone document, fetched through its activation link.
 fn linphone_document(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -> (String, String) {
     let user = d.json(&[
-        "account", "add", "--phone", phone, "--name", name, "--profile", "linphone",
+        "account",
+        "add",
+        "--phone",
+        phone,
+        "--name",
+        name,
+        "--profile",
+        "linphone",
     ])["username"]
         .as_str()
         .expect("user")
@@ -42,7 +56,8 @@ fn linphone_document(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -
 }
 
 /// The document's sections as linphonerc, with what a headless phone in a
-/// test needs besides: the test CA, TLS only, PCMU only, no sound card.
+/// test needs besides: the test CA, TLS only, PCMU only (the codecs
+/// Debian's linphone enables by default are disabled), no sound card.
 fn linphonerc(xml: &str, ca: &str, dir: &std::path::Path) -> String {
     let doc = roxmltree::Document::parse(xml).expect("the document is XML");
     let mut out = String::new();
@@ -68,6 +83,11 @@ fn linphonerc(xml: &str, ca: &str, dir: &std::path::Path) -> String {
     out.push_str(&format!(
         "[rtp]\naudio_rtp_port=40000-40999\naudio_jitt_comp=60\n[sound]\nplayback_dev_id=\ncapture_dev_id=\n\
          [audio_codec_0]\nmime=PCMU\nrate=8000\nchannels=1\nenabled=1\n\
+         [audio_codec_1]\nmime=opus\nrate=48000\nchannels=2\nenabled=0\n\
+         [audio_codec_2]\nmime=speex\nrate=16000\nchannels=1\nenabled=0\n\
+         [audio_codec_3]\nmime=speex\nrate=8000\nchannels=1\nenabled=0\n\
+         [audio_codec_4]\nmime=PCMA\nrate=8000\nchannels=1\nenabled=0\n\
+         [audio_codec_5]\nmime=G729\nrate=8000\nchannels=1\nenabled=0\n\
          [misc]\nuuid=0\n[storage]\nuri={}\n",
         dir.join("lp.db").display()
     ));
@@ -170,14 +190,16 @@ fn two_linphone_phones_call_each_other_through_the_appliance() {
         std::fs::write(&rc, linphonerc(doc, &ca_file, &pdir)).expect("rc");
         phones.push(Linphone::start(ns, &rc, &pdir.join("log.txt")));
     }
-    let registered = |user: &str| {
-        d.json(&["account", "show", user])["registrations"]["registered"] == true
-    };
-    let both = wait_for("both phones to register", 20, || registered(&alice) && registered(&bob));
+    let registered =
+        |user: &str| d.json(&["account", "show", user])["registrations"]["registered"] == true;
+    let both = wait_for("both phones to register", 20, || {
+        registered(&alice) && registered(&bob)
+    });
     let logs = || {
         let mut out = String::new();
         for who in ["alice", "bob"] {
-            let text = std::fs::read_to_string(dir.path().join(who).join("log.txt")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(dir.path().join(who).join("log.txt")).unwrap_or_default();
             let errors: Vec<&str> = text
                 .lines()
                 .filter(|l| {
@@ -195,6 +217,33 @@ fn two_linphone_phones_call_each_other_through_the_appliance() {
         out
     };
     assert!(both, "{}", logs());
+    // What the phones "say": a 100 Hz square wave (8 kHz 16-bit mono WAV,
+    // 6 s), two sample values only: in clear PCMU, at most two distinct
+    // bytes per packet.
+    let tone = dir.path().join("tone.wav");
+    let samples: Vec<i16> = (0..48_000)
+        .map(|i| if (i / 40) % 2 == 0 { 8000 } else { -8000 })
+        .collect();
+    let mut wav = Vec::new();
+    let data_len = (samples.len() * 2) as u32;
+    wav.extend(b"RIFF");
+    wav.extend((36 + data_len).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes());
+    wav.extend(1u16.to_le_bytes());
+    wav.extend(8000u32.to_le_bytes());
+    wav.extend(16000u32.to_le_bytes());
+    wav.extend(2u16.to_le_bytes());
+    wav.extend(16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(data_len.to_le_bytes());
+    for s in &samples {
+        wav.extend(s.to_le_bytes());
+    }
+    std::fs::write(&tone, wav).expect("wav");
+    let cap_wan = Capture::start(&lab.wan, dir.path().join("wan.pcap"));
+    let cap_lan = Capture::start(&lab.lan, dir.path().join("lan.pcap"));
     phones[1].say("autoanswer enable");
     std::thread::sleep(Duration::from_millis(300));
     phones[0].say(&format!("call sip:{bob}@{HOST}"));
@@ -202,7 +251,7 @@ fn two_linphone_phones_call_each_other_through_the_appliance() {
     let up = wait_for("the call to be up with media", 20, || {
         let calls = d.json(&["calls"]);
         match calls.as_array().and_then(|c| c.first()) {
-            Some(c) if c["state"] == "confirmed" && c["packets"].as_u64().unwrap_or(0) > 50 => {
+            Some(c) if c["state"] == "confirmed" && c["srtp"] == true => {
                 call = c.clone();
                 true
             }
@@ -210,10 +259,66 @@ fn two_linphone_phones_call_each_other_through_the_appliance() {
         }
     });
     assert!(up, "{}\n{}", d.json(&["calls"]), logs());
+    // Both phones play the tone into the call for a few seconds.
+    for p in &mut phones {
+        p.say(&format!("play {}", tone.display()));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let call = d.json(&["calls"])[0].clone();
+    assert!(call["packets"].as_u64().unwrap_or(0) > 200, "{call}");
     assert_eq!(call["caller"], alice.as_str(), "{call}");
     assert_eq!(call["callee"], bob.as_str(), "{call}");
     assert_eq!(call["srtp"], true, "{call}");
-    assert_eq!(call["media_nics"], serde_json::json!(["lan0", "wan0"]), "{call}");
+    assert_eq!(
+        call["media_nics"],
+        serde_json::json!(["lan0", "wan0"]),
+        "{call}"
+    );
+    // SRTP on the wire on both sides: RTP version 2, PCMU's 160 bytes plus
+    // the suite's authentication tag, and no payload that is mostly one
+    // byte (silence in clear).
+    let tag = match call["crypto_suites"][0].as_str() {
+        Some(s) if s.ends_with("_80") => 10,
+        Some(s) if s.ends_with("_32") => 4,
+        Some(s) if s.starts_with("AEAD_") => 16,
+        other => panic!("an unexpected suite {other:?}: {call}"),
+    };
+    for (side, cap) in [("WAN", cap_wan), ("LAN", cap_lan)] {
+        let all = cap.stop();
+        let kinds: std::collections::BTreeMap<(u16, u16, u8, usize), usize> =
+            all.iter().fold(Default::default(), |mut m, (s, d, p)| {
+                *m.entry((*s, *d, p.get(1).copied().unwrap_or(0) & 0x7f, p.len()))
+                    .or_default() += 1;
+                m
+            });
+        let media: Vec<Vec<u8>> = all
+            .into_iter()
+            .filter(|(s, d, _)| (10000..=20000).contains(s) || (10000..=20000).contains(d))
+            .map(|(_, _, p)| p)
+            .filter(|p| p.len() >= 12 && p[1] & 0x7f == 0)
+            .collect();
+        assert!(
+            media.len() >= 50,
+            "{side}: {} RTP packets captured: {kinds:?}",
+            media.len()
+        );
+        for p in &media {
+            assert_eq!(p[0] >> 6, 2, "{side}: not RTP");
+            assert_eq!(p.len(), 12 + 160 + tag, "{side}: not SRTP with its tag");
+            let payload = &p[12..12 + 160];
+            // In clear, the square wave is at most two distinct bytes in
+            // 160 (a codec's resampling or gain could add a few);
+            // ciphertext about 119.
+            let distinct = payload
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            assert!(
+                distinct >= 80,
+                "{side}: a payload in clear ({distinct} distinct bytes)"
+            );
+        }
+    }
     phones[0].say("terminate");
     assert!(
         wait_for("the call to end", 10, || d
