@@ -12,7 +12,13 @@
 //!    a WAN phone and a LAN phone over SIP/TLS (INVITE, 407, INVITE, 200,
 //!    ACK, BYE, 200; offer, answer and delete at the relay);
 //! 2. SRTP packets per second the relay takes from one phone, decrypts,
-//!    encrypts and hands to the other (bridged between the NICs).
+//!    encrypts and hands to the other (bridged between the NICs), from the
+//!    rounds that delivered every packet.
+//!
+//! FIXME: some rounds, with either configuration, deliver only part of the
+//! packets: the callee's socket hears nothing for a second while the
+//! caller still sends (the relay pausing, or starved on a shared machine?
+//! not understood yet); those rounds are shown, not averaged.
 
 mod common;
 
@@ -130,8 +136,8 @@ fn measure(
         .expect("timeout");
     // Closed loop: at most WINDOW packets in flight (sent, not yet
     // received), so what is measured is the relay's rate, not the loss of
-    // an overrun socket buffer. Every 64th packet is decrypted and checked;
-    // the others are counted by their size.
+    // an overrun socket buffer. Packets are counted by their size, and
+    // every 64th is decrypted and checked.
     const WINDOW: usize = 64;
     let received = std::sync::atomic::AtomicUsize::new(0);
     let done = AtomicBool::new(false);
@@ -139,19 +145,22 @@ fn measure(
         let receiver = s.spawn(|| {
             let mut buf = [0u8; 2048];
             let mut last = Instant::now();
+            let (mut all, mut sampled, mut bad) = (0usize, 0usize, 0usize);
             while let Ok(n) = b.media.recv(&mut buf) {
-                let seen = received.load(Ordering::Relaxed);
-                let good = if seen.is_multiple_of(64) {
-                    rx.unprotect(&buf[..n]).is_some()
-                } else {
-                    n == 12 + 160 + 10
-                };
-                if good {
-                    received.store(seen + 1, Ordering::Relaxed);
+                all += 1;
+                if all.is_multiple_of(64) {
+                    sampled += 1;
+                    if rx.unprotect(&buf[..n]).is_none() {
+                        bad += 1;
+                    }
+                }
+                if n == 12 + 160 + 10 {
+                    received.fetch_add(1, Ordering::Relaxed);
                     last = Instant::now();
                 }
             }
             done.store(true, Ordering::Relaxed);
+            assert_eq!(bad, 0, "{bad} of {sampled} sampled packets did not decrypt");
             (received.load(Ordering::Relaxed), last)
         });
         let start = Instant::now();
@@ -381,7 +390,14 @@ fn calls_and_media_through_the_generated_configuration_and_a_minimal_one() {
     let data_dir = d.data_dir.clone();
     let mut rounds: Vec<(&str, Figures)> = Vec::new();
     let mut d = Some(d);
-    for round in ["generated", "minimal", "generated", "minimal"] {
+    for round in [
+        "generated",
+        "minimal",
+        "generated",
+        "minimal",
+        "generated",
+        "minimal",
+    ] {
         let figures = if round == "generated" {
             let daemon = d.get_or_insert_with(|| {
                 Daemon::start(
@@ -421,26 +437,32 @@ fn calls_and_media_through_the_generated_configuration_and_a_minimal_one() {
         );
         rounds.push((round, figures));
     }
-    let mean = |name: &str, f: fn(&Figures) -> f64| {
+    // Packets per second only from rounds that delivered every packet (a
+    // relay that paused for a second makes a round's rate meaningless).
+    let mean = |name: &str, f: fn(&Figures) -> Option<f64>| {
         let v: Vec<f64> = rounds
             .iter()
             .filter(|(r, _)| *r == name)
-            .map(|(_, x)| f(x))
+            .filter_map(|(_, x)| f(x))
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    let (gc, mc) = (
-        mean("generated", |f| f.calls_per_sec),
-        mean("minimal", |f| f.calls_per_sec),
-    );
-    let (gp, mp) = (
-        mean("generated", |f| f.packets_per_sec),
-        mean("minimal", |f| f.packets_per_sec),
-    );
+    let calls: fn(&Figures) -> Option<f64> = |f| Some(f.calls_per_sec);
+    let packets: fn(&Figures) -> Option<f64> =
+        |f| (f.delivered == PACKETS).then_some(f.packets_per_sec);
+    let (gc, mc) = (mean("generated", calls), mean("minimal", calls));
+    let (gp, mp) = (mean("generated", packets), mean("minimal", packets));
+    let packets_words = if gp.is_nan() || mp.is_nan() {
+        "SRTP packets/s: no complete round on one side (see the rounds above)".to_owned()
+    } else {
+        format!(
+            "SRTP packets/s: generated {gp:.0}, minimal {mp:.0} ({:.2}x)",
+            gp / mp
+        )
+    };
     eprintln!(
-        "calls/s: generated {gc:.1}, minimal {mc:.1} ({:.2}x); SRTP packets/s: generated {gp:.0}, minimal {mp:.0} ({:.2}x)",
-        gc / mc,
-        gp / mp
+        "calls/s: generated {gc:.1}, minimal {mc:.1} ({:.2}x); {packets_words}",
+        gc / mc
     );
     let _ = data_dir;
 }
