@@ -175,6 +175,7 @@ fn check_diff(edit: impl FnOnce(&mut Candidate), expect: ExpectFile) -> PlanDiff
     for (what, text) in [
         ("kamailio.cfg", &d.kamailio.cfg),
         ("tls.cfg", &d.kamailio.tls_cfg),
+        ("rtpengine.conf", &d.media),
         ("ruleset", &d.ruleset),
     ] {
         if !text.is_empty() {
@@ -257,6 +258,30 @@ fn denying_sip_tls_removes_kamailios_listen_and_its_profile() {
     assert!(
         d.sockets.iter().any(|s| s.change == diff::Change::Removed
             && s.socket.to_string() == "tls:198.51.100.1:5061")
+    );
+}
+
+#[test]
+fn allowing_rtp_on_the_lan_adds_a_relay_interface_and_says_calls_lose_their_media() {
+    let (_, f, _) = story();
+    let d = check_diff(
+        |c| {
+            c.matrix
+                .set(ServiceId::Rtp, &name("lan0"), true, &f)
+                .expect("allow");
+        },
+        expect_file!["../test_data/diff-rtp-allowed.txt"],
+    );
+    assert!(
+        d.media
+            .contains("+interface = lan0/192.0.2.1;wan0/198.51.100.1"),
+        "{}",
+        d.media
+    );
+    assert!(
+        d.notes.iter().any(|n| n.code == "media-restart"),
+        "{:?}",
+        d.notes
     );
 }
 
