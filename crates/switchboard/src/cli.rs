@@ -818,6 +818,7 @@ fn diff_text(d: &DiffView) -> String {
         ("firewall ruleset", &d.diff.ruleset),
         ("kamailio.cfg", &d.diff.kamailio.cfg),
         ("Kamailio tls.cfg", &d.diff.kamailio.tls_cfg),
+        ("rtpengine.conf", &d.diff.media),
     ] {
         if !text.is_empty() {
             let _ = write!(out, "\n{what}:\n{text}");
@@ -914,6 +915,9 @@ fn revision_text(r: &Revision) -> String {
             "\nkamailio.cfg:\n{}\nKamailio tls.cfg:\n{}",
             k.cfg, k.tls_cfg
         );
+    }
+    if let Some(m) = &r.plan.media {
+        let _ = write!(out, "\nrtpengine.conf:\n{}", m.conf);
     }
     out
 }

@@ -1298,6 +1298,7 @@ struct DiffRows {
     ruleset: String,
     kamailio_cfg: String,
     kamailio_tls: String,
+    media: String,
 }
 
 impl From<DiffView> for DiffRows {
@@ -1333,6 +1334,7 @@ impl From<DiffView> for DiffRows {
             ruleset: diff.ruleset,
             kamailio_cfg: diff.kamailio.cfg,
             kamailio_tls: diff.kamailio.tls_cfg,
+            media: diff.media,
         }
     }
 }
