@@ -57,6 +57,8 @@ const VOIP_HOST: &str = "voip.example.test";
 const CONSOLE_PORT: u16 = 8443;
 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
+/// The media relay (Debian's rtpengine-daemon), run when installed.
+const RTPENGINE: &str = "/usr/bin/rtpengine";
 
 /// The sample phone.
 const PHONE_NUMBER: &str = "+15550100";
@@ -431,8 +433,13 @@ impl Lab {
             .arg("--socket")
             .arg(self.socket())
             .args(["serve", "--firewall", "enforce", "--sms-gateway", "outbox"]);
+        // The media relay too when rtpengine is installed: phones can call.
+        let rtpengine = kamailio && Path::new(RTPENGINE).exists();
         if kamailio {
             cmd.args(["--sip", "kamailio"]);
+        }
+        if rtpengine {
+            cmd.args(["--media", "rtpengine"]);
         }
         cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -441,7 +448,11 @@ impl Lab {
         say(&format!(
             "daemon: {} serve --firewall enforce{} in {NS_APP}, log {}",
             self.bin.display(),
-            if kamailio { " --sip kamailio" } else { "" },
+            match (kamailio, rtpengine) {
+                (true, true) => " --sip kamailio --media rtpengine",
+                (true, false) => " --sip kamailio",
+                _ => "",
+            },
             self.path("daemon.log").display()
         ));
         let mut child = cmd.spawn().context("cannot start the daemon")?;

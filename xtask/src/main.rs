@@ -56,6 +56,9 @@ const PACKAGES: &[&str] = &[
     // if started on the host, is neither used nor disturbed)
     "prometheus",
     "systemd", // systemd-analyze: the package test verifies the unit and measures its exposure
+    "rtpengine-daemon", // rtpengine: the media relay of calls (Kamailio's rtpengine module is in `kamailio`)
+    "tcpdump", // captures on the phones' links: the call tests check the media is SRTP on the wire
+    "linphone-cli", // linphonec: the real softphones of the linphone call test
 ];
 
 /// The cargo subcommand that builds the Debian package (`cargo xtask deb`,

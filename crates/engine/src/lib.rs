@@ -23,8 +23,15 @@
 //!   and the supervisor hold, and from counters kept in memory: nothing is
 //!   recorded for it, and nothing in it is a secret.
 //!
+//! - The media relay (rtpengine, [`calls`] lists what it relays) runs the
+//!   interfaces of the plan's `rtp` row only, and Kamailio routes calls
+//!   only when the daemon drives the relay.
+//!
 //! **Limitations.** One lock for every action: a slow system step (a
-//! Kamailio restart, a firewall load) delays reads too. The firewall is
+//! Kamailio or rtpengine restart, a firewall load) delays reads too. A
+//! change of the `rtp` row restarts rtpengine, which ends the media of the
+//! calls in progress; a change of Kamailio's script restarts Kamailio, whose
+//! phones connect again. The firewall is
 //! only rendered and recorded in [`FirewallMode::Plan`], loaded into the
 //! kernel in [`FirewallMode::Enforce`].
 
@@ -32,6 +39,7 @@ pub mod accounts;
 pub mod acme;
 pub mod auth;
 pub mod bans;
+pub mod calls;
 mod certs;
 pub mod cpu;
 pub mod datadir;
@@ -41,6 +49,7 @@ mod facts;
 mod failpoint;
 pub mod firewall;
 pub mod listeners;
+mod media;
 pub mod metrics;
 pub mod monitor;
 mod origin;
@@ -103,6 +112,9 @@ pub struct EngineConfig {
     pub sms_gateway: switchboard_system::sms::Gateway,
     /// Drive Kamailio for the SIP services (`serve --sip kamailio`).
     pub sip: bool,
+    /// Drive rtpengine as the media relay of calls (`serve --media
+    /// rtpengine`); Kamailio routes calls only then.
+    pub media: bool,
 }
 
 impl EngineConfig {
@@ -115,6 +127,7 @@ impl EngineConfig {
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: false,
+            media: false,
         }
     }
 }
@@ -137,6 +150,8 @@ pub struct Engine {
     fetch_limit: accounts::RateLimit,
     /// Kamailio, when the daemon drives it.
     sip: Option<Mutex<sip::Sip>>,
+    /// rtpengine, when the daemon drives it.
+    media: Option<Mutex<media::Media>>,
     /// Token consumptions waiting for the next group commit.
     consumer: std::sync::OnceLock<tokio::sync::mpsc::Sender<accounts::Consume>>,
     /// What the documents of the running revision share.
@@ -174,6 +189,9 @@ impl Engine {
         let sip = config
             .sip
             .then(|| Mutex::new(sip::Sip::new(&config.data_dir)));
+        let media = config
+            .media
+            .then(|| Mutex::new(media::Media::new(&config.data_dir)));
         let phones = store.second_connection()?;
         let store = std::sync::Arc::new(Mutex::new(store));
         let phones = match phones {
@@ -182,6 +200,7 @@ impl Engine {
         };
         Ok(Engine {
             sip,
+            media,
             config,
             store,
             phones,
@@ -259,7 +278,7 @@ impl Engine {
                 &facts_now,
                 replanned.as_ref(),
                 replanned.as_ref(),
-                &[Step::Tls, Step::Kamailio],
+                &[Step::Tls, Step::Media, Step::Kamailio],
                 Binding::BestEffort,
             )
             .await
@@ -287,6 +306,7 @@ impl Engine {
     pub(crate) fn context(&self) -> Context {
         Context {
             kamailio: self.config.sip.then(|| sip::env(&self.config.data_dir)),
+            media: self.config.media.then(media::env),
         }
     }
 
@@ -362,10 +382,21 @@ impl Engine {
         }
     }
 
-    /// Stop what the daemon runs (Kamailio).
+    /// The media relay's state, when the daemon drives it.
+    pub async fn media_state(&self) -> Option<switchboard_system::kamailio::KamailioState> {
+        match &self.media {
+            Some(m) => Some(m.lock().await.state().unwrap_or_default()),
+            None => None,
+        }
+    }
+
+    /// Stop what the daemon runs (Kamailio, then the media relay).
     pub async fn shutdown(&self) {
         if let Some(sip) = &self.sip {
             sip.lock().await.stop().await;
+        }
+        if let Some(media) = &self.media {
+            media.lock().await.stop().await;
         }
     }
 
@@ -402,6 +433,18 @@ impl Engine {
             _ => format!(
                 "kamailio not running{}",
                 k.last_exit
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ),
+        });
+        let media = self.media_state().await.map(|m| match (m.running, m.pid) {
+            (true, Some(pid)) => format!(
+                "media relay running (rtpengine, pid {pid}, restarted {} time(s))",
+                m.restarts
+            ),
+            _ => format!(
+                "media relay not running{}",
+                m.last_exit
                     .map(|e| format!(" (last: {e})"))
                     .unwrap_or_default()
             ),
@@ -447,6 +490,7 @@ impl Engine {
             padlocks: checks.len(),
             open_padlocks,
             sip,
+            media,
             bans: Self::ban_counts(&store)?,
             expiring: certs::expiring(&store, Timestamp::now())?,
         })

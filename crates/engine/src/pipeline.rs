@@ -1,7 +1,7 @@
 //! Putting a whole plan on the system, step by step.
 //!
 //! The steps run in order — the firewall, the built-in listeners' sockets,
-//! their TLS tables, Kamailio — and each one checks what it is given before
+//! their TLS tables, the media relay, Kamailio — and each one checks what it is given before
 //! it touches anything, applies it, and verifies it. When a step fails, it
 //! and every step before it are put back to the plan that was running, in
 //! reverse order, so the appliance never runs half a revision.
@@ -23,18 +23,28 @@ pub(crate) enum Step {
     Listeners,
     /// The certificates the built-in listeners present, per address.
     Tls,
+    /// rtpengine's configuration and process, verified over its control
+    /// sockets (before Kamailio, whose calls use it).
+    Media,
     /// Kamailio's files, process and TLS sockets.
     Kamailio,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 4] = [Step::Firewall, Step::Listeners, Step::Tls, Step::Kamailio];
+    pub(crate) const ALL: [Step; 5] = [
+        Step::Firewall,
+        Step::Listeners,
+        Step::Tls,
+        Step::Media,
+        Step::Kamailio,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Step::Firewall => "firewall",
             Step::Listeners => "listeners",
             Step::Tls => "tls",
+            Step::Media => "media",
             Step::Kamailio => "kamailio",
         }
     }
@@ -151,6 +161,15 @@ impl Engine {
                 .tls
                 .install(resolved, facts, store)
                 .map_err(|e| e.to_string()),
+            Step::Media => match &self.media {
+                Some(media) => media
+                    .lock()
+                    .await
+                    .apply(resolved)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Ok(String::new()),
+            },
             Step::Kamailio => match &self.sip {
                 Some(sip) => sip
                     .lock()

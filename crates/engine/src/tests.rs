@@ -1242,3 +1242,14 @@ async fn a_next_key_is_pinned_ahead_and_a_rotation_names_the_phones_it_breaks() 
         status.diagnostics
     );
 }
+
+#[tokio::test]
+async fn without_kamailio_and_a_relay_there_are_no_calls_and_status_says_no_relay() {
+    let e = engine().await;
+    assert!(e.calls().await.expect("calls").is_empty());
+    let s = e.status().await.expect("status");
+    assert_eq!((s.sip, s.media), (None, None));
+    // Without `--media`, the plan has no media section and Kamailio (when
+    // driven) no call routing.
+    assert!(e.context().media.is_none());
+}

@@ -38,6 +38,9 @@ pub struct StatusView {
     pub open_padlocks: Vec<String>,
     /// The SIP server's state; `None` when the daemon does not drive one.
     pub sip: Option<String>,
+    /// The media relay's state; `None` when the daemon does not drive one.
+    #[serde(default)]
+    pub media: Option<String>,
     /// The SIP edge's bans.
     #[serde(default)]
     pub bans: crate::bans::BanCounts,

@@ -116,6 +116,9 @@ pub struct PlanDiff {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pins: Option<PinChange>,
     pub kamailio: KamailioDiff,
+    /// Unified diff of the media relay's `rtpengine.conf`.
+    #[serde(default)]
+    pub media: String,
     /// Unified diff of the two nftables rulesets.
     pub ruleset: String,
     pub notes: Vec<Note>,
@@ -132,6 +135,7 @@ impl PlanDiff {
             && self.provisioning.is_empty()
             && self.pins.is_none()
             && self.kamailio == KamailioDiff::default()
+            && self.media.is_empty()
             && self.ruleset.is_empty())
     }
 
@@ -210,6 +214,9 @@ impl PlanDiff {
         }
         if !self.kamailio.tls_cfg.is_empty() {
             out.push("Kamailio: tls.cfg changes".into());
+        }
+        if !self.media.is_empty() {
+            out.push("media relay: rtpengine.conf changes".into());
         }
         out
     }
@@ -303,6 +310,8 @@ pub fn diff(from: &Plan, to: &Plan, labels: (&str, &str)) -> PlanDiff {
         cfg: unified(&file(ka, |k| &k.cfg), &file(kb, |k| &k.cfg), labels),
         tls_cfg: unified(&file(ka, |k| &k.tls_cfg), &file(kb, |k| &k.tls_cfg), labels),
     };
+    let conf = |p: &Plan| p.media.as_ref().map(|m| m.conf.clone()).unwrap_or_default();
+    d.media = unified(&conf(from), &conf(to), labels);
     d.ruleset = unified(&from.ruleset, &to.ruleset, labels);
     d.notes = notes(from, to, &d);
     d
@@ -400,6 +409,20 @@ fn notes(from: &Plan, to: &Plan, d: &PlanDiff) -> Vec<Note> {
             text,
         })
     };
+    let relays = |p: &Plan| p.media.as_ref().is_some_and(|m| !m.is_idle());
+    if !d.media.is_empty() && relays(from) {
+        note(
+            "media-restart",
+            if relays(to) {
+                "the media relay restarts with its new interfaces or ports: calls in progress lose \
+                 their media (their signalling stays up)"
+            } else {
+                "the media relay stops (rtp enabled on no NIC with an address): calls in progress \
+                 lose their media, new calls are refused"
+            }
+            .into(),
+        );
+    }
     if let Some(p) = &d.pins
         && !p.from.is_empty()
         && p.to

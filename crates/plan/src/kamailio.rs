@@ -11,7 +11,12 @@
 //! the rest of the policy that `tls.cfg` cannot say (the groups, the TLS 1.3
 //! suites). The routing script is a registrar
 //! with digest authentication against the subscriber table (HA1 only, no
-//! clear passwords).
+//! clear passwords), and, when the daemon drives the media relay
+//! ([`crate::media`]), a proxy for calls between the accounts: INVITE
+//! (digest of the caller, no relaying to other domains, SRTP mandatory,
+//! 404 unknown / 480 not registered, record-route, dialog), ACK, BYE,
+//! CANCEL and re-INVITEs, the media offered and answered through rtpengine
+//! on the interface of each side's NIC (488 when a side's NIC has no `rtp`).
 //!
 //! Everything named in the files comes from validated newtypes (addresses,
 //! ports, host names, certificate names), so nothing can inject
@@ -24,9 +29,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{
-    Candidate, CertName, Facts, Hostname, ResolvedMatrix, ServiceId, TLS_POLICY,
+    Candidate, CertName, Facts, Hostname, NicName, ResolvedMatrix, ServiceId, TLS_POLICY,
 };
 
+use crate::media::MediaConfig;
 use crate::{Server, Socket, TlsAssignment};
 
 /// Where the files Kamailio reads live (the system adapter decides).
@@ -203,6 +209,195 @@ route[REGISTERED] {{
     )
 }
 
+/// The flags of every offer and answer: SRTP (SDES) on both legs, never
+/// a NULL cipher offered, no DTLS, ICE candidates removed (the relay is the
+/// only path), the relay's address in the SDP's origin and connection
+/// lines.
+const RELAY_FLAGS: &str = "RTP/SAVP SDES-no-NULL_HMAC_SHA1_80 SDES-no-NULL_HMAC_SHA1_32 DTLS=off ICE=remove replace-origin replace-session-connection";
+
+/// An SDP that is SRTP: an audio stream over RTP/SAVP(F) and a crypto
+/// attribute with a suite that encrypts (a NULL cipher does not).
+const SRTP_SDP: &str =
+    r#"search_body("m=audio [0-9]+ RTP/SAVP") && search_body("a=crypto:[0-9]+ +(AES_|AEAD_|F8_)")"#;
+
+/// The rest of `request_route` when the daemon drives the media relay:
+/// calls between the accounts (INVITE, ACK, BYE, CANCEL, re-INVITE), and
+/// the routes they use. `sides` maps each SIP socket to the relay's
+/// interface (a NIC name) for media of a call leg through it, `None` where
+/// `rtp` is denied on its NIC.
+fn call_routes(sides: &[(Socket, Option<NicName>)]) -> String {
+    let mut received = String::new();
+    let mut sent = String::new();
+    for (socket, side) in sides {
+        let Some(nic) = side else { continue };
+        // Addresses print as digits, hex, '.' and ':', names are
+        // `[A-Za-z0-9_.-]`: nothing to escape.
+        if let Some(addr) = socket.address {
+            let _ = writeln!(
+                received,
+                "\tif ($Ri == \"{addr}\" && $Rp == {port}) {{\n\t\t$var(in) = \"{nic}\";\n\t}}",
+                port = socket.port
+            );
+        }
+        let _ = writeln!(
+            sent,
+            "\tif ($fs == \"{socket}\") {{\n\t\t$var(out) = \"{nic}\";\n\t}}"
+        );
+    }
+    format!(
+        r#"	# Calls between the accounts of the appliance. Requests within a
+	# dialog follow its Record-Route.
+	if (has_totag()) {{
+		route(WITHIN_DIALOG);
+		exit;
+	}}
+	if (is_method("CANCEL")) {{
+		if (t_check_trans()) {{
+			rtpengine_delete();
+			t_relay();
+		}}
+		exit;
+	}}
+	if (is_method("ACK")) {{
+		# An ACK outside a dialog belongs to a transaction or to nothing.
+		if (t_check_trans()) {{
+			t_relay();
+		}}
+		exit;
+	}}
+	if (!is_method("INVITE")) {{
+		sl_send_reply("405", "Method Not Allowed");
+		exit;
+	}}
+	# No open relay: only the appliance's own names and addresses.
+	if (uri != myself) {{
+		sl_send_reply("403", "Forbidden: not a domain of this appliance");
+		exit;
+	}}
+	if (src_ip == myself) {{
+		sl_send_reply("482", "Loop Detected");
+		exit;
+	}}
+	# The caller proves who it is (digest on HA1); wrong credentials count
+	# against its address like a failed registration.
+	if (!proxy_authenticate("REALM", "subscriber")) {{
+		$var(auth) = $rc;
+		if ($var(auth) == -1) {{
+			# Not a verdict on the credentials: the check itself failed.
+			append_to_reply("Retry-After: 1\r\n");
+			sl_send_reply("500", "Server Internal Error: try again");
+			exit;
+		}}
+		if ($var(auth) >= -3 && is_present_hf("Proxy-Authorization")) {{
+			route(FAILED);
+			sl_send_reply("403", "Forbidden: wrong credentials");
+			exit;
+		}}
+		proxy_challenge("REALM", "0");
+		exit;
+	}}
+	if ($au != $fU) {{
+		route(FAILED);
+		sl_send_reply("403", "Forbidden: authentication and From user differ");
+		exit;
+	}}
+	consume_credentials();
+	# SRTP is mandatory (the phones' documents say so): an offer without
+	# it, or without an offer, is refused; never relayed as plain RTP.
+	if (!has_body("application/sdp") || !({SRTP_SDP})) {{
+		sl_send_reply("488", "Not Acceptable Here: SRTP is mandatory");
+		exit;
+	}}
+	if (!lookup("location")) {{
+		if (is_subscriber("$ru", "subscriber", "2")) {{
+			sl_send_reply("480", "Temporarily Unavailable");
+		}} else {{
+			sl_send_reply("404", "Not Found");
+		}}
+		exit;
+	}}
+	route(MEDIA_SIDES);
+	if ($var(in) == "" || $var(out) == "") {{
+		# One side's NIC does not carry media (the matrix denies rtp there).
+		sl_send_reply("488", "Not Acceptable Here: no media on this network");
+		exit;
+	}}
+	record_route();
+	dlg_manage();
+	if (!rtpengine_offer("direction=$var(in) direction=$var(out) {RELAY_FLAGS}")) {{
+		sl_send_reply("503", "Service Unavailable: the media relay does not answer");
+		exit;
+	}}
+	t_on_reply("MEDIA");
+	t_on_failure("MEDIA_FAILED");
+	if (!t_relay()) {{
+		rtpengine_delete();
+		sl_reply_error();
+	}}
+	exit;
+}}
+
+route[MEDIA_SIDES] {{
+	# The relay's interface on the caller's side (where the INVITE came
+	# in) and on the callee's (where its registration came in).
+	$var(in) = "";
+	$var(out) = "";
+{received}{sent}	return;
+}}
+
+route[WITHIN_DIALOG] {{
+	if (!loose_route()) {{
+		if (is_method("ACK") && t_check_trans()) {{
+			t_relay();
+			exit;
+		}}
+		if (!is_method("ACK")) {{
+			sl_send_reply("404", "Not Found: no such dialog here");
+		}}
+		exit;
+	}}
+	if (!is_method("ACK") && !is_known_dlg()) {{
+		sl_send_reply("481", "Call/Transaction Does Not Exist");
+		exit;
+	}}
+	if (is_method("BYE")) {{
+		rtpengine_delete();
+	}} else if (is_method("INVITE") && has_body("application/sdp")) {{
+		# A re-INVITE: the new offer through the relay, on the sides the
+		# first one set; SRTP still mandatory.
+		if (!({SRTP_SDP})) {{
+			sl_send_reply("488", "Not Acceptable Here: SRTP is mandatory");
+			exit;
+		}}
+		if (!rtpengine_offer("{RELAY_FLAGS}")) {{
+			sl_send_reply("503", "Service Unavailable: the media relay does not answer");
+			exit;
+		}}
+		t_on_reply("MEDIA");
+	}}
+	t_relay();
+	exit;
+}}
+
+onreply_route[MEDIA] {{
+	if (has_body("application/sdp")) {{
+		if ({SRTP_SDP}) {{
+			rtpengine_answer("{RELAY_FLAGS}");
+		}} else {{
+			# An answer without SRTP: its media is not relayed (never plain).
+			rtpengine_delete();
+			xlog("L_WARN", "switchboard: an answer without SRTP; no media relayed for it\n");
+		}}
+	}}
+}}
+
+failure_route[MEDIA_FAILED] {{
+	rtpengine_delete();
+}}
+"#
+    )
+}
+
 /// Render Kamailio's configuration for `matrix` on the NICs of `facts`.
 /// `aliases` are the names the SIP/TLS service is known by.
 pub fn render(
@@ -212,9 +407,14 @@ pub fn render(
     tls: &[TlsAssignment],
     aliases: &[Hostname],
     env: &Env,
+    media: Option<&MediaConfig>,
 ) -> KamailioConfig {
     let (paths, realm) = (&env.paths, env.realm.as_str());
     let mut sockets = Vec::new();
+    // The media interface (NIC name) of each SIP socket: the relay's side
+    // of a call that arrives there or leaves from there; `None` where the
+    // matrix denies `rtp` on the socket's NIC.
+    let mut media_side: Vec<(Socket, Option<NicName>)> = Vec::new();
     let mut profiles = Vec::new();
     for service in [ServiceId::SipTls, ServiceId::SipUdp] {
         let port = candidate.port(service).first();
@@ -225,13 +425,18 @@ pub fn render(
                 .find(|a| a.service == ServiceId::SipTls && &a.nic == nic)
                 .map(|a| &a.cert.cert);
             for addr in n.addrs.iter().filter(|a| !a.is_link_local()) {
-                sockets.push(Socket {
+                let socket = Socket {
                     service,
                     server: Server::Kamailio,
                     transport: service.info().transport,
                     address: Some(addr.addr),
                     port,
-                });
+                };
+                let side = media
+                    .filter(|m| m.interfaces.iter().any(|i| &i.nic == nic))
+                    .map(|_| nic.clone());
+                media_side.push((socket.clone(), side));
+                sockets.push(socket);
                 if let (ServiceId::SipTls, Some(cert)) = (service, cert) {
                     profiles.push((addr_port(addr.addr, port), cert.clone()));
                 }
@@ -288,6 +493,9 @@ pub fn render(
         "db_sqlite",
         "auth_db",
     ];
+    if media.is_some() {
+        modules.extend(["rr", "dialog", "rtpengine"]);
+    }
     let bans = &candidate.bans;
     if bans.enabled {
         modules.extend(["htable", "pike"]);
@@ -337,6 +545,21 @@ modparam(\"pike\", \"remove_latency\", 4)
             window = bans.window_secs,
             ban = bans.ban_secs,
             flood = bans.flood_requests,
+        );
+    }
+    if let Some(m) = media {
+        // Calls: the relay's control socket (loopback), dialogs for
+        // `calls`, and the From tag in Record-Route for the dialog's
+        // direction.
+        let _ = write!(
+            cfg,
+            "modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:{ng}\")
+modparam(\"rtpengine\", \"rtpengine_tout_ms\", 2000)
+modparam(\"rr\", \"append_fromtag\", 1)
+modparam(\"dialog\", \"default_timeout\", 14400)
+modparam(\"tm\", \"fr_inv_timer\", 60000)
+",
+            ng = m.ng,
         );
     }
     if has_tls {
@@ -399,11 +622,12 @@ request_route {
 \t\tsl_send_reply(\"200\", \"OK\");
 \t\texit;
 \t}
-\tsl_send_reply(\"405\", \"Method Not Allowed\");
-\texit;
-}
 ",
     );
+    match media {
+        Some(_) => cfg.push_str(&call_routes(&media_side)),
+        None => cfg.push_str("\tsl_send_reply(\"405\", \"Method Not Allowed\");\n\texit;\n}\n"),
+    }
     cfg.push_str(&edge_routes(bans));
 
     let cfg = cfg
@@ -498,6 +722,7 @@ pub(crate) mod tests {
             &tls,
             &["voip.example.test".parse().expect("host")],
             &env(),
+            None,
         );
         assert_eq!(k.listens(), ["tls:198.51.100.1:5061", "udp:192.0.2.1:5060"]);
         assert_eq!(k.certificates, [cert("test-cert"), cert("voip")]);
@@ -510,7 +735,8 @@ pub(crate) mod tests {
     fn the_ban_policy_is_in_the_routing_script() {
         let f = facts(&[("lan0", Some("192.0.2.1"))]);
         let mut c = candidate();
-        let render_cfg = |c: &Candidate| render(c, &c.matrix.resolve(&f), &f, &[], &[], &env()).cfg;
+        let render_cfg =
+            |c: &Candidate| render(c, &c.matrix.resolve(&f), &f, &[], &[], &env(), None).cfg;
         let on = render_cfg(&c);
         assert!(on.contains("loadmodule \"pike.so\"") && !on.contains("ipops"));
         assert!(on.contains("if ($var(failures) >= 5) {"));
@@ -546,11 +772,11 @@ pub(crate) mod tests {
         for s in [ServiceId::SipTls, ServiceId::SipUdp] {
             c.matrix.set(s, &name("lan0"), false, &f).expect("deny");
         }
-        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env());
+        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env(), None);
         assert!(k.is_idle());
         assert!(k.cfg.contains("enable_tls=no") && !k.cfg.contains("loadmodule \"tls.so\""));
         let c = candidate();
-        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env());
+        let k = render(&c, &c.matrix.resolve(&f), &f, &[], &[], &env(), None);
         assert_eq!(
             k.listens(),
             ["tls:[2001:db8::1]:5061", "udp:[2001:db8::1]:5060"]

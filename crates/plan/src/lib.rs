@@ -8,7 +8,8 @@
 //! | `matrix`, `ruleset` | the resolved matrix and the nftables script ([`nft`]), with the empty ban sets and their drop rules | the firewall step (which carries the live bans over) |
 //! | `sockets` | every socket a service listens on: the built-in HTTPS listeners (every address) and Kamailio's (per address) | the listeners step, Kamailio |
 //! | `tls`, `tls_defaults`, `certificates` | the TLS table: per service and NIC, the addresses and the certificate presented there (name, fingerprint); per service the default for any other address; once per certificate its subject, expiry and the names it answers for | the TLS tables step, Kamailio's `tls.cfg` |
-//! | `kamailio` | `kamailio.cfg` (registrar, ban policy, limits) and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
+//! | `kamailio` | `kamailio.cfg` (registrar, ban policy, limits, and calls through the media relay when there is one) and `tls.cfg` ([`kamailio`]) when the daemon drives Kamailio | the Kamailio step |
+//! | `media` | `rtpengine.conf` ([`media`]): an interface per address of every NIC where `rtp` is enabled, the `rtp` ports, when the daemon drives the media relay | the media step |
 //! | `nics` | the NICs' declared host names and public addresses | the padlock check |
 //! | `provisioning` | the SIP/TLS host name and port, the web services URI, the app store links, and the key pins native documents carry | the documents served to phones |
 //!
@@ -26,6 +27,7 @@
 
 pub mod diff;
 pub mod kamailio;
+pub mod media;
 pub mod nft;
 
 use std::collections::BTreeMap;
@@ -42,8 +44,9 @@ pub use diff::{PlanDiff, diff};
 
 /// The version of the plan document written now. Plans recorded before
 /// the sections beyond `matrix`, `ruleset` and `tls` existed read as
-/// version 1 and are completed by [`Plan::upgrade`].
-pub const PLAN_VERSION: u32 = 2;
+/// version 1, those before the media relay (`media`) are version 2; both
+/// are completed by [`Plan::upgrade`].
+pub const PLAN_VERSION: u32 = 3;
 
 /// What an Update applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,10 @@ pub struct Plan {
     /// Kamailio's files, when the daemon drives Kamailio.
     #[serde(default)]
     pub kamailio: Option<kamailio::KamailioConfig>,
+    /// The media relay's files (rtpengine), when the daemon drives it
+    /// (version 3).
+    #[serde(default)]
+    pub media: Option<media::MediaConfig>,
 }
 
 fn version_one() -> u32 {
@@ -204,6 +211,9 @@ pub struct Provisioning {
 pub struct Context {
     /// Where Kamailio's files live, when the daemon drives Kamailio.
     pub kamailio: Option<kamailio::Env>,
+    /// Where the media relay's control sockets are, when the daemon drives
+    /// it (calls are routed only then).
+    pub media: Option<media::Env>,
 }
 
 /// Why a candidate cannot be planned: its error diagnostics (warnings are
@@ -245,9 +255,14 @@ pub fn render(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
         nics: candidate.nics.clone(),
         provisioning: provisioning(candidate, facts, &tls),
         kamailio: None,
+        media: None,
         tls,
         matrix,
     };
+    plan.media = context
+        .media
+        .as_ref()
+        .map(|env| media::render(candidate, &plan.matrix, facts, env));
     plan.kamailio = context.kamailio.as_ref().map(|env| {
         kamailio::render(
             candidate,
@@ -256,6 +271,7 @@ pub fn render(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan {
             &plan.tls,
             &sip_aliases(candidate, &plan.matrix),
             env,
+            plan.media.as_ref(),
         )
     });
     plan.sockets = sockets(&plan);
@@ -279,6 +295,7 @@ pub fn factory(candidate: &Candidate, facts: &Facts, context: &Context) -> Plan 
     let mut plan = render(&factory, facts, context);
     plan.ruleset = String::new();
     plan.kamailio = None;
+    plan.media = None;
     plan.sockets.retain(|s| s.server == Server::Switchboard);
     plan
 }
@@ -293,6 +310,17 @@ impl Plan {
             return self;
         }
         let fresh = render(candidate, facts, context);
+        if self.version == 2 {
+            // Version 2 lacks the media relay only: its section, and the
+            // Kamailio script that routes calls through it.
+            if fresh.media.is_some() {
+                self.kamailio = fresh.kamailio;
+            }
+            self.media = fresh.media;
+            self.version = PLAN_VERSION;
+            self.sockets = sockets(&self);
+            return self;
+        }
         // A version-1 assignment lacks its NIC's addresses: take them from
         // the fresh rendering of the same cell.
         for a in &mut self.tls {
@@ -310,6 +338,7 @@ impl Plan {
         self.certificates = certificates(facts, &self.tls, &self.tls_defaults);
         self.nics = fresh.nics;
         self.kamailio = fresh.kamailio;
+        self.media = fresh.media;
         let (pins, next_pins) = pins(candidate, facts, &self.tls);
         self.provisioning = Provisioning {
             pins,
@@ -398,6 +427,21 @@ impl Plan {
                     .join(", ")
             )),
             Some(_) => out.push("Kamailio: not running (no SIP service enabled)".into()),
+            None => {}
+        }
+        match &self.media {
+            Some(m) if !m.is_idle() => out.push(format!(
+                "media relay: runs on {}, ports {}",
+                m.interfaces
+                    .iter()
+                    .map(|i| format!("{} {}", i.nic, i.address))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m.ports
+            )),
+            Some(_) => {
+                out.push("media relay: not running (rtp enabled on no NIC with an address)".into())
+            }
             None => {}
         }
         out

@@ -95,6 +95,7 @@ fn story() -> (Candidate, Facts, Context) {
     c.provisioning.web_uri = Some("https://voip.example.test".parse().expect("uri"));
     let context = Context {
         kamailio: Some(env()),
+        media: Some(crate::media::Env::default()),
     };
     (c, f, context)
 }
@@ -113,6 +114,9 @@ fn sections(p: &Plan) -> String {
             k.tls_cfg.lines().count()
         );
     }
+    if let Some(m) = &mut p.media {
+        m.conf = format!("<{} lines: see rtpengine-*.conf>", m.conf.lines().count());
+    }
     serde_json::to_string_pretty(&p).expect("json") + "\n"
 }
 
@@ -128,6 +132,10 @@ fn the_story_plan_has_every_section() {
     expect_file!["../test_data/plan-story.txt"].assert_eq(&(p.summary().join("\n") + "\n"));
     let k = p.kamailio.as_ref().expect("kamailio");
     expect_file!["../test_data/plan-story.kamailio.tls.cfg"].assert_eq(&k.tls_cfg);
+    // With the media relay, Kamailio routes calls through it.
+    expect_file!["../test_data/plan-story.kamailio.cfg"].assert_eq(&k.cfg);
+    let m = p.media.as_ref().expect("media");
+    expect_file!["../test_data/plan-story.rtpengine.conf"].assert_eq(&m.conf);
     assert_eq!(
         p.ruleset,
         nft::render(&c, &p.matrix),
@@ -135,7 +143,7 @@ fn the_story_plan_has_every_section() {
     );
     // Without Kamailio, its section and sockets are absent, the rest the same.
     let bare = render(&c, &f, &Context::default());
-    assert!(bare.kamailio.is_none());
+    assert!(bare.kamailio.is_none() && bare.media.is_none());
     assert_eq!(
         bare.sockets.len(),
         4,
@@ -167,6 +175,7 @@ fn check_diff(edit: impl FnOnce(&mut Candidate), expect: ExpectFile) -> PlanDiff
     for (what, text) in [
         ("kamailio.cfg", &d.kamailio.cfg),
         ("tls.cfg", &d.kamailio.tls_cfg),
+        ("rtpengine.conf", &d.media),
         ("ruleset", &d.ruleset),
     ] {
         if !text.is_empty() {
@@ -253,6 +262,30 @@ fn denying_sip_tls_removes_kamailios_listen_and_its_profile() {
 }
 
 #[test]
+fn allowing_rtp_on_the_lan_adds_a_relay_interface_and_says_calls_lose_their_media() {
+    let (_, f, _) = story();
+    let d = check_diff(
+        |c| {
+            c.matrix
+                .set(ServiceId::Rtp, &name("lan0"), true, &f)
+                .expect("allow");
+        },
+        expect_file!["../test_data/diff-rtp-allowed.txt"],
+    );
+    assert!(
+        d.media
+            .contains("+interface = lan0/192.0.2.1;wan0/198.51.100.1"),
+        "{}",
+        d.media
+    );
+    assert!(
+        d.notes.iter().any(|n| n.code == "media-restart"),
+        "{:?}",
+        d.notes
+    );
+}
+
+#[test]
 fn the_same_plan_has_no_diff() {
     let (c, f, ctx) = story();
     let p = render(&c, &f, &ctx);
@@ -282,6 +315,33 @@ fn a_version_1_plan_is_completed_from_its_candidate() {
     assert_eq!(
         upgraded, fresh,
         "completed, it is the plan the candidate renders today"
+    );
+}
+
+#[test]
+fn a_version_2_plan_gains_the_media_relay_and_the_calls_in_kamailio() {
+    let (c, f, ctx) = story();
+    let fresh = render(&c, &f, &ctx);
+    // What version 2 recorded: everything but the media section, and a
+    // Kamailio script without calls.
+    let without = Context {
+        media: None,
+        ..ctx.clone()
+    };
+    let mut v2 = render(&c, &f, &without);
+    v2.version = 2;
+    let json = serde_json::to_value(&v2).expect("json");
+    assert!(json.get("media").is_some_and(serde_json::Value::is_null));
+    let old: Plan = serde_json::from_value(json).expect("a version-2 plan reads");
+    assert!(old.media.is_none());
+    let upgraded = old.upgrade(&c, &f, &ctx);
+    assert_eq!(upgraded, fresh, "the media section and the calls added");
+    assert!(
+        upgraded
+            .kamailio
+            .expect("kamailio")
+            .cfg
+            .contains("rtpengine_offer(")
     );
 }
 

@@ -83,7 +83,10 @@ fn the_rendered_configuration_passes_kamailio_c() {
             paths,
             realm: "switchboard".into(),
         }),
+        media: None,
     };
+    let mut calls = context.clone();
+    calls.media = Some(switchboard_plan::media::Env::default());
     // The whole plan's Kamailio section, as an Update would write it: with
     // the default ban policy, with trusted networks (ipops), and without bans.
     let mut trusting = c.clone();
@@ -94,10 +97,19 @@ fn the_rendered_configuration_passes_kamailio_c() {
     let mut unprotected = c.clone();
     unprotected.bans.enabled = false;
     let mut k = None;
-    for c in [&trusting, &unprotected, &c] {
-        let rendered = render(c, &f, &context)
-            .kamailio
-            .expect("kamailio is driven");
+    let mut lan_calls = c.clone();
+    lan_calls
+        .matrix
+        .set(ServiceId::SipTls, &name("lan0"), true, &f)
+        .expect("allow");
+    for (c, context) in [
+        (&trusting, &context),
+        (&unprotected, &context),
+        (&lan_calls, &calls),
+        (&c, &calls),
+        (&c, &context),
+    ] {
+        let rendered = render(c, &f, context).kamailio.expect("kamailio is driven");
         testpki::write(d, "kamailio.cfg", &rendered.cfg);
         testpki::write(d, "tls.cfg", &rendered.tls_cfg);
         let (ok, err) = kamailio_check(&ns, &d.join("kamailio.cfg"));

@@ -71,6 +71,7 @@ fn engine(dir: &std::path::Path, f: &Facts) -> Engine {
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: false,
+            media: false,
         },
         Store::open_dir(dir).expect("store"),
     )
@@ -186,6 +187,7 @@ async fn bench_whole_plan(n: usize) {
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: true,
+            media: false,
         },
         Store::open_dir(dir.path()).expect("store"),
     )

@@ -10,6 +10,7 @@ use serde_json::json;
 use switchboard_domain::{Diagnostic, ServiceId};
 use switchboard_engine::accounts::RegistrationsView;
 use switchboard_engine::bans::{BanView, BansView};
+use switchboard_engine::calls::CallView;
 use switchboard_engine::views::*;
 use switchboard_store::{Revision, RevisionSummary};
 use switchboard_web::client::{Client, ClientError};
@@ -371,6 +372,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 format!("password of {username} changed\n")
             })
         }
+        Command::Calls => show(client, "/v1/calls", json, |v: &Vec<CallView>| calls_text(v)).await,
         Command::Bans { command: None } => {
             show(client, "/v1/bans", json, |v: &BansView| bans_text(v)).await
         }
@@ -436,6 +438,41 @@ fn path_segment(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn calls_text(calls: &[CallView]) -> String {
+    if calls.is_empty() {
+        return "no call in progress\n".into();
+    }
+    let mut out = String::new();
+    for c in calls {
+        let who = if c.caller.is_empty() {
+            format!("(call {})", c.call_id)
+        } else {
+            format!("{} -> {}", c.caller, c.callee)
+        };
+        let since = c
+            .answered_at
+            .or(c.started_at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into());
+        let media = match c.srtp {
+            Some(true) => format!(
+                "SRTP ({}) via {}, {} packets relayed",
+                c.crypto_suites.join(", "),
+                c.media_nics.join(" <-> "),
+                c.packets
+            ),
+            Some(false) => format!(
+                "NOT SRTP via {}, {} packets relayed",
+                c.media_nics.join(" <-> "),
+                c.packets
+            ),
+            None => "no media at the relay".into(),
+        };
+        let _ = writeln!(out, "{who:<30} {:<10} since {since}  {media}", c.state);
+    }
+    out
 }
 
 fn bans_text(v: &BansView) -> String {
@@ -577,6 +614,11 @@ fn status_text(s: &StatusView) -> String {
         out,
         "SIP:       {}",
         s.sip.as_deref().unwrap_or("no SIP server is running (start the daemon with --sip kamailio); the firewall still enforces the SIP rows")
+    );
+    let _ = writeln!(
+        out,
+        "media:     {}",
+        s.media.as_deref().unwrap_or("no media relay is running (start the daemon with --media rtpengine); calls are refused, the firewall still enforces the rtp row")
     );
     let _ = writeln!(
         out,
@@ -780,6 +822,7 @@ fn diff_text(d: &DiffView) -> String {
         ("firewall ruleset", &d.diff.ruleset),
         ("kamailio.cfg", &d.diff.kamailio.cfg),
         ("Kamailio tls.cfg", &d.diff.kamailio.tls_cfg),
+        ("rtpengine.conf", &d.diff.media),
     ] {
         if !text.is_empty() {
             let _ = write!(out, "\n{what}:\n{text}");
@@ -876,6 +919,9 @@ fn revision_text(r: &Revision) -> String {
             "\nkamailio.cfg:\n{}\nKamailio tls.cfg:\n{}",
             k.cfg, k.tls_cfg
         );
+    }
+    if let Some(m) = &r.plan.media {
+        let _ = write!(out, "\nrtpengine.conf:\n{}", m.conf);
     }
     out
 }

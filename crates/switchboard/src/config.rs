@@ -40,6 +40,14 @@ pub enum SipArg {
     Kamailio,
 }
 
+/// Who relays the media of calls (`media = "off" | "rtpengine"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaArg {
+    Off,
+    Rtpengine,
+}
+
 /// Where activation SMS go (`sms.gateway`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +63,7 @@ pub enum SmsArg {
 pub struct ConfigFile {
     pub firewall: Option<FirewallArg>,
     pub sip: Option<SipArg>,
+    pub media: Option<MediaArg>,
     #[serde(default)]
     pub sms: SmsSection,
     #[serde(default)]
@@ -257,6 +266,7 @@ mod tests {
             r#"
 firewall = "enforce"
 sip = "kamailio"
+media = "rtpengine"
 
 [sms]
 gateway = "kannel"
@@ -274,6 +284,7 @@ group = "root"
         )
         .expect("parses");
         assert_eq!(c.firewall, Some(FirewallArg::Enforce));
+        assert_eq!(c.media, Some(MediaArg::Rtpengine));
         assert_eq!(c.sip, Some(SipArg::Kamailio));
         assert_eq!(c.sms.gateway, Some(SmsArg::Kannel));
         assert_eq!(c.sms.user.as_deref(), Some("switchboard"));

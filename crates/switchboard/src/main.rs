@@ -156,6 +156,9 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<BansCommand>,
     },
+    /// The calls in progress: who calls whom, since when, the NICs the
+    /// media goes through, SRTP or not, packets relayed.
+    Calls,
     /// Lift the ban of ADDRESS at once (kernel and Kamailio).
     Unban { address: String },
     /// The audit log: every change asked of the API, who asked, from where,

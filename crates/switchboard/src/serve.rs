@@ -10,7 +10,7 @@ use switchboard_store::{AuditRetention, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use crate::config::{FirewallArg, SipArg, SmsArg};
+use crate::config::{FirewallArg, MediaArg, SipArg, SmsArg};
 
 /// Threads of the phones' runtime (the web services); the main runtime has
 /// two more for the console, the API and the engine.
@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// firewall still enforces the SIP rows). [default: off]
     #[arg(long, value_enum)]
     sip: Option<SipArg>,
+    /// `rtpengine` runs rtpengine (supervised, userspace forwarding) as the
+    /// media relay of calls, on the NICs of the `rtp` row, and Kamailio
+    /// routes calls through it; `off`: no relay, and no calls (Kamailio
+    /// answers INVITE 405). [default: off]
+    #[arg(long, value_enum)]
+    media: Option<MediaArg>,
     /// The audit log keeps at most this many entries (the newest).
     /// [default: 100000]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -68,6 +74,7 @@ pub struct ServeArgs {
 struct Settings {
     firewall: FirewallArg,
     sip: SipArg,
+    media: MediaArg,
     /// The gateway, with its secret read (checked before anything is touched).
     sms: switchboard_system::sms::Gateway,
     audit: AuditRetention,
@@ -102,6 +109,7 @@ impl Settings {
         Ok(Settings {
             firewall: args.firewall.or(file.firewall).unwrap_or(FirewallArg::Plan),
             sip: args.sip.or(file.sip).unwrap_or(SipArg::Off),
+            media: args.media.or(file.media).unwrap_or(MediaArg::Off),
             sms,
             audit: AuditRetention {
                 max_entries: args
@@ -209,6 +217,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             discover: true,
             sms_gateway: settings.sms,
             sip: settings.sip == SipArg::Kamailio,
+            media: settings.media == MediaArg::Rtpengine,
         },
         store,
     )?);

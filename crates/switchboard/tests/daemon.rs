@@ -388,6 +388,7 @@ fn verify_offline(data_dir: &std::path::Path, username: &str, password: &str) ->
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: false,
+            media: false,
         },
         switchboard_store::Store::open_dir(data_dir).expect("store"),
     )

@@ -204,7 +204,7 @@ fn a_failing_kamailio_step_leaves_the_previous_revision_on_the_wire() {
     let err = d.fails(&["update", "-m", "fails in kamailio"], "apply-failed");
     assert!(
         err.contains("kamailio step")
-            && err.contains("undone (firewall, listeners, tls, kamailio)"),
+            && err.contains("undone (firewall, listeners, tls, media, kamailio)"),
         "{err}"
     );
     assert_eq!(

@@ -279,6 +279,87 @@ fn parse_ul_dump(text: &str) -> Vec<Contact> {
     out
 }
 
+/// One dialog (a call) as Kamailio's dialog module tracks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dialog {
+    pub call_id: String,
+    pub from_uri: String,
+    pub to_uri: String,
+    /// 1 unconfirmed, 2 early (ringing), 3 answered (no ACK yet),
+    /// 4 confirmed, 5 ended.
+    pub state: u8,
+    /// When it was answered (seconds since the epoch; 0 before).
+    pub start_ts: i64,
+    /// When the INVITE came.
+    pub init_ts: i64,
+    /// The sockets of the caller's and the callee's legs.
+    pub caller_socket: String,
+    pub callee_socket: String,
+}
+
+/// Every dialog Kamailio tracks (`kamcmd dlg.list`).
+pub async fn dialogs(ctl: &Path) -> Result<Vec<Dialog>, KamailioError> {
+    let text = kamcmd(ctl, &["dlg.list"]).await?;
+    Ok(parse_dlg_list(&text))
+}
+
+/// The dialogs of a `kamcmd dlg.list` answer, read by its structure: a
+/// `{` at depth 0 opens a dialog, its fields at depth 1, the `socket` of
+/// its `caller: {` and `callee: {` blocks at depth 2; values cleaned of
+/// control characters and cut to 256 characters.
+fn parse_dlg_list(text: &str) -> Vec<Dialog> {
+    let clean = |v: &str| -> String { v.chars().filter(|c| !c.is_control()).take(256).collect() };
+    let mut out = Vec::new();
+    let mut current: Option<Dialog> = None;
+    let mut leg = "";
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let depth = line.chars().take_while(|c| *c == '\t').count();
+        let body = &line[depth..];
+        match (depth, body) {
+            (0, "{") => {
+                out.extend(current.take());
+                current = Some(Dialog::default());
+                continue;
+            }
+            (0, "}") => {
+                out.extend(current.take());
+                continue;
+            }
+            _ => {}
+        }
+        let Some(d) = current.as_mut() else { continue };
+        let (key, value) = body
+            .split_once(':')
+            .map_or((body, ""), |(k, v)| (k, v.trim()));
+        match depth {
+            1 => {
+                leg = "";
+                match key {
+                    "call-id" => d.call_id = clean(value),
+                    "from_uri" => d.from_uri = clean(value),
+                    "to_uri" => d.to_uri = clean(value),
+                    "state" => d.state = value.parse().unwrap_or(0),
+                    "start_ts" => d.start_ts = value.parse().unwrap_or(0),
+                    "init_ts" => d.init_ts = value.parse().unwrap_or(0),
+                    "caller" => leg = "caller",
+                    "callee" => leg = "callee",
+                    _ => {}
+                }
+            }
+            2 if key == "socket" => match leg {
+                "caller" => d.caller_socket = clean(value),
+                "callee" => d.callee_socket = clean(value),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    out.extend(current);
+    out.retain(|d| !d.call_id.is_empty());
+    out
+}
+
 /// One SIP account as Kamailio authenticates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
@@ -302,6 +383,15 @@ pub fn sync_subscribers(db: &Path, subscribers: &[Subscriber]) -> Result<(), Kam
         source,
     })?;
     let mut conn = Connection::open(db).map_err(err)?;
+    // Write-ahead logging (a property of the file, kept): Kamailio's
+    // readers (auth_db, per request) never meet a lock while usrloc writes
+    // its registrations back or the accounts are synced; in the rollback
+    // journal's mode such a read fails at once (its driver sets no busy
+    // timeout) and the request is refused as if its credentials were wrong.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS version (
             id INTEGER PRIMARY KEY NOT NULL,
@@ -407,14 +497,39 @@ pub struct Supervisor {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A program the [`Supervisor`] runs in the foreground: its name in the
+/// log, the command line, the environment, and the file its pid is kept in.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: &'static str,
+    pub program: &'static str,
+    pub args: Vec<std::ffi::OsString>,
+    pub envs: Vec<(&'static str, PathBuf)>,
+    pub pidfile: PathBuf,
+}
+
 impl Supervisor {
     /// Start Kamailio on `cfg` and keep it running; its pid is kept in
     /// `pidfile` (see [`kill_stale`]).
     pub fn start(cfg: PathBuf, pidfile: PathBuf) -> Supervisor {
+        let mut args: Vec<std::ffi::OsString> = ["-DD", "-E", "-f"].map(Into::into).to_vec();
+        args.push(cfg.clone().into());
+        Supervisor::run(Program {
+            name: "kamailio",
+            program: KAMAILIO,
+            args,
+            envs: openssl_env(&cfg),
+            pidfile,
+        })
+    }
+
+    /// Run `program` (in the foreground, logging to stderr) and keep it
+    /// running, in its own process group, like Kamailio.
+    pub fn run(program: Program) -> Supervisor {
         let state = Arc::new(Mutex::new(KamailioState::default()));
         let (restart, restart_rx) = watch::channel(0u64);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(cfg, pidfile, state.clone(), restart_rx, stop_rx));
+        let task = tokio::spawn(supervise(program, state.clone(), restart_rx, stop_rx));
         Supervisor {
             state,
             restart,
@@ -440,8 +555,7 @@ impl Supervisor {
 }
 
 async fn supervise(
-    cfg: PathBuf,
-    pidfile: PathBuf,
+    program: Program,
     state: Arc<Mutex<KamailioState>>,
     mut restart: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
@@ -453,10 +567,11 @@ async fn supervise(
         let started = Instant::now();
         // Its own process group: Kamailio forks workers, and a stop or a
         // restart must take them all (they hold the listen sockets).
-        let mut child = match Command::new(KAMAILIO)
-            .args(["-DD", "-E", "-f"])
-            .arg(&cfg)
-            .envs(openssl_env(&cfg))
+        let name = program.name;
+        let pidfile = &program.pidfile;
+        let mut child = match Command::new(program.program)
+            .args(&program.args)
+            .envs(program.envs.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -466,7 +581,7 @@ async fn supervise(
         {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "cannot start kamailio");
+                warn!(error = %e, "cannot start {name}");
                 set(&|s| s.last_exit = Some(format!("cannot start: {e}")));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -477,12 +592,12 @@ async fn supervise(
             }
         };
         let pid = child.id();
-        info!(?pid, cfg = %cfg.display(), "kamailio started");
+        info!(?pid, args = ?program.args, "{name} started");
         if let Some(pid) = pid {
-            let _ = std::fs::write(&pidfile, format!("{pid}\n"));
+            let _ = std::fs::write(pidfile, format!("{pid}\n"));
         }
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_log(stderr));
+            tokio::spawn(forward_log(name, stderr));
         }
         set(&|s| {
             s.running = true;
@@ -492,7 +607,7 @@ async fn supervise(
             status = child.wait() => {
                 kill_group(pid);
                 let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                warn!(%how, "kamailio ended; starting it again");
+                warn!(%how, "{name} ended; starting it again");
                 set(&|s| { s.running = false; s.pid = None; s.last_exit = Some(how.clone()); s.restarts += 1; });
                 false
             }
@@ -500,8 +615,8 @@ async fn supervise(
             _ = stopped(&mut stop) => {
                 terminate(&mut child).await;
                 set(&|s| { s.running = false; s.pid = None; s.last_exit = Some("stopped".into()); });
-                let _ = std::fs::remove_file(&pidfile);
-                info!("kamailio stopped");
+                let _ = std::fs::remove_file(pidfile);
+                info!("{name} stopped");
                 return;
             }
         };
@@ -554,18 +669,24 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Kamailio's log lines (it logs to stderr with -E) into ours.
-async fn forward_log(stderr: tokio::process::ChildStderr) {
+/// A supervised program's log lines (on its stderr) into ours: errors as
+/// warnings, the script's own notes (an address banned) as information,
+/// the rest at debug level.
+async fn forward_log(name: &'static str, stderr: tokio::process::ChildStderr) {
     use tokio::io::AsyncBufReadExt as _;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.contains("ERROR") || line.contains("CRITICAL") {
-            warn!(target: "kamailio", "{}", line.trim());
-        } else if line.contains("<script>: switchboard: ") {
-            // The script's own notes (an address banned).
-            info!(target: "kamailio", "{}", line.trim());
+        let l = line.trim();
+        if l.contains("ERROR")
+            || l.contains("CRITICAL")
+            || l.contains("[crit]")
+            || l.contains("[err]")
+        {
+            warn!(process = name, "{l}");
+        } else if l.contains("<script>: switchboard: ") {
+            info!(process = name, "{l}");
         } else {
-            tracing::debug!(target: "kamailio", "{}", line.trim());
+            tracing::debug!(process = name, "{l}");
         }
     }
 }
@@ -656,6 +777,28 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dialogs_are_read_by_their_structure() {
+        let text = "{\n\th_entry: 1252\n\tcall-id: c1@test\n\tfrom_uri: sip:1000@voip.example.test\n\tto_uri: sip:1001@voip.example.test\n\tstate: 4\n\tstart_ts: 1796311481\n\tinit_ts: 1796311480\n\tcaller: {\n\t\ttag: f1\n\t\tsocket: tls:198.51.100.1:5061\n\t}\n\tcallee: {\n\t\tsocket: tls:192.0.2.1:5061\n\t}\n\tvariables: {\n\t\tsocket: forged\n\t}\n}\n{\n\tcall-id: c2\n\tstate: 2\n\tfrom_uri: \u{1b}[31mx\n}\nnonsense\n\tcall-id: orphan\n";
+        let d = parse_dlg_list(text);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(
+            d[0],
+            Dialog {
+                call_id: "c1@test".into(),
+                from_uri: "sip:1000@voip.example.test".into(),
+                to_uri: "sip:1001@voip.example.test".into(),
+                state: 4,
+                start_ts: 1796311481,
+                init_ts: 1796311480,
+                caller_socket: "tls:198.51.100.1:5061".into(),
+                callee_socket: "tls:192.0.2.1:5061".into(),
+            }
+        );
+        assert_eq!((d[1].state, d[1].from_uri.as_str()), (2, "[31mx"));
+        assert!(parse_dlg_list("").is_empty());
+    }
     use super::*;
     use std::os::unix::process::CommandExt as _;
 

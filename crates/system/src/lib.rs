@@ -18,7 +18,11 @@
 //! - [`files`]: atomic writes of the files other programs read.
 //! - [`kamailio`]: check, supervise and reload Kamailio; its subscriber and
 //!   location tables; its htables (`htable.dump`, `htable.delete`) and
-//!   registrations (`ul.dump`) over `kamcmd`.
+//!   registrations (`ul.dump`) and dialogs (`dlg.list`) over `kamcmd`; the
+//!   supervisor of a child program (Kamailio, rtpengine).
+//! - [`rtpengine`]: run the media relay (supervised, userspace forwarding
+//!   only) and ask it over its control protocols (ng `ping`, `list`,
+//!   `query`; the CLI's `list interfaces`).
 //! - [`sms`]: send an SMS through Kannel's `sendsms`, an HTTP webhook, or the outbox.
 //!
 //! Current limitations:
@@ -33,6 +37,7 @@ pub mod memory;
 pub mod nft;
 pub mod nics;
 pub mod proc;
+pub mod rtpengine;
 pub mod sms;
 
 #[cfg(feature = "testlab")]

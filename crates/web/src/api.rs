@@ -94,6 +94,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_ban_policy))
         .routes(routes!(unban))
         .routes(routes!(registrations))
+        .routes(routes!(calls))
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -332,6 +333,20 @@ async fn status(State(e): State<AppState>) -> ApiResult {
 )]
 async fn monitor(State(e): State<AppState>) -> ApiResult {
     ok(e.monitor().await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/calls",
+    operation_id = "listCalls",
+    summary = "The calls in progress: parties, start, media NICs, SRTP, packets relayed",
+    tag = "calls",
+    responses(
+        (status = 200, description = "Done.", body = Vec<switchboard_engine::calls::CallView>),
+    ),
+)]
+async fn calls(State(e): State<AppState>) -> ApiResult {
+    ok(e.calls().await?)
 }
 
 #[utoipa::path(

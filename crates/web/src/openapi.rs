@@ -54,7 +54,7 @@ the candidate only: `POST /v1/update` applies it. Every error is the document \
 `{\"error\": {\"code\", \"message\", \"hint\", \"diagnostics\"?, \"problems\"?}}` \
 (`ErrorDocument`); `code` is stable, `message` and `hint` are for people.";
 
-const TAGS: [(&str, &str); 7] = [
+const TAGS: [(&str, &str); 8] = [
     ("status", "The appliance's state."),
     ("matrix", "Which service is reachable on which NIC."),
     ("revisions", "Update, rollback, confirm, history."),
@@ -67,6 +67,10 @@ const TAGS: [(&str, &str); 7] = [
     (
         "bans",
         "The SIP edge: addresses banned for failed authentications or floods, and the policy.",
+    ),
+    (
+        "calls",
+        "Calls in progress between the accounts, and their media through the relay.",
     ),
 ];
 

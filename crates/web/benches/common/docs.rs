@@ -37,6 +37,7 @@ pub async fn engine(dir: &Path, bundle: &[u8], n: usize) -> (Arc<Engine>, Vec<St
             discover: false,
             sms_gateway: switchboard_system::sms::Gateway::Outbox,
             sip: false,
+            media: false,
         },
         Store::open_dir(dir).expect("the store opens"),
     )

@@ -65,6 +65,7 @@ pub(super) fn routes() -> Router<St> {
         .route("/revisions/{number}/rollback", post(rollback))
         .route("/compare", get(compare_page))
         .route("/audit", get(audit_page))
+        .route("/calls", get(calls_page))
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
         .route("/bans/{address}/unban", post(unban))
@@ -1390,6 +1391,7 @@ struct DiffRows {
     ruleset: String,
     kamailio_cfg: String,
     kamailio_tls: String,
+    media: String,
 }
 
 impl From<DiffView> for DiffRows {
@@ -1425,6 +1427,7 @@ impl From<DiffView> for DiffRows {
             ruleset: diff.ruleset,
             kamailio_cfg: diff.kamailio.cfg,
             kamailio_tls: diff.kamailio.tls_cfg,
+            media: diff.media,
         }
     }
 }
@@ -1770,6 +1773,60 @@ async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> R
         }),
         Err(e) => error_page(e.into()),
     }
+}
+
+// ---- calls ------------------------------------------------------------------------
+
+struct CallRow {
+    parties: String,
+    state: String,
+    since: String,
+    media: String,
+    srtp: &'static str,
+    packets: u64,
+}
+
+#[derive(Template)]
+#[template(path = "calls.html")]
+struct CallsPage {
+    c: Chrome,
+    calls: Vec<CallRow>,
+    /// Whether the media relay runs, in words.
+    relay: String,
+}
+
+async fn calls_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let page = async {
+        let calls = c.engine.calls().await?;
+        let relay = c.engine.status().await?.media.unwrap_or_else(|| {
+            "no media relay (the daemon runs without --media rtpengine): calls are refused".into()
+        });
+        Ok::<_, ApiError>(CallsPage {
+            c: chrome(&c, &s, "Calls", "calls").await,
+            calls: calls
+                .iter()
+                .map(|v| CallRow {
+                    parties: if v.caller.is_empty() {
+                        v.call_id.clone()
+                    } else {
+                        format!("{} \u{2192} {}", v.caller, v.callee)
+                    },
+                    state: v.state.clone(),
+                    since: v.answered_at.or(v.started_at).map(when).unwrap_or_default(),
+                    media: v.media_nics.join(" \u{2194} "),
+                    srtp: match v.srtp {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "no media yet",
+                    },
+                    packets: v.packets,
+                })
+                .collect(),
+            relay,
+        })
+    }
+    .await;
+    show(page)
 }
 
 // ---- bans -------------------------------------------------------------------------
