@@ -382,9 +382,30 @@ impl Engine {
         directory: &str,
         contact: &[String],
     ) -> Result<AcmeAccount> {
+        let account = self.account_at(directory, Some(contact)).await?;
+        Ok(account.expect("an account is made when none is kept"))
+    }
+
+    /// The account kept for `directory`, if there is one: none is made
+    /// (asking a CA for renewal information must not make accounts).
+    pub(crate) async fn kept_acme_account(&self, directory: &str) -> Result<Option<AcmeAccount>> {
+        self.account_at(directory, None).await
+    }
+
+    /// The account at `directory`, restored, or made with `contact` when
+    /// it is given and none is kept.
+    async fn account_at(
+        &self,
+        directory: &str,
+        contact: Option<&[String]>,
+    ) -> Result<Option<AcmeAccount>> {
         let (kept, anchors): (Option<String>, _) = {
             let store = self.store.lock().await;
             (store.acme_account(directory)?, self.anchors(&store)?)
+        };
+        let contact = match (&kept, contact) {
+            (None, None) => return Ok(None),
+            (_, contact) => contact.unwrap_or_default(),
         };
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             switchboard_pki::policy_provider(),
@@ -404,7 +425,7 @@ impl Engine {
                 .set_acme_account(directory, &credentials)?;
             info!(%directory, "ACME account made");
         }
-        Ok(account)
+        Ok(Some(account))
     }
 }
 

@@ -281,7 +281,8 @@ impl Engine {
 
     /// Asks each CA for the renewal information (RFC 9773) of its
     /// certificates whose time has come; a CA without it is asked again a
-    /// day later, one that failed to answer an hour later.
+    /// day later, one that failed to answer (or whose account is not kept:
+    /// none is made for this) an hour later.
     async fn ask_renewal_info(&self, now: Timestamp) {
         let asking: Vec<(String, Renewal, Vec<u8>, String)> = {
             let store = self.store.lock().await;
@@ -299,10 +300,11 @@ impl Engine {
                 .collect()
         };
         for (first, mut record, der, fingerprint) in asking {
-            let answer = match self.acme_account(&record.directory, &record.contact).await {
-                Ok(account) => switchboard_system::acme::renewal_window(&account, &der)
+            let answer = match self.kept_acme_account(&record.directory).await {
+                Ok(Some(account)) => switchboard_system::acme::renewal_window(&account, &der)
                     .await
                     .map_err(|e| e.to_string()),
+                Ok(None) => Err("no account kept for the directory".to_owned()),
                 Err(e) => Err(e.to_string()),
             };
             let next_ask = match answer {

@@ -626,6 +626,13 @@ fn metrics(port: u16) -> ListenSocket {
     }
 }
 
+fn http(port: u16) -> ListenSocket {
+    ListenSocket {
+        service: ServiceId::Http,
+        port,
+    }
+}
+
 /// One plain HTTP/1.1 exchange on 127.0.0.1:`port`: the whole answer.
 async fn plain_http(port: u16, request: &[u8]) -> String {
     let mut tcp = TcpStream::connect(("127.0.0.1", port))
@@ -832,9 +839,14 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     let phones = Plane::new("phones", 1).expect("a runtime");
     let listeners = Listeners::for_engine(&engine, &phones);
     let port = |p: u16| p.to_string().parse().expect("a port");
-    let [console_port, moved, metrics_port] = free_ports();
+    let [console_port, moved, metrics_port, http_port] = free_ports();
     engine
         .set_port(ServiceId::Metrics, port(metrics_port))
+        .await
+        .expect("edit");
+    // Not port 80 of the machine running the tests.
+    engine
+        .set_port(ServiceId::Http, port(http_port))
         .await
         .expect("edit");
     let busy = std::net::TcpListener::bind("[::]:0").expect("a port for someone else");
@@ -855,7 +867,11 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
         .expect("boot starts despite a busy port");
     assert_eq!(
         listeners.bound(),
-        [console(console_port), metrics(metrics_port)]
+        [
+            console(console_port),
+            metrics(metrics_port),
+            http(http_port)
+        ]
     );
 
     // Once the port is free, an Update binds it.
@@ -864,7 +880,12 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     engine.update(&root, "", None).await.expect("an Update");
     assert_eq!(
         listeners.bound(),
-        [console(console_port), web(busy_port), metrics(metrics_port)]
+        [
+            console(console_port),
+            web(busy_port),
+            metrics(metrics_port),
+            http(http_port)
+        ]
     );
 
     // The metrics, in plain HTTP: the exposition, and nothing else.
@@ -916,7 +937,12 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     );
     assert_eq!(
         listeners.bound(),
-        [console(moved), web(busy_port), metrics(metrics_port)]
+        [
+            console(moved),
+            web(busy_port),
+            metrics(metrics_port),
+            http(http_port)
+        ]
     );
 
     // A port in use fails the Update, which changes nothing.
@@ -936,7 +962,12 @@ async fn the_engine_binds_what_it_can_at_boot_moves_ports_at_update_and_fails_an
     }
     assert_eq!(
         listeners.bound(),
-        [console(moved), web(busy_port), metrics(metrics_port)]
+        [
+            console(moved),
+            web(busy_port),
+            metrics(metrics_port),
+            http(http_port)
+        ]
     );
     listeners.shutdown().await;
 }

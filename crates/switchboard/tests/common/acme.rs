@@ -61,7 +61,10 @@ impl Pebble {
             .args(["-dnsserver", &format!("{}:8053", Lab::WAN_PHONE)])
             // No random sleeps before validating, no nonces refused at random.
             .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0");
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // Every order validated anew: no authorization reused (pebble
+            // reuses half of them by default), so each challenge is tried.
+            .env("PEBBLE_AUTHZREUSE", "0");
         quiet(&mut pebble);
         let running = Pebble {
             children: vec![
