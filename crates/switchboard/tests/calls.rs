@@ -139,24 +139,7 @@ fn phones_on_both_sides_call_each_other_over_tls_with_srtp_through_the_relay() {
     let (carol, _) = activated(&d, &lab, &ca_file, "+15550100203", "Carol");
 
     // Alice on the WAN side, Bob on the LAN side, each over verified TLS.
-    let mut a = SoftPhone::connect(
-        &lab.wan,
-        &ca,
-        Lab::WAN_APPLIANCE,
-        Lab::WAN_PHONE,
-        &alice,
-        &alice_ha1,
-    );
-    let mut b = SoftPhone::connect(
-        &lab.lan,
-        &ca,
-        Lab::LAN_APPLIANCE,
-        Lab::LAN_ADMIN,
-        &bob,
-        &bob_ha1,
-    );
-    assert_eq!(a.register(), 200);
-    assert_eq!(b.register(), 200);
+    let (mut a, mut b) = SoftPhone::pair(&lab, &ca, (&alice, &alice_ha1), (&bob, &bob_ha1));
 
     let a_key = Srtp::new_inline(1);
     let b_key = Srtp::new_inline(2);
@@ -364,24 +347,7 @@ fn phones_on_both_sides_call_each_other_over_tls_with_srtp_through_the_relay() {
     assert!(conf.contains("interface = wan0/198.51.100.1\n"), "{conf}");
     // Kamailio restarted with its new script: the phones connect again.
     drop((a, b));
-    let mut a = SoftPhone::connect(
-        &lab.wan,
-        &ca,
-        Lab::WAN_APPLIANCE,
-        Lab::WAN_PHONE,
-        &alice,
-        &alice_ha1,
-    );
-    let mut b = SoftPhone::connect(
-        &lab.lan,
-        &ca,
-        Lab::LAN_APPLIANCE,
-        Lab::LAN_ADMIN,
-        &bob,
-        &bob_ha1,
-    );
-    assert_eq!(a.register(), 200);
-    assert_eq!(b.register(), 200);
+    let (mut a, mut b) = SoftPhone::pair(&lab, &ca, (&alice, &alice_ha1), (&bob, &bob_ha1));
     let cap_lan = Capture::start(&lab.lan, dir.path().join("lan-denied.pcap"));
     let offer = sdp(Lab::WAN_PHONE, a.media_port(), Some(&a_key));
     let (r, _) = a.invite(&uri(&bob), &offer, &alice_ha1);

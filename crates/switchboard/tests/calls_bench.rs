@@ -365,27 +365,7 @@ fn calls_and_media_through_the_generated_configuration_and_a_minimal_one() {
     d.ok(&["update", "-m", "calls from the LAN too"]);
     let (alice, alice_ha1) = activated(&d, &lab, &ca_file, "+15550100301", "Alice");
     let (bob, bob_ha1) = activated(&d, &lab, &ca_file, "+15550100302", "Bob");
-    let phones = || {
-        let mut a = SoftPhone::connect(
-            &lab.wan,
-            &ca,
-            Lab::WAN_APPLIANCE,
-            Lab::WAN_PHONE,
-            &alice,
-            &alice_ha1,
-        );
-        let mut b = SoftPhone::connect(
-            &lab.lan,
-            &ca,
-            Lab::LAN_APPLIANCE,
-            Lab::LAN_ADMIN,
-            &bob,
-            &bob_ha1,
-        );
-        assert_eq!(a.register(), 200);
-        assert_eq!(b.register(), 200);
-        (a, b)
-    };
+    let phones = || SoftPhone::pair(&lab, &ca, (&alice, &alice_ha1), (&bob, &bob_ha1));
     let kam_dir = d.data_dir.join("kamailio");
     let data_dir = d.data_dir.clone();
     let mut rounds: Vec<(&str, Figures)> = Vec::new();

@@ -140,6 +140,35 @@ pub fn media_of(sdp: &str) -> (String, u16, Option<String>) {
 impl SoftPhone {
     /// Connect from `ns` (where the phone is `addr`) to the appliance's
     /// SIP/TLS at `appliance`, verifying it for voip.example.test.
+    /// Alice on the WAN side and Bob on the LAN side, each over verified
+    /// TLS to the appliance's address on its side, both registered.
+    pub fn pair(
+        lab: &Lab,
+        ca_pem: &[u8],
+        (alice, alice_ha1): (&str, &str),
+        (bob, bob_ha1): (&str, &str),
+    ) -> (SoftPhone, SoftPhone) {
+        let mut a = SoftPhone::connect(
+            &lab.wan,
+            ca_pem,
+            Lab::WAN_APPLIANCE,
+            Lab::WAN_PHONE,
+            alice,
+            alice_ha1,
+        );
+        let mut b = SoftPhone::connect(
+            &lab.lan,
+            ca_pem,
+            Lab::LAN_APPLIANCE,
+            Lab::LAN_ADMIN,
+            bob,
+            bob_ha1,
+        );
+        assert_eq!(a.register(), 200, "Alice registers");
+        assert_eq!(b.register(), 200, "Bob registers");
+        (a, b)
+    }
+
     pub fn connect(
         ns: &Netns,
         ca_pem: &[u8],
