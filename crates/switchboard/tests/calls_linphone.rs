@@ -22,35 +22,13 @@ use std::time::{Duration, Instant};
 
 use capture::Capture;
 use common::Daemon;
-use common::phone::{HOST, fetch, link_in};
+use common::phone::{HOST, activation_document};
 use serde_json::Value;
 use switchboard_system::testlab::{Lab, Netns, is_root, require_or_skip};
 
 /// The account's Linphone document, fetched through its activation link.
 fn linphone_document(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -> (String, String) {
-    let user = d.json(&[
-        "account",
-        "add",
-        "--phone",
-        phone,
-        "--name",
-        name,
-        "--profile",
-        "linphone",
-    ])["username"]
-        .as_str()
-        .expect("user")
-        .to_owned();
-    d.ok(&["activate", &user]);
-    let sms = d.json(&["sms", "list"]);
-    let text = sms
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|m| m["username"] == user.as_str())
-        .and_then(|m| m["text"].as_str())
-        .expect("the SMS");
-    let (body, meta) = fetch(lab, ca, &link_in(text));
+    let (user, body, meta) = activation_document(d, lab, ca, phone, name, Some("linphone"));
     assert!(meta.contains("xml"), "{meta}");
     (user, body)
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::console::{chain, story_files, story_hosts};
+use common::console::{chain, production_with_real_certificates, story_files, story_hosts};
 use common::{BIN, Daemon, kamailio_pid};
 use switchboard_pki::testpki::{self, leaf_params, pki, with_validity};
 use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
@@ -165,24 +165,8 @@ fn nrpe_reads_ok_then_warning_for_a_certificate_near_its_end_then_critical() {
             "nagios",
         ],
     );
-    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
-    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
     d.ok(&["cert", "import", "short", "--bundle", &f("short.pem")]);
-    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
-    d.ok(&["cert", "bind", "console", "console"]);
-    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
-    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
-    d.ok(&["nic", "set", "lan0", "--hostname", "console.lan.test"]);
-    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
-    d.ok(&[
-        "preset",
-        "production",
-        "--internal",
-        "lan0",
-        "--external",
-        "wan0",
-    ]);
-    d.ok(&["update", "-m", "production, with real certificates"]);
+    production_with_real_certificates(&d, d0);
     // The monitoring socket: the nagios group's, and one read only.
     let monitor_sock = d.socket.with_file_name("monitor.sock");
     let meta = std::fs::metadata(&monitor_sock).expect("monitor.sock");

@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::console::{chain, story_files, story_hosts};
+use common::console::{chain, production_with_real_certificates, story_files, story_hosts};
 use common::{Daemon, presented};
 use switchboard_pki::testpki::{self, pki};
 use switchboard_system::testlab::{Lab, Netns, require_root_or_skip};
@@ -66,23 +66,7 @@ fn each_nic_presents_its_certificate_and_rotation_drops_no_handshake() {
         None
     );
 
-    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
-    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
-    d.ok(&["cert", "ca", "add", &ca]);
-    d.ok(&["cert", "bind", "console", "console"]);
-    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
-    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
-    d.ok(&["nic", "set", "lan0", "--hostname", "console.lan.test"]);
-    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
-    d.ok(&[
-        "preset",
-        "production",
-        "--internal",
-        "lan0",
-        "--external",
-        "wan0",
-    ]);
-    d.ok(&["update", "-m", "production, with real certificates"]);
+    production_with_real_certificates(&d, d0);
     let padlock = d.json(&["padlock"]);
     assert!(
         padlock

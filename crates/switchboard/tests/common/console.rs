@@ -243,3 +243,27 @@ pub async fn set_up_the_story(c: &Client, files: &Path) -> anyhow::Result<()> {
     flash_ok(c).await?;
     Ok(())
 }
+
+/// The story's certificates from `files` ([`story_files`]) bound as in
+/// production (the console's on every NIC, the phones' name on wan0), the
+/// NICs named, the production layout: applied.
+pub fn production_with_real_certificates(d: &Daemon, files: &Path) {
+    let f = |n: &str| files.join(n).display().to_string();
+    d.ok(&["cert", "import", "console", "--bundle", &f("console.pem")]);
+    d.ok(&["cert", "import", "voip", "--bundle", &f("voip.pem")]);
+    d.ok(&["cert", "ca", "add", &f("ca.pem")]);
+    d.ok(&["cert", "bind", "console", "console"]);
+    d.ok(&["cert", "bind", "web", "voip", "--nic", "wan0"]);
+    d.ok(&["cert", "bind", "sip-tls", "voip", "--nic", "wan0"]);
+    d.ok(&["nic", "set", "lan0", "--hostname", "console.lan.test"]);
+    d.ok(&["nic", "set", "wan0", "--hostname", "voip.example.test"]);
+    d.ok(&[
+        "preset",
+        "production",
+        "--internal",
+        "lan0",
+        "--external",
+        "wan0",
+    ]);
+    d.ok(&["update", "-m", "production, with real certificates"]);
+}

@@ -164,6 +164,36 @@ pub fn fetch(lab: &Lab, ca: &str, url: &str) -> (String, String) {
     (body.to_owned(), meta.to_owned())
 }
 
+/// A new account (`--profile` `profile` when given) sent its activation
+/// link by SMS (the outbox), the link fetched by a phone on the WAN side:
+/// (username, the document, its metadata as `fetch` gives it).
+pub fn activation_document(
+    d: &super::Daemon,
+    lab: &Lab,
+    ca: &str,
+    phone: &str,
+    name: &str,
+    profile: Option<&str>,
+) -> (String, String, String) {
+    let mut add = vec!["account", "add", "--phone", phone, "--name", name];
+    if let Some(profile) = profile {
+        add.extend(["--profile", profile]);
+    }
+    let user = d.json(&add)["username"].as_str().expect("user").to_owned();
+    d.ok(&["activate", &user]);
+    let sms = d.json(&["sms", "list"]);
+    let text = sms
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|m| m["username"] == user.as_str())
+        .and_then(|m| m["text"].as_str())
+        .expect("the outbox has the SMS")
+        .to_owned();
+    let (body, meta) = fetch(lab, ca, &link_in(&text));
+    (user, body, meta)
+}
+
 pub fn link_in(text: &str) -> String {
     text.split_whitespace()
         .find(|w| w.starts_with("https://voip.example.test/p/"))

@@ -16,7 +16,7 @@ use serde_json::Value;
 use switchboard_system::testlab::Lab;
 
 use crate::common::Daemon;
-use crate::common::phone::{HOST, fetch, link_in, md5_hex};
+use crate::common::phone::{HOST, activation_document, md5_hex};
 
 /// A SIP message read off the connection.
 #[derive(Debug, Clone)]
@@ -581,20 +581,7 @@ pub struct Call {
 
 /// An account activated through its link: (username, HA1).
 pub fn activated(d: &Daemon, lab: &Lab, ca: &str, phone: &str, name: &str) -> (String, String) {
-    let user = d.json(&["account", "add", "--phone", phone, "--name", name])["username"]
-        .as_str()
-        .expect("user")
-        .to_owned();
-    d.ok(&["activate", &user]);
-    let sms = d.json(&["sms", "list"]);
-    let text = sms
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|m| m["username"] == user.as_str())
-        .and_then(|m| m["text"].as_str())
-        .expect("the outbox has the SMS");
-    let (body, _) = fetch(lab, ca, &link_in(text));
+    let (user, body, _) = activation_document(d, lab, ca, phone, name, None);
     let doc: Value = serde_json::from_str(&body).expect("document");
     assert_eq!(doc["srtp"], "mandatory", "{doc}");
     (user, doc["ha1"].as_str().expect("ha1").to_owned())
