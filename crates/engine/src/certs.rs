@@ -189,16 +189,19 @@ fn view(
         has_key: c.key.is_some(),
         bootstrap: c.bootstrap,
         validity: validity(&c.info, now),
-        expires_in_days: c.info.not_after.duration_since(now).as_hours() / 24,
+        expires_in_days: days_left(c.info.not_after, now),
         used_by: used.get(&c.name).cloned().unwrap_or_default(),
         acme: crate::renewal::view_of(store, &c.name)?,
     })
 }
 
-/// The bound certificates of `store` close to their end at `now`: a
-/// warning under [`EXPIRY_WARNING`](switchboard_pki::EXPIRY_WARNING), an
-/// error under [`EXPIRY_ERROR`](switchboard_pki::EXPIRY_ERROR) or once
-/// expired; soonest first. Unbound certificates are nobody's concern.
+/// Whole days from `now` to `not_after`, rounded down: negative once
+/// expired (`-1` on the day after). One count for the certificate list,
+/// the expiry warnings and monitoring.
+fn days_left(not_after: Timestamp, now: Timestamp) -> i64 {
+    not_after.duration_since(now).as_hours().div_euclid(24)
+}
+
 /// Every bound certificate's end (in the candidate or the applied
 /// revision), soonest first: what monitoring exports.
 pub(crate) fn bound_expiries(
@@ -213,18 +216,17 @@ pub(crate) fn bound_expiries(
         .map(|c| crate::monitor::CertExpiry {
             cert: c.name.to_string(),
             not_after: c.info.not_after,
-            days_left: c
-                .info
-                .not_after
-                .duration_since(now)
-                .as_hours()
-                .div_euclid(24),
+            days_left: days_left(c.info.not_after, now),
         })
         .collect();
     out.sort_by_key(|e| (e.not_after, e.cert.clone()));
     Ok(out)
 }
 
+/// The bound certificates of `store` close to their end at `now`: a
+/// warning under [`EXPIRY_WARNING`](switchboard_pki::EXPIRY_WARNING), an
+/// error under [`EXPIRY_ERROR`](switchboard_pki::EXPIRY_ERROR) or once
+/// expired; soonest first. Unbound certificates are nobody's concern.
 pub(crate) fn expiring(store: &Store, now: Timestamp) -> Result<Vec<ExpiryView>> {
     use switchboard_domain::Severity;
     let used = uses(store)?;
@@ -234,7 +236,7 @@ pub(crate) fn expiring(store: &Store, now: Timestamp) -> Result<Vec<ExpiryView>>
         .filter_map(|c| {
             let used_by = used.get(&c.name)?.clone();
             let left = c.info.not_after.duration_since(now);
-            let days = left.as_hours().div_euclid(24);
+            let days = days_left(c.info.not_after, now);
             let (code, severity, message) = if left.is_negative() {
                 (
                     "cert-expired",

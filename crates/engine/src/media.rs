@@ -75,7 +75,6 @@ impl Media {
         if self.supervisor.is_some() && self.running.as_ref() == Some(m) {
             return Ok("media relay unchanged".into());
         }
-        std::fs::create_dir_all(&self.dir).map_err(system)?;
         let conf = self.dir.join("rtpengine.conf");
         write_atomic(&conf, m.conf.as_bytes(), 0o644).map_err(system)?;
         let done = match &self.supervisor {
