@@ -25,21 +25,27 @@ pub struct Phone {
     pub presented: Vec<u8>,
 }
 
+/// A TLS client of the SIP/TLS service as a phone is: it trusts only the
+/// CA `ca_pem` and verifies the name [`HOST`].
+pub fn tls_client(ca_pem: &[u8]) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in switchboard_pki::read_certificates(ca_pem).expect("CA") {
+        roots.add(c).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
+    rustls::ClientConnection::new(Arc::new(config), name).expect("client")
+}
+
 impl Phone {
     pub fn connect(ns: &Netns, ca_pem: &[u8], addr: &str) -> Phone {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in switchboard_pki::read_certificates(ca_pem).expect("CA") {
-            roots.add(c).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let conn = tls_client(ca_pem);
         let sock = ns.enter(|| {
             TcpStream::connect_timeout(
                 &format!("{addr}:5061").parse().expect("addr"),

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_system::testlab::Netns;
@@ -16,7 +15,7 @@ use serde_json::Value;
 use switchboard_system::testlab::Lab;
 
 use crate::common::Daemon;
-use crate::common::phone::{HOST, activation_document, md5_hex};
+use crate::common::phone::{HOST, activation_document, md5_hex, tls_client};
 
 /// A SIP message read off the connection.
 #[derive(Debug, Clone)]
@@ -177,19 +176,7 @@ impl SoftPhone {
         user: &str,
         ha1: &str,
     ) -> SoftPhone {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in switchboard_pki::read_certificates(ca_pem).expect("CA") {
-            roots.add(c).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(HOST).expect("name");
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let conn = tls_client(ca_pem);
         let (sock, media) = ns.enter(|| {
             let s = TcpStream::connect_timeout(
                 &format!("{appliance}:5061").parse().expect("addr"),
