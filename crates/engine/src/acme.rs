@@ -446,6 +446,31 @@ mod tests {
     }
 
     #[test]
+    fn an_http01_answer_is_served_while_checked_and_only_for_a_plain_token() {
+        let answers = Http01Answers::default();
+        assert_eq!(answers.get("tok_en-1"), None);
+        answers.add("tok_en-1", "tok_en-1.thumb").expect("shown");
+        assert_eq!(answers.get("tok_en-1").as_deref(), Some("tok_en-1.thumb"));
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a b",
+            "a/b",
+            &"a".repeat(MAX_HTTP01_TOKEN + 1),
+        ] {
+            assert!(answers.add(bad, "x").is_err(), "{bad:?}");
+            assert_eq!(answers.get(bad), None);
+        }
+        answers.remove("tok_en-1");
+        assert_eq!(answers.get("tok_en-1"), None, "withdrawn");
+        assert!("dns-01".parse::<AcmeChallenge>().is_err());
+        for c in [AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01] {
+            assert_eq!(c.as_str().parse::<AcmeChallenge>().expect("parses"), c);
+            assert_eq!(serde_json::to_string(&c).expect("json"), format!("\"{c}\""));
+        }
+    }
+
+    #[test]
     fn an_order_no_ca_could_accept_is_refused_before_anything_is_made() {
         let ok = "https://acme.example.test/directory";
         assert!(order(ok, 1, &["mailto:admin@example.test"]).check().is_ok());

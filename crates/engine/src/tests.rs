@@ -1253,3 +1253,44 @@ async fn without_kamailio_and_a_relay_there_are_no_calls_and_status_says_no_rela
     // driven) no call routing.
     assert!(e.context().media.is_none());
 }
+
+#[tokio::test]
+async fn an_acme_certificate_shows_its_renewal_until_it_is_deleted() {
+    let e = engine().await;
+    import_voip_certs(&e).await;
+    let (voip, voip2): (switchboard_domain::CertName, switchboard_domain::CertName) = (
+        "voip".parse().expect("name"),
+        "voip2".parse().expect("name"),
+    );
+    let order = crate::acme::AcmeOrder {
+        name: voip.clone(),
+        domains: vec!["voip.example.test".parse().expect("name")],
+        directory: "https://ca.example.test/dir".into(),
+        contact: vec![],
+        challenge: crate::acme::AcmeChallenge::Http01,
+    };
+    let record = serde_json::to_string(&crate::renewal::Renewal::first(&order)).expect("json");
+    e.store
+        .lock()
+        .await
+        .set_acme_renewal("voip", Some(&record))
+        .expect("kept");
+    let (shown, _) = e.cert(&voip).await.expect("cert");
+    let acme = shown.acme.expect("an ACME certificate shows its renewal");
+    assert_eq!((acme.generation, acme.challenge.as_str()), (1, "http-01"));
+    assert!(acme.next_renewal > Timestamp::now(), "not due yet");
+    assert!(e.cert(&voip2).await.expect("cert").0.acme.is_none());
+    match e.acme_renew(&voip2).await {
+        Err(EngineError::Acme {
+            code: "not-renewable",
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    e.delete_cert(&voip).await.expect("deleted");
+    let left = crate::renewal::records(&*e.store.lock().await).expect("records");
+    assert!(
+        left.is_empty(),
+        "a deleted certificate is not renewed: {left:?}"
+    );
+}
