@@ -763,6 +763,7 @@ impl Engine {
             kind: RevisionKind::Update,
             rollback_of: None,
             window,
+            next_candidate: None,
         };
         let started = std::time::Instant::now();
         let done = self.apply(&mut store, &facts, change).await;
@@ -820,6 +821,7 @@ impl Engine {
             kind: RevisionKind::Rollback,
             rollback_of: Some(number),
             window,
+            next_candidate: None,
         };
         let started = std::time::Instant::now();
         let done = self.apply(&mut store, &facts, change).await;
@@ -840,6 +842,7 @@ impl Engine {
             kind,
             rollback_of,
             window,
+            next_candidate,
         } = change;
         let span = info_span!("update", actor = %origin.actor, from = %origin.address, revision = tracing::field::Empty);
         let _guard = span.enter();
@@ -910,6 +913,7 @@ impl Engine {
             rollback_of,
             comment: comment.as_str(),
             candidate: &candidate,
+            next_candidate: next_candidate.as_ref().unwrap_or(&candidate),
             plan: &plan,
             warnings: &warnings,
             outcome,
@@ -1055,6 +1059,9 @@ struct Change<'a> {
     kind: RevisionKind,
     rollback_of: Option<u64>,
     window: Option<jiff::SignedDuration>,
+    /// The candidate to keep once applied, when not the one applied (see
+    /// [`NewRevision::next_candidate`]).
+    next_candidate: Option<Candidate>,
 }
 
 fn confirm_window(seconds: Option<u64>) -> Result<Option<jiff::SignedDuration>> {

@@ -494,10 +494,9 @@ impl Engine {
         let mut store = self.store.lock().await;
         let facts = certs::with_certificates(kernel, &store)?;
         // The administrator's candidate, kept as it is but for the
-        // renewed certificate (recording a revision replaces it).
+        // renewed certificate: in the same transaction as the revision.
         let mut edited = Self::candidate_of(&store)?;
         let rebound = edited.bindings.replace(replaced, renewed);
-        let mut revision = None;
         if let Some(applied) = self.applied(&store)? {
             let mut candidate = applied.candidate;
             if candidate.bindings.replace(replaced, renewed) {
@@ -516,14 +515,15 @@ impl Engine {
                     kind: RevisionKind::Update,
                     rollback_of: None,
                     window: None,
+                    next_candidate: Some(edited),
                 };
-                revision = self.apply(&mut store, &facts, change).await?.revision;
+                return Ok(self.apply(&mut store, &facts, change).await?.revision);
             }
         }
-        if rebound || revision.is_some() {
+        if rebound {
             store.save_candidate(&edited, Timestamp::now())?;
         }
-        Ok(revision)
+        Ok(None)
     }
 }
 

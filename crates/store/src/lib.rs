@@ -389,6 +389,10 @@ pub struct NewRevision<'a> {
     pub rollback_of: Option<u64>,
     pub comment: &'a str,
     pub candidate: &'a Candidate,
+    /// The candidate kept once the revision is applied: its own for an
+    /// Update or a rollback; for a change the daemon makes by itself (an
+    /// ACME renewal), the administrator's edits with that change.
+    pub next_candidate: &'a Candidate,
     pub plan: &'a Plan,
     pub warnings: &'a [Diagnostic],
     pub outcome: Outcome,
@@ -702,8 +706,8 @@ impl Store {
     }
 
     /// Record a revision and, when it was applied (or applied as pending),
-    /// make it the applied one and store its candidate as the candidate —
-    /// all in one transaction. A pending revision needs `deadline`.
+    /// make it the applied one and store its `next_candidate` as the
+    /// candidate — all in one transaction. A pending revision needs `deadline`.
     /// Returns its number (1, 2, 3, ... never reused).
     pub fn record_revision(&mut self, rev: &NewRevision<'_>) -> Result<u64> {
         self.record(rev, None)
@@ -754,7 +758,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO candidate (id, body, updated_at) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                params![to_json(rev.candidate), rev.created_at.to_string()],
+                params![to_json(rev.next_candidate), rev.created_at.to_string()],
             )?;
         }
         tx.commit()?;
@@ -1686,6 +1690,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_applied_revision_leaves_its_next_candidate_as_the_candidate() {
+        let mut s = Store::open_in_memory().expect("store");
+        let applied = Candidate::default();
+        let mut edits = Candidate::default();
+        edits.set_port(ServiceId::Web, "8444".parse().expect("port"));
+        let plan = plan_for(&applied);
+        let rev = NewRevision {
+            next_candidate: &edits,
+            ..new_rev(&applied, &plan, Outcome::Applied)
+        };
+        let n = s.record_revision(&rev).expect("recorded");
+        assert_eq!(
+            s.revision(n).expect("read").expect("there").candidate,
+            applied
+        );
+        assert_eq!(s.candidate().expect("read"), Some(edits), "the edits kept");
+    }
+
+    #[test]
     fn acme_renewal_records_are_kept_apart_from_accounts_and_forgotten() {
         let mut s = Store::open_in_memory().expect("store");
         s.set_acme_account("https://ca.example.test/dir", "{\"secret\":1}")
@@ -1727,6 +1750,7 @@ mod tests {
             rollback_of: None,
             comment: "",
             candidate: c,
+            next_candidate: c,
             plan,
             warnings: &[],
             outcome,
