@@ -152,8 +152,11 @@ pub async fn renewal_window(
     leaf_der: &[u8],
 ) -> Result<Option<RenewalWindow>, AcmeError> {
     let leaf = rustls::pki_types::CertificateDer::from(leaf_der);
-    let id =
-        instant_acme::CertificateIdentifier::try_from(&leaf).map_err(AcmeError::Unreachable)?;
+    // A certificate without an authority key identifier cannot be named
+    // to the CA: it has no renewal information.
+    let Ok(id) = instant_acme::CertificateIdentifier::try_from(&leaf) else {
+        return Ok(None);
+    };
     match account.0.renewal_info(&id).await {
         Ok((info, ask_again)) => Ok(Some(RenewalWindow {
             start: info.suggested_window.start.unix_timestamp(),
