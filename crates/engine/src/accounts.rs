@@ -15,12 +15,180 @@ use switchboard_provision::{
     Account, AccountView, ActivationToken, CertPin, Document, Ha1, NewAccount, Realm, SipPassword,
     SrtpPolicy, Taken, Username,
 };
-use switchboard_store::{AccountRow, NewActivation, SmsRow, Store};
+use switchboard_store::{
+    AccountQuery, AccountRow, AccountSort, ActivationState, NewActivation, SmsRow, Store,
+};
 use switchboard_system::sms::{SendOutcome, Sms};
 use tracing::{info, warn};
 
-use crate::views::{ActivationView, EditView, RevokeView, SmsView};
-use crate::{Engine, EngineError, Result};
+use crate::views::{
+    AccountListView, AccountState, ActivationView, BulkResultView, EditView, ListedAccountView,
+    RevokeView, SmsView,
+};
+use crate::{Engine, EngineError, InputError, Result};
+
+/// The longest account search, in characters.
+pub const MAX_SEARCH_CHARS: usize = 100;
+/// The most accounts on one page of a listing.
+pub const MAX_PER_PAGE: u64 = 200;
+/// The most accounts one bulk action takes.
+pub const MAX_BULK: usize = 1_000;
+
+/// Which accounts to list, in which order, which page
+/// ([`Engine::find_accounts`]); [`AccountSearch::new`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSearch {
+    text: Option<String>,
+    state: Option<AccountState>,
+    sort: AccountSort,
+    descending: bool,
+    page: u64,
+    per_page: u64,
+}
+
+impl Default for AccountSearch {
+    fn default() -> Self {
+        AccountSearch {
+            text: None,
+            state: None,
+            sort: AccountSort::Username,
+            descending: false,
+            page: 1,
+            per_page: 50,
+        }
+    }
+}
+
+impl AccountSearch {
+    /// A search: `text` at most [`MAX_SEARCH_CHARS`] characters without
+    /// control characters (blank: every account), `state` and `sort` by
+    /// name (`no-link`, ...; `username`, `name`, `phone`, `group`, a
+    /// leading `-` for descending), `page` from 1, `per_page` 1 to
+    /// [`MAX_PER_PAGE`]. Each absent value takes its default.
+    pub fn new(
+        text: Option<&str>,
+        state: Option<&str>,
+        sort: Option<&str>,
+        page: Option<u64>,
+        per_page: Option<u64>,
+    ) -> Result<Self> {
+        let bad = |m: String| EngineError::Input(InputError::AccountSearch(m));
+        let d = AccountSearch::default();
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        if let Some(t) = text {
+            if t.chars().count() > MAX_SEARCH_CHARS {
+                return Err(bad(format!(
+                    "the search has {} characters",
+                    t.chars().count()
+                )));
+            }
+            if t.chars().any(char::is_control) {
+                return Err(bad("the search holds a control character".into()));
+            }
+        }
+        let state = match state.map(str::trim).filter(|s| !s.is_empty()) {
+            None | Some("all") => None,
+            Some(s) => Some(
+                serde_json::from_value(serde_json::Value::String(s.into()))
+                    .map_err(|_| bad(format!("no state is called {:?}", cut(s))))?,
+            ),
+        };
+        let (descending, sort) = match sort.map(str::trim).filter(|s| !s.is_empty()) {
+            None => (false, AccountSort::Username),
+            Some(s) => {
+                let (descending, key) = s.strip_prefix('-').map_or((false, s), |k| (true, k));
+                let sort = match key {
+                    "username" => AccountSort::Username,
+                    "name" => AccountSort::Name,
+                    "phone" => AccountSort::Phone,
+                    "group" => AccountSort::Group,
+                    _ => return Err(bad(format!("no sort is called {:?}", cut(s)))),
+                };
+                (descending, sort)
+            }
+        };
+        let page = page.unwrap_or(d.page);
+        if !(1..=1_000_000).contains(&page) {
+            return Err(bad(format!("page {page} does not exist: pages count from 1")));
+        }
+        let per_page = per_page.unwrap_or(d.per_page);
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(bad(format!("{per_page} accounts per page")));
+        }
+        Ok(AccountSearch {
+            text: text.map(str::to_owned),
+            state,
+            sort,
+            descending,
+            page,
+            per_page,
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("")
+    }
+
+    pub fn state(&self) -> Option<AccountState> {
+        self.state
+    }
+
+    /// The sort as [`AccountSearch::new`] reads it (`-phone`).
+    pub fn sort_key(&self) -> String {
+        let key = match self.sort {
+            AccountSort::Username => "username",
+            AccountSort::Name => "name",
+            AccountSort::Phone => "phone",
+            AccountSort::Group => "group",
+        };
+        format!("{}{key}", if self.descending { "-" } else { "" })
+    }
+
+    pub fn page(&self) -> u64 {
+        self.page
+    }
+
+    pub fn per_page(&self) -> u64 {
+        self.per_page
+    }
+
+    /// The same search on another page.
+    pub fn on_page(&self, page: u64) -> Self {
+        AccountSearch {
+            page,
+            ..self.clone()
+        }
+    }
+}
+
+/// At most 40 characters of hostile input, for an error message.
+fn cut(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// What a bulk action does to each account it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Send an activation SMS.
+    Activate,
+    /// Revoke the unused links.
+    Revoke,
+    Delete,
+    /// Put into a group, or out of any (`None`).
+    SetGroup(Option<switchboard_provision::Group>),
+}
+
+impl BulkAction {
+    /// The action's name, as the API takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BulkAction::Activate => "activate",
+            BulkAction::Revoke => "revoke",
+            BulkAction::Delete => "delete",
+            BulkAction::SetGroup(_) => "set-group",
+        }
+    }
+}
 
 /// Fetches of activation links per source address and minute.
 const FETCHES_PER_MINUTE: u32 = 20;
@@ -256,6 +424,159 @@ impl Engine {
             .iter()
             .map(Account::view)
             .collect())
+    }
+
+    /// A page of accounts: searched, filtered by state and sorted in the
+    /// store; whether each is registered is asked of Kamailio once.
+    pub async fn find_accounts(&self, q: &AccountSearch) -> Result<AccountListView> {
+        let registered = self.registration_summaries().await;
+        let names: Vec<String> = registered
+            .as_ref()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        let stored = |s: AccountState| match s {
+            AccountState::NoLink => Some(ActivationState::NoLink),
+            AccountState::LinkSent => Some(ActivationState::LinkSent),
+            AccountState::Activated => Some(ActivationState::Activated),
+            AccountState::Registered => None,
+        };
+        let query = AccountQuery {
+            search: q.text.as_deref(),
+            state: q.state.and_then(stored),
+            // A registered account shows as registered, under that filter
+            // only.
+            among: (q.state == Some(AccountState::Registered)).then_some(names.as_slice()),
+            except: (q.state.is_some_and(|s| s != AccountState::Registered) && !names.is_empty())
+                .then_some(names.as_slice()),
+            sort: q.sort,
+            descending: q.descending,
+            offset: (q.page - 1) * q.per_page,
+            limit: q.per_page,
+        };
+        let listing = self.store.lock().await.list_accounts(&query)?;
+        let accounts = listing
+            .rows
+            .into_iter()
+            .map(|r| {
+                let registration = registered.as_ref().map(|m| {
+                    m.get(&r.account.username)
+                        .cloned()
+                        .unwrap_or_else(|| "not registered".into())
+                });
+                let state = if registered
+                    .as_ref()
+                    .is_some_and(|m| m.contains_key(&r.account.username))
+                {
+                    AccountState::Registered
+                } else if r.activated_at.is_some() {
+                    AccountState::Activated
+                } else if r.linked_at.is_some() {
+                    AccountState::LinkSent
+                } else {
+                    AccountState::NoLink
+                };
+                Ok(ListedAccountView {
+                    account: account_of(&r.account)?.view(),
+                    state,
+                    link_made_at: r.linked_at,
+                    activated_at: r.activated_at,
+                    registration,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(AccountListView {
+            accounts,
+            total: listing.total,
+            page: q.page,
+            per_page: q.per_page,
+            registrations_known: registered.is_some(),
+        })
+    }
+
+    /// `action` on each of `usernames` (1 to [`MAX_BULK`], duplicates
+    /// once), in order, each with its own result: one account that fails
+    /// does not stop the others. Deletions and group changes share one
+    /// write to Kamailio's subscribers.
+    pub async fn bulk(
+        &self,
+        action: &BulkAction,
+        usernames: &[Username],
+    ) -> Result<Vec<BulkResultView>> {
+        if usernames.is_empty() || usernames.len() > MAX_BULK {
+            return Err(EngineError::Input(InputError::Bulk(format!(
+                "{} accounts given",
+                usernames.len()
+            ))));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let usernames: Vec<&Username> = usernames.iter().filter(|u| seen.insert(*u)).collect();
+        let result = |u: &Username, r: Result<String>| match r {
+            Ok(message) => BulkResultView {
+                username: u.to_string(),
+                ok: true,
+                message,
+                code: None,
+            },
+            Err(e) => BulkResultView {
+                username: u.to_string(),
+                ok: false,
+                message: e.to_string(),
+                code: Some(e.code().to_owned()),
+            },
+        };
+        let mut out = Vec::with_capacity(usernames.len());
+        match action {
+            BulkAction::Activate => {
+                for u in usernames {
+                    let r = self.activate(u).await.map(|v| {
+                        format!("activation SMS queued to {} via {}", v.to, v.gateway)
+                    });
+                    out.push(result(u, r));
+                }
+            }
+            BulkAction::Revoke => {
+                for u in usernames {
+                    let r = self.revoke(u).await.map(|v| {
+                        format!("{} link(s) and {} message(s) revoked", v.links, v.messages)
+                    });
+                    out.push(result(u, r));
+                }
+            }
+            BulkAction::Delete | BulkAction::SetGroup(_) => {
+                let mut store = self.store.lock().await;
+                let mut changed = false;
+                for u in usernames {
+                    let r = match action {
+                        BulkAction::SetGroup(group) => Self::find(&store, u).and_then(|mut a| {
+                            a.set_group(group.clone());
+                            store.update_account(&row_of(&a))?;
+                            Ok(match group {
+                                Some(g) => format!("put into group {g}"),
+                                None => "taken out of its group".to_owned(),
+                            })
+                        }),
+                        _ => match store.delete_account(u.as_str()) {
+                            Ok(true) => Ok("deleted".to_owned()),
+                            Ok(false) => Err(EngineError::NoSuchAccount(u.to_string())),
+                            Err(e) => Err(e.into()),
+                        },
+                    };
+                    changed |= r.is_ok();
+                    out.push(result(u, r));
+                }
+                if changed {
+                    self.sync_subscribers(&mut store).await?;
+                }
+            }
+        }
+        let done = out.iter().filter(|r| r.ok).count();
+        info!(
+            action = action.name(),
+            accounts = out.len(),
+            done,
+            "bulk action on accounts"
+        );
+        Ok(out)
     }
 
     fn find(store: &Store, username: &Username) -> Result<Account> {

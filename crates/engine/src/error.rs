@@ -50,6 +50,10 @@ pub enum InputError {
     Comment(#[from] InvalidComment),
     #[error("invalid ban policy: {0}")]
     BanPolicy(#[from] switchboard_domain::InvalidBanPolicy),
+    #[error("invalid account search: {0}")]
+    AccountSearch(String),
+    #[error("invalid bulk action: {0}")]
+    Bulk(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,8 @@ impl EngineError {
             EngineError::Input(InputError::PasswordBlank) => "password-blank",
             EngineError::Input(InputError::Comment(e)) => e.code(),
             EngineError::Input(InputError::BanPolicy(_)) => "invalid-ban-policy",
+            EngineError::Input(InputError::AccountSearch(_)) => "invalid-account-search",
+            EngineError::Input(InputError::Bulk(_)) => "invalid-bulk",
             EngineError::NotBanned(_) => "not-banned",
             EngineError::WrongPassword => "wrong-password",
             EngineError::Import { code, .. } => code,
@@ -202,6 +208,15 @@ impl EngineError {
                 switchboard_domain::tls::MAX_RESOLVERS
             ),
             EngineError::Input(InputError::AdminName(_)) => "e.g. admin".into(),
+            EngineError::Input(InputError::AccountSearch(_)) => format!(
+                "search with at most {} printable characters; state is no-link, link-sent, activated or registered; sort is username, name, phone or group; per_page is 1 to {}",
+                crate::accounts::MAX_SEARCH_CHARS,
+                crate::accounts::MAX_PER_PAGE
+            ),
+            EngineError::Input(InputError::Bulk(_)) => format!(
+                "the action is activate, revoke, delete or set-group, on 1 to {} accounts",
+                crate::accounts::MAX_BULK
+            ),
             EngineError::Input(InputError::Comment(e)) => e.hint().into(),
             EngineError::Input(InputError::BanPolicy(_)) => {
                 "e.g. `switchboard bans policy --failures 5 --window 600 --ban 300 --trusted 192.0.2.0/24`".into()

@@ -1294,3 +1294,109 @@ async fn an_acme_certificate_shows_its_renewal_until_it_is_deleted() {
         "a deleted certificate is not renewed: {left:?}"
     );
 }
+
+/// The accounts page's listing: each account's state from no link to
+/// activated, searched and filtered by it, and bulk actions with a result
+/// per account.
+#[tokio::test]
+async fn accounts_are_found_by_state_and_acted_on_in_bulk_one_result_each() {
+    use crate::accounts::{AccountSearch, BulkAction};
+    use crate::views::AccountState;
+    let (e, ann) = with_ann(switchboard_system::sms::Gateway::Outbox).await;
+    let bob = e
+        .add_account(switchboard_provision::NewAccount {
+            username: Some("bob".parse().expect("name")),
+            display_name: None,
+            phone: "+15550100200".parse().expect("phone"),
+            group: Some("sales".parse().expect("group")),
+            profile: Default::default(),
+        })
+        .await
+        .expect("bob")
+        .username;
+    let find = |state: Option<&str>, text: Option<&str>| {
+        let q = AccountSearch::new(text, state, None, None, None).expect("search");
+        let e = &e;
+        async move {
+            let v = e.find_accounts(&q).await.expect("find");
+            assert!(!v.registrations_known, "no Kamailio in this engine");
+            v.accounts
+                .into_iter()
+                .map(|a| (a.account.username.to_string(), a.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        find(None, None).await,
+        [
+            (ann.to_string(), AccountState::NoLink),
+            ("bob".into(), AccountState::NoLink)
+        ]
+    );
+    let results = e
+        .bulk(&BulkAction::Activate, &[bob.clone(), bob.clone()])
+        .await
+        .expect("bulk");
+    assert_eq!(results.len(), 1, "a name given twice is acted on once");
+    assert!(results[0].ok, "{results:?}");
+    assert_eq!(
+        find(Some("link-sent"), None).await,
+        [("bob".into(), AccountState::LinkSent)]
+    );
+    assert_eq!(find(Some("no-link"), Some("ANN")).await.len(), 1);
+    let nobody: switchboard_provision::Username = "nobody".parse().expect("name");
+    let results = e
+        .bulk(
+            &BulkAction::SetGroup(Some("field".parse().expect("group"))),
+            &[ann.clone(), nobody.clone()],
+        )
+        .await
+        .expect("bulk");
+    assert!(results[0].ok);
+    assert_eq!(
+        (results[1].ok, results[1].code.as_deref()),
+        (false, Some("no-such-account")),
+        "one account failing does not stop the others"
+    );
+    assert_eq!(find(None, Some("field")).await.len(), 1);
+    let results = e
+        .bulk(&BulkAction::Delete, &[ann.clone(), bob.clone()])
+        .await
+        .expect("delete");
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    assert!(find(None, None).await.is_empty());
+    for bad in [vec![], vec![nobody; crate::accounts::MAX_BULK + 1]] {
+        assert_eq!(
+            e.bulk(&BulkAction::Revoke, &bad)
+                .await
+                .expect_err("refused")
+                .code(),
+            "invalid-bulk"
+        );
+    }
+}
+
+#[test]
+fn an_account_search_refuses_what_it_cannot_mean() {
+    use crate::accounts::AccountSearch;
+    let q = AccountSearch::new(Some("  ann "), Some("activated"), Some("-phone"), Some(3), Some(25))
+        .expect("valid");
+    assert_eq!(
+        (q.text(), q.sort_key(), q.page(), q.per_page()),
+        ("ann", "-phone".to_owned(), 3, 25)
+    );
+    let long = "x".repeat(101);
+    for (text, state, sort, page, per_page) in [
+        (Some(long.as_str()), None, None, None, None),
+        (Some("a\u{0}b"), None, None, None, None),
+        (None, Some("registered'; --"), None, None, None),
+        (None, None, Some("ha1"), None, None),
+        (None, None, Some("--phone"), None, None),
+        (None, None, None, Some(0), None),
+        (None, None, None, None, Some(0)),
+        (None, None, None, None, Some(201)),
+    ] {
+        let e = AccountSearch::new(text, state, sort, page, per_page).expect_err("refused");
+        assert_eq!(e.code(), "invalid-account-search", "{e}");
+    }
+}

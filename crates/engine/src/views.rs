@@ -399,6 +399,67 @@ pub struct ActivationView {
     pub expires_at: Timestamp,
 }
 
+/// Where an account is in its life: from no link to registered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountState {
+    /// No activation link was ever made.
+    NoLink,
+    /// A link was sent or shown, no phone used one.
+    LinkSent,
+    /// A phone fetched its configuration with a link.
+    Activated,
+    /// A phone is registered with Kamailio now.
+    Registered,
+}
+
+/// An account of a listing, with its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ListedAccountView {
+    #[serde(flatten)]
+    pub account: switchboard_provision::AccountView,
+    pub state: AccountState,
+    /// When its latest link was made (sent or shown).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub link_made_at: Option<Timestamp>,
+    /// When a phone last fetched its configuration with a link.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub activated_at: Option<Timestamp>,
+    /// "registered now from 198.51.100.2 over TLS"; absent when Kamailio
+    /// cannot be asked.
+    pub registration: Option<String>,
+}
+
+/// A page of accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountListView {
+    pub accounts: Vec<ListedAccountView>,
+    /// How many accounts match, on all pages.
+    pub total: u64,
+    /// This page's number, from 1.
+    pub page: u64,
+    pub per_page: u64,
+    /// Whether Kamailio said who is registered (else no account is
+    /// `registered` and that filter finds none).
+    pub registrations_known: bool,
+}
+
+/// What a bulk action did to one account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkResultView {
+    pub username: String,
+    pub ok: bool,
+    /// What was done, or why not.
+    pub message: String,
+    /// The error's code when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// What a revocation did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

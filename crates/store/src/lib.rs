@@ -333,6 +333,8 @@ pub struct AccountQuery<'a> {
     pub state: Option<ActivationState>,
     /// Only these user names (the registered ones, for that filter).
     pub among: Option<&'a [String]>,
+    /// Not these user names.
+    pub except: Option<&'a [String]>,
     pub sort: AccountSort,
     pub descending: bool,
     pub offset: u64,
@@ -1150,13 +1152,15 @@ impl Store {
                 ),
             });
         }
-        if let Some(among) = q.among {
-            let list = serde_json::to_string(among).map_err(|_| corrupt("user names"))?;
-            args.push(list.into());
-            clauses.push(format!(
-                "a.username IN (SELECT value FROM json_each(?{}))",
-                args.len()
-            ));
+        for (names, op) in [(q.among, "IN"), (q.except, "NOT IN")] {
+            if let Some(names) = names {
+                let list = serde_json::to_string(names).map_err(|_| corrupt("user names"))?;
+                args.push(list.into());
+                clauses.push(format!(
+                    "a.username {op} (SELECT value FROM json_each(?{}))",
+                    args.len()
+                ));
+            }
         }
         let filter = if clauses.is_empty() {
             String::new()
@@ -2036,6 +2040,14 @@ mod tests {
             })
             .0,
             ["bob", "dan"]
+        );
+        assert_eq!(
+            names(AccountQuery {
+                except: Some(&among),
+                ..all
+            })
+            .0,
+            ["ann", "cat"]
         );
         let (page, total) = names(AccountQuery {
             sort: AccountSort::Name,
