@@ -50,7 +50,8 @@ impl fmt::Display for Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub id: ServiceId,
-    /// The label the console shows, as in the source document.
+    /// The label the console shows (the source document's words, without
+    /// a port: the console shows the configured ones next to it).
     pub label: &'static str,
     pub transport: Transport,
     pub default_ports: PortRange,
@@ -73,7 +74,7 @@ const fn single(port: u16) -> PortRange {
 pub const CATALOG: [ServiceInfo; 10] = [
     ServiceInfo {
         id: ServiceId::Sql,
-        label: "SQL/3306 – Database (remote DBMS access)",
+        label: "SQL – Database (remote DBMS access)",
         transport: Transport::Tcp,
         default_ports: single(3306),
         tls: false,
@@ -113,7 +114,7 @@ pub const CATALOG: [ServiceInfo; 10] = [
     },
     ServiceInfo {
         id: ServiceId::Nrpe,
-        label: "TCP/5666 – Nagios monitoring",
+        label: "NRPE – Nagios monitoring",
         transport: Transport::Tcp,
         default_ports: single(5666),
         tls: false,
@@ -148,7 +149,7 @@ pub const CATALOG: [ServiceInfo; 10] = [
     },
     ServiceInfo {
         id: ServiceId::Http,
-        label: "HTTP/80 – ACME http-01 challenges",
+        label: "HTTP – ACME http-01 challenges",
         transport: Transport::Tcp,
         default_ports: single(80),
         tls: false,

@@ -109,7 +109,9 @@ impl AccountSearch {
         };
         let page = page.unwrap_or(d.page);
         if !(1..=1_000_000).contains(&page) {
-            return Err(bad(format!("page {page} does not exist: pages count from 1")));
+            return Err(bad(format!(
+                "page {page} does not exist: pages count from 1"
+            )));
         }
         let per_page = per_page.unwrap_or(d.per_page);
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
@@ -528,9 +530,10 @@ impl Engine {
         match action {
             BulkAction::Activate => {
                 for u in usernames {
-                    let r = self.activate(u).await.map(|v| {
-                        format!("activation SMS queued to {} via {}", v.to, v.gateway)
-                    });
+                    let r = self
+                        .activate(u)
+                        .await
+                        .map(|v| format!("activation SMS queued to {} via {}", v.to, v.gateway));
                     out.push(result(u, r));
                 }
             }

@@ -21,7 +21,7 @@ use crate::views::{
 use crate::{Engine, EngineError, Result};
 
 /// The name of the first start's self-signed certificate.
-pub const BOOTSTRAP: &str = "self-signed";
+pub const BOOTSTRAP: &str = "bootstrap";
 
 /// The most keys made with `cert request` that may wait for their
 /// certificate at once: each is a stored key, and an RSA one costs a

@@ -1379,8 +1379,14 @@ async fn accounts_are_found_by_state_and_acted_on_in_bulk_one_result_each() {
 #[test]
 fn an_account_search_refuses_what_it_cannot_mean() {
     use crate::accounts::AccountSearch;
-    let q = AccountSearch::new(Some("  ann "), Some("activated"), Some("-phone"), Some(3), Some(25))
-        .expect("valid");
+    let q = AccountSearch::new(
+        Some("  ann "),
+        Some("activated"),
+        Some("-phone"),
+        Some(3),
+        Some(25),
+    )
+    .expect("valid");
     assert_eq!(
         (q.text(), q.sort_key(), q.page(), q.per_page()),
         ("ann", "-phone".to_owned(), 3, 25)

@@ -2017,8 +2017,16 @@ mod tests {
         };
         assert_eq!(names(search("SALES")).0, ["ann", "dan"], "case ignored");
         assert_eq!(names(search("ann lee")).0, ["ann"]);
-        assert_eq!(names(search("+41 79-111")).0, ["ann", "bob"], "spaces in a number");
-        assert_eq!(names(search("%")).0, ["bob"], "% is a character, not a wildcard");
+        assert_eq!(
+            names(search("+41 79-111")).0,
+            ["ann", "bob"],
+            "spaces in a number"
+        );
+        assert_eq!(
+            names(search("%")).0,
+            ["bob"],
+            "% is a character, not a wildcard"
+        );
         assert_eq!(names(search("_")).0, ["bob"]);
         assert_eq!(names(search("'; DROP TABLE accounts; --")).1, 0);
         let state = |s| AccountQuery {
@@ -2067,7 +2075,11 @@ mod tests {
             .expect("list")
             .rows
             .remove(0);
-        assert_eq!(ann.linked_at, Some(t("2026-11-26T08:00:00.5Z")), "the latest link");
+        assert_eq!(
+            ann.linked_at,
+            Some(t("2026-11-26T08:00:00.5Z")),
+            "the latest link"
+        );
         assert_eq!(ann.activated_at, Some(t("2026-11-26T09:00:00Z")));
         assert_eq!(
             store.activated_accounts("native").expect("activated"),

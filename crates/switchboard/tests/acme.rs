@@ -452,7 +452,7 @@ fn an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_wait
     let by_hand = d.json(&["cert", "renew", "voip-4"]);
     assert_eq!(by_hand["cert"], "voip-5", "{by_hand}");
     assert_eq!(by_hand["replaced"], "voip-4", "{by_hand}");
-    d.fails(&["cert", "renew", "self-signed"], "not-renewable");
+    d.fails(&["cert", "renew", "bootstrap"], "not-renewable");
     d.fails(&["cert", "renew", "voip-4"], "not-renewable");
     d.fails(&["cert", "renew", "no-such"], "no-such-cert");
     d.fails(&["cert", "renew", "../etc"], "invalid-cert-name");

@@ -41,7 +41,7 @@ fn certificates_from_import_to_padlock() {
 
     // First start: a self-signed certificate, bound everywhere, flagged.
     let certs = d.json(&["cert", "list"]);
-    assert_eq!(certs[0]["name"], "self-signed");
+    assert_eq!(certs[0]["name"], "bootstrap");
     assert_eq!(certs[0]["is_self_signed"], true);
     assert_eq!(certs[0]["bootstrap"], true);
     let sans = certs[0]["ip_addresses"].to_string();
@@ -228,7 +228,7 @@ fn certificates_from_import_to_padlock() {
     );
     // The console on lan0 still has the self-signed certificate.
     let console = padlock(&d, "console", "lan0");
-    assert_eq!(console["cert"], "self-signed");
+    assert_eq!(console["cert"], "bootstrap");
     assert!(console["findings"].to_string().contains("no-hostname"));
 
     // An expired certificate is stored, flagged, and bound only with --force.
@@ -279,7 +279,7 @@ fn certificates_from_import_to_padlock() {
     // No private key in any answer, nor in the log.
     for args in [
         &["cert", "list"][..],
-        &["cert", "show", "self-signed"],
+        &["cert", "show", "bootstrap"],
         &["revisions", "show", "2"],
         &["status"],
     ] {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use switchboard_domain::ServiceId;
 use switchboard_engine::views::*;
-use switchboard_engine::{Engine, EngineError, Origin};
+use switchboard_engine::{Engine, EngineError, InputError, Origin};
 use switchboard_provision::AccountView;
 use tracing::{debug, error};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 use crate::contract::*;
 use crate::error::{ApiError, ErrorCode};
 use crate::input::{
-    PathParam, ProvisioningChange, nic_settings_change, parse, parse_provision, path_number,
+    self, PathParam, ProvisioningChange, nic_settings_change, parse, parse_provision, path_number,
     provision_error,
 };
 use crate::openapi::error;
@@ -81,6 +81,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_nic))
         .routes(routes!(padlock))
         .routes(routes!(accounts, add_account))
+        .routes(routes!(search_accounts))
+        .routes(routes!(bulk_accounts))
         .routes(routes!(account, update_account, delete_account))
         .routes(routes!(import_accounts).layer(body_limit(MAX_UPLOAD_BODY * 2)))
         .routes(routes!(set_provisioning))
@@ -1004,6 +1006,54 @@ async fn accounts(State(e): State<AppState>) -> ApiResult {
 
 #[utoipa::path(
     get,
+    path = "/v1/search/accounts",
+    operation_id = "searchAccounts",
+    summary = "A page of accounts, searched, filtered by state and sorted",
+    tag = "accounts",
+    params(AccountSearchQuery),
+    responses(
+        (status = 200, description = "Done.", body = AccountListView),
+        (status = 400, response = error::BadRequest),
+    ),
+)]
+async fn search_accounts(
+    State(e): State<AppState>,
+    q: Result<Query<AccountSearchQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|r| {
+        ApiError::from(EngineError::Input(InputError::AccountSearch(r.body_text())))
+    })?;
+    let search = switchboard_engine::accounts::AccountSearch::new(
+        q.q.as_deref(),
+        q.state.as_deref(),
+        q.sort.as_deref(),
+        q.page,
+        q.per_page,
+    )?;
+    ok(e.find_accounts(&search).await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/bulk/accounts",
+    operation_id = "bulkAccounts",
+    summary = "One action on many accounts, with a result for each",
+    tag = "accounts",
+    request_body = BulkRequest,
+    responses(
+        (status = 200, description = "Each account's result, in order (a failed account does not stop the others).", body = Vec<BulkResultView>),
+        (status = 400, response = error::BadRequest),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
+async fn bulk_accounts(State(e): State<AppState>, Body(r): Body<BulkRequest>) -> ApiResult {
+    let action = input::bulk_action(&r.action, r.group.as_deref())?;
+    let usernames = input::usernames(&r.usernames)?;
+    ok(e.bulk(&action, &usernames).await?)
+}
+
+#[utoipa::path(
+    get,
     path = "/v1/accounts/{username}",
     operation_id = "getAccount",
     summary = "One account",
@@ -1673,7 +1723,7 @@ mod tests {
         let revisions = e.revisions().await.expect("revisions").len();
         let long = format!("/v1/certs/{}/renew", "a".repeat(20_000));
         for (path, status, code) in [
-            ("/v1/certs/self-signed/renew", 409, "not-renewable"),
+            ("/v1/certs/bootstrap/renew", 409, "not-renewable"),
             ("/v1/certs/nope/renew", 404, "no-such-cert"),
             ("/v1/certs/..%2Fetc/renew", 400, "invalid-cert-name"),
             ("/v1/certs/%00/renew", 400, "invalid-cert-name"),

@@ -287,6 +287,43 @@ pub struct ActivateRequest {
     pub username: String,
 }
 
+/// `GET /v1/search/accounts?q=&state=&sort=&page=&per_page=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountSearchQuery {
+    /// Found anywhere in the user name, name, group or phone number,
+    /// ignoring case.
+    #[param(max_length = 100)]
+    pub q: Option<String>,
+    /// `no-link`, `link-sent`, `activated` or `registered`; absent: all.
+    #[param(value_type = Option<switchboard_engine::views::AccountState>)]
+    pub state: Option<String>,
+    /// `username` (absent), `name`, `phone` or `group`; `-` before it for
+    /// descending.
+    pub sort: Option<String>,
+    /// From 1.
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub per_page: Option<u64>,
+}
+
+/// `POST /v1/bulk/accounts`: one action on many accounts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `activate` (send an activation SMS), `revoke`, `delete` or
+    /// `set-group`.
+    pub action: String,
+    /// 1 to 1,000 user names.
+    pub usernames: Vec<String>,
+    /// For `set-group`: the group; absent or empty takes the accounts out
+    /// of any group.
+    pub group: Option<String>,
+}
+
 /// `GET /v1/audit?limit=`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

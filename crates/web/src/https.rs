@@ -857,7 +857,12 @@ async fn answer(
             announced,
             "the request announces a body over the limit: 413"
         );
-        return Ok(hygiene::too_large(MAX_REQUEST_BODY));
+        let refused = hygiene::too_large(MAX_REQUEST_BODY);
+        // A browser sending a console form gets the console's page.
+        if crate::console::wants_page(request.headers(), request.uri().path()) {
+            return Ok(crate::console::pages::html_error(refused).await);
+        }
+        return Ok(refused);
     }
     let expired = Arc::new(AtomicBool::new(false));
     let mut request = request.map(|body| TimedBody::new(body, expired.clone()));

@@ -230,3 +230,43 @@ pub(crate) fn acme_order(
         contact,
     })
 }
+
+/// A bulk action by name (`activate`, `revoke`, `delete`, `set-group` with
+/// its group: blank takes the accounts out of any).
+pub(crate) fn bulk_action(
+    action: &str,
+    group: Option<&str>,
+) -> Result<switchboard_engine::accounts::BulkAction, ApiError> {
+    use switchboard_engine::accounts::BulkAction;
+    Ok(match action.trim() {
+        "activate" => BulkAction::Activate,
+        "revoke" => BulkAction::Revoke,
+        "delete" => BulkAction::Delete,
+        "set-group" => BulkAction::SetGroup(
+            group
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| parse_provision!(switchboard_provision::Group, g))
+                .transpose()?,
+        ),
+        other => {
+            return Err(ApiError::from(EngineError::Input(InputError::Bulk(
+                format!(
+                    "no action is called {:?}",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ))));
+        }
+    })
+}
+
+/// The user names of a bulk action, each parsed: one that does not parse
+/// refuses the whole request (nothing is done).
+pub(crate) fn usernames(
+    names: &[String],
+) -> Result<Vec<switchboard_provision::Username>, ApiError> {
+    names
+        .iter()
+        .map(|u| parse_provision!(switchboard_provision::Username, u.trim()))
+        .collect()
+}

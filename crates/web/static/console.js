@@ -68,3 +68,61 @@
   // Let the old connection close first.
   setTimeout(attempt, 1500);
 })();
+
+// What was typed into a form is kept in this tab while it is sent, and
+// given back when the page after it says so (`data-restore`): after a
+// failed action, and after signing in again when the session had ended.
+// Never a password, a file, the CSRF token or a confirmation.
+(function () {
+  const KEY = 'switchboard-form';
+  const kept = function (el) {
+    return el.name && !['password', 'file', 'hidden', 'submit', 'button'].includes(el.type);
+  };
+  document.addEventListener('submit', function (event) {
+    const form = event.target;
+    if (!form.id || form.method.toLowerCase() !== 'post') return;
+    const fields = [];
+    for (const el of form.elements) {
+      if (!kept(el)) continue;
+      if (el.type === 'checkbox' || el.type === 'radio') {
+        fields.push([el.name, el.value, el.checked]);
+      } else {
+        fields.push([el.name, el.value, true]);
+      }
+    }
+    try {
+      sessionStorage.setItem(KEY, JSON.stringify({ id: form.id, fields: fields }));
+    } catch (e) { /* storage refused: nothing is kept */ }
+  }, true);
+
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(KEY) || 'null'); } catch (e) { saved = null; }
+  const flash = document.querySelector('[data-restore]');
+  const form = saved && document.getElementById(saved.id);
+  if (flash && form && (flash.dataset.restore === '' || flash.dataset.restore === saved.id)) {
+    const byName = {};
+    for (const el of form.elements) {
+      if (kept(el)) (byName[el.name] = byName[el.name] || []).push(el);
+    }
+    for (const [name, value, on] of saved.fields) {
+      for (const el of byName[name] || []) {
+        if (el.type === 'checkbox' || el.type === 'radio') {
+          if (el.value === value) el.checked = on;
+        } else {
+          el.value = value;
+        }
+      }
+    }
+  }
+  if (!document.querySelector('.login-page')) sessionStorage.removeItem(KEY);
+})();
+
+// "Select every account of this page".
+(function () {
+  const all = document.getElementById('select-page');
+  if (!all) return;
+  all.hidden = false;
+  all.addEventListener('change', function () {
+    for (const box of document.querySelectorAll('input[name="u"]')) box.checked = all.checked;
+  });
+})();

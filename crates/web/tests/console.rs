@@ -439,7 +439,7 @@ async fn every_answer_carries_the_security_headers() {
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert!(h("strict-transport-security").starts_with("max-age="));
         assert_eq!(h("x-content-type-options"), "nosniff");
-        assert_eq!(h("referrer-policy"), "no-referrer");
+        assert_eq!(h("referrer-policy"), "same-origin");
         assert_eq!(h("x-frame-options"), "DENY");
     }
     // Pages are not cached.
@@ -1663,7 +1663,7 @@ async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() 
         "no key left"
     );
     // Renewing what is not from an ACME CA: refused, said so.
-    let a = c.form(&b, "/certs/self-signed/renew", &[]).await;
+    let a = c.form(&b, "/certs/bootstrap/renew", &[]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(
         c.engine.audit_log(1).await.unwrap()[0].outcome,

@@ -25,7 +25,7 @@
 //! **Limitations.** Sessions are in memory ([`session`]); one
 //! administrator role (every signed-in user may do everything).
 
-mod pages;
+pub(crate) mod pages;
 pub mod session;
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +78,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             console.clone(),
             authenticate,
         ))
+        .layer(middleware::from_fn(html_errors))
         .layer(middleware::from_fn_with_state(
             console.clone(),
             security_headers,
@@ -135,8 +136,70 @@ fn canonical_addr(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(canonical(a.ip()), a.port())
 }
 
-fn unauthenticated(path: &str) -> Response {
-    if path.starts_with("/v1/") || path == "/openapi.json" {
+/// Errors on a page's path (an unknown URL, a CSRF refusal, a body over
+/// the limit, too many requests) are HTML pages in the console's style,
+/// with a way back; the API's paths keep their JSON documents.
+async fn html_errors(req: Request, next: Next) -> Response {
+    let page = !is_api(req.uri().path());
+    let response = next.run(req).await;
+    if page {
+        pages::html_error(response).await
+    } else {
+        response
+    }
+}
+
+/// Whether a request is a browser's for a page (not the API's): its
+/// errors are shown as HTML pages.
+pub(crate) fn wants_page(headers: &HeaderMap, path: &str) -> bool {
+    !is_api(path)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+/// Whether `path` is the API's (JSON errors), not a page's (HTML).
+pub(crate) fn is_api(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/openapi.json"
+}
+
+/// A path of this console to come back to after signing in: local, not
+/// the sign-in itself, without anything a browser could read as another
+/// host (`//x`, `/\x`) or a header break; else none.
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let path = next.split(['?', '#']).next().unwrap_or("");
+    (next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 1000
+        && !next
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+        && !matches!(path, "/login" | "/logout")
+        && !is_api(path))
+    .then_some(next)
+}
+
+/// Where the request came from, for the sign-in to return to: the page
+/// itself for a GET, else the page whose form was sent (its `Referer`,
+/// when it is this console's).
+fn return_to(req: &Request) -> Option<String> {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        let path = req.uri().path_and_query().map(|p| p.as_str().to_owned())?;
+        return safe_next(&path).map(str::to_owned);
+    }
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let referer = req.headers().get(header::REFERER)?.to_str().ok()?;
+    let rest = referer.strip_prefix("https://")?.strip_prefix(host)?;
+    safe_next(rest).map(str::to_owned)
+}
+
+/// No (live) session: the API says `401`; a page goes to the sign-in,
+/// which says the session ended when the browser had one, and comes back
+/// here after it.
+fn unauthenticated(req: &Request, had_session: bool) -> Response {
+    let path = req.uri().path();
+    if is_api(path) {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -145,7 +208,20 @@ fn unauthenticated(path: &str) -> Response {
         )
         .into_response()
     } else {
-        Redirect::to("/login").into_response()
+        let mut to = form_urlencoded::Serializer::new(String::new());
+        if let Some(next) = return_to(req) {
+            to.append_pair("next", &next);
+        }
+        if had_session {
+            let form = !matches!(*req.method(), Method::GET | Method::HEAD);
+            to.append_pair("ended", if form { "form" } else { "page" });
+        }
+        let query = to.finish();
+        if query.is_empty() {
+            Redirect::to("/login").into_response()
+        } else {
+            Redirect::to(&format!("/login?{query}")).into_response()
+        }
     }
 }
 
@@ -179,13 +255,14 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     let signed_in = cookie(req.headers(), SESSION_COOKIE)
         .and_then(|id| console.sessions.get(id).map(|s| (id.to_owned(), s)));
     let Some((id, session)) = signed_in else {
-        return unauthenticated(&path);
+        let had_session = cookie(req.headers(), SESSION_COOKIE).is_some_and(|c| !c.is_empty());
+        return unauthenticated(&req, had_session);
     };
     // The user's password changed since this session signed in (on the
     // appliance, over the API, or in another session): it ends.
     if !session.holds_at(console.engine.password_generation(&session.user)) {
         console.sessions.remove(&id);
-        return unauthenticated(&path);
+        return unauthenticated(&req, true);
     }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     let req = if safe {
@@ -395,8 +472,8 @@ async fn first_multipart_csrf(headers: &HeaderMap, bytes: Bytes) -> Option<Strin
 }
 
 /// Headers on every console response: a strict CSP (scripts and styles
-/// from the console itself only, no framing), HSTS, nosniff, no referrer,
-/// no caching of pages; `Connection: close` while a revision is pending.
+/// from the console itself only, no framing), HSTS, nosniff,
+/// no caching of pages; a referrer for the console's own pages only; `Connection: close` while a revision is pending.
 async fn security_headers(State(console): State<St>, req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
     let mut response = next.run(req).await;
@@ -413,7 +490,9 @@ async fn security_headers(State(console): State<St>, req: Request, next: Next) -
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // The console's own pages only: a form sent after the session ended
+    // tells the sign-in which page to go back to.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(
         h,
         header::HeaderName::from_static("cross-origin-opener-policy"),

@@ -16,7 +16,7 @@ use switchboard_domain::install::Platform;
 use switchboard_domain::{CertName, NicName, ServiceId, Severity};
 use switchboard_engine::views::{
     CertRequestView, CertView, DiffView, ExpiryView, NicState, NicView, PadlockView, PendingView,
-    ServiceView, SmsView,
+    ServiceView,
 };
 use switchboard_engine::{EngineError, InputError};
 use switchboard_store::RevisionSummary;
@@ -69,14 +69,27 @@ pub(super) fn routes() -> Router<St> {
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
         .route("/bans/{address}/unban", post(unban))
-        .route("/accounts", get(accounts_page).post(add_account))
-        .route("/accounts/import", post(import_accounts))
-        .route("/accounts/{username}", get(account_page).post(edit_account))
-        .route("/accounts/{username}/activate", post(activate))
-        .route("/accounts/{username}/qr", post(activate_in_person))
-        .route("/accounts/{username}/delete", post(delete_account))
-        .route("/accounts/{username}/revoke", post(revoke))
-        .route("/sms/{id}/resend", post(resend_sms))
+        .route(
+            "/accounts",
+            get(accounts::accounts_page).post(accounts::add_account),
+        )
+        .route("/accounts/import", post(accounts::import_accounts))
+        .route("/bulk/accounts", post(accounts::bulk))
+        .route(
+            "/accounts/{username}",
+            get(accounts::account_page).post(accounts::edit_account),
+        )
+        .route("/accounts/{username}/activate", post(accounts::activate))
+        .route(
+            "/accounts/{username}/qr",
+            get(accounts::qr_page).post(accounts::activate_in_person),
+        )
+        .route(
+            "/accounts/{username}/delete",
+            post(accounts::delete_account),
+        )
+        .route("/accounts/{username}/revoke", post(accounts::revoke))
+        .route("/sms/{id}/resend", post(accounts::resend_sms))
         .route("/password", get(password_page).post(change_password))
         .route("/openapi.json", get(openapi))
 }
@@ -96,6 +109,18 @@ pub struct Chrome {
 }
 
 impl Chrome {
+    /// The flash message of the form `id`.
+    pub fn flash_at(&self, id: &str) -> Option<&Flash> {
+        self.flash
+            .as_ref()
+            .filter(|f| f.form.as_deref() == Some(id))
+    }
+
+    /// The flash message of no form in particular: shown at the top.
+    pub fn flash_top(&self) -> Option<&Flash> {
+        self.flash.as_ref().filter(|f| f.form.is_none())
+    }
+
     /// Whether a certificate of the expiry banner is an error (under 7
     /// days, or expired).
     pub fn expiry_is_error(&self) -> bool {
@@ -160,6 +185,41 @@ struct ErrorPage {
     hint: String,
 }
 
+/// A JSON error document (an answer the API's code made: a CSRF refusal,
+/// an unknown URL, a body over the limit, too many requests) as the
+/// console's HTML error page, for a browser on a page: the same status,
+/// code, message and hint, and the same headers (`Retry-After`,
+/// `Connection: close`). Any other answer is kept as it is.
+pub(crate) async fn html_error(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return ApiError::internal("an error document too large to show").into_response();
+    };
+    let Ok(doc) = serde_json::from_slice::<crate::error::ErrorDocument>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let page = render(&ErrorPage {
+        status: parts.status.to_string(),
+        code: doc.error.code,
+        message: doc.error.message,
+        hint: doc.error.hint,
+    });
+    let (page_parts, page_body) = page.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(t) = page_parts.headers.get(header::CONTENT_TYPE) {
+        parts.headers.insert(header::CONTENT_TYPE, t.clone());
+    }
+    Response::from_parts(parts, page_body)
+}
+
 /// An error as an HTML page, with the API's status, code, message and hint.
 fn error_page(e: ApiError) -> Response {
     let status = e.status();
@@ -202,6 +262,34 @@ impl IntoResponse for FormError {
     }
 }
 
+/// A destructive action's confirmation: what it will do, and the same
+/// action again with `confirmed=yes` (a plain form: no JavaScript needed).
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    c: Chrome,
+    question: String,
+    consequences: Vec<String>,
+    action: String,
+    /// The action's own fields, sent again as they were.
+    fields: Vec<(String, String)>,
+    button: String,
+    cancel: String,
+}
+
+/// The `confirmed` field of a destructive action's form.
+#[derive(Debug, Default, Deserialize)]
+struct Confirmation {
+    #[serde(default)]
+    confirmed: String,
+}
+
+impl Confirmation {
+    fn yes(&self) -> bool {
+        self.confirmed == "yes"
+    }
+}
+
 fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
@@ -239,10 +327,13 @@ fn failure(e: impl Into<ApiError>) -> Flash {
     }
 }
 
-/// Show `outcome` on the next page and go there. A failure's code goes
-/// with the redirect, for the audit log (`303 unknown-nic`).
+/// Show `outcome` on the next page and go there. With a fragment
+/// (`/accounts#account-form`) the message is shown next to that form and
+/// the browser scrolls to it. A failure's code goes with the redirect,
+/// for the audit log (`303 unknown-nic`).
 fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
-    let flash = outcome.map_or_else(|f| f, Flash::ok);
+    let mut flash = outcome.map_or_else(|f| f, Flash::ok);
+    flash.form = to.split_once('#').map(|(_, id)| id.to_owned());
     let code = (!flash.ok).then(|| flash.code.clone());
     c.sessions.set_flash(&s.id, flash);
     let mut response = Redirect::to(to).into_response();
@@ -283,6 +374,8 @@ macro_rules! provision_parse {
     };
 }
 
+mod accounts;
+
 /// Serde's name for a value (`applied`, `sip-tls`, ...).
 fn word<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -302,12 +395,54 @@ fn when(t: jiff::Timestamp) -> String {
 struct LoginPage {
     csrf: String,
     error: Option<String>,
+    /// Why the administrator is asked to sign in again.
+    notice: Option<String>,
+    /// The page to go back to after signing in.
+    next: String,
+    ended: String,
+}
+
+/// Where a sign-in goes back to, and why it was asked for: the query of
+/// `/login` and the fields of its form.
+#[derive(Debug, Default, Deserialize)]
+struct Return {
+    #[serde(default)]
+    next: String,
+    /// `page` or `form`: the session had ended.
+    #[serde(default)]
+    ended: String,
+}
+
+impl Return {
+    fn next(&self) -> Option<&str> {
+        super::safe_next(&self.next)
+    }
+
+    fn notice(&self) -> Option<String> {
+        let back = self.next().map_or_else(String::new, |n| {
+            format!(" to go back to {}", n.split('?').next().unwrap_or(n))
+        });
+        match self.ended.as_str() {
+            "form" => Some(format!(
+                "Your session ended (it expired or was signed out) before the form was sent; nothing was changed. Sign in again{back}: what you typed is kept in this tab."
+            )),
+            "page" => Some(format!(
+                "Your session ended (it expired or was signed out). Sign in again{back}."
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The sign-in page. Its token is the browser's pre-session cookie, kept
 /// if the browser has a well-formed one: a second load of the page (another
 /// tab, a redirected favicon request) must not void the form already shown.
-fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+fn login_form(
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    back: &Return,
+) -> Response {
     let token = cookie(headers, LOGIN_COOKIE)
         .filter(|t| {
             t.len() == 43
@@ -316,30 +451,41 @@ fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) ->
         })
         .map_or_else(random_token, str::to_owned);
     let cookie = set_cookie(LOGIN_COOKIE, &token, Some(3600));
-    let page = render(&LoginPage { csrf: token, error });
+    let page = render(&LoginPage {
+        csrf: token,
+        error,
+        notice: back.notice(),
+        next: back.next().unwrap_or("").to_owned(),
+        ended: if back.ended == "form" { "form" } else { "" }.to_owned(),
+    });
     (status, [(header::SET_COOKIE, cookie)], page).into_response()
 }
 
-async fn login_page(headers: HeaderMap) -> Response {
-    login_form(&headers, StatusCode::OK, None)
+async fn login_page(headers: HeaderMap, Query(back): Query<Return>) -> Response {
+    login_form(&headers, StatusCode::OK, None, &back)
 }
 
 /// The longest user name or password a sign-in looks at, in bytes (the
 /// longest password, in UTF-8).
 const MAX_CREDENTIAL: usize = 4 * switchboard_engine::MAX_PASSWORD_CHARS;
 
-/// The sign-in form's fields, when it has all three.
-fn login_fields(body: &[u8]) -> Option<(String, String, String)> {
+/// The sign-in form's fields, when it has all three, and where it goes
+/// back to.
+fn login_fields(body: &[u8]) -> (Option<(String, String, String)>, Return) {
     let (mut csrf, mut user, mut password) = (None, None, None);
+    let mut back = Return::default();
     for (k, v) in form_urlencoded::parse(body) {
         match &*k {
             "csrf" => csrf = Some(v.into_owned()),
             "username" => user = Some(v.into_owned()),
             "password" => password = Some(v.into_owned()),
+            "next" => back.next = v.chars().take(1000).collect(),
+            "ended" => back.ended = v.chars().take(10).collect(),
             _ => {}
         }
     }
-    Some((csrf?, user?, password?))
+    let fields = (|| Some((csrf?, user?, password?)))();
+    (fields, back)
 }
 
 async fn login(
@@ -349,8 +495,8 @@ async fn login(
     body: axum::body::Bytes,
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
-    let fields =
-        login_fields(&body).filter(|(csrf, _, _)| !pre.is_empty() && same_token(pre, csrf));
+    let (fields, back) = login_fields(&body);
+    let fields = fields.filter(|(csrf, _, _)| !pre.is_empty() && same_token(pre, csrf));
     let Some((_, user, password)) = fields else {
         // Not a sign-in attempt at all (not from our form, or not a form):
         // not audited either, so nobody fills the log by knocking.
@@ -358,6 +504,7 @@ async fn login(
             &headers,
             StatusCode::FORBIDDEN,
             Some("The sign-in form expired. Try again.".into()),
+            &back,
         );
         response.extensions_mut().insert(crate::api::NotAudited);
         return response;
@@ -388,6 +535,7 @@ async fn login(
                     "Too many failed sign-ins. Try again in {} minute(s).",
                     wait.as_secs().div_ceil(60)
                 )),
+                &back,
             );
             retry_after(&mut response, wait);
             response
@@ -399,7 +547,18 @@ async fn login(
             }
             let id = c.sessions.create(user, generation);
             tracing::info!(user, %from, "console sign-in");
-            let mut response = Redirect::to("/").into_response();
+            if back.ended == "form" && back.next().is_some() {
+                c.sessions.set_flash(
+                    &id,
+                    Flash {
+                        restore: true,
+                        ..Flash::ok(format!(
+                            "Signed in again as {user}. What you typed is back in the form: check it and send it again."
+                        ))
+                    },
+                );
+            }
+            let mut response = Redirect::to(back.next().unwrap_or("/")).into_response();
             // Audited, under the user now signed in (failures are not:
             // anonymous requests write no durable row).
             response
@@ -421,6 +580,7 @@ async fn login(
                 &headers,
                 StatusCode::UNAUTHORIZED,
                 Some("Wrong user name or password.".into()),
+                &back,
             )
         }
         Err(e) => error_page(e.into()),
@@ -525,6 +685,8 @@ struct NicColumn {
 /// One cell of the matrix.
 struct Cell {
     value: String,
+    /// "sql on lan0": what the checkbox says to a screen reader.
+    label: String,
     id: String,
     checked: bool,
     /// The candidate differs from the applied revision here.
@@ -638,6 +800,7 @@ fn rows(services: &[ServiceView], nics: &[String]) -> Vec<Row> {
                     let applied = s.applied_nics.as_ref().map(|a| a.contains(n));
                     Cell {
                         value: format!("{}@{n}", s.id),
+                        label: format!("{} on {n}", s.id),
                         id: format!("cell-{}-{n}", s.id),
                         checked,
                         pending: applied != Some(checked),
@@ -949,7 +1112,66 @@ async fn set_port(
     done(&c, &s, outcome, "/#ports")
 }
 
-async fn discard(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+/// What a confirmation page asks ([`ConfirmPage`] without its chrome).
+struct Ask {
+    question: String,
+    consequences: Vec<String>,
+    action: String,
+    fields: Vec<(String, String)>,
+    button: &'static str,
+    cancel: String,
+}
+
+/// The confirmation page of a destructive action.
+async fn confirm_page(c: &St, s: &SignedIn, nav: &'static str, ask: Ask) -> Response {
+    render(&ConfirmPage {
+        c: chrome(c, s, ask.question.clone(), nav).await,
+        question: ask.question,
+        consequences: ask.consequences,
+        action: ask.action,
+        fields: ask.fields,
+        button: ask.button.to_owned(),
+        cancel: ask.cancel,
+    })
+}
+
+/// `changes` in words, for a confirmation: what the action would undo or
+/// apply.
+fn changes_of(diff: Result<DiffView, EngineError>, none: &str) -> Vec<String> {
+    match diff {
+        Ok(d) if d.changed => d
+            .summary
+            .into_iter()
+            .map(|l| format!("Changes: {l}"))
+            .collect(),
+        Ok(_) => vec![none.to_owned()],
+        Err(e) => vec![format!("What changes cannot be shown: {e}")],
+    }
+}
+
+async fn discard(
+    State(c): State<St>,
+    Extension(s): Extension<SignedIn>,
+    Fields(confirmed): Fields<Confirmation>,
+) -> Response {
+    if !confirmed.yes() {
+        let mut consequences = vec![
+            "The candidate goes back to the running revision: these edits are lost.".to_owned(),
+        ];
+        consequences.extend(changes_of(
+            c.engine.diff(None, None).await,
+            "There is no edit to lose.",
+        ));
+        let ask = Ask {
+            question: "Discard the edits not applied yet?".into(),
+            consequences,
+            action: "/discard".into(),
+            fields: vec![],
+            button: "Discard the edits",
+            cancel: "/".into(),
+        };
+        return confirm_page(&c, &s, "services", ask).await;
+    }
     let outcome = match c.engine.discard().await {
         Ok(v) if v.changed => ok("edits discarded: the candidate is the applied revision again"),
         Ok(_) => ok("nothing to discard"),
@@ -1100,7 +1322,32 @@ async fn delete_cert(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     PagePath(name): PagePath<String>,
+    Fields(confirmed): Fields<Confirmation>,
 ) -> Response {
+    if !confirmed.yes() {
+        let Ok(cert) = parse::<CertName>(&name) else {
+            return done(
+                &c,
+                &s,
+                Err(bad_form("no such certificate name")),
+                "/#certificates",
+            );
+        };
+        let ask = Ask {
+            question: format!("Delete certificate {cert}?"),
+            consequences: vec![
+                "Its private key, if the appliance holds it, is erased: this cannot be undone."
+                    .into(),
+                "A certificate still bound to a service is refused: unbind it and Update first."
+                    .into(),
+            ],
+            action: format!("/certs/{cert}/delete"),
+            fields: vec![],
+            button: "Delete the certificate",
+            cancel: "/#certificates".into(),
+        };
+        return confirm_page(&c, &s, "services", ask).await;
+    }
     let outcome = async {
         let name: CertName = parse(&name)?;
         c.engine.delete_cert(&name).await.map_err(failure)?;
@@ -1699,6 +1946,8 @@ struct RollbackForm {
     comment: String,
     #[serde(default)]
     trial: Option<String>,
+    #[serde(default)]
+    confirmed: String,
 }
 
 async fn rollback(
@@ -1709,6 +1958,42 @@ async fn rollback(
     PagePath(number): PagePath<String>,
     Fields(f): Fields<RollbackForm>,
 ) -> Response {
+    if f.confirmed != "yes" {
+        let Ok(n) = path_number(&number, "revision numbers", "pick a revision from the list")
+        else {
+            return done(
+                &c,
+                &s,
+                Err(bad_form("no such revision number")),
+                "/revisions",
+            );
+        };
+        let mut consequences = vec![format!(
+            "The appliance runs what revision {n} ran again, as a new revision{}.",
+            if f.trial.is_some() {
+                ", on trial: rolled back by itself unless confirmed"
+            } else {
+                ", applied at once"
+            }
+        )];
+        consequences.extend(changes_of(
+            c.engine.diff(None, Some(n)).await,
+            "Nothing changes on the system: it already runs this.",
+        ));
+        let mut fields = vec![("comment".to_owned(), f.comment.clone())];
+        if f.trial.is_some() {
+            fields.push(("trial".into(), "1".into()));
+        }
+        let ask = Ask {
+            question: format!("Roll back to revision {n}?"),
+            consequences,
+            action: format!("/revisions/{n}/rollback"),
+            fields,
+            button: "Roll back",
+            cancel: "/revisions".into(),
+        };
+        return confirm_page(&c, &s, "revisions", ask).await;
+    }
     let outcome = async {
         let number = path_number(&number, "revision numbers", "pick a revision from the list")
             .map_err(failure)?;
@@ -1996,377 +2281,6 @@ async fn unban(
     }
     .await;
     done(&c, &s, outcome, "/bans")
-}
-
-// ---- accounts and activation ------------------------------------------------------
-
-struct AccountRow {
-    username: String,
-    name: String,
-    phone: String,
-    group: String,
-    profile: String,
-    sms: String,
-}
-
-/// An account as the console shows it, with the state of its latest SMS
-/// (and why it failed, if it did).
-fn account_row(a: &switchboard_provision::AccountView, sms: &[SmsView]) -> AccountRow {
-    let latest = sms
-        .iter()
-        .filter(|m| m.username.as_deref() == Some(a.username.as_str()))
-        .max_by_key(|m| m.id);
-    AccountRow {
-        username: a.username.to_string(),
-        name: a
-            .display_name
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        phone: a.phone.to_string(),
-        group: a
-            .group
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        profile: word(&a.profile),
-        sms: latest
-            .map(|m| match &m.last_error {
-                Some(e) if m.state != "sent" => format!("{} ({e})", m.state),
-                _ => m.state.clone(),
-            })
-            .unwrap_or_default(),
-    }
-}
-
-struct SmsRow {
-    id: u64,
-    username: String,
-    to: String,
-    state: String,
-    attempts: u32,
-    last_error: String,
-    at: String,
-    text: String,
-}
-
-#[derive(Template)]
-#[template(path = "accounts.html")]
-struct AccountsPage {
-    c: Chrome,
-    /// Each account and its registration in words.
-    accounts: Vec<(AccountRow, String)>,
-    sms: Vec<SmsRow>,
-}
-
-async fn accounts_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
-    let page = async {
-        let accounts = c.engine.accounts().await?;
-        let sms = c.engine.sms().await?;
-        let registered = c.engine.registration_summaries().await;
-        Ok::<_, ApiError>(AccountsPage {
-            c: chrome(&c, &s, "Accounts", "accounts").await,
-            accounts: accounts
-                .iter()
-                .map(|a| {
-                    let sip = match &registered {
-                        None => "unknown (Kamailio is not running)".to_owned(),
-                        Some(r) => r
-                            .get(a.username.as_str())
-                            .cloned()
-                            .unwrap_or_else(|| "not registered".into()),
-                    };
-                    (account_row(a, &sms), sip)
-                })
-                .collect(),
-            sms: sms
-                .iter()
-                .rev()
-                .map(|m| SmsRow {
-                    id: m.id,
-                    username: m.username.clone().unwrap_or_default(),
-                    to: m.to.clone(),
-                    state: m.state.clone(),
-                    attempts: m.attempts,
-                    last_error: m.last_error.clone().unwrap_or_default(),
-                    at: when(m.created_at),
-                    text: m.text.clone().unwrap_or_default(),
-                })
-                .collect(),
-        })
-    }
-    .await;
-    show(page)
-}
-
-#[derive(Deserialize)]
-struct AccountForm {
-    phone: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    profile: String,
-}
-
-async fn add_account(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    Fields(f): Fields<AccountForm>,
-) -> Response {
-    use switchboard_provision as p;
-    let outcome = async {
-        let new = p::NewAccount {
-            username: None,
-            display_name: blank_or(&f.name, |n| provision_parse!(p::DisplayName, n))?,
-            phone: provision_parse!(p::PhoneNumber, f.phone)?,
-            group: None,
-            profile: blank_or(&f.profile, |x| provision_parse!(p::ClientProfile, x))?
-                .unwrap_or_default(),
-        };
-        let v = c.engine.add_account(new).await.map_err(failure)?;
-        ok(format!("account {} created for {}", v.username, v.phone))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
-}
-
-fn username(u: &str) -> Result<switchboard_provision::Username, Flash> {
-    provision_parse!(switchboard_provision::Username, u)
-}
-
-async fn activate(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-) -> Response {
-    let outcome = async {
-        let v = c.engine.activate(&username(&u)?).await.map_err(failure)?;
-        ok(format!(
-            "activation SMS for {} queued to {} via {}",
-            v.username, v.to, v.gateway
-        ))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
-}
-
-#[derive(Template)]
-#[template(path = "qr.html")]
-struct QrPage {
-    c: Chrome,
-    username: String,
-    link: String,
-    qr: String,
-    expires: String,
-}
-
-/// A fresh link for `username`, shown once as a QR code to scan in
-/// person. The page is not cached; the link is not logged or stored.
-async fn activate_in_person(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-) -> Response {
-    let page = async {
-        let (v, link) = c
-            .engine
-            .activate_in_person(&username(&u)?)
-            .await
-            .map_err(failure)?;
-        let link = link.expose();
-        let text = link.to_owned();
-        let qr = c
-            .engine
-            .cpu()
-            .run("QR code", move || crate::qr::svg(&text))
-            .await
-            .map_err(failure)?
-            .map_err(|e| bad_form(format!("the link does not fit in a QR code ({e})")))?;
-        Ok(QrPage {
-            c: chrome(&c, &s, format!("Activate {}", v.username), "accounts").await,
-            username: v.username,
-            link,
-            qr,
-            expires: when(v.expires_at),
-        })
-    }
-    .await;
-    match page {
-        Ok(p) => render(&p),
-        Err(f) => done(&c, &s, Err(f), "/accounts"),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "account.html")]
-struct AccountPage {
-    c: Chrome,
-    a: AccountRow,
-    /// "registered now from 192.0.2.2 over TLS", "not registered".
-    registration: String,
-    contacts: Vec<ContactRow>,
-}
-
-struct ContactRow {
-    contact: String,
-    source: String,
-    transport: String,
-    user_agent: String,
-    expires: u64,
-}
-
-async fn account_page(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-) -> Response {
-    let page = async {
-        let u: switchboard_provision::Username =
-            u.parse()
-                .map_err(|e: switchboard_provision::InvalidUsername| {
-                    ApiError::from(EngineError::Provision {
-                        code: e.code(),
-                        message: e.to_string(),
-                        hint: e.hint(),
-                    })
-                })?;
-        let a = c.engine.account(&u).await?;
-        let sms = c.engine.sms().await?;
-        // Kamailio not answering is not the page's failure: it says so.
-        let (registration, contacts) = match c.engine.registrations(&u).await {
-            Ok(r) => (
-                r.summary,
-                r.contacts
-                    .into_iter()
-                    .map(|r| ContactRow {
-                        contact: r.contact,
-                        source: r.source.unwrap_or_default(),
-                        transport: r.transport.to_uppercase(),
-                        user_agent: r.user_agent,
-                        expires: r.expires_secs,
-                    })
-                    .collect(),
-            ),
-            Err(e) => (format!("unknown: {e}"), vec![]),
-        };
-        Ok::<_, ApiError>(AccountPage {
-            c: chrome(&c, &s, format!("Account {}", a.username), "accounts").await,
-            a: account_row(&a, &sms),
-            registration,
-            contacts,
-        })
-    }
-    .await;
-    show(page)
-}
-
-#[derive(Deserialize)]
-struct EditAccountForm {
-    phone: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    group: String,
-    profile: String,
-    #[serde(default)]
-    new_password: Option<String>,
-}
-
-/// Every field of the form is the account's new value (blank name or
-/// group: none).
-async fn edit_account(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-    Fields(f): Fields<EditAccountForm>,
-) -> Response {
-    use switchboard_provision as p;
-    // Back to the account's page, named as parsed (never the raw path).
-    let to = username(&u).map_or_else(|_| "/accounts".to_owned(), |u| format!("/accounts/{u}"));
-    let outcome = async {
-        let change = switchboard_engine::accounts::AccountChange {
-            phone: Some(provision_parse!(p::PhoneNumber, f.phone)?),
-            display_name: Some(blank_or(&f.name, |n| provision_parse!(p::DisplayName, n))?),
-            group: Some(blank_or(&f.group, |g| provision_parse!(p::Group, g))?),
-            profile: Some(provision_parse!(p::ClientProfile, f.profile)?),
-            new_password: f.new_password.is_some(),
-        };
-        let v = c
-            .engine
-            .update_account(&username(&u)?, change)
-            .await
-            .map_err(failure)?;
-        ok(if f.new_password.is_some() {
-            format!(
-                "account {} saved with a new SIP password: the phone needs a new activation",
-                v.username
-            )
-        } else {
-            format!("account {} saved", v.username)
-        })
-    }
-    .await;
-    done(&c, &s, outcome, &to)
-}
-
-/// The CSV file of many accounts: all created, or none (every bad row
-/// reported).
-async fn import_accounts(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    mut form: Multipart,
-) -> Response {
-    let outcome = async {
-        let file = file_field(&mut form, "choose a CSV file").await?;
-        let created = c.engine.import_accounts(&file).await.map_err(failure)?;
-        ok(format!("{} account(s) created", created.len()))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
-}
-
-async fn revoke(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-) -> Response {
-    let outcome = async {
-        let v = c.engine.revoke(&username(&u)?).await.map_err(failure)?;
-        ok(format!(
-            "{}: {} link(s) revoked, {} message(s) withdrawn",
-            v.username, v.links, v.messages
-        ))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
-}
-
-async fn resend_sms(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(id): PagePath<String>,
-) -> Response {
-    let outcome = async {
-        let id = path_number(&id, "SMS ids", "pick a message from the list").map_err(failure)?;
-        let v = c.engine.resend_sms(id).await.map_err(failure)?;
-        ok(format!("SMS {} to {} queued again", v.id, v.to))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
-}
-
-async fn delete_account(
-    State(c): State<St>,
-    Extension(s): Extension<SignedIn>,
-    PagePath(u): PagePath<String>,
-) -> Response {
-    let outcome = async {
-        let u = username(&u)?;
-        c.engine.delete_account(&u).await.map_err(failure)?;
-        ok(format!("account {u} deleted"))
-    }
-    .await;
-    done(&c, &s, outcome, "/accounts")
 }
 
 // ---- assets ---------------------------------------------------------------------

@@ -107,6 +107,27 @@ pub struct Session {
     last_seen: Instant,
     /// A message for the next page (post/redirect/get).
     pub flash: Option<Flash>,
+    /// The activation link this session made last, shown as a QR code
+    /// until another is made: a reload shows it again, it never makes a
+    /// second one. Held in memory only, with the session.
+    pub shown_link: Option<ShownLink>,
+}
+
+/// An activation link made to be shown in person.
+#[derive(Clone)]
+pub struct ShownLink {
+    pub username: String,
+    pub link: String,
+    pub expires: String,
+}
+
+impl std::fmt::Debug for ShownLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShownLink")
+            .field("username", &self.username)
+            .field("link", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The outcome of the last action, shown once on the next page.
@@ -120,6 +141,12 @@ pub struct Flash {
     pub hint: String,
     /// Diagnostics or problems, one line each.
     pub details: Vec<String>,
+    /// The id of the form it belongs to: shown next to it, not at the top.
+    pub form: Option<String>,
+    /// Whether the page gives the form back what was typed into it (the
+    /// console's script keeps it in the tab's session storage): after a
+    /// failure, and after signing in again.
+    pub restore: bool,
 }
 
 impl Flash {
@@ -130,6 +157,8 @@ impl Flash {
             message: message.into(),
             hint: String::new(),
             details: vec![],
+            form: None,
+            restore: false,
         }
     }
 
@@ -140,6 +169,8 @@ impl Flash {
             message: message.into(),
             hint: hint.into(),
             details: vec![],
+            form: None,
+            restore: true,
         }
     }
 }
@@ -186,6 +217,7 @@ impl Sessions {
                 created: now,
                 last_seen: now,
                 flash: None,
+                shown_link: None,
             },
         );
         id
@@ -222,6 +254,14 @@ impl Sessions {
         let mut table = self.table.lock().expect("sessions lock");
         if let Some(s) = table.get_mut(&key(id)) {
             s.flash = Some(flash);
+        }
+    }
+
+    /// Hold `link` as the one this session shows.
+    pub fn show_link(&self, id: &str, link: ShownLink) {
+        let mut table = self.table.lock().expect("sessions lock");
+        if let Some(s) = table.get_mut(&key(id)) {
+            s.shown_link = Some(link);
         }
     }
 
