@@ -333,7 +333,7 @@ fn failure(e: impl Into<ApiError>) -> Flash {
 /// for the audit log (`303 unknown-nic`).
 fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
     let mut flash = outcome.map_or_else(|f| f, Flash::ok);
-    flash.form = to.split_once('#').map(|(_, id)| id.to_owned());
+    flash.form = to.split_once('#').map(|(_, id)| id.into());
     let code = (!flash.ok).then(|| flash.code.clone());
     c.sessions.set_flash(&s.id, flash);
     let mut response = Redirect::to(to).into_response();

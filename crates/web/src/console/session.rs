@@ -142,7 +142,7 @@ pub struct Flash {
     /// Diagnostics or problems, one line each.
     pub details: Vec<String>,
     /// The id of the form it belongs to: shown next to it, not at the top.
-    pub form: Option<String>,
+    pub form: Option<Box<str>>,
     /// Whether the page gives the form back what was typed into it (the
     /// console's script keeps it in the tab's session storage): after a
     /// failure, and after signing in again.
