@@ -171,6 +171,17 @@ impl Console {
 
     /// Sign-in attempt from `from`: the login page, then its form.
     async fn try_sign_in(&self, from: &str, user: &str, password: &str) -> Answer {
+        self.try_sign_in_with(from, user, password, &[]).await
+    }
+
+    /// A sign-in with more fields (`next`, `ended`).
+    async fn try_sign_in_with(
+        &self,
+        from: &str,
+        user: &str,
+        password: &str,
+        more: &[(&str, &str)],
+    ) -> Answer {
         let page = self
             .send_over(
                 from,
@@ -188,6 +199,7 @@ impl Console {
                 ("username", user),
                 ("password", password),
             ])
+            .extend_pairs(more.iter().copied())
             .finish();
         let req = Request::post("/login")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -248,6 +260,11 @@ fn page_routes() -> Vec<(Method, String)> {
         }
     }
     assert!(routes.len() > 25, "the route list parses: {routes:?}");
+    assert_eq!(
+        source.matches(".route(\"").count(),
+        source.matches(".route(").count(),
+        "every route on one line (`.route(\"/path\", ...)`), so this list has them all"
+    );
     routes
 }
 
@@ -304,7 +321,13 @@ async fn every_route_but_sign_in_and_assets_refuses_an_anonymous_request() {
             assert!(a.body.contains("\"unauthenticated\""), "{method} {path}");
         } else {
             assert_eq!(a.status, StatusCode::SEE_OTHER, "{method} {path}");
-            assert_eq!(a.location(), "/login", "{method} {path}");
+            // To the sign-in, which comes back to the page asked for.
+            let back = if method == Method::GET {
+                format!("/login?next={}", path.replace('/', "%2F"))
+            } else {
+                "/login".to_owned()
+            };
+            assert_eq!(a.location(), back, "{method} {path}");
         }
     }
     // An unknown path too, and a forged cookie.
@@ -312,7 +335,11 @@ async fn every_route_but_sign_in_and_assets_refuses_an_anonymous_request() {
         session: Some("A".repeat(43)),
         ..Browser::default()
     };
-    assert_eq!(c.get(&forged, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&forged, "/").await.location(),
+        "/login?next=%2F&ended=page",
+        "a cookie that opens no session is an ended session"
+    );
     assert_eq!(
         c.get(&anonymous, "/v1/nothing-here").await.status,
         StatusCode::UNAUTHORIZED
@@ -365,7 +392,14 @@ async fn state_changes_need_the_session_csrf_token() {
                 "{method} {path}: {}",
                 a.body
             );
-            assert!(a.body.contains("\"csrf\""), "{method} {path}: {}", a.body);
+            // The API's JSON document; a page's form gets the same code on
+            // an HTML page.
+            let code = if path.starts_with("/v1/") {
+                "\"csrf\""
+            } else {
+                "<span class=\"code\">csrf</span>"
+            };
+            assert!(a.body.contains(code), "{method} {path}: {}", a.body);
         }
     }
     assert_eq!(c.engine.candidate().await.unwrap(), candidate);
@@ -464,7 +498,10 @@ async fn session_cookies_are_host_only_secure_and_new_at_every_sign_in() {
     // Signing out ends the session on the server, not just in the browser.
     let a = c.form(&second, "/logout", &[]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
-    assert_eq!(c.get(&second, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&second, "/").await.location(),
+        "/login?next=%2F&ended=page"
+    );
     assert_eq!(
         c.get(&second, "/v1/status").await.status,
         StatusCode::UNAUTHORIZED
@@ -922,13 +959,32 @@ async fn accounts_activation_and_revocation_from_the_console() {
     .await;
     let user = c.engine.accounts().await.unwrap()[0].username.to_string();
     let a = c.form(&b, &format!("/accounts/{user}/activate"), &[]).await;
+    assert_eq!(a.location(), format!("/accounts/{user}"), "its own page");
     let page = c.get(&b, a.location()).await;
     assert!(page.body.contains("queued to"), "{}", page.body);
+    let list = c.get(&b, "/accounts").await;
     assert!(
-        page.body.contains("/p/"),
+        list.body.contains("/p/"),
         "the outbox shows the link to hand over"
     );
+    assert!(list.body.contains(">link sent 20"), "{}", list.body);
+    // Revoking asks first, and changes nothing until it is confirmed.
     let a = c.form(&b, &format!("/accounts/{user}/revoke"), &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body
+            .contains(&format!("Revoke the activation links of {user}?")),
+        "{}",
+        a.body
+    );
+    assert!(c.get(&b, "/accounts").await.body.contains("/p/"));
+    let a = c
+        .form(
+            &b,
+            &format!("/accounts/{user}/revoke"),
+            &[("confirmed", "yes")],
+        )
+        .await;
     let page = c.get(&b, a.location()).await;
     assert!(
         page.body
@@ -936,6 +992,7 @@ async fn accounts_activation_and_revocation_from_the_console() {
         "{}",
         page.body
     );
+    let page = c.get(&b, "/accounts").await;
     assert!(!page.body.contains("/p/"), "the withdrawn link is gone");
     assert!(page.body.contains(">revoked<"));
     // Re-send: only failed messages; an outbox one is refused with a reason.
@@ -1001,8 +1058,8 @@ async fn accounts_are_imported_and_edited_from_the_console() {
     );
     let list = c.get(&b, "/accounts").await;
     assert!(
-        list.body
-            .contains("<td class=\"sip\">unknown (Kamailio is not running)</td>"),
+        list.body.contains("id=\"registrations-unknown\"")
+            && list.body.contains("<td class=\"state\">no link</td>"),
         "{}",
         list.body
     );
@@ -1066,7 +1123,10 @@ async fn a_password_change_ends_the_other_sessions_whichever_way_it_is_made() {
         .set_admin_password(&root, "admin", "another long password")
         .await
         .unwrap();
-    assert_eq!(c.get(&a, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&a, "/").await.location(),
+        "/login?next=%2F&ended=page"
+    );
     assert_eq!(
         c.get(&a, "/v1/status").await.status,
         StatusCode::UNAUTHORIZED
@@ -1083,7 +1143,10 @@ async fn a_password_change_ends_the_other_sessions_whichever_way_it_is_made() {
     let changed = c.api(&a, Method::POST, "/v1/admin/password", &body).await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
     assert_eq!(c.get(&a, "/").await.status, StatusCode::OK);
-    assert_eq!(c.get(&b, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&b, "/").await.location(),
+        "/login?next=%2F&ended=page"
+    );
     // Over the console, an administrator changes only their own password.
     let other = r#"{"username":"ops","password":"a long password 2","current_password":"x"}"#;
     let refused = c.api(&a, Method::POST, "/v1/admin/password", other).await;
@@ -1104,7 +1167,10 @@ async fn a_password_change_ends_the_other_sessions_whichever_way_it_is_made() {
         .await;
     assert_eq!(form.status, StatusCode::SEE_OTHER);
     assert_eq!(c.get(&a2, "/").await.status, StatusCode::OK);
-    assert_eq!(c.get(&a, "/").await.location(), "/login");
+    assert_eq!(
+        c.get(&a, "/").await.location(),
+        "/login?next=%2F&ended=page"
+    );
     assert!(
         c.engine
             .verify_password("admin", "the fourth password")
@@ -1306,7 +1372,11 @@ async fn a_revision_comment_is_one_line_from_the_forms_and_the_api_alike() {
     let a = c.form(&b, "/update", &[("comment", "  first  ")]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     let a = c
-        .form(&b, "/revisions/1/rollback", &[("comment", "back\r\nagain")])
+        .form(
+            &b,
+            "/revisions/1/rollback",
+            &[("comment", "back\r\nagain"), ("confirmed", "yes")],
+        )
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     let json = r#"{"revision": 1, "comment": "line\nbreak"}"#;
@@ -1747,6 +1817,289 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
     );
     assert!(!page.body.contains("PRIVATE KEY"), "never the key");
     // Withdrawn with the certificates' delete.
-    c.form(&b, "/certs/voip-next/delete", &[]).await;
+    c.form(&b, "/certs/voip-next/delete", &[("confirmed", "yes")])
+        .await;
     assert!(c.engine.cert_requests().await.unwrap().is_empty());
+}
+
+/// Every message sent to a place (`done(.., "/page#place")`) has that
+/// place on a page (`{% let here = "place" %}`), so no message is lost.
+#[test]
+fn every_message_sent_to_a_form_has_its_place_on_a_page() {
+    let sources = [
+        include_str!("../src/console/pages.rs"),
+        include_str!("../src/console/pages/accounts.rs"),
+    ];
+    let templates = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut places = 0;
+    for source in sources {
+        for chunk in source
+            .split('"')
+            .filter(|c| c.starts_with('/') && c.contains('#'))
+        {
+            let place = chunk.split('#').nth(1).unwrap();
+            if place.is_empty() || place.contains(['{', ' ']) {
+                continue;
+            }
+            places += 1;
+            assert!(
+                templates.contains(&format!("{{% let here = \"{place}\" %}}")),
+                "no template places the messages of #{place}"
+            );
+        }
+    }
+    assert!(places > 10, "the anchors parse: {places}");
+}
+
+/// Accounts found by search and state, paged; a bulk action asks once,
+/// then acts on each account with its own result; hostile bulk forms are
+/// refused and change nothing.
+#[tokio::test]
+async fn accounts_are_searched_paged_and_acted_on_in_bulk_from_the_console() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let mut csv = String::from("phone,name,group\n");
+    for i in 0..120 {
+        let group = if i % 3 == 0 { "sales" } else { "field" };
+        csv.push_str(&format!("+1555010{i:04},Person {i},{group}\n"));
+    }
+    c.engine.import_accounts(csv.as_bytes()).await.unwrap();
+    let page = c.get(&b, "/accounts?per_page=25&page=2").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("26–50 of 120 accounts"), "{}", page.body);
+    assert!(page.body.contains("Page 2 of 5"));
+    let page = c.get(&b, "/accounts?q=SALES&sort=-phone").await;
+    assert!(page.body.contains("1–40 of 40 accounts"), "{}", page.body);
+    assert!(page.body.contains("aria-sort=\"descending\""));
+    // Hostile or impossible queries: the error page, nothing else.
+    for bad in [
+        "/accounts?page=0",
+        "/accounts?per_page=100000",
+        "/accounts?sort=ha1",
+        "/accounts?state=%3Cscript%3E",
+        "/accounts?page=x",
+    ] {
+        let a = c.get(&b, bad).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!a.body.contains("<script>"), "{bad}: {}", a.body);
+    }
+    let long = format!("/accounts?q={}", "x".repeat(101));
+    assert_eq!(c.get(&b, &long).await.status, StatusCode::BAD_REQUEST);
+
+    let users: Vec<String> = c.engine.accounts().await.unwrap()[..3]
+        .iter()
+        .map(|a| a.username.to_string())
+        .collect();
+    let before = c.engine.accounts().await.unwrap().len();
+    let mut fields = vec![("action", "delete"), ("back", "/accounts?q=x")];
+    fields.extend(users.iter().map(|u| ("u", u.as_str())));
+    let ask = c.form(&b, "/bulk/accounts", &fields).await;
+    assert_eq!(ask.status, StatusCode::OK);
+    assert!(ask.body.contains("Delete 3 accounts?"), "{}", ask.body);
+    assert_eq!(
+        c.engine.accounts().await.unwrap().len(),
+        before,
+        "only asked"
+    );
+    fields.push(("confirmed", "yes"));
+    fields.push(("u", "nobody"));
+    let done = c.form(&b, "/bulk/accounts", &fields).await;
+    assert!(done.body.contains("3 done, 1 failed."), "{}", done.body);
+    assert!(
+        done.body.contains("there is no account nobody"),
+        "{}",
+        done.body
+    );
+    assert!(
+        done.body.contains("href=\"/accounts?q=x\""),
+        "back to the list"
+    );
+    assert_eq!(c.engine.accounts().await.unwrap().len(), before - 3);
+    // Refused as a whole, nothing done: no selection, an unknown action,
+    // a user name that cannot be one, a group that cannot be one, a way
+    // back elsewhere.
+    let one = c.engine.accounts().await.unwrap()[0].username.to_string();
+    for bad in [
+        vec![("action", "delete"), ("confirmed", "yes")],
+        vec![
+            ("action", "drop table"),
+            ("u", one.as_str()),
+            ("confirmed", "yes"),
+        ],
+        vec![("action", "delete"), ("u", "../etc"), ("confirmed", "yes")],
+        vec![
+            ("action", "set-group"),
+            ("group", "a\u{0}b"),
+            ("u", one.as_str()),
+            ("confirmed", "yes"),
+        ],
+    ] {
+        let a = c.form(&b, "/bulk/accounts", &bad).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{bad:?}");
+        assert_eq!(a.location(), "/accounts#bulk-form");
+        let page = c.get(&b, a.location()).await;
+        assert!(page.body.contains("class=\"flash error\""), "{bad:?}");
+    }
+    assert_eq!(c.engine.accounts().await.unwrap().len(), before - 3);
+    let a = c
+        .form(
+            &b,
+            "/bulk/accounts",
+            &[
+                ("action", "set-group"),
+                ("group", "vip"),
+                ("u", &one),
+                ("back", "https://evil.example/"),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert!(
+        a.body.contains("href=\"/accounts\""),
+        "never back elsewhere"
+    );
+    let page = c.get(&b, "/accounts?q=vip").await;
+    assert!(page.body.contains("1–1 of 1 account"), "{}", page.body);
+}
+
+/// In person: loading the page never makes a link; the explicit action
+/// makes one, which a reload shows again.
+#[tokio::test]
+async fn the_qr_page_makes_one_link_per_explicit_action() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let host = switchboard_system::dns::hostname();
+    let uri = format!("https://{host}");
+    c.form(
+        &b,
+        "/provisioning",
+        &[("sip_tls_hostname", &host), ("web_uri", &uri)],
+    )
+    .await;
+    c.form(&b, "/update", &[]).await;
+    c.form(&b, "/accounts", &[("phone", "+15550100155")]).await;
+    let user = c.engine.accounts().await.unwrap()[0].username.to_string();
+    let qr = format!("/accounts/{user}/qr");
+    let page = c.get(&b, &qr).await;
+    assert!(page.body.contains("id=\"no-link\""), "{}", page.body);
+    let links = |body: &str| body.matches("/p/").count();
+    assert_eq!(links(&page.body), 0);
+    let made = c.form(&b, &qr, &[]).await;
+    assert_eq!(made.location(), qr);
+    let first = c.get(&b, &qr).await;
+    assert_eq!(first.headers["cache-control"], "no-store");
+    let link = |body: &str| {
+        let start = body.find("id=\"activation-link\">").unwrap() + 21;
+        body[start..start + body[start..].find('<').unwrap()].to_owned()
+    };
+    let shown = link(&first.body);
+    assert!(shown.contains("/p/"), "{shown}");
+    for _ in 0..3 {
+        assert_eq!(
+            link(&c.get(&b, &qr).await.body),
+            shown,
+            "a reload shows it again"
+        );
+    }
+    let list = c
+        .api(
+            &b,
+            Method::GET,
+            &format!("/v1/search/accounts?q={user}"),
+            "",
+        )
+        .await;
+    assert!(
+        list.body.contains("\"state\":\"link-sent\""),
+        "{}",
+        list.body
+    );
+    c.form(&b, &qr, &[]).await;
+    assert_ne!(
+        link(&c.get(&b, &qr).await.body),
+        shown,
+        "a new action, a new link"
+    );
+    // Another session does not see this one's link.
+    let other = c.sign_in().await;
+    assert!(c.get(&other, &qr).await.body.contains("id=\"no-link\""));
+}
+
+/// Errors on pages are pages; the API keeps its documents. A sign-in
+/// goes back to where the administrator was, never elsewhere.
+#[tokio::test]
+async fn errors_are_pages_and_a_new_sign_in_returns_to_the_page() {
+    let c = Console::new().await;
+    let b = c.sign_in().await;
+    let a = c.get(&b, "/no/such/page").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(
+        a.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(a.body.contains("Back to the console"), "{}", a.body);
+    let a = c.get(&b, "/v1/no/such/thing").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(
+        a.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    // After the session ends, the sign-in says so and comes back.
+    let ended = c
+        .get(
+            &Browser {
+                session: Some("B".repeat(43)),
+                ..Browser::default()
+            },
+            "/accounts?q=ann",
+        )
+        .await;
+    assert_eq!(
+        ended.location(),
+        "/login?next=%2Faccounts%3Fq%3Dann&ended=page"
+    );
+    let signed = c
+        .try_sign_in_with(
+            "192.0.2.2:40000",
+            "admin",
+            PASSWORD,
+            &[("next", "/accounts?q=ann"), ("ended", "form")],
+        )
+        .await;
+    assert_eq!(signed.location(), "/accounts?q=ann");
+    let session = signed
+        .cookie_value(console::session::SESSION_COOKIE)
+        .unwrap();
+    let back = Browser {
+        session: Some(session),
+        ..Browser::default()
+    };
+    let page = c.get(&back, "/accounts?q=ann").await;
+    assert!(
+        page.body.contains("data-restore=\"\""),
+        "the form is given back: {}",
+        page.body
+    );
+    for hostile in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/login",
+        "/v1/status",
+        "/a\r\nSet-Cookie: x=y",
+        "javascript:alert(1)",
+    ] {
+        let a = c
+            .try_sign_in_with("192.0.2.2:40000", "admin", PASSWORD, &[("next", hostile)])
+            .await;
+        assert_eq!(a.location(), "/", "{hostile:?}");
+    }
 }

@@ -69,27 +69,15 @@ pub(super) fn routes() -> Router<St> {
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
         .route("/bans/{address}/unban", post(unban))
-        .route(
-            "/accounts",
-            get(accounts::accounts_page).post(accounts::add_account),
-        )
-        .route("/accounts/import", post(accounts::import_accounts))
-        .route("/bulk/accounts", post(accounts::bulk))
-        .route(
-            "/accounts/{username}",
-            get(accounts::account_page).post(accounts::edit_account),
-        )
-        .route("/accounts/{username}/activate", post(accounts::activate))
-        .route(
-            "/accounts/{username}/qr",
-            get(accounts::qr_page).post(accounts::activate_in_person),
-        )
-        .route(
-            "/accounts/{username}/delete",
-            post(accounts::delete_account),
-        )
-        .route("/accounts/{username}/revoke", post(accounts::revoke))
-        .route("/sms/{id}/resend", post(accounts::resend_sms))
+        .route("/accounts", get(accounts_page).post(add_account))
+        .route("/accounts/import", post(import_accounts))
+        .route("/bulk/accounts", post(bulk))
+        .route("/accounts/{username}", get(account_page).post(edit_account))
+        .route("/accounts/{username}/activate", post(activate))
+        .route("/accounts/{username}/qr", get(qr_page).post(make_link))
+        .route("/accounts/{username}/delete", post(delete_account))
+        .route("/accounts/{username}/revoke", post(revoke))
+        .route("/sms/{id}/resend", post(resend_sms))
         .route("/password", get(password_page).post(change_password))
         .route("/openapi.json", get(openapi))
 }
@@ -375,6 +363,10 @@ macro_rules! provision_parse {
 }
 
 mod accounts;
+use accounts::{
+    account_page, accounts_page, activate, add_account, bulk, delete_account, edit_account,
+    import_accounts, make_link, qr_page, resend_sms, revoke,
+};
 
 /// Serde's name for a value (`applied`, `sip-tls`, ...).
 fn word<T: Serialize>(v: &T) -> String {

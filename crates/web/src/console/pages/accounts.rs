@@ -456,7 +456,7 @@ pub(super) async fn qr_page(
 }
 
 /// Make a link to show in person (the explicit action), then show it.
-pub(super) async fn activate_in_person(
+pub(super) async fn make_link(
     State(c): State<St>,
     Extension(s): Extension<SignedIn>,
     PagePath(u): PagePath<String>,
