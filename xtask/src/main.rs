@@ -83,6 +83,9 @@ fn main() -> anyhow::Result<()> {
         Some("bench-docs") => bench_with_nginx("documents", "bench-docs"),
         Some("lab") => lab::main(&args[1..]),
         Some("deb") => deb().map(|path| println!("{}", path.display())),
+        // For running a browser test by hand:
+        // SWITCHBOARD_AXE=$(cargo xtask axe) cargo test ...
+        Some("axe") => ensure_axe().map(|path| println!("{}", path.display())),
         Some("packages") => {
             for p in PACKAGES {
                 println!("{p}");
@@ -91,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | deb | bench | bench-tls | bench-docs | packages | lab up|down [--purge]|status"
+                "usage: cargo xtask test [CARGO TEST ARGS...] | lint | deb | bench | bench-tls | bench-docs | packages | axe | lab up|down [--purge]|status"
             );
             std::process::exit(2);
         }
@@ -152,12 +155,63 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     if is_root() {
         install_packages(PACKAGES)?;
         cmd.env("SWITCHBOARD_REQUIRE_SYSTEM_TESTS", "1");
+        cmd.env("SWITCHBOARD_AXE", ensure_axe()?);
     } else {
         eprintln!(
             "xtask: not root: system tests (network namespaces, nftables) will be SKIPPED; run as root to include them"
         );
     }
     run(&mut cmd)
+}
+
+/// axe-core, the accessibility engine the browser tests run in Chromium:
+/// the npm registry's tarball of a pinned version, checked against its
+/// published SHA-512, kept under `target/`.
+const AXE_VERSION: &str = "4.10.3";
+const AXE_SHA512: &str =
+    "Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg==";
+
+/// The path of `axe.min.js`, downloaded and checked if not there yet.
+fn ensure_axe() -> anyhow::Result<std::path::PathBuf> {
+    let dir = workspace_root().join(format!("target/axe-core-{AXE_VERSION}"));
+    let script = dir.join("package/axe.min.js");
+    if script.exists() {
+        return Ok(script);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let tarball = dir.join("axe-core.tgz");
+    run(Command::new("curl")
+        .args([
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--location",
+            "--retry",
+            "3",
+            "--output",
+        ])
+        .arg(&tarball)
+        .arg(format!(
+            "https://registry.npmjs.org/axe-core/-/axe-core-{AXE_VERSION}.tgz"
+        )))?;
+    let digest = Command::new("sh")
+        .arg("-c")
+        .arg("openssl dgst -sha512 -binary \"$1\" | base64 -w0")
+        .arg("sh")
+        .arg(&tarball)
+        .output()?;
+    let digest = String::from_utf8_lossy(&digest.stdout);
+    anyhow::ensure!(
+        digest.trim() == AXE_SHA512,
+        "axe-core {AXE_VERSION}: the tarball's SHA-512 is {digest}, not the published one"
+    );
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dir)
+        .arg("package/axe.min.js"))?;
+    Ok(script)
 }
 
 /// Install cargo-deb (`cargo install --locked`) unless `cargo deb` runs.

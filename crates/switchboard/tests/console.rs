@@ -149,7 +149,11 @@ fn the_console_in_chromium() {
         );
         browser::screenshot(&c, &shots.join("update-review-certificate.png")).await?;
         browser::open(&c, &format!("{CONSOLE}/")).await?;
+        // Discarding asks first, naming what would be lost.
         click(&c, "#discard").await?;
+        let ask = browser::text_of(&c, "#consequences").await?;
+        ensure!(ask.contains("voip2"), "{ask}");
+        click(&c, "#confirm-action").await?;
         let discarded = flash_ok(&c).await?;
         ensure!(discarded.contains("edits discarded"), "{discarded}");
         ensure!(
@@ -300,6 +304,9 @@ fn the_console_in_chromium() {
         // Roll back to revision 1: a new revision, NRPE closed on wan0.
         browser::open(&c, &format!("{CONSOLE}/revisions")).await?;
         click(&c, "#rollback-1").await?;
+        let ask = browser::text_of(&c, "#consequences").await?;
+        ensure!(ask.contains("nrpe"), "the rollback's changes: {ask}");
+        click(&c, "#confirm-action").await?;
         let done = flash_ok(&c).await?;
         ensure!(done.contains("rolled back to revision 1"), "{done}");
         Ok(())
