@@ -99,7 +99,9 @@
   try { saved = JSON.parse(sessionStorage.getItem(KEY) || 'null'); } catch (e) { saved = null; }
   const flash = document.querySelector('[data-restore]');
   const form = saved && document.getElementById(saved.id);
-  if (flash && form && (flash.dataset.restore === '' || flash.dataset.restore === saved.id)) {
+  // The form just sent (the storage holds only that one: it is cleared on
+  // every other page).
+  if (flash && form) {
     const byName = {};
     for (const el of form.elements) {
       if (kept(el)) (byName[el.name] = byName[el.name] || []).push(el);

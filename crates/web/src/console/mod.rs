@@ -255,7 +255,10 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     let signed_in = cookie(req.headers(), SESSION_COOKIE)
         .and_then(|id| console.sessions.get(id).map(|s| (id.to_owned(), s)));
     let Some((id, session)) = signed_in else {
-        let had_session = cookie(req.headers(), SESSION_COOKIE).is_some_and(|c| !c.is_empty());
+        // A form of the console's own pages sent without a session can
+        // only come from a page loaded while signed in: that session ended.
+        let had_session = cookie(req.headers(), SESSION_COOKIE).is_some_and(|c| !c.is_empty())
+            || (!matches!(*req.method(), Method::GET | Method::HEAD) && return_to(&req).is_some());
         return unauthenticated(&req, had_session);
     };
     // The user's password changed since this session signed in (on the

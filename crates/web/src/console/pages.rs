@@ -194,11 +194,22 @@ pub(crate) async fn html_error(response: Response) -> Response {
     let Ok(doc) = serde_json::from_slice::<crate::error::ErrorDocument>(&bytes) else {
         return Response::from_parts(parts, axum::body::Body::from(bytes));
     };
+    let e = doc.error;
+    // The API's words for an unknown path are for programs.
+    let (code, message, hint) = if e.code == "no-such-endpoint" {
+        (
+            "no-such-page".to_owned(),
+            "there is no such page in the console".to_owned(),
+            "use the menu at the top, or go back to the Services page".to_owned(),
+        )
+    } else {
+        (e.code, e.message, e.hint)
+    };
     let page = render(&ErrorPage {
         status: parts.status.to_string(),
-        code: doc.error.code,
-        message: doc.error.message,
-        hint: doc.error.hint,
+        code,
+        message,
+        hint,
     });
     let (page_parts, page_body) = page.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -228,8 +228,10 @@ pub(super) async fn accounts_page(
         let pages = found.total.div_ceil(found.per_page).max(1);
         let at = |p: u64| list_href(&search.on_page(p));
         let shown_first = (found.page - 1) * found.per_page + 1;
-        let range = if found.accounts.is_empty() {
-            format!("no account of {}", thousands(found.total))
+        let range = if found.total == 0 {
+            "no account".to_owned()
+        } else if found.accounts.is_empty() {
+            format!("no account on page {} of {pages}", found.page)
         } else {
             format!(
                 "{}–{} of {} account{}",
