@@ -546,6 +546,47 @@ impl Engine {
         Ok(out)
     }
 
+    /// Where the console answers now: `https://NAME:PORT/` for each NIC
+    /// the running revision (or, before the first Update, the candidate)
+    /// opens the console on, by its host name when it has one and by each
+    /// of its addresses (link-local ones left out), with the NIC's name.
+    /// What `serve` prints at start.
+    pub async fn console_urls(&self) -> Result<Vec<String>> {
+        let store = self.store.lock().await;
+        let facts = self.facts_with(&store)?;
+        let candidate = match store.applied()? {
+            Some(r) => r.candidate,
+            None => Self::candidate_of(&store)?,
+        };
+        let port = candidate.port(ServiceId::Console).first();
+        let resolved = candidate.matrix.resolve(&facts);
+        let mut out = Vec::new();
+        for nic in resolved.nics_of(ServiceId::Console) {
+            let host = candidate
+                .nics
+                .get(nic)
+                .and_then(|s| s.hostname.as_ref())
+                .map(ToString::to_string);
+            let addresses = facts
+                .nic(nic)
+                .map(|n| {
+                    n.addrs
+                        .iter()
+                        .filter(|a| !a.is_link_local())
+                        .map(|a| match a.addr {
+                            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                            v4 => v4.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            for name in host.into_iter().chain(addresses) {
+                out.push(format!("https://{name}:{port}/ ({nic})"));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn services(&self) -> Result<Vec<ServiceView>> {
         let store = self.store.lock().await;
         let facts = self.facts_with(&store)?;

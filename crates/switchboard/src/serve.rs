@@ -267,6 +267,14 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
             "first start: the console's administrator is `admin`, password {pw}; change it with `switchboard admin set-password`"
         );
     }
+    // Where to go next, on the terminal of whoever started the daemon.
+    match engine.console_urls().await {
+        Ok(urls) if urls.is_empty() => warn!(
+            "the console answers on no NIC with an address: open it in the matrix (switchboard allow console NIC) and Update"
+        ),
+        Ok(urls) => info!("the console: {}", urls.join(", ")),
+        Err(e) => warn!(error = %e, "cannot say where the console answers"),
+    }
     tokio::spawn(follow_nics(engine.clone(), changes));
     tokio::spawn(expire_pending(engine.clone()));
     tokio::spawn(deliver_sms(engine.clone()));

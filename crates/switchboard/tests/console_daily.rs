@@ -131,6 +131,20 @@ fn daily_administration_in_chromium() {
     std::fs::write(&csv, accounts_csv()).unwrap();
     let d = Daemon::start(Some(&lab.appliance), dir.path(), &["--firewall", "enforce"]);
     let pin = first_start(&d, files.path());
+    // `serve` says where the console is: every NIC with an address, before
+    // the first Update (factory mode).
+    let log = d.log_text();
+    let said = log
+        .lines()
+        .find(|l| l.contains("the console: "))
+        .unwrap_or_else(|| panic!("serve prints the console's addresses: {log}"));
+    for url in [
+        "https://192.0.2.1:8443/ (lan0)",
+        "https://198.51.100.1:8443/ (wan0)",
+    ] {
+        assert!(said.contains(url), "{url} in {said}");
+    }
+    assert!(!said.contains("dmz0") && !said.contains("fe80"), "{said}");
     let b = Browser::start(&lab.lan, &files.path().join("ca.pem"));
     let shots = screenshots().join("daily");
     let pinned = [format!("--ignore-certificate-errors-spki-list={pin}")];
