@@ -1315,9 +1315,70 @@ async fn account(
                 format!("created account {} for {}\n", v.username, v.phone)
             })
         }
-        AccountCommand::List => {
+        AccountCommand::List {
+            search: None,
+            state: None,
+            sort: None,
+            page: None,
+            per_page: None,
+        } => {
             show(client, "/v1/accounts", json, |v: &Accounts| {
                 accounts_text(v)
+            })
+            .await
+        }
+        AccountCommand::List {
+            search,
+            state,
+            sort,
+            page,
+            per_page,
+        } => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("q", search.clone()),
+                ("state", state.clone()),
+                ("sort", sort.clone()),
+                ("page", page.map(|p| p.to_string())),
+                ("per_page", per_page.map(|p| p.to_string())),
+            ] {
+                if let Some(v) = v {
+                    query.append_pair(k, &v);
+                }
+            }
+            let path = format!("/v1/search/accounts?{}", query.finish());
+            show(client, &path, json, |v: &AccountListView| {
+                let views: Vec<_> = v.accounts.iter().map(|a| a.account.clone()).collect();
+                let mut out = accounts_text(&views);
+                for a in &v.accounts {
+                    let state = match a.state {
+                        AccountState::NoLink => "no link".to_owned(),
+                        AccountState::LinkSent => format!(
+                            "link sent {}",
+                            a.link_made_at.map(|t| t.to_string()).unwrap_or_default()
+                        ),
+                        AccountState::Activated => format!(
+                            "activated {}",
+                            a.activated_at.map(|t| t.to_string()).unwrap_or_default()
+                        ),
+                        AccountState::Registered => a.registration.clone().unwrap_or_default(),
+                    };
+                    let _ = writeln!(out, "{}: {state}", a.account.username);
+                }
+                let first = (v.page - 1) * v.per_page + 1;
+                let _ = writeln!(
+                    out,
+                    "{} of {} account(s), page {} of {}",
+                    if v.accounts.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        format!("{first}-{}", first + v.accounts.len() as u64 - 1)
+                    },
+                    v.total,
+                    v.page,
+                    v.total.div_ceil(v.per_page).max(1)
+                );
+                out
             })
             .await
         }

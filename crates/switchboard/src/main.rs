@@ -338,7 +338,23 @@ pub enum AccountCommand {
         #[arg(long)]
         profile: Option<String>,
     },
-    List,
+    /// Every account; with a search, a filter or a page: one page of those
+    /// that match, with each account's state.
+    List {
+        /// Found in the user name, name, group or phone number.
+        #[arg(long)]
+        search: Option<String>,
+        /// `no-link`, `link-sent`, `activated` or `registered`.
+        #[arg(long)]
+        state: Option<String>,
+        /// `username`, `name`, `phone` or `group`; `-` before it descends.
+        #[arg(long, allow_hyphen_values = true)]
+        sort: Option<String>,
+        #[arg(long)]
+        page: Option<u64>,
+        #[arg(long)]
+        per_page: Option<u64>,
+    },
     Show {
         username: String,
     },

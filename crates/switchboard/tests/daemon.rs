@@ -974,3 +974,43 @@ fn the_audit_log_is_pruned_at_start_to_its_retention_and_says_so() {
     assert_eq!(log[1..], before[..2], "{log:?}");
     assert!(d.log_text().contains("pruned the audit log"));
 }
+
+/// `account list` with a search: one page of the matching accounts with
+/// their state; a search that cannot mean anything is refused with its
+/// code.
+#[test]
+fn accounts_are_searched_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(None, dir.path(), &[]);
+    for (phone, name) in [
+        ("+15550100001", "Ann"),
+        ("+15550100002", "Bob"),
+        ("+15550100003", "Annette"),
+    ] {
+        d.ok(&["account", "add", "--phone", phone, "--name", name]);
+    }
+    let page = d.json(&[
+        "account", "list", "--search", "ann", "--sort", "-name", "--json",
+    ]);
+    assert_eq!(page["total"], 2, "{page}");
+    assert_eq!(page["accounts"][0]["display_name"], "Annette", "{page}");
+    assert_eq!(page["accounts"][0]["state"], "no-link", "{page}");
+    let text = d.ok(&["account", "list", "--state", "no-link", "--per-page", "2"]);
+    assert!(text.contains("1-2 of 3 account(s), page 1 of 2"), "{text}");
+    assert!(text.contains(": no link"), "{text}");
+    for (flag, value) in [
+        ("--state", "gone"),
+        ("--sort", "ha1"),
+        ("--per-page", "0"),
+        ("--page", "0"),
+    ] {
+        d.fails(&["account", "list", flag, value], "invalid-account-search");
+    }
+    // Without a search: every account, as before.
+    assert_eq!(
+        d.json(&["account", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+}
