@@ -5,7 +5,9 @@
 //! **Request path.** Every response gets the security headers
 //! ([`security_headers`]). Then [`authenticate`]: only the sign-in page,
 //! the static assets and the health check are served without a session;
-//! any other page redirects to `/login`, any other API call gets `401`.
+//! any other page redirects to `/login` (with the page to come back to,
+//! and whether a session ended), any other API call gets `401`. An error
+//! on a page's path is an HTML page ([`html_errors`]), never JSON.
 //! Every request that is not `GET`/`HEAD` must carry the session's CSRF
 //! token (header `X-CSRF-Token`, or the form field `csrf`, which in a
 //! multipart form must be the first part). The session's user, the
