@@ -190,7 +190,11 @@ fn return_to(req: &Request) -> Option<String> {
         let path = req.uri().path_and_query().map(|p| p.as_str().to_owned())?;
         return safe_next(&path).map(str::to_owned);
     }
-    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    // HTTP/1.1 names the host in a header, HTTP/2 in the request's URI.
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri().authority()?.as_str(),
+    };
     let referer = req.headers().get(header::REFERER)?.to_str().ok()?;
     let rest = referer.strip_prefix("https://")?.strip_prefix(host)?;
     safe_next(rest).map(str::to_owned)
