@@ -382,13 +382,13 @@ impl Engine {
             "done",
         );
         drop(store);
-        self.next_generation(username);
+        self.end_sessions_of(username);
         info!(admin = username, actor = %origin.actor, from = %origin.address, "administrator password changed");
         Ok(())
     }
 
     /// Every session of `username` ends at its next request.
-    fn next_generation(&self, username: &str) {
+    pub(crate) fn end_sessions_of(&self, username: &str) {
         *self
             .admin_generations
             .lock()
@@ -468,6 +468,22 @@ impl Engine {
             .map(|a| role_of(&a)))
     }
 
+    /// `username`'s role and whether it must still enrol a second factor,
+    /// if it exists and is enabled: what every console request checks.
+    pub async fn admin_state(&self, username: &str) -> Result<Option<(Role, bool)>> {
+        let store = self.store.lock().await;
+        let Some(a) = store.admin(username)?.filter(|a| a.disabled_at.is_none()) else {
+            return Ok(None);
+        };
+        let role = role_of(&a);
+        let must_enrol = a.totp_secret.is_none()
+            && store
+                .totp_required_roles()?
+                .iter()
+                .any(|r| r == role.as_str());
+        Ok(Some((role, must_enrol)))
+    }
+
     /// Whether `username` must still enrol a second factor (its role
     /// requires one it does not have).
     pub async fn must_enrol(&self, username: &str) -> Result<bool> {
@@ -526,7 +542,7 @@ impl Engine {
             "done",
         );
         drop(store);
-        self.next_generation(username);
+        self.end_sessions_of(username);
         self.admin_view(username).await
     }
 
@@ -581,7 +597,7 @@ impl Engine {
             "done",
         );
         drop(store);
-        self.next_generation(username);
+        self.end_sessions_of(username);
         self.admin_view(username).await
     }
 
@@ -611,7 +627,7 @@ impl Engine {
             "done",
         );
         drop(store);
-        self.next_generation(username);
+        self.end_sessions_of(username);
         self.admin_view(username).await
     }
 
@@ -634,7 +650,7 @@ impl Engine {
             "done",
         );
         drop(store);
-        self.next_generation(username);
+        self.end_sessions_of(username);
         Ok(())
     }
 
@@ -770,10 +786,8 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_domain::ServiceId;
 
     use super::*;
-    use crate::Arrival;
 
     fn engine() -> Engine {
         Engine::in_memory().expect("engine")

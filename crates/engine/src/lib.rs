@@ -39,6 +39,7 @@ pub mod accounts;
 pub mod acme;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bans;
 pub mod calls;
 mod certs;

@@ -1294,3 +1294,91 @@ async fn an_acme_certificate_shows_its_renewal_until_it_is_deleted() {
         "a deleted certificate is not renewed: {left:?}"
     );
 }
+
+/// The audit log says what changed, in words and data, under the
+/// request's origin; the trial's deadline rollback is the system's.
+#[tokio::test]
+async fn changes_are_audited_in_words_with_who_and_the_system_rolls_back() {
+    let e = engine().await;
+    import_voip_certs(&e).await;
+    let alice = Origin {
+        actor: "alice".into(),
+        address: "console from 192.0.2.2 to 192.0.2.1:8443".into(),
+        arrival: None,
+    };
+    let (bound, recorded) = crate::audit::on_behalf_of(
+        alice.clone(),
+        e.bind(
+            ServiceId::SipTls,
+            Some(&n("wan0")),
+            &"voip2".parse().expect("name"),
+            true,
+        ),
+    )
+    .await;
+    bound.expect("bind");
+    assert_eq!(recorded, 1);
+    let (account, _) = crate::audit::on_behalf_of(
+        alice.clone(),
+        e.add_account(switchboard_provision::NewAccount {
+            username: Some("alice.phone".parse().expect("user")),
+            display_name: None,
+            phone: "+15550100123".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        }),
+    )
+    .await;
+    let account = account.expect("account");
+    let (deleted, _) =
+        crate::audit::on_behalf_of(alice.clone(), e.delete_account(&account.username)).await;
+    deleted.expect("delete");
+    // A refused change writes no entry of its own (the web layer records the refusal).
+    let (refused, count) =
+        crate::audit::on_behalf_of(alice.clone(), e.delete_account(&account.username)).await;
+    assert_eq!(
+        (refused.expect_err("gone").code(), count),
+        ("no-such-account", 0)
+    );
+    e.update(&origin(), "", None).await.expect("1");
+    e.set_cell(ServiceId::Sql, &n("wan0"), false)
+        .await
+        .expect("edit");
+    let p = e.update(&origin(), "", Some(30)).await.expect("2 pending");
+    e.expire_pending(p.pending_until.expect("deadline"))
+        .await
+        .expect("expired");
+    let log = e.audit_log(100).await.expect("log");
+    let find = |kind: &str| {
+        log.iter()
+            .find(|a| a.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {log:#?}"))
+    };
+    let bind = find("cert.bind");
+    assert_eq!(bind.action, "bound certificate voip2 to sip-tls on wan0");
+    assert_eq!(
+        (bind.actor.as_str(), bind.outcome.as_str()),
+        ("alice", "done")
+    );
+    assert_eq!(bind.address, alice.address);
+    assert_eq!(bind.data["cert"], "voip2");
+    assert_eq!(bind.data["nic"], "wan0");
+    let del = find("account.delete");
+    assert_eq!(del.action, "account alice.phone deleted");
+    assert_eq!(del.actor, "alice");
+    let expired = find("revision.expire");
+    assert_eq!(
+        expired.action,
+        "revision 2 rolled back at its deadline (revision 1 runs again)"
+    );
+    assert_eq!(expired.actor, crate::audit::SYSTEM_ACTOR);
+    assert_eq!(expired.data["revision"], 2);
+    let pending = find("revision.update");
+    assert_eq!(pending.actor, "root");
+    // No entry holds a secret: the account's SIP password or HA1 are nowhere.
+    let text = serde_json::to_string(&log).expect("json");
+    assert!(
+        !text.contains("ha1") && !text.contains("password\":\""),
+        "{text}"
+    );
+}

@@ -64,7 +64,6 @@ pub(super) fn routes() -> Router<St> {
         .route("/revisions/{number}", get(revision_page))
         .route("/revisions/{number}/rollback", post(rollback))
         .route("/compare", get(compare_page))
-        .route("/audit", get(audit_page))
         .route("/calls", get(calls_page))
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
@@ -105,7 +104,12 @@ impl Chrome {
     }
 }
 
-async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static str) -> Chrome {
+pub(super) async fn chrome(
+    c: &St,
+    s: &SignedIn,
+    title: impl Into<String>,
+    nav: &'static str,
+) -> Chrome {
     let pending = c
         .engine
         .pending()
@@ -134,7 +138,7 @@ fn show(page: Result<impl Template, ApiError>) -> Response {
 
 /// `Path` for the pages: a segment that does not parse (an escape that is
 /// not UTF-8) is the error page, `400 malformed-path`, as the API answers.
-struct PagePath<T>(T);
+pub(super) struct PagePath<T>(pub(super) T);
 
 impl<S, T> FromRequestParts<S> for PagePath<T>
 where
@@ -161,7 +165,7 @@ struct ErrorPage {
 }
 
 /// An error as an HTML page, with the API's status, code, message and hint.
-fn error_page(e: ApiError) -> Response {
+pub(super) fn error_page(e: ApiError) -> Response {
     let status = e.status();
     let body = e.into_body();
     let mut response = render(&ErrorPage {
@@ -181,9 +185,9 @@ fn error_page(e: ApiError) -> Response {
 /// malformed field) gets an error page, not the framework's plain text.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Form), rejection(FormError))]
-struct Fields<T>(T);
+pub(super) struct Fields<T>(pub(super) T);
 
-struct FormError(ApiError);
+pub(super) struct FormError(ApiError);
 
 impl From<axum::extract::rejection::FormRejection> for FormError {
     fn from(r: axum::extract::rejection::FormRejection) -> Self {
@@ -202,7 +206,7 @@ impl IntoResponse for FormError {
     }
 }
 
-fn render(t: &impl Template) -> Response {
+pub(super) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => ApiError::internal(&format!("rendering a page: {e}")).into_response(),
@@ -211,7 +215,7 @@ fn render(t: &impl Template) -> Response {
 
 /// A failed action, for the next page: the engine's message, hint and
 /// diagnostics (the same texts as the API's error document).
-fn failure(e: impl Into<ApiError>) -> Flash {
+pub(super) fn failure(e: impl Into<ApiError>) -> Flash {
     let body = e.into().into_body();
     let mut details: Vec<String> = body
         .diagnostics
@@ -241,7 +245,7 @@ fn failure(e: impl Into<ApiError>) -> Flash {
 
 /// Show `outcome` on the next page and go there. A failure's code goes
 /// with the redirect, for the audit log (`303 unknown-nic`).
-fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
+pub(super) fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
     let flash = outcome.map_or_else(|f| f, Flash::ok);
     let code = (!flash.ok).then(|| flash.code.clone());
     c.sessions.set_flash(&s.id, flash);
@@ -254,7 +258,7 @@ fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Respo
     response
 }
 
-fn ok(message: impl Into<String>) -> Result<String, Flash> {
+pub(super) fn ok(message: impl Into<String>) -> Result<String, Flash> {
     Ok(message.into())
 }
 
@@ -291,7 +295,7 @@ fn word<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn when(t: jiff::Timestamp) -> String {
+pub(super) fn when(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -328,18 +332,20 @@ async fn login_page(headers: HeaderMap) -> Response {
 /// longest password, in UTF-8).
 const MAX_CREDENTIAL: usize = 4 * switchboard_engine::MAX_PASSWORD_CHARS;
 
-/// The sign-in form's fields, when it has all three.
-fn login_fields(body: &[u8]) -> Option<(String, String, String)> {
-    let (mut csrf, mut user, mut password) = (None, None, None);
+/// The sign-in form's fields, when it has all three (and the second
+/// factor's code, empty when not given).
+fn login_fields(body: &[u8]) -> Option<(String, String, String, String)> {
+    let (mut csrf, mut user, mut password, mut code) = (None, None, None, String::new());
     for (k, v) in form_urlencoded::parse(body) {
         match &*k {
             "csrf" => csrf = Some(v.into_owned()),
             "username" => user = Some(v.into_owned()),
             "password" => password = Some(v.into_owned()),
+            "code" => code = v.chars().take(64).collect(),
             _ => {}
         }
     }
-    Some((csrf?, user?, password?))
+    Some((csrf?, user?, password?, code))
 }
 
 async fn login(
@@ -350,8 +356,8 @@ async fn login(
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     let fields =
-        login_fields(&body).filter(|(csrf, _, _)| !pre.is_empty() && same_token(pre, csrf));
-    let Some((_, user, password)) = fields else {
+        login_fields(&body).filter(|(csrf, _, _, _)| !pre.is_empty() && same_token(pre, csrf));
+    let Some((_, user, password, code)) = fields else {
         // Not a sign-in attempt at all (not from our form, or not a form):
         // not audited either, so nobody fills the log by knocking.
         let mut response = login_form(
@@ -377,7 +383,7 @@ async fn login(
             Err(wait) => Ok(PasswordCheck::Throttled(wait)),
         }
     } else {
-        c.check_password(from, user, &password).await
+        c.check_sign_in(from, user, &password, &code).await
     };
     match checked {
         Ok(PasswordCheck::Throttled(wait)) => {
@@ -392,14 +398,15 @@ async fn login(
             retry_after(&mut response, wait);
             response
         }
-        Ok(PasswordCheck::Right) => {
+        Ok(PasswordCheck::Right) => error_page(ApiError::internal("a sign-in without its role")),
+        Ok(PasswordCheck::Granted { role, must_enrol }) => {
             // A new id at every sign-in: a planted cookie is never promoted.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 c.sessions.remove(old);
             }
             let id = c.sessions.create(user, generation);
             tracing::info!(user, %from, "console sign-in");
-            let mut response = Redirect::to("/").into_response();
+            let mut response = super::admin_pages::landing(role, must_enrol);
             // Audited, under the user now signed in (failures are not:
             // anonymous requests write no durable row).
             response
@@ -420,7 +427,7 @@ async fn login(
             login_form(
                 &headers,
                 StatusCode::UNAUTHORIZED,
-                Some("Wrong user name or password.".into()),
+                Some("Wrong user name, password or code.".into()),
             )
         }
         Err(e) => error_page(e.into()),
@@ -478,7 +485,7 @@ async fn change_password(
             .await
             .map_err(failure)?
         {
-            PasswordCheck::Right => {}
+            PasswordCheck::Right | PasswordCheck::Granted { .. } => {}
             PasswordCheck::Wrong => {
                 return Err(Flash::error(
                     "wrong-password",
@@ -1020,7 +1027,7 @@ async fn upload_cert(
 
 /// The bytes of the upload form's `file` field; `missing` says what to
 /// choose when there is none, or it is empty.
-async fn file_field(form: &mut Multipart, missing: &str) -> Result<Vec<u8>, Flash> {
+pub(super) async fn file_field(form: &mut Multipart, missing: &str) -> Result<Vec<u8>, Flash> {
     let mut file = Vec::new();
     while let Some(field) = form
         .next_field()
@@ -1736,42 +1743,6 @@ async fn rollback(
             done(&c, &s, ok(message), &to)
         }
         Err(e) => done(&c, &s, Err(e), "/revisions"),
-    }
-}
-
-// ---- audit log ------------------------------------------------------------------
-
-struct AuditRow {
-    at: String,
-    actor: String,
-    address: String,
-    action: String,
-    outcome: String,
-}
-
-#[derive(Template)]
-#[template(path = "audit.html")]
-struct AuditPage {
-    c: Chrome,
-    entries: Vec<AuditRow>,
-}
-
-async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
-    match c.engine.audit_log(500).await {
-        Ok(list) => render(&AuditPage {
-            c: chrome(&c, &s, "Audit log", "audit").await,
-            entries: list
-                .into_iter()
-                .map(|a| AuditRow {
-                    at: when(a.at),
-                    actor: a.actor,
-                    address: a.address,
-                    action: a.action,
-                    outcome: a.outcome,
-                })
-                .collect(),
-        }),
-        Err(e) => error_page(e.into()),
     }
 }
 
