@@ -372,15 +372,16 @@ impl Engine {
         let phc = hash(&self.cpu, password).await?;
         let mut store = self.store.lock().await;
         store.set_admin_hash(username, &phc, Timestamp::now())?;
-        crate::audit::record_in(
+        crate::audit::write(
             &mut store,
+            origin,
             &Entry::new(
                 "admin.password",
                 format!("password of administrator {username} changed"),
                 json!({ "admin": username }),
             ),
             "done",
-        );
+        )?;
         drop(store);
         self.end_sessions_of(username);
         info!(admin = username, actor = %origin.actor, from = %origin.address, "administrator password changed");

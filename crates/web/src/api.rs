@@ -1981,15 +1981,35 @@ mod tests {
         assert_eq!(
             outcomes,
             [
-                "200",
-                "200",
-                "403 not-your-password",
-                "403 wrong-password",
-                "403 wrong-password"
+                "done",
+                "done",
+                "refused: 403 not-your-password",
+                "refused: 403 wrong-password",
+                "refused: 403 wrong-password"
             ]
         );
-        assert!(log.iter().all(|a| a.action == "POST /v1/admin/password"));
+        // The changes in words (by the engine), the refusals as requests.
+        let actions: Vec<(&str, &str)> = log
+            .iter()
+            .map(|a| (a.kind.as_str(), a.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions[0],
+            ("admin.password", "password of administrator admin changed")
+        );
+        assert_eq!(
+            actions[1],
+            ("admin.password", "password of administrator admin changed")
+        );
+        assert!(
+            actions[2..]
+                .iter()
+                .all(|a| *a == ("request", "POST /v1/admin/password"))
+        );
         assert_eq!(log[1].address, "console from 192.0.2.2");
+        // Never a password.
+        let text = serde_json::to_string(&log).expect("json");
+        assert!(!text.contains(new) && !text.contains(&first), "{text}");
     }
 
     #[tokio::test]
@@ -2003,7 +2023,7 @@ mod tests {
             (log[0].actor.as_str(), log[0].action.as_str()),
             ("unknown", "POST /v1/confirm")
         );
-        assert_eq!(log[0].outcome, "500 internal");
+        assert_eq!(log[0].outcome, "refused: 500 internal");
     }
 
     /// Two clients of the API change different provisioning settings at
