@@ -178,6 +178,30 @@ impl Console {
 
     /// Sign-in attempt from `from`: the login page, then its form.
     async fn try_sign_in(&self, from: &str, user: &str, password: &str) -> Answer {
+        self.try_sign_in_code(from, user, password, "").await
+    }
+
+    /// Sign in as `user` (with a second factor's `code`, if any); the
+    /// browser lands where the role's home is, which gives its CSRF token.
+    async fn sign_in_as(&self, user: &str, password: &str, code: &str) -> Browser {
+        let answer = self
+            .try_sign_in_code("192.0.2.2:40000", user, password, code)
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let session = answer
+            .cookie_value(console::session::SESSION_COOKIE)
+            .expect("a session cookie");
+        let mut b = Browser {
+            session: Some(session),
+            ..Browser::default()
+        };
+        let page = self.get(&b, answer.location()).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        b.csrf = Some(meta_csrf(&page.body));
+        b
+    }
+
+    async fn try_sign_in_code(&self, from: &str, user: &str, password: &str, code: &str) -> Answer {
         let page = self
             .send_over(
                 from,
@@ -194,6 +218,7 @@ impl Console {
                 ("csrf", pre.as_str()),
                 ("username", user),
                 ("password", password),
+                ("code", code),
             ])
             .finish();
         let req = Request::post("/login")
@@ -237,7 +262,10 @@ fn meta_csrf(html: &str) -> String {
 /// Every route of the console's pages, from its source, so that a route
 /// added later is covered by these tests without anyone remembering to.
 fn page_routes() -> Vec<(Method, String)> {
-    let source = include_str!("../src/console/pages.rs");
+    let source = concat!(
+        include_str!("../src/console/pages.rs"),
+        include_str!("../src/console/admin_pages.rs")
+    );
     let mut routes = Vec::new();
     for chunk in source.split(".route(\"").skip(1) {
         let path = &chunk[..chunk.find('"').unwrap()];
@@ -1766,4 +1794,208 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
     // Withdrawn with the certificates' delete.
     c.form(&b, "/certs/voip-next/delete", &[]).await;
     assert!(c.engine.cert_requests().await.unwrap().is_empty());
+}
+
+/// Every route, pages and API, for each role: what the role table refuses
+/// is answered 403 (`forbidden`) before any handler runs, and changes
+/// nothing; what it allows is not refused for the role.
+#[tokio::test]
+async fn every_route_is_checked_against_the_role_table() {
+    use switchboard_web::roles::{Role, allowed};
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    for (name, role) in [("ops", "operator"), ("audit", "auditor")] {
+        let body = format!(
+            r#"{{"username":"{name}","password":"a long password {name}","role":"{role}"}}"#
+        );
+        let a = c.api(&admin, Method::POST, "/v1/admins", &body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let revisions = c.engine.revisions().await.unwrap().len();
+    let candidate = c.engine.candidate().await.unwrap();
+    let admins = c.engine.admins().await.unwrap();
+    for (name, role) in [("ops", Role::Operator), ("audit", Role::Auditor)] {
+        let b = c
+            .sign_in_as(name, &format!("a long password {name}"), "")
+            .await;
+        let mut refused = 0;
+        for (method, path) in page_routes().into_iter().chain(api_routes()) {
+            if public(&path) || path == "/logout" {
+                continue;
+            }
+            let a = c
+                .request(&b, method.clone(), &path, Some("application/json"), "{}")
+                .await;
+            let a = if method == Method::GET {
+                a
+            } else {
+                c.api(&b, method.clone(), &path, "{}").await
+            };
+            if allowed(role, &method, &path) {
+                assert!(
+                    !(a.status == StatusCode::FORBIDDEN && a.body.contains("forbidden")),
+                    "{role} {method} {path} allowed by the table but refused: {}",
+                    a.body
+                );
+            } else {
+                refused += 1;
+                assert_eq!(
+                    a.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} {method} {path}: {}",
+                    a.body
+                );
+                assert!(
+                    a.body.contains("forbidden"),
+                    "{role} {method} {path}: {}",
+                    a.body
+                );
+            }
+        }
+        assert!(refused > 20, "{role}: {refused} routes refused");
+        // The operator is refused on the Services page and its API.
+        if role == Role::Operator {
+            let page = c.get(&b, "/").await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN);
+            assert!(
+                page.body.contains("operator role does not allow"),
+                "{}",
+                page.body
+            );
+            let api = c
+                .api(
+                    &b,
+                    Method::POST,
+                    "/v1/matrix/allow",
+                    r#"{"service":"sql","nic":"wan0"}"#,
+                )
+                .await;
+            assert_eq!(api.status, StatusCode::FORBIDDEN);
+            // Accounts are theirs.
+            assert_eq!(c.get(&b, "/accounts").await.status, StatusCode::OK);
+        }
+    }
+    // Nothing the refused requests carried changed anything.
+    assert_eq!(c.engine.revisions().await.unwrap().len(), revisions);
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate);
+    assert_eq!(c.engine.admins().await.unwrap(), admins);
+}
+
+/// Disabling an administrator ends their open session at its next request.
+#[tokio::test]
+async fn a_disabled_administrator_s_session_ends_at_once() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let a = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/admins",
+            r#"{"username":"ops","password":"operator password","role":"operator"}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let ops = c.sign_in_as("ops", "operator password", "").await;
+    assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
+    let a = c.form(&admin, "/admins/ops/disable", &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let after = c.get(&ops, "/accounts").await;
+    assert_eq!(
+        (after.status, after.location()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+    let api = c.api(&ops, Method::GET, "/v1/accounts", "").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    // Nor can they sign in again.
+    let again = c
+        .try_sign_in("192.0.2.2:40000", "ops", "operator password")
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    // The last administrator cannot be disabled: the page says why.
+    let last = c.form(&admin, "/admins/admin/disable", &[]).await;
+    assert_eq!(last.status, StatusCode::SEE_OTHER);
+    let page = c.get(&admin, "/admins").await;
+    assert!(
+        page.body.contains("last enabled administrator"),
+        "{}",
+        page.body
+    );
+    let log = c.engine.audit_log(100).await.unwrap();
+    assert!(log.iter().any(|e| e.kind == "admin.disable"
+        && e.action == "administrator ops disabled"
+        && e.actor == "admin"));
+}
+
+fn code_now(secret_b32: &str, offset: i64) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret_b32.as_bytes())
+        .unwrap();
+    let step = (jiff::Timestamp::now().as_second() / 30 + offset) as u64;
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&secret).unwrap();
+    mac.update(&step.to_be_bytes());
+    let d = mac.finalize().into_bytes();
+    let o = usize::from(d[19] & 0x0f);
+    let bin = u32::from_be_bytes([d[o] & 0x7f, d[o + 1], d[o + 2], d[o + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// A second factor enrolled over the API: the sign-in then needs a code
+/// (computed here from the secret, independently of the engine's TOTP), a
+/// code works once, a recovery code once.
+#[tokio::test]
+async fn a_totp_sign_in_needs_the_code_and_a_code_works_once() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let begun = c.api(&admin, Method::POST, "/v1/me/totp", "").await;
+    assert_eq!(begun.status, StatusCode::OK, "{}", begun.body);
+    let v: serde_json::Value = serde_json::from_str(&begun.body).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_owned();
+    let wrong = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/me/totp/confirm",
+            r#"{"code":"000000"}"#,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT, "{}", wrong.body);
+    let confirm = format!(r#"{{"code":"{}"}}"#, code_now(&secret, -1));
+    let codes = c
+        .api(&admin, Method::POST, "/v1/me/totp/confirm", &confirm)
+        .await;
+    assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
+    let codes: serde_json::Value = serde_json::from_str(&codes.body).unwrap();
+    let recovery = codes["codes"][0].as_str().unwrap().to_owned();
+    // Password alone: refused.
+    let alone = c.try_sign_in("192.0.2.2:40000", "admin", PASSWORD).await;
+    assert_eq!(alone.status, StatusCode::UNAUTHORIZED);
+    let now = code_now(&secret, 0);
+    c.sign_in_as("admin", PASSWORD, &now).await;
+    let replay = c
+        .try_sign_in_code("192.0.2.2:40000", "admin", PASSWORD, &now)
+        .await;
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "a used code is refused"
+    );
+    c.sign_in_as("admin", PASSWORD, &recovery).await;
+    let again = c
+        .try_sign_in_code("192.0.2.2:40000", "admin", PASSWORD, &recovery)
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code is used once"
+    );
+    // No secret in the audit log or the administrators' list.
+    let log = serde_json::to_string(&c.engine.audit_log(100).await.unwrap()).unwrap();
+    let list = c.api(&admin, Method::GET, "/v1/admins", "").await.body;
+    for text in [&log, &list] {
+        assert!(
+            !text.contains(&secret) && !text.contains(&recovery),
+            "{text}"
+        );
+    }
 }
