@@ -427,7 +427,7 @@ async fn login(
             login_form(
                 &headers,
                 StatusCode::UNAUTHORIZED,
-                Some("Wrong user name, password or code.".into()),
+                Some("Wrong user name or password (or authentication code).".into()),
             )
         }
         Err(e) => error_page(e.into()),
