@@ -257,20 +257,6 @@ pub fn parse(plain: &[u8]) -> Result<Archive> {
     Ok(archive)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Engine {
     /// The whole configuration as an archive encrypted to `passphrase`.
     pub async fn backup(&self, passphrase: &str) -> Result<Vec<u8>> {
@@ -305,7 +291,7 @@ impl Engine {
                     .into_iter()
                     .map(|a| ArchivedCa {
                         fingerprint: a.fingerprint,
-                        der: hex(&a.der),
+                        der: crate::auth::hex_encode(&a.der),
                         subject: a.subject,
                         added_at: a.added_at,
                     })
@@ -423,7 +409,7 @@ impl Engine {
             }
             let mut cas = Vec::new();
             for ca in parsed.cas {
-                let der = unhex(&ca.der).ok_or_else(|| {
+                let der = crate::auth::hex_decode(&ca.der).ok_or_else(|| {
                     refused(
                         "backup-damaged",
                         "a CA of the archive is not hex".into(),

@@ -296,7 +296,10 @@ fn a_password_guesser_is_banned_in_the_kernel_and_the_phone_still_registers() {
         "{text}"
     );
     let audit = d.ok(&["audit"]);
-    assert!(audit.contains(&format!("banned {ATTACKER} for ")), "{audit}");
+    assert!(
+        audit.contains(&format!("banned {ATTACKER} for ")),
+        "{audit}"
+    );
 
     // The phone on the other side still registers over TLS.
     let mut phone = Phone::connect(&lab.wan, &ca, Lab::WAN_APPLIANCE);
