@@ -205,10 +205,13 @@ pub async fn audit_changes(
     if recorded > 0 {
         return response;
     }
-    let outcome = if response.status().is_success() || response.status().is_redirection() {
-        outcome
-    } else {
+    // A console form that failed redirects (303) with its error code.
+    let failed = !(response.status().is_success() || response.status().is_redirection())
+        || response.extensions().get::<ErrorCode>().is_some();
+    let outcome = if failed {
         format!("refused: {outcome}")
+    } else {
+        outcome
     };
     if let Err(e) = engine.audit(&origin, &action, &outcome).await {
         error!(error = %e, %action, %outcome, "could not write the audit log");
@@ -1534,7 +1537,8 @@ async fn change_admin(
     PathParam(username): PathParam<String>,
     Body(r): Body<AdminChangeRequest>,
 ) -> ApiResult {
-    // Checked both before either is written: the last administrator stays.
+    // Applied in turn (the role first), each checked on its own: a
+    // refused second change leaves the first one made.
     let mut view = None;
     if let Some(role) = r.role {
         view = Some(e.set_admin_role(&username, role).await?);

@@ -657,7 +657,7 @@ async fn console_changes_are_audited_with_user_and_address() {
         .iter()
         .find(|e| e.action == "POST /preset")
         .expect("the preset form is audited");
-    assert_eq!(preset.outcome, "303 invalid-nic-name");
+    assert_eq!(preset.outcome, "refused: 303 invalid-nic-name");
     let page = c.get(&b, "/audit").await;
     assert!(page.body.contains(&matrix.action));
     // An API call through the console is audited once, not twice.
@@ -1384,7 +1384,7 @@ async fn a_revision_comment_is_one_line_from_the_forms_and_the_api_alike() {
     assert!(
         outcomes
             .iter()
-            .all(|o| o == "303 invalid-comment" || o == "refused: 400 invalid-comment"),
+            .all(|o| o == "refused: 303 invalid-comment" || o == "refused: 400 invalid-comment"),
         "{outcomes:?}"
     );
 }
@@ -1688,7 +1688,7 @@ async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() 
         let last = &c.engine.audit_log(1).await.unwrap()[0];
         assert_eq!(
             (last.action.as_str(), last.outcome.clone()),
-            ("POST /acme", format!("303 {code}")),
+            ("POST /acme", format!("refused: 303 {code}")),
             "{:?}",
             &fields[..fields.len().min(2)]
         );
@@ -1712,7 +1712,7 @@ async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() 
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(
         c.engine.audit_log(1).await.unwrap()[0].outcome,
-        "303 not-renewable"
+        "refused: 303 not-renewable"
     );
     // The form is on the page, labelled.
     let page = c.get(&b, "/").await;
@@ -1743,7 +1743,7 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
         let last = &c.engine.audit_log(1).await.unwrap()[0];
         assert_eq!(
             (last.action.as_str(), last.outcome.clone()),
-            ("POST /cert-requests", format!("303 {code}")),
+            ("POST /cert-requests", format!("refused: 303 {code}")),
             "{fields:?}"
         );
         let page = c.get(&b, "/").await;
@@ -1764,7 +1764,7 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
         .await;
     assert_eq!(
         c.engine.audit_log(1).await.unwrap()[0].outcome,
-        "303 too-many-names"
+        "refused: 303 too-many-names"
     );
 
     let a = c
