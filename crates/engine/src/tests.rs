@@ -1382,3 +1382,105 @@ async fn changes_are_audited_in_words_with_who_and_the_system_rolls_back() {
         "{text}"
     );
 }
+
+/// A backup restored into another engine: certificates with their keys,
+/// accounts, administrators and the candidate come along; a wrong
+/// passphrase or a conflicting appliance changes nothing.
+#[tokio::test]
+async fn a_backup_restores_onto_a_fresh_engine_and_a_refusal_changes_nothing() {
+    let a = engine().await;
+    import_voip_certs(&a).await;
+    a.bind(
+        ServiceId::SipTls,
+        Some(&n("wan0")),
+        &"voip2".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    a.add_account(switchboard_provision::NewAccount {
+        username: Some("alice".parse().expect("user")),
+        display_name: None,
+        phone: "+15550100123".parse().expect("phone"),
+        group: None,
+        profile: Default::default(),
+    })
+    .await
+    .expect("account");
+    a.set_admin_password(&origin(), "admin", "correct horse battery")
+        .await
+        .expect("admin");
+    a.add_admin("ops", "operator password", crate::Role::Operator)
+        .await
+        .expect("ops");
+    assert_eq!(
+        a.backup("short").await.expect_err("policy").code(),
+        "weak-passphrase"
+    );
+    let archive = a.backup("a long backup passphrase").await.expect("backup");
+    assert!(archive.starts_with(b"age-encryption.org/v1\n-> scrypt "));
+
+    let b = engine().await;
+    let before = b.candidate().await.expect("candidate");
+    assert_eq!(
+        b.restore(&archive, "not the passphrase")
+            .await
+            .expect_err("wrong")
+            .code(),
+        "wrong-passphrase"
+    );
+    assert_eq!(b.candidate().await.expect("c"), before);
+    assert!(b.accounts().await.expect("a").is_empty());
+    assert!(b.certs().await.expect("c").iter().all(|c| c.name != "voip2"));
+
+    let done = b
+        .restore(&archive, "a long backup passphrase")
+        .await
+        .expect("restore");
+    assert!(done.certificates_added.contains(&"voip2".to_owned()));
+    assert_eq!(done.accounts_added, 1);
+    assert!(done.diff.changed, "the restored candidate differs from what runs");
+    assert_eq!(
+        b.candidate().await.expect("c"),
+        a.candidate().await.expect("c")
+    );
+    assert!(b.verify_password("ops", "operator password").await.expect("v"));
+    assert_eq!(
+        b.admin_role("ops").await.expect("role"),
+        Some(crate::Role::Operator)
+    );
+    b.update(&origin(), "restored", None).await.expect("update");
+    // The keys came along: the certificate can be presented.
+    assert!(
+        b.certs()
+            .await
+            .expect("c")
+            .iter()
+            .any(|c| c.name == "voip2" && c.has_key)
+    );
+
+    // An appliance with another certificate under the same name: refused,
+    // nothing written.
+    let c = engine().await;
+    let p = switchboard_pki::testpki::pki();
+    let other = p.intermediate.leaf(&["other.example.test"]);
+    c.import_cert(
+        &"voip2".parse().expect("name"),
+        format!("{}{}", other.pem(), other.key_pem()).as_bytes(),
+        None,
+        None,
+    )
+    .await
+    .expect("import");
+    let before = c.candidate().await.expect("c");
+    assert_eq!(
+        c.restore(&archive, "a long backup passphrase")
+            .await
+            .expect_err("conflict")
+            .code(),
+        "backup-conflict"
+    );
+    assert_eq!(c.candidate().await.expect("c"), before);
+    assert!(c.accounts().await.expect("a").is_empty());
+    assert_eq!(c.admin_role("ops").await.expect("role"), None);
+}
