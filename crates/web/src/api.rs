@@ -5,9 +5,10 @@
 //! document `{"error": {"code", "message", "hint", "diagnostics"?}}`.
 //!
 //! Every request that may change something (any method but GET, HEAD and
-//! OPTIONS) is written to the audit log once answered ([`audit_changes`]):
-//! who, from where, `METHOD /path` and the status with the error code.
-//! Never the body or the query string.
+//! OPTIONS) runs on behalf of its origin ([`audit_changes`]): the engine
+//! records each change it makes, in words, under it; a request for which
+//! nothing was recorded (refused, failed) is written as itself, `METHOD
+//! /path` and its outcome. Never the body or the query string.
 
 use std::sync::Arc;
 
@@ -137,12 +138,16 @@ pub struct Anonymous;
 pub struct SignedInAs(pub Origin);
 
 /// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
-/// once a request that may change something (any method but GET, HEAD and
-/// OPTIONS) has been answered, write it to the audit log: the origin from
-/// the [`Requester`] extension (actor `unknown` without one), `METHOD
-/// /path` (never the body or the query string) and the outcome, the status
-/// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
-/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out,
+/// a request that may change something (any method but GET, HEAD and
+/// OPTIONS) runs inside [`switchboard_engine::audit::on_behalf_of`] its
+/// origin (the [`Requester`] extension; actor `unknown` without one), so
+/// the engine records each change under it, in words. Once answered, a
+/// request for which the engine recorded nothing is written as itself:
+/// `METHOD /path` (never the body or the query string) and the outcome,
+/// the status followed by the error code of a failure ([`ErrorCode`]),
+/// prefixed `refused: ` (e.g. `refused: 409 pending-confirmation`); a
+/// sign-in ([`SignedInAs`]) as `administrator NAME signed in`; answers
+/// marked [`NotAudited`] are left out,
 /// and so are the answers to [`Anonymous`] requests, but for a sign-in
 /// ([`SignedInAs`]), and requests whose body did not arrive in time
 /// ([`crate::https::BodyDeadline`]: refused before they changed anything).
