@@ -1431,7 +1431,13 @@ async fn a_backup_restores_onto_a_fresh_engine_and_a_refusal_changes_nothing() {
     );
     assert_eq!(b.candidate().await.expect("c"), before);
     assert!(b.accounts().await.expect("a").is_empty());
-    assert!(b.certs().await.expect("c").iter().all(|c| c.name != "voip2"));
+    assert!(
+        b.certs()
+            .await
+            .expect("c")
+            .iter()
+            .all(|c| c.name != "voip2")
+    );
 
     let done = b
         .restore(&archive, "a long backup passphrase")
@@ -1439,12 +1445,19 @@ async fn a_backup_restores_onto_a_fresh_engine_and_a_refusal_changes_nothing() {
         .expect("restore");
     assert!(done.certificates_added.contains(&"voip2".to_owned()));
     assert_eq!(done.accounts_added, 1);
-    assert!(done.diff.changed, "the restored candidate differs from what runs");
+    assert!(
+        done.diff.changed,
+        "the restored candidate differs from what runs"
+    );
     assert_eq!(
         b.candidate().await.expect("c"),
         a.candidate().await.expect("c")
     );
-    assert!(b.verify_password("ops", "operator password").await.expect("v"));
+    assert!(
+        b.verify_password("ops", "operator password")
+            .await
+            .expect("v")
+    );
     assert_eq!(
         b.admin_role("ops").await.expect("role"),
         Some(crate::Role::Operator)

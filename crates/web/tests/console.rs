@@ -28,6 +28,8 @@ struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: String,
+    /// The body as it came (a download).
+    raw: Vec<u8>,
 }
 
 impl Answer {
@@ -106,6 +108,7 @@ impl Console {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            raw: bytes.to_vec(),
         }
     }
 
@@ -1998,4 +2001,175 @@ async fn a_totp_sign_in_needs_the_code_and_a_code_works_once() {
             "{text}"
         );
     }
+}
+
+/// A role that requires a second factor: its administrator without one
+/// signs in to enrol only (pages lead there, the API refuses), then goes on.
+#[tokio::test]
+async fn a_required_second_factor_is_enrolled_before_anything_else() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let a = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/admins",
+            r#"{"username":"ops","password":"operator password","role":"operator"}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = c
+        .form(&admin, "/admins/totp-policy", &[("operator", "on")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let answer = c
+        .try_sign_in("192.0.2.2:40000", "ops", "operator password")
+        .await;
+    assert_eq!(answer.location(), "/me/totp");
+    let ops = c.sign_in_as("ops", "operator password", "").await;
+    let accounts = c.get(&ops, "/accounts").await;
+    assert_eq!(accounts.location(), "/me/totp");
+    let api = c.api(&ops, Method::GET, "/v1/accounts", "").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN);
+    assert!(api.body.contains("second-factor-required"), "{}", api.body);
+    let page = c.get(&ops, "/me/totp").await;
+    assert!(
+        page.body.contains("Your role requires a second factor"),
+        "{}",
+        page.body
+    );
+    // Enrolled, the accounts are theirs again.
+    let begun = c.api(&ops, Method::POST, "/v1/me/totp", "").await;
+    let v: serde_json::Value = serde_json::from_str(&begun.body).unwrap();
+    let code = code_now(v["secret"].as_str().unwrap(), 0);
+    let done = c
+        .api(
+            &ops,
+            Method::POST,
+            "/v1/me/totp/confirm",
+            &format!(r#"{{"code":"{code}"}}"#),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
+}
+
+/// The backup page downloads an age file; the restore form refuses a wrong
+/// passphrase (a message, nothing changed) and restores with the right one,
+/// showing the diff to review.
+#[tokio::test]
+async fn backup_and_restore_from_the_console_pages() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let differ = c
+        .form(
+            &admin,
+            "/backup",
+            &[
+                ("passphrase", "a long passphrase"),
+                ("again", "another one!!"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, StatusCode::SEE_OTHER);
+    let short = c
+        .form(
+            &admin,
+            "/backup",
+            &[("passphrase", "short"), ("again", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::SEE_OTHER);
+    let page = c.get(&admin, "/backup").await;
+    assert!(page.body.contains("12 to 256"), "{}", page.body);
+    let file = c
+        .form(
+            &admin,
+            "/backup",
+            &[
+                ("passphrase", "a long passphrase"),
+                ("again", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        file.status,
+        StatusCode::OK,
+        "{}",
+        c.get(&admin, "/backup").await.body
+    );
+    assert!(
+        file.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(".age")
+    );
+    let archive = file.raw.clone();
+    assert!(archive.starts_with(b"age-encryption.org/v1"));
+
+    let other = Console::new().await;
+    let b = other.sign_in().await;
+    let before = other.engine.candidate().await.unwrap();
+    let restore = |passphrase: &'static str| {
+        let boundary = "XBOUNDARYX";
+        let mut body = Vec::new();
+        for (name, value, file) in [
+            ("csrf", b.csrf.clone().unwrap().into_bytes(), false),
+            ("file", archive.clone(), true),
+            ("passphrase", passphrase.as_bytes().to_vec(), false),
+        ] {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let disposition = if file {
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"b.age\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+            } else {
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+            };
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(&value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    };
+    let ct = "multipart/form-data; boundary=XBOUNDARYX";
+    let wrong = other
+        .request(
+            &b,
+            Method::POST,
+            "/restore",
+            Some(ct),
+            restore("not the passphrase"),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::SEE_OTHER);
+    let page = other.get(&b, "/backup").await;
+    assert!(
+        page.body.contains("does not open this archive"),
+        "{}",
+        page.body
+    );
+    assert_eq!(other.engine.candidate().await.unwrap(), before);
+    let right = other
+        .request(
+            &b,
+            Method::POST,
+            "/restore",
+            Some(ct),
+            restore("a long passphrase"),
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    assert!(
+        right.body.contains("restored into the candidate"),
+        "{}",
+        right.body
+    );
+    assert!(right.body.contains("id=\"restore-diff\""));
+    let log = other.engine.audit_log(10).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.kind == "config.restore" && e.actor == "admin")
+    );
 }
