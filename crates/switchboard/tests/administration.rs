@@ -366,18 +366,50 @@ fn administration_in_chromium() {
     );
     assert_eq!(e.json(&["diff"]), candidate_before, "nothing changed");
     assert!(e.json(&["account", "list"]).as_array().unwrap().is_empty());
-    // The right one: the candidate replaced, shown as a diff; then Update.
-    let restored = e.ok(&[
-        "restore",
-        &archive.display().to_string(),
-        "--passphrase-file",
-        &f("passphrase"),
-    ]);
-    assert!(
-        restored.contains("restored into the candidate"),
-        "{restored}"
-    );
-    assert!(restored.contains("switchboard update"), "{restored}");
+    // In the fresh appliance's console (its first-start certificate
+    // pinned): a wrong passphrase is refused with nothing changed; the
+    // right one replaces the candidate and shows the diff; then Update.
+    let pin = first_start(&e, files.path());
+    let pinned = [format!("--ignore-certificate-errors-spki-list={pin}")];
+    let archive_path = archive.display().to_string();
+    let e_ref = &e;
+    let before_ref = &candidate_before;
+    b.run_with(&pinned, |c| async move {
+        sign_in(&c).await?;
+        browser::open(&c, &format!("{CONSOLE}/backup")).await?;
+        browser::wait_for(&c, "#restore-file")
+            .await?
+            .send_keys(&archive_path)
+            .await?;
+        fill(&c, "#restore-passphrase", "not the backup passphrase").await?;
+        click(&c, "#restore-submit").await?;
+        let refused = browser::text_of(&c, "#flash").await?;
+        ensure!(refused.contains("does not open this archive"), "{refused}");
+        ensure!(
+            &e_ref.json(&["diff"]) == before_ref,
+            "a wrong passphrase changed the candidate"
+        );
+        browser::wait_for(&c, "#restore-file")
+            .await?
+            .send_keys(&archive_path)
+            .await?;
+        fill(
+            &c,
+            "#restore-passphrase",
+            "a backup passphrase of five words",
+        )
+        .await?;
+        click(&c, "#restore-submit").await?;
+        let restored = browser::text_of(&c, "#restored").await?;
+        ensure!(
+            restored.contains("restored into the candidate"),
+            "{restored}"
+        );
+        let diff = browser::text_of(&c, "#restore-diff").await?;
+        ensure!(!diff.trim().is_empty(), "the diff to review is shown");
+        browser::screenshot(&c, &shots_ref.join("restore-review.png")).await?;
+        Ok(())
+    });
     e.ok(&["update", "-m", "restored from the backup"]);
     let plan_b = e.json(&["revisions", "show", "1"])["plan"].clone();
     assert_eq!(plan_a, plan_b, "the restored appliance runs the same plan");
