@@ -973,7 +973,10 @@ impl Engine {
                 ),
             };
             if let Some(d) = deadline.filter(|_| outcome == Outcome::Pending) {
-                words.push_str(&format!(", on trial until {d}"));
+                words.push_str(&format!(
+                    ", on trial until {}",
+                    d.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ));
             }
             if outcome == Outcome::Failed {
                 words = words.replace(" applied", " failed to apply");
