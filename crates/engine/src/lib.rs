@@ -14,6 +14,9 @@
 //!   store has it on disk.
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
+//! - Every change is written to the audit log where it is made, in words
+//!   and data ([`audit`]), under the request's origin (a task-local scope
+//!   the web crate opens), `system` outside any request.
 //! - The ban sets of the firewall change only under [`bans`]' lock, which
 //!   the firewall step shares: an Update keeps the live bans.
 //! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
