@@ -398,9 +398,16 @@ impl Engine {
             .or_default() += 1;
     }
 
-    /// Check a sign-in: password, then (if enrolled) the TOTP code or a
-    /// recovery code. A code is consumed only when the password is right.
-    pub async fn sign_in(&self, username: &str, password: &str, code: &str) -> Result<SignIn> {
+    /// Check a sign-in from `from` (its address is recorded when a
+    /// recovery code is used): password, then (if enrolled) the TOTP code
+    /// or a recovery code. A code is consumed only when the password is right.
+    pub async fn sign_in(
+        &self,
+        from: &Origin,
+        username: &str,
+        password: &str,
+        code: &str,
+    ) -> Result<SignIn> {
         if !self.verify_password(username, password).await? {
             return Ok(SignIn::Refused);
         }
@@ -435,8 +442,7 @@ impl Engine {
                 &mut store,
                 &Origin {
                     actor: username.to_owned(),
-                    address: "sign-in".into(),
-                    arrival: None,
+                    ..from.clone()
                 },
                 &Entry::new(
                     "admin.recovery-code",
@@ -1058,7 +1064,7 @@ mod tests {
         with_two(&e).await;
         let generation = e.password_generation("ops");
         assert_eq!(
-            e.sign_in("ops", "operator password", "")
+            e.sign_in(&root(), "ops", "operator password", "")
                 .await
                 .expect("sign in"),
             SignIn::Granted {
@@ -1069,7 +1075,7 @@ mod tests {
         e.set_admin_disabled("ops", true).await.expect("disable");
         assert_ne!(e.password_generation("ops"), generation, "sessions end");
         assert_eq!(
-            e.sign_in("ops", "operator password", "")
+            e.sign_in(&root(), "ops", "operator password", "")
                 .await
                 .expect("sign in"),
             SignIn::Refused
@@ -1106,7 +1112,9 @@ mod tests {
         );
         // Not yet in use: the password alone signs in.
         assert!(matches!(
-            e.sign_in("ops", "operator password", "").await.expect("s"),
+            e.sign_in(&root(), "ops", "operator password", "")
+                .await
+                .expect("s"),
             SignIn::Granted { .. }
         ));
         assert_eq!(
@@ -1127,26 +1135,33 @@ mod tests {
         assert!(!format!("{stored:?}").contains(&codes[0]));
         // Password alone: refused now.
         assert_eq!(
-            e.sign_in("ops", "operator password", "").await.expect("s"),
+            e.sign_in(&root(), "ops", "operator password", "")
+                .await
+                .expect("s"),
             SignIn::Refused
         );
         // The confirming code was used; the next step's code works once.
         assert_eq!(
-            e.sign_in("ops", "operator password", &now_code(&enrol.secret, 0))
-                .await
-                .expect("s"),
+            e.sign_in(
+                &root(),
+                "ops",
+                "operator password",
+                &now_code(&enrol.secret, 0)
+            )
+            .await
+            .expect("s"),
             SignIn::Refused,
             "the code that confirmed the enrolment is used"
         );
         let next = now_code(&enrol.secret, 1);
         assert!(matches!(
-            e.sign_in("ops", "operator password", &next)
+            e.sign_in(&root(), "ops", "operator password", &next)
                 .await
                 .expect("s"),
             SignIn::Granted { .. }
         ));
         assert_eq!(
-            e.sign_in("ops", "operator password", &next)
+            e.sign_in(&root(), "ops", "operator password", &next)
                 .await
                 .expect("s"),
             SignIn::Refused,
@@ -1154,19 +1169,24 @@ mod tests {
         );
         // A wrong password with a right recovery code consumes nothing.
         assert_eq!(
-            e.sign_in("ops", "wrong password!", &codes[0])
+            e.sign_in(&root(), "ops", "wrong password!", &codes[0])
                 .await
                 .expect("s"),
             SignIn::Refused
         );
         assert!(matches!(
-            e.sign_in("ops", "operator password", &codes[0].to_uppercase())
-                .await
-                .expect("s"),
+            e.sign_in(
+                &root(),
+                "ops",
+                "operator password",
+                &codes[0].to_uppercase()
+            )
+            .await
+            .expect("s"),
             SignIn::Granted { .. }
         ));
         assert_eq!(
-            e.sign_in("ops", "operator password", &codes[0])
+            e.sign_in(&root(), "ops", "operator password", &codes[0])
                 .await
                 .expect("s"),
             SignIn::Refused,
@@ -1185,7 +1205,7 @@ mod tests {
         );
         // Another administrator's code is not this one's.
         assert_eq!(
-            e.sign_in("admin", "correct horse battery", &codes[1])
+            e.sign_in(&root(), "admin", "correct horse battery", &codes[1])
                 .await
                 .expect("s"),
             SignIn::Granted {
@@ -1196,7 +1216,9 @@ mod tests {
         );
         e.remove_totp("ops").await.expect("remove");
         assert!(matches!(
-            e.sign_in("ops", "operator password", "").await.expect("s"),
+            e.sign_in(&root(), "ops", "operator password", "")
+                .await
+                .expect("s"),
             SignIn::Granted { .. }
         ));
     }
@@ -1209,7 +1231,9 @@ mod tests {
             .await
             .expect("policy");
         assert_eq!(
-            e.sign_in("ops", "operator password", "").await.expect("s"),
+            e.sign_in(&root(), "ops", "operator password", "")
+                .await
+                .expect("s"),
             SignIn::Granted {
                 role: Role::Operator,
                 must_enrol: true

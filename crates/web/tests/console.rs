@@ -1992,8 +1992,20 @@ async fn a_totp_sign_in_needs_the_code_and_a_code_works_once() {
         StatusCode::UNAUTHORIZED,
         "a recovery code is used once"
     );
+    // The recovery code's use is audited, from where it came.
+    let entries = c.engine.audit_log(100).await.unwrap();
+    let used = entries
+        .iter()
+        .find(|e| e.kind == "admin.recovery-code")
+        .expect("the recovery code's use is audited");
+    assert_eq!(used.actor, "admin");
+    assert!(
+        used.address.starts_with("console from 192.0.2.2"),
+        "{used:?}"
+    );
+    assert!(used.action.contains("9 left"), "{used:?}");
     // No secret in the audit log or the administrators' list.
-    let log = serde_json::to_string(&c.engine.audit_log(100).await.unwrap()).unwrap();
+    let log = serde_json::to_string(&entries).unwrap();
     let list = c.api(&admin, Method::GET, "/v1/admins", "").await.body;
     for text in [&log, &list] {
         assert!(

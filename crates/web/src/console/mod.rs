@@ -357,6 +357,7 @@ impl Console {
     pub(crate) async fn check_sign_in(
         &self,
         from: IpAddr,
+        origin: &Origin,
         user: &str,
         password: &str,
         code: &str,
@@ -368,7 +369,7 @@ impl Console {
         if !attempt.delay().is_zero() {
             tokio::time::sleep(attempt.delay()).await;
         }
-        match self.engine.sign_in(user, password, code).await {
+        match self.engine.sign_in(origin, user, password, code).await {
             Ok(switchboard_engine::SignIn::Granted { role, must_enrol }) => {
                 self.throttle.succeeded(attempt);
                 Ok(PasswordCheck::Granted { role, must_enrol })

@@ -383,7 +383,8 @@ async fn login(
             Err(wait) => Ok(PasswordCheck::Throttled(wait)),
         }
     } else {
-        c.check_sign_in(from, user, &password, &code).await
+        c.check_sign_in(from, &super::origin(user, &peer), user, &password, &code)
+            .await
     };
     match checked {
         Ok(PasswordCheck::Throttled(wait)) => {
