@@ -439,3 +439,125 @@ fn ensure_nothing_pending(revisions: &serde_json::Value) {
         "{revisions}"
     );
 }
+
+/// The CLI's administration commands against a daemon (no root needed):
+/// roles, the last administrator kept, the second factor's policy, the
+/// audit log filtered and exported, an oversize archive refused.
+#[test]
+fn administrators_and_the_audit_log_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = tempfile::tempdir().expect("tempdir");
+    let f = |n: &str| files.path().join(n).display().to_string();
+    std::fs::write(files.path().join("pw"), "a long password for ops\n").unwrap();
+    std::fs::write(files.path().join("pass"), "a long backup passphrase\n").unwrap();
+    let d = Daemon::start(None, dir.path(), &[]);
+    d.ok(&["admin", "set-password", "--password-file", &f("pw")]);
+    d.ok(&[
+        "admin",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--password-file",
+        &f("pw"),
+    ]);
+    d.fails(
+        &[
+            "admin",
+            "add",
+            "ops",
+            "--role",
+            "auditor",
+            "--password-file",
+            &f("pw"),
+        ],
+        "admin-exists",
+    );
+    d.fails(&["admin", "disable", "admin"], "last-administrator");
+    d.fails(&["admin", "role", "admin", "auditor"], "last-administrator");
+    d.fails(&["admin", "remove", "admin"], "last-administrator");
+    d.fails(&["admin", "disable", "nobody"], "no-such-admin");
+    let out = d.cli(&["admin", "role", "ops", "root"]);
+    assert!(!out.status.success());
+    d.ok(&["admin", "role", "ops", "auditor"]);
+    d.ok(&["admin", "totp-required", "auditor", "on"]);
+    let list = d.ok(&["admin", "list"]);
+    assert!(
+        list.contains("ops") && list.contains("auditor") && list.contains("none (required)"),
+        "{list}"
+    );
+    d.ok(&["admin", "remove", "ops"]);
+    assert!(!d.ok(&["admin", "list"]).contains("ops"));
+    d.ok(&["port", "web", "8444"]);
+    // Filtered, and exported.
+    let mine = d.json(&["audit", "--kind", "admin"]);
+    let kinds: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.iter().all(|k| k.starts_with("admin.")), "{kinds:?}");
+    assert!(
+        kinds.contains(&"admin.remove") && kinds.contains(&"admin.role"),
+        "{kinds:?}"
+    );
+    let csv = d.ok(&["audit", "--format", "csv", "--actor", "root"]);
+    assert!(
+        csv.starts_with("id,at,actor,address,kind,action,outcome,data\r\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("port of web set to 8444"), "{csv}");
+    assert!(csv.contains("administrator ops removed"), "{csv}");
+    let jsonl = d.ok(&[
+        "audit",
+        "--format",
+        "jsonl",
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert!(jsonl.lines().count() >= 8, "{jsonl}");
+    for line in jsonl.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON document per line");
+    }
+    assert!(!jsonl.contains("a long password"), "no password: {jsonl}");
+    d.fails(&["audit", "--format", "xml"], "malformed-query");
+    d.fails(&["audit", "--since", "yesterday"], "malformed-query");
+    // Nothing matches the future.
+    assert_eq!(
+        d.json(&["audit", "--since", "2999-01-01T00:00:00Z"]),
+        serde_json::json!([])
+    );
+    // A passphrase too short is refused before anything is written.
+    std::fs::write(files.path().join("short"), "short\n").unwrap();
+    d.fails(
+        &[
+            "backup",
+            "--out",
+            &f("b.age"),
+            "--passphrase-file",
+            &f("short"),
+        ],
+        "weak-passphrase",
+    );
+    assert!(!files.path().join("b.age").exists());
+    // An oversize file is not even sent.
+    std::fs::write(files.path().join("big.age"), vec![b'x'; 2 * 1024 * 1024]).unwrap();
+    let out = d.cli(&["restore", &f("big.age"), "--passphrase-file", &f("pass")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a switchboard backup"));
+    // A backup of this daemon is a file only its owner reads.
+    d.ok(&[
+        "backup",
+        "--out",
+        &f("b.age"),
+        "--passphrase-file",
+        &f("pass"),
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(files.path().join("b.age"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
