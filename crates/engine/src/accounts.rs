@@ -418,6 +418,15 @@ impl Engine {
         store.insert_accounts(&[row_of(&account)], Timestamp::now())?;
         self.sync_subscribers(&mut store).await?;
         info!(account = %account.username(), "account created");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.add",
+                format!("account {} created", account.username()),
+                serde_json::json!({ "account": account.username().as_str() }),
+            ),
+            "done",
+        );
         Ok(account.view())
     }
 
@@ -564,6 +573,23 @@ impl Engine {
                             Err(e) => Err(e.into()),
                         },
                     };
+                    if let Ok(words) = &r {
+                        let (kind, group) = match action {
+                            BulkAction::SetGroup(g) => {
+                                ("account.update", g.as_ref().map(|g| g.to_string()))
+                            }
+                            _ => ("account.delete", None),
+                        };
+                        crate::audit::record_in(
+                            &mut store,
+                            &crate::audit::Entry::new(
+                                kind,
+                                format!("account {u} {words} (bulk action)"),
+                                serde_json::json!({ "account": u.as_str(), "bulk": true, "group": group }),
+                            ),
+                            "done",
+                        );
+                    }
                     changed |= r.is_ok();
                     out.push(result(u, r));
                 }
@@ -628,6 +654,20 @@ impl Engine {
         store.update_account(&row_of(&account))?;
         self.sync_subscribers(&mut store).await?;
         info!(account = %username, new_password = change.new_password, "account changed");
+        let words = if change.new_password {
+            format!("account {username} changed (new SIP password)")
+        } else {
+            format!("account {username} changed")
+        };
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.update",
+                words,
+                serde_json::json!({ "account": username.as_str(), "new_password": change.new_password }),
+            ),
+            "done",
+        );
         Ok(account.view())
     }
 
@@ -638,6 +678,15 @@ impl Engine {
         }
         self.sync_subscribers(&mut store).await?;
         info!(account = %username, "account deleted");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.delete",
+                format!("account {username} deleted"),
+                serde_json::json!({ "account": username.as_str() }),
+            ),
+            "done",
+        );
         Ok(())
     }
 
@@ -661,6 +710,15 @@ impl Engine {
         store.insert_accounts(&rows, Timestamp::now())?;
         self.sync_subscribers(&mut store).await?;
         info!(accounts = rows.len(), "accounts imported");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "accounts.import",
+                format!("{} account(s) imported from a CSV file", rows.len()),
+                serde_json::json!({ "accounts": rows.len() }),
+            ),
+            "done",
+        );
         Ok(accounts.iter().map(Account::view).collect())
     }
 
@@ -760,7 +818,12 @@ impl Engine {
         &self,
         next: impl FnOnce(&ProvisioningSettings) -> ProvisioningSettings,
     ) -> Result<EditView<()>> {
-        self.edit_with("provisioning settings", |store, c, _| {
+        let what = crate::audit::Entry::new(
+            "provisioning.settings",
+            "provisioning settings changed",
+            serde_json::json!({}),
+        );
+        self.edit_with(what, |store, c, _| {
             let settings = next(&c.provisioning);
             let mut covers = Vec::new();
             for service in [ServiceId::SipTls, ServiceId::Web] {
@@ -808,6 +871,15 @@ impl Engine {
             at: new.now,
         })?;
         info!(account = %username, sms = sms_id, gateway, "activation link created and queued");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.activate",
+                format!("activation link for {username} sent by SMS ({gateway})"),
+                serde_json::json!({ "account": username.as_str(), "sms": sms_id, "gateway": gateway }),
+            ),
+            "done",
+        );
         Ok(new.view(sms_id, gateway))
     }
 
@@ -827,6 +899,15 @@ impl Engine {
             new.now,
         )?;
         info!(account = %username, "activation link created for hand-over in person");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.activate",
+                format!("activation link for {username} made for hand-over in person"),
+                serde_json::json!({ "account": username.as_str(), "in_person": true }),
+            ),
+            "done",
+        );
         Ok((new.view(0, "in person"), new.link))
     }
 
@@ -837,6 +918,17 @@ impl Engine {
         Self::find(&store, username)?;
         let (links, messages) = store.revoke_activations(username.as_str(), Timestamp::now())?;
         info!(account = %username, links, messages, "activation links revoked");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "account.revoke",
+                format!(
+                    "activation links of {username} revoked ({links} link(s), {messages} message(s))"
+                ),
+                serde_json::json!({ "account": username.as_str(), "links": links, "messages": messages }),
+            ),
+            "done",
+        );
         Ok(RevokeView {
             username: username.to_string(),
             links,
@@ -865,6 +957,15 @@ impl Engine {
             .sms_requeue(id, now)?
             .ok_or(EngineError::NoSuchSms(id))?;
         info!(sms = id, "failed SMS queued again");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "sms.resend",
+                format!("SMS {id} queued again"),
+                serde_json::json!({ "sms": id }),
+            ),
+            "done",
+        );
         Ok(sms_view(m))
     }
 

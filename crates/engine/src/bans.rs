@@ -272,11 +272,19 @@ impl Engine {
                 "banned for {secs} s: {} (offence {offences})",
                 record.reason
             );
+            let data = serde_json::json!({
+                "address": addr.to_string(),
+                "reason": record.reason,
+                "seconds": secs,
+                "offences": offences,
+            });
             store.record_audit(&NewAudit {
                 at: now,
                 actor: ACTOR,
                 address: &addr.to_string(),
-                action: &format!("ban {addr}"),
+                kind: "ban.add",
+                action: &format!("banned {addr} for {secs} s ({})", record.reason),
+                data: &data.to_string(),
                 outcome: &outcome,
             })?;
             info!(%addr, reason = %record.reason, secs, offences, "address banned");
@@ -391,13 +399,24 @@ impl Engine {
         record.lifted_at = Some(now);
         store.put_ban(&record)?;
         info!(%addr, "ban lifted");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "ban.lift",
+                format!("ban of {addr} lifted"),
+                serde_json::json!({ "address": addr.to_string() }),
+            ),
+            "done",
+        );
         Ok(view(&record, now, Some(false).filter(|_| enforce)))
     }
 
     /// Change the candidate's ban policy (absent keeps); a value out of
     /// bounds is refused and changes nothing.
     pub async fn set_ban_policy(&self, change: &BanPolicyChange) -> Result<EditView<()>> {
-        self.edit("ban policy", |c, _| {
+        let what =
+            crate::audit::Entry::new("bans.policy", "ban policy changed", serde_json::json!({}));
+        self.edit(what, |c, _| {
             c.bans = c.bans.changed(change).map_err(InputError::from)?;
             Ok(())
         })

@@ -410,6 +410,15 @@ impl Engine {
             other => other.into(),
         })?;
         info!(cert = %name, subject = %parsed.info().subject, fingerprint = %parsed.info().fingerprint, made_here = row.key.is_some() && !has_key_file, "certificate imported");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "cert.import",
+                format!("certificate {name} imported ({})", parsed.info().subject),
+                serde_json::json!({ "cert": name, "subject": parsed.info().subject.to_string(), "fingerprint": parsed.info().fingerprint.to_string() }),
+            ),
+            "done",
+        );
         view(&store, &row, Timestamp::now(), &uses(&store)?)
     }
 
@@ -461,6 +470,18 @@ impl Engine {
             other => other.into(),
         })?;
         info!(cert = %name, key_type = %key_type, names = ?row.names, "key made on the appliance; signing request issued");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "cert.request",
+                format!(
+                    "key {name} made on the appliance, signing request for {}",
+                    row.names.join(", ")
+                ),
+                serde_json::json!({ "cert": name, "names": row.names, "key_type": key_type.to_string() }),
+            ),
+            "done",
+        );
         Ok(CertRequestView::from(&row))
     }
 
@@ -511,6 +532,15 @@ impl Engine {
         }
         crate::renewal::forget(&mut store, name)?;
         info!(cert = %name, "certificate deleted");
+        crate::audit::record_in(
+            &mut store,
+            &crate::audit::Entry::new(
+                "cert.delete",
+                format!("certificate {name} deleted"),
+                serde_json::json!({ "cert": name }),
+            ),
+            "done",
+        );
         Ok(())
     }
 
@@ -537,6 +567,15 @@ impl Engine {
             };
             let new = store.add_anchor(&anchor)?;
             info!(ca = %info.subject, new, "trusted CA added");
+            crate::audit::record_in(
+                &mut store,
+                &crate::audit::Entry::new(
+                    "ca.add",
+                    format!("trusted CA {} added", info.subject),
+                    serde_json::json!({ "subject": info.subject.to_string(), "new": new }),
+                ),
+                if new { "done" } else { "no change" },
+            );
             added.push(CaView::from(anchor));
         }
         Ok(added)
@@ -562,8 +601,16 @@ impl Engine {
         cert: &CertName,
         force: bool,
     ) -> Result<EditView<()>> {
-        let what = format!("bind {service} to {cert}");
-        self.edit(&what, |c, facts| {
+        let place = match nic {
+            Some(nic) => format!("{service} on {nic}"),
+            None => format!("{service} (every NIC without its own)"),
+        };
+        let what = crate::audit::Entry::new(
+            "cert.bind",
+            format!("bound certificate {cert} to {place}"),
+            serde_json::json!({ "cert": cert, "service": service, "nic": nic, "force": force }),
+        );
+        self.edit(what, |c, facts| {
             let f = facts
                 .certificates
                 .get(cert)
@@ -608,7 +655,16 @@ impl Engine {
     }
 
     pub async fn unbind(&self, service: ServiceId, nic: Option<&NicName>) -> Result<EditView<()>> {
-        self.edit(&format!("unbind {service}"), |c, _| {
+        let place = match nic {
+            Some(nic) => format!("{service} on {nic}"),
+            None => format!("{service} (every NIC without its own)"),
+        };
+        let what = crate::audit::Entry::new(
+            "cert.unbind",
+            format!("unbound the certificate of {place}"),
+            serde_json::json!({ "service": service, "nic": nic }),
+        );
+        self.edit(what, |c, _| {
             c.bindings.unbind(service, nic);
             Ok(())
         })
@@ -633,7 +689,12 @@ impl Engine {
         nic: &NicName,
         change: NicSettingsChange,
     ) -> Result<EditView<()>> {
-        self.edit(&format!("settings of {nic}"), |c, facts| {
+        let what = crate::audit::Entry::new(
+            "nic.settings",
+            format!("settings of {nic} changed"),
+            serde_json::json!({ "nic": nic }),
+        );
+        self.edit(what, |c, facts| {
             if facts.nic(nic).is_none() {
                 return Err(EngineError::Matrix(
                     switchboard_domain::matrix::MatrixError::UnknownNic(nic.clone()),

@@ -54,6 +54,8 @@ pub enum InputError {
     AccountSearch(String),
     #[error("invalid bulk action: {0}")]
     Bulk(String),
+    #[error("unknown role {0:?}: give administrator, operator or auditor")]
+    Role(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,17 @@ pub enum EngineError {
     },
     #[error("there is no certificate named {0}")]
     NoSuchCert(CertName),
+    #[error("there is no administrator named {0}")]
+    NoSuchAdmin(String),
+    /// A change refused as it stands (conflicts with the state): the last
+    /// administrator, a name taken, a second factor not begun, a backup
+    /// that cannot be read.
+    #[error("{message}")]
+    Refused {
+        code: &'static str,
+        message: String,
+        hint: &'static str,
+    },
     #[error("a certificate named {0} already exists")]
     CertExists(CertName),
     #[error("certificate {name} is in use ({}); unbind it first", used_by.join(", "))]
@@ -154,6 +167,9 @@ impl EngineError {
             EngineError::Input(InputError::BanPolicy(_)) => "invalid-ban-policy",
             EngineError::Input(InputError::AccountSearch(_)) => "invalid-account-search",
             EngineError::Input(InputError::Bulk(_)) => "invalid-bulk",
+            EngineError::Input(InputError::Role(_)) => "invalid-role",
+            EngineError::NoSuchAdmin(_) => "no-such-admin",
+            EngineError::Refused { code, .. } => code,
             EngineError::NotBanned(_) => "not-banned",
             EngineError::WrongPassword => "wrong-password",
             EngineError::Import { code, .. } => code,
@@ -217,6 +233,9 @@ impl EngineError {
                 "the action is activate, revoke, delete or set-group, on 1 to {} accounts",
                 crate::accounts::MAX_BULK
             ),
+            EngineError::Input(InputError::Role(_)) => "roles: administrator (everything), operator (accounts and activations), auditor (reads)".into(),
+            EngineError::NoSuchAdmin(_) => "list the administrators with `switchboard admin list`".into(),
+            EngineError::Refused { hint, .. } => (*hint).into(),
             EngineError::Input(InputError::Comment(e)) => e.hint().into(),
             EngineError::Input(InputError::BanPolicy(_)) => {
                 "e.g. `switchboard bans policy --failures 5 --window 600 --ban 300 --trusted 192.0.2.0/24`".into()

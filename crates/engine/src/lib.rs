@@ -14,6 +14,9 @@
 //!   store has it on disk.
 //! - A rejected action changes nothing: not the candidate, not the system.
 //! - Request origins ([`Origin`]) are recorded with every revision.
+//! - Every change is written to the audit log where it is made, in words
+//!   and data ([`audit`]), under the request's origin (a task-local scope
+//!   the web crate opens), `system` outside any request.
 //! - The ban sets of the firewall change only under [`bans`]' lock, which
 //!   the firewall step shares: an Update keeps the live bans.
 //! - CPU-heavy work (certificate imports, argon2id, QR codes) runs in the
@@ -37,7 +40,9 @@
 
 pub mod accounts;
 pub mod acme;
+pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bans;
 pub mod calls;
 mod certs;
@@ -59,6 +64,7 @@ mod sip;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tls;
+pub mod totp;
 pub mod views;
 
 use std::path::PathBuf;
@@ -75,7 +81,10 @@ use switchboard_store::{
 use tokio::sync::Mutex;
 use tracing::{info, info_span, warn};
 
-pub use auth::{DEFAULT_ADMIN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+pub use auth::{
+    AdminView, Area, DEFAULT_ADMIN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, RecoveryCodes, Role,
+    SignIn, TotpEnrolment,
+};
 pub use error::{EngineError, InputError};
 pub use facts::facts_from_kernel;
 use failpoint::failpoint;
@@ -699,7 +708,7 @@ impl Engine {
 
     async fn edit<T>(
         &self,
-        what: &str,
+        what: audit::Entry,
         f: impl FnOnce(&mut Candidate, &Facts) -> Result<T>,
     ) -> Result<EditView<T>> {
         self.edit_with(what, |_, candidate, facts| f(candidate, facts))
@@ -710,9 +719,11 @@ impl Engine {
     /// change it (reading the store if it needs to), save it. Nothing can
     /// come in between, so two edits at once never lose each other's
     /// change; when `f` fails, nothing is saved.
+    /// The edit is recorded in the audit log as `what` (`done`, or `no
+    /// change` when the candidate already was so).
     async fn edit_with<T>(
         &self,
-        what: &str,
+        what: audit::Entry,
         f: impl FnOnce(&Store, &mut Candidate, &Facts) -> Result<T>,
     ) -> Result<EditView<T>> {
         let mut store = self.store.lock().await;
@@ -723,8 +734,13 @@ impl Engine {
         let changed = candidate != before;
         if changed {
             store.save_candidate(&candidate, Timestamp::now())?;
-            info!(edit = what, "candidate changed");
+            info!(edit = %what.words, "candidate changed");
         }
+        audit::record_in(
+            &mut store,
+            &what,
+            if changed { "done" } else { "no change" },
+        );
         Ok(EditView {
             changed,
             result,
@@ -738,11 +754,19 @@ impl Engine {
         nic: &NicName,
         allowed: bool,
     ) -> Result<EditView<()>> {
-        let what = format!(
-            "{} {service} on {nic}",
-            if allowed { "allow" } else { "deny" }
+        let what = audit::Entry::new(
+            if allowed {
+                "matrix.allow"
+            } else {
+                "matrix.deny"
+            },
+            format!(
+                "{} {service} on {nic}",
+                if allowed { "allowed" } else { "denied" }
+            ),
+            serde_json::json!({ "service": service, "nic": nic, "allowed": allowed }),
         );
-        self.edit(&what, |c, facts| {
+        self.edit(what, |c, facts| {
             c.matrix.set(service, nic, allowed, facts)?;
             Ok(())
         })
@@ -754,7 +778,12 @@ impl Engine {
         internal: &NicName,
         external: &NicName,
     ) -> Result<EditView<()>> {
-        self.edit("preset production", |c, facts| {
+        let what = audit::Entry::new(
+            "matrix.preset",
+            format!("production preset applied (internal {internal}, external {external})"),
+            serde_json::json!({ "internal": internal, "external": external }),
+        );
+        self.edit(what, |c, facts| {
             c.matrix = c.matrix.production(internal, external, facts)?;
             Ok(())
         })
@@ -762,7 +791,12 @@ impl Engine {
     }
 
     pub async fn set_port(&self, service: ServiceId, ports: PortRange) -> Result<EditView<()>> {
-        self.edit(&format!("port {service} {ports}"), |c, _| {
+        let what = audit::Entry::new(
+            "port.set",
+            format!("port of {service} set to {ports}"),
+            serde_json::json!({ "service": service, "ports": ports.to_string() }),
+        );
+        self.edit(what, |c, _| {
             c.set_port(service, ports);
             Ok(())
         })
@@ -773,7 +807,12 @@ impl Engine {
     /// candidate (or the factory default when nothing was applied).
     pub async fn discard(&self) -> Result<EditView<()>> {
         let applied = self.store.lock().await.applied()?;
-        self.edit("discard", |c, _| {
+        let what = audit::Entry::new(
+            "candidate.discard",
+            "edits of the candidate discarded",
+            serde_json::json!({}),
+        );
+        self.edit(what, |c, _| {
             *c = applied.map(|r| r.candidate).unwrap_or_default();
             Ok(())
         })
@@ -966,6 +1005,45 @@ impl Engine {
         };
         failpoint("after-record");
         span.record("revision", number);
+        {
+            let (kind, mut words) = match kind {
+                RevisionKind::Update => ("revision.update", format!("revision {number} applied")),
+                RevisionKind::Rollback => (
+                    "revision.rollback",
+                    format!(
+                        "revision {number} applied: rollback to revision {}",
+                        rollback_of.unwrap_or_default()
+                    ),
+                ),
+            };
+            if let Some(d) = deadline.filter(|_| outcome == Outcome::Pending) {
+                words.push_str(&format!(
+                    ", on trial until {}",
+                    d.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ));
+            }
+            if outcome == Outcome::Failed {
+                words = words.replace(" applied", " failed to apply");
+            }
+            let entry = audit::Entry::new(
+                kind,
+                words,
+                serde_json::json!({
+                    "revision": number,
+                    "rollback_of": rollback_of,
+                    "comment": comment.as_str(),
+                    "outcome": outcome,
+                }),
+            );
+            let result = match outcome {
+                Outcome::Failed => "failed",
+                Outcome::Pending => "pending",
+                _ => "done",
+            };
+            if let Err(e) = audit::write(store, origin, &entry, result) {
+                tracing::error!(error = %e, "could not write the audit log");
+            }
+        }
         match outcome {
             Outcome::Failed => {
                 warn!(revision = number, %detail, "revision failed");
@@ -1011,6 +1089,14 @@ impl Engine {
             .confirm_pending(&detail)?
             .ok_or(EngineError::NothingPending)?;
         info!(revision, %detail, "pending revision confirmed");
+        let entry = audit::Entry::new(
+            "revision.confirm",
+            format!("revision {revision} confirmed"),
+            serde_json::json!({ "revision": revision }),
+        );
+        if let Err(e) = audit::write(&mut store, origin, &entry, "done") {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
         Ok(ConfirmView { revision, detail })
     }
 
@@ -1052,6 +1138,22 @@ impl Engine {
         );
         store.roll_back_pending(&detail)?;
         warn!(revision = pending.revision, %detail, "pending revision rolled back");
+        let entry = audit::Entry::new(
+            "revision.expire",
+            format!(
+                "revision {} rolled back at its deadline ({back_to} runs again)",
+                pending.revision
+            ),
+            serde_json::json!({
+                "revision": pending.revision,
+                "previous": pending.previous,
+                "deadline": pending.deadline.to_string(),
+            }),
+        );
+        // Nobody asked: the deadline passed (at boot or on the timer).
+        if let Err(e) = audit::write(&mut store, &audit::system_origin(), &entry, "done") {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
         Ok(Some(pending.revision))
     }
 

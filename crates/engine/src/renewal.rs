@@ -273,7 +273,16 @@ impl Engine {
                 .collect()
         };
         for first in due {
-            if let Err(e) = self.renew(&first, now, false).await {
+            // What the renewal changes (the new certificate) is recorded
+            // under `acme`, as its revision is.
+            let origin = Origin {
+                actor: ACTOR.into(),
+                address: format!("renewal of the ACME certificate {first}"),
+                arrival: None,
+            };
+            let (done, _) =
+                crate::audit::on_behalf_of(origin, self.renew(&first, now, false)).await;
+            if let Err(e) = done {
                 warn!(cert = %first, error = %e, "ACME renewal not done");
             }
         }

@@ -1406,3 +1406,206 @@ fn an_account_search_refuses_what_it_cannot_mean() {
         assert_eq!(e.code(), "invalid-account-search", "{e}");
     }
 }
+
+/// The audit log says what changed, in words and data, under the
+/// request's origin; the trial's deadline rollback is the system's.
+#[tokio::test]
+async fn changes_are_audited_in_words_with_who_and_the_system_rolls_back() {
+    let e = engine().await;
+    import_voip_certs(&e).await;
+    let alice = Origin {
+        actor: "alice".into(),
+        address: "console from 192.0.2.2 to 192.0.2.1:8443".into(),
+        arrival: None,
+    };
+    let (bound, recorded) = crate::audit::on_behalf_of(
+        alice.clone(),
+        e.bind(
+            ServiceId::SipTls,
+            Some(&n("wan0")),
+            &"voip2".parse().expect("name"),
+            true,
+        ),
+    )
+    .await;
+    bound.expect("bind");
+    assert_eq!(recorded, 1);
+    let (account, _) = crate::audit::on_behalf_of(
+        alice.clone(),
+        e.add_account(switchboard_provision::NewAccount {
+            username: Some("alice.phone".parse().expect("user")),
+            display_name: None,
+            phone: "+15550100123".parse().expect("phone"),
+            group: None,
+            profile: Default::default(),
+        }),
+    )
+    .await;
+    let account = account.expect("account");
+    let (deleted, _) =
+        crate::audit::on_behalf_of(alice.clone(), e.delete_account(&account.username)).await;
+    deleted.expect("delete");
+    // A refused change writes no entry of its own (the web layer records the refusal).
+    let (refused, count) =
+        crate::audit::on_behalf_of(alice.clone(), e.delete_account(&account.username)).await;
+    assert_eq!(
+        (refused.expect_err("gone").code(), count),
+        ("no-such-account", 0)
+    );
+    e.update(&origin(), "", None).await.expect("1");
+    e.set_cell(ServiceId::Sql, &n("wan0"), false)
+        .await
+        .expect("edit");
+    let p = e.update(&origin(), "", Some(30)).await.expect("2 pending");
+    e.expire_pending(p.pending_until.expect("deadline"))
+        .await
+        .expect("expired");
+    let log = e.audit_log(100).await.expect("log");
+    let find = |kind: &str| {
+        log.iter()
+            .find(|a| a.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {log:#?}"))
+    };
+    let bind = find("cert.bind");
+    assert_eq!(bind.action, "bound certificate voip2 to sip-tls on wan0");
+    assert_eq!(
+        (bind.actor.as_str(), bind.outcome.as_str()),
+        ("alice", "done")
+    );
+    assert_eq!(bind.address, alice.address);
+    assert_eq!(bind.data["cert"], "voip2");
+    assert_eq!(bind.data["nic"], "wan0");
+    let del = find("account.delete");
+    assert_eq!(del.action, "account alice.phone deleted");
+    assert_eq!(del.actor, "alice");
+    let expired = find("revision.expire");
+    assert_eq!(
+        expired.action,
+        "revision 2 rolled back at its deadline (revision 1 runs again)"
+    );
+    assert_eq!(expired.actor, crate::audit::SYSTEM_ACTOR);
+    assert_eq!(expired.data["revision"], 2);
+    let pending = find("revision.update");
+    assert_eq!(pending.actor, "root");
+    // No entry holds a secret: the account's SIP password or HA1 are nowhere.
+    let text = serde_json::to_string(&log).expect("json");
+    assert!(
+        !text.contains("ha1") && !text.contains("password\":\""),
+        "{text}"
+    );
+}
+
+/// A backup restored into another engine: certificates with their keys,
+/// accounts, administrators and the candidate come along; a wrong
+/// passphrase or a conflicting appliance changes nothing.
+#[tokio::test]
+async fn a_backup_restores_onto_a_fresh_engine_and_a_refusal_changes_nothing() {
+    let a = engine().await;
+    import_voip_certs(&a).await;
+    a.bind(
+        ServiceId::SipTls,
+        Some(&n("wan0")),
+        &"voip2".parse().expect("name"),
+        true,
+    )
+    .await
+    .expect("bind");
+    a.add_account(switchboard_provision::NewAccount {
+        username: Some("alice".parse().expect("user")),
+        display_name: None,
+        phone: "+15550100123".parse().expect("phone"),
+        group: None,
+        profile: Default::default(),
+    })
+    .await
+    .expect("account");
+    a.set_admin_password(&origin(), "admin", "correct horse battery")
+        .await
+        .expect("admin");
+    a.add_admin("ops", "operator password", crate::Role::Operator)
+        .await
+        .expect("ops");
+    assert_eq!(
+        a.backup("short").await.expect_err("policy").code(),
+        "weak-passphrase"
+    );
+    let archive = a.backup("a long backup passphrase").await.expect("backup");
+    assert!(archive.starts_with(b"age-encryption.org/v1\n-> scrypt "));
+
+    let b = engine().await;
+    let before = b.candidate().await.expect("candidate");
+    assert_eq!(
+        b.restore(&archive, "not the passphrase")
+            .await
+            .expect_err("wrong")
+            .code(),
+        "wrong-passphrase"
+    );
+    assert_eq!(b.candidate().await.expect("c"), before);
+    assert!(b.accounts().await.expect("a").is_empty());
+    assert!(
+        b.certs()
+            .await
+            .expect("c")
+            .iter()
+            .all(|c| c.name != "voip2")
+    );
+
+    let done = b
+        .restore(&archive, "a long backup passphrase")
+        .await
+        .expect("restore");
+    assert!(done.certificates_added.contains(&"voip2".to_owned()));
+    assert_eq!(done.accounts_added, 1);
+    assert!(
+        done.diff.changed,
+        "the restored candidate differs from what runs"
+    );
+    assert_eq!(
+        b.candidate().await.expect("c"),
+        a.candidate().await.expect("c")
+    );
+    assert!(
+        b.verify_password("ops", "operator password")
+            .await
+            .expect("v")
+    );
+    assert_eq!(
+        b.admin_role("ops").await.expect("role"),
+        Some(crate::Role::Operator)
+    );
+    b.update(&origin(), "restored", None).await.expect("update");
+    // The keys came along: the certificate can be presented.
+    assert!(
+        b.certs()
+            .await
+            .expect("c")
+            .iter()
+            .any(|c| c.name == "voip2" && c.has_key)
+    );
+
+    // An appliance with another certificate under the same name: refused,
+    // nothing written.
+    let c = engine().await;
+    let p = switchboard_pki::testpki::pki();
+    let other = p.intermediate.leaf(&["other.example.test"]);
+    c.import_cert(
+        &"voip2".parse().expect("name"),
+        format!("{}{}", other.pem(), other.key_pem()).as_bytes(),
+        None,
+        None,
+    )
+    .await
+    .expect("import");
+    let before = c.candidate().await.expect("c");
+    assert_eq!(
+        c.restore(&archive, "a long backup passphrase")
+            .await
+            .expect_err("conflict")
+            .code(),
+        "backup-conflict"
+    );
+    assert_eq!(c.candidate().await.expect("c"), before);
+    assert!(c.accounts().await.expect("a").is_empty());
+    assert_eq!(c.admin_role("ops").await.expect("role"), None);
+}

@@ -157,6 +157,30 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX activations_by_account ON activations(username);
     CREATE INDEX sms_by_account ON sms(username);
     ALTER TABLE activations ADD COLUMN revoked_at TEXT;",
+    // 8: the audit log of changes (a kind and the change's data, as JSON,
+    // beside its words); administrators' roles, disabling, TOTP second
+    // factor (the secret, an enrolment waiting for its confirmation code,
+    // the last time step used) and their recovery codes (SHA-256 only);
+    // which roles must use a second factor.
+    "ALTER TABLE audit ADD COLUMN kind TEXT NOT NULL DEFAULT 'request';
+    ALTER TABLE audit ADD COLUMN data TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX audit_by_actor ON audit (actor, id);
+    CREATE INDEX audit_by_kind ON audit (kind, id);
+    ALTER TABLE admins ADD COLUMN role TEXT NOT NULL DEFAULT 'administrator';
+    ALTER TABLE admins ADD COLUMN disabled_at TEXT;
+    ALTER TABLE admins ADD COLUMN totp_secret TEXT;
+    ALTER TABLE admins ADD COLUMN totp_pending TEXT;
+    ALTER TABLE admins ADD COLUMN totp_last_step INTEGER;
+    CREATE TABLE recovery_codes (
+        username  TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        used_at   TEXT,
+        PRIMARY KEY (username, code_hash)
+    );
+    CREATE TABLE totp_policy (
+        role     TEXT PRIMARY KEY,
+        required INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -388,16 +412,22 @@ pub struct SmsRow {
     pub updated_at: Timestamp,
 }
 
-/// An entry of the audit log to record: who asked for what, from where,
-/// and how it ended. Never a request body.
+/// An entry of the audit log to record: what changed, in words and data,
+/// who asked for it, from where, and how it ended. Never a request body,
+/// never a secret.
 #[derive(Debug, Clone, Copy)]
 pub struct NewAudit<'a> {
     pub at: Timestamp,
     pub actor: &'a str,
     pub address: &'a str,
-    /// `METHOD /path`.
+    /// What kind of change, e.g. `cert.bind`, `account.delete`,
+    /// `revision.expire` (`request` for a request no change was recorded for).
+    pub kind: &'a str,
+    /// The change in words, e.g. `bound certificate voip2 to sip-tls on wan0`.
     pub action: &'a str,
-    /// The HTTP status, and the error code for a failure.
+    /// The change's data (a JSON object, as text).
+    pub data: &'a str,
+    /// `done`, or what refused or failed it.
     pub outcome: &'a str,
 }
 
@@ -409,10 +439,56 @@ pub struct AuditRow {
     pub at: Timestamp,
     pub actor: String,
     pub address: String,
-    /// `METHOD /path`, without the query string.
+    /// What kind of change (`cert.bind`, `account.delete`, ...).
+    pub kind: String,
+    /// The change in words.
     pub action: String,
-    /// The HTTP status, followed by the error code for a failure.
+    /// The change's data.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: serde_json::Value,
+    /// `done`, or what refused or failed it.
     pub outcome: String,
+}
+
+/// Which entries of the audit log to read (all given conditions hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    /// A kind (`cert.bind`) or a family of kinds (`cert`, which matches `cert.*`).
+    pub kind: Option<String>,
+    /// At or after.
+    pub since: Option<Timestamp>,
+    /// Before.
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+}
+
+/// An administrator as stored. Its password hash and TOTP secret never
+/// leave the engine.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminRecord {
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub disabled_at: Option<Timestamp>,
+    /// The TOTP secret in use (raw bytes, hex).
+    pub totp_secret: Option<String>,
+    /// A TOTP secret being enrolled, waiting for its confirmation code.
+    pub totp_pending: Option<String>,
+    /// The last time step a code was accepted for (a code is used once).
+    pub totp_last_step: Option<u64>,
+    pub changed_at: Timestamp,
+}
+
+impl std::fmt::Debug for AdminRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRecord")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("disabled_at", &self.disabled_at)
+            .field("totp", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An address the SIP edge banned: its last ban.
@@ -1518,6 +1594,167 @@ impl Store {
             .query_row("SELECT EXISTS (SELECT 1 FROM admins)", [], |r| r.get(0))?)
     }
 
+    /// Every administrator, by name.
+    pub fn admins(&self) -> Result<Vec<AdminRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT username, password_hash, role, disabled_at, totp_secret, totp_pending,
+                    totp_last_step, changed_at FROM admins ORDER BY username",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (username, password_hash, role, disabled, secret, pending, step, changed) = row?;
+            out.push(AdminRecord {
+                username,
+                password_hash,
+                role,
+                disabled_at: disabled
+                    .map(|d| d.parse().map_err(|_| corrupt("administrator time")))
+                    .transpose()?,
+                totp_secret: secret,
+                totp_pending: pending,
+                totp_last_step: step.map(|s| s as u64),
+                changed_at: changed.parse().map_err(|_| corrupt("administrator time"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One administrator.
+    pub fn admin(&self, username: &str) -> Result<Option<AdminRecord>> {
+        Ok(self.admins()?.into_iter().find(|a| a.username == username))
+    }
+
+    /// Add an administrator (refused with `false` if the name is taken).
+    pub fn add_admin(
+        &mut self,
+        username: &str,
+        phc: &str,
+        role: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO admins (username, password_hash, changed_at, role) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (username) DO NOTHING",
+            params![username, phc, at.to_string(), role],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Change an administrator's role; `false` if there is none of that name.
+    pub fn set_admin_role(&mut self, username: &str, role: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE admins SET role = ?2 WHERE username = ?1",
+            params![username, role],
+        )? == 1)
+    }
+
+    /// Disable (`Some(time)`) or enable (`None`) an administrator.
+    pub fn set_admin_disabled(&mut self, username: &str, at: Option<Timestamp>) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE admins SET disabled_at = ?2 WHERE username = ?1",
+            params![username, at.map(|t| t.to_string())],
+        )? == 1)
+    }
+
+    /// Remove an administrator and its recovery codes.
+    pub fn delete_admin(&mut self, username: &str) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM recovery_codes WHERE username = ?1", [username])?;
+        let n = tx.execute("DELETE FROM admins WHERE username = ?1", [username])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// Set an administrator's TOTP secret in use and the one being enrolled
+    /// (the last step used is forgotten when the secret changes).
+    pub fn set_admin_totp(
+        &mut self,
+        username: &str,
+        secret: Option<&str>,
+        pending: Option<&str>,
+    ) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE admins SET totp_last_step = CASE WHEN totp_secret IS ?2 THEN totp_last_step END,
+                               totp_secret = ?2, totp_pending = ?3
+             WHERE username = ?1",
+            params![username, secret, pending],
+        )? == 1)
+    }
+
+    /// Record that the code of time step `step` was used; `false` (nothing
+    /// written) if a code of this step or a later one was used already.
+    pub fn use_totp_step(&mut self, username: &str, step: u64) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE admins SET totp_last_step = ?2
+             WHERE username = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            params![username, step as i64],
+        )? == 1)
+    }
+
+    /// Replace an administrator's recovery codes (their SHA-256, hex).
+    pub fn set_recovery_codes(&mut self, username: &str, hashes: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM recovery_codes WHERE username = ?1", [username])?;
+        for h in hashes {
+            tx.execute(
+                "INSERT INTO recovery_codes (username, code_hash) VALUES (?1, ?2)",
+                params![username, h],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Use a recovery code (by its hash): `true` once, `false` after.
+    pub fn use_recovery_code(&mut self, username: &str, hash: &str, at: Timestamp) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE recovery_codes SET used_at = ?3
+             WHERE username = ?1 AND code_hash = ?2 AND used_at IS NULL",
+            params![username, hash, at.to_string()],
+        )? == 1)
+    }
+
+    /// How many unused recovery codes an administrator has.
+    pub fn recovery_codes_left(&self, username: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM recovery_codes WHERE username = ?1 AND used_at IS NULL",
+            [username],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The roles that must sign in with a second factor.
+    pub fn totp_required_roles(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT role FROM totp_policy WHERE required = 1 ORDER BY role")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Whether `role` must sign in with a second factor.
+    pub fn set_totp_required(&mut self, role: &str, required: bool) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO totp_policy (role, required) VALUES (?1, ?2)
+             ON CONFLICT (role) DO UPDATE SET required = excluded.required",
+            params![role, required],
+        )?;
+        Ok(())
+    }
+
     /// Set an administrator's password hash (a PHC string), creating the
     /// administrator if needed.
     pub fn set_admin_hash(&mut self, username: &str, phc: &str, at: Timestamp) -> Result<()> {
@@ -1577,13 +1814,16 @@ impl Store {
             "pruned {removed} entries older than {older_than} (keeping at most {} entries and {} days)",
             r.max_entries, r.max_days
         );
+        let data = serde_json::json!({ "entries": removed, "older_than": older_than.to_string() });
         tx.execute(
-            "INSERT INTO audit (at, actor, address, action, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO audit (at, actor, address, kind, action, data, outcome)
+             VALUES (?1, ?2, ?3, 'audit.prune', ?4, ?5, ?6)",
             params![
                 now.to_string(),
                 RETENTION_ACTOR,
                 "the daemon",
                 "prune audit log",
+                data.to_string(),
                 outcome
             ],
         )?;
@@ -1599,12 +1839,15 @@ impl Store {
     /// insert ([`Store::prune_audit`], at the entry's time).
     pub fn record_audit(&mut self, entry: &NewAudit<'_>) -> Result<u64> {
         self.conn.execute(
-            "INSERT INTO audit (at, actor, address, action, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO audit (at, actor, address, kind, action, data, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 entry.at.to_string(),
                 entry.actor,
                 entry.address,
+                entry.kind,
                 entry.action,
+                entry.data,
                 entry.outcome
             ],
         )?;
@@ -1695,24 +1938,73 @@ impl Store {
 
     /// The last `limit` entries of the audit log, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
+        self.audit_query(&AuditFilter {
+            limit,
+            ..AuditFilter::default()
+        })
+    }
+
+    /// The newest `filter.limit` entries of the audit log that match
+    /// `filter`, newest first.
+    pub fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, at, actor, address, action, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+            "SELECT id, at, actor, address, kind, action, data, outcome FROM audit
+             WHERE (?1 IS NULL OR actor = ?1)
+               AND (?2 IS NULL OR kind = ?2 OR kind LIKE ?3 ESCAPE '\\')
+               AND (?4 IS NULL OR at >= ?4)
+               AND (?5 IS NULL OR at < ?5)
+             ORDER BY id DESC LIMIT ?6",
         )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map([limit], |r| {
-            let id: i64 = r.get(0)?;
-            let at: String = r.get(1)?;
-            Ok((id, at, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })?;
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let family = filter.kind.as_ref().map(|k| {
+            let escaped: String = k
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            format!("{escaped}.%")
+        });
+        let rows = stmt.query_map(
+            params![
+                filter.actor,
+                filter.kind,
+                family,
+                filter.since.map(|t| t.to_string()),
+                filter.until.map(|t| t.to_string()),
+                limit
+            ],
+            |r| {
+                let id: i64 = r.get(0)?;
+                let at: String = r.get(1)?;
+                let data: String = r.get(6)?;
+                Ok((
+                    id,
+                    at,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    data,
+                    r.get(7)?,
+                ))
+            },
+        )?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at, actor, address, action, outcome) = row?;
+            let (id, at, actor, address, kind, action, data, outcome) = row?;
             out.push(AuditRow {
                 id: id as u64,
                 at: at.parse().map_err(|_| corrupt("audit time"))?,
                 actor,
                 address,
+                kind,
                 action,
+                data: serde_json::from_str(&data).map_err(|source| StoreError::Corrupt {
+                    what: "audit data",
+                    source,
+                })?,
                 outcome,
             });
         }
@@ -2577,7 +2869,9 @@ mod tests {
             at: at.parse().expect("a time"),
             actor: "admin",
             address: "cli",
+            kind: "request",
             action,
+            data: "{}",
             outcome: "200",
         })
         .expect("recorded");
@@ -2712,7 +3006,13 @@ mod tests {
                     at: Timestamp::UNIX_EPOCH,
                     actor: "root",
                     address: "unix socket (pid 1)",
+                    kind: if i % 2 == 0 {
+                        "cert.bind"
+                    } else {
+                        "account.delete"
+                    },
                     action: &action,
+                    data: "{\"n\": 1}",
                     outcome: if i == 3 {
                         "409 pending-confirmation"
                     } else {
@@ -2733,5 +3033,134 @@ mod tests {
         assert_eq!(last[2].actor, "root");
         assert_eq!(s.audit(100).expect("all").len(), 5);
         assert!(s.audit(0).expect("none").is_empty());
+    }
+
+    #[test]
+    fn the_audit_log_is_filtered_by_actor_kind_and_time() {
+        let mut s = Store::open_in_memory().expect("store");
+        let entries = [
+            ("2026-01-01T00:00:00Z", "alice", "cert.bind"),
+            ("2026-01-02T00:00:00Z", "bob", "account.delete"),
+            ("2026-01-03T00:00:00Z", "system", "revision.expire"),
+            ("2026-01-04T00:00:00Z", "alice", "account.delete"),
+            ("2026-01-05T00:00:00Z", "alice", "accounts.import"),
+        ];
+        for (at, actor, kind) in entries {
+            s.record_audit(&NewAudit {
+                at: at.parse().expect("time"),
+                actor,
+                address: "console",
+                kind,
+                action: "something in words",
+                data: r#"{"name":"voip2"}"#,
+                outcome: "done",
+            })
+            .expect("record");
+        }
+        let ids = |f: AuditFilter| -> Vec<u64> {
+            s.audit_query(&AuditFilter { limit: 100, ..f })
+                .expect("query")
+                .iter()
+                .map(|a| a.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(AuditFilter {
+                actor: Some("alice".into()),
+                ..Default::default()
+            }),
+            [5, 4, 1]
+        );
+        // A family of kinds: `account` is `account.*`, not `accounts.*`.
+        assert_eq!(
+            ids(AuditFilter {
+                kind: Some("account".into()),
+                ..Default::default()
+            }),
+            [4, 2]
+        );
+        assert_eq!(
+            ids(AuditFilter {
+                kind: Some("account.delete".into()),
+                ..Default::default()
+            }),
+            [4, 2]
+        );
+        // `%` and `_` are not wildcards.
+        assert!(
+            ids(AuditFilter {
+                kind: Some("%".into()),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        assert!(
+            ids(AuditFilter {
+                kind: Some("account_delete".into()),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            ids(AuditFilter {
+                since: Some("2026-01-02T00:00:00Z".parse().expect("t")),
+                until: Some("2026-01-04T00:00:00Z".parse().expect("t")),
+                ..Default::default()
+            }),
+            [3, 2]
+        );
+        assert_eq!(
+            ids(AuditFilter {
+                actor: Some("alice".into()),
+                kind: Some("account".into()),
+                ..Default::default()
+            }),
+            [4]
+        );
+        let one = s.audit(1).expect("one");
+        assert_eq!(one[0].data["name"], "voip2");
+        assert_eq!(one[0].kind, "accounts.import");
+    }
+
+    #[test]
+    fn administrators_have_roles_totp_steps_and_single_use_recovery_codes() {
+        let mut s = Store::open_in_memory().expect("store");
+        let t = Timestamp::UNIX_EPOCH;
+        assert!(s.add_admin("ops", "phc", "operator", t).expect("add"));
+        assert!(!s.add_admin("ops", "other", "auditor", t).expect("taken"));
+        let ops = s.admin("ops").expect("read").expect("there");
+        assert_eq!((ops.role.as_str(), ops.disabled_at), ("operator", None));
+        assert!(!format!("{ops:?}").contains("phc"), "no hash in Debug");
+        assert!(s.set_admin_disabled("ops", Some(t)).expect("disable"));
+        assert_eq!(s.admin("ops").expect("r").expect("t").disabled_at, Some(t));
+        assert!(s.set_admin_totp("ops", Some("00ff"), None).expect("totp"));
+        assert!(s.use_totp_step("ops", 10).expect("first"));
+        assert!(
+            !s.use_totp_step("ops", 10).expect("again"),
+            "a step is used once"
+        );
+        assert!(!s.use_totp_step("ops", 9).expect("older"));
+        assert!(s.use_totp_step("ops", 11).expect("next"));
+        // A new secret forgets the steps of the old one.
+        assert!(
+            s.set_admin_totp("ops", Some("0011"), None)
+                .expect("new secret")
+        );
+        assert_eq!(s.admin("ops").expect("r").expect("t").totp_last_step, None);
+        s.set_recovery_codes("ops", &["h1".into(), "h2".into()])
+            .expect("codes");
+        assert_eq!(s.recovery_codes_left("ops").expect("left"), 2);
+        assert!(s.use_recovery_code("ops", "h1", t).expect("use"));
+        assert!(
+            !s.use_recovery_code("ops", "h1", t).expect("used"),
+            "single use"
+        );
+        assert!(!s.use_recovery_code("admin", "h2", t).expect("not theirs"));
+        assert_eq!(s.recovery_codes_left("ops").expect("left"), 1);
+        s.set_totp_required("operator", true).expect("policy");
+        assert_eq!(s.totp_required_roles().expect("roles"), ["operator"]);
+        assert!(s.delete_admin("ops").expect("delete"));
+        assert_eq!(s.recovery_codes_left("ops").expect("left"), 0);
+        assert!(!s.delete_admin("ops").expect("gone"));
     }
 }

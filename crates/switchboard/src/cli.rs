@@ -372,6 +372,114 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 format!("password of {username} changed\n")
             })
         }
+        Command::Admin {
+            command: AdminCommand::List,
+        } => {
+            show(
+                client,
+                "/v1/admins",
+                json,
+                |v: &Vec<switchboard_engine::AdminView>| admins_text(v),
+            )
+            .await
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Add {
+                    username,
+                    role,
+                    password_file,
+                },
+        } => {
+            let password = match password_file {
+                Some(file) => crate::certcheck::read_password(file),
+                None => password_from_stdin(username),
+            }
+            .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
+            let role = parse_role(role)?;
+            let body = NewAdminRequest {
+                username: username.clone(),
+                password,
+                role,
+            };
+            let v: switchboard_engine::AdminView = client.post("/v1/admins", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("administrator {} added with role {}\n", v.username, v.role)
+            })
+        }
+        Command::Admin {
+            command: AdminCommand::Role { username, role },
+        } => {
+            let body = AdminChangeRequest {
+                role: Some(parse_role(role)?),
+                disabled: None,
+            };
+            admin_change(client, username, &body, json).await
+        }
+        Command::Admin {
+            command: AdminCommand::Disable { username } | AdminCommand::Enable { username },
+        } => {
+            let disabled = matches!(
+                command,
+                Command::Admin {
+                    command: AdminCommand::Disable { .. }
+                }
+            );
+            let body = AdminChangeRequest {
+                role: None,
+                disabled: Some(disabled),
+            };
+            admin_change(client, username, &body, json).await
+        }
+        Command::Admin {
+            command: AdminCommand::Remove { username },
+        } => {
+            let v: Deleted = client
+                .delete(&format!("/v1/admins/{}", path_segment(username)))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!(
+                    "administrator {} removed; their sessions ended\n",
+                    v.deleted
+                )
+            })
+        }
+        Command::Admin {
+            command: AdminCommand::RemoveTotp { username },
+        } => {
+            let v: Deleted = client
+                .delete(&format!("/v1/admins/{}/totp", path_segment(username)))
+                .await?;
+            Ok(if json {
+                pretty(&v)
+            } else {
+                format!("{} removed\n", v.deleted)
+            })
+        }
+        Command::Admin {
+            command: AdminCommand::TotpRequired { role, required },
+        } => {
+            let body = TotpPolicyRequest {
+                role: parse_role(role)?,
+                required: required == "on",
+            };
+            let v: Vec<switchboard_engine::Role> =
+                client.post("/v1/admin/totp-policy", &body).await?;
+            Ok(if json {
+                pretty(&v)
+            } else if v.is_empty() {
+                "no role requires a second factor\n".into()
+            } else {
+                format!(
+                    "a second factor is required for: {}\n",
+                    v.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })
+        }
         Command::Calls => show(client, "/v1/calls", json, |v: &Vec<CallView>| calls_text(v)).await,
         Command::Bans { command: None } => {
             show(client, "/v1/bans", json, |v: &BansView| bans_text(v)).await
@@ -415,14 +523,87 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
                 format!("ban of {} lifted\n", v.address)
             })
         }
-        Command::Audit { limit } => {
-            show(
-                client,
-                &format!("/v1/audit?limit={limit}"),
-                json,
-                |v: &Vec<AuditView>| audit_text(v),
-            )
-            .await
+        Command::Audit {
+            limit,
+            actor,
+            kind,
+            since,
+            until,
+            format,
+        } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            if let Some(l) = limit {
+                q.append_pair("limit", &l.to_string());
+            }
+            for (k, v) in [
+                ("actor", actor),
+                ("kind", kind),
+                ("since", since),
+                ("until", until),
+                ("format", format),
+            ] {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
+            }
+            let path = format!("/v1/audit?{}", q.finish());
+            if format.is_some() {
+                let bytes = client
+                    .bytes(switchboard_web::client::Method::GET, &path, None)
+                    .await?;
+                return Ok(String::from_utf8_lossy(&bytes).into_owned());
+            }
+            show(client, &path, json, |v: &Vec<AuditView>| audit_text(v)).await
+        }
+        Command::Backup {
+            out,
+            passphrase_file,
+        } => {
+            let passphrase = passphrase(passphrase_file.as_deref(), "the backup")?;
+            let body = serde_json::to_vec(&BackupRequest { passphrase })
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let archive = client
+                .bytes(
+                    switchboard_web::client::Method::POST,
+                    "/v1/backup",
+                    Some(body),
+                )
+                .await?;
+            write_private(out, &archive).map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
+            Ok(if json {
+                pretty(&json!({ "file": out, "bytes": archive.len() }))
+            } else {
+                format!(
+                    "backup written to {} ({} bytes, encrypted with the passphrase)\n",
+                    out.display(),
+                    archive.len()
+                )
+            })
+        }
+        Command::Restore {
+            file,
+            passphrase_file,
+        } => {
+            use base64::Engine as _;
+            let archive = std::fs::read(file).map_err(|e| {
+                ClientError::Protocol(format!("cannot read {}: {e}", file.display()))
+            })?;
+            if archive.len() > switchboard_engine::backup::MAX_ARCHIVE {
+                return Err(ClientError::Protocol(format!(
+                    "{} has {} bytes: not a switchboard backup (at most {})",
+                    file.display(),
+                    archive.len(),
+                    switchboard_engine::backup::MAX_ARCHIVE
+                )));
+            }
+            let passphrase = passphrase(passphrase_file.as_deref(), "the backup")?;
+            let body = RestoreRequest {
+                archive: base64::engine::general_purpose::STANDARD.encode(&archive),
+                passphrase,
+            };
+            let v: switchboard_engine::backup::RestoreView =
+                client.post("/v1/restore", &body).await?;
+            Ok(if json { pretty(&v) } else { restore_text(&v) })
         }
     }
 }
@@ -545,7 +726,7 @@ fn password_from_stdin(username: &str) -> anyhow::Result<String> {
 
 fn audit_text(entries: &[AuditView]) -> String {
     if entries.is_empty() {
-        return "no change asked of the API yet\n".into();
+        return "no entry\n".into();
     }
     let rows: Vec<Vec<String>> = entries
         .iter()
@@ -554,12 +735,111 @@ fn audit_text(entries: &[AuditView]) -> String {
                 a.at.to_string(),
                 a.actor.clone(),
                 a.address.clone(),
+                a.kind.clone(),
                 a.action.clone(),
                 a.outcome.clone(),
             ]
         })
         .collect();
-    table(&["TIME", "ACTOR", "FROM", "ACTION", "OUTCOME"], &rows)
+    table(&["TIME", "ACTOR", "FROM", "KIND", "WHAT", "OUTCOME"], &rows)
+}
+
+fn admins_text(admins: &[switchboard_engine::AdminView]) -> String {
+    let rows: Vec<Vec<String>> = admins
+        .iter()
+        .map(|a| {
+            vec![
+                a.username.clone(),
+                a.role.to_string(),
+                if a.disabled { "disabled" } else { "enabled" }.into(),
+                match (a.totp, a.totp_required) {
+                    (true, _) => format!("totp ({} recovery codes)", a.recovery_codes),
+                    (false, true) => "none (required)".into(),
+                    (false, false) => "none".into(),
+                },
+            ]
+        })
+        .collect();
+    table(&["NAME", "ROLE", "STATE", "SECOND FACTOR"], &rows)
+}
+
+fn restore_text(v: &switchboard_engine::backup::RestoreView) -> String {
+    let mut out = format!(
+        "backup of {} restored into the candidate: {} certificate(s) and {} account(s) added, administrators restored: {}\n",
+        v.created_at,
+        v.certificates_added.len(),
+        v.accounts_added,
+        v.admins_restored.join(", ")
+    );
+    if v.diff.summary.is_empty() {
+        out.push_str("the candidate is the applied configuration: nothing to update\n");
+    } else {
+        out.push_str(
+            "changes from the applied revision (review them, then `switchboard update`):\n",
+        );
+        for line in &v.diff.summary {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+fn parse_role(role: &str) -> Result<switchboard_engine::Role, ClientError> {
+    role.parse().map_err(|_| {
+        ClientError::Protocol(format!(
+            "unknown role {role:?}: give administrator, operator or auditor"
+        ))
+    })
+}
+
+async fn admin_change(
+    client: &Client,
+    username: &str,
+    body: &AdminChangeRequest,
+    json: bool,
+) -> Result<String, ClientError> {
+    let v: switchboard_engine::AdminView = client
+        .post(&format!("/v1/admins/{}", path_segment(username)), body)
+        .await?;
+    Ok(if json {
+        pretty(&v)
+    } else {
+        format!(
+            "{}: {}, {}\n",
+            v.username,
+            v.role,
+            if v.disabled {
+                "disabled (sessions ended)"
+            } else {
+                "enabled"
+            }
+        )
+    })
+}
+
+/// A passphrase: the first line of `file`, or of standard input.
+fn passphrase(file: Option<&Path>, what: &str) -> Result<String, ClientError> {
+    match file {
+        Some(f) => crate::certcheck::read_password(f),
+        None => password_from_stdin(what),
+    }
+    .map_err(|e| ClientError::Protocol(format!("{e:#}")))
+}
+
+/// Write `bytes` to `path`, readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 fn push_diagnostics(out: &mut String, diagnostics: &[Diagnostic]) {

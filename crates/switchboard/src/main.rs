@@ -161,12 +161,47 @@ pub enum Command {
     Calls,
     /// Lift the ban of ADDRESS at once (kernel and Kamailio).
     Unban { address: String },
-    /// The audit log: every change asked of the API, who asked, from where,
-    /// and how it ended (newest first).
+    /// The audit log of changes: what changed (in words), who (`system`
+    /// for the appliance itself, `acme` for renewals), from where, and how
+    /// it ended (newest first); filtered by actor, kind and time, or
+    /// exported as CSV or JSON Lines.
     Audit {
-        /// How many entries to show (1 to 1000).
-        #[arg(long, default_value_t = 200)]
-        limit: usize,
+        /// How many entries (1 to 1000; an export up to 100,000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Only this actor's entries (e.g. alice, root, system, acme).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this kind (cert.bind) or family of kinds (cert).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Export as `csv` or `jsonl` (JSON Lines) on standard output.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
+    },
+    /// Download the whole configuration (candidate, revisions, certificates
+    /// with their keys, accounts, administrators) into FILE, encrypted with
+    /// a passphrase (age; the first line of --passphrase-file, or of
+    /// standard input).
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup into the candidate (certificates, accounts and
+    /// administrators added; the candidate replaced): review the diff shown
+    /// and `switchboard update`. A wrong passphrase changes nothing.
+    Restore {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
     },
     /// Write the man pages (man1/) and shell completions (bash, zsh, fish)
     /// of this command line into DIR (for the package; `cargo xtask deb`).
@@ -202,6 +237,33 @@ pub enum AdminCommand {
         username: String,
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+    },
+    /// The administrators: roles, state, second factor.
+    List,
+    /// Add an administrator with ROLE (administrator, operator, auditor);
+    /// the initial password is read as for set-password.
+    Add {
+        username: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Give an administrator another role (its sessions end).
+    Role { username: String, role: String },
+    /// Disable an administrator: its sessions end, it cannot sign in.
+    Disable { username: String },
+    /// Enable a disabled administrator.
+    Enable { username: String },
+    /// Remove an administrator (its sessions end).
+    Remove { username: String },
+    /// Remove an administrator's second factor (a lost phone).
+    RemoveTotp { username: String },
+    /// Whether the administrators of ROLE must sign in with a second factor.
+    TotpRequired {
+        role: String,
+        #[arg(value_parser = ["on", "off"])]
+        required: String,
     },
 }
 

@@ -339,6 +339,24 @@ fn an_acme_certificate_renews_itself_as_a_revision_outlives_a_ca_outage_and_wait
     let renewal = history.first().expect("a revision");
     assert_eq!(renewal["actor"], "acme", "{renewal}");
     assert_eq!(renewal["outcome"], "applied", "{renewal}");
+    // The audit log says so in words, under `acme`: the new certificate
+    // and its revision.
+    let audit = d.json(&["audit", "--actor", "acme"]);
+    let words: Vec<&str> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        words
+            .iter()
+            .any(|w| w.starts_with("certificate voip-2 imported"))
+            && words
+                .iter()
+                .any(|w| *w == format!("revision {} applied", renewal["number"])),
+        "{audit}"
+    );
     assert!(
         renewal["comment"]
             .as_str()

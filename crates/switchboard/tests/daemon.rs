@@ -430,9 +430,13 @@ fn the_first_password_is_logged_once_and_the_administrator_changes_it() {
         "password of admin changed\n"
     );
     let audit = d.json(&["audit"]);
-    assert_eq!(audit[0]["action"], "POST /v1/admin/password", "{audit}");
+    assert_eq!(
+        audit[0]["action"], "password of administrator admin changed",
+        "{audit}"
+    );
+    assert_eq!(audit[0]["kind"], "admin.password");
     assert_eq!(audit[0]["actor"], "root");
-    assert_eq!(audit[0]["outcome"], "200");
+    assert_eq!(audit[0]["outcome"], "done");
 
     // Too short: a clear error, nothing changed, and audited as such.
     let out = cli_with_stdin(&d, &["admin", "set-password"], "short-9\n");
@@ -450,8 +454,14 @@ fn the_first_password_is_logged_once_and_the_administrator_changes_it() {
         "invalid-admin-name",
     );
     let audit = d.json(&["audit"]);
-    assert_eq!(audit[0]["outcome"], "400 invalid-admin-name", "{audit}");
-    assert_eq!(audit[1]["outcome"], "400 password-too-short", "{audit}");
+    assert_eq!(
+        audit[0]["outcome"], "refused: 400 invalid-admin-name",
+        "{audit}"
+    );
+    assert_eq!(
+        audit[1]["outcome"], "refused: 400 password-too-short",
+        "{audit}"
+    );
 
     // From a file, for another administrator (created).
     let file = dir.path().join("pw");
@@ -507,12 +517,25 @@ fn changes_and_failures_are_audited_without_bodies_or_queries() {
     assert_eq!(entries.len(), 2, "{audit}");
     assert_eq!(
         (&entries[0]["action"], &entries[0]["outcome"]),
-        (&json!("POST /v1/matrix/deny"), &json!("422 unknown-nic"))
+        (
+            &json!("POST /v1/matrix/deny"),
+            &json!("refused: 422 unknown-nic")
+        )
     );
+    // The change in words and data, written by the engine.
     assert_eq!(
-        (&entries[1]["action"], &entries[1]["outcome"]),
-        (&json!("POST /v1/ports"), &json!("200"))
+        (
+            &entries[1]["kind"],
+            &entries[1]["action"],
+            &entries[1]["outcome"]
+        ),
+        (
+            &json!("port.set"),
+            &json!("port of web set to 8444"),
+            &json!("done")
+        )
     );
+    assert_eq!(entries[1]["data"]["ports"], "8444");
     assert_eq!(entries[1]["actor"], "root");
     assert!(
         entries[1]["address"]
@@ -526,7 +549,8 @@ fn changes_and_failures_are_audited_without_bodies_or_queries() {
     assert!(
         text.starts_with("TIME")
             && text.contains("POST /v1/matrix/deny")
-            && text.contains("422 unknown-nic"),
+            && text.contains("refused: 422 unknown-nic")
+            && text.contains("port of web set to 8444"),
         "{text}"
     );
 
@@ -622,12 +646,12 @@ fn changes_and_failures_are_audited_without_bodies_or_queries() {
     assert_eq!(
         actions,
         [
-            ("DELETE /v1/audit", "405 method-not-allowed"),
-            ("POST /v1/discard", "200"),
-            ("POST /v1/admin/password", "200"),
-            ("POST /v1/admin/password", "415 not-json"),
-            ("POST /v1/admin/password", "400 malformed-json"),
-            ("POST /v1/admin/password", "400 malformed-json"),
+            ("DELETE /v1/audit", "refused: 405 method-not-allowed"),
+            ("edits of the candidate discarded", "done"),
+            ("password of administrator admin changed", "done"),
+            ("POST /v1/admin/password", "refused: 415 not-json"),
+            ("POST /v1/admin/password", "refused: 400 malformed-json"),
+            ("POST /v1/admin/password", "refused: 400 malformed-json"),
         ]
     );
     let all = d.ok(&["--json", "audit", "--limit", "1000"]);

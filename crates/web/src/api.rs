@@ -5,9 +5,10 @@
 //! document `{"error": {"code", "message", "hint", "diagnostics"?}}`.
 //!
 //! Every request that may change something (any method but GET, HEAD and
-//! OPTIONS) is written to the audit log once answered ([`audit_changes`]):
-//! who, from where, `METHOD /path` and the status with the error code.
-//! Never the body or the query string.
+//! OPTIONS) runs on behalf of its origin ([`audit_changes`]): the engine
+//! records each change it makes, in words, under it; a request for which
+//! nothing was recorded (refused, failed) is written as itself, `METHOD
+//! /path` and its outcome. Never the body or the query string.
 
 use std::sync::Arc;
 
@@ -92,6 +93,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resend_sms))
         .routes(routes!(audit))
         .routes(routes!(admin_password))
+        .routes(routes!(admins, add_admin))
+        .routes(routes!(change_admin, remove_admin))
+        .routes(routes!(remove_admin_totp))
+        .routes(routes!(totp_policy))
+        .routes(routes!(begin_totp))
+        .routes(routes!(confirm_totp))
+        .routes(routes!(backup))
+        .routes(routes!(restore).layer(body_limit(crate::https::MAX_REQUEST_BODY)))
         .routes(routes!(bans))
         .routes(routes!(set_ban_policy))
         .routes(routes!(unban))
@@ -131,12 +140,16 @@ pub struct Anonymous;
 pub struct SignedInAs(pub Origin);
 
 /// Middleware (`axum::middleware::from_fn_with_state(engine, audit_changes)`):
-/// once a request that may change something (any method but GET, HEAD and
-/// OPTIONS) has been answered, write it to the audit log: the origin from
-/// the [`Requester`] extension (actor `unknown` without one), `METHOD
-/// /path` (never the body or the query string) and the outcome, the status
-/// followed by the error code of a failure ([`ErrorCode`]), e.g. `200` or
-/// `409 pending-confirmation`; answers marked [`NotAudited`] are left out,
+/// a request that may change something (any method but GET, HEAD and
+/// OPTIONS) runs inside [`switchboard_engine::audit::on_behalf_of`] its
+/// origin (the [`Requester`] extension; actor `unknown` without one), so
+/// the engine records each change under it, in words. Once answered, a
+/// request for which the engine recorded nothing is written as itself:
+/// `METHOD /path` (never the body or the query string) and the outcome,
+/// the status followed by the error code of a failure ([`ErrorCode`]),
+/// prefixed `refused: ` (e.g. `refused: 409 pending-confirmation`); a
+/// sign-in ([`SignedInAs`]) as `administrator NAME signed in`; answers
+/// marked [`NotAudited`] are left out,
 /// and so are the answers to [`Anonymous`] requests, but for a sign-in
 /// ([`SignedInAs`]), and requests whose body did not arrive in time
 /// ([`crate::https::BodyDeadline`]: refused before they changed anything).
@@ -164,7 +177,9 @@ pub async fn audit_changes(
         .extensions()
         .get::<crate::https::BodyDeadline>()
         .cloned();
-    let response = next.run(req).await;
+    // The engine records each change under this origin, where it happens.
+    let (response, recorded) =
+        switchboard_engine::audit::on_behalf_of(origin.clone(), next.run(req)).await;
     let body_too_slow = deadline.is_some_and(|d| d.passed());
     if response.extensions().get::<NotAudited>().is_some() || body_too_slow {
         return response;
@@ -174,12 +189,36 @@ pub async fn audit_changes(
         None => response.status().as_u16().to_string(),
     };
     let origin = match (anonymous, response.extensions().get::<SignedInAs>()) {
-        (_, Some(SignedInAs(signed_in))) => signed_in.clone(),
+        (_, Some(SignedInAs(signed_in))) => {
+            let entry = switchboard_engine::audit::Entry::new(
+                "admin.sign-in",
+                format!("administrator {} signed in", signed_in.actor),
+                serde_json::json!({ "admin": signed_in.actor }),
+            );
+            if let Err(e) = engine.audit_entry(signed_in, entry, "done").await {
+                error!(error = %e, "could not write the audit log");
+            }
+            return response;
+        }
         (true, None) => {
             debug!(%action, %outcome, from = %origin.address, "anonymous request, not audited");
             return response;
         }
         (false, None) => origin,
+    };
+    // The engine described the change (or changes): nothing to add. A
+    // request that changed nothing the engine records (refused, failed)
+    // is written as itself, with its outcome.
+    if recorded > 0 {
+        return response;
+    }
+    // A console form that failed redirects (303) with its error code.
+    let failed = !(response.status().is_success() || response.status().is_redirection())
+        || response.extensions().get::<ErrorCode>().is_some();
+    let outcome = if failed {
+        format!("refused: {outcome}")
+    } else {
+        outcome
     };
     if let Err(e) = engine.audit(&origin, &action, &outcome).await {
         error!(error = %e, %action, %outcome, "could not write the audit log");
@@ -1308,24 +1347,120 @@ async fn update_account(
     ok(e.update_account(&username, change).await?)
 }
 
-fn bad_limit(message: String) -> ApiError {
+fn bad_query(message: String) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "malformed-query",
         message,
-        format!("limit is a whole number from 1 to {MAX_AUDIT_LIMIT}, e.g. /v1/audit?limit=50"),
+        format!(
+            "limit is a whole number from 1 to {MAX_AUDIT_LIMIT} ({MAX_AUDIT_EXPORT} for csv or jsonl), since and until RFC 3339 times, format json, csv or jsonl, e.g. /v1/audit?actor=alice&kind=cert&since=2026-12-01T00:00:00Z&format=csv"
+        ),
     )
+}
+
+/// The entries of an audit export at most.
+pub const MAX_AUDIT_EXPORT: usize = 100_000;
+
+/// The filter of an audit query, checked.
+pub fn audit_filter(
+    q: &AuditQuery,
+) -> Result<(switchboard_store::AuditFilter, &'static str), ApiError> {
+    let format = match q.format.as_deref().unwrap_or("json") {
+        "json" => "json",
+        "csv" => "csv",
+        "jsonl" => "jsonl",
+        other => {
+            return Err(bad_query(format!(
+                "format {:?} is not one of json, csv, jsonl",
+                other.chars().take(20).collect::<String>()
+            )));
+        }
+    };
+    let max = if format == "json" {
+        MAX_AUDIT_LIMIT
+    } else {
+        MAX_AUDIT_EXPORT
+    };
+    let limit = q.limit.unwrap_or(if format == "json" {
+        DEFAULT_AUDIT_LIMIT
+    } else {
+        MAX_AUDIT_EXPORT
+    });
+    if !(1..=max).contains(&limit) {
+        return Err(bad_query(format!(
+            "a limit of {limit} is not accepted: give 1 to {max}"
+        )));
+    }
+    let time = |name: &str, t: &Option<String>| -> Result<Option<jiff::Timestamp>, ApiError> {
+        match t.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(|_| {
+                bad_query(format!(
+                    "{name} {:?} is not an RFC 3339 time",
+                    t.chars().take(40).collect::<String>()
+                ))
+            }),
+        }
+    };
+    let text = |t: &Option<String>| {
+        t.as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.chars()
+                    .take(switchboard_engine::audit::MAX_AUDIT_TEXT)
+                    .collect()
+            })
+    };
+    Ok((
+        switchboard_store::AuditFilter {
+            actor: text(&q.actor),
+            kind: text(&q.kind),
+            since: time("since", &q.since)?,
+            until: time("until", &q.until)?,
+            limit,
+        },
+        format,
+    ))
+}
+
+/// The entries in `format`: JSON, or an export (CSV, JSON Lines) to save.
+pub fn audit_answer(entries: &[AuditView], format: &str) -> Response {
+    let (body, content_type, file) = match format {
+        "csv" => (
+            switchboard_engine::audit::to_csv(entries),
+            "text/csv; charset=utf-8",
+            "audit.csv",
+        ),
+        "jsonl" => (
+            switchboard_engine::audit::to_jsonl(entries),
+            "application/jsonl",
+            "audit.jsonl",
+        ),
+        _ => return Json(entries).into_response(),
+    };
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[utoipa::path(
     get,
     path = "/v1/audit",
     operation_id = "listAudit",
-    summary = "The audit log of API requests, newest first",
+    summary = "The audit log of changes, newest first, filtered by actor, kind and time; as JSON, CSV or JSON Lines",
     tag = "admin",
     params(AuditQuery),
     responses(
-        (status = 200, description = "Done.", body = Vec<AuditView>),
+        (status = 200, description = "Done: JSON; with `format=csv`, text/csv; with `format=jsonl`, application/jsonl.", body = Vec<AuditView>),
         (status = 400, response = error::BadRequest),
     ),
 )]
@@ -1333,14 +1468,10 @@ async fn audit(
     State(e): State<AppState>,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = q.map_err(|r| bad_limit(r.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
-    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
-        return Err(bad_limit(format!(
-            "a limit of {limit} is not accepted: give 1 to {MAX_AUDIT_LIMIT}"
-        )));
-    }
-    ok(e.audit_log(limit).await?)
+    let Query(q) = q.map_err(|r| bad_query(r.body_text()))?;
+    let (filter, format) = audit_filter(&q)?;
+    let entries = e.audit_query(&filter).await?;
+    Ok(audit_answer(&entries, format))
 }
 
 /// The body of a password change, refused without repeating any of it:
@@ -1411,6 +1542,252 @@ async fn admin_password(
         username,
         changed: true,
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admins",
+    operation_id = "listAdmins",
+    summary = "The administrators, their roles and second factors",
+    tag = "admin",
+    responses((status = 200, description = "Done.", body = Vec<switchboard_engine::AdminView>)),
+)]
+async fn admins(State(e): State<AppState>) -> ApiResult {
+    ok(e.admins().await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admins",
+    operation_id = "addAdmin",
+    summary = "Add an administrator with a role and an initial password",
+    tag = "admin",
+    request_body = NewAdminRequest,
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::AdminView),
+        (status = 400, response = error::BadRequest),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn add_admin(State(e): State<AppState>, Body(r): Body<NewAdminRequest>) -> ApiResult {
+    ok(e.add_admin(&r.username, &r.password, r.role).await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admins/{username}",
+    operation_id = "changeAdmin",
+    summary = "Change an administrator's role, or disable or enable it (its sessions end)",
+    tag = "admin",
+    params(("username" = String, Path, description = "The administrator's name.")),
+    request_body = AdminChangeRequest,
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::AdminView),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn change_admin(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+    Body(r): Body<AdminChangeRequest>,
+) -> ApiResult {
+    // Applied in turn (the role first), each checked on its own: a
+    // refused second change leaves the first one made.
+    let mut view = None;
+    if let Some(role) = r.role {
+        view = Some(e.set_admin_role(&username, role).await?);
+    }
+    if let Some(disabled) = r.disabled {
+        view = Some(e.set_admin_disabled(&username, disabled).await?);
+    }
+    match view {
+        Some(v) => ok(v),
+        None => ok(e
+            .admins()
+            .await?
+            .into_iter()
+            .find(|a| a.username == username)
+            .ok_or(EngineError::NoSuchAdmin(username))?),
+    }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admins/{username}",
+    operation_id = "removeAdmin",
+    summary = "Remove an administrator (its sessions end)",
+    tag = "admin",
+    params(("username" = String, Path, description = "The administrator's name.")),
+    responses(
+        (status = 200, description = "Done.", body = Deleted),
+        (status = 404, response = error::NotFound),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn remove_admin(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
+    e.remove_admin(&username).await?;
+    ok(Deleted { deleted: username })
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admins/{username}/totp",
+    operation_id = "removeAdminTotp",
+    summary = "Remove an administrator's second factor and recovery codes (a lost phone)",
+    tag = "admin",
+    params(("username" = String, Path, description = "The administrator's name.")),
+    responses(
+        (status = 200, description = "Done.", body = Deleted),
+        (status = 404, response = error::NotFound),
+    ),
+)]
+async fn remove_admin_totp(
+    State(e): State<AppState>,
+    PathParam(username): PathParam<String>,
+) -> ApiResult {
+    e.remove_totp(&username).await?;
+    ok(Deleted {
+        deleted: format!("second factor of {username}"),
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/totp-policy",
+    operation_id = "setTotpPolicy",
+    summary = "Whether the administrators of a role must sign in with a second factor",
+    tag = "admin",
+    request_body = TotpPolicyRequest,
+    responses((status = 200, description = "Done.", body = Vec<switchboard_engine::Role>)),
+)]
+async fn totp_policy(State(e): State<AppState>, Body(r): Body<TotpPolicyRequest>) -> ApiResult {
+    e.set_totp_required(r.role, r.required).await?;
+    ok(e.totp_required_roles().await?)
+}
+
+/// The signed-in administrator (over the console); on the local socket
+/// there is none.
+fn me(origin: &Origin) -> Result<String, ApiError> {
+    if origin
+        .arrival
+        .is_some_and(|a| a.service == ServiceId::Console)
+    {
+        Ok(origin.actor.clone())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "console-only",
+            "a second factor is enrolled by the administrator it is for, signed in to the console",
+            "sign in to the console and open Second factor",
+        ))
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/totp",
+    operation_id = "beginTotp",
+    summary = "Begin the signed-in administrator's TOTP enrolment: a new secret, shown once",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::TotpEnrolment),
+        (status = 403, response = error::Forbidden),
+    ),
+)]
+async fn begin_totp(State(e): State<AppState>, Requester(origin): Requester) -> ApiResult {
+    ok(e.begin_totp(&me(&origin)?).await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/totp/confirm",
+    operation_id = "confirmTotp",
+    summary = "Confirm the enrolment with the authenticator's code: the recovery codes, shown once",
+    tag = "admin",
+    request_body = TotpCodeRequest,
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::RecoveryCodes),
+        (status = 403, response = error::Forbidden),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn confirm_totp(
+    State(e): State<AppState>,
+    Requester(origin): Requester,
+    Body(r): Body<TotpCodeRequest>,
+) -> ApiResult {
+    ok(e.confirm_totp(&me(&origin)?, &r.code).await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/backup",
+    operation_id = "backup",
+    summary = "The whole configuration as an age file encrypted to the passphrase",
+    tag = "admin",
+    request_body = BackupRequest,
+    responses(
+        (status = 200, description = "The archive.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn backup(State(e): State<AppState>, Body(r): Body<BackupRequest>) -> ApiResult {
+    let archive = e.backup(&r.passphrase).await?;
+    Ok(backup_answer(archive))
+}
+
+/// The archive as a download.
+pub fn backup_answer(archive: Vec<u8>) -> Response {
+    let name = format!(
+        "switchboard-{}.age",
+        jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
+    );
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        archive,
+    )
+        .into_response()
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/restore",
+    operation_id = "restore",
+    summary = "Restore an archive: its certificates, accounts and administrators added, its candidate in place of this one's (to review and Update)",
+    tag = "admin",
+    request_body = RestoreRequest,
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::backup::RestoreView),
+        (status = 400, response = error::BadRequest),
+        (status = 409, response = error::Conflict),
+    ),
+)]
+async fn restore(State(e): State<AppState>, Body(r): Body<RestoreRequest>) -> ApiResult {
+    use base64::Engine as _;
+    let archive = base64::engine::general_purpose::STANDARD
+        .decode(r.archive.trim())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "backup-damaged",
+                "the archive is not base64",
+                "send the age file base64-encoded in `archive`",
+            )
+        })?;
+    ok(e.restore(&archive, &r.passphrase).await?)
 }
 
 #[cfg(test)]
@@ -1663,15 +2040,35 @@ mod tests {
         assert_eq!(
             outcomes,
             [
-                "200",
-                "200",
-                "403 not-your-password",
-                "403 wrong-password",
-                "403 wrong-password"
+                "done",
+                "done",
+                "refused: 403 not-your-password",
+                "refused: 403 wrong-password",
+                "refused: 403 wrong-password"
             ]
         );
-        assert!(log.iter().all(|a| a.action == "POST /v1/admin/password"));
+        // The changes in words (by the engine), the refusals as requests.
+        let actions: Vec<(&str, &str)> = log
+            .iter()
+            .map(|a| (a.kind.as_str(), a.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions[0],
+            ("admin.password", "password of administrator admin changed")
+        );
+        assert_eq!(
+            actions[1],
+            ("admin.password", "password of administrator admin changed")
+        );
+        assert!(
+            actions[2..]
+                .iter()
+                .all(|a| *a == ("request", "POST /v1/admin/password"))
+        );
         assert_eq!(log[1].address, "console from 192.0.2.2");
+        // Never a password.
+        let text = serde_json::to_string(&log).expect("json");
+        assert!(!text.contains(new) && !text.contains(&first), "{text}");
     }
 
     #[tokio::test]
@@ -1685,7 +2082,7 @@ mod tests {
             (log[0].actor.as_str(), log[0].action.as_str()),
             ("unknown", "POST /v1/confirm")
         );
-        assert_eq!(log[0].outcome, "500 internal");
+        assert_eq!(log[0].outcome, "refused: 500 internal");
     }
 
     /// Two clients of the API change different provisioning settings at

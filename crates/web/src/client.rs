@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt, Full};
+pub use hyper::Method;
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,6 +108,27 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?
             .to_bytes();
         Ok((status, bytes))
+    }
+
+    /// A request whose successful answer is not JSON (an export, an
+    /// archive): its bytes; an error is the API's error document.
+    pub async fn bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        let ct = body.as_ref().map(|_| "application/json");
+        let (status, bytes) = self.raw(method, path, ct, body.unwrap_or_default()).await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let doc: ErrorDocument = serde_json::from_slice(&bytes)
+            .map_err(|_| ClientError::Protocol(format!("status {status}")))?;
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            body: Box::new(doc.error),
+        })
     }
 
     async fn call<T: DeserializeOwned>(

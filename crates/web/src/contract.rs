@@ -324,14 +324,106 @@ pub struct BulkRequest {
     pub group: Option<String>,
 }
 
-/// `GET /v1/audit?limit=`.
+/// `GET /v1/audit?limit=&actor=&kind=&since=&until=&format=`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// How many entries, at most (default 200).
-    #[param(minimum = 1, maximum = 1000)]
+    /// How many entries, at most (default 200; up to 100,000 for an export).
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<usize>,
+    /// Only this actor's entries (`alice`, `root`, `system`, `acme`).
+    pub actor: Option<String>,
+    /// Only this kind (`cert.bind`) or family of kinds (`cert`).
+    pub kind: Option<String>,
+    /// Only entries at or after this time (RFC 3339, e.g. `2026-12-01T00:00:00Z`).
+    pub since: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    pub until: Option<String>,
+    /// `json` (default), `csv` or `jsonl` (JSON Lines), for an export.
+    pub format: Option<String>,
+}
+
+/// `POST /v1/admins`: a new administrator. Its `Debug` never shows the password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdminRequest {
+    #[schema(pattern = "^[a-z0-9._-]{1,32}$")]
+    pub username: String,
+    /// The initial password: 12 to 128 characters. Never logged.
+    #[schema(format = Password, min_length = 12, max_length = 128)]
+    pub password: String,
+    pub role: switchboard_engine::Role,
+}
+
+impl fmt::Debug for NewAdminRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAdminRequest")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/admins/{username}`: a change of an administrator (absent keeps).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminChangeRequest {
+    pub role: Option<switchboard_engine::Role>,
+    pub disabled: Option<bool>,
+}
+
+/// `POST /v1/admin/totp-policy`: whether a role must use a second factor.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpPolicyRequest {
+    pub role: switchboard_engine::Role,
+    pub required: bool,
+}
+
+/// `POST /v1/me/totp/confirm`: the authenticator's current code.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCodeRequest {
+    /// 6 digits.
+    pub code: String,
+}
+
+impl fmt::Debug for TotpCodeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TotpCodeRequest(redacted)")
+    }
+}
+
+/// `POST /v1/backup`: the passphrase the archive is encrypted to.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// 12 to 256 characters. Never logged.
+    #[schema(format = Password, min_length = 12, max_length = 256)]
+    pub passphrase: String,
+}
+
+impl fmt::Debug for BackupRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BackupRequest(redacted)")
+    }
+}
+
+/// `POST /v1/restore`: an archive (base64) and its passphrase.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The age file `switchboard backup` made, base64-encoded.
+    pub archive: String,
+    #[schema(format = Password)]
+    pub passphrase: String,
+}
+
+impl fmt::Debug for RestoreRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RestoreRequest({} bytes, redacted)", self.archive.len())
+    }
 }
 
 /// `POST /v1/admin/password`: a change of an administrator's password. Its

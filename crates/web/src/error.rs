@@ -99,7 +99,9 @@ impl From<EngineError> for ApiError {
             | EngineError::NothingPending => StatusCode::CONFLICT,
             EngineError::NoSuchRevision(_)
             | EngineError::NoSuchCert(_)
-            | EngineError::NotBanned(_) => StatusCode::NOT_FOUND,
+            | EngineError::NotBanned(_)
+            | EngineError::NoSuchAdmin(_) => StatusCode::NOT_FOUND,
+            EngineError::Refused { .. } => StatusCode::CONFLICT,
             EngineError::CertInUse { .. }
             | EngineError::CertUnbindable { .. }
             | EngineError::CertExists(_) => StatusCode::CONFLICT,

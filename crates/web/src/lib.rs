@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod qr;
+pub mod roles;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;

@@ -28,6 +28,8 @@ struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: String,
+    /// The body as it came (a download).
+    raw: Vec<u8>,
 }
 
 impl Answer {
@@ -64,6 +66,13 @@ struct Browser {
 }
 
 impl Console {
+    /// The audit log but the setup's entry (root setting admin's password).
+    async fn audit_since_setup(&self) -> Vec<switchboard_engine::views::AuditView> {
+        let mut log = self.engine.audit_log(1000).await.unwrap();
+        log.retain(|a| !(a.kind == "admin.password" && a.actor == "root"));
+        log
+    }
+
     async fn new() -> Console {
         let engine = Arc::new(switchboard_engine::testing::booted().await);
         let root = Origin::local(0, None);
@@ -99,6 +108,7 @@ impl Console {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            raw: bytes.to_vec(),
         }
     }
 
@@ -174,7 +184,32 @@ impl Console {
         self.try_sign_in_with(from, user, password, &[]).await
     }
 
-    /// A sign-in with more fields (`next`, `ended`).
+    /// Sign in as `user` (with a second factor's `code`, if any); the
+    /// browser lands where the role's home is, which gives its CSRF token.
+    async fn sign_in_as(&self, user: &str, password: &str, code: &str) -> Browser {
+        let answer = self
+            .try_sign_in_code("192.0.2.2:40000", user, password, code)
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        let session = answer
+            .cookie_value(console::session::SESSION_COOKIE)
+            .expect("a session cookie");
+        let mut b = Browser {
+            session: Some(session),
+            ..Browser::default()
+        };
+        let page = self.get(&b, answer.location()).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        b.csrf = Some(meta_csrf(&page.body));
+        b
+    }
+
+    async fn try_sign_in_code(&self, from: &str, user: &str, password: &str, code: &str) -> Answer {
+        self.try_sign_in_with(from, user, password, &[("code", code)])
+            .await
+    }
+
+    /// A sign-in with more fields (`code`, `next`, `ended`).
     async fn try_sign_in_with(
         &self,
         from: &str,
@@ -242,7 +277,10 @@ fn meta_csrf(html: &str) -> String {
 /// Every route of the console's pages, from its source, so that a route
 /// added later is covered by these tests without anyone remembering to.
 fn page_routes() -> Vec<(Method, String)> {
-    let source = include_str!("../src/console/pages.rs");
+    let source = concat!(
+        include_str!("../src/console/pages.rs"),
+        include_str!("../src/console/admin_pages.rs")
+    );
     let mut routes = Vec::new();
     for chunk in source.split(".route(\"").skip(1) {
         let path = &chunk[..chunk.find('"').unwrap()];
@@ -547,16 +585,22 @@ async fn a_tenth_wrong_password_is_throttled_and_then_even_the_right_one() {
     // Anonymous requests write no audit row, failed sign-ins included
     // (nobody fills the log by knocking); a sign-in is audited, under the
     // user signed in.
-    assert!(c.engine.audit_log(100).await.unwrap().is_empty());
+    assert!(c.audit_since_setup().await.is_empty());
     c.sign_in().await;
     let log = c.engine.audit_log(100).await.unwrap();
-    let logins: Vec<_> = log.iter().filter(|e| e.action == "POST /login").collect();
+    let logins: Vec<_> = log.iter().filter(|e| e.kind == "admin.sign-in").collect();
     assert_eq!(logins.len(), 1, "{log:?}");
     assert_eq!(
-        (logins[0].actor.as_str(), logins[0].outcome.as_str()),
-        ("admin", "303"),
+        (
+            logins[0].actor.as_str(),
+            logins[0].action.as_str(),
+            logins[0].outcome.as_str()
+        ),
+        ("admin", "administrator admin signed in", "done"),
         "{log:?}"
     );
+    assert!(logins[0].address.contains("192.0.2."), "{log:?}");
+    assert!(log.iter().all(|e| e.actor != "anonymous"), "{log:?}");
     let audit = serde_json::to_string(&log).unwrap();
     assert!(!audit.contains("wrong password"));
     assert!(!audit.contains(PASSWORD));
@@ -631,29 +675,36 @@ async fn console_changes_are_audited_with_user_and_address() {
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     let log = c.engine.audit_log(100).await.unwrap();
+    // The change in words, by the engine, under the signed-in user.
     let matrix = log
         .iter()
-        .find(|e| e.action == "POST /matrix")
+        .find(|e| e.kind.starts_with("matrix."))
         .expect("the matrix form is audited");
     assert_eq!(matrix.actor, "admin");
     assert!(matrix.address.contains("192.0.2.2"), "{}", matrix.address);
-    assert_eq!(matrix.outcome, "303");
+    assert!(
+        matrix.action.ends_with(" on wan0") && matrix.action.contains("sql"),
+        "{}",
+        matrix.action
+    );
+    assert!(
+        log.iter().all(|e| e.action != "POST /matrix"),
+        "a described change is not written twice"
+    );
     // The page shows the error; the audit log has the attempt and why it
     // failed.
     let preset = log
         .iter()
         .find(|e| e.action == "POST /preset")
         .expect("the preset form is audited");
-    assert_eq!(preset.outcome, "303 invalid-nic-name");
+    assert_eq!(preset.outcome, "refused: 303 invalid-nic-name");
     let page = c.get(&b, "/audit").await;
-    assert!(page.body.contains("POST /matrix"));
+    assert!(page.body.contains(&matrix.action));
     // An API call through the console is audited once, not twice.
     c.api(&b, Method::POST, "/v1/discard", "").await;
     let log = c.engine.audit_log(100).await.unwrap();
     assert_eq!(
-        log.iter()
-            .filter(|e| e.action == "POST /v1/discard")
-            .count(),
+        log.iter().filter(|e| e.kind == "candidate.discard").count(),
         1
     );
 }
@@ -1244,7 +1295,7 @@ async fn knocking_counts_or_leaves_no_trace() {
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{body:?}");
     }
     assert!(
-        c.engine.audit_log(100).await.unwrap().is_empty(),
+        c.audit_since_setup().await.is_empty(),
         "knocking leaves no trace"
     );
     // Over-long credentials: wrong attempts, counted without a check.
@@ -1406,7 +1457,7 @@ async fn a_revision_comment_is_one_line_from_the_forms_and_the_api_alike() {
     assert!(
         outcomes
             .iter()
-            .all(|o| o == "303 invalid-comment" || o == "400 invalid-comment"),
+            .all(|o| o == "refused: 303 invalid-comment" || o == "refused: 400 invalid-comment"),
         "{outcomes:?}"
     );
 }
@@ -1576,17 +1627,14 @@ async fn anonymous_garbage_writes_no_audit_row() {
         statuses.insert(c.send_over("203.0.113.9:7000", None, req).await.status);
     }
     assert!(statuses.contains(&StatusCode::BAD_REQUEST), "{statuses:?}");
-    assert!(
-        c.engine.audit_log(100).await.unwrap().is_empty(),
-        "{statuses:?}"
-    );
+    assert!(c.audit_since_setup().await.is_empty(), "{statuses:?}");
     // A signed-in change is still audited.
     let b = c.sign_in().await;
     let a = c.api(&b, Method::POST, "/v1/discard", "").await;
     let log = c.engine.audit_log(100).await.unwrap();
     assert!(
         log.iter()
-            .any(|e| e.action == "POST /v1/discard" && e.actor == "admin"),
+            .any(|e| e.kind == "candidate.discard" && e.actor == "admin"),
         "{}: {log:?}",
         a.status
     );
@@ -1713,7 +1761,7 @@ async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() 
         let last = &c.engine.audit_log(1).await.unwrap()[0];
         assert_eq!(
             (last.action.as_str(), last.outcome.clone()),
-            ("POST /acme", format!("303 {code}")),
+            ("POST /acme", format!("refused: 303 {code}")),
             "{:?}",
             &fields[..fields.len().min(2)]
         );
@@ -1737,7 +1785,7 @@ async fn an_acme_order_from_the_console_refuses_bad_fields_and_leaves_nothing() 
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(
         c.engine.audit_log(1).await.unwrap()[0].outcome,
-        "303 not-renewable"
+        "refused: 303 not-renewable"
     );
     // The form is on the page, labelled.
     let page = c.get(&b, "/").await;
@@ -1768,7 +1816,7 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
         let last = &c.engine.audit_log(1).await.unwrap()[0];
         assert_eq!(
             (last.action.as_str(), last.outcome.clone()),
-            ("POST /cert-requests", format!("303 {code}")),
+            ("POST /cert-requests", format!("refused: 303 {code}")),
             "{fields:?}"
         );
         let page = c.get(&b, "/").await;
@@ -1789,7 +1837,7 @@ async fn a_key_is_made_from_the_console_and_its_request_shown_never_the_key() {
         .await;
     assert_eq!(
         c.engine.audit_log(1).await.unwrap()[0].outcome,
-        "303 too-many-names"
+        "refused: 303 too-many-names"
     );
 
     let a = c
@@ -2102,4 +2150,399 @@ async fn errors_are_pages_and_a_new_sign_in_returns_to_the_page() {
             .await;
         assert_eq!(a.location(), "/", "{hostile:?}");
     }
+}
+
+/// Every route, pages and API, for each role: what the role table refuses
+/// is answered 403 (`forbidden`) before any handler runs, and changes
+/// nothing; what it allows is not refused for the role.
+#[tokio::test]
+async fn every_route_is_checked_against_the_role_table() {
+    use switchboard_web::roles::{Role, allowed};
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    for (name, role) in [("ops", "operator"), ("audit", "auditor")] {
+        let body = format!(
+            r#"{{"username":"{name}","password":"a long password {name}","role":"{role}"}}"#
+        );
+        let a = c.api(&admin, Method::POST, "/v1/admins", &body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let revisions = c.engine.revisions().await.unwrap().len();
+    let candidate = c.engine.candidate().await.unwrap();
+    let admins = c.engine.admins().await.unwrap();
+    for (name, role) in [("ops", Role::Operator), ("audit", Role::Auditor)] {
+        let b = c
+            .sign_in_as(name, &format!("a long password {name}"), "")
+            .await;
+        let mut refused = 0;
+        for (method, path) in page_routes().into_iter().chain(api_routes()) {
+            if public(&path) || path == "/logout" {
+                continue;
+            }
+            let a = c
+                .request(&b, method.clone(), &path, Some("application/json"), "{}")
+                .await;
+            let a = if method == Method::GET {
+                a
+            } else {
+                c.api(&b, method.clone(), &path, "{}").await
+            };
+            if allowed(role, &method, &path) {
+                assert!(
+                    !(a.status == StatusCode::FORBIDDEN && a.body.contains("forbidden")),
+                    "{role} {method} {path} allowed by the table but refused: {}",
+                    a.body
+                );
+            } else {
+                refused += 1;
+                assert_eq!(
+                    a.status,
+                    StatusCode::FORBIDDEN,
+                    "{role} {method} {path}: {}",
+                    a.body
+                );
+                assert!(
+                    a.body.contains("forbidden"),
+                    "{role} {method} {path}: {}",
+                    a.body
+                );
+            }
+        }
+        assert!(refused > 20, "{role}: {refused} routes refused");
+        // The operator is refused on the Services page and its API.
+        if role == Role::Operator {
+            let page = c.get(&b, "/").await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN);
+            assert!(
+                page.body.contains("operator role does not allow"),
+                "{}",
+                page.body
+            );
+            let api = c
+                .api(
+                    &b,
+                    Method::POST,
+                    "/v1/matrix/allow",
+                    r#"{"service":"sql","nic":"wan0"}"#,
+                )
+                .await;
+            assert_eq!(api.status, StatusCode::FORBIDDEN);
+            // Accounts are theirs.
+            assert_eq!(c.get(&b, "/accounts").await.status, StatusCode::OK);
+        }
+    }
+    // Nothing the refused requests carried changed anything.
+    assert_eq!(c.engine.revisions().await.unwrap().len(), revisions);
+    assert_eq!(c.engine.candidate().await.unwrap(), candidate);
+    assert_eq!(c.engine.admins().await.unwrap(), admins);
+}
+
+/// Disabling an administrator ends their open session at its next request.
+#[tokio::test]
+async fn a_disabled_administrator_s_session_ends_at_once() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let a = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/admins",
+            r#"{"username":"ops","password":"operator password","role":"operator"}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let ops = c.sign_in_as("ops", "operator password", "").await;
+    assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
+    // Disabling asks first, and changes nothing until confirmed.
+    let ask = c.form(&admin, "/admins/ops/disable", &[]).await;
+    assert!(ask.body.contains("Disable administrator ops?"), "{}", ask.body);
+    assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
+    let a = c
+        .form(&admin, "/admins/ops/disable", &[("confirmed", "yes")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let after = c.get(&ops, "/accounts").await;
+    assert_eq!(
+        (after.status, after.location()),
+        (StatusCode::SEE_OTHER, "/login?next=%2Faccounts&ended=page")
+    );
+    let api = c.api(&ops, Method::GET, "/v1/accounts", "").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    // Nor can they sign in again.
+    let again = c
+        .try_sign_in("192.0.2.2:40000", "ops", "operator password")
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    // The last administrator cannot be disabled: the page says why.
+    let last = c
+        .form(&admin, "/admins/admin/disable", &[("confirmed", "yes")])
+        .await;
+    assert_eq!(last.status, StatusCode::SEE_OTHER);
+    let page = c.get(&admin, "/admins").await;
+    assert!(
+        page.body.contains("last enabled administrator"),
+        "{}",
+        page.body
+    );
+    let log = c.engine.audit_log(100).await.unwrap();
+    assert!(log.iter().any(|e| e.kind == "admin.disable"
+        && e.action == "administrator ops disabled"
+        && e.actor == "admin"));
+}
+
+fn code_now(secret_b32: &str, offset: i64) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret_b32.as_bytes())
+        .unwrap();
+    let step = (jiff::Timestamp::now().as_second() / 30 + offset) as u64;
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&secret).unwrap();
+    mac.update(&step.to_be_bytes());
+    let d = mac.finalize().into_bytes();
+    let o = usize::from(d[19] & 0x0f);
+    let bin = u32::from_be_bytes([d[o] & 0x7f, d[o + 1], d[o + 2], d[o + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// A second factor enrolled over the API: the sign-in then needs a code
+/// (computed here from the secret, independently of the engine's TOTP), a
+/// code works once, a recovery code once.
+#[tokio::test]
+async fn a_totp_sign_in_needs_the_code_and_a_code_works_once() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let begun = c.api(&admin, Method::POST, "/v1/me/totp", "").await;
+    assert_eq!(begun.status, StatusCode::OK, "{}", begun.body);
+    let v: serde_json::Value = serde_json::from_str(&begun.body).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_owned();
+    let wrong = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/me/totp/confirm",
+            r#"{"code":"000000"}"#,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT, "{}", wrong.body);
+    let confirm = format!(r#"{{"code":"{}"}}"#, code_now(&secret, -1));
+    let codes = c
+        .api(&admin, Method::POST, "/v1/me/totp/confirm", &confirm)
+        .await;
+    assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
+    let codes: serde_json::Value = serde_json::from_str(&codes.body).unwrap();
+    let recovery = codes["codes"][0].as_str().unwrap().to_owned();
+    // Password alone: refused.
+    let alone = c.try_sign_in("192.0.2.2:40000", "admin", PASSWORD).await;
+    assert_eq!(alone.status, StatusCode::UNAUTHORIZED);
+    let now = code_now(&secret, 0);
+    c.sign_in_as("admin", PASSWORD, &now).await;
+    let replay = c
+        .try_sign_in_code("192.0.2.2:40000", "admin", PASSWORD, &now)
+        .await;
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "a used code is refused"
+    );
+    c.sign_in_as("admin", PASSWORD, &recovery).await;
+    let again = c
+        .try_sign_in_code("192.0.2.2:40000", "admin", PASSWORD, &recovery)
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code is used once"
+    );
+    // The recovery code's use is audited, from where it came.
+    let entries = c.engine.audit_log(100).await.unwrap();
+    let used = entries
+        .iter()
+        .find(|e| e.kind == "admin.recovery-code")
+        .expect("the recovery code's use is audited");
+    assert_eq!(used.actor, "admin");
+    assert!(
+        used.address.starts_with("console from 192.0.2.2"),
+        "{used:?}"
+    );
+    assert!(used.action.contains("9 left"), "{used:?}");
+    // No secret in the audit log or the administrators' list.
+    let log = serde_json::to_string(&entries).unwrap();
+    let list = c.api(&admin, Method::GET, "/v1/admins", "").await.body;
+    for text in [&log, &list] {
+        assert!(
+            !text.contains(&secret) && !text.contains(&recovery),
+            "{text}"
+        );
+    }
+}
+
+/// A role that requires a second factor: its administrator without one
+/// signs in to enrol only (pages lead there, the API refuses), then goes on.
+#[tokio::test]
+async fn a_required_second_factor_is_enrolled_before_anything_else() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let a = c
+        .api(
+            &admin,
+            Method::POST,
+            "/v1/admins",
+            r#"{"username":"ops","password":"operator password","role":"operator"}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = c
+        .form(&admin, "/admins/totp-policy", &[("operator", "on")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let answer = c
+        .try_sign_in("192.0.2.2:40000", "ops", "operator password")
+        .await;
+    assert_eq!(answer.location(), "/me/totp");
+    let ops = c.sign_in_as("ops", "operator password", "").await;
+    let accounts = c.get(&ops, "/accounts").await;
+    assert_eq!(accounts.location(), "/me/totp");
+    let api = c.api(&ops, Method::GET, "/v1/accounts", "").await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN);
+    assert!(api.body.contains("second-factor-required"), "{}", api.body);
+    let page = c.get(&ops, "/me/totp").await;
+    assert!(
+        page.body.contains("Your role requires a second factor"),
+        "{}",
+        page.body
+    );
+    // Enrolled, the accounts are theirs again.
+    let begun = c.api(&ops, Method::POST, "/v1/me/totp", "").await;
+    let v: serde_json::Value = serde_json::from_str(&begun.body).unwrap();
+    let code = code_now(v["secret"].as_str().unwrap(), 0);
+    let done = c
+        .api(
+            &ops,
+            Method::POST,
+            "/v1/me/totp/confirm",
+            &format!(r#"{{"code":"{code}"}}"#),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
+}
+
+/// The backup page downloads an age file; the restore form refuses a wrong
+/// passphrase (a message, nothing changed) and restores with the right one,
+/// showing the diff to review.
+#[tokio::test]
+async fn backup_and_restore_from_the_console_pages() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    let differ = c
+        .form(
+            &admin,
+            "/backup",
+            &[
+                ("passphrase", "a long passphrase"),
+                ("again", "another one!!"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, StatusCode::SEE_OTHER);
+    let short = c
+        .form(
+            &admin,
+            "/backup",
+            &[("passphrase", "short"), ("again", "short")],
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::SEE_OTHER);
+    let page = c.get(&admin, "/backup").await;
+    assert!(page.body.contains("12 to 256"), "{}", page.body);
+    let file = c
+        .form(
+            &admin,
+            "/backup",
+            &[
+                ("passphrase", "a long passphrase"),
+                ("again", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        file.status,
+        StatusCode::OK,
+        "{}",
+        c.get(&admin, "/backup").await.body
+    );
+    assert!(
+        file.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(".age")
+    );
+    let archive = file.raw.clone();
+    assert!(archive.starts_with(b"age-encryption.org/v1"));
+
+    let other = Console::new().await;
+    let b = other.sign_in().await;
+    let before = other.engine.candidate().await.unwrap();
+    let restore = |passphrase: &'static str| {
+        let boundary = "XBOUNDARYX";
+        let mut body = Vec::new();
+        for (name, value, file) in [
+            ("csrf", b.csrf.clone().unwrap().into_bytes(), false),
+            ("file", archive.clone(), true),
+            ("passphrase", passphrase.as_bytes().to_vec(), false),
+        ] {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let disposition = if file {
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"b.age\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+            } else {
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+            };
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(&value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    };
+    let ct = "multipart/form-data; boundary=XBOUNDARYX";
+    let wrong = other
+        .request(
+            &b,
+            Method::POST,
+            "/restore",
+            Some(ct),
+            restore("not the passphrase"),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::SEE_OTHER);
+    let page = other.get(&b, "/backup").await;
+    assert!(
+        page.body.contains("does not open this archive"),
+        "{}",
+        page.body
+    );
+    assert_eq!(other.engine.candidate().await.unwrap(), before);
+    let right = other
+        .request(
+            &b,
+            Method::POST,
+            "/restore",
+            Some(ct),
+            restore("a long passphrase"),
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.body);
+    assert!(
+        right.body.contains("restored into the candidate"),
+        "{}",
+        right.body
+    );
+    assert!(right.body.contains("id=\"restore-diff\""));
+    let log = other.engine.audit_log(10).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.kind == "config.restore" && e.actor == "admin")
+    );
 }

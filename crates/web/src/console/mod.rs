@@ -24,9 +24,16 @@
 //! is refused (`confirm-over-new-connection`), so not even a connection
 //! the browser kept from before can confirm.
 //!
-//! **Limitations.** Sessions are in memory ([`session`]); one
-//! administrator role (every signed-in user may do everything).
+//! **Roles.** After the session, every request passes the role check
+//! ([`crate::roles`]): the administrator's role (read from the store at
+//! each request, so a disabled or removed administrator's sessions end at
+//! once) must allow the route's area. An administrator whose role requires
+//! a second factor it has not enrolled reaches only its own pages
+//! (`/me/totp`) until it has.
+//!
+//! **Limitations.** Sessions are in memory ([`session`]).
 
+mod admin_pages;
 pub(crate) mod pages;
 pub mod session;
 
@@ -45,6 +52,7 @@ use switchboard_engine::{Arrival, Engine, Origin};
 use crate::api::{self, Requester};
 use crate::error::ApiError;
 use crate::https::HttpsPeer;
+use crate::roles;
 use session::{CSRF_HEADER, SESSION_COOKIE, Session, Sessions, Throttle, same_token};
 
 /// What the console's handlers share.
@@ -74,6 +82,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     // The API audits its own changes; the pages' form posts are audited
     // here (a route layer: not the fallback, so not twice).
     pages::routes()
+        .merge(admin_pages::routes())
         .route_layer(middleware::from_fn_with_state(engine, api::audit_changes))
         .fallback_service(api)
         .layer(middleware::from_fn_with_state(
@@ -231,6 +240,37 @@ fn unauthenticated(req: &Request, had_session: bool) -> Response {
     }
 }
 
+/// The signed-in administrator's role does not allow this.
+fn forbidden(path: &str, role: roles::Role) -> Response {
+    let e = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("the {role} role does not allow this"),
+        "operators manage accounts and activations, auditors read; ask an administrator",
+    );
+    if path.starts_with("/v1/") {
+        e.into_response()
+    } else {
+        pages::error_page(e)
+    }
+}
+
+/// The role requires a second factor this administrator has not enrolled:
+/// only the enrolment (and signing out) until it is.
+fn enrol_first(path: &str) -> Response {
+    if path.starts_with("/v1/") {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "second-factor-required",
+            "your role requires a second factor: enrol one first",
+            "enrol at /me/totp in the console",
+        )
+        .into_response()
+    } else {
+        Redirect::to("/me/totp").into_response()
+    }
+}
+
 fn csrf_refused() -> Response {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -273,6 +313,22 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
         console.sessions.remove(&id);
         return unauthenticated(&req, true);
     }
+    // The administrator was disabled or removed meanwhile: the session ends.
+    let state = match console.engine.admin_state(&session.user).await {
+        Ok(state) => state,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some((role, must_enrol)) = state else {
+        console.sessions.remove(&id);
+        return unauthenticated(&req, true);
+    };
+    // The role check, in one place for pages and API alike.
+    if must_enrol && roles::area_of(&path) != roles::Area::Own {
+        return enrol_first(&path);
+    }
+    if !roles::allowed(role, req.method(), &path) {
+        return forbidden(&path, role);
+    }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     let req = if safe {
         req
@@ -308,6 +364,7 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     if password_change {
         console.sessions.changing_password(&id, generation);
     }
+    req.extensions_mut().insert(role);
     req.extensions_mut().insert(SignedIn {
         id: id.clone(),
         session,
@@ -337,6 +394,11 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
 /// What a password check found.
 pub(crate) enum PasswordCheck {
     Right,
+    /// A sign-in's password and second factor were right.
+    Granted {
+        role: roles::Role,
+        must_enrol: bool,
+    },
     Wrong,
     /// Too many wrong ones lately: not even checked; try again after this.
     Throttled(std::time::Duration),
@@ -367,6 +429,39 @@ impl Console {
             }
             // Counted.
             Ok(false) => Ok(PasswordCheck::Wrong),
+            Err(e) => {
+                self.throttle.refund(attempt);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Console {
+    /// Check a sign-in (password, then the second factor if enrolled), as
+    /// throttled as a password check: a wrong code counts as a failure.
+    pub(crate) async fn check_sign_in(
+        &self,
+        from: IpAddr,
+        origin: &Origin,
+        user: &str,
+        password: &str,
+        code: &str,
+    ) -> Result<PasswordCheck, switchboard_engine::EngineError> {
+        let attempt = match self.throttle.attempt(from, user) {
+            Ok(a) => a,
+            Err(wait) => return Ok(PasswordCheck::Throttled(wait)),
+        };
+        if !attempt.delay().is_zero() {
+            tokio::time::sleep(attempt.delay()).await;
+        }
+        match self.engine.sign_in(origin, user, password, code).await {
+            Ok(switchboard_engine::SignIn::Granted { role, must_enrol }) => {
+                self.throttle.succeeded(attempt);
+                Ok(PasswordCheck::Granted { role, must_enrol })
+            }
+            // Counted.
+            Ok(switchboard_engine::SignIn::Refused) => Ok(PasswordCheck::Wrong),
             Err(e) => {
                 self.throttle.refund(attempt);
                 Err(e)

@@ -64,7 +64,6 @@ pub(super) fn routes() -> Router<St> {
         .route("/revisions/{number}", get(revision_page))
         .route("/revisions/{number}/rollback", post(rollback))
         .route("/compare", get(compare_page))
-        .route("/audit", get(audit_page))
         .route("/calls", get(calls_page))
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
@@ -118,7 +117,12 @@ impl Chrome {
     }
 }
 
-async fn chrome(c: &St, s: &SignedIn, title: impl Into<String>, nav: &'static str) -> Chrome {
+pub(super) async fn chrome(
+    c: &St,
+    s: &SignedIn,
+    title: impl Into<String>,
+    nav: &'static str,
+) -> Chrome {
     let pending = c
         .engine
         .pending()
@@ -147,7 +151,7 @@ fn show(page: Result<impl Template, ApiError>) -> Response {
 
 /// `Path` for the pages: a segment that does not parse (an escape that is
 /// not UTF-8) is the error page, `400 malformed-path`, as the API answers.
-struct PagePath<T>(T);
+pub(super) struct PagePath<T>(pub(super) T);
 
 impl<S, T> FromRequestParts<S> for PagePath<T>
 where
@@ -220,7 +224,7 @@ pub(crate) async fn html_error(response: Response) -> Response {
 }
 
 /// An error as an HTML page, with the API's status, code, message and hint.
-fn error_page(e: ApiError) -> Response {
+pub(super) fn error_page(e: ApiError) -> Response {
     let status = e.status();
     let body = e.into_body();
     let mut response = render(&ErrorPage {
@@ -240,9 +244,9 @@ fn error_page(e: ApiError) -> Response {
 /// malformed field) gets an error page, not the framework's plain text.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Form), rejection(FormError))]
-struct Fields<T>(T);
+pub(super) struct Fields<T>(pub(super) T);
 
-struct FormError(ApiError);
+pub(super) struct FormError(ApiError);
 
 impl From<axum::extract::rejection::FormRejection> for FormError {
     fn from(r: axum::extract::rejection::FormRejection) -> Self {
@@ -265,7 +269,7 @@ impl IntoResponse for FormError {
 /// action again with `confirmed=yes` (a plain form: no JavaScript needed).
 #[derive(Template)]
 #[template(path = "confirm.html")]
-struct ConfirmPage {
+pub(super) struct ConfirmPage {
     c: Chrome,
     question: String,
     consequences: Vec<String>,
@@ -278,18 +282,18 @@ struct ConfirmPage {
 
 /// The `confirmed` field of a destructive action's form.
 #[derive(Debug, Default, Deserialize)]
-struct Confirmation {
+pub(super) struct Confirmation {
     #[serde(default)]
     confirmed: String,
 }
 
 impl Confirmation {
-    fn yes(&self) -> bool {
+    pub(super) fn yes(&self) -> bool {
         self.confirmed == "yes"
     }
 }
 
-fn render(t: &impl Template) -> Response {
+pub(super) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => ApiError::internal(&format!("rendering a page: {e}")).into_response(),
@@ -298,7 +302,7 @@ fn render(t: &impl Template) -> Response {
 
 /// A failed action, for the next page: the engine's message, hint and
 /// diagnostics (the same texts as the API's error document).
-fn failure(e: impl Into<ApiError>) -> Flash {
+pub(super) fn failure(e: impl Into<ApiError>) -> Flash {
     let body = e.into().into_body();
     let mut details: Vec<String> = body
         .diagnostics
@@ -330,7 +334,7 @@ fn failure(e: impl Into<ApiError>) -> Flash {
 /// (`/accounts#account-form`) the message is shown next to that form and
 /// the browser scrolls to it. A failure's code goes with the redirect,
 /// for the audit log (`303 unknown-nic`).
-fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
+pub(super) fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Response {
     let mut flash = outcome.map_or_else(|f| f, Flash::ok);
     flash.form = to.split_once('#').map(|(_, id)| id.into());
     let code = (!flash.ok).then(|| flash.code.clone());
@@ -344,7 +348,7 @@ fn done(c: &St, s: &SignedIn, outcome: Result<String, Flash>, to: &str) -> Respo
     response
 }
 
-fn ok(message: impl Into<String>) -> Result<String, Flash> {
+pub(super) fn ok(message: impl Into<String>) -> Result<String, Flash> {
     Ok(message.into())
 }
 
@@ -387,7 +391,7 @@ fn word<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn when(t: jiff::Timestamp) -> String {
+pub(super) fn when(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -472,22 +476,23 @@ async fn login_page(headers: HeaderMap, Query(back): Query<Return>) -> Response 
 /// longest password, in UTF-8).
 const MAX_CREDENTIAL: usize = 4 * switchboard_engine::MAX_PASSWORD_CHARS;
 
-/// The sign-in form's fields, when it has all three, and where it goes
-/// back to.
-fn login_fields(body: &[u8]) -> (Option<(String, String, String)>, Return) {
-    let (mut csrf, mut user, mut password) = (None, None, None);
+/// The sign-in form's fields, when it has all three (and the second
+/// factor's code, empty when not given), and where it goes back to.
+fn login_fields(body: &[u8]) -> (Option<(String, String, String, String)>, Return) {
+    let (mut csrf, mut user, mut password, mut code) = (None, None, None, String::new());
     let mut back = Return::default();
     for (k, v) in form_urlencoded::parse(body) {
         match &*k {
             "csrf" => csrf = Some(v.into_owned()),
             "username" => user = Some(v.into_owned()),
             "password" => password = Some(v.into_owned()),
+            "code" => code = v.chars().take(64).collect(),
             "next" => back.next = v.chars().take(1000).collect(),
             "ended" => back.ended = v.chars().take(10).collect(),
             _ => {}
         }
     }
-    let fields = (|| Some((csrf?, user?, password?)))();
+    let fields = (|| Some((csrf?, user?, password?, code)))();
     (fields, back)
 }
 
@@ -499,8 +504,8 @@ async fn login(
 ) -> Response {
     let pre = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     let (fields, back) = login_fields(&body);
-    let fields = fields.filter(|(csrf, _, _)| !pre.is_empty() && same_token(pre, csrf));
-    let Some((_, user, password)) = fields else {
+    let fields = fields.filter(|(csrf, _, _, _)| !pre.is_empty() && same_token(pre, csrf));
+    let Some((_, user, password, code)) = fields else {
         // Not a sign-in attempt at all (not from our form, or not a form):
         // not audited either, so nobody fills the log by knocking.
         let mut response = login_form(
@@ -527,7 +532,8 @@ async fn login(
             Err(wait) => Ok(PasswordCheck::Throttled(wait)),
         }
     } else {
-        c.check_password(from, user, &password).await
+        c.check_sign_in(from, &super::origin(user, &peer), user, &password, &code)
+            .await
     };
     match checked {
         Ok(PasswordCheck::Throttled(wait)) => {
@@ -543,25 +549,41 @@ async fn login(
             retry_after(&mut response, wait);
             response
         }
-        Ok(PasswordCheck::Right) => {
+        Ok(PasswordCheck::Right) => error_page(ApiError::internal("a sign-in without its role")),
+        Ok(PasswordCheck::Granted { role, must_enrol }) => {
             // A new id at every sign-in: a planted cookie is never promoted.
             if let Some(old) = cookie(&headers, SESSION_COOKIE) {
                 c.sessions.remove(old);
             }
             let id = c.sessions.create(user, generation);
             tracing::info!(user, %from, "console sign-in");
-            if back.ended == "form" && back.next().is_some() {
-                c.sessions.set_flash(
-                    &id,
-                    Flash {
-                        restore: true,
-                        ..Flash::ok(format!(
-                            "Signed in again as {user}. What you typed is back in the form: check it and send it again."
-                        ))
-                    },
-                );
-            }
-            let mut response = Redirect::to(back.next().unwrap_or("/")).into_response();
+            // Back where the administrator was, when the role allows it;
+            // else the role's home (or the enrolment its role requires).
+            let next = back.next().filter(|n| {
+                !must_enrol
+                    && crate::roles::allowed(
+                        role,
+                        &axum::http::Method::GET,
+                        n.split('?').next().unwrap_or(n),
+                    )
+            });
+            let mut response = match next {
+                Some(next) => {
+                    if back.ended == "form" {
+                        c.sessions.set_flash(
+                            &id,
+                            Flash {
+                                restore: true,
+                                ..Flash::ok(format!(
+                                    "Signed in again as {user}. What you typed is back in the form: check it and send it again."
+                                ))
+                            },
+                        );
+                    }
+                    Redirect::to(next).into_response()
+                }
+                None => super::admin_pages::landing(role, must_enrol),
+            };
             // Audited, under the user now signed in (failures are not:
             // anonymous requests write no durable row).
             response
@@ -582,7 +604,7 @@ async fn login(
             login_form(
                 &headers,
                 StatusCode::UNAUTHORIZED,
-                Some("Wrong user name or password.".into()),
+                Some("Wrong user name or password (or authentication code).".into()),
                 &back,
             )
         }
@@ -641,7 +663,7 @@ async fn change_password(
             .await
             .map_err(failure)?
         {
-            PasswordCheck::Right => {}
+            PasswordCheck::Right | PasswordCheck::Granted { .. } => {}
             PasswordCheck::Wrong => {
                 return Err(Flash::error(
                     "wrong-password",
@@ -1116,17 +1138,17 @@ async fn set_port(
 }
 
 /// What a confirmation page asks ([`ConfirmPage`] without its chrome).
-struct Ask {
-    question: String,
-    consequences: Vec<String>,
-    action: String,
-    fields: Vec<(String, String)>,
-    button: &'static str,
-    cancel: String,
+pub(super) struct Ask {
+    pub(super) question: String,
+    pub(super) consequences: Vec<String>,
+    pub(super) action: String,
+    pub(super) fields: Vec<(String, String)>,
+    pub(super) button: &'static str,
+    pub(super) cancel: String,
 }
 
 /// The confirmation page of a destructive action.
-async fn confirm_page(c: &St, s: &SignedIn, nav: &'static str, ask: Ask) -> Response {
+pub(super) async fn confirm_page(c: &St, s: &SignedIn, nav: &'static str, ask: Ask) -> Response {
     render(&ConfirmPage {
         c: chrome(c, s, ask.question.clone(), nav).await,
         question: ask.question,
@@ -1245,7 +1267,7 @@ async fn upload_cert(
 
 /// The bytes of the upload form's `file` field; `missing` says what to
 /// choose when there is none, or it is empty.
-async fn file_field(form: &mut Multipart, missing: &str) -> Result<Vec<u8>, Flash> {
+pub(super) async fn file_field(form: &mut Multipart, missing: &str) -> Result<Vec<u8>, Flash> {
     let mut file = Vec::new();
     while let Some(field) = form
         .next_field()
@@ -2024,42 +2046,6 @@ async fn rollback(
             done(&c, &s, ok(message), &to)
         }
         Err(e) => done(&c, &s, Err(e), "/revisions"),
-    }
-}
-
-// ---- audit log ------------------------------------------------------------------
-
-struct AuditRow {
-    at: String,
-    actor: String,
-    address: String,
-    action: String,
-    outcome: String,
-}
-
-#[derive(Template)]
-#[template(path = "audit.html")]
-struct AuditPage {
-    c: Chrome,
-    entries: Vec<AuditRow>,
-}
-
-async fn audit_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
-    match c.engine.audit_log(500).await {
-        Ok(list) => render(&AuditPage {
-            c: chrome(&c, &s, "Audit log", "audit").await,
-            entries: list
-                .into_iter()
-                .map(|a| AuditRow {
-                    at: when(a.at),
-                    actor: a.actor,
-                    address: a.address,
-                    action: a.action,
-                    outcome: a.outcome,
-                })
-                .collect(),
-        }),
-        Err(e) => error_page(e.into()),
     }
 }
 
