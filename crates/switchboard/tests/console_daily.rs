@@ -364,6 +364,10 @@ fn daily_administration_in_chromium() {
         "/bans",
         "/password",
         "/certs/bootstrap",
+        "/audit?actor=admin&kind=account",
+        "/admins",
+        "/me/totp",
+        "/backup",
         "/no/such/page",
     ]
     .map(str::to_owned);
