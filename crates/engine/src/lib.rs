@@ -48,6 +48,7 @@ mod error;
 mod facts;
 mod failpoint;
 pub mod firewall;
+pub mod fleet;
 pub mod listeners;
 mod media;
 pub mod metrics;
@@ -174,6 +175,8 @@ pub struct Engine {
     http01: acme::Http01Answers,
     /// What the daemon counts for Prometheus (see [`metrics`]).
     counters: metrics::Counters,
+    /// What the fleet agent last saw of etcd (memory only).
+    fleet_seen: std::sync::Mutex<fleet::FleetView>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -217,6 +220,7 @@ impl Engine {
             renewing: Mutex::new(()),
             http01: acme::Http01Answers::default(),
             counters: metrics::Counters::default(),
+            fleet_seen: Default::default(),
         })
     }
 
@@ -754,6 +758,7 @@ impl Engine {
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        Self::refuse_if_fleet_managed(&store, origin)?;
         let facts = certs::with_certificates(kernel, &store)?;
         let candidate = Self::candidate_of(&store)?;
         let change = Change {
@@ -804,6 +809,7 @@ impl Engine {
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        Self::refuse_if_fleet_managed(&store, origin)?;
         let facts = certs::with_certificates(kernel, &store)?;
         let target = store
             .revision(number)?
