@@ -256,6 +256,7 @@ impl GroupPolicy {
 /// What to do with an administrator's own Update on a fleet-managed
 /// appliance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftMode {
     /// Refuse it: only the fleet changes this appliance.
@@ -279,6 +280,7 @@ impl FromStr for DriftMode {
 /// Where and how an appliance reaches etcd: file paths, never the keys
 /// themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EtcdAccess {
     /// `https://HOST:PORT` (or `http://` without TLS), at least one.
@@ -297,6 +299,7 @@ pub struct EtcdAccess {
 /// An appliance's own side of the fleet: who it is and how its NICs map to
 /// the policy's roles.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Membership {
     pub etcd: EtcdAccess,

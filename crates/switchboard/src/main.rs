@@ -17,6 +17,7 @@ mod certcheck;
 mod check;
 mod cli;
 mod config;
+mod fleet;
 mod serve;
 
 use std::path::PathBuf;
@@ -155,6 +156,12 @@ pub enum Command {
     Bans {
         #[command(subcommand)]
         command: Option<BansCommand>,
+    },
+    /// A fleet of appliances on etcd: join one (this appliance), and the
+    /// operator's policies, rollouts and status.
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
     },
     /// The calls in progress: who calls whom, since when, the NICs the
     /// media goes through, SRTP or not, packets relayed.
@@ -548,7 +555,7 @@ impl std::error::Error for CliError {}
 
 /// The API's error document (`{"error": {code, message, hint}}`), on
 /// standard output, for a failure under `--json`.
-fn print_json_error(code: &str, message: &str, hint: &str) {
+pub(crate) fn print_json_error(code: &str, message: &str, hint: &str) {
     let doc = serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } });
     // A reader gone away has nothing left to read.
     let _ = print_out(&format!("{doc:#}\n"));
@@ -607,6 +614,9 @@ fn main() -> std::process::ExitCode {
             runtime.block_on(check::run(check, &socket, args.json))
         }
         Command::Assets { out } => assets(out),
+        Command::Fleet { command } => {
+            runtime.block_on(fleet::run(command, &args.socket(), args.json))
+        }
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {
