@@ -34,6 +34,9 @@ pub struct FleetLast {
     pub revision: Option<u64>,
     /// What happened, in words (diagnostics' codes and messages when refused).
     pub detail: String,
+    /// How long the local Update and its confirmation took, in milliseconds.
+    #[serde(default)]
+    pub took_ms: Option<u64>,
 }
 
 /// What an appliance reports about itself (etcd's `status/APPLIANCE`).
@@ -57,6 +60,9 @@ pub struct MemberStatus {
     pub open_padlocks: Vec<String>,
     /// When it wrote this (RFC 3339).
     pub reported_at: String,
+    /// How long its last local Update (with confirmation) took, in ms.
+    #[serde(default)]
+    pub took_ms: Option<u64>,
 }
 
 impl MemberStatus {

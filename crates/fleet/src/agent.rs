@@ -177,7 +177,9 @@ async fn handle(
         outcome: Outcome::Pending,
         revision: None,
         detail: String::new(),
+        took_ms: None,
     };
+    let started = std::time::Instant::now();
     match engine
         .fleet_apply(&a.policy, a.policy_revision, CONFIRM_WITHIN)
         .await
@@ -223,6 +225,7 @@ async fn handle(
             last.detail = format!("{}: {e}", e.code());
         }
     }
+    last.took_ms = Some(started.elapsed().as_millis() as u64);
     if last.outcome != Outcome::Applied {
         warn!(policy_revision = a.policy_revision, outcome = ?last.outcome, detail = %last.detail, "fleet: the group's policy is not applied");
     } else {
@@ -249,10 +252,11 @@ async fn report(
         attempt: last.as_ref().map_or(0, |l| l.attempt),
         outcome: last.as_ref().map_or(Outcome::Applied, |l| l.outcome),
         local_revision: status.applied_revision,
-        detail: last.map(|l| l.detail).unwrap_or_default(),
+        detail: last.as_ref().map(|l| l.detail.clone()).unwrap_or_default(),
         drift: engine.fleet_drift().await?,
         open_padlocks: status.open_padlocks,
         reported_at: Timestamp::now().to_string(),
+        took_ms: last.as_ref().and_then(|l| l.took_ms),
     };
     client
         .put(
