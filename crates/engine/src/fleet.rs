@@ -70,6 +70,7 @@ impl MemberStatus {
     pub fn report(&self) -> switchboard_domain::fleet::rollout::Report {
         switchboard_domain::fleet::rollout::Report {
             policy_revision: self.policy_revision,
+            attempt: self.attempt,
             outcome: self.outcome,
         }
     }

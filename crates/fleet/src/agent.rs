@@ -73,8 +73,8 @@ pub async fn run(engine: Arc<Engine>) {
 }
 
 async fn session(engine: &Engine, m: &Membership, was_down: &mut bool) -> Result<()> {
-    let mut client = connect(&m.etcd).await?;
     let keys = Keys::new(&m.group);
+    let mut client = connect(&m.etcd, &keys.policy()).await?;
     let lease = client.lease_grant(LEASE_TTL, None).await?.id();
     let (mut keeper, mut alive) = client.lease_keep_alive(lease).await?;
     let me = keys.assign(&m.appliance);
@@ -159,12 +159,28 @@ async fn handle(
     lease: i64,
     a: &Assignment,
 ) -> Result<()> {
-    if let Some(last) = engine.fleet_last().await?
+    if let Some(mut last) = engine.fleet_last().await?
         && last.policy_revision == a.policy_revision
         && last.attempt == a.attempt
-        && last.outcome != Outcome::Pending
     {
-        return Ok(());
+        if last.outcome != Outcome::Pending {
+            return Ok(());
+        }
+        // Our own trial of it, from before a lost contact or a restart:
+        // still pending, it is kept once reported; gone (rolled back),
+        // it is applied again below.
+        if let Some(p) = engine.pending().await?
+            && Some(p.revision) == last.revision
+        {
+            report(engine, client, keys, m, lease).await?;
+            engine
+                .confirm(&origin(m.group.as_str(), a.policy_revision))
+                .await?;
+            last.outcome = Outcome::Applied;
+            engine.fleet_record(&last).await?;
+            info!(policy_revision = a.policy_revision, revision = ?last.revision, "fleet: the group's policy is applied (trial kept after a lost contact)");
+            return Ok(());
+        }
     }
     info!(
         policy_revision = a.policy_revision,

@@ -119,7 +119,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connects to etcd with `access`: TLS with the client certificate when
 /// given (etcd's user is its common name), a leader required (a member cut
 /// off from the others answers with an error instead of stale data).
-pub async fn connect(access: &EtcdAccess) -> Result<Client> {
+///
+/// One endpoint at a time, starting after the one used last, each tried
+/// with a read of `probe` (a key the user may read): the etcd-client
+/// crate's balanced channel fails every request while any one of its
+/// endpoints is down (etcdv3/etcd-client#39), which is exactly when a
+/// fleet needs the others.
+pub async fn connect(access: &EtcdAccess, probe: &str) -> Result<Client> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut options = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
@@ -139,7 +146,37 @@ pub async fn connect(access: &EtcdAccess) -> Result<Client> {
             .identity(Identity::from_pem(read(cert)?, read(key)?));
         options = options.with_tls(tls);
     }
-    Ok(Client::connect(&access.endpoints, Some(options)).await?)
+    let n = access.endpoints.len();
+    if n == 0 {
+        return Err(FleetError::Invalid("no etcd endpoint".into()));
+    }
+    let start = NEXT.load(std::sync::atomic::Ordering::Relaxed);
+    let mut last = None;
+    for i in 0..n {
+        let at = (start + i) % n;
+        let endpoint = &access.endpoints[at];
+        let attempt = async {
+            let mut client = Client::connect([endpoint], Some(options.clone())).await?;
+            client
+                .get(
+                    probe,
+                    Some(etcd_client::GetOptions::new().with_count_only()),
+                )
+                .await?;
+            Ok::<_, FleetError>(client)
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+            Ok(Ok(client)) => {
+                // Next time, the one after this one first.
+                NEXT.store(at + 1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(client);
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(FleetError::Invalid(format!("{endpoint}: no answer"))),
+        }
+    }
+    NEXT.store(start + 1, std::sync::atomic::Ordering::Relaxed);
+    Err(last.unwrap_or_else(|| FleetError::Invalid("no etcd endpoint answered".into())))
 }
 
 /// Reads a JSON value of ours from etcd.

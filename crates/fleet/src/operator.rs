@@ -171,7 +171,7 @@ async fn policy_at(client: &mut Client, keys: &Keys, revision: i64) -> Result<(G
 /// again and read again.
 pub async fn drive(access: &EtcdAccess, group: &Label, every: Duration) -> Result<Rollout> {
     let keys = Keys::new(group);
-    let mut client = connect(access).await?;
+    let mut client = connect(access, &keys.policy()).await?;
     loop {
         match step(&mut client, &keys).await {
             Ok(None) => return Err(FleetError::Invalid(format!("group {group} has no rollout"))),
@@ -180,7 +180,7 @@ pub async fn drive(access: &EtcdAccess, group: &Label, every: Duration) -> Resul
             Err(e) => {
                 warn!(error = %e, "rollout: etcd failed; reading again");
                 tokio::time::sleep(every).await;
-                if let Ok(c) = connect(access).await {
+                if let Ok(c) = connect(access, &keys.policy()).await {
                     client = c;
                 }
             }

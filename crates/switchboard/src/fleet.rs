@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use switchboard_domain::NicName;
 use switchboard_domain::fleet::rollout::{State, WaveSpec};
 use switchboard_domain::fleet::{DriftMode, EtcdAccess, Label, Membership};
-use switchboard_domain::NicName;
 use switchboard_engine::fleet::FleetView;
 use switchboard_fleet::operator;
 
@@ -203,7 +203,11 @@ pub async fn run(command: &FleetCommand, socket: &Path, json: bool) -> anyhow::R
             return daemon(&client, json, client.get("/v1/fleet").await).await;
         }
         FleetCommand::Status { etcd, group } => {
-            let mut client = switchboard_fleet::connect(&etcd.access()?).await?;
+            let mut client = switchboard_fleet::connect(
+                &etcd.access()?,
+                &switchboard_fleet::Keys::new(group).policy(),
+            )
+            .await?;
             let s = operator::status(&mut client, group).await?;
             if json {
                 serde_json::to_string_pretty(&s)? + "\n"
@@ -216,7 +220,11 @@ pub async fn run(command: &FleetCommand, socket: &Path, json: bool) -> anyhow::R
         } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let mut client = switchboard_fleet::connect(&etcd.access()?).await?;
+            let mut client = switchboard_fleet::connect(
+                &etcd.access()?,
+                &switchboard_fleet::Keys::new(group).policy(),
+            )
+            .await?;
             let revision = operator::set_policy(&mut client, group, &text).await?;
             if json {
                 format!("{{\"policy_revision\": {revision}}}\n")
@@ -241,7 +249,9 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
             detach,
         } => {
             let access = etcd.access()?;
-            let mut client = switchboard_fleet::connect(&access).await?;
+            let mut client =
+                switchboard_fleet::connect(&access, &switchboard_fleet::Keys::new(group).policy())
+                    .await?;
             let r = operator::start(&mut client, group, waves, *wave_timeout).await?;
             let r = if *detach {
                 r
@@ -256,7 +266,9 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
             detach,
         } => {
             let access = etcd.access()?;
-            let mut client = switchboard_fleet::connect(&access).await?;
+            let mut client =
+                switchboard_fleet::connect(&access, &switchboard_fleet::Keys::new(group).policy())
+                    .await?;
             let r = operator::resume(&mut client, group).await?;
             let r = if *detach {
                 r
@@ -266,13 +278,24 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
             (etcd, group, r)
         }
         RolloutCommand::Halt { etcd, group } => {
-            let mut client = switchboard_fleet::connect(&etcd.access()?).await?;
+            let mut client = switchboard_fleet::connect(
+                &etcd.access()?,
+                &switchboard_fleet::Keys::new(group).policy(),
+            )
+            .await?;
             let r = operator::halt(&mut client, group, "halted by the operator").await?;
             (etcd, group, r)
         }
         RolloutCommand::Status { etcd, group } => {
-            let mut client = switchboard_fleet::connect(&etcd.access()?).await?;
-            let Some((r, _)) = switchboard_fleet::rollout(&mut client, &switchboard_fleet::Keys::new(group)).await? else {
+            let mut client = switchboard_fleet::connect(
+                &etcd.access()?,
+                &switchboard_fleet::Keys::new(group).policy(),
+            )
+            .await?;
+            let Some((r, _)) =
+                switchboard_fleet::rollout(&mut client, &switchboard_fleet::Keys::new(group))
+                    .await?
+            else {
                 bail!("group {group} has no rollout");
             };
             (etcd, group, r)
@@ -284,7 +307,9 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
     } else {
         let waves: Vec<String> = r.waves.iter().map(|w| w.len().to_string()).collect();
         let state = match &r.state {
-            State::Running { wave, .. } => format!("running wave {} of {}", wave + 1, r.waves.len()),
+            State::Running { wave, .. } => {
+                format!("running wave {} of {}", wave + 1, r.waves.len())
+            }
             State::Halted { wave, reason } => format!("halted in wave {}: {reason}", wave + 1),
             State::Done => "done".into(),
         };

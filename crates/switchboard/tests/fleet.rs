@@ -58,8 +58,17 @@ impl Pki {
         };
         ok(Command::new("openssl")
             .current_dir(dir)
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-            .args(["-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            ])
             .args(["-subj", "/CN=switchboard fleet test CA"]));
         let ips: Vec<String> = MEMBERS.iter().map(|m| format!("IP:{m}")).collect();
         pki.leaf("server", "etcd", &ips.join(","));
@@ -77,12 +86,31 @@ impl Pki {
         .expect("ext");
         ok(Command::new("openssl")
             .current_dir(&self.dir)
-            .args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-            .args(["-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr")])
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args([
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ])
             .args(["-subj", &format!("/CN={cn}")]));
         ok(Command::new("openssl")
             .current_dir(&self.dir)
-            .args(["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem"])
+            .args([
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+            ])
             .args(["-CAkey", "ca.key", "-CAcreateserial", "-days", "2"])
             .args(["-out", &format!("{name}.pem"), "-extfile"])
             .arg(&ext));
@@ -120,11 +148,9 @@ impl Core {
     fn new(dir: &Path) -> Core {
         let ns = Netns::new("sbt-fcore").expect("core namespace");
         ns.ip(["link", "set", "lo", "up"]).expect("lo");
-        for (br, addrs) in [
-            ("brl", MEMBERS.to_vec()),
-            ("brw", vec!["198.51.100.254"]),
-        ] {
-            ns.ip(["link", "add", br, "type", "bridge"]).expect("bridge");
+        for (br, addrs) in [("brl", MEMBERS.to_vec()), ("brw", vec!["198.51.100.254"])] {
+            ns.ip(["link", "add", br, "type", "bridge"])
+                .expect("bridge");
             for a in addrs {
                 ns.ip(["addr", "add", &format!("{a}/24"), "dev", br])
                     .expect("addr");
@@ -223,7 +249,8 @@ impl Core {
         panic!("no leader in {text}")
     }
 
-    /// Requests etcd's members have handled (gRPC), summed.
+    /// Messages etcd's members received (gRPC: unary requests and every
+    /// message of a stream, e.g. each lease keep-alive), summed.
     fn handled(&self) -> f64 {
         let mut total = 0.0;
         for m in MEMBERS {
@@ -234,7 +261,7 @@ impl Core {
                 .output()
                 .expect("curl");
             for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if line.starts_with("grpc_server_handled_total{")
+                if line.starts_with("grpc_server_msg_received_total{")
                     && let Some(v) = line.rsplit(' ').next()
                 {
                     total += v.parse::<f64>().unwrap_or(0.0);
@@ -276,7 +303,15 @@ impl Appliance {
             ("wan0", format!("w{i}"), "brw", &wan),
         ] {
             ns.ip([
-                "link", "add", nic, "type", "veth", "peer", "name", &peer, "netns",
+                "link",
+                "add",
+                nic,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+                "netns",
                 core.ns.name(),
             ])
             .expect("veth");
@@ -327,14 +362,18 @@ impl Appliance {
         answers(&core.ns, addr, Port::Tcp(port), WAIT)
     }
 
-    /// Cut it off etcd (and only etcd): unreachable routes to the members.
-    fn partition(&self, cut: bool) {
+    /// Cut it off etcd (and only etcd), both ways: unreachable routes to
+    /// the members in its namespace, to its LAN address in etcd's.
+    fn partition(&self, core: &Core, cut: bool) {
+        let verb = if cut { "add" } else { "del" };
         for m in MEMBERS {
-            let verb = if cut { "add" } else { "del" };
             self.ns
                 .ip(["route", verb, "prohibit", &format!("{m}/32")])
                 .expect("route");
         }
+        core.ns
+            .ip(["route", verb, "prohibit", &format!("{}/32", self.lan)])
+            .expect("route");
     }
 }
 
@@ -427,6 +466,11 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         .unwrap_or(10);
     assert!(n >= 3, "at least 3 appliances");
     let tmp = tempfile::tempdir().expect("tmp");
+    if std::env::var_os("SWITCHBOARD_FLEET_KEEP").is_some() {
+        eprintln!("keeping {}", tmp.path().display());
+        let _ = tmp.path().to_owned();
+    }
+    let tmp_keep = std::env::var_os("SWITCHBOARD_FLEET_KEEP").is_some();
     let pki = Pki::new(tmp.path());
     let names: Vec<String> = (0..n).map(|i| format!("sb-{i:02}")).collect();
     for user in ["root", "operator"] {
@@ -439,7 +483,9 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     // The cluster, its users and roles, auth on.
     let core = Core::new(tmp.path());
     wait_for("etcd's cluster", Duration::from_secs(30), || {
-        core.etcdctl("root", &["endpoint", "health"]).status.success()
+        core.etcdctl("root", &["endpoint", "health"])
+            .status
+            .success()
     });
     let prefix = format!("/switchboard/groups/{GROUP}/");
     for (args, who) in [
@@ -447,11 +493,21 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         (vec!["user", "grant-role", "root", "root"], "root"),
         (vec!["role", "add", "operator"], "operator"),
         (
-            vec!["role", "grant-permission", "operator", "--prefix=true", "readwrite", "/switchboard/"],
+            vec![
+                "role",
+                "grant-permission",
+                "operator",
+                "--prefix=true",
+                "readwrite",
+                "/switchboard/",
+            ],
             "operator",
         ),
         (vec!["user", "add", "operator", "--no-password"], "operator"),
-        (vec!["user", "grant-role", "operator", "operator"], "operator"),
+        (
+            vec!["user", "grant-role", "operator", "operator"],
+            "operator",
+        ),
     ] {
         let _ = who;
         core.etcdctl_ok("root", &args);
@@ -462,9 +518,19 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         core.etcdctl_ok("root", &["role", "add", &role]);
         core.etcdctl_ok(
             "root",
-            &["role", "grant-permission", &role, "--prefix=true", "read", &prefix],
+            &[
+                "role",
+                "grant-permission",
+                &role,
+                "--prefix=true",
+                "read",
+                &prefix,
+            ],
         );
-        core.etcdctl_ok("root", &["role", "grant-permission", &role, "readwrite", &status]);
+        core.etcdctl_ok(
+            "root",
+            &["role", "grant-permission", &role, "readwrite", &status],
+        );
         core.etcdctl_ok("root", &["user", "add", name, "--no-password"]);
         core.etcdctl_ok("root", &["user", "grant-role", name, &role]);
     }
@@ -472,7 +538,9 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
 
     // The appliances join.
     let started = Instant::now();
-    let mut fleet: Vec<Appliance> = (0..n).map(|i| Appliance::new(&core, i, tmp.path())).collect();
+    let mut fleet: Vec<Appliance> = (0..n)
+        .map(|i| Appliance::new(&core, i, tmp.path()))
+        .collect();
     for a in fleet.iter_mut() {
         a.start(&[]);
     }
@@ -500,19 +568,39 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     // A NIC it does not have, a bad name: refused, nothing kept.
     fleet[0].d().fails(
         &[
-            "fleet", "join", "--endpoints", "https://192.0.2.201:2379", "--group", GROUP,
-            "--appliance", "sb-00", "--site", "x", "--role", "eth9=dmz",
-            "--ca", "/a", "--cert", "/b", "--key", "/c",
+            "fleet",
+            "join",
+            "--endpoints",
+            "https://192.0.2.201:2379",
+            "--group",
+            GROUP,
+            "--appliance",
+            "sb-00",
+            "--site",
+            "x",
+            "--role",
+            "eth9=dmz",
+            "--ca",
+            "/a",
+            "--cert",
+            "/b",
+            "--key",
+            "/c",
         ],
         "fleet-unknown-nic",
     );
-    wait_for("every appliance live in etcd", Duration::from_secs(60), || {
-        members(&core, &pki).len() == n
-    });
+    wait_for(
+        "every appliance live in etcd",
+        Duration::from_secs(60),
+        || members(&core, &pki).len() == n,
+    );
     eprintln!("{n} appliances up and live in {:?}", started.elapsed());
 
     // Security: etcd refuses appliance A writing B's status, or the policy.
-    let refused = core.etcdctl(&names[0], &["put", &format!("{prefix}status/{}", names[1]), "{}"]);
+    let refused = core.etcdctl(
+        &names[0],
+        &["put", &format!("{prefix}status/{}", names[1]), "{}"],
+    );
     assert!(!refused.status.success(), "A wrote B's status");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("permission denied"),
@@ -528,7 +616,15 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let out = ok(&mut operator(
         &core,
         &pki,
-        &["fleet", "rollout", "start", "--waves", "1,10%,rest", "--wave-timeout", "120"],
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "1,10%,rest",
+            "--wave-timeout",
+            "120",
+        ],
     ));
     let took = t0.elapsed();
     let rollout: Value = serde_json::from_str(&out).expect("json");
@@ -558,7 +654,7 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     std::thread::sleep(Duration::from_secs(30));
     let h1 = core.handled();
     eprintln!(
-        "BENCH etcd requests at rest: {:.1} per appliance per minute ({n} appliances)",
+        "BENCH etcd requests (gRPC messages received) at rest: {:.1} per appliance per minute ({n} appliances)",
         (h1 - h0) * 2.0 / n as f64
     );
 
@@ -567,15 +663,25 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let driver = operator(
         &core,
         &pki,
-        &["fleet", "rollout", "start", "--waves", "1,rest", "--wave-timeout", "120"],
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "1,rest",
+            "--wave-timeout",
+            "120",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .expect("rollout");
-    wait_for("the canary applied policy 2", Duration::from_secs(60), || {
-        applied_everywhere(&members(&core, &pki), &names[..1], r2)
-    });
+    wait_for(
+        "the canary applied policy 2",
+        Duration::from_secs(60),
+        || applied_everywhere(&members(&core, &pki), &names[..1], r2),
+    );
     let mut core = core;
     let leader = core.leader();
     if let Some(mut c) = core.etcd[leader].take() {
@@ -595,7 +701,11 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         applied_everywhere(&members(&core, &pki), &names, r2)
     });
     for a in [&fleet[0], &fleet[n - 1]] {
-        assert!(a.wan_answers(&core, 22), "{}: ssh on wan after policy 2", a.name);
+        assert!(
+            a.wan_answers(&core, 22),
+            "{}: ssh on wan after policy 2",
+            a.name
+        );
     }
     // The member comes back.
     let child = core.start_member(leader);
@@ -607,11 +717,19 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     // while it cannot hear: the others apply, the rollout waits for it.
     let last = &fleet[n - 1];
     let r3 = set_policy(&core, &pki, &policy(true, true));
-    last.partition(true);
+    last.partition(&core, true);
     let driver = operator(
         &core,
         &pki,
-        &["fleet", "rollout", "start", "--waves", "rest", "--wave-timeout", "120"],
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "rest",
+            "--wave-timeout",
+            "120",
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -620,22 +738,37 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     wait_for("policy 3 on the others", Duration::from_secs(60), || {
         applied_everywhere(&members(&core, &pki), &names[..n - 1], r3)
     });
-    wait_for("the partitioned appliance leaves the live set", Duration::from_secs(30), || {
-        !members(&core, &pki).contains_key(&last.name)
-    });
+    wait_for(
+        "the partitioned appliance leaves the live set",
+        Duration::from_secs(30),
+        || !members(&core, &pki).contains_key(&last.name),
+    );
     let shown = last.d().json(&["fleet", "show"]);
     assert_eq!(shown["connected"], false, "{shown}");
     assert!(
-        last.wan_answers(&core, 22) && !last.wan_answers(&core, 3306),
-        "the partitioned appliance keeps serving on its last applied revision (policy 2)"
+        last.wan_answers(&core, 22),
+        "the partitioned appliance keeps serving on its last applied revision (policy 2): {}",
+        last.d().log_text()
+    );
+    assert!(
+        !last.wan_answers(&core, 3306),
+        "the partitioned appliance has not seen policy 3: {}",
+        last.d().log_text()
     );
     assert!(fleet[0].wan_answers(&core, 3306), "the others run policy 3");
     let rollout = ok(&mut operator(&core, &pki, &["fleet", "rollout", "status"]));
-    assert!(rollout.contains("\"running\""), "waiting for the partitioned one: {rollout}");
+    assert!(
+        rollout.contains("\"running\""),
+        "waiting for the partitioned one: {rollout}"
+    );
     let healed = Instant::now();
-    last.partition(false);
+    last.partition(&core, false);
     let out = driver.wait_with_output().expect("driver");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rollout: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(rollout["state"], "done", "{rollout}");
     eprintln!("the healed appliance caught up in {:?}", healed.elapsed());
@@ -651,20 +784,36 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let out = operator(
         &core,
         &pki,
-        &["fleet", "rollout", "start", "--waves", "1,rest", "--wave-timeout", "120"],
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "1,rest",
+            "--wave-timeout",
+            "120",
+        ],
     )
     .output()
     .expect("rollout");
     let rollout: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(rollout["state"], "halted", "{rollout}");
     assert!(
-        rollout["reason"].as_str().is_some_and(|r| r.contains("sb-00 failed")),
+        rollout["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("sb-00 failed")),
         "{rollout}"
     );
     let m = members(&core, &pki);
     assert_eq!(m[&names[0]]["outcome"], "failed", "{m:#?}");
-    assert!(applied_everywhere(&m, &names[1..], r3), "the others untouched: {m:#?}");
-    assert!(fleet[0].wan_answers(&core, 3306), "the canary is back on policy 3");
+    assert!(
+        applied_everywhere(&m, &names[1..], r3),
+        "the others untouched: {m:#?}"
+    );
+    assert!(
+        fleet[0].wan_answers(&core, 3306),
+        "the canary is back on policy 3"
+    );
     assert!(fleet[1].wan_answers(&core, 3306), "the others on policy 3");
     // Fixed, resumed: done everywhere.
     fleet[0].start(&[]);
@@ -672,6 +821,12 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let rollout: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(rollout["state"], "done", "{rollout}");
     assert!(applied_everywhere(&members(&core, &pki), &names, r4));
-    assert!(!fleet[1].wan_answers(&core, 3306), "policy 4 closed sql on wan");
+    assert!(
+        !fleet[1].wan_answers(&core, 3306),
+        "policy 4 closed sql on wan"
+    );
     let _ = run;
+    if tmp_keep {
+        let _ = tmp.keep();
+    }
 }

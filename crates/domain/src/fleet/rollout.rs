@@ -110,6 +110,9 @@ pub enum Outcome {
 pub struct Report {
     /// The policy revision the report is about.
     pub policy_revision: i64,
+    /// The rollout's attempt it answered (a failure of an attempt before a
+    /// resume is no reason to halt again).
+    pub attempt: u32,
     pub outcome: Outcome,
 }
 
@@ -199,6 +202,7 @@ impl Rollout {
         for member in self.assigned() {
             if let Some(r) = reports.get(&member)
                 && r.policy_revision == self.policy_revision
+                && r.attempt == self.attempt
                 && matches!(r.outcome, Outcome::Refused | Outcome::Failed)
             {
                 let what = match r.outcome {
@@ -295,6 +299,7 @@ mod tests {
     fn applied(rev: i64) -> Report {
         Report {
             policy_revision: rev,
+            attempt: 0,
             outcome: Outcome::Applied,
         }
     }
@@ -332,6 +337,7 @@ mod tests {
             first[0].clone(),
             Report {
                 policy_revision: 7,
+                attempt: 0,
                 outcome: Outcome::Pending,
             },
         );
@@ -364,6 +370,7 @@ mod tests {
             first[0].clone(),
             Report {
                 policy_revision: 9,
+                attempt: 0,
                 outcome: Outcome::Failed,
             },
         );
@@ -373,10 +380,12 @@ mod tests {
         };
         assert!(reason.contains("sb-00 failed"), "{reason}");
         // Halted stays halted whatever comes.
-        reports.insert(first[0].clone(), applied(9));
         assert_eq!(r.step(&reports, 102), Action::Wait);
         assert_eq!(r.resume(103).expect("resume"), first);
         assert_eq!(r.attempt, 1);
+        // The failure of the attempt before the resume halts nothing.
+        assert_eq!(r.step(&reports, 103), Action::Wait);
+        reports.insert(first[0].clone(), applied(9));
         assert!(matches!(r.step(&reports, 104), Action::Assign(_)));
         // The second wave says nothing for longer than its deadline.
         assert_eq!(r.step(&reports, 120), Action::Wait);
@@ -393,6 +402,7 @@ mod tests {
             members(1)[0].clone(),
             Report {
                 policy_revision: 9,
+                attempt: 0,
                 outcome: Outcome::Refused,
             },
         );
