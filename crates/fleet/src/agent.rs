@@ -98,6 +98,7 @@ async fn session(engine: &Engine, m: &Membership, was_down: &mut bool) -> Result
         .await?;
     let mut tick = tokio::time::interval(KEEP_ALIVE);
     let mut ticks = 0u32;
+    let mut drift = engine.fleet_drift().await?;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -109,6 +110,12 @@ async fn session(engine: &Engine, m: &Membership, was_down: &mut bool) -> Result
                 if engine.fleet_membership().await?.as_ref() != Some(m) {
                     let _ = client.lease_revoke(lease).await;
                     return Ok(());
+                }
+                // A local Update (drift: report) is reported when it happens.
+                let now = engine.fleet_drift().await?;
+                if now != drift {
+                    drift = now;
+                    report(engine, &mut client, &keys, m, lease).await?;
                 }
                 ticks += 1;
                 if ticks.is_multiple_of(MEMBERS_EVERY) {

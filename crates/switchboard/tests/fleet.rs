@@ -649,6 +649,38 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     // A local Update on a fleet-managed appliance is refused.
     fleet[1].d().fails(&["update"], "fleet-managed");
 
+    // The benchmark: one wave to everyone, from the policy's write to every
+    // appliance applied and reporting.
+    let mut bench = policy(false, false);
+    bench["ports"] = serde_json::json!({"nrpe": "5667"});
+    let t0 = Instant::now();
+    let rb = set_policy(&core, &pki, &bench);
+    let out = ok(&mut operator(
+        &core,
+        &pki,
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "rest",
+            "--wave-timeout",
+            "120",
+        ],
+    ));
+    let took = t0.elapsed();
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "done", "{rollout}");
+    let m = members(&core, &pki);
+    assert!(applied_everywhere(&m, &names, rb), "{m:#?}");
+    let local: Vec<u64> = m.values().filter_map(|s| s["took_ms"].as_u64()).collect();
+    eprintln!(
+        "BENCH one wave to {n} appliances: {} ms from policy write to all applied and reported; local Updates (with confirmation): sum {} ms, max {} ms",
+        took.as_millis(),
+        local.iter().sum::<u64>(),
+        local.iter().max().copied().unwrap_or(0)
+    );
+
     // Requests to etcd at rest, per appliance per minute.
     let h0 = core.handled();
     std::thread::sleep(Duration::from_secs(30));
@@ -775,6 +807,90 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     assert!(applied_everywhere(&members(&core, &pki), &names, r3));
     assert!(last.wan_answers(&core, 3306), "caught up: sql on wan");
 
+    // A daemon killed during a fleet-driven Update (its firewall loaded,
+    // the revision not recorded) recovers like any other: boot puts the
+    // last recorded revision back, the agent applies the policy again.
+    let victim = &mut fleet[1];
+    victim.start(&[("SWITCHBOARD_CRASH_AT", "after-firewall")]);
+    wait_for("the victim back", Duration::from_secs(30), || {
+        members(&core, &pki).contains_key(&names[1])
+    });
+    let r35 = set_policy(&core, &pki, &policy(true, false));
+    let driver = operator(
+        &core,
+        &pki,
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            "rest",
+            "--wave-timeout",
+            "120",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("rollout");
+    wait_for(
+        "the victim killed mid-Update",
+        Duration::from_secs(30),
+        || {
+            victim
+                .daemon
+                .as_mut()
+                .is_some_and(|d| d.child.try_wait().expect("wait").is_some())
+        },
+    );
+    victim.start(&[]);
+    assert!(
+        victim.wan_answers(&core, 22),
+        "after the crash: ssh on wan (policy 3 or 3.5)"
+    );
+    let out = driver.wait_with_output().expect("driver");
+    let rollout: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rollout["state"], "done", "{rollout}");
+    assert!(applied_everywhere(&members(&core, &pki), &names, r35));
+    assert!(
+        !fleet[1].wan_answers(&core, 3306),
+        "policy 3.5 after the crash: no sql on wan"
+    );
+    let revs = fleet[1].d().json(&["revisions"]);
+    assert_eq!(revs[0]["actor"], "fleet", "{revs}");
+    assert_eq!(revs[0]["outcome"], "applied", "{revs}");
+
+    // Drift: joined again with --drift report, a local Update is applied
+    // and the appliance reports it.
+    let mut args = vec![
+        "fleet".to_owned(),
+        "join".into(),
+        "--endpoints".into(),
+        endpoints(),
+        "--group".into(),
+        GROUP.into(),
+        "--appliance".into(),
+        names[2].clone(),
+        "--site".into(),
+        "site02".into(),
+        "--role".into(),
+        "lan0=internal".into(),
+        "--role".into(),
+        "wan0=external".into(),
+        "--drift".into(),
+        "report".into(),
+    ];
+    args.extend(pki.client(&names[2]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet[2].d().ok(&args);
+    fleet[2].d().ok(&["matrix", "allow", "nrpe", "wan0"]);
+    fleet[2].d().ok(&["update"]);
+    wait_for("drift reported", Duration::from_secs(30), || {
+        members(&core, &pki)
+            .get(&names[2])
+            .is_some_and(|s| s["drift"] == true)
+    });
+
     // A canary that fails verification halts the rollout; nobody else moves.
     fleet[0].start(&[("SWITCHBOARD_FAIL_STEP", "firewall")]);
     wait_for("the canary back", Duration::from_secs(30), || {
@@ -807,14 +923,14 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let m = members(&core, &pki);
     assert_eq!(m[&names[0]]["outcome"], "failed", "{m:#?}");
     assert!(
-        applied_everywhere(&m, &names[1..], r3),
+        applied_everywhere(&m, &names[1..], r35),
         "the others untouched: {m:#?}"
     );
     assert!(
-        fleet[0].wan_answers(&core, 3306),
-        "the canary is back on policy 3"
+        fleet[0].wan_answers(&core, 22) && !fleet[0].wan_answers(&core, 3306),
+        "the canary is back on policy 3.5"
     );
-    assert!(fleet[1].wan_answers(&core, 3306), "the others on policy 3");
+    assert!(fleet[1].wan_answers(&core, 22), "the others on policy 3.5");
     // Fixed, resumed: done everywhere.
     fleet[0].start(&[]);
     let out = ok(&mut operator(&core, &pki, &["fleet", "rollout", "resume"]));
@@ -822,8 +938,13 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     assert_eq!(rollout["state"], "done", "{rollout}");
     assert!(applied_everywhere(&members(&core, &pki), &names, r4));
     assert!(
-        !fleet[1].wan_answers(&core, 3306),
-        "policy 4 closed sql on wan"
+        !fleet[1].wan_answers(&core, 22),
+        "policy 4 closed ssh on wan"
+    );
+    let m = members(&core, &pki);
+    assert_eq!(
+        m[&names[2]]["drift"], false,
+        "the fleet's revision again: {m:#?}"
     );
     let _ = run;
     if tmp_keep {
