@@ -26,6 +26,10 @@
 //! - The media relay (rtpengine, [`calls`] lists what it relays) runs the
 //!   interfaces of the plan's `rtp` row only, and Kamailio routes calls
 //!   only when the daemon drives the relay.
+//! - A [`fleet`]'s policy is applied like any Update, as a commit-confirmed
+//!   revision of the actor `fleet`; on a fleet-managed appliance the
+//!   administrator's Updates and rollbacks are refused (`drift: refuse`) or
+//!   reported as drift.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio or rtpengine restart, a firewall load) delays reads too. A

@@ -2,7 +2,8 @@
 //!
 //! `serve` owns the data directory and the system; every other command is a
 //! client of its API on the local Unix socket, so the CLI has no power the
-//! console lacks. Read commands take `--json` and print the API's document
+//! console lacks (but the operator's `fleet policy|rollout|status`, which
+//! talk to a fleet's etcd, not to this appliance). Read commands take `--json` and print the API's document
 //! as is (the README lists the fields).
 //!
 //! This crate is the edge: it wires the crates together, parses arguments
