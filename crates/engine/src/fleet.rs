@@ -275,3 +275,171 @@ pub fn outcome_of(view: &UpdateView) -> FleetOutcome {
         Outcome::Failed | Outcome::RolledBack => FleetOutcome::Failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_domain::ServiceId;
+    use switchboard_domain::fleet::{EtcdAccess, FleetError};
+    use switchboard_domain::testing::name;
+
+    use super::*;
+    use crate::testing::booted;
+
+    fn membership(drift: DriftMode) -> Membership {
+        Membership {
+            etcd: EtcdAccess {
+                endpoints: vec!["http://192.0.2.201:2379".into()],
+                ..Default::default()
+            },
+            group: "branches".parse().expect("label"),
+            appliance: "sb-paris".parse().expect("label"),
+            site: "paris".parse().expect("label"),
+            roles: [
+                (name("lan0"), "internal".parse().expect("label")),
+                (name("wan0"), "external".parse().expect("label")),
+            ]
+            .into(),
+            drift,
+        }
+    }
+
+    fn policy(ssh_external: bool) -> GroupPolicy {
+        let ssh = if ssh_external {
+            r#"["internal", "external"]"#
+        } else {
+            r#"["internal"]"#
+        };
+        GroupPolicy::parse(&format!(
+            r#"{{"matrix": {{"console": ["internal"], "ssh": {ssh}, "web": ["external"]}},
+                "sip_tls_hostname": "voip.{{site}}.example.test"}}"#
+        ))
+        .expect("policy")
+    }
+
+    fn admin() -> Origin {
+        Origin {
+            actor: "root".into(),
+            address: "unix socket (pid 1)".into(),
+            arrival: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_a_pending_revision_of_the_fleet_kept_by_its_confirmation() {
+        let e = booted().await;
+        let err = e
+            .fleet_apply(&policy(false), 7, 30)
+            .await
+            .expect_err("not in a fleet");
+        assert!(err.to_string().contains("not in a fleet"), "{err}");
+        e.fleet_join(&membership(DriftMode::Refuse))
+            .await
+            .expect("join");
+        let v = e.fleet_apply(&policy(false), 7, 30).await.expect("apply");
+        assert_eq!(v.outcome, Outcome::Pending);
+        let revs = e.revisions().await.expect("revisions");
+        assert_eq!(revs[0].actor, ACTOR);
+        assert_eq!(
+            revs[0].comment,
+            "fleet: policy revision 7 of group branches"
+        );
+        e.confirm(&origin("branches", 7)).await.expect("confirm");
+        let m = e.matrix().await.expect("matrix").applied.expect("applied");
+        assert!(!m.allows(ServiceId::Ssh, &name("wan0")));
+        assert!(m.allows(ServiceId::Ssh, &name("lan0")));
+        assert!(!m.allows(ServiceId::Ssh, &name("dmz0")));
+        assert_eq!(
+            e.candidate()
+                .await
+                .expect("candidate")
+                .provisioning
+                .sip_tls_hostname
+                .map(|h| h.to_string()),
+            Some("voip.paris.example.test".into())
+        );
+        // The same policy again changes nothing and needs no confirmation.
+        let v = e.fleet_apply(&policy(false), 7, 30).await.expect("again");
+        assert!(v.no_change, "{v:?}");
+        assert!(!e.fleet_drift().await.expect("drift"));
+        // A policy this appliance cannot fill is refused; nothing changes.
+        let mut bad = policy(true);
+        bad.web_uri = Some("ftp://{site}".parse().expect("template"));
+        let err = e.fleet_apply(&bad, 8, 30).await.expect_err("refused");
+        assert!(
+            matches!(err, EngineError::Fleet(FleetError::Filled { .. })),
+            "{err:?}"
+        );
+        assert_eq!(e.revisions().await.expect("revisions").len(), revs.len());
+    }
+
+    #[tokio::test]
+    async fn local_updates_are_refused_or_reported_as_drift_by_the_membership() {
+        let e = booted().await;
+        e.update(&admin(), "before the fleet", None)
+            .await
+            .expect("local update");
+        e.fleet_join(&membership(DriftMode::Refuse))
+            .await
+            .expect("join");
+        let err = e
+            .update(&admin(), "local", None)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), "fleet-managed");
+        assert_eq!(
+            e.rollback(&admin(), 1, "", None)
+                .await
+                .expect_err("refused")
+                .code(),
+            "fleet-managed"
+        );
+        e.fleet_join(&membership(DriftMode::Report))
+            .await
+            .expect("join");
+        assert!(
+            e.fleet_drift().await.expect("drift"),
+            "the admin's revision runs"
+        );
+        e.fleet_apply(&policy(true), 3, 30).await.expect("apply");
+        e.confirm(&origin("branches", 3)).await.expect("confirm");
+        assert!(!e.fleet_drift().await.expect("drift"));
+        e.set_cell(ServiceId::Nrpe, &name("wan0"), true)
+            .await
+            .expect("edit");
+        e.update(&admin(), "local", None).await.expect("allowed");
+        assert!(e.fleet_drift().await.expect("drift"));
+        e.fleet_leave().await.expect("leave");
+        assert!(!e.fleet_drift().await.expect("drift"), "not in a fleet");
+        assert!(!e.fleet_view().await.expect("view").joined);
+    }
+
+    #[tokio::test]
+    async fn a_bad_membership_is_refused_and_nothing_is_kept() {
+        let e = booted().await;
+        let mut m = membership(DriftMode::Refuse);
+        m.roles.insert(name("eth9"), "dmz".parse().expect("label"));
+        let err = e.fleet_join(&m).await.expect_err("unknown NIC");
+        assert_eq!(err.code(), "fleet-unknown-nic");
+        let mut m = membership(DriftMode::Refuse);
+        m.etcd.endpoints = vec!["etcd:2379".into()];
+        assert_eq!(
+            e.fleet_join(&m).await.expect_err("bad endpoint").code(),
+            "fleet-invalid-membership"
+        );
+        assert_eq!(e.fleet_membership().await.expect("read"), None);
+        e.fleet_record(&FleetLast {
+            policy_revision: 4,
+            attempt: 1,
+            outcome: FleetOutcome::Failed,
+            revision: None,
+            detail: "x".into(),
+            took_ms: Some(3),
+        })
+        .await
+        .expect("record");
+        assert_eq!(
+            e.fleet_last().await.expect("last").map(|l| l.attempt),
+            Some(1)
+        );
+    }
+}
