@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_domain::fleet::rollout::Outcome as FleetOutcome;
 use switchboard_domain::fleet::{self, DriftMode, GroupPolicy, Membership};
 use switchboard_domain::{Candidate, RevisionComment};
-use switchboard_store::{Outcome, RevisionKind, Store};
+use switchboard_store::{RevisionKind, Store};
 use tracing::info;
 
 use crate::views::UpdateView;
@@ -267,20 +267,12 @@ fn membership_of(store: &Store) -> Result<Option<Membership>> {
     }
 }
 
-/// Whether an Update's outcome means the policy is in place.
-pub fn outcome_of(view: &UpdateView) -> FleetOutcome {
-    match view.outcome {
-        Outcome::Applied => FleetOutcome::Applied,
-        Outcome::Pending => FleetOutcome::Pending,
-        Outcome::Failed | Outcome::RolledBack => FleetOutcome::Failed,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use switchboard_domain::ServiceId;
     use switchboard_domain::fleet::{EtcdAccess, FleetError};
     use switchboard_domain::testing::name;
+    use switchboard_store::Outcome;
 
     use super::*;
     use crate::testing::booted;
