@@ -646,6 +646,21 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         assert_eq!(rev[0]["actor"], "fleet", "{rev}");
         assert_eq!(rev[0]["outcome"], "applied", "{rev}");
     }
+    // The appliance's own view (API, `fleet show`): in contact, the policy
+    // applied, the group's live members as read from etcd (every 10 s).
+    wait_for(
+        "the group in an appliance's view",
+        Duration::from_secs(30),
+        || {
+            let v = fleet[n / 2].d().json(&["fleet", "show"]);
+            v["connected"] == true
+                && v["last"]["policy_revision"].as_i64() == Some(r1)
+                && v["members"].as_array().is_some_and(|m| {
+                    m.len() == n && m.iter().all(|s| s["policy_revision"].as_i64() == Some(r1))
+                })
+        },
+    );
+
     // A local Update on a fleet-managed appliance is refused.
     fleet[1].d().fails(&["update"], "fleet-managed");
 
@@ -946,6 +961,30 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         m[&names[2]]["drift"], false,
         "the fleet's revision again: {m:#?}"
     );
+
+    // The operator halts a rollout by hand after its canary; resume
+    // finishes it.
+    let r5 = set_policy(&core, &pki, &policy(true, true));
+    let out = ok(&mut operator(
+        &core,
+        &pki,
+        &["fleet", "rollout", "start", "--waves", "1,rest", "--detach"],
+    ));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "running", "{rollout}");
+    let out = ok(&mut operator(&core, &pki, &["fleet", "rollout", "halt"]));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "halted", "{rollout}");
+    std::thread::sleep(Duration::from_secs(2));
+    let m = members(&core, &pki);
+    assert!(
+        applied_everywhere(&m, &names[1..], r4),
+        "nobody past the canary moves while halted: {m:#?}"
+    );
+    let out = ok(&mut operator(&core, &pki, &["fleet", "rollout", "resume"]));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "done", "{rollout}");
+    assert!(applied_everywhere(&members(&core, &pki), &names, r5));
     let _ = run;
     if tmp_keep {
         let _ = tmp.keep();
