@@ -12,9 +12,11 @@
 //! A [`rollout`] moves a policy revision through the group in waves.
 //!
 //! **Limitations.** The TLS policy is the appliance's one
-//! [`crate::TLS_POLICY`] (not a group setting); trusted CAs and certificate
-//! bindings stay local (a certificate's private key never leaves its
-//! appliance).
+//! [`crate::TLS_POLICY`] (not a group setting); certificate bindings stay
+//! local (a certificate's private key never leaves its appliance). The
+//! policy's trusted CAs are added to each appliance's own (trust anchors
+//! are not part of a revision): a CA the policy drops stays trusted until
+//! the administrator removes it.
 
 pub mod rollout;
 
@@ -183,7 +185,14 @@ pub struct GroupPolicy {
     /// The SIP edge's ban policy; absent keeps each appliance's own.
     #[serde(default)]
     pub bans: Option<BanPolicy>,
+    /// CA certificates (PEM) every appliance of the group trusts, for the
+    /// padlock check, added to each appliance's own trusted CAs.
+    #[serde(default)]
+    pub trusted_cas: Vec<String>,
 }
+
+/// The most CA certificates a policy may carry.
+pub const MAX_POLICY_CAS: usize = 20;
 
 /// What is wrong with a policy, a membership, or their candidate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -245,6 +254,23 @@ impl GroupPolicy {
         }
         let policy: GroupPolicy =
             serde_json::from_str(text).map_err(|e| FleetError::Policy(e.to_string()))?;
+        if policy.trusted_cas.len() > MAX_POLICY_CAS {
+            return Err(FleetError::Policy(format!(
+                "trusted_cas has {} certificates, at most {MAX_POLICY_CAS} are accepted",
+                policy.trusted_cas.len()
+            )));
+        }
+        for (i, pem) in policy.trusted_cas.iter().enumerate() {
+            let t = pem.trim();
+            if !(t.starts_with("-----BEGIN CERTIFICATE-----")
+                && t.ends_with("-----END CERTIFICATE-----"))
+                || t.matches("-----BEGIN").count() != 1
+            {
+                return Err(FleetError::Policy(format!(
+                    "trusted_cas[{i}] is not one PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)"
+                )));
+            }
+        }
         if let Some(bans) = &policy.bans {
             bans.check()
                 .map_err(|e| FleetError::Policy(format!("bans: {e}")))?;
@@ -562,6 +588,11 @@ mod tests {
                 "without",
             ),
             (r#"{"firewall": "off"}"#, "unknown field"),
+            (r#"{"trusted_cas": ["hello"]}"#, "trusted_cas[0]"),
+            (
+                r#"{"trusted_cas": ["-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----"]}"#,
+                "not one PEM certificate",
+            ),
             (
                 r#"{"bans": {"enabled": true, "failures": 0, "window_secs": 60, "ban_secs": 60, "max_ban_secs": 60, "flood_requests": 10}}"#,
                 "failures must be",

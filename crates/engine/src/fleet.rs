@@ -202,6 +202,19 @@ impl Engine {
         confirm_within: u64,
     ) -> Result<UpdateView> {
         let window = crate::confirm_window(Some(confirm_within))?;
+        if self.fleet_membership().await?.is_none() {
+            return Err(EngineError::System(
+                "this appliance is not in a fleet".into(),
+            ));
+        }
+        if !policy.trusted_cas.is_empty() {
+            // One upload: every CA is checked before any is kept.
+            self.add_cas(policy.trusted_cas.join("\n").as_bytes())
+                .await
+                .map_err(|e| {
+                    EngineError::Fleet(fleet::FleetError::Policy(format!("trusted_cas: {e}")))
+                })?;
+        }
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
         let Some(membership) = membership_of(&store)? else {
@@ -353,6 +366,24 @@ mod tests {
         let v = e.fleet_apply(&policy(false), 7, 30).await.expect("again");
         assert!(v.no_change, "{v:?}");
         assert!(!e.fleet_drift().await.expect("drift"));
+        // The policy's CAs join the appliance's; a CA that does not parse
+        // refuses the policy.
+        let ca = switchboard_pki::testpki::Ca::root("Fleet test CA");
+        let mut with_ca = policy(false);
+        with_ca.trusted_cas = vec![ca.pem()];
+        e.fleet_apply(&with_ca, 9, 30).await.expect("apply");
+        assert!(
+            e.cas()
+                .await
+                .expect("cas")
+                .iter()
+                .any(|c| c.subject.contains("Fleet test CA"))
+        );
+        let mut broken = policy(true);
+        broken.trusted_cas =
+            vec!["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----".into()];
+        let err = e.fleet_apply(&broken, 10, 30).await.expect_err("refused");
+        assert_eq!(err.code(), "fleet-invalid-policy", "{err}");
         // A policy this appliance cannot fill is refused; nothing changes.
         let mut bad = policy(true);
         bad.web_uri = Some("ftp://{site}".parse().expect("template"));

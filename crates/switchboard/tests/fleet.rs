@@ -612,7 +612,10 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
 
     // Policy 1 in waves: SSH internal only.
     let t0 = Instant::now();
-    let r1 = set_policy(&core, &pki, &policy(false, false));
+    let mut p1 = policy(false, false);
+    p1["trusted_cas"] =
+        serde_json::json!([std::fs::read_to_string(pki.dir.join("ca.pem")).expect("ca")]);
+    let r1 = set_policy(&core, &pki, &p1);
     let out = ok(&mut operator(
         &core,
         &pki,
@@ -659,6 +662,14 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
                     m.len() == n && m.iter().all(|s| s["policy_revision"].as_i64() == Some(r1))
                 })
         },
+    );
+
+    let cas = fleet[n - 1].d().json(&["cert", "ca", "list"]);
+    assert!(
+        cas.as_array().is_some_and(|l| l.iter().any(|c| c["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("fleet test CA")))),
+        "the policy's CA is trusted: {cas}"
     );
 
     // A local Update on a fleet-managed appliance is refused.
