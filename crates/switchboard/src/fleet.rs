@@ -220,6 +220,9 @@ pub async fn run(command: &FleetCommand, socket: &Path, json: bool) -> anyhow::R
         } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
+            // Checked before etcd is asked anything: a bad policy is never sent.
+            switchboard_domain::fleet::GroupPolicy::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}\n  = hint: {}", file.display(), e.hint()))?;
             let mut client = switchboard_fleet::connect(
                 &etcd.access()?,
                 &switchboard_fleet::Keys::new(group).policy(),

@@ -1001,3 +1001,139 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         let _ = tmp.keep();
     }
 }
+
+/// Without root or etcd: what `fleet` refuses, with what words, and that a
+/// refused join keeps nothing. etcd is "reached" on a loopback port nothing
+/// listens on.
+#[test]
+fn bad_fleet_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = Daemon::start(None, dir.path(), &[]);
+    let shown = d.json(&["fleet", "show"]);
+    assert_eq!(shown["joined"], false, "{shown}");
+    let join = |extra: &[&str]| {
+        let mut args = vec![
+            "fleet",
+            "join",
+            "--endpoints",
+            "http://127.0.0.1:9",
+            "--group",
+            "branches",
+            "--appliance",
+            "sb-00",
+            "--site",
+            "paris",
+        ];
+        args.extend_from_slice(extra);
+        d.cli(&args)
+    };
+    let e = d.fails(
+        &[
+            "fleet",
+            "join",
+            "--endpoints",
+            "http://127.0.0.1:9",
+            "--group",
+            "branches",
+            "--appliance",
+            "sb-00",
+            "--site",
+            "paris",
+            "--role",
+            "nosuchnic0=internal",
+        ],
+        "fleet-unknown-nic",
+    );
+    assert!(e.contains("nosuchnic0"), "{e}");
+    d.fails(
+        &[
+            "fleet",
+            "join",
+            "--endpoints",
+            "127.0.0.1:2379",
+            "--group",
+            "branches",
+            "--appliance",
+            "sb-00",
+            "--site",
+            "paris",
+            "--role",
+            "nosuchnic0=internal",
+        ],
+        "fleet-invalid-membership",
+    );
+    for (extra, says) in [
+        (&["--role", "lan0"][..], "NIC=ROLE"),
+        (&["--role", "lan0=Internal"][..], "lowercase"),
+        (&["--role", "a;b=internal"][..], "interface name"),
+    ] {
+        let out = join(extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+    let out = d.cli(&[
+        "fleet",
+        "join",
+        "--endpoints",
+        "http://127.0.0.1:9",
+        "--group",
+        "Bad/Group",
+        "--appliance",
+        "sb-00",
+        "--site",
+        "paris",
+        "--role",
+        "x=y",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a bad group name");
+    let shown = d.json(&["fleet", "show"]);
+    assert_eq!(shown["joined"], false, "nothing kept: {shown}");
+    d.ok(&["update"]);
+
+    // The operator's commands: a bad policy is refused before etcd is
+    // asked; an unreachable etcd is an error, not a hang.
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"matrix": {"telnet": ["internal"]}}"#).expect("file");
+    let out = Command::new(BIN)
+        .args([
+            "fleet",
+            "policy",
+            "set",
+            "--endpoints",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--group", "branches"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("telnet") && stderr.contains("hint"),
+        "{stderr}"
+    );
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "fleet",
+            "status",
+            "--endpoints",
+            "http://127.0.0.1:9",
+            "--group",
+            "branches",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("etcd"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
