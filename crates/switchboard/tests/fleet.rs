@@ -996,6 +996,38 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let rollout: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(rollout["state"], "done", "{rollout}");
     assert!(applied_everywhere(&members(&core, &pki), &names, r5));
+
+    // etcd loses its quorum (two members of three down, no leader): every
+    // appliance keeps running policy 5 and serving; all report again once
+    // the members are back.
+    for i in [0, 1] {
+        if let Some(mut c) = core.etcd[i].take() {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
+    }
+    wait_for("the appliances notice", Duration::from_secs(30), || {
+        fleet[0].d().json(&["fleet", "show"])["connected"] == false
+    });
+    for a in [&fleet[0], &fleet[n - 1]] {
+        assert!(
+            a.wan_answers(&core, 22) && a.wan_answers(&core, 3306) && a.lan_answers(&core, 22),
+            "{} keeps serving policy 5 without etcd",
+            a.name
+        );
+    }
+    for i in [0, 1] {
+        let child = core.start_member(i);
+        core.etcd[i] = Some(child);
+    }
+    wait_for(
+        "every appliance back and reporting",
+        Duration::from_secs(60),
+        || {
+            let m = members(&core, &pki);
+            m.len() == n && applied_everywhere(&m, &names, r5)
+        },
+    );
     let _ = run;
     if tmp_keep {
         let _ = tmp.keep();
