@@ -192,15 +192,15 @@ pub async fn run(command: &FleetCommand, socket: &Path, json: bool) -> anyhow::R
                 drift: *drift,
             };
             let client = switchboard_web::client::Client::new(socket);
-            return daemon(&client, json, client.post("/v1/fleet", &m).await).await;
+            return daemon(json, client.post("/v1/fleet", &m).await);
         }
         FleetCommand::Leave => {
             let client = switchboard_web::client::Client::new(socket);
-            return daemon(&client, json, client.delete("/v1/fleet").await).await;
+            return daemon(json, client.delete("/v1/fleet").await);
         }
         FleetCommand::Show => {
             let client = switchboard_web::client::Client::new(socket);
-            return daemon(&client, json, client.get("/v1/fleet").await).await;
+            return daemon(json, client.get("/v1/fleet").await);
         }
         FleetCommand::Status { etcd, group } => {
             let mut client = switchboard_fleet::connect(
@@ -243,7 +243,7 @@ pub async fn run(command: &FleetCommand, socket: &Path, json: bool) -> anyhow::R
 
 async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String> {
     let every = Duration::from_millis(250);
-    let (etcd, group, r) = match command {
+    let r = match command {
         RolloutCommand::Start {
             etcd,
             group,
@@ -256,12 +256,11 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
                 switchboard_fleet::connect(&access, &switchboard_fleet::Keys::new(group).policy())
                     .await?;
             let r = operator::start(&mut client, group, waves, *wave_timeout).await?;
-            let r = if *detach {
+            if *detach {
                 r
             } else {
                 operator::drive(&access, group, every).await?
-            };
-            (etcd, group, r)
+            }
         }
         RolloutCommand::Resume {
             etcd,
@@ -273,12 +272,11 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
                 switchboard_fleet::connect(&access, &switchboard_fleet::Keys::new(group).policy())
                     .await?;
             let r = operator::resume(&mut client, group).await?;
-            let r = if *detach {
+            if *detach {
                 r
             } else {
                 operator::drive(&access, group, every).await?
-            };
-            (etcd, group, r)
+            }
         }
         RolloutCommand::Halt { etcd, group } => {
             let mut client = switchboard_fleet::connect(
@@ -286,8 +284,7 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
                 &switchboard_fleet::Keys::new(group).policy(),
             )
             .await?;
-            let r = operator::halt(&mut client, group, "halted by the operator").await?;
-            (etcd, group, r)
+            operator::halt(&mut client, group, "halted by the operator").await?
         }
         RolloutCommand::Status { etcd, group } => {
             let mut client = switchboard_fleet::connect(
@@ -301,10 +298,9 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
             else {
                 bail!("group {group} has no rollout");
             };
-            (etcd, group, r)
+            r
         }
     };
-    let _ = (etcd, group);
     Ok(if json {
         serde_json::to_string_pretty(&r)? + "\n"
     } else {
@@ -326,8 +322,7 @@ async fn rollout(command: &RolloutCommand, json: bool) -> anyhow::Result<String>
 }
 
 /// The daemon's answer, as JSON or a few lines.
-async fn daemon(
-    _client: &switchboard_web::client::Client,
+fn daemon(
     json: bool,
     answer: Result<FleetView, switchboard_web::client::ClientError>,
 ) -> anyhow::Result<ExitCode> {
