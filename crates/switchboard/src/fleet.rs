@@ -124,8 +124,8 @@ pub enum RolloutCommand {
         /// The waves: counts, percentages, `rest`.
         #[arg(long, default_value = "1,10%,rest")]
         waves: WaveSpec,
-        /// Seconds a wave may take before the rollout halts.
-        #[arg(long, default_value_t = 120)]
+        /// Seconds a wave may take before the rollout halts (5 to 86400).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i64).range(5..=86_400))]
         wave_timeout: i64,
         /// Start it and return; `resume` or another coordinator drives it.
         #[arg(long)]

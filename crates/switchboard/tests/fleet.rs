@@ -1145,6 +1145,46 @@ fn bad_fleet_input_gets_a_clear_error_and_changes_nothing() {
         stderr.contains("telnet") && stderr.contains("hint"),
         "{stderr}"
     );
+    let out = Command::new(BIN)
+        .args([
+            "fleet",
+            "rollout",
+            "start",
+            "--endpoints",
+            "http://127.0.0.1:9",
+        ])
+        .args([
+            "--group",
+            "branches",
+            "--waves",
+            "1,0%",
+            "--wave-timeout",
+            "10",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad wave is refused by the parser"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1% to 100%"));
+    let out = Command::new(BIN)
+        .args([
+            "fleet",
+            "rollout",
+            "start",
+            "--endpoints",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--group", "branches", "--wave-timeout", "0"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a wave timeout of 0 s is refused"
+    );
     let started = Instant::now();
     let out = Command::new(BIN)
         .args([
