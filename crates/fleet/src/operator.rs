@@ -208,12 +208,17 @@ pub async fn halt(client: &mut Client, group: &Label, reason: &str) -> Result<Ro
 }
 
 /// Resumes the group's halted rollout: its wave runs again, every member
-/// given the policy so far is given it again (a new attempt).
+/// given the policy so far is given it again (a new attempt). A running
+/// rollout is left as it is (the caller then drives it: the way to take
+/// over from a coordinator that stopped).
 pub async fn resume(client: &mut Client, group: &Label) -> Result<Rollout> {
     let keys = Keys::new(group);
     let (mut r, seen) = rollout(client, &keys)
         .await?
         .ok_or_else(|| FleetError::Invalid(format!("group {group} has no rollout")))?;
+    if matches!(r.state, State::Running { .. }) {
+        return Ok(r);
+    }
     let members = r.resume(now()).map_err(FleetError::Invalid)?;
     let (policy, _) = policy_at(client, &keys, r.policy_revision).await?;
     let a = Assignment {

@@ -145,8 +145,8 @@ pub enum RolloutCommand {
         #[arg(long)]
         group: Label,
     },
-    /// Resume a halted rollout (its wave again, failed members retry),
-    /// and drive it.
+    /// Resume a halted rollout (its wave again, failed members retry), or
+    /// take over a running one whose coordinator stopped; and drive it.
     Resume {
         #[command(flatten)]
         etcd: Etcd,

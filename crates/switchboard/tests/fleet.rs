@@ -439,6 +439,19 @@ fn policy(ssh_external: bool, sql_external: bool) -> Value {
     })
 }
 
+trait TapPorts {
+    /// The same policy with NRPE moved to 5668: another policy revision
+    /// that leaves the probed ports alone.
+    fn tap_ports(self) -> Self;
+}
+
+impl TapPorts for Value {
+    fn tap_ports(mut self) -> Self {
+        self["ports"] = serde_json::json!({"nrpe": "5668"});
+        self
+    }
+}
+
 fn applied_everywhere(
     m: &std::collections::BTreeMap<String, Value>,
     names: &[String],
@@ -996,9 +1009,22 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let rollout: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(rollout["state"], "done", "{rollout}");
     assert!(applied_everywhere(&members(&core, &pki), &names, r5));
+    // A rollout whose coordinator went away (--detach) is taken over.
+    let r6 = set_policy(&core, &pki, &policy(true, true).tap_ports());
+    let out = ok(&mut operator(
+        &core,
+        &pki,
+        &["fleet", "rollout", "start", "--waves", "1,rest", "--detach"],
+    ));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "running", "{rollout}");
+    let out = ok(&mut operator(&core, &pki, &["fleet", "rollout", "resume"]));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "done", "{rollout}");
+    assert!(applied_everywhere(&members(&core, &pki), &names, r6));
 
     // etcd loses its quorum (two members of three down, no leader): every
-    // appliance keeps running policy 5 and serving; all report again once
+    // appliance keeps running policy 6 and serving; all report again once
     // the members are back.
     for i in [0, 1] {
         if let Some(mut c) = core.etcd[i].take() {
@@ -1012,7 +1038,7 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     for a in [&fleet[0], &fleet[n - 1]] {
         assert!(
             a.wan_answers(&core, 22) && a.wan_answers(&core, 3306) && a.lan_answers(&core, 22),
-            "{} keeps serving policy 5 without etcd",
+            "{} keeps serving policy 6 without etcd",
             a.name
         );
     }
@@ -1024,8 +1050,20 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         "every appliance back and reporting",
         Duration::from_secs(60),
         || {
-            let m = members(&core, &pki);
-            m.len() == n && applied_everywhere(&m, &names, r5)
+            // etcd elects a leader first: until then the operator's CLI fails.
+            let out = operator(&core, &pki, &["fleet", "status"])
+                .output()
+                .expect("fleet status");
+            let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+                return false;
+            };
+            let m: std::collections::BTreeMap<String, Value> = v["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| (m["appliance"].as_str().unwrap_or("").to_owned(), m.clone()))
+                .collect();
+            out.status.success() && m.len() == n && applied_everywhere(&m, &names, r6)
         },
     );
     let _ = run;
