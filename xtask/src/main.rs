@@ -59,6 +59,9 @@ const PACKAGES: &[&str] = &[
     "rtpengine-daemon", // rtpengine: the media relay of calls (Kamailio's rtpengine module is in `kamailio`)
     "tcpdump", // captures on the phones' links: the call tests check the media is SRTP on the wire
     "linphone-cli", // linphonec: the real softphones of the linphone call test
+    "etcd-server", // etcd 3.4: the real cluster of the fleet tests (the package's own service is not used)
+    "etcd-client", // etcdctl: the fleet tests set up etcd's users and roles with it
+    "protobuf-compiler", // protoc: the etcd-client crate compiles etcd's protocol at build time
 ];
 
 /// The cargo subcommand that builds the Debian package (`cargo xtask deb`,

@@ -4,7 +4,8 @@
 //! [`catalog`], the [`nic`]s the kernel reports, the service × NIC
 //! [`matrix`], the [`candidate`] configuration the administrator edits (with the SIP edge's
 //! [`bans`] policy), the
-//! [`diagnostic`]s that [`validate`] finds in it, the one [`tls_policy`] of every TLS socket, the changes the engine
+//! [`diagnostic`]s that [`validate`] finds in it, the [`fleet`]'s group policy
+//! and the candidate an appliance makes of it (with its rollouts' state machine), the one [`tls_policy`] of every TLS socket, the changes the engine
 //! applies to it (absent keeps, blank clears) and a [`revision`]'s comment.
 //!
 //! **Boundary.** Pure data and pure functions: no I/O, no clock, no
@@ -23,6 +24,7 @@ pub mod bans;
 pub mod candidate;
 pub mod catalog;
 pub mod diagnostic;
+pub mod fleet;
 pub mod host;
 pub mod install;
 pub mod matrix;

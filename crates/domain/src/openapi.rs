@@ -43,6 +43,17 @@ impl PartialSchema for NicName {
 }
 impl ToSchema for NicName {}
 
+impl PartialSchema for crate::fleet::Label {
+    fn schema() -> RefOr<Schema> {
+        text(
+            "A fleet name (group, site, appliance, NIC role): 1 to 63 of `a-z 0-9 -`, not starting or ending with `-`.",
+            "paris",
+            Some(63),
+        )
+    }
+}
+impl ToSchema for crate::fleet::Label {}
+
 impl PartialSchema for RevisionComment {
     fn schema() -> RefOr<Schema> {
         text(

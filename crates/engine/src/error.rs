@@ -144,6 +144,12 @@ pub enum EngineError {
     Acme { code: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fleet policy or membership that does not fit.
+    #[error(transparent)]
+    Fleet(switchboard_domain::fleet::FleetError),
+    /// A local change on an appliance the fleet manages (`drift: refuse`).
+    #[error("this appliance is managed by the fleet group {group}; local Updates are refused")]
+    FleetManaged { group: String },
 }
 
 impl EngineError {
@@ -197,6 +203,8 @@ impl EngineError {
             EngineError::Discovery(_) => "discovery-failed",
             EngineError::Store(_) => "store-failed",
             EngineError::Acme { code, .. } => code,
+            EngineError::Fleet(e) => e.code(),
+            EngineError::FleetManaged { .. } => "fleet-managed",
         }
     }
 
@@ -302,6 +310,10 @@ impl EngineError {
                 "the CA must reach the web services (tls-alpn-01) at each name: check that the names resolve to the appliance and the matrix opens web there".into()
             }
             EngineError::Acme { .. } => "see the CA's answer above; nothing was changed".into(),
+            EngineError::Fleet(e) => e.hint().into(),
+            EngineError::FleetManaged { .. } => {
+                "change the group's policy and roll it out (`switchboard fleet policy set`, `fleet rollout start`), or join with --drift report to allow local Updates".into()
+            }
         }
     }
 }

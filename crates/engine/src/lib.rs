@@ -29,6 +29,10 @@
 //! - The media relay (rtpengine, [`calls`] lists what it relays) runs the
 //!   interfaces of the plan's `rtp` row only, and Kamailio routes calls
 //!   only when the daemon drives the relay.
+//! - A [`fleet`]'s policy is applied like any Update, as a commit-confirmed
+//!   revision of the actor `fleet`; on a fleet-managed appliance the
+//!   administrator's Updates and rollbacks are refused (`drift: refuse`) or
+//!   reported as drift.
 //!
 //! **Limitations.** One lock for every action: a slow system step (a
 //! Kamailio or rtpengine restart, a firewall load) delays reads too. A
@@ -53,6 +57,7 @@ mod error;
 mod facts;
 mod failpoint;
 pub mod firewall;
+pub mod fleet;
 pub mod listeners;
 mod media;
 pub mod metrics;
@@ -183,6 +188,8 @@ pub struct Engine {
     http01: acme::Http01Answers,
     /// What the daemon counts for Prometheus (see [`metrics`]).
     counters: metrics::Counters,
+    /// What the fleet agent last saw of etcd (memory only).
+    fleet_seen: std::sync::Mutex<fleet::FleetView>,
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -226,6 +233,7 @@ impl Engine {
             renewing: Mutex::new(()),
             http01: acme::Http01Answers::default(),
             counters: metrics::Counters::default(),
+            fleet_seen: Default::default(),
         })
     }
 
@@ -834,6 +842,7 @@ impl Engine {
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        Self::refuse_if_fleet_managed(&store, origin)?;
         let facts = certs::with_certificates(kernel, &store)?;
         let candidate = Self::candidate_of(&store)?;
         let change = Change {
@@ -884,6 +893,7 @@ impl Engine {
         let window = confirm_window(confirm_within)?;
         let kernel = self.current_facts().await?;
         let mut store = self.store.lock().await;
+        Self::refuse_if_fleet_managed(&store, origin)?;
         let facts = certs::with_certificates(kernel, &store)?;
         let target = store
             .revision(number)?

@@ -628,6 +628,11 @@ const ACME_ACCOUNT_KEY: &str = "acme-account ";
 /// Followed by a certificate's first name: how that ACME certificate is
 /// renewed, and how its renewals went (JSON, the engine's).
 const ACME_RENEWAL_KEY: &str = "acme-renewal ";
+/// The appliance's fleet membership (JSON, the engine's).
+const FLEET_MEMBERSHIP_KEY: &str = "fleet-membership";
+/// The last policy revision the fleet agent handled and how (JSON, the
+/// engine's).
+const FLEET_LAST_KEY: &str = "fleet-last";
 
 impl Store {
     /// Open (creating if needed) the store at `path` and bring its schema up
@@ -773,6 +778,51 @@ impl Store {
             Some(value) => {
                 let tx = self.conn.transaction()?;
                 set_state(&tx, &key, value)?;
+                tx.commit()?;
+            }
+            None => {
+                self.conn
+                    .execute("DELETE FROM state WHERE key = ?1", [key])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The fleet membership this appliance joined, if any.
+    pub fn fleet_membership(&self) -> Result<Option<String>> {
+        self.state_value(FLEET_MEMBERSHIP_KEY)
+    }
+
+    /// Keeps (`Some`) or forgets (`None`, the appliance left) the fleet
+    /// membership.
+    pub fn set_fleet_membership(&mut self, record: Option<&str>) -> Result<()> {
+        self.put_state(FLEET_MEMBERSHIP_KEY, record)
+    }
+
+    /// What the fleet agent last did with a policy revision.
+    pub fn fleet_last(&self) -> Result<Option<String>> {
+        self.state_value(FLEET_LAST_KEY)
+    }
+
+    /// Keeps what the fleet agent last did with a policy revision.
+    pub fn set_fleet_last(&mut self, record: Option<&str>) -> Result<()> {
+        self.put_state(FLEET_LAST_KEY, record)
+    }
+
+    fn state_value(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn put_state(&mut self, key: &str, record: Option<&str>) -> Result<()> {
+        match record {
+            Some(value) => {
+                let tx = self.conn.transaction()?;
+                set_state(&tx, key, value)?;
                 tx.commit()?;
             }
             None => {
@@ -2178,6 +2228,23 @@ mod tests {
             applied
         );
         assert_eq!(s.candidate().expect("read"), Some(edits), "the edits kept");
+    }
+
+    #[test]
+    fn the_fleet_records_are_kept_and_forgotten() {
+        let mut s = Store::open_in_memory().expect("store");
+        assert_eq!(s.fleet_membership().expect("read"), None);
+        s.set_fleet_membership(Some("{\"group\":\"g\"}"))
+            .expect("kept");
+        s.set_fleet_last(Some("{\"policy_revision\":7}"))
+            .expect("kept");
+        assert_eq!(
+            s.fleet_membership().expect("read").as_deref(),
+            Some("{\"group\":\"g\"}")
+        );
+        s.set_fleet_membership(None).expect("forgotten");
+        assert_eq!(s.fleet_membership().expect("read"), None);
+        assert!(s.fleet_last().expect("read").is_some());
     }
 
     #[test]

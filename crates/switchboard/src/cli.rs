@@ -102,6 +102,7 @@ async fn call(client: &Client, command: &Command, json: bool) -> Result<String, 
         Command::Serve(_)
         | Command::Check(_)
         | Command::Assets { .. }
+        | Command::Fleet { .. }
         | Command::Cert {
             command: CertCommand::Check(_),
         } => unreachable!("not a client command"),

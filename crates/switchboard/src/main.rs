@@ -2,7 +2,8 @@
 //!
 //! `serve` owns the data directory and the system; every other command is a
 //! client of its API on the local Unix socket, so the CLI has no power the
-//! console lacks. Read commands take `--json` and print the API's document
+//! console lacks (but the operator's `fleet policy|rollout|status`, which
+//! talk to a fleet's etcd, not to this appliance). Read commands take `--json` and print the API's document
 //! as is (the README lists the fields).
 //!
 //! This crate is the edge: it wires the crates together, parses arguments
@@ -17,6 +18,7 @@ mod certcheck;
 mod check;
 mod cli;
 mod config;
+mod fleet;
 mod serve;
 
 use std::path::PathBuf;
@@ -155,6 +157,12 @@ pub enum Command {
     Bans {
         #[command(subcommand)]
         command: Option<BansCommand>,
+    },
+    /// A fleet of appliances on etcd: join one (this appliance), and the
+    /// operator's policies, rollouts and status.
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
     },
     /// The calls in progress: who calls whom, since when, the NICs the
     /// media goes through, SRTP or not, packets relayed.
@@ -626,7 +634,7 @@ impl std::error::Error for CliError {}
 
 /// The API's error document (`{"error": {code, message, hint}}`), on
 /// standard output, for a failure under `--json`.
-fn print_json_error(code: &str, message: &str, hint: &str) {
+pub(crate) fn print_json_error(code: &str, message: &str, hint: &str) {
     let doc = serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } });
     // A reader gone away has nothing left to read.
     let _ = print_out(&format!("{doc:#}\n"));
@@ -685,6 +693,9 @@ fn main() -> std::process::ExitCode {
             runtime.block_on(check::run(check, &socket, args.json))
         }
         Command::Assets { out } => assets(out),
+        Command::Fleet { command } => {
+            runtime.block_on(fleet::run(command, &args.socket(), args.json))
+        }
         command => runtime.block_on(cli::run(command, &args.socket(), args.json)),
     };
     match result {

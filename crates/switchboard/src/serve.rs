@@ -280,6 +280,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
     tokio::spawn(deliver_sms(engine.clone()));
     tokio::spawn(enforce_bans(engine.clone()));
     tokio::spawn(renew_certificates(engine.clone()));
+    tokio::spawn(switchboard_fleet::agent::run(engine.clone()));
     // What a burst of connections allocated goes back to the kernel after it.
     tokio::spawn(switchboard_system::memory::give_back_every(
         switchboard_system::memory::PERIOD,

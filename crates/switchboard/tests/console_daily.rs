@@ -368,6 +368,7 @@ fn daily_administration_in_chromium() {
         "/admins",
         "/me/totp",
         "/backup",
+        "/fleet",
         "/no/such/page",
     ]
     .map(str::to_owned);

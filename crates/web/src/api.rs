@@ -106,6 +106,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unban))
         .routes(routes!(registrations))
         .routes(routes!(calls))
+        .routes(routes!(fleet, fleet_join, fleet_leave))
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -642,6 +643,56 @@ async fn rollback(
 )]
 async fn confirm(State(e): State<AppState>, Requester(origin): Requester) -> ApiResult {
     ok(e.confirm(&origin).await?)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/fleet",
+    operation_id = "fleetStatus",
+    summary = "The fleet as this appliance sees it: membership, contact with etcd, the group's live members",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::fleet::FleetView),
+    ),
+)]
+async fn fleet(State(e): State<AppState>) -> ApiResult {
+    ok(e.fleet_view().await?)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/fleet",
+    operation_id = "fleetJoin",
+    summary = "Join a fleet: etcd, group, site, the role of each NIC (replaces an earlier membership)",
+    tag = "fleet",
+    request_body = switchboard_domain::fleet::Membership,
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::fleet::FleetView),
+        (status = 400, response = error::BadRequest),
+        (status = 422, response = error::UnprocessableEntity),
+    ),
+)]
+async fn fleet_join(
+    State(e): State<AppState>,
+    Body(m): Body<switchboard_domain::fleet::Membership>,
+) -> ApiResult {
+    e.fleet_join(&m).await?;
+    ok(e.fleet_view().await?)
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/fleet",
+    operation_id = "fleetLeave",
+    summary = "Leave the fleet: local Updates are the administrator's again",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "Done.", body = switchboard_engine::fleet::FleetView),
+    ),
+)]
+async fn fleet_leave(State(e): State<AppState>) -> ApiResult {
+    e.fleet_leave().await?;
+    ok(e.fleet_view().await?)
 }
 
 #[utoipa::path(

@@ -130,6 +130,8 @@ impl From<EngineError> for ApiError {
                 ..
             } => StatusCode::CONFLICT,
             EngineError::Acme { .. } => StatusCode::BAD_GATEWAY,
+            EngineError::Fleet(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::FleetManaged { .. } => StatusCode::CONFLICT,
             EngineError::Discovery(_) | EngineError::Store(_) => {
                 error!(error = %e, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -54,7 +54,7 @@ the candidate only: `POST /v1/update` applies it. Every error is the document \
 `{\"error\": {\"code\", \"message\", \"hint\", \"diagnostics\"?, \"problems\"?}}` \
 (`ErrorDocument`); `code` is stable, `message` and `hint` are for people.";
 
-const TAGS: [(&str, &str); 8] = [
+const TAGS: [(&str, &str); 9] = [
     ("status", "The appliance's state."),
     ("matrix", "Which service is reachable on which NIC."),
     ("revisions", "Update, rollback, confirm, history."),
@@ -71,6 +71,10 @@ const TAGS: [(&str, &str); 8] = [
     (
         "calls",
         "Calls in progress between the accounts, and their media through the relay.",
+    ),
+    (
+        "fleet",
+        "The appliance in a fleet: its membership, its group's policy applied from etcd, the group's members.",
     ),
 ];
 

@@ -65,6 +65,7 @@ pub(super) fn routes() -> Router<St> {
         .route("/revisions/{number}/rollback", post(rollback))
         .route("/compare", get(compare_page))
         .route("/calls", get(calls_page))
+        .route("/fleet", get(fleet_page))
         .route("/bans", get(bans_page))
         .route("/bans/policy", post(ban_policy))
         .route("/bans/{address}/unban", post(unban))
@@ -2097,6 +2098,97 @@ async fn calls_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> R
                 })
                 .collect(),
             relay,
+        })
+    }
+    .await;
+    show(page)
+}
+
+// ---- fleet ------------------------------------------------------------------------
+
+struct FleetMemberRow {
+    appliance: String,
+    site: String,
+    policy_revision: i64,
+    outcome: String,
+    local_revision: String,
+    drift: &'static str,
+    open_padlocks: String,
+    reported_at: String,
+}
+
+struct FleetSummary {
+    appliance: String,
+    group: String,
+    site: String,
+    contact: String,
+    last: String,
+    members: Vec<FleetMemberRow>,
+}
+
+#[derive(Template)]
+#[template(path = "fleet.html")]
+struct FleetPage {
+    c: Chrome,
+    fleet: Option<FleetSummary>,
+}
+
+async fn fleet_page(State(c): State<St>, Extension(s): Extension<SignedIn>) -> Response {
+    let page = async {
+        let v = c.engine.fleet_view().await?;
+        let fleet = v.joined.then(|| FleetSummary {
+            appliance: v.appliance.clone().unwrap_or_default(),
+            group: v.group.clone().unwrap_or_default(),
+            site: v.site.clone().unwrap_or_default(),
+            contact: match (v.connected, &v.last_contact) {
+                (true, _) => "In contact with etcd.".into(),
+                (false, Some(at)) => format!(
+                    "Out of contact with etcd since {at} ({}): the last applied revision keeps running.",
+                    v.error.as_deref().unwrap_or("no answer")
+                ),
+                (false, None) => format!(
+                    "Not in contact with etcd yet ({}).",
+                    v.error.as_deref().unwrap_or("connecting")
+                ),
+            },
+            last: match &v.last {
+                Some(l) => format!(
+                    "Last policy revision {} (attempt {}): {}{}",
+                    l.policy_revision,
+                    l.attempt,
+                    serde_json::to_value(l.outcome)
+                        .ok()
+                        .and_then(|o| o.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    if l.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" \u{2014} {}", l.detail)
+                    }
+                ),
+                None => "No policy applied yet.".into(),
+            },
+            members: v
+                .members
+                .iter()
+                .map(|m| FleetMemberRow {
+                    appliance: m.appliance.clone(),
+                    site: m.site.clone(),
+                    policy_revision: m.policy_revision,
+                    outcome: serde_json::to_value(m.outcome)
+                        .ok()
+                        .and_then(|o| o.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    local_revision: m.local_revision.map_or("-".into(), |r| r.to_string()),
+                    drift: if m.drift { "yes" } else { "no" },
+                    open_padlocks: m.open_padlocks.join(", "),
+                    reported_at: m.reported_at.clone(),
+                })
+                .collect(),
+        });
+        Ok::<_, ApiError>(FleetPage {
+            c: chrome(&c, &s, "Fleet", "fleet").await,
+            fleet,
         })
     }
     .await;
