@@ -26,7 +26,14 @@ pub fn area_of(path: &str) -> Area {
         || under("/v1/accounts")
         || under("/sms")
         || under("/v1/sms")
-        || matches!(path, "/v1/activate" | "/v1/revoke")
+        || matches!(
+            path,
+            "/v1/activate"
+                | "/v1/revoke"
+                | "/bulk/accounts"
+                | "/v1/bulk/accounts"
+                | "/v1/search/accounts"
+        )
     {
         Area::Accounts
     } else if under("/admins") || under("/v1/admins") || path == "/v1/admin/totp-policy" {
@@ -69,6 +76,9 @@ mod tests {
             ("/v1/accounts/alice", Area::Accounts),
             ("/v1/activate", Area::Accounts),
             ("/sms/3/resend", Area::Accounts),
+            ("/bulk/accounts", Area::Accounts),
+            ("/v1/bulk/accounts", Area::Accounts),
+            ("/v1/search/accounts", Area::Accounts),
             // Not a prefix match on a longer word.
             ("/accountsx", Area::Config),
             ("/v1/admins", Area::Admins),

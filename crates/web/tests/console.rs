@@ -2255,7 +2255,11 @@ async fn a_disabled_administrator_s_session_ends_at_once() {
     assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
     // Disabling asks first, and changes nothing until confirmed.
     let ask = c.form(&admin, "/admins/ops/disable", &[]).await;
-    assert!(ask.body.contains("Disable administrator ops?"), "{}", ask.body);
+    assert!(
+        ask.body.contains("Disable administrator ops?"),
+        "{}",
+        ask.body
+    );
     assert_eq!(c.get(&ops, "/accounts").await.status, StatusCode::OK);
     let a = c
         .form(&admin, "/admins/ops/disable", &[("confirmed", "yes")])
