@@ -388,6 +388,28 @@ fn operator(core: &Core, pki: &Pki, args: &[&str]) -> Command {
     cmd
 }
 
+/// `fleet rollout start --waves WAVES` (a wave may take 120 s), driven by
+/// its CLI in the background; its output is piped for the caller to read.
+fn start_rollout(core: &Core, pki: &Pki, waves: &str) -> Child {
+    operator(
+        core,
+        pki,
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            waves,
+            "--wave-timeout",
+            "120",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("rollout")
+}
+
 fn set_policy(core: &Core, pki: &Pki, policy: &Value) -> i64 {
     let file = pki.dir.join("policy.json");
     std::fs::write(&file, policy.to_string()).expect("policy file");
@@ -731,23 +753,7 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
 
     // Policy 2 (SSH also external), and the leader killed mid-rollout.
     let r2 = set_policy(&core, &pki, &policy(true, false));
-    let driver = operator(
-        &core,
-        &pki,
-        &[
-            "fleet",
-            "rollout",
-            "start",
-            "--waves",
-            "1,rest",
-            "--wave-timeout",
-            "120",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("rollout");
+    let driver = start_rollout(&core, &pki, "1,rest");
     wait_for(
         "the canary applied policy 2",
         Duration::from_secs(60),
@@ -789,23 +795,7 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     let last = &fleet[n - 1];
     let r3 = set_policy(&core, &pki, &policy(true, true));
     last.partition(&core, true);
-    let driver = operator(
-        &core,
-        &pki,
-        &[
-            "fleet",
-            "rollout",
-            "start",
-            "--waves",
-            "rest",
-            "--wave-timeout",
-            "120",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("rollout");
+    let driver = start_rollout(&core, &pki, "rest");
     wait_for("policy 3 on the others", Duration::from_secs(60), || {
         applied_everywhere(&members(&core, &pki), &names[..n - 1], r3)
     });
@@ -855,23 +845,7 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
         members(&core, &pki).contains_key(&names[1])
     });
     let r35 = set_policy(&core, &pki, &policy(true, false));
-    let driver = operator(
-        &core,
-        &pki,
-        &[
-            "fleet",
-            "rollout",
-            "start",
-            "--waves",
-            "rest",
-            "--wave-timeout",
-            "120",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("rollout");
+    let driver = start_rollout(&core, &pki, "rest");
     wait_for(
         "the victim killed mid-Update",
         Duration::from_secs(30),

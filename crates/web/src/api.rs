@@ -745,7 +745,7 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "no-such-endpoint",
         "there is no such API endpoint",
-        "the endpoints are listed in the README",
+        "the endpoints are listed in the OpenAPI document (GET /openapi.json on the console) and in the README",
     )
 }
 
