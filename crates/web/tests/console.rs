@@ -2550,3 +2550,51 @@ async fn backup_and_restore_from_the_console_pages() {
             .any(|e| e.kind == "config.restore" && e.actor == "admin")
     );
 }
+
+/// The menu shows each role the pages it may open, and no other.
+#[tokio::test]
+async fn the_menu_shows_what_the_role_may_open() {
+    let c = Console::new().await;
+    let admin = c.sign_in().await;
+    for (name, role) in [("ops", "operator"), ("audit", "auditor")] {
+        let body = format!(
+            r#"{{"username":"{name}","password":"a long password {name}","role":"{role}"}}"#
+        );
+        let a = c.api(&admin, Method::POST, "/v1/admins", &body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let menu = |body: &str| -> Vec<String> {
+        let nav = &body[body.find("<nav aria-label=\"Main\">").unwrap()..];
+        let nav = &nav[..nav.find("</nav>").unwrap()];
+        nav.split("href=\"")
+            .skip(1)
+            .map(|h| h[..h.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    let all = menu(&c.get(&admin, "/accounts").await.body);
+    assert!(
+        all.contains(&"/backup".to_owned()) && all.contains(&"/".to_owned()),
+        "{all:?}"
+    );
+    let ops = c.sign_in_as("ops", "a long password ops", "").await;
+    assert_eq!(
+        menu(&c.get(&ops, "/accounts").await.body),
+        ["/accounts", "/me/totp", "/openapi.json", "/password"]
+    );
+    let audit = c.sign_in_as("audit", "a long password audit", "").await;
+    let seen = menu(&c.get(&audit, "/").await.body);
+    assert!(seen.contains(&"/audit".to_owned()), "{seen:?}");
+    // Auditors read everything but the backup (every secret).
+    assert!(!seen.contains(&"/backup".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"/accounts".to_owned()), "{seen:?}");
+    // Every link shown opens.
+    for (who, links) in [
+        (&ops, menu(&c.get(&ops, "/accounts").await.body)),
+        (&audit, seen),
+    ] {
+        for link in links {
+            let status = c.get(who, &link).await.status;
+            assert_eq!(status, StatusCode::OK, "{link}");
+        }
+    }
+}

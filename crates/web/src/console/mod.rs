@@ -102,6 +102,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
 pub struct SignedIn {
     pub id: String,
     pub session: Session,
+    /// The administrator's role at this request (the menu shows what it
+    /// allows).
+    pub role: roles::Role,
 }
 
 /// Paths served without a session.
@@ -368,6 +371,7 @@ async fn authenticate(State(console): State<St>, req: Request, next: Next) -> Re
     req.extensions_mut().insert(SignedIn {
         id: id.clone(),
         session,
+        role,
     });
     let response = next.run(req).await;
     if let Some(attempt) = attempt {

@@ -94,9 +94,17 @@ pub struct Chrome {
     pub pending: Option<PendingView>,
     /// Bound certificates near their end: the expiry banner.
     pub expiring: Vec<ExpiryView>,
+    /// The signed-in administrator's role: the menu shows the pages it
+    /// may open.
+    pub role: crate::roles::Role,
 }
 
 impl Chrome {
+    /// Whether the menu shows `path`: the role may open it.
+    pub fn sees(&self, path: &str) -> bool {
+        crate::roles::allowed(self.role, &axum::http::Method::GET, path)
+    }
+
     /// The flash message of the form `id`.
     pub fn flash_at(&self, id: &str) -> Option<&Flash> {
         self.flash
@@ -139,6 +147,7 @@ pub(super) async fn chrome(
         flash: c.sessions.take_flash(&s.id),
         pending,
         expiring: c.engine.expiring().await.unwrap_or_default(),
+        role: s.role,
     }
 }
 
