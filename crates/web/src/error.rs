@@ -34,6 +34,16 @@ pub struct ErrorDocument {
     pub error: ErrorBody,
 }
 
+/// A failed request's code, message and hint, as a response extension
+/// beside its JSON document: what the console shows as an HTML page
+/// (`console::html_errors`) without reading the document back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorWords {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+}
+
 /// The error code of a failed request, as a response extension: what the
 /// audit middleware ([`crate::api::audit_changes`]) records next to the
 /// status.
@@ -155,8 +165,14 @@ impl From<EngineError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = ErrorCode(self.body.code.clone());
+        let words = ErrorWords {
+            code: self.body.code.clone(),
+            message: self.body.message.clone(),
+            hint: self.body.hint.clone(),
+        };
         let mut response = (self.status, Json(ErrorDocument { error: *self.body })).into_response();
         response.extensions_mut().insert(code);
+        response.extensions_mut().insert(words);
         response
     }
 }

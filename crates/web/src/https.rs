@@ -860,7 +860,7 @@ async fn answer(
         let refused = hygiene::too_large(MAX_REQUEST_BODY);
         // A browser sending a console form gets the console's page.
         if crate::console::wants_page(request.headers(), request.uri().path()) {
-            return Ok(crate::console::pages::html_error(refused).await);
+            return Ok(crate::console::pages::html_error(refused));
         }
         return Ok(refused);
     }

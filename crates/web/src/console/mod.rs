@@ -157,7 +157,7 @@ async fn html_errors(req: Request, next: Next) -> Response {
     let page = !is_api(req.uri().path());
     let response = next.run(req).await;
     if page {
-        pages::html_error(response).await
+        pages::html_error(response)
     } else {
         response
     }

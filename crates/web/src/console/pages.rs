@@ -187,28 +187,20 @@ struct ErrorPage {
     hint: String,
 }
 
-/// A JSON error document (an answer the API's code made: a CSRF refusal,
-/// an unknown URL, a body over the limit, too many requests) as the
-/// console's HTML error page, for a browser on a page: the same status,
-/// code, message and hint, and the same headers (`Retry-After`,
-/// `Connection: close`). Any other answer is kept as it is.
-pub(crate) async fn html_error(response: Response) -> Response {
-    let json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    if !json || !(response.status().is_client_error() || response.status().is_server_error()) {
+/// An error the API's code made (a CSRF refusal, an unknown URL, a body
+/// over the limit, too many requests) as the console's HTML error page,
+/// for a browser on a page: the same status, code, message and hint (the
+/// response's [`ErrorWords`](crate::error::ErrorWords)), and the same
+/// headers (`Retry-After`, `Connection: close`). Any other answer is kept
+/// as it is.
+pub(crate) fn html_error(response: Response) -> Response {
+    let Some(e) = response
+        .extensions()
+        .get::<crate::error::ErrorWords>()
+        .cloned()
+    else {
         return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return ApiError::internal("an error document too large to show").into_response();
     };
-    let Ok(doc) = serde_json::from_slice::<crate::error::ErrorDocument>(&bytes) else {
-        return Response::from_parts(parts, axum::body::Body::from(bytes));
-    };
-    let e = doc.error;
     // The API's words for an unknown path are for programs.
     let (code, message, hint) = if e.code == "no-such-endpoint" {
         (
@@ -219,6 +211,7 @@ pub(crate) async fn html_error(response: Response) -> Response {
     } else {
         (e.code, e.message, e.hint)
     };
+    let (mut parts, _json) = response.into_parts();
     let page = render(&ErrorPage {
         status: parts.status.to_string(),
         code,
@@ -299,8 +292,13 @@ pub(super) struct Confirmation {
 
 impl Confirmation {
     pub(super) fn yes(&self) -> bool {
-        self.confirmed == "yes"
+        confirmed(&self.confirmed)
     }
+}
+
+/// Whether a form's `confirmed` field says the confirmation page sent it.
+fn confirmed(field: &str) -> bool {
+    field == "yes"
 }
 
 pub(super) fn render(t: &impl Template) -> Response {
@@ -1993,7 +1991,7 @@ async fn rollback(
     PagePath(number): PagePath<String>,
     Fields(f): Fields<RollbackForm>,
 ) -> Response {
-    if f.confirmed != "yes" {
+    if !confirmed(&f.confirmed) {
         let Ok(n) = path_number(&number, "revision numbers", "pick a revision from the list")
         else {
             return done(
