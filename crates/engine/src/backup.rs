@@ -185,8 +185,8 @@ fn encrypt(plaintext: &[u8], passphrase: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decrypt an archive; every failure is one clear refusal.
-fn decrypt(archive: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>> {
+/// An archive no larger than [`MAX_ARCHIVE`].
+fn within_limit(archive: &[u8]) -> Result<()> {
     if archive.len() > MAX_ARCHIVE {
         return Err(refused(
             "backup-too-large",
@@ -197,6 +197,12 @@ fn decrypt(archive: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>> {
             "give the archive `switchboard backup` made",
         ));
     }
+    Ok(())
+}
+
+/// Decrypt an archive; every failure is one clear refusal.
+fn decrypt(archive: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>> {
+    within_limit(archive)?;
     let damaged = |why: String| {
         refused(
             "backup-damaged",
@@ -358,16 +364,8 @@ impl Engine {
 
     /// Restore an archive onto this appliance: see the module's documentation.
     pub async fn restore(&self, archive: &[u8], passphrase: &str) -> Result<RestoreView> {
-        if archive.len() > MAX_ARCHIVE {
-            return Err(refused(
-                "backup-too-large",
-                format!(
-                    "the archive has {} bytes; at most {MAX_ARCHIVE} are accepted",
-                    archive.len()
-                ),
-                "give the archive `switchboard backup` made",
-            ));
-        }
+        // Before copying it anywhere.
+        within_limit(archive)?;
         let bytes = archive.to_vec();
         let passphrase = Zeroizing::new(passphrase.to_owned());
         let parsed = self
