@@ -257,16 +257,7 @@ async fn disable(
     if let Some(page) = ask_first(&c, &s, &u, &confirmed, "disable", ask).await {
         return page;
     }
-    let outcome = async {
-        c.engine
-            .set_admin_disabled(&u, true)
-            .await
-            .map_err(failure)?;
-        c.sessions.remove_user(&u, None);
-        ok(format!("{u} disabled; their sessions ended"))
-    }
-    .await;
-    done(&c, &s, outcome, "/admins")
+    set_disabled(&c, &s, &u, true).await
 }
 
 async fn enable(
@@ -274,15 +265,25 @@ async fn enable(
     Extension(s): Extension<SignedIn>,
     super::pages::PagePath(u): super::pages::PagePath<String>,
 ) -> Response {
+    set_disabled(&c, &s, &u, false).await
+}
+
+/// Disable (every session of theirs ends) or enable administrator `u`.
+async fn set_disabled(c: &St, s: &SignedIn, u: &str, disabled: bool) -> Response {
     let outcome = async {
         c.engine
-            .set_admin_disabled(&u, false)
+            .set_admin_disabled(u, disabled)
             .await
             .map_err(failure)?;
-        ok(format!("{u} enabled"))
+        if disabled {
+            c.sessions.remove_user(u, None);
+            ok(format!("{u} disabled; their sessions ended"))
+        } else {
+            ok(format!("{u} enabled"))
+        }
     }
     .await;
-    done(&c, &s, outcome, "/admins")
+    done(c, s, outcome, "/admins")
 }
 
 async fn remove(
