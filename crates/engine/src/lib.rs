@@ -563,12 +563,12 @@ impl Engine {
         Ok(out)
     }
 
-    /// Where the console answers now: `https://NAME:PORT/` for each NIC
-    /// the running revision (or, before the first Update, the candidate)
-    /// opens the console on, by its host name when it has one and by each
-    /// of its addresses (link-local ones left out), with the NIC's name.
-    /// What `serve` prints at start.
-    pub async fn console_urls(&self) -> Result<Vec<String>> {
+    /// Where the console answers now: its port, and for each NIC the
+    /// running revision (or, before the first Update, the candidate) opens
+    /// it on, the NIC's host name when it has one and each of its addresses
+    /// (link-local ones left out), with the NIC's name. What `serve`
+    /// prints at start.
+    pub async fn console_places(&self) -> Result<(u16, Vec<(NicName, String)>)> {
         let store = self.store.lock().await;
         let facts = self.facts_with(&store)?;
         let candidate = match store.applied()? {
@@ -598,10 +598,10 @@ impl Engine {
                 })
                 .unwrap_or_default();
             for name in host.into_iter().chain(addresses) {
-                out.push(format!("https://{name}:{port}/ ({nic})"));
+                out.push((nic.clone(), name));
             }
         }
-        Ok(out)
+        Ok((port, out))
     }
 
     pub async fn services(&self) -> Result<Vec<ServiceView>> {

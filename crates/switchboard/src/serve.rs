@@ -268,11 +268,17 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf, socket: PathBuf) -> anyhow
         );
     }
     // Where to go next, on the terminal of whoever started the daemon.
-    match engine.console_urls().await {
-        Ok(urls) if urls.is_empty() => warn!(
+    match engine.console_places().await {
+        Ok((_, places)) if places.is_empty() => warn!(
             "the console answers on no NIC with an address: open it in the matrix (switchboard allow console NIC) and Update"
         ),
-        Ok(urls) => info!("the console: {}", urls.join(", ")),
+        Ok((port, places)) => {
+            let urls: Vec<String> = places
+                .iter()
+                .map(|(nic, name)| format!("https://{name}:{port}/ ({nic})"))
+                .collect();
+            info!("the console: {}", urls.join(", "))
+        }
         Err(e) => warn!(error = %e, "cannot say where the console answers"),
     }
     tokio::spawn(follow_nics(engine.clone(), changes));
