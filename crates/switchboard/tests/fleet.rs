@@ -410,6 +410,27 @@ fn start_rollout(core: &Core, pki: &Pki, waves: &str) -> Child {
     .expect("rollout")
 }
 
+/// `fleet rollout start --waves WAVES`, run to its end, which must be
+/// `done`; the rollout's document.
+fn rollout_to_the_end(core: &Core, pki: &Pki, waves: &str) -> Value {
+    let out = ok(&mut operator(
+        core,
+        pki,
+        &[
+            "fleet",
+            "rollout",
+            "start",
+            "--waves",
+            waves,
+            "--wave-timeout",
+            "120",
+        ],
+    ));
+    let rollout: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(rollout["state"], "done", "{rollout}");
+    rollout
+}
+
 fn set_policy(core: &Core, pki: &Pki, policy: &Value) -> i64 {
     let file = pki.dir.join("policy.json");
     std::fs::write(&file, policy.to_string()).expect("policy file");
@@ -651,22 +672,8 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     p1["trusted_cas"] =
         serde_json::json!([std::fs::read_to_string(pki.dir.join("ca.pem")).expect("ca")]);
     let r1 = set_policy(&core, &pki, &p1);
-    let out = ok(&mut operator(
-        &core,
-        &pki,
-        &[
-            "fleet",
-            "rollout",
-            "start",
-            "--waves",
-            "1,10%,rest",
-            "--wave-timeout",
-            "120",
-        ],
-    ));
+    let rollout = rollout_to_the_end(&core, &pki, "1,10%,rest");
     let took = t0.elapsed();
-    let rollout: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(rollout["state"], "done", "{rollout}");
     let m = members(&core, &pki);
     assert!(applied_everywhere(&m, &names, r1), "{m:#?}");
     let local_sum: u64 = m.values().filter_map(|s| s["took_ms"].as_u64()).sum();
@@ -716,22 +723,8 @@ fn a_fleet_on_a_real_etcd_cluster_rolls_policies_out_in_waves_and_stays_safe() {
     bench["ports"] = serde_json::json!({"nrpe": "5667"});
     let t0 = Instant::now();
     let rb = set_policy(&core, &pki, &bench);
-    let out = ok(&mut operator(
-        &core,
-        &pki,
-        &[
-            "fleet",
-            "rollout",
-            "start",
-            "--waves",
-            "rest",
-            "--wave-timeout",
-            "120",
-        ],
-    ));
+    rollout_to_the_end(&core, &pki, "rest");
     let took = t0.elapsed();
-    let rollout: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(rollout["state"], "done", "{rollout}");
     let m = members(&core, &pki);
     assert!(applied_everywhere(&m, &names, rb), "{m:#?}");
     let local: Vec<u64> = m.values().filter_map(|s| s["took_ms"].as_u64()).collect();
